@@ -1,0 +1,220 @@
+"""Program settings, costs, targets, and the published KPI set with the runs that computed it."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from kpis.metrics import METRIC_NAMES, TARGETABLE_METRICS, AttributionModel, Grain, Scope
+
+MONEY = {"max_digits": 14, "decimal_places": 2}
+
+
+class ProgramSettings(models.Model):
+    """One row (pk=1): the program-wide settings KPIS.md refers to."""
+
+    currency = models.CharField(max_length=3, default="USD")
+    time_zone = models.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Berlin.")
+    attribution_model = models.CharField(
+        max_length=20,
+        choices=[(m.value, m.value.replace("_", " ").capitalize()) for m in AttributionModel],
+        default=AttributionModel.LINEAR,
+    )
+    activation_window_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1)])
+    time_decay_half_life_days = models.DecimalField(
+        max_digits=8, decimal_places=3, default=Decimal("7"), validators=[MinValueValidator(Decimal("0.001"))]
+    )
+    # Which facts count as a qualifying activity (KPIS.md "Partner lifecycle").
+    activity_registrations = models.BooleanField(default=True)
+    activity_sourced_deals = models.BooleanField(default=True)
+    activity_touches = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "program settings"
+        verbose_name_plural = "program settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="program_settings_singleton"),
+            models.CheckConstraint(
+                condition=Q(activation_window_days__gte=1), name="activation_window_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(time_decay_half_life_days__gt=0), name="time_decay_half_life_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Program settings ({self.currency}, {self.time_zone}, {self.attribution_model})"
+
+    @classmethod
+    def load(cls) -> "ProgramSettings":
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class CostEntry(models.Model):
+    class Category(models.TextChoices):
+        COMMISSION = "commission", "Commission / payout"
+        MDF = "mdf", "Market development funds"
+        RECRUITMENT = "recruitment", "Recruitment marketing"
+        INCENTIVE = "incentive", "Incentive"
+        ENABLEMENT = "enablement", "Enablement"
+        TOOLING = "tooling", "Tooling / people"
+
+    date = models.DateField()
+    amount = models.DecimalField(**MONEY)
+    category = models.CharField(max_length=20, choices=Category.choices)
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.PROTECT, null=True, blank=True, related_name="costs"
+    )
+    join_source = models.ForeignKey(
+        "partners.JoinSource", on_delete=models.PROTECT, null=True, blank=True, related_name="costs"
+    )
+    note = models.CharField(max_length=500, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-date", "-id"]
+        verbose_name_plural = "cost entries"
+        indexes = [models.Index(fields=["date"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=Decimal("0")), name="cost_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(
+                    category__in=["commission", "mdf", "recruitment", "incentive", "enablement", "tooling"]
+                ),
+                name="cost_category_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.get_category_display()} {self.amount}"
+
+
+class Target(models.Model):
+    metric = models.CharField(max_length=64, choices=[(n, n) for n in TARGETABLE_METRICS])
+    grain = models.CharField(max_length=10, choices=[(g.value, g.value) for g in Grain])
+    # `2026-03`, `2026-Q1` or `2026`, as in INTERCHANGE.md; period_start is its first day.
+    period = models.CharField(max_length=7)
+    period_start = models.DateField()
+    value = models.DecimalField(max_digits=20, decimal_places=4)
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.CASCADE, null=True, blank=True, related_name="targets"
+    )
+    join_source = models.ForeignKey(
+        "partners.JoinSource", on_delete=models.CASCADE, null=True, blank=True, related_name="targets"
+    )
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["metric", "period_start"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(partner__isnull=True) | Q(join_source__isnull=True),
+                name="target_one_scope",
+            ),
+            models.UniqueConstraint(
+                fields=["metric", "period", "partner", "join_source"], name="target_unique_scope_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.partner or self.join_source or "program"
+        return f"{self.metric} {self.period} ({scope}): {self.value}"
+
+
+class KpiRun(models.Model):
+    class Trigger(models.TextChoices):
+        NIGHTLY = "nightly", "Nightly schedule"
+        MANUAL = "manual", "Manual (dashboard, admin or API)"
+        COMMAND = "command", "Management command"
+
+    class Mode(models.TextChoices):
+        FULL = "full", "Full"
+        INCREMENTAL = "incremental", "Incremental"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    mode = models.CharField(max_length=12, choices=Mode.choices, default=Mode.FULL)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attribution_model = models.CharField(max_length=20, blank=True, default="")
+    as_of = models.DateField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    rows_written = models.PositiveIntegerField(default=0)
+    periods_recomputed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    celery_task_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"KPI run #{self.pk} ({self.trigger}, {self.mode}, {self.status})"
+
+
+class KpiValue(models.Model):
+    """One published number: INTERCHANGE's export row, plus the foreign keys readers filter on.
+
+    The table holds only the published set; a run replaces the rows it recomputed in one
+    transaction, so readers always see a complete set.
+    """
+
+    scope = models.CharField(max_length=12, choices=[(s.value, s.value) for s in Scope])
+    # Empty for program; the partner's or join source's export key otherwise.
+    scope_key = models.CharField(max_length=100, blank=True, default="")
+    partner = models.ForeignKey(
+        "partners.Partner", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    join_source = models.ForeignKey(
+        "partners.JoinSource", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    grain = models.CharField(max_length=10, choices=[(g.value, g.value) for g in Grain])
+    period = models.CharField(max_length=7)
+    period_start = models.DateField()
+    metric = models.CharField(max_length=64, choices=[(n, n) for n in METRIC_NAMES])
+    # Only target / target_progress rows name the metric they are a target for.
+    target_metric = models.CharField(max_length=64, blank=True, default="")
+    attribution_model = models.CharField(max_length=20)
+    # Null when undefined (e.g. CAC with no new customers).
+    value = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
+    run = models.ForeignKey(KpiRun, on_delete=models.PROTECT, related_name="values")
+
+    class Meta:
+        ordering = ["scope", "scope_key", "grain", "period_start", "metric"]
+        indexes = [
+            models.Index(fields=["attribution_model", "grain", "scope", "metric", "period_start"]),
+            models.Index(fields=["partner", "grain", "period_start"]),
+            models.Index(fields=["join_source", "grain", "period_start"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "attribution_model",
+                    "scope",
+                    "scope_key",
+                    "grain",
+                    "period",
+                    "metric",
+                    "target_metric",
+                ],
+                name="kpi_value_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"{self.scope}:{self.scope_key}" if self.scope_key else self.scope
+        return f"{scope} {self.period} {self.metric} = {self.value}"
