@@ -26,6 +26,8 @@ class ProgramSettings(models.Model):
     time_decay_half_life_days = models.DecimalField(
         max_digits=8, decimal_places=3, default=Decimal("7"), validators=[MinValueValidator(Decimal("0.001"))]
     )
+    # How long an approved or pending registration protects the account from other partners' claims.
+    registration_protection_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1)])
     # Which facts count as a qualifying activity (KPIS.md "Partner lifecycle").
     activity_registrations = models.BooleanField(default=True)
     activity_sourced_deals = models.BooleanField(default=True)
