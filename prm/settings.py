@@ -14,6 +14,8 @@ from prm.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PRM_VAR_DIR", str(BASE_DIR / "var")))
+# Local state (SQLite database, Celery filesystem broker, beat schedule) lives here.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
 # The fallback key is only usable for local development; `check --deploy` flags it in production.
