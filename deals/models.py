@@ -3,10 +3,11 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
-from deals.rules import normalise_domain
+from deals.rules import acting_partner_errors, amount_errors, deal_errors, merge_errors, normalise_domain
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 
@@ -21,6 +22,7 @@ class Account(models.Model):
     class Meta:
         ordering = ["name"]
         indexes = [models.Index(fields=["domain"])]
+        constraints = [models.CheckConstraint(condition=~Q(name=""), name="account_name_not_blank")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.domain})" if self.domain else self.name
@@ -75,11 +77,25 @@ class Deal(models.Model):
                 name="deal_closed_status_has_closed_at",
             ),
             models.CheckConstraint(condition=Q(status__in=["open", "won", "lost"]), name="deal_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status="open") | Q(closed_at__isnull=True), name="deal_open_has_no_closed_at"
+            ),
         ]
 
     def __str__(self) -> str:
         label = self.name or f"Deal {self.export_key}"
         return f"{label} — {self.account.name if self.account_id else '?'} ({self.get_status_display()})"
+
+    def clean(self) -> None:
+        errors = deal_errors(
+            amount=self.amount, created_at=self.created_at, closed_at=self.closed_at, status=self.status
+        )
+        if self.sourcing_partner_id is not None:
+            errors = merge_errors(
+                errors, acting_partner_errors(self.sourcing_partner, field="sourcing_partner")
+            )
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def export_key(self) -> str:
@@ -142,10 +158,31 @@ class DealRegistration(models.Model):
                 condition=Q(status__in=["submitted", "approved", "rejected", "expired"]),
                 name="registration_status_valid",
             ),
+            models.CheckConstraint(
+                condition=Q(deal__isnull=True) | Q(status="approved"),
+                name="registration_deal_only_when_approved",
+            ),
+            models.CheckConstraint(
+                condition=Q(protection_expires_at__isnull=True)
+                | Q(protection_expires_at__gte=F("submitted_at")),
+                name="registration_protection_not_before_submitted",
+            ),
+            models.CheckConstraint(
+                condition=~Q(conflict_with=F("pk")), name="registration_not_in_conflict_with_itself"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.partner} → {self.account} ({self.get_status_display()})"
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if amount_errors(self.amount):
+            errors["amount"] = amount_errors(self.amount)
+        if self.partner_id is not None:
+            errors = merge_errors(errors, acting_partner_errors(self.partner))
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def export_key(self) -> str:
@@ -183,6 +220,10 @@ class Touch(models.Model):
         ]
 
     def __str__(self) -> str:
-        return (
-            f"{self.partner} — {self.get_kind_display()} on deal {self.deal_id} at {self.touched_at:%Y-%m-%d}"
-        )
+        when = f"{self.touched_at:%Y-%m-%d}" if self.touched_at else "?"
+        partner = self.partner if self.partner_id else "?"
+        return f"{partner} — {self.get_kind_display()} on deal {self.deal_id} at {when}"
+
+    def clean(self) -> None:
+        if self.partner_id is not None and (errors := acting_partner_errors(self.partner)):
+            raise ValidationError(errors)

@@ -1,8 +1,11 @@
 """Partners, the channels they joined through, and the people who act for them."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+
+from deals.rules import REFERRED_BY_ITSELF, merge_errors, partner_errors
 
 
 class JoinSource(models.Model):
@@ -41,6 +44,7 @@ class JoinSource(models.Model):
                 ),
                 name="join_source_kind_valid",
             ),
+            models.CheckConstraint(condition=~Q(name=""), name="join_source_name_not_blank"),
         ]
 
     def __str__(self) -> str:
@@ -124,10 +128,19 @@ class Partner(models.Model):
                 name="partner_type_valid",
             ),
             models.CheckConstraint(condition=~Q(referred_by=F("pk")), name="partner_not_referred_by_itself"),
+            models.CheckConstraint(condition=~Q(name=""), name="partner_name_not_blank"),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # Lifecycle transitions need the previous status, so services and the admin form check those.
+        errors = partner_errors(status=self.status, applied_at=self.applied_at, joined_at=self.joined_at)
+        if self.pk is not None and self.referred_by_id == self.pk:
+            errors = merge_errors(errors, {"referred_by": [REFERRED_BY_ITSELF]})
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def export_key(self) -> str:
