@@ -1,0 +1,36 @@
+"""`python manage.py import_program DIR`: INTERCHANGE.md import, all or nothing."""
+
+import sys
+import zipfile
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from interchange.importer import ImportFailed, import_program
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a program from a folder (or .zip) of INTERCHANGE CSV files; nothing is written on any error."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("source", type=Path, help="folder holding join_sources.csv, partners.csv, ...")
+
+    def handle(self, *args, source: Path, **options) -> None:
+        progress = self.stdout.isatty() if hasattr(self.stdout, "isatty") else sys.stdout.isatty()
+        try:
+            if source.is_file() and zipfile.is_zipfile(source):
+                with zipfile.ZipFile(source) as archive:
+                    result = import_program(archive, progress=progress)
+            else:
+                result = import_program(source, progress=progress)
+        except ImportFailed as failed:
+            for line in failed.errors:
+                self.stderr.write(line)
+            raise CommandError(f"{len(failed.errors)} error(s); nothing was imported.") from None
+        if not result.files:
+            raise CommandError(f"{source}: no INTERCHANGE files found (join_sources.csv, partners.csv, ...).")
+        for line in result.lines():
+            self.stdout.write(line)
+        self.stdout.write(self.style.SUCCESS("Import complete."))

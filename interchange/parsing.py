@@ -1,0 +1,84 @@
+"""Cell parsers for INTERCHANGE.md CSV values: each returns the value or raises CellError(reason)."""
+
+import re
+from datetime import date, datetime, time, tzinfo
+from decimal import Decimal, InvalidOperation
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
+_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
+_YEAR = re.compile(r"^(\d{4})$")
+
+
+class CellError(ValueError):
+    """A cell that cannot be read; the message is the reason shown to the user."""
+
+
+def parse_date(text: str, tz: tzinfo) -> date:
+    """`2026-03-31`; a datetime with an offset is accepted and converted to its date in `tz`."""
+    if _DATE.match(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError as exc:
+            raise CellError(f"'{text}' is not a valid date") from exc
+    if _DATETIME.match(text):
+        moment = parse_datetime(text, tz)
+        return moment.astimezone(tz).date()
+    raise CellError(f"'{text}' is not an ISO 8601 date (YYYY-MM-DD)")
+
+
+def parse_datetime(text: str, tz: tzinfo) -> datetime:
+    """ISO 8601 with an offset; a bare date means the start of that day in the program time zone."""
+    if _DATE.match(text):
+        return datetime.combine(parse_date(text, tz), time.min, tzinfo=tz)
+    if not _DATETIME.match(text):
+        raise CellError(f"'{text}' is not an ISO 8601 datetime (e.g. 2026-03-31T17:05:00+00:00)")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise CellError(f"'{text}' is not a valid datetime") from exc
+    if value.tzinfo is None:
+        raise CellError(f"'{text}' has no UTC offset (e.g. 2026-03-31T17:05:00+00:00)")
+    return value
+
+
+def parse_decimal(text: str, *, places: int, max_digits: int) -> Decimal:
+    if not _DECIMAL.match(text):
+        raise CellError(f"'{text}' is not a decimal number (e.g. 1250.00)")
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:  # pragma: no cover - the pattern already excludes these
+        raise CellError(f"'{text}' is not a decimal number") from exc
+    fraction = text.split(".", 1)[1] if "." in text else ""
+    if len(fraction.rstrip("0")) > places:
+        raise CellError(f"'{text}' has more than {places} decimal places")
+    if len(text.lstrip("+-").split(".", 1)[0].lstrip("0")) > max_digits - places:
+        raise CellError(f"'{text}' is too large")
+    return value.quantize(Decimal(1).scaleb(-places))
+
+
+def parse_money(text: str) -> Decimal:
+    return parse_decimal(text, places=2, max_digits=14)
+
+
+def parse_period(text: str) -> tuple[str, date]:
+    """`2026-03` / `2026-Q1` / `2026` -> (grain, first day of the period)."""
+    if match := _MONTH.match(text):
+        month = int(match.group(2))
+        if 1 <= month <= 12:
+            return "month", date(int(match.group(1)), month, 1)
+    elif match := _QUARTER.match(text):
+        return "quarter", date(int(match.group(1)), 3 * int(match.group(2)) - 2, 1)
+    elif match := _YEAR.match(text):
+        return "year", date(int(match.group(1)), 1, 1)
+    raise CellError(f"'{text}' is not a period (2026-03, 2026-Q1 or 2026)")
+
+
+def format_decimal(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def format_datetime(value: datetime) -> str:
+    return value.isoformat()
