@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "deals",
     "kpis",
     "interchange",
+    "dashboards",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -108,6 +110,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # Serves plotly.min.js straight from the installed plotly package (no CDN, no copy in the repo).
+    "dashboards.staticfiles.PlotlyFinder",
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -1,0 +1,63 @@
+import django_filters
+from django.contrib.auth import get_user_model
+from django.db.models import F
+
+from partners.models import JoinSource, Partner
+
+# Leaderboard sort keys -> (field, label); KPI fields are the `kpi_<metric>` annotations.
+SORTS = {
+    "sourced": ("kpi_sourced_revenue", "Sourced revenue"),
+    "influenced": ("kpi_influenced_revenue", "Influenced revenue"),
+    "attributed": ("kpi_attributed_revenue", "Attributed revenue"),
+    "win_rate": ("kpi_win_rate_sourced", "Win rate, sourced"),
+    "leads": ("kpi_leads_generated", "Leads generated"),
+    "name": ("name", "Name"),
+    "joined": ("joined_at", "Joined"),
+}
+
+
+class PartnerLeaderboardFilter(django_filters.FilterSet):
+    tier = django_filters.ChoiceFilter(choices=[], empty_label="Any tier")
+    type = django_filters.ChoiceFilter(choices=Partner.Type.choices, empty_label="Any type")
+    join_source = django_filters.ModelChoiceFilter(
+        queryset=JoinSource.objects.all(), empty_label="Any join source", label="Join source"
+    )
+    manager = django_filters.ModelChoiceFilter(
+        queryset=get_user_model()
+        .objects.filter(managed_partners__isnull=False)
+        .distinct()
+        .order_by("username"),
+        empty_label="Any manager",
+    )
+    status = django_filters.ChoiceFilter(choices=Partner.Status.choices, empty_label="Any status")
+    q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
+    sort = django_filters.ChoiceFilter(
+        choices=[(k, v[1]) for k, v in SORTS.items()], method="sort_by", empty_label="Sourced revenue"
+    )
+    direction = django_filters.ChoiceFilter(
+        choices=[("desc", "Descending"), ("asc", "Ascending")], method="keep", empty_label="Descending"
+    )
+
+    class Meta:
+        model = Partner
+        fields = ["q", "tier", "type", "join_source", "manager", "status"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        tiers = Partner.objects.exclude(tier="").order_by("tier").values_list("tier", flat=True).distinct()
+        self.filters["tier"].extra["choices"] = [(t, t) for t in tiers]
+
+    def keep(self, queryset, name, value):
+        return queryset
+
+    def sort_by(self, queryset, name, value):
+        return queryset  # applied in `qs` so that it runs even when no sort is given
+
+    @property
+    def qs(self):
+        queryset = super().qs
+        data = self.form.cleaned_data if self.form.is_bound and self.form.is_valid() else {}
+        field, _ = SORTS.get(data.get("sort") or "sourced", SORTS["sourced"])
+        descending = (data.get("direction") or "desc") == "desc"
+        expression = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
+        return queryset.order_by(expression, "name", "pk")

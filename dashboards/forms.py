@@ -1,0 +1,56 @@
+from django import forms
+
+from kpis.metrics import Grain
+
+GRAIN_CHOICES = [(Grain.MONTH.value, "Month"), (Grain.QUARTER.value, "Quarter"), (Grain.YEAR.value, "Year")]
+
+
+class PeriodForm(forms.Form):
+    """The period picker every dashboard shares (GET parameters `grain` and `period`)."""
+
+    grain = forms.ChoiceField(choices=GRAIN_CHOICES, initial=Grain.MONTH.value, required=False)
+    period = forms.CharField(
+        required=False,
+        max_length=7,
+        help_text="2026-03, 2026-Q1 or 2026; empty for the latest published period.",
+    )
+
+    def grain_value(self) -> str:
+        if self.is_valid() and self.cleaned_data.get("grain"):
+            return self.cleaned_data["grain"]
+        return Grain.MONTH.value
+
+    def period_value(self) -> str:
+        return self.cleaned_data.get("period", "") if self.is_valid() else ""
+
+
+class RegistrationDecisionForm(forms.Form):
+    """Approve, reject or override one pending registration; the domain service validates the rest."""
+
+    DECISIONS = [("approve", "Approve"), ("reject", "Reject"), ("override", "Approve despite conflict")]
+
+    decision = forms.ChoiceField(choices=DECISIONS, widget=forms.RadioSelect)
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required to reject; kept on the registration either way.",
+    )
+    override_reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Override reason",
+        help_text="Required to approve a registration that conflicts with another partner's claim.",
+    )
+
+    def __init__(self, *args, registration_id: int, **kwargs) -> None:
+        # Each queue row has its own form; prefixing keeps field ids unique on the page.
+        kwargs.setdefault("prefix", f"r{registration_id}")
+        super().__init__(*args, **kwargs)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("decision") == "override" and not (data.get("override_reason") or "").strip():
+            self.add_error("override_reason", "Say why the conflict is overridden.")
+        if data.get("decision") == "reject" and not (data.get("reason") or "").strip():
+            self.add_error("reason", "Say why the registration is rejected.")
+        return data

@@ -1,0 +1,45 @@
+"""Who may open which page: staff readers see the dashboards, portal users their own partner only.
+
+Both rest on partners/access.py, the scoping the API uses too.
+"""
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+from partners import access
+
+View = Callable[..., HttpResponse]
+
+
+def staff_required(view: View) -> View:
+    """Partner managers, sales ops and superusers; anyone else logged in gets 403."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not access.is_staff_reader(request.user):
+            raise PermissionDenied("This page is for partner managers and sales ops.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def partner_required(view: View) -> View:
+    """Portal users; the view gets `request.partner`, the one partner they act for."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        partner = access.partner_of(request.user)
+        if partner is None:
+            raise PermissionDenied("This page is for partner users.")
+        request.partner = partner
+        return view(request, *args, **kwargs)
+
+    return wrapped

@@ -1,0 +1,287 @@
+"""What the pages read from the published KPI set, shaped for templates.
+
+Every number comes from `kpis.selectors.published_values` (the one KPI definition the API and the
+export share); nothing here recomputes a KPI. Each function runs a fixed number of queries,
+whatever the number of partners or periods, so pages stay bounded.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.utils import timezone
+
+from dashboards import formatting
+from dashboards.periods import Period, months_ending, parse, period_of
+from kpis.metrics import METRICS_BY_NAME, Grain, Scope
+from kpis.models import ProgramSettings
+from kpis.selectors import published_values
+
+LABELS = {
+    "won_revenue": "Won revenue",
+    "sourced_revenue": "Partner-sourced revenue",
+    "influenced_revenue": "Partner-influenced revenue",
+    "attributed_revenue": "Attributed revenue",
+    "sourced_share": "Sourced share of revenue",
+    "active_partners": "Active partners",
+    "activation_rate": "Activation rate",
+    "ttfs_median_days": "Median time to first sale",
+    "first_sales": "First sales",
+    "cac": "CAC (partner-sourced)",
+    "roi": "Program ROI",
+    "win_rate_sourced": "Win rate, sourced",
+    "win_rate_influenced": "Win rate, influenced",
+    "win_rate_direct": "Win rate, direct",
+    "applications": "Applications",
+    "partners_joined": "Partners joined",
+    "program_cost": "Program cost",
+    "new_customers_sourced": "New customers sourced",
+    "leads_generated": "Leads generated",
+    "opportunities_sourced": "Opportunities sourced",
+    "opportunities_influenced": "Opportunities influenced",
+}
+
+OVERVIEW_CARDS = (
+    "sourced_revenue",
+    "influenced_revenue",
+    "attributed_revenue",
+    "sourced_share",
+    "active_partners",
+    "activation_rate",
+    "ttfs_median_days",
+    "cac",
+    "roi",
+    "win_rate_sourced",
+    "win_rate_influenced",
+    "win_rate_direct",
+)
+REVENUE_SERIES = ("won_revenue", "sourced_revenue", "influenced_revenue")
+
+
+def label(metric: str) -> str:
+    return LABELS.get(metric, metric.replace("_", " ").capitalize())
+
+
+@dataclass
+class Card:
+    metric: str
+    value: Decimal | None = None
+    previous: Decimal | None = None
+    year_ago: Decimal | None = None
+    target: Decimal | None = None
+    progress: Decimal | None = None
+
+    @property
+    def label(self) -> str:
+        return label(self.metric)
+
+    @property
+    def cohort(self) -> bool:
+        return METRICS_BY_NAME[self.metric].cohort
+
+    @property
+    def display(self) -> str:
+        return formatting.display(self.metric, self.value)
+
+    @property
+    def export_value(self) -> str:
+        return formatting.export_string(self.metric, self.value)
+
+    @property
+    def previous_display(self) -> str:
+        return formatting.display(self.metric, self.previous)
+
+    @property
+    def year_ago_display(self) -> str:
+        return formatting.display(self.metric, self.year_ago)
+
+    @property
+    def target_display(self) -> str:
+        return formatting.display(self.metric, self.target)
+
+    @property
+    def progress_percent(self) -> int | None:
+        """Progress to target for the bar, capped at 100 (the text shows the real figure)."""
+        if self.progress is None:
+            return None
+        return max(0, min(100, int(self.progress * 100)))
+
+    @property
+    def progress_display(self) -> str:
+        return formatting.percent(self.progress)
+
+    @property
+    def change(self) -> Decimal | None:
+        if self.value is None or self.previous is None:
+            return None
+        return self.value - self.previous
+
+
+def available_periods(grain: str, *, attribution_model: str | None = None) -> list[str]:
+    """Period labels of the grain that have a published program value, newest first."""
+    return list(
+        published_values(
+            grain=grain, attribution_model=attribution_model, scope=Scope.PROGRAM, metrics=["won_revenue"]
+        )
+        .order_by("-period_start")
+        .values_list("period", flat=True)
+    )
+
+
+def choose_period(
+    grain: str, requested: str | None, *, attribution_model: str | None = None
+) -> tuple[Period, list[str]]:
+    """The requested period when it is a label of the grain, else the newest published one up to today."""
+    periods = available_periods(grain, attribution_model=attribution_model)
+    chosen = parse(requested or "")
+    if chosen is not None and chosen.grain == grain:
+        return chosen, periods
+    today = timezone.localdate()
+    current = period_of(today, grain).label
+    for label_ in periods:
+        if label_ <= current:
+            return parse(label_), periods
+    return period_of(today, grain), periods
+
+
+def cards(
+    period: Period,
+    metrics: tuple[str, ...],
+    *,
+    scope: str = Scope.PROGRAM,
+    partner_id: int | None = None,
+    join_source_id: int | None = None,
+    attribution_model: str | None = None,
+) -> list[Card]:
+    """One card per metric: the period's value, the previous period, the same period a year
+    earlier, and the target and progress when a target names the metric. One query."""
+    labels = {period.label: "value", period.previous.label: "previous", period.year_earlier.label: "year_ago"}
+    rows = published_values(
+        grain=period.grain,
+        attribution_model=attribution_model,
+        scope=scope,
+        partner_id=partner_id,
+        join_source_id=join_source_id,
+        metrics=[*metrics, "target", "target_progress"],
+    ).filter(period__in=list(labels))
+    if scope == Scope.PROGRAM:
+        rows = rows.filter(scope_key="")
+    by_metric = {m: Card(metric=m) for m in metrics}
+    for metric, target_metric, period_label, value in rows.values_list(
+        "metric", "target_metric", "period", "value"
+    ):
+        if metric in ("target", "target_progress"):
+            if period_label == period.label and target_metric in by_metric:
+                setattr(by_metric[target_metric], "target" if metric == "target" else "progress", value)
+            continue
+        setattr(by_metric[metric], labels[period_label], value)
+    return [by_metric[m] for m in metrics]
+
+
+@dataclass
+class MonthlyRevenue:
+    period: str
+    won: Decimal = Decimal("0")
+    sourced: Decimal = Decimal("0")
+    influenced: Decimal = Decimal("0")
+    attributed: Decimal = Decimal("0")
+
+    @property
+    def direct(self) -> Decimal:
+        return self.won - self.sourced - self.influenced
+
+
+def revenue_by_month(
+    period: Period,
+    *,
+    months: int = 12,
+    scope: str = Scope.PROGRAM,
+    partner_id: int | None = None,
+    metrics: tuple[str, ...] = REVENUE_SERIES,
+    attribution_model: str | None = None,
+) -> list[MonthlyRevenue]:
+    """Monthly revenue for the `months` months ending with the period (zeros where nothing was won)."""
+    window = months_ending(period, months)
+    series = {p.label: MonthlyRevenue(period=p.label) for p in window}
+    rows = published_values(
+        grain=Grain.MONTH,
+        attribution_model=attribution_model,
+        scope=scope,
+        partner_id=partner_id,
+        metrics=list(metrics),
+        period_from=window[0].label,
+        period_to=window[-1].label,
+    )
+    if scope == Scope.PROGRAM:
+        rows = rows.filter(scope_key="")
+    attribute = {
+        "won_revenue": "won",
+        "sourced_revenue": "sourced",
+        "influenced_revenue": "influenced",
+        "attributed_revenue": "attributed",
+    }
+    for metric, period_label, value in rows.values_list("metric", "period", "value"):
+        if period_label in series and value is not None:
+            setattr(series[period_label], attribute[metric], value)
+    return list(series.values())
+
+
+@dataclass
+class ScopeRow:
+    """One partner's or join source's values for a period, by metric."""
+
+    id: int
+    values: dict[str, Decimal | None] = field(default_factory=dict)
+
+    def get(self, metric: str) -> Decimal | None:
+        return self.values.get(metric)
+
+
+def join_source_values(
+    period: Period, metrics: tuple[str, ...], *, attribution_model: str | None = None
+) -> dict[int, dict[str, Decimal | None]]:
+    """join_source_id -> metric -> value for the period. One query."""
+    result: dict[int, dict[str, Decimal | None]] = defaultdict(dict)
+    rows = published_values(
+        grain=period.grain,
+        attribution_model=attribution_model,
+        scope=Scope.JOIN_SOURCE,
+        metrics=list(metrics),
+    ).filter(period=period.label)
+    for source_id, metric, value in rows.values_list("join_source_id", "metric", "value"):
+        result[source_id][metric] = value
+    return result
+
+
+def annotate_partner_values(
+    queryset: QuerySet, period: Period, metrics: tuple[str, ...], *, attribution_model: str | None = None
+) -> QuerySet:
+    """Partners annotated `kpi_<metric>` with their published value for the period, in the database,
+    so the leaderboard can sort and paginate on them."""
+    model = attribution_model or ProgramSettings.load().attribution_model
+    annotations = {}
+    for metric in metrics:
+        value = (
+            published_values(
+                grain=period.grain, attribution_model=model, scope=Scope.PARTNER, metrics=[metric]
+            )
+            .filter(partner_id=OuterRef("pk"), period=period.label)
+            .values("value")[:1]
+        )
+        annotations[f"kpi_{metric}"] = Subquery(value)
+    return queryset.annotate(**annotations)
+
+
+def partner_cohort_values(
+    partner_id: int, metrics: tuple[str, ...], *, attribution_model: str | None = None
+) -> dict[str, Decimal | None]:
+    """A partner's own cohort row (first sales, time to first sale), keyed by its join month."""
+    rows = published_values(
+        grain=Grain.MONTH,
+        attribution_model=attribution_model,
+        scope=Scope.PARTNER,
+        partner_id=partner_id,
+        metrics=metrics,
+    )
+    return dict(rows.order_by("period_start").values_list("metric", "value"))

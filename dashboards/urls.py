@@ -1,0 +1,17 @@
+from django.urls import path
+
+from dashboards import views
+
+app_name = "dashboards"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("recompute/", views.recompute, name="recompute"),
+    path("runs/<int:run_id>/status.json", views.run_status, name="run_status"),
+    path("join-sources/", views.join_sources, name="join_sources"),
+    path("partners/", views.partners, name="partners"),
+    path("partners/<int:partner_id>/", views.partner_detail, name="partner_detail"),
+    path("registrations/", views.registrations, name="registrations"),
+    path("attribution/", views.attribution, name="attribution"),
+    path("reconciliation/", views.reconciliation, name="reconciliation"),
+]

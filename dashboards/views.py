@@ -1,0 +1,528 @@
+"""Staff pages: thin views that read the published KPI set and call the domain services."""
+
+import csv
+from datetime import datetime, time
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Prefetch, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from dashboards import charts, readers
+from dashboards.filters import SORTS, PartnerLeaderboardFilter
+from dashboards.forms import PeriodForm, RegistrationDecisionForm
+from dashboards.periods import Period
+from dashboards.permissions import staff_required
+from deals.models import DealRegistration, Touch
+from kpis.metrics import AttributionModel, Scope
+from kpis.models import KpiRun, ProgramSettings
+from kpis.selectors import active_run, latest_successful_run
+from partners import access
+from partners.models import JoinSource, Partner
+
+LEADERBOARD_METRICS = (
+    "sourced_revenue",
+    "influenced_revenue",
+    "attributed_revenue",
+    "win_rate_sourced",
+    "leads_generated",
+)
+PARTNER_CARDS = (
+    "sourced_revenue",
+    "influenced_revenue",
+    "attributed_revenue",
+    "win_rate_sourced",
+    "leads_generated",
+    "opportunities_sourced",
+    "cac",
+    "roi",
+)
+JOIN_SOURCE_METRICS = (
+    "applications",
+    "partners_joined",
+    "activation_rate",
+    "first_sales",
+    "ttfs_median_days",
+    "cac",
+    "sourced_revenue",
+    "program_cost",
+)
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """Staff land on the program overview, partner users on their portal."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(reverse("home"))
+    if access.is_staff_reader(request.user):
+        return redirect("dashboards:overview")
+    if access.partner_of(request.user) is not None:
+        return redirect("portal:home")
+    raise PermissionDenied("This login has no role in the partner program.")
+
+
+def _period_context(request: HttpRequest) -> tuple[Period, dict]:
+    form = PeriodForm(request.GET or None)
+    grain = form.grain_value()
+    settings = ProgramSettings.load()
+    model = settings.attribution_model
+    period, periods = readers.choose_period(grain, form.period_value(), attribution_model=model)
+    run = latest_successful_run()
+    return period, {
+        "model": model,
+        "period_form": form,
+        "period": period,
+        "grain": grain,
+        "periods": periods,
+        "data_run": run,
+        "currency": settings.currency,
+    }
+
+
+@require_GET
+@staff_required
+def overview(request: HttpRequest) -> HttpResponse:
+    period, context = _period_context(request)
+    revenue = readers.revenue_by_month(period, attribution_model=context["model"])
+    running = active_run()
+    context.update(
+        cards=readers.cards(period, readers.OVERVIEW_CARDS, attribution_model=context["model"]),
+        revenue=revenue,
+        revenue_chart=charts.chart(
+            "revenue-chart",
+            f"Revenue by month, {revenue[0].period} to {revenue[-1].period}",
+            [row.period for row in revenue],
+            [
+                ("Sourced", [r.sourced for r in revenue]),
+                ("Influenced", [r.influenced for r in revenue]),
+                ("Direct", [r.direct for r in revenue]),
+            ],
+            stacked=True,
+        ),
+        active_run=running,
+        can_recompute=access.can_trigger_recompute(request.user),
+    )
+    return render(request, "dashboards/overview.html", context)
+
+
+@require_POST
+@staff_required
+def recompute(request: HttpRequest) -> HttpResponse:
+    """Queue a KPI recompute; without JS the redirect's message is the status."""
+    if not access.can_trigger_recompute(request.user):
+        raise PermissionDenied
+    from kpis.services import kpi_recompute_request
+
+    run = kpi_recompute_request(trigger=KpiRun.Trigger.MANUAL, requested_by=request.user)
+    if request.headers.get("X-Requested-With") == "fetch":
+        status_url = reverse("dashboards:run_status", args=[run.pk])
+        return JsonResponse({"id": run.pk, "status": run.status, "status_url": status_url}, status=202)
+    messages.info(
+        request,
+        f"KPI recompute #{run.pk} is {run.get_status_display().lower()}; "
+        "the numbers update when it finishes (reload this page to see its progress).",
+    )
+    target = request.POST.get("next") or reverse("dashboards:overview")
+    if not target.startswith("/") or target.startswith("//"):
+        target = reverse("dashboards:overview")
+    return redirect(target)
+
+
+@require_GET
+@staff_required
+def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
+    run = get_object_or_404(KpiRun, pk=run_id)
+    return JsonResponse(
+        {
+            "id": run.pk,
+            "status": run.status,
+            "status_display": run.get_status_display(),
+            "done": run.status in (KpiRun.Status.SUCCEEDED, KpiRun.Status.FAILED),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "error": run.error,
+        }
+    )
+
+
+@require_GET
+@staff_required
+def join_sources(request: HttpRequest) -> HttpResponse:
+    period, context = _period_context(request)
+    values = readers.join_source_values(period, JOIN_SOURCE_METRICS, attribution_model=context["model"])
+    rows = []
+    for source in JoinSource.objects.order_by("name"):
+        v = values.get(source.pk, {})
+        joined, rate = v.get("partners_joined"), v.get("activation_rate")
+        # The funnel's "activated" step is the cohort's activation rate applied to its size.
+        activated = round(joined * rate) if joined is not None and rate is not None else None
+        rows.append({"source": source, "values": v, "activated": activated})
+    context.update(
+        rows=rows,
+        metrics=JOIN_SOURCE_METRICS,
+        funnel_chart=charts.chart(
+            "funnel-chart",
+            f"Recruitment funnel by join source, {period.label}",
+            [r["source"].name for r in rows],
+            [
+                ("Applications", [r["values"].get("applications") for r in rows]),
+                ("Joined", [r["values"].get("partners_joined") for r in rows]),
+                ("Activated", [r["activated"] for r in rows]),
+                ("First sale", [r["values"].get("first_sales") for r in rows]),
+            ],
+            value_kind="count",
+            label_heading="Join source",
+        ),
+    )
+    return render(request, "dashboards/join_sources.html", context)
+
+
+def _leaderboard(request: HttpRequest, period: Period, model: str) -> PartnerLeaderboardFilter:
+    queryset = readers.annotate_partner_values(
+        Partner.objects.select_related("join_source", "manager"),
+        period,
+        LEADERBOARD_METRICS,
+        attribution_model=model,
+    )
+    return PartnerLeaderboardFilter(request.GET or None, queryset=queryset)
+
+
+@require_GET
+@staff_required
+def partners(request: HttpRequest) -> HttpResponse:
+    period, context = _period_context(request)
+    board = _leaderboard(request, period, context["model"])
+    if request.GET.get("format") == "csv":
+        return _leaderboard_csv(board, period)
+    page = Paginator(board.qs, 25).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    csv_query = query.copy()
+    csv_query["format"] = "csv"
+    context.update(
+        filter=board,
+        page=page,
+        query=query.urlencode(),
+        csv_query=csv_query.urlencode(),
+        sorts=SORTS,
+        metrics=LEADERBOARD_METRICS,
+    )
+    return render(request, "dashboards/partners.html", context)
+
+
+def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period) -> HttpResponse:
+    from dashboards.formatting import export_string
+
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="partners-{period.label}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            "partner_key",
+            "name",
+            "type",
+            "tier",
+            "status",
+            "join_source",
+            "manager",
+            "period",
+            *LEADERBOARD_METRICS,
+        ]
+    )
+    for p in board.qs.iterator(chunk_size=1000):
+        writer.writerow(
+            [
+                p.export_key,
+                p.name,
+                p.type,
+                p.tier,
+                p.status,
+                p.join_source.name,
+                p.manager.get_username() if p.manager else "",
+                period.label,
+                *(export_string(m, getattr(p, f"kpi_{m}")) for m in LEADERBOARD_METRICS),
+            ]
+        )
+    return response
+
+
+@require_GET
+@staff_required
+def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
+    partner = get_object_or_404(
+        access.visible_partners(request.user).select_related("join_source", "manager", "referred_by"),
+        pk=partner_id,
+    )
+    period, context = _period_context(request)
+    revenue = readers.revenue_by_month(
+        period,
+        scope=Scope.PARTNER,
+        partner_id=partner.pk,
+        metrics=("sourced_revenue", "influenced_revenue", "attributed_revenue"),
+        attribution_model=context["model"],
+    )
+    deals = list(
+        access.visible_deals(request.user)
+        .filter(Q(sourcing_partner=partner) | Q(touches__partner=partner) | Q(registration__partner=partner))
+        .distinct()
+        .select_related("account", "sourcing_partner")
+        .order_by("-created_at", "-id")[:50]
+    )
+    registrations = list(
+        DealRegistration.objects.filter(partner=partner)
+        .select_related("account", "deal", "decided_by")
+        .order_by("-submitted_at", "-id")[:50]
+    )
+    touches = list(
+        Touch.objects.filter(partner=partner)
+        .select_related("deal__account")
+        .order_by("-touched_at", "-id")[:50]
+    )
+    context.update(
+        partner=partner,
+        cards=readers.cards(
+            period,
+            PARTNER_CARDS,
+            scope=Scope.PARTNER,
+            partner_id=partner.pk,
+            attribution_model=context["model"],
+        ),
+        cohort=readers.partner_cohort_values(
+            partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=context["model"]
+        ),
+        revenue=revenue,
+        revenue_chart=charts.chart(
+            "partner-revenue-chart",
+            f"{partner.name}: revenue by month",
+            [r.period for r in revenue],
+            [
+                ("Sourced", [r.sourced for r in revenue]),
+                ("Influenced", [r.influenced for r in revenue]),
+                ("Attributed", [r.attributed for r in revenue]),
+            ],
+            line_series=("Attributed",),
+        ),
+        deals=deals,
+        registrations=registrations,
+        touches=touches,
+        timeline=_timeline(partner, deals, registrations, touches),
+    )
+    return render(request, "dashboards/partner_detail.html", context)
+
+
+def _as_moment(day) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min)) if day else None
+
+
+def _timeline(partner, deals, registrations, touches) -> list[dict]:
+    """The partner's recent activity, newest first, from rows already loaded for the page."""
+    events = []
+    if partner.joined_at:
+        events.append({"at": _as_moment(partner.joined_at), "text": "Joined the program", "kind": "joined"})
+    events.append({"at": _as_moment(partner.applied_at), "text": "Applied", "kind": "applied"})
+    for r in registrations:
+        events.append(
+            {
+                "at": r.submitted_at,
+                "text": f"Registered {r.account.name} ({r.amount})",
+                "kind": "registration",
+            }
+        )
+        if r.decided_at:
+            events.append(
+                {
+                    "at": r.decided_at,
+                    "text": f"Registration for {r.account.name} {r.get_status_display().lower()}",
+                    "kind": "decision",
+                }
+            )
+    for d in deals:
+        if d.sourcing_partner_id == partner.pk:
+            events.append(
+                {
+                    "at": d.created_at,
+                    "text": f"Sourced deal {d.name or d.pk} ({d.account.name})",
+                    "kind": "deal",
+                }
+            )
+        if d.closed_at:
+            events.append(
+                {
+                    "at": d.closed_at,
+                    "text": f"Deal {d.name or d.pk} {d.get_status_display().lower()}",
+                    "kind": "close",
+                }
+            )
+    for t in touches:
+        events.append(
+            {"at": t.touched_at, "text": f"{t.get_kind_display()} on {t.deal.account.name}", "kind": "touch"}
+        )
+    events.sort(key=lambda e: e["at"], reverse=True)
+    return events[:40]
+
+
+@staff_required
+def registrations(request: HttpRequest) -> HttpResponse:
+    """The review queue; POST decides one registration (approve, reject, override)."""
+    from deals.selectors import pending_registrations
+
+    bound_form, bound_id = None, None
+    if request.method == "POST":
+        if not access.can_write_all(request.user):
+            raise PermissionDenied("Only partner managers decide registrations.")
+        registration = get_object_or_404(DealRegistration, pk=request.POST.get("registration"))
+        form = RegistrationDecisionForm(request.POST, registration_id=registration.pk)
+        if form.is_valid() and _decide(request, registration, form):
+            return redirect(f"{reverse('dashboards:registrations')}#queue")
+        bound_form, bound_id = form, registration.pk
+    elif request.method != "GET":
+        return HttpResponse(status=405)
+
+    queue = list(
+        pending_registrations()
+        .select_related("partner", "account", "conflict_with__partner")
+        .prefetch_related(
+            Prefetch(
+                "conflicting_registrations",
+                queryset=DealRegistration.objects.select_related("partner").order_by("submitted_at"),
+            )
+        )
+    )
+    rows = [
+        {
+            "registration": r,
+            "form": bound_form if r.pk == bound_id else RegistrationDecisionForm(registration_id=r.pk),
+            "later_claims": [c for c in r.conflicting_registrations.all() if c.status == "submitted"],
+        }
+        for r in queue
+    ]
+    return render(
+        request,
+        "dashboards/registrations.html",
+        {"rows": rows, "can_decide": access.can_write_all(request.user)},
+        status=400 if bound_form is not None else 200,
+    )
+
+
+def _decide(request: HttpRequest, registration: DealRegistration, form: RegistrationDecisionForm) -> bool:
+    from deals.services import registration_approve, registration_reject
+
+    decision = form.cleaned_data["decision"]
+    try:
+        if decision == "reject":
+            registration_reject(
+                registration=registration, decided_by=request.user, reason=form.cleaned_data["reason"]
+            )
+        else:
+            registration_approve(
+                registration=registration,
+                decided_by=request.user,
+                reason=form.cleaned_data["reason"],
+                override_reason=form.cleaned_data["override_reason"] if decision == "override" else "",
+            )
+    except ValidationError as error:
+        _add_service_errors(form, error)
+        return False
+    verb = "rejected" if decision == "reject" else "approved"
+    messages.success(
+        request, f"Registration of {registration.account.name} by {registration.partner} {verb}."
+    )
+    return True
+
+
+def _add_service_errors(form, error: ValidationError) -> None:
+    """Put a service's field -> messages errors on the form's matching fields (others on top)."""
+    if hasattr(error, "error_dict"):
+        for name, errors in error.message_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, error.messages)
+
+
+@require_GET
+@staff_required
+def attribution(request: HttpRequest) -> HttpResponse:
+    from kpis.services import attribution_by_partner
+
+    period, context = _period_context(request)
+    models = [m.value for m in AttributionModel]
+    table: dict[int, dict] = {}
+    for model in models:
+        for row in attribution_by_partner(model=model, period_from=period.start, period_to=period.end):
+            entry = table.setdefault(
+                row["partner_id"],
+                {
+                    "partner_id": row["partner_id"],
+                    "partner_key": row["partner_key"],
+                    "partner_name": row["partner_name"],
+                    "sourced": row["sourced"],
+                    "influenced": row["influenced"],
+                    "models": {},
+                },
+            )
+            entry["models"][model] = row["attributed"]
+    rows = sorted(table.values(), key=lambda r: (-max(r["models"].values(), default=0), r["partner_name"]))
+    for r in rows:
+        r["cells"] = [r["models"].get(m) for m in models]
+    top = rows[:10]
+    context.update(
+        rows=rows,
+        models=models,
+        program_model=context["model"],
+        totals=[sum((r["models"].get(m) or 0) for r in rows) for m in models],
+        attribution_chart=charts.chart(
+            "attribution-chart",
+            f"Attributed revenue by model, top partners, {period.label}",
+            [r["partner_name"] for r in top],
+            [(m.replace("_", " "), [r["models"].get(m) for r in top]) for m in models],
+            label_heading="Partner",
+        ),
+    )
+    return render(request, "dashboards/attribution.html", context)
+
+
+@require_GET
+@staff_required
+def reconciliation(request: HttpRequest) -> HttpResponse:
+    from kpis.services import reconciliation_report
+
+    facts = reconciliation_report()
+    return render(request, "dashboards/reconciliation.html", {"facts": [_linked(f) for f in facts]})
+
+
+_ADMIN_LINKS = {
+    "deal": ("admin:deals_deal_change", "Deal"),
+    "touch": ("admin:deals_touch_change", "Touch"),
+    "registration": ("admin:deals_dealregistration_change", "Registration"),
+    "account": ("admin:deals_account_change", "Account"),
+}
+
+
+def _linked(fact: dict) -> dict:
+    """The fact with a link per row it involves: partner pages for partners, admin pages otherwise."""
+    links = []
+    for key, ids in fact.items():
+        if not key.endswith("_ids") and not key.endswith("_id"):
+            continue
+        kind = key.removesuffix("_ids").removesuffix("_id")
+        if isinstance(ids, str):
+            ids = [int(part) for part in ids.split(",") if part.strip().isdigit()]
+        for pk in ids if isinstance(ids, list | tuple) else [ids]:
+            if pk is None:
+                continue
+            if kind == "partner":
+                links.append(
+                    {"label": f"Partner #{pk}", "url": reverse("dashboards:partner_detail", args=[pk])}
+                )
+            elif kind in _ADMIN_LINKS:
+                name, text = _ADMIN_LINKS[kind]
+                try:
+                    url = reverse(name, args=[pk])
+                except Exception:  # noqa: BLE001 — an unregistered admin simply gets no link
+                    url = ""
+                links.append({"label": f"{text} #{pk}", "url": url})
+    return {**fact, "links": links}

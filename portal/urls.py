@@ -1,0 +1,15 @@
+from django.urls import path
+
+from portal import views
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("register/", views.register, name="register"),
+    path("register/conflicts.json", views.conflicts_json, name="conflicts"),
+    path("registrations/", views.registrations, name="registrations"),
+    path("registrations/<int:registration_id>/", views.registration_detail, name="registration_detail"),
+    path("deals/", views.deals, name="deals"),
+    path("deals/<int:deal_id>/", views.deal_detail, name="deal_detail"),
+]

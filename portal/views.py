@@ -1,0 +1,194 @@
+"""The partner portal: a partner's own numbers, registrations and deals, nothing of anyone else's."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from dashboards import readers
+from dashboards.periods import parse, period_of
+from dashboards.permissions import partner_required
+from deals.models import Deal, DealRegistration
+from deals.rules import normalise_domain
+from kpis.metrics import Grain, Scope
+from kpis.models import ProgramSettings
+from partners import access
+from portal.forms import DealRegistrationForm
+
+HOME_CARDS = ("sourced_revenue", "influenced_revenue", "leads_generated", "opportunities_sourced")
+
+
+@require_GET
+@partner_required
+def home(request: HttpRequest) -> HttpResponse:
+    partner = request.partner
+    model = ProgramSettings.load().attribution_model
+    periods = readers.available_periods(Grain.YEAR, attribution_model=model)
+    current = period_of(timezone.localdate(), Grain.YEAR)
+    year = next((p for p in periods if p <= current.label), current.label)
+
+    period = parse(year)
+    registrations = access.visible_registrations(request.user)
+    by_status = dict(registrations.order_by().values_list("status").annotate(n=Count("pk")))
+    return render(
+        request,
+        "portal/home.html",
+        {
+            "partner": partner,
+            "period": period,
+            "cards": readers.cards(
+                period, HOME_CARDS, scope=Scope.PARTNER, partner_id=partner.pk, attribution_model=model
+            ),
+            "cohort": readers.partner_cohort_values(
+                partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=model
+            ),
+            "deals_won": access.visible_deals(request.user).filter(status=Deal.Status.WON).count(),
+            "registration_counts": [
+                (label, by_status.get(value, 0)) for value, label in DealRegistration.Status.choices
+            ],
+            "recent_registrations": registrations.select_related("account", "deal").order_by("-submitted_at")[
+                :5
+            ],
+        },
+    )
+
+
+def _conflict_warnings(partner, domain: str) -> list[dict]:
+    """Other partners' protected claims on the domain, without naming them (that is staff-only)."""
+    from deals.selectors import registration_conflicts
+
+    conflicts = registration_conflicts(partner=partner, domain=domain).order_by("submitted_at")[:5]
+    return [
+        {"submitted_at": c.submitted_at, "protection_expires_at": c.protection_expires_at, "status": c.status}
+        for c in conflicts
+    ]
+
+
+@partner_required
+def register(request: HttpRequest) -> HttpResponse:
+    """Register a deal in two steps: "Check" shows any duplicate claim, "Submit" registers.
+
+    A form with errors comes back with everything typed still in it.
+    """
+    from deals.services import registration_submit
+
+    form = DealRegistrationForm(request.POST or None)
+    warnings: list[dict] = []
+    checked = False
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        warnings = _conflict_warnings(request.partner, data["domain"])
+        checked = True
+        if request.POST.get("action") == "submit":
+            try:
+                registration = registration_submit(
+                    partner=request.partner,
+                    account_name=data["account_name"],
+                    domain=data["domain"],
+                    amount=data["amount"],
+                    expected_close_date=data["expected_close_date"],
+                    notes=data["notes"],
+                    submitted_by=request.user,
+                )
+            except ValidationError as error:
+                _add_service_errors(form, error)
+            else:
+                if registration.conflict_with_id:
+                    messages.warning(
+                        request,
+                        f"Registration for {data['account_name']} submitted. Another partner already claims "
+                        "this customer, so a partner manager will review the conflict.",
+                    )
+                else:
+                    messages.success(
+                        request, f"Registration for {data['account_name']} submitted for review."
+                    )
+                return redirect("portal:registrations")
+    status = 400 if request.method == "POST" and form.errors else 200
+    return render(
+        request,
+        "portal/register.html",
+        {"form": form, "warnings": warnings, "checked": checked},
+        status=status,
+    )
+
+
+def _add_service_errors(form, error: ValidationError) -> None:
+    if hasattr(error, "error_dict"):
+        for name, errors in error.message_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, error.messages)
+
+
+@require_GET
+@partner_required
+def conflicts_json(request: HttpRequest) -> JsonResponse:
+    """The duplicate warning the register form fetches while the partner types the domain."""
+    domain = normalise_domain(request.GET.get("domain", ""))
+    if "." not in domain:
+        return JsonResponse({"domain": domain, "conflicts": []})
+    warnings = _conflict_warnings(request.partner, domain)
+    return JsonResponse(
+        {
+            "domain": domain,
+            "conflicts": [
+                {
+                    "submitted_at": w["submitted_at"].isoformat(),
+                    "protection_expires_at": w["protection_expires_at"].isoformat()
+                    if w["protection_expires_at"]
+                    else None,
+                    "status": w["status"],
+                }
+                for w in warnings
+            ],
+        }
+    )
+
+
+@require_GET
+@partner_required
+def registrations(request: HttpRequest) -> HttpResponse:
+    rows = (
+        access.visible_registrations(request.user)
+        .select_related("account", "deal")
+        .order_by("-submitted_at", "-id")
+    )
+    return render(request, "portal/registrations.html", {"registrations": rows[:200], "now": timezone.now()})
+
+
+@require_GET
+@partner_required
+def registration_detail(request: HttpRequest, registration_id: int) -> HttpResponse:
+    registration = get_object_or_404(
+        access.visible_registrations(request.user).select_related("account", "deal"), pk=registration_id
+    )
+    return render(
+        request, "portal/registration_detail.html", {"registration": registration, "now": timezone.now()}
+    )
+
+
+@require_GET
+@partner_required
+def deals(request: HttpRequest) -> HttpResponse:
+    rows = (
+        access.visible_deals(request.user)
+        .select_related("account", "registration")
+        .order_by("-created_at", "-id")[:200]
+    )
+    return render(
+        request, "portal/deals.html", {"deals": rows, "partner": request.partner, "now": timezone.now()}
+    )
+
+
+@require_GET
+@partner_required
+def deal_detail(request: HttpRequest, deal_id: int) -> HttpResponse:
+    deal = get_object_or_404(access.visible_deals(request.user).select_related("account"), pk=deal_id)
+    touches = access.visible_touches(request.user).filter(deal=deal).order_by("touched_at")
+    return render(
+        request, "portal/deal_detail.html", {"deal": deal, "touches": touches, "partner": request.partner}
+    )
