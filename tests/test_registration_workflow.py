@@ -1,0 +1,404 @@
+"""Deal registration: submission with channel-conflict flagging, approval, rejection and expiry."""
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.utils import timezone
+
+from deals.models import Account, Deal, DealRegistration
+from deals.selectors import pending_registrations, registration_conflicts
+from deals.services import (
+    registration_approve,
+    registration_reject,
+    registration_submit,
+    registrations_expire,
+)
+from deals.tasks import expire_registrations
+from kpis.models import ProgramSettings
+from tests.factories import (
+    AccountFactory,
+    DealRegistrationFactory,
+    PartnerFactory,
+    PartnerUserFactory,
+    StaffUserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+DAY = timedelta(days=1)
+
+
+def _errors(exc_info) -> dict[str, list[str]]:
+    return exc_info.value.message_dict
+
+
+def _submit(partner, *, domain="acme.com", amount=Decimal("5000.00"), **kwargs) -> DealRegistration:
+    return registration_submit(partner=partner, account_name="Acme", domain=domain, amount=amount, **kwargs)
+
+
+@pytest.fixture
+def manager():
+    return StaffUserFactory(username="mia")
+
+
+@pytest.fixture
+def first_claim() -> DealRegistration:
+    """A clean claim on acme.com by 'First Partner', submitted ten days ago."""
+    return _submit(PartnerFactory(name="First Partner"), submitted_at=timezone.now() - 10 * DAY)
+
+
+@pytest.fixture
+def registration_in_conflict(first_claim) -> DealRegistration:
+    """A later claim on the same customer by 'Second Partner', flagged against first_claim."""
+    return _submit(
+        PartnerFactory(name="Second Partner"),
+        domain="https://www.acme.com",
+        submitted_at=timezone.now() - DAY,
+    )
+
+
+# --- Submission -------------------------------------------------------------------------------
+
+
+def test_a_clean_submission_claims_the_customer_for_the_protection_window():
+    partner, submitter = PartnerFactory(), None
+    submitted_at = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
+    registration = _submit(
+        partner,
+        domain="Sales@ACME.com",
+        submitted_at=submitted_at,
+        expected_close_date=date(2026, 6, 30),
+        notes="  Needs 40 seats ",
+        submitted_by=submitter,
+    )
+    stored = DealRegistration.objects.select_related("account").get(pk=registration.pk)
+    assert (stored.status, stored.conflict_with, stored.amount) == ("submitted", None, Decimal("5000.00"))
+    assert (stored.account.name, stored.account.domain) == ("Acme", "acme.com")
+    assert stored.protection_expires_at == datetime(2026, 8, 2, 10, 0, tzinfo=UTC)  # 90 days later
+    assert stored.notes == "Needs 40 seats"
+
+
+def test_the_protection_window_follows_the_program_setting():
+    program = ProgramSettings.load()
+    program.registration_protection_days = 30
+    program.save()
+    submitted_at = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
+    registration = _submit(PartnerFactory(), submitted_at=submitted_at)
+    assert registration.protection_expires_at == datetime(2026, 6, 3, 10, 0, tzinfo=UTC)
+
+
+def test_another_partners_claim_on_the_same_domain_is_flagged(first_claim, registration_in_conflict):
+    assert registration_in_conflict.conflict_with == first_claim
+    assert registration_in_conflict.account == first_claim.account
+    assert Account.objects.count() == 1
+
+
+def test_the_conflict_points_at_the_oldest_protected_claim(first_claim, registration_in_conflict):
+    third = _submit(PartnerFactory())
+    assert third.conflict_with == first_claim
+
+
+def test_the_same_partner_registering_again_is_not_a_conflict(first_claim):
+    again = _submit(first_claim.partner)
+    assert again.conflict_with is None
+
+
+def test_a_claim_outside_its_protection_window_does_not_conflict():
+    old = _submit(PartnerFactory(), submitted_at=timezone.now() - 91 * DAY)
+    assert old.protection_expires_at < timezone.now()
+    assert _submit(PartnerFactory()).conflict_with is None
+
+
+@pytest.mark.parametrize("status", ["rejected", "expired"])
+def test_a_rejected_or_expired_claim_does_not_conflict(status):
+    DealRegistrationFactory(
+        account=AccountFactory(domain="acme.com"),
+        status=status,
+        submitted_at=timezone.now() - DAY,
+        decided_at=timezone.now() if status == "rejected" else None,
+    )
+    assert _submit(PartnerFactory()).conflict_with is None
+
+
+def test_an_approved_claim_inside_its_window_conflicts(first_claim, manager):
+    registration_approve(registration=first_claim, decided_by=manager)
+    assert _submit(PartnerFactory()).conflict_with == first_claim
+
+
+def test_an_imported_claim_without_a_protection_date_is_protected_from_its_submission():
+    imported = DealRegistrationFactory(
+        account=AccountFactory(domain="acme.com"),
+        submitted_at=timezone.now() - 5 * DAY,
+        protection_expires_at=None,
+    )
+    assert _submit(PartnerFactory()).conflict_with == imported
+
+
+def test_a_claim_on_another_customer_does_not_conflict(first_claim):
+    assert _submit(PartnerFactory(), domain="globex.com").conflict_with is None
+
+
+def test_a_registration_by_an_unknown_or_unapproved_partner_is_refused():
+    with pytest.raises(ValidationError) as exc_info:
+        _submit(None)
+    assert _errors(exc_info) == {"partner": ["unknown partner"]}
+    with pytest.raises(ValidationError) as exc_info:
+        _submit(PartnerFactory(applied=True, name="Applicant"))
+    assert _errors(exc_info) == {"partner": ["Applicant is not an approved partner (status: applied)"]}
+    with pytest.raises(ValidationError) as exc_info:
+        _submit(PartnerFactory(name="Gone", status="churned"))
+    assert _errors(exc_info) == {"partner": ["Gone has left the program (status: churned)"]}
+    assert DealRegistration.objects.count() == 0
+    assert Account.objects.count() == 0
+
+
+def test_a_registration_with_bad_fields_lists_every_problem_and_writes_nothing():
+    with pytest.raises(ValidationError) as exc_info:
+        registration_submit(
+            partner=PartnerFactory(),
+            account_name="",
+            domain="not a domain",
+            amount=Decimal("0"),
+            submitted_at=datetime(2026, 5, 4, tzinfo=UTC),
+            expected_close_date=date(2026, 5, 1),
+        )
+    assert _errors(exc_info) == {
+        "account_name": ["is required"],
+        "amount": ["must be greater than 0"],
+        "domain": ["'not a domain' is not a domain name such as acme.com"],
+        "expected_close_date": ["is before the submission date"],
+    }
+    with pytest.raises(ValidationError) as exc_info:
+        _submit(PartnerFactory(), domain="")
+    assert _errors(exc_info) == {"domain": ["is required: the customer's web or email domain, e.g. acme.com"]}
+    assert DealRegistration.objects.count() == 0
+
+
+def test_a_portal_user_cannot_register_for_another_partner():
+    outsider = PartnerUserFactory(partner=PartnerFactory(name="Other Co"))
+    with pytest.raises(ValidationError) as exc_info:
+        _submit(PartnerFactory(name="Target Co"), submitted_by=outsider.user)
+    assert _errors(exc_info) == {
+        "submitted_by": [f"{outsider.user} acts for another partner and cannot register deals for Target Co"]
+    }
+    own = PartnerUserFactory()
+    assert _submit(own.partner, submitted_by=own.user).submitted_by == own.user
+
+
+# --- Approval -----------------------------------------------------------------------------------
+
+
+def test_approval_opens_a_deal_sourced_by_the_partner(first_claim, manager):
+    approved = registration_approve(registration=first_claim, decided_by=manager, reason="Good fit")
+    stored = DealRegistration.objects.select_related("deal").get(pk=first_claim.pk)
+    deal = stored.deal
+    assert (stored.status, stored.decided_by, stored.decision_reason) == ("approved", manager, "Good fit")
+    assert stored.decided_at is not None and approved.deal == deal
+    assert (deal.status, deal.amount, deal.sourcing_partner, deal.account) == (
+        "open",
+        Decimal("5000.00"),
+        first_claim.partner,
+        first_claim.account,
+    )
+    assert deal.created_at == stored.decided_at
+    assert deal.closed_at is None
+    assert Deal.objects.count() == 1
+
+
+def test_the_first_claim_is_approved_without_override_even_with_later_claims(
+    first_claim, registration_in_conflict
+):
+    approved = registration_approve(registration=first_claim, decided_by=None)
+    assert (approved.status, approved.conflict_override_reason) == ("approved", "")
+
+
+def test_approval_in_conflict_needs_an_override_reason(registration_in_conflict, manager):
+    with pytest.raises(ValidationError) as exc_info:
+        registration_approve(registration=registration_in_conflict, decided_by=manager)
+    message = _errors(exc_info)["override_reason"][0]
+    assert message.startswith(
+        f"channel conflict with registration #{registration_in_conflict.conflict_with_id} by First Partner"
+    )
+    assert message.endswith("Give an override reason to approve it anyway.")
+    assert DealRegistration.objects.get(pk=registration_in_conflict.pk).status == "submitted"
+    assert Deal.objects.count() == 0
+
+
+def test_an_override_reason_approves_the_conflicting_claim_and_is_kept(registration_in_conflict, manager):
+    approved = registration_approve(
+        registration=registration_in_conflict,
+        decided_by=manager,
+        override_reason="Customer asked for Second Partner",
+    )
+    stored = DealRegistration.objects.get(pk=approved.pk)
+    assert (stored.status, stored.conflict_override_reason) == (
+        "approved",
+        "Customer asked for Second Partner",
+    )
+    assert stored.deal.sourcing_partner.name == "Second Partner"
+
+
+def test_an_approved_later_claim_blocks_the_earlier_one(first_claim, registration_in_conflict, manager):
+    registration_approve(
+        registration=registration_in_conflict, decided_by=manager, override_reason="Customer's choice"
+    )
+    with pytest.raises(ValidationError) as exc_info:
+        registration_approve(registration=first_claim, decided_by=manager)
+    assert "by Second Partner (approved" in _errors(exc_info)["override_reason"][0]
+
+
+def test_rejecting_the_first_claim_clears_the_way_for_the_second(
+    first_claim, registration_in_conflict, manager
+):
+    registration_reject(registration=first_claim, decided_by=manager, reason="Duplicate of CRM opportunity")
+    approved = registration_approve(registration=registration_in_conflict, decided_by=manager)
+    assert (approved.status, approved.conflict_override_reason) == ("approved", "")
+
+
+def test_only_submitted_registrations_can_be_decided(first_claim, manager):
+    registration_approve(registration=first_claim, decided_by=manager)
+    with pytest.raises(ValidationError) as exc_info:
+        registration_approve(registration=first_claim, decided_by=manager)
+    assert _errors(exc_info) == {
+        "status": ["only a submitted registration can be approved; this one is approved"]
+    }
+    with pytest.raises(ValidationError) as exc_info:
+        registration_reject(registration=first_claim, decided_by=manager, reason="Too late")
+    assert _errors(exc_info) == {
+        "status": ["only a submitted registration can be rejected; this one is approved"]
+    }
+    assert Deal.objects.count() == 1
+
+
+def test_a_registration_past_its_protection_window_cannot_be_approved(manager):
+    lapsed = _submit(PartnerFactory(), submitted_at=datetime(2026, 1, 5, tzinfo=UTC))
+    with pytest.raises(ValidationError) as exc_info:
+        registration_approve(registration=lapsed, decided_by=manager)
+    assert _errors(exc_info) == {
+        "status": ["its protection window ended on 2026-04-05: the registration has expired"]
+    }
+
+
+# --- Rejection ----------------------------------------------------------------------------------
+
+
+def test_rejection_needs_a_reason(first_claim, manager):
+    with pytest.raises(ValidationError) as exc_info:
+        registration_reject(registration=first_claim, decided_by=manager, reason="  ")
+    assert _errors(exc_info) == {"reason": ["is required: tell the partner why it was rejected"]}
+    assert DealRegistration.objects.get(pk=first_claim.pk).status == "submitted"
+
+
+def test_rejection_records_who_decided_and_why(first_claim, manager):
+    registration_reject(registration=first_claim, decided_by=manager, reason="Existing direct opportunity")
+    stored = DealRegistration.objects.get(pk=first_claim.pk)
+    assert (stored.status, stored.decided_by, stored.decision_reason, stored.deal) == (
+        "rejected",
+        manager,
+        "Existing direct opportunity",
+        None,
+    )
+    assert stored.decided_at >= stored.submitted_at
+
+
+# --- Expiry -------------------------------------------------------------------------------------
+
+
+def test_submitted_registrations_expire_when_their_window_ends(manager):
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    lapsed = DealRegistrationFactory(submitted_at=now - 90 * DAY)  # window ends exactly now
+    still_protected = DealRegistrationFactory(submitted_at=now - 89 * DAY)
+    imported_old = DealRegistrationFactory(submitted_at=now - 100 * DAY, protection_expires_at=None)
+    approved_old = DealRegistrationFactory(
+        submitted_at=now - 120 * DAY, status="approved", decided_at=now - 119 * DAY
+    )
+    rejected_old = DealRegistrationFactory(
+        submitted_at=now - 120 * DAY, status="rejected", decided_at=now - 119 * DAY
+    )
+    assert registrations_expire(now=now) == 2
+    statuses = dict(DealRegistration.objects.values_list("pk", "status"))
+    assert statuses == {
+        lapsed.pk: "expired",
+        still_protected.pk: "submitted",
+        imported_old.pk: "expired",
+        approved_old.pk: "approved",
+        rejected_old.pk: "rejected",
+    }
+    assert registrations_expire(now=now) == 0
+
+
+def test_the_celery_task_expires_registrations_and_is_safe_to_repeat():
+    lapsed = DealRegistrationFactory(submitted_at=timezone.now() - 200 * DAY)
+    fresh = DealRegistrationFactory(submitted_at=timezone.now() - DAY)
+    assert expire_registrations.apply().get() == 1
+    assert expire_registrations.apply().get() == 0
+    assert DealRegistration.objects.get(pk=lapsed.pk).status == "expired"
+    assert DealRegistration.objects.get(pk=fresh.pk).status == "submitted"
+
+
+# --- Selectors ----------------------------------------------------------------------------------
+
+
+def test_registration_conflicts_lists_other_partners_protected_claims(first_claim, registration_in_conflict):
+    third_partner = PartnerFactory()
+    assert list(registration_conflicts(partner=third_partner, domain="www.acme.com")) == [
+        first_claim,
+        registration_in_conflict,
+    ]
+    assert list(registration_conflicts(partner=first_claim.partner, domain="acme.com")) == [
+        registration_in_conflict
+    ]
+    assert list(
+        registration_conflicts(partner=third_partner, domain="acme.com", at=timezone.now() - 5 * DAY)
+    ) == [first_claim]
+    assert list(registration_conflicts(partner=third_partner, domain="")) == []
+
+
+def test_the_review_queue_holds_submitted_registrations_oldest_first(
+    first_claim, registration_in_conflict, manager
+):
+    decided = _submit(PartnerFactory(), domain="globex.com", submitted_at=timezone.now() - 20 * DAY)
+    registration_reject(registration=decided, decided_by=manager, reason="No budget")
+    queue = list(pending_registrations())
+    assert queue == [first_claim, registration_in_conflict]
+    assert queue[1].conflict_with.partner.name == "First Partner"
+
+
+# --- Concurrency --------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_twenty_simultaneous_claims_on_one_customer_give_one_clean_claim_and_nineteen_conflicts():
+    partners = [PartnerFactory(name=f"Racer {n:02d}") for n in range(20)]
+    ProgramSettings.load()
+    start = threading.Barrier(len(partners))
+    failures: list[BaseException] = []
+
+    def claim(partner) -> None:
+        try:
+            start.wait()
+            _submit(partner, domain="https://www.race.example")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim, args=(partner,)) for partner in partners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    registrations = DealRegistration.objects.filter(account__domain="race.example")
+    assert registrations.count() == 20
+    assert Account.objects.filter(domain="race.example").count() == 1
+    clean = registrations.filter(conflict_with__isnull=True)
+    assert clean.count() == 1
+    assert registrations.filter(conflict_with=clean.get()).count() == 19
+    assert registrations.values("partner").distinct().count() == 20
