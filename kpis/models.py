@@ -156,8 +156,13 @@ class KpiRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
     rows_written = models.PositiveIntegerField(default=0)
+    # Published rows removed because their fact disappeared or changed (the changed ones are rewritten).
+    rows_deleted = models.PositiveIntegerField(default=0)
     periods_recomputed = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True, default="")
+    # What the inputs looked like (row counts and latest change per table, settings, as-of date);
+    # an incremental run whose fingerprint equals the last successful run's has nothing to do.
+    source_fingerprint = models.CharField(max_length=1000, blank=True, default="")
     celery_task_id = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
@@ -220,3 +225,33 @@ class KpiValue(models.Model):
     def __str__(self) -> str:
         scope = f"{self.scope}:{self.scope_key}" if self.scope_key else self.scope
         return f"{scope} {self.period} {self.metric} = {self.value}"
+
+
+class ReconciliationItem(models.Model):
+    """A legal but suspicious fact (KPIS.md "Data quality"), listed by the run that published the KPIs.
+
+    The ids are plain numbers, not foreign keys: the list is a snapshot of the facts at run time and
+    must survive later edits of those rows.
+    """
+
+    class Kind(models.TextChoices):
+        SOURCED_BEFORE_JOINED = "sourced_before_joined", "Deal sourced by a partner before it joined"
+        TOUCH_AFTER_CLOSE = "touch_after_close", "Touch after the deal closed"
+        DUPLICATE_REGISTRATION_CLAIM = "duplicate_registration_claim", "Two registrations claim one customer"
+
+    kind = models.CharField(max_length=40, choices=Kind.choices)
+    description = models.CharField(max_length=500)
+    deal_id = models.BigIntegerField(null=True, blank=True)
+    partner_id = models.BigIntegerField(null=True, blank=True)
+    touch_id = models.BigIntegerField(null=True, blank=True)
+    account_id = models.BigIntegerField(null=True, blank=True)
+    # Comma-separated ids of the registrations involved (duplicate claims only).
+    registration_ids = models.CharField(max_length=2000, blank=True, default="")
+    run = models.ForeignKey(KpiRun, on_delete=models.PROTECT, related_name="reconciliation_items")
+
+    class Meta:
+        ordering = ["kind", "id"]
+        indexes = [models.Index(fields=["kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.description}"

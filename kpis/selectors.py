@@ -4,6 +4,7 @@ The KpiValue table holds only the published set, so these never see a half-writt
 """
 
 from collections.abc import Iterable
+from decimal import Decimal
 
 from django.db.models import QuerySet
 
@@ -57,3 +58,133 @@ def active_run() -> KpiRun | None:
         .order_by("created_at")
         .first()
     )
+
+
+def _zero_when_empty(metric: str) -> bool:
+    from kpis.engine import ZERO_WHEN_EMPTY
+
+    return metric in ZERO_WHEN_EMPTY
+
+
+def kpi_card_values(
+    *,
+    metrics: Iterable[str],
+    grain: str,
+    period: str,
+    scope: str = "program",
+    scope_key: str = "",
+    attribution_model: str | None = None,
+) -> dict[str, dict]:
+    """For each metric: the published value of `period` with the previous period, the same period a
+    year earlier, the target and the target progress (None where undefined or absent).
+
+    Partner rows are stored only where the partner has facts, so a missing money/count value reads
+    as 0 and a missing ratio, median or target as None. One query for all metrics and periods.
+    """
+    from kpis.periods import parse_period
+
+    current = parse_period(period)
+    if current.grain != grain:
+        raise ValueError(f"period {period!r} is not a {grain} period")
+    labels = {"current": current.label, "previous": current.previous.label, "last_year": current.year_earlier.label}
+    metrics = list(metrics)
+    rows = published_values(grain=grain, attribution_model=attribution_model).filter(
+        scope=scope, scope_key=scope_key if scope != "program" else "", period__in=list(labels.values())
+    )
+    rows = rows.filter(metric__in=metrics) | rows.filter(
+        metric__in=["target", "target_progress"], target_metric__in=metrics, period=current.label
+    )
+    found: dict[tuple[str, str, str], object] = {
+        (v.metric, v.target_metric, v.period): v.value
+        for v in rows.only("metric", "target_metric", "period", "value")
+    }
+    result = {}
+    for metric in metrics:
+        entry = {}
+        for name, label in labels.items():
+            key = (metric, "", label)
+            entry[name] = found.get(key, Decimal(0) if _zero_when_empty(metric) else None)
+        entry["target"] = found.get(("target", metric, current.label))
+        entry["target_progress"] = found.get(("target_progress", metric, current.label))
+        entry["period"] = current.label
+        result[metric] = entry
+    return result
+
+
+def kpi_series(
+    *,
+    metrics: Iterable[str],
+    grain: str,
+    period_from: str,
+    period_to: str,
+    scope: str = "program",
+    scope_key: str = "",
+    attribution_model: str | None = None,
+) -> dict[str, list[dict]]:
+    """Per metric, one entry per period from `period_from` to `period_to` (inclusive, same grain):
+    {period, value, previous, last_year, target, target_progress}, read from the published set.
+    """
+    from kpis.periods import parse_period
+
+    first, last = parse_period(period_from), parse_period(period_to)
+    if first.grain != grain or last.grain != grain:
+        raise ValueError(f"periods must be {grain} periods")
+    metrics = list(metrics)
+    span = [first.shifted(i) for i in range(last.index - first.index + 1)]
+    labels = sorted({q.label for p in span for q in (p, p.previous, p.year_earlier)})
+    rows = published_values(grain=grain, attribution_model=attribution_model).filter(
+        scope=scope, scope_key=scope_key if scope != "program" else "", period__in=labels
+    )
+    rows = rows.filter(metric__in=metrics) | rows.filter(
+        metric__in=["target", "target_progress"], target_metric__in=metrics
+    )
+    found = {(v.metric, v.target_metric, v.period): v.value for v in rows.only("metric", "target_metric", "period", "value")}
+    series: dict[str, list[dict]] = {}
+    for metric in metrics:
+        empty = Decimal(0) if _zero_when_empty(metric) else None
+        points = []
+        for i in range(last.index - first.index + 1):
+            p = first.shifted(i)
+            points.append(
+                {
+                    "period": p.label,
+                    "value": found.get((metric, "", p.label), empty),
+                    "previous": found.get((metric, "", p.previous.label), empty),
+                    "last_year": found.get((metric, "", p.year_earlier.label), empty),
+                    "target": found.get(("target", metric, p.label)),
+                    "target_progress": found.get(("target_progress", metric, p.label)),
+                }
+            )
+        series[metric] = points
+    return series
+
+
+def reconciliation_items() -> list[dict]:
+    """The reconciliation report stored by the last published run."""
+    from kpis.models import ReconciliationItem
+
+    report = []
+    for item in ReconciliationItem.objects.order_by("kind", "id"):
+        ids = {
+            name: value
+            for name, value in (
+                ("deal", item.deal_id),
+                ("partner", item.partner_id),
+                ("touch", item.touch_id),
+                ("account", item.account_id),
+            )
+            if value is not None
+        }
+        if item.registration_ids:
+            ids["registrations"] = [int(x) for x in item.registration_ids.split(",")]
+        report.append({"kind": item.kind, "description": _describe(item.kind, ids, item.description), "ids": ids})
+    return report
+
+
+def _describe(kind: str, ids: dict, detail: str) -> str:
+    if kind == "sourced_before_joined":
+        return f"Deal {ids.get('deal')} is sourced by partner {ids.get('partner')}, which {detail}."
+    if kind == "touch_after_close":
+        return f"Touch {ids.get('touch')} by partner {ids.get('partner')} is dated after deal {ids.get('deal')} closed."
+    regs = ", ".join(str(r) for r in ids.get("registrations", []))
+    return f"Registrations {regs} by different partners claim account {ids.get('account')}."

@@ -1,0 +1,94 @@
+"""Admin for program settings, costs, targets, and read-only views of runs and published values."""
+
+from django.contrib import admin, messages
+
+from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
+from kpis.services import kpi_recompute_request
+
+
+@admin.register(ProgramSettings)
+class ProgramSettingsAdmin(admin.ModelAdmin):
+    list_display = ("currency", "time_zone", "attribution_model", "activation_window_days", "updated_at")
+
+    def has_add_permission(self, request) -> bool:
+        return not ProgramSettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(CostEntry)
+class CostEntryAdmin(admin.ModelAdmin):
+    list_display = ("date", "category", "amount", "partner", "join_source", "note")
+    list_filter = ("category", "join_source")
+    search_fields = ("note", "partner__name")
+    date_hierarchy = "date"
+    autocomplete_fields = ()
+    raw_id_fields = ("partner",)
+
+
+@admin.register(Target)
+class TargetAdmin(admin.ModelAdmin):
+    list_display = ("metric", "period", "grain", "value", "partner", "join_source")
+    list_filter = ("grain", "metric")
+    raw_id_fields = ("partner",)
+    readonly_fields = ("period_start",)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(KpiRun)
+class KpiRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "trigger",
+        "mode",
+        "status",
+        "as_of",
+        "attribution_model",
+        "started_at",
+        "duration_seconds",
+        "rows_written",
+        "rows_deleted",
+        "periods_recomputed",
+    )
+    list_filter = ("status", "trigger", "mode")
+    actions = ["recompute_now"]
+
+    @admin.action(description="Recompute KPIs now (full)")
+    def recompute_now(self, request, queryset) -> None:
+        run = kpi_recompute_request(trigger=KpiRun.Trigger.MANUAL, mode=KpiRun.Mode.FULL, requested_by=request.user)
+        self.message_user(request, f"KPI run #{run.pk} is {run.status}.", messages.SUCCESS)
+
+    def changelist_view(self, request, extra_context=None):
+        # The action needs no selection: it starts one program-wide run.
+        if request.method == "POST" and request.POST.get("action") == "recompute_now" and not request.POST.getlist(
+            admin.helpers.ACTION_CHECKBOX_NAME
+        ):
+            post = request.POST.copy()
+            post.setlist(admin.helpers.ACTION_CHECKBOX_NAME, [str(r.pk) for r in KpiRun.objects.all()[:1]] or ["0"])
+            request.POST = post
+        return super().changelist_view(request, extra_context)
+
+
+@admin.register(KpiValue)
+class KpiValueAdmin(ReadOnlyAdmin):
+    list_display = ("scope", "scope_key", "grain", "period", "metric", "target_metric", "value", "attribution_model")
+    list_filter = ("grain", "scope", "metric", "attribution_model")
+    search_fields = ("scope_key", "period")
+    show_full_result_count = False
+
+
+@admin.register(ReconciliationItem)
+class ReconciliationItemAdmin(ReadOnlyAdmin):
+    list_display = ("kind", "description", "deal_id", "partner_id", "touch_id", "registration_ids")
+    list_filter = ("kind",)

@@ -1,0 +1,844 @@
+"""The KPI engine: every metric of KPIS.md computed in the database with set-based SQL.
+
+One computation is a fixed sequence of statements over session temp tables (prefix `kx_`), so the
+number of queries never grows with partners or deals. The SQL runs unchanged on PostgreSQL and
+SQLite; the few dialect differences (local dates, day differences, integer floors) live in `Dialect`.
+
+Exactness: every value is computed as an integer scaled by 10^4 (`v4`): money in cents * 100,
+ratios rounded half away from zero to 4 places, days to 1 place, counts * 10^4. Integer arithmetic
+gives the same digits on both databases; the published Decimal is `v4 / 10^4`.
+
+Pipeline (see docs/kpis.md):
+1. facts: kx_touch (counting touches), kx_deal (local dates, segment), kx_reg, kx_partner, kx_cost,
+   kx_act (qualifying activities), kx_fs (first sales), kx_attr (attribution shares in cents).
+2. periods: kx_grain maps each month index to its month, quarter and year; kx_period labels them.
+3. components: additive numerators/denominators and medians per (scope, sid, grain, pidx) into kx_s,
+   always recomputed from rows for every grain (never summed ratios or averaged medians).
+4. metrics: kx_m merges the components; kx_v holds one row per metric with its v4 value, plus
+   target and target_progress rows; kx_pub is kx_v in KpiValue's shape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from django.db import connection
+
+from deals.models import Deal, DealRegistration, Touch
+from kpis.metrics import METRICS, AttributionModel, Grain
+from kpis.models import CostEntry, ProgramSettings, Target
+from kpis.periods import Period, active_window_start
+from partners.models import JoinSource, Partner
+
+# KPIS.md: active partners look back over the 90 calendar days that end on the period's last day.
+ACTIVE_LOOKBACK_DAYS = 90
+SCALE = 10_000  # v4 = value * SCALE
+
+# Metrics whose "no facts" value is 0 (money sums and counts); the rest are undefined without facts.
+ZERO_WHEN_EMPTY = frozenset(
+    {
+        "won_revenue",
+        "sourced_revenue",
+        "influenced_revenue",
+        "attributed_revenue",
+        "applications",
+        "partners_joined",
+        "active_partners",
+        "first_sales",
+        "leads_generated",
+        "opportunities_sourced",
+        "opportunities_influenced",
+        "program_cost",
+        "new_customers_sourced",
+    }
+)
+
+# The components kx_s holds; *_med are medians * 10, the rest integer sums (cents or counts).
+COMPONENTS = (
+    "won_c won_n src_c src_n inf_c inf_n dir_c dir_n lost_src lost_inf lost_dir attr_c "
+    "cyc_src_med cyc_inf_med cyc_dir_med apps_n apps_ok joined_n activated_n prov fs_n ttfs_sum "
+    "ttfs_med leads_n regs_ok regs_rej opp_inf active_n cost_c newcust_n"
+).split()
+_NULLABLE_COMPONENTS = {"cyc_src_med", "cyc_inf_med", "cyc_dir_med", "ttfs_med", "prov"}
+
+_TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-/]+$")
+
+
+class Dialect:
+    """The SQL spelled differently on PostgreSQL and SQLite."""
+
+    def __init__(self, tz_name: str) -> None:
+        ZoneInfo(tz_name)  # raises on an unknown zone
+        if not _TZ_NAME.match(tz_name):
+            raise ValueError(f"invalid time zone name {tz_name!r}")
+        self.tz = tz_name
+        self.pg = connection.vendor == "postgresql"
+
+    def local_date(self, col: str) -> str:
+        """The calendar date of a stored (UTC) datetime in the program time zone."""
+        if self.pg:
+            return f"CAST(({col} AT TIME ZONE '{self.tz}') AS DATE)"
+        # Django's own SQLite function behind TruncDate(tzinfo=...): exact zoneinfo conversion.
+        return f"django_datetime_cast_date({col}, '{self.tz}', 'UTC')"
+
+    def month_index(self, day: str) -> str:
+        if self.pg:
+            return f"(CAST(EXTRACT(YEAR FROM {day}) AS INTEGER) * 12 + CAST(EXTRACT(MONTH FROM {day}) AS INTEGER) - 1)"
+        return f"(CAST(substr({day}, 1, 4) AS INTEGER) * 12 + CAST(substr({day}, 6, 2) AS INTEGER) - 1)"
+
+    def days_between(self, later: str, earlier: str) -> str:
+        if self.pg:
+            return f"({later} - {earlier})"
+        return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+
+    def date_literal(self, day: date) -> str:
+        return f"DATE '{day.isoformat()}'" if self.pg else f"'{day.isoformat()}'"
+
+    def epoch_seconds_between(self, later: str, earlier: str) -> str:
+        """Exact elapsed seconds (fractional) between two stored datetimes, as a double."""
+        if self.pg:
+            return f"CAST(EXTRACT(EPOCH FROM ({later} - {earlier})) AS DOUBLE PRECISION)"
+
+        def seconds(col: str) -> str:
+            # Django stores `YYYY-MM-DD HH:MM:SS[.ffffff]`; the microseconds start at character 20.
+            return f"(CAST(strftime('%s', {col}) AS INTEGER) + CAST(COALESCE(substr({col}, 20), '') AS REAL))"
+
+        return f"CAST({seconds(later)} - {seconds(earlier)} AS REAL)"
+
+    def floor_int(self, expr: str) -> str:
+        return f"CAST(FLOOR({expr}) AS BIGINT)"
+
+    def round_double(self, expr: str, places: int) -> str:
+        if self.pg:
+            return f"ROUND(CAST({expr} AS NUMERIC), {places})"
+        return f"ROUND({expr}, {places})"
+
+    def text_key_order(self, col: str) -> str:
+        """Byte-order comparison of keys on both databases (PostgreSQL collations differ)."""
+        return f'{col} COLLATE "C"' if self.pg else col
+
+    def int_to_text(self, col: str) -> str:
+        return f"CAST({col} AS VARCHAR(20))" if self.pg else f"CAST({col} AS TEXT)"
+
+    def v4_to_value(self, col: str) -> str:
+        if self.pg:
+            return f"CAST({col} AS NUMERIC(24, 4)) / {SCALE}"
+        return f"{col} / {SCALE}.0"
+
+    def null_safe_equal(self, a: str, b: str) -> str:
+        return f"{a} IS NOT DISTINCT FROM {b}" if self.pg else f"{a} IS {b}"
+
+    def group_concat_ids(self, col: str) -> str:
+        if self.pg:
+            return f"string_agg(CAST({col} AS TEXT), ',' ORDER BY {col})"
+        return f"group_concat({col}, ',')"
+
+
+def rdiv(num: str, den: str, scale: int = 1) -> str:
+    """round(num * scale / den) half away from zero, in integer arithmetic; NULL when den is 0."""
+    return (
+        f"(CASE WHEN ({den}) IS NULL OR ({den}) = 0 OR ({num}) IS NULL THEN NULL "
+        f"ELSE (CASE WHEN (({num}) < 0) <> (({den}) < 0) THEN -1 ELSE 1 END) * "
+        f"((2 * {scale} * ABS({num}) + ABS({den})) / (2 * ABS({den}))) END)"
+    )
+
+
+# v4 formula per metric over kx_m columns (m.*). Program attributed revenue is sourced + influenced.
+_FORMULAS: dict[str, str] = {
+    "won_revenue": "m.won_c * 100",
+    "sourced_revenue": "m.src_c * 100",
+    "influenced_revenue": "m.inf_c * 100",
+    "attributed_revenue": "(CASE WHEN m.scope = 'program' THEN m.src_c + m.inf_c ELSE m.attr_c END) * 100",
+    "sourced_share": rdiv("m.src_c", "m.won_c", SCALE),
+    "avg_deal_size_sourced": f"{rdiv('m.src_c', 'm.src_n')} * 100",
+    "avg_deal_size_influenced": f"{rdiv('m.inf_c', 'm.inf_n')} * 100",
+    "avg_deal_size_direct": f"{rdiv('m.dir_c', 'm.dir_n')} * 100",
+    "revenue_per_active_partner": f"{rdiv('m.src_c + m.inf_c', 'm.active_n')} * 100",
+    "applications": f"m.apps_n * {SCALE}",
+    "partners_joined": f"m.joined_n * {SCALE}",
+    "approval_rate_partners": rdiv("m.apps_ok", "m.apps_n", SCALE),
+    "activation_rate": rdiv("m.activated_n", "m.joined_n", SCALE),
+    "activation_provisional": f"(CASE WHEN m.joined_n > 0 THEN COALESCE(m.prov, 0) * {SCALE} END)",
+    "active_partners": f"m.active_n * {SCALE}",
+    "first_sales": f"m.fs_n * {SCALE}",
+    "ttfs_median_days": "m.ttfs_med * 1000",
+    "ttfs_mean_days": f"{rdiv('m.ttfs_sum', 'm.fs_n', 10)} * 1000",
+    "leads_generated": f"m.leads_n * {SCALE}",
+    "opportunities_sourced": f"m.regs_ok * {SCALE}",
+    "registration_approval_rate": rdiv("m.regs_ok", "m.regs_ok + m.regs_rej", SCALE),
+    "opportunities_influenced": f"m.opp_inf * {SCALE}",
+    "win_rate_sourced": rdiv("m.src_n", "m.src_n + m.lost_src", SCALE),
+    "win_rate_influenced": rdiv("m.inf_n", "m.inf_n + m.lost_inf", SCALE),
+    "win_rate_direct": rdiv("m.dir_n", "m.dir_n + m.lost_dir", SCALE),
+    "sales_cycle_median_days_sourced": "m.cyc_src_med * 1000",
+    "sales_cycle_median_days_influenced": "m.cyc_inf_med * 1000",
+    "sales_cycle_median_days_direct": "m.cyc_dir_med * 1000",
+    "program_cost": "m.cost_c * 100",
+    "new_customers_sourced": f"m.newcust_n * {SCALE}",
+    "cac": f"{rdiv('m.cost_c', 'm.newcust_n')} * 100",
+    "roi": rdiv("m.src_c - m.cost_c", "m.cost_c", SCALE),
+}
+COMPUTED_METRICS = tuple(m for m in METRICS if m.name in _FORMULAS)
+assert {m.name for m in COMPUTED_METRICS} == set(_FORMULAS), "every non-target metric needs a formula"
+
+
+@dataclass
+class EngineSettings:
+    time_zone: str
+    attribution_model: str
+    half_life_days: float
+    activation_window_days: int
+    activity_registrations: bool
+    activity_sourced_deals: bool
+    activity_touches: bool
+
+    @classmethod
+    def from_program(cls, program: ProgramSettings, *, model: str | None = None) -> EngineSettings:
+        return cls(
+            time_zone=program.time_zone,
+            attribution_model=AttributionModel(model or program.attribution_model).value,
+            half_life_days=float(program.time_decay_half_life_days),
+            activation_window_days=program.activation_window_days,
+            activity_registrations=program.activity_registrations,
+            activity_sourced_deals=program.activity_sourced_deals,
+            activity_touches=program.activity_touches,
+        )
+
+
+@dataclass
+class ComputeResult:
+    periods: int = 0
+    staged_rows: int = 0
+    first_month: int | None = None
+    last_month: int | None = None
+    statements: list[str] = field(default_factory=list)
+
+
+_TEMP_TABLES = (
+    "kx_touch kx_deal kx_partner kx_reg kx_cost kx_act kx_actm kx_fs kx_tw kx_attr kx_grain kx_period "
+    "kx_s kx_m kx_metric kx_v kx_target kx_pub kx_recon"
+).split()
+
+
+class KpiComputation:
+    """Builds the full KPI staging set (kx_pub) for one program state in the current connection.
+
+    Usage: `comp = KpiComputation(settings, as_of); comp.run(); ...read kx_pub...; comp.drop()`.
+    """
+
+    def __init__(self, settings: EngineSettings, as_of: date) -> None:
+        self.settings = settings
+        self.as_of = as_of
+        self.sql = Dialect(settings.time_zone)
+        self.result = ComputeResult()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _exec(self, statement: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+
+    def _fetch(self, statement: str) -> list[tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+            return cursor.fetchall()
+
+    def _analyze(self, *tables: str) -> None:
+        # Temp tables are never auto-analyzed on PostgreSQL; the planner needs their sizes.
+        if self.sql.pg:
+            self._exec("ANALYZE " + ", ".join(tables))
+
+    def drop(self) -> None:
+        for table in _TEMP_TABLES:
+            self._exec(f"DROP TABLE IF EXISTS {table}")
+
+    def run(self) -> ComputeResult:
+        self.drop()
+        if self.sql.pg:
+            self._exec("SET work_mem = '256MB'")
+        self._facts()
+        self._lifecycle_facts()
+        self._attribution()
+        self._analyze("kx_attr")
+        self._periods()
+        self._components()
+        self._metrics()
+        self._publishable()
+        self._reconciliation()
+        return self.result
+
+    # -- 1. facts ------------------------------------------------------------------------------
+    def _facts(self) -> None:
+        s = self.sql
+        deal, touch, reg = Deal._meta.db_table, Touch._meta.db_table, DealRegistration._meta.db_table
+        partner, cost = Partner._meta.db_table, CostEntry._meta.db_table
+
+        self._exec(
+            f"""CREATE TEMP TABLE kx_partner AS
+            SELECT p.id, p.join_source_id AS js, p.joined_at AS joined, p.applied_at AS applied,
+                   {s.month_index("p.joined_at")} AS joined_mi, {s.month_index("p.applied_at")} AS applied_mi
+            FROM {partner} p"""
+        )
+        # Only touches dated on or before the deal's close count (open deals: every touch).
+        self._exec(
+            f"""CREATE TEMP TABLE kx_touch AS
+            SELECT x.id, x.deal_id, x.partner_id, x.touched_at, x.touched_d,
+                   {s.month_index("x.touched_d")} AS touched_mi, p.js
+            FROM (SELECT t.id, t.deal_id, t.partner_id, t.touched_at, {s.local_date("t.touched_at")} AS touched_d
+                  FROM {touch} t JOIN {deal} d ON d.id = t.deal_id
+                  WHERE d.closed_at IS NULL OR t.touched_at <= d.closed_at) x
+            JOIN kx_partner p ON p.id = x.partner_id"""
+        )
+        self._exec("CREATE INDEX kx_touch_deal ON kx_touch (deal_id)")
+        self._analyze("kx_partner", "kx_touch")
+        # Segment: s(ourced), i(nfluenced: no sourcing partner, at least one counting touch), d(irect).
+        self._exec(
+            f"""CREATE TEMP TABLE kx_deal AS
+            SELECT x.*, {s.month_index("x.closed_d")} AS closed_mi, {s.month_index("x.created_d")} AS created_mi,
+                   CASE WHEN x.sp IS NOT NULL THEN 's'
+                        WHEN EXISTS (SELECT 1 FROM kx_touch t WHERE t.deal_id = x.id) THEN 'i'
+                        ELSE 'd' END AS seg
+            FROM (SELECT d.id, d.account_id, d.key AS dkey, CAST(ROUND(d.amount * 100) AS BIGINT) AS cents,
+                         d.status, d.sourcing_partner_id AS sp, d.created_at, d.closed_at,
+                         {s.local_date("d.created_at")} AS created_d, {s.local_date("d.closed_at")} AS closed_d
+                  FROM {deal} d) x"""
+        )
+        self._exec("CREATE INDEX kx_deal_id ON kx_deal (id)")
+        self._exec(
+            f"""CREATE TEMP TABLE kx_reg AS
+            SELECT x.id, x.partner_id, p.js, x.status, x.account_id,
+                   {s.month_index("x.submitted_d")} AS submitted_mi, x.submitted_d,
+                   {s.month_index("x.decided_d")} AS decided_mi
+            FROM (SELECT r.id, r.partner_id, r.status, r.account_id,
+                         {s.local_date("r.submitted_at")} AS submitted_d, {s.local_date("r.decided_at")} AS decided_d
+                  FROM {reg} r) x
+            JOIN kx_partner p ON p.id = x.partner_id"""
+        )
+        self._exec(
+            f"""CREATE TEMP TABLE kx_cost AS
+            SELECT c.id, CAST(ROUND(c.amount * 100) AS BIGINT) AS cents, {s.month_index("c.date")} AS mi,
+                   c.partner_id, c.join_source_id AS tag_js, p.js AS partner_js
+            FROM {cost} c LEFT JOIN kx_partner p ON p.id = c.partner_id"""
+        )
+        self._analyze("kx_deal", "kx_reg", "kx_cost")
+
+    def _lifecycle_facts(self) -> None:
+        s = self.sql
+        # Qualifying activities (program setting), dated on or after the partner joined.
+        sources = []
+        if self.settings.activity_registrations:
+            sources.append("SELECT partner_id, submitted_d AS d FROM kx_reg")
+        if self.settings.activity_sourced_deals:
+            sources.append("SELECT sp AS partner_id, created_d AS d FROM kx_deal WHERE sp IS NOT NULL")
+        if self.settings.activity_touches:
+            sources.append("SELECT partner_id, touched_d AS d FROM kx_touch")
+        union = " UNION ".join(sources) if sources else "SELECT partner_id, submitted_d AS d FROM kx_reg WHERE 1 = 0"
+        self._exec(
+            f"""CREATE TEMP TABLE kx_act AS
+            SELECT a.partner_id, p.js, a.d, {s.month_index("a.d")} AS mi
+            FROM ({union}) a JOIN kx_partner p ON p.id = a.partner_id
+            WHERE p.joined IS NOT NULL AND a.d >= p.joined"""
+        )
+        # Latest activity per partner and month: enough to answer "active in the 90 days to E".
+        self._exec(
+            """CREATE TEMP TABLE kx_actm AS
+            SELECT partner_id, js, mi, MAX(d) AS maxd FROM kx_act GROUP BY partner_id, js, mi"""
+        )
+        # First sale: earliest won deal closed on/after joining (and by the as-of date) that the
+        # partner sourced or that counts as influenced revenue for it.
+        as_of = s.date_literal(self.as_of)
+        self._exec(
+            f"""CREATE TEMP TABLE kx_fs AS
+            SELECT p.id AS partner_id, MIN(x.closed_d) AS fs_d
+            FROM kx_partner p JOIN (
+                SELECT sp AS partner_id, closed_d FROM kx_deal WHERE status = 'won' AND sp IS NOT NULL
+                UNION ALL
+                SELECT t.partner_id, d.closed_d FROM kx_touch t JOIN kx_deal d ON d.id = t.deal_id
+                WHERE d.status = 'won' AND d.seg = 'i'
+            ) x ON x.partner_id = p.id
+            WHERE p.joined IS NOT NULL AND x.closed_d >= p.joined AND x.closed_d <= {as_of}
+            GROUP BY p.id"""
+        )
+        self._analyze("kx_act", "kx_actm", "kx_fs")
+
+    def _attribution(self) -> None:
+        """kx_attr(deal_id, partner_id, js, closed_mi, cents): each won deal's amount split to cents.
+
+        Sourced deals give everything to the sourcing partner. Influenced deals split by the model:
+        each partner's exact share is the sum of its touches' weights; shares are floored to cents
+        and the leftover cents go to the largest remainders, ties to the earlier first touch.
+        """
+        s = self.sql
+        model = self.settings.attribution_model
+        self._exec(
+            """CREATE TEMP TABLE kx_tw AS
+            SELECT t.deal_id, t.partner_id, t.js, t.touched_at, d.closed_at, d.cents, d.closed_mi,
+                   ROW_NUMBER() OVER (PARTITION BY t.deal_id ORDER BY t.touched_at, t.id) AS rn,
+                   COUNT(*) OVER (PARTITION BY t.deal_id) AS n
+            FROM kx_touch t JOIN kx_deal d ON d.id = t.deal_id
+            WHERE d.status = 'won' AND d.seg = 'i'"""
+        )
+        if model == AttributionModel.TIME_DECAY:
+            # Weights relative to the deal's latest touch (the same shares, no underflow):
+            # 2^-((age - min_age) / half_life) with exact elapsed seconds.
+            divisor = repr(86400.0 * self.settings.half_life_days)
+            age = s.epoch_seconds_between("closed_at", "touched_at")
+            shares = f"""
+                SELECT deal_id, partner_id, js, cents, closed_mi, first_rn,
+                       CAST(cents AS DOUBLE PRECISION) * w / SUM(w) OVER (PARTITION BY deal_id) AS exact
+                FROM (SELECT deal_id, partner_id, js, cents, closed_mi, MIN(rn) AS first_rn, SUM(tw) AS w
+                      FROM (SELECT deal_id, partner_id, js, cents, closed_mi, rn,
+                                   POWER(2.0, -(age - MIN(age) OVER (PARTITION BY deal_id)) / {divisor}) AS tw
+                            FROM (SELECT deal_id, partner_id, js, cents, closed_mi, rn, {age} AS age
+                                  FROM kx_tw) a) b
+                      GROUP BY deal_id, partner_id, js, cents, closed_mi) c"""
+            floored = f"""
+                SELECT deal_id, partner_id, js, cents, closed_mi, first_rn, {s.floor_int("exact")} AS base,
+                       {s.round_double(f"exact - {s.floor_int('exact')}", 9)} AS rem
+                FROM ({shares}) e"""
+        else:
+            # Rational models in integer units u over a per-deal denominator den.
+            unit, den = {
+                AttributionModel.FIRST_TOUCH: ("CASE WHEN rn = 1 THEN 1 ELSE 0 END", "1"),
+                AttributionModel.LAST_TOUCH: ("CASE WHEN rn = n THEN 1 ELSE 0 END", "1"),
+                AttributionModel.LINEAR: ("1", "n"),
+                AttributionModel.POSITION_BASED: (
+                    "CASE WHEN n <= 2 THEN 1 WHEN rn = 1 OR rn = n THEN 2 * (n - 2) ELSE 1 END",
+                    "CASE WHEN n = 1 THEN 1 WHEN n = 2 THEN 2 ELSE 5 * (n - 2) END",
+                ),
+            }[AttributionModel(model)]
+            floored = f"""
+                SELECT deal_id, partner_id, js, cents, closed_mi, first_rn,
+                       cents * u / den AS base, cents * u - (cents * u / den) * den AS rem
+                FROM (SELECT deal_id, partner_id, js, cents, closed_mi, MIN(rn) AS first_rn,
+                             CAST(SUM({unit}) AS BIGINT) AS u, CAST(MAX({den}) AS BIGINT) AS den
+                      FROM kx_tw GROUP BY deal_id, partner_id, js, cents, closed_mi) c"""
+        self._exec(
+            f"""CREATE TEMP TABLE kx_attr AS
+            SELECT deal_id, partner_id, js, closed_mi,
+                   base + CASE WHEN place <= leftover THEN 1 ELSE 0 END AS cents
+            FROM (SELECT f.*,
+                         cents - SUM(base) OVER (PARTITION BY deal_id) AS leftover,
+                         ROW_NUMBER() OVER (PARTITION BY deal_id ORDER BY rem DESC, first_rn) AS place
+                  FROM ({floored}) f) r
+            UNION ALL
+            SELECT d.id, d.sp, p.js, d.closed_mi, d.cents
+            FROM kx_deal d JOIN kx_partner p ON p.id = d.sp
+            WHERE d.status = 'won' AND d.sp IS NOT NULL"""
+        )
+
+    def attribution_totals(self, date_from: date, date_to: date) -> list[dict]:
+        """Per partner sourced / influenced / attributed revenue of deals won between two local dates."""
+        from decimal import Decimal
+
+        self._facts()
+        self._attribution()
+        lo, hi = self.sql.date_literal(date_from), self.sql.date_literal(date_to)
+        in_range = f"d.status = 'won' AND d.closed_d >= {lo} AND d.closed_d <= {hi}"
+        rows = self._fetch(
+            f"""SELECT p.id, p.key, p.name, SUM(x.src), SUM(x.inf), SUM(x.att) FROM (
+                SELECT d.sp AS partner_id, d.cents AS src, 0 AS inf, 0 AS att FROM kx_deal d
+                WHERE {in_range} AND d.sp IS NOT NULL
+                UNION ALL
+                SELECT t.partner_id, 0, d.cents, 0 FROM (SELECT DISTINCT partner_id, deal_id FROM kx_touch) t
+                JOIN kx_deal d ON d.id = t.deal_id WHERE {in_range} AND d.seg = 'i'
+                UNION ALL
+                SELECT a.partner_id, 0, 0, a.cents FROM kx_attr a JOIN kx_deal d ON d.id = a.deal_id
+                WHERE {in_range}
+            ) x JOIN {Partner._meta.db_table} p ON p.id = x.partner_id
+            GROUP BY p.id, p.key, p.name ORDER BY p.id"""
+        )
+        cents = Decimal("0.01")
+        return [
+            {
+                "partner_id": pid,
+                "partner_key": key or str(pid),
+                "partner_name": name,
+                "sourced": (Decimal(int(src)) * cents).quantize(cents),
+                "influenced": (Decimal(int(inf)) * cents).quantize(cents),
+                "attributed": (Decimal(int(att)) * cents).quantize(cents),
+            }
+            for pid, key, name, src, inf, att in rows
+        ]
+
+    # -- 2. periods ----------------------------------------------------------------------------
+    def _periods(self) -> None:
+        as_of_mi = self.as_of.year * 12 + self.as_of.month - 1
+        mi, target = self.sql.month_index("period_start"), Target._meta.db_table
+        bounds = self._fetch(
+            f"""SELECT MIN(lo), MAX(hi) FROM (
+                SELECT MIN(created_mi) AS lo, MAX(COALESCE(closed_mi, created_mi)) AS hi FROM kx_deal
+                UNION ALL SELECT MIN(touched_mi), MAX(touched_mi) FROM kx_touch
+                UNION ALL SELECT MIN(submitted_mi), MAX(COALESCE(decided_mi, submitted_mi)) FROM kx_reg
+                UNION ALL SELECT MIN(applied_mi), MAX(COALESCE(joined_mi, applied_mi)) FROM kx_partner
+                UNION ALL SELECT MIN(mi), MAX(mi) FROM kx_cost
+                UNION ALL SELECT MIN({mi}), MAX({mi}) FROM {target}
+            ) b"""
+        )[0]
+        first = min(x for x in (bounds[0], as_of_mi) if x is not None)
+        last = max(x for x in (bounds[1], as_of_mi) if x is not None)
+        self.result.first_month, self.result.last_month = first, last
+
+        grain_rows, periods = [], {}
+        for mi in range(first, last + 1):
+            for grain, index in ((Grain.MONTH, mi), (Grain.QUARTER, mi // 3), (Grain.YEAR, mi // 12)):
+                grain_rows.append(f"('{grain}', {mi}, {index})")
+                periods[(grain, index)] = Period(grain, index)
+        s = self.sql
+        self._exec("CREATE TEMP TABLE kx_grain (grain VARCHAR(8), mi INTEGER, pidx INTEGER)")
+        self._exec("INSERT INTO kx_grain (grain, mi, pidx) VALUES " + ", ".join(grain_rows))
+        self._exec("CREATE INDEX kx_grain_mi ON kx_grain (mi)")
+        self._exec(
+            "CREATE TEMP TABLE kx_period (grain VARCHAR(8), pidx INTEGER, label VARCHAR(7), "
+            "start_d DATE, end_mi INTEGER, window_start DATE)"
+        )
+        values = ", ".join(
+            f"('{p.grain}', {p.index}, '{p.label}', {s.date_literal(p.start)}, {p.last_month_index}, "
+            f"{s.date_literal(active_window_start(p.end, ACTIVE_LOOKBACK_DAYS))})"
+            for p in periods.values()
+        )
+        self._exec(f"INSERT INTO kx_period (grain, pidx, label, start_d, end_mi, window_start) VALUES {values}")
+        self._analyze("kx_grain", "kx_period")
+        self.result.periods = len(periods)
+
+    # -- 3. components -------------------------------------------------------------------------
+    def _insert(self, columns: list[str], select: str) -> None:
+        names = "".join(f", {c}" for c in columns)
+        self._exec(f"INSERT INTO kx_s (scope, sid, grain, pidx{names}) {select}")
+
+    @staticmethod
+    def _scoped(rows: str, scopes: tuple[str, ...], *, partner_col: str = "partner_id", js_col: str = "js") -> str:
+        """Expand fact rows to one copy per scope with its id as `sid` (program: 0)."""
+        sid = {"program": "0", "partner": f"r.{partner_col}", "join_source": f"r.{js_col}"}
+        return " UNION ALL ".join(
+            f"SELECT '{scope}' AS scope, {sid[scope]} AS sid, r.* FROM ({rows}) r" for scope in scopes
+        )
+
+    def _median(self, column: str, rows: str) -> None:
+        """kx_s.column = median * 10 of v over rows(scope, sid, grain, pidx, v), from the rows."""
+        self._insert(
+            [column],
+            f"""SELECT scope, sid, grain, pidx, CAST(SUM(v) AS BIGINT) * 10 / COUNT(*)
+            FROM (SELECT scope, sid, grain, pidx, v,
+                         ROW_NUMBER() OVER (PARTITION BY scope, sid, grain, pidx ORDER BY v) AS rn,
+                         COUNT(*) OVER (PARTITION BY scope, sid, grain, pidx) AS cnt
+                  FROM ({rows}) q) w
+            WHERE rn = (cnt + 1) / 2 OR rn = (cnt + 2) / 2
+            GROUP BY scope, sid, grain, pidx""",
+        )
+
+    def _components(self) -> None:
+        s = self.sql
+        cols = ", ".join(f"{c} BIGINT" for c in COMPONENTS)
+        self._exec(f"CREATE TEMP TABLE kx_s (scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), pidx INTEGER, {cols})")
+        ALL = ("program", "partner", "join_source")
+        GROUPS = ("program", "join_source")
+
+        # Dense keys: every period for the program and every join source.
+        self._insert([], "SELECT 'program', 0, grain, pidx FROM kx_period")
+        self._insert(
+            [],
+            f"SELECT 'join_source', j.id, p.grain, p.pidx FROM kx_period p CROSS JOIN {JoinSource._meta.db_table} j",
+        )
+
+        def won(seg: str | None, what: str) -> str:
+            cond = "status = 'won'" + (f" AND seg = '{seg}'" if seg else "")
+            return f"SUM(CASE WHEN {cond} THEN {what} ELSE 0 END)"
+
+        def lost(seg: str) -> str:
+            return f"SUM(CASE WHEN status = 'lost' AND seg = '{seg}' THEN 1 ELSE 0 END)"
+
+        # Program revenue and win rates by segment, deals closed in the period.
+        self._insert(
+            "won_c won_n src_c src_n inf_c inf_n dir_c dir_n lost_src lost_inf lost_dir".split(),
+            f"""SELECT 'program', 0, g.grain, g.pidx, {won(None, "cents")}, {won(None, "1")},
+                {won("s", "cents")}, {won("s", "1")}, {won("i", "cents")}, {won("i", "1")},
+                {won("d", "cents")}, {won("d", "1")}, {lost("s")}, {lost("i")}, {lost("d")}
+            FROM kx_deal d JOIN kx_grain g ON g.mi = d.closed_mi
+            WHERE d.status IN ('won', 'lost') GROUP BY g.grain, g.pidx""",
+        )
+        # Sourced deals per partner and join source.
+        sourced_rows = (
+            "SELECT d.sp AS partner_id, p.js, d.status, d.cents, d.closed_mi FROM kx_deal d "
+            "JOIN kx_partner p ON p.id = d.sp WHERE d.sp IS NOT NULL AND d.status IN ('won', 'lost')"
+        )
+        self._insert(
+            ["src_c", "src_n", "lost_src"],
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, {won(None, "cents")}, {won(None, "1")},
+                SUM(CASE WHEN status = 'lost' THEN 1 ELSE 0 END)
+            FROM ({self._scoped(sourced_rows, ("partner", "join_source"))}) x
+            JOIN kx_grain g ON g.mi = x.closed_mi GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        )
+        # Influenced revenue: the full amount of every influenced deal the scope touched, once.
+        touched_won = (
+            "SELECT t.partner_id, t.js, d.id AS deal_id, d.cents, d.closed_mi FROM kx_touch t "
+            "JOIN kx_deal d ON d.id = t.deal_id WHERE d.status = 'won' AND d.seg = 'i'"
+        )
+        self._insert(
+            ["inf_c", "inf_n"],
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, SUM(x.cents), COUNT(*)
+            FROM (SELECT DISTINCT scope, sid, deal_id, cents, closed_mi
+                  FROM ({self._scoped(touched_won, ("partner", "join_source"))}) y) x
+            JOIN kx_grain g ON g.mi = x.closed_mi GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        )
+        # Attributed revenue: sums of the partners' cents (a join source's is its partners' sum).
+        self._insert(
+            ["attr_c"],
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, SUM(x.cents)
+            FROM ({self._scoped("SELECT * FROM kx_attr", ("partner", "join_source"))}) x
+            JOIN kx_grain g ON g.mi = x.closed_mi GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        )
+        # Sales cycle medians (won deals, whole local days created -> closed).
+        cycle = s.days_between("d.closed_d", "d.created_d")
+        for seg, column in (("s", "cyc_src_med"), ("i", "cyc_inf_med"), ("d", "cyc_dir_med")):
+            self._median(
+                column,
+                f"""SELECT 'program' AS scope, 0 AS sid, g.grain, g.pidx, {cycle} AS v
+                FROM kx_deal d JOIN kx_grain g ON g.mi = d.closed_mi WHERE d.status = 'won' AND d.seg = '{seg}'""",
+            )
+        sourced_cycle = (
+            f"SELECT d.sp AS partner_id, p.js, d.closed_mi, {cycle} AS v FROM kx_deal d "
+            "JOIN kx_partner p ON p.id = d.sp WHERE d.status = 'won' AND d.sp IS NOT NULL"
+        )
+        self._median(
+            "cyc_src_med",
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, x.v
+            FROM ({self._scoped(sourced_cycle, ("partner", "join_source"))}) x JOIN kx_grain g ON g.mi = x.closed_mi""",
+        )
+
+        # Recruitment funnel (applications by applied month, cohorts by join month).
+        self._insert(
+            ["apps_n", "apps_ok"],
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(*), SUM(CASE WHEN x.joined IS NOT NULL THEN 1 ELSE 0 END)
+            FROM ({self._scoped("SELECT id AS partner_id, js, joined, applied_mi FROM kx_partner", GROUPS)}) x
+            JOIN kx_grain g ON g.mi = x.applied_mi GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        )
+        window = self.settings.activation_window_days
+        as_of = s.date_literal(self.as_of)
+        cohort = f"""SELECT p.id AS partner_id, p.js, p.joined_mi,
+                CASE WHEN a.activated IS NOT NULL AND {s.days_between("a.activated", "p.joined")} <= {window}
+                     THEN 1 ELSE 0 END AS activated,
+                CASE WHEN p.joined <= {as_of} AND {s.days_between(as_of, "p.joined")} <= {window}
+                     THEN 1 ELSE 0 END AS inside
+            FROM kx_partner p
+            LEFT JOIN (SELECT partner_id, MIN(d) AS activated FROM kx_act GROUP BY partner_id) a
+                   ON a.partner_id = p.id
+            WHERE p.joined IS NOT NULL"""
+        self._insert(
+            ["joined_n", "activated_n", "prov"],
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(*), SUM(x.activated), MAX(x.inside)
+            FROM ({self._scoped(cohort, GROUPS)}) x JOIN kx_grain g ON g.mi = x.joined_mi
+            GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        )
+        # Time to first sale, keyed by the cohort (join period); partners without a sale left out.
+        ttfs = f"""SELECT p.id AS partner_id, p.js, p.joined_mi,
+                CASE WHEN f.fs_d IS NULL THEN 0 ELSE 1 END AS has_sale,
+                {s.days_between("f.fs_d", "p.joined")} AS v
+            FROM kx_partner p LEFT JOIN kx_fs f ON f.partner_id = p.id WHERE p.joined IS NOT NULL"""
+        self._insert(
+            ["fs_n", "ttfs_sum"],
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, SUM(x.has_sale), SUM(x.v)
+            FROM ({self._scoped(ttfs, ALL)}) x JOIN kx_grain g ON g.mi = x.joined_mi
+            GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        )
+        self._median(
+            "ttfs_med",
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, x.v
+            FROM ({self._scoped(ttfs, ALL)}) x JOIN kx_grain g ON g.mi = x.joined_mi WHERE x.has_sale = 1""",
+        )
+        # Active partners: a qualifying activity within the 90 days ending on the period's last day.
+        # kx_actm keeps each partner's latest activity per month, so months end_mi-3..end_mi suffice.
+        self._insert(
+            ["active_n"],
+            f"""SELECT x.scope, x.sid, pe.grain, pe.pidx, COUNT(DISTINCT x.partner_id)
+            FROM kx_period pe JOIN ({self._scoped("SELECT * FROM kx_actm", GROUPS)}) x
+              ON x.mi BETWEEN pe.end_mi - 3 AND pe.end_mi AND x.maxd >= pe.window_start
+            GROUP BY x.scope, x.sid, pe.grain, pe.pidx""",
+        )
+
+        # Pipeline: registrations submitted, approved and rejected in the period.
+        reg_rows = "SELECT partner_id, js, status, submitted_mi, decided_mi FROM kx_reg"
+        self._insert(
+            ["leads_n"],
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(*)
+            FROM ({self._scoped(reg_rows, ALL)}) x JOIN kx_grain g ON g.mi = x.submitted_mi
+            GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        )
+        self._insert(
+            ["regs_ok", "regs_rej"],
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx,
+                SUM(CASE WHEN x.status = 'approved' THEN 1 ELSE 0 END),
+                SUM(CASE WHEN x.status = 'rejected' THEN 1 ELSE 0 END)
+            FROM ({self._scoped(reg_rows, ALL)}) x JOIN kx_grain g ON g.mi = x.decided_mi
+            WHERE x.status IN ('approved', 'rejected') GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        )
+        # Opportunities influenced: distinct deals with a counting touch in the period, per scope.
+        touched = "SELECT DISTINCT partner_id, js, deal_id, touched_mi FROM kx_touch"
+        self._insert(
+            ["opp_inf"],
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(DISTINCT x.deal_id)
+            FROM ({self._scoped(touched, ALL)}) x JOIN kx_grain g ON g.mi = x.touched_mi
+            GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        )
+
+        # Cost: program all; partner its tagged costs; join source tagged with it or its partners, once.
+        self._insert(
+            ["cost_c"],
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, SUM(x.cents)
+            FROM (SELECT 'program' AS scope, 0 AS sid, cents, mi FROM kx_cost
+                  UNION ALL SELECT 'partner', partner_id, cents, mi FROM kx_cost WHERE partner_id IS NOT NULL
+                  UNION ALL SELECT 'join_source', sid, cents, mi FROM (
+                      SELECT id, tag_js AS sid, cents, mi FROM kx_cost WHERE tag_js IS NOT NULL
+                      UNION SELECT id, partner_js, cents, mi FROM kx_cost WHERE partner_js IS NOT NULL) j
+            ) x JOIN kx_grain g ON g.mi = x.mi GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        )
+        # New customers: the account's first ever won deal (earliest closed_at, ties to the lowest
+        # key) closed in the period and was partner-sourced.
+        first_won = f"""SELECT d.sp AS partner_id, p.js, d.closed_mi
+            FROM (SELECT id, sp, closed_mi, ROW_NUMBER() OVER (
+                        PARTITION BY account_id
+                        ORDER BY closed_at, CASE WHEN dkey IS NULL THEN 1 ELSE 0 END,
+                                 {s.text_key_order("dkey")}, id) AS rn
+                  FROM kx_deal WHERE status = 'won') d
+            JOIN kx_partner p ON p.id = d.sp WHERE d.rn = 1"""
+        self._insert(
+            ["newcust_n"],
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(*)
+            FROM ({self._scoped(first_won, ALL)}) x JOIN kx_grain g ON g.mi = x.closed_mi
+            GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        )
+
+    # -- 4. metrics ----------------------------------------------------------------------------
+    def _metrics(self) -> None:
+        merged = ", ".join(
+            f"MAX({c}) AS {c}" if c in _NULLABLE_COMPONENTS else f"COALESCE(MAX({c}), 0) AS {c}"
+            for c in COMPONENTS
+        )
+        self._exec(
+            f"CREATE TEMP TABLE kx_m AS SELECT scope, sid, grain, pidx, {merged} FROM kx_s GROUP BY scope, sid, grain, pidx"
+        )
+        self._analyze("kx_m")
+        self._exec("CREATE TEMP TABLE kx_metric (name VARCHAR(64), scope VARCHAR(12), zero_when_empty INTEGER)")
+        rows = ", ".join(
+            f"('{m.name}', '{scope}', {1 if m.name in ZERO_WHEN_EMPTY else 0})"
+            for m in COMPUTED_METRICS
+            for scope in m.scopes()
+        )
+        self._exec(f"INSERT INTO kx_metric (name, scope, zero_when_empty) VALUES {rows}")
+        value = "CASE k.name " + " ".join(f"WHEN '{n}' THEN {f}" for n, f in _FORMULAS.items()) + " END"
+        self._exec(
+            "CREATE TEMP TABLE kx_v (scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), pidx INTEGER, "
+            "metric VARCHAR(64), target_metric VARCHAR(64), v4 BIGINT)"
+        )
+        # Partner rows are stored only where the partner has facts: non-zero sums, defined ratios.
+        self._exec(
+            f"""INSERT INTO kx_v (scope, sid, grain, pidx, metric, target_metric, v4)
+            SELECT scope, sid, grain, pidx, metric, '', v4 FROM (
+                SELECT m.scope, m.sid, m.grain, m.pidx, k.name AS metric, k.zero_when_empty, {value} AS v4
+                FROM kx_m m JOIN kx_metric k ON k.scope = m.scope) x
+            WHERE scope <> 'partner' OR (v4 IS NOT NULL AND (v4 <> 0 OR zero_when_empty = 0))"""
+        )
+        self._targets()
+
+    def _targets(self) -> None:
+        s = self.sql
+        target = Target._meta.db_table
+        scope = "CASE WHEN t.partner_id IS NOT NULL THEN 'partner' WHEN t.join_source_id IS NOT NULL THEN 'join_source' ELSE 'program' END"
+        start_mi = s.month_index("t.period_start")
+        pidx = f"CASE t.grain WHEN 'month' THEN {start_mi} WHEN 'quarter' THEN {start_mi} / 3 ELSE {start_mi} / 12 END"
+        self._exec(
+            f"""CREATE TEMP TABLE kx_target AS
+            SELECT {scope} AS scope, COALESCE(t.partner_id, t.join_source_id, 0) AS sid, t.grain,
+                   {pidx} AS pidx, t.metric, CAST(ROUND(t.value * {SCALE}) AS BIGINT) AS v4
+            FROM {target} t"""
+        )
+        self._exec(
+            """INSERT INTO kx_v (scope, sid, grain, pidx, metric, target_metric, v4)
+            SELECT scope, sid, grain, pidx, 'target', metric, v4 FROM kx_target"""
+        )
+        actual = "COALESCE(a.v4, CASE WHEN k.zero_when_empty = 1 THEN 0 END)"
+        self._exec(
+            f"""INSERT INTO kx_v (scope, sid, grain, pidx, metric, target_metric, v4)
+            SELECT t.scope, t.sid, t.grain, t.pidx, 'target_progress', t.metric, {rdiv(actual, "t.v4", SCALE)}
+            FROM kx_target t
+            LEFT JOIN kx_metric k ON k.name = t.metric AND k.scope = t.scope
+            LEFT JOIN kx_v a ON a.scope = t.scope AND a.sid = t.sid AND a.grain = t.grain AND a.pidx = t.pidx
+                 AND a.metric = t.metric AND a.target_metric = ''"""
+        )
+
+    def _publishable(self) -> None:
+        """kx_pub: kx_v in KpiValue's columns (labels, keys, Decimal values)."""
+        s = self.sql
+        partner, join_source = Partner._meta.db_table, JoinSource._meta.db_table
+        self._exec(
+            f"""CREATE TEMP TABLE kx_pub AS
+            SELECT v.scope,
+                   CASE v.scope WHEN 'program' THEN ''
+                        WHEN 'partner' THEN COALESCE(p.key, {s.int_to_text("p.id")})
+                        ELSE COALESCE(j.key, {s.int_to_text("j.id")}) END AS scope_key,
+                   p.id AS partner_id, j.id AS join_source_id, v.grain, pe.label AS period,
+                   pe.start_d AS period_start, v.metric, v.target_metric,
+                   '{self.settings.attribution_model}' AS attribution_model,
+                   {s.v4_to_value("v.v4")} AS value
+            FROM kx_v v JOIN kx_period pe ON pe.grain = v.grain AND pe.pidx = v.pidx
+            LEFT JOIN {partner} p ON v.scope = 'partner' AND p.id = v.sid
+            LEFT JOIN {join_source} j ON v.scope = 'join_source' AND j.id = v.sid"""
+        )
+        self._analyze("kx_pub")
+        self.result.staged_rows = self._fetch("SELECT COUNT(*) FROM kx_pub")[0][0]
+
+    # -- data quality --------------------------------------------------------------------------
+    def _reconciliation(self) -> None:
+        """kx_recon: the suspicious-but-legal facts of KPIS.md, listed with the rows involved."""
+        s = self.sql
+        deal, touch, reg = Deal._meta.db_table, Touch._meta.db_table, DealRegistration._meta.db_table
+        self._exec(
+            f"""CREATE TEMP TABLE kx_recon AS
+            SELECT 'sourced_before_joined' AS kind, d.id AS deal_id, d.sp AS partner_id,
+                   CAST(NULL AS BIGINT) AS touch_id, d.account_id, CAST('' AS VARCHAR(2000)) AS registration_ids,
+                   CASE WHEN p.joined IS NULL THEN 'never joined' ELSE 'joined later' END AS detail
+            FROM kx_deal d JOIN kx_partner p ON p.id = d.sp
+            WHERE p.joined IS NULL OR d.created_d < p.joined
+            UNION ALL
+            SELECT 'touch_after_close', t.deal_id, t.partner_id, t.id, d.account_id, '', 'touched after close'
+            FROM {touch} t JOIN {deal} d ON d.id = t.deal_id
+            WHERE d.closed_at IS NOT NULL AND t.touched_at > d.closed_at
+            UNION ALL
+            SELECT 'duplicate_registration_claim', CAST(NULL AS BIGINT), CAST(NULL AS BIGINT),
+                   CAST(NULL AS BIGINT), r.account_id, {s.group_concat_ids("r.id")}, 'claims by several partners'
+            FROM (SELECT id, account_id FROM {reg} WHERE status IN ('submitted', 'approved') ORDER BY id) r
+            WHERE r.account_id IN (
+                SELECT account_id FROM {reg} WHERE status IN ('submitted', 'approved')
+                GROUP BY account_id HAVING COUNT(DISTINCT partner_id) > 1)
+            GROUP BY r.account_id"""
+        )
+
+
+def published_columns() -> list[str]:
+    return [
+        "scope",
+        "scope_key",
+        "partner_id",
+        "join_source_id",
+        "grain",
+        "period",
+        "period_start",
+        "metric",
+        "target_metric",
+        "attribution_model",
+        "value",
+    ]
+
+
+def staged_rows(*, grain: str | None = None) -> list[tuple]:
+    """Rows of kx_pub in the current connection (after KpiComputation.run), export column order."""
+    where = f"WHERE grain = '{Grain(grain)}'" if grain else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT scope, scope_key, period, metric, target_metric, value FROM kx_pub "
+            f"{where} ORDER BY scope, scope_key, period_start, metric, target_metric"
+        )
+        return cursor.fetchall()
+

@@ -1,0 +1,67 @@
+"""The INTERCHANGE.md KPI export: rows of the published set (or of one computed on request)."""
+
+from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import transaction
+
+from kpis.engine import EngineSettings, KpiComputation, staged_rows
+from kpis.metrics import METRICS_BY_NAME, AttributionModel, Grain
+from kpis.models import KpiValue, ProgramSettings
+
+EXPORT_COLUMNS = ("scope", "scope_key", "period", "metric", "value", "target_metric")
+
+
+def format_value(metric: str, target_metric: str, value: Decimal | None) -> str:
+    """Money 2 places, rates 4, days 1, counts and flags whole; empty when undefined.
+
+    A target row is formatted like the metric it targets; target_progress is a rate.
+    """
+    if value is None:
+        return ""
+    unit_metric = target_metric if metric == "target" and target_metric else metric
+    places = METRICS_BY_NAME[unit_metric].decimal_places
+    return str(Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict]:
+    """Rows in INTERCHANGE export columns, ordered by scope, key, period, metric.
+
+    The published set is read as is. A `model` other than the published one is computed on
+    request: the whole set under that model, in temp tables of this connection, never published.
+    """
+    grain = Grain(grain).value
+    program = ProgramSettings.load()
+    published_model = program.attribution_model
+    model = AttributionModel(model).value if model else published_model
+    if model == published_model:
+        rows = (
+            KpiValue.objects.filter(grain=grain, attribution_model=model)
+            .order_by("scope", "scope_key", "period_start", "metric", "target_metric")
+            .values_list("scope", "scope_key", "period", "metric", "target_metric", "value")
+        )
+        yield from (_row(*r) for r in rows.iterator(chunk_size=5000))
+        return
+    from kpis.services import program_today
+
+    computation = KpiComputation(EngineSettings.from_program(program, model=model), program_today())
+    try:
+        with transaction.atomic():
+            computation.run()
+            staged = staged_rows(grain=grain)
+    finally:
+        computation.drop()
+    yield from (_row(*r) for r in staged)
+
+
+def _row(scope, scope_key, period, metric, target_metric, value) -> dict:
+    if value is not None and not isinstance(value, Decimal):
+        value = Decimal(str(value))
+    return {
+        "scope": scope,
+        "scope_key": scope_key,
+        "period": period,
+        "metric": metric,
+        "value": format_value(metric, target_metric, value),
+        "target_metric": target_metric,
+    }

@@ -1,0 +1,94 @@
+"""Period labels (`2026-03`, `2026-Q1`, `2026`) and the month index the engine buckets by.
+
+A month index is `year * 12 + month - 1`; a quarter index is `month_index // 3` and a year index
+`month_index // 12`, so every grain is an integer the database can compute from a local date.
+"""
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from kpis.metrics import Grain
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
+_YEAR = re.compile(r"^(\d{4})$")
+
+
+@dataclass(frozen=True)
+class Period:
+    grain: Grain
+    index: int  # month, quarter or year index
+
+    @property
+    def first_month_index(self) -> int:
+        return {Grain.MONTH: self.index, Grain.QUARTER: self.index * 3, Grain.YEAR: self.index * 12}[self.grain]
+
+    @property
+    def last_month_index(self) -> int:
+        size = {Grain.MONTH: 1, Grain.QUARTER: 3, Grain.YEAR: 12}[self.grain]
+        return self.first_month_index + size - 1
+
+    @property
+    def start(self) -> date:
+        return month_start(self.first_month_index)
+
+    @property
+    def end(self) -> date:
+        first = month_start(self.last_month_index)
+        return first.replace(day=calendar.monthrange(first.year, first.month)[1])
+
+    @property
+    def label(self) -> str:
+        if self.grain == Grain.MONTH:
+            return f"{self.index // 12:04d}-{self.index % 12 + 1:02d}"
+        if self.grain == Grain.QUARTER:
+            return f"{self.index // 4:04d}-Q{self.index % 4 + 1}"
+        return f"{self.index:04d}"
+
+    def shifted(self, steps: int) -> "Period":
+        return Period(self.grain, self.index + steps)
+
+    @property
+    def previous(self) -> "Period":
+        return self.shifted(-1)
+
+    @property
+    def year_earlier(self) -> "Period":
+        per_year = {Grain.MONTH: 12, Grain.QUARTER: 4, Grain.YEAR: 1}[self.grain]
+        return self.shifted(-per_year)
+
+
+def month_index(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def month_start(index: int) -> date:
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def period_of(day: date, grain: Grain | str) -> Period:
+    grain = Grain(grain)
+    mi = month_index(day)
+    return Period(grain, {Grain.MONTH: mi, Grain.QUARTER: mi // 3, Grain.YEAR: mi // 12}[grain])
+
+
+def parse_period(label: str) -> Period:
+    """`2026-03` / `2026-Q1` / `2026` -> Period; ValueError on anything else."""
+    label = label.strip()
+    if m := _MONTH.match(label):
+        month = int(m.group(2))
+        if not 1 <= month <= 12:
+            raise ValueError(f"invalid month in period {label!r}")
+        return Period(Grain.MONTH, int(m.group(1)) * 12 + month - 1)
+    if m := _QUARTER.match(label):
+        return Period(Grain.QUARTER, int(m.group(1)) * 4 + int(m.group(2)) - 1)
+    if m := _YEAR.match(label):
+        return Period(Grain.YEAR, int(m.group(1)))
+    raise ValueError(f"period must look like 2026-03, 2026-Q1 or 2026, not {label!r}")
+
+
+def active_window_start(period_end: date, days: int) -> date:
+    """First day of the `days` calendar days that end on `period_end` (that day included)."""
+    return period_end - timedelta(days=days - 1)

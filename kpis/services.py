@@ -1,0 +1,395 @@
+"""KPI writes: recompute runs (request, execute, publish), costs, targets, on-request attribution.
+
+A run computes the whole KPI set into session temp tables (kpis.engine), then publishes it in one
+short transaction that deletes the published rows that changed or vanished and inserts the new
+ones. Readers (PostgreSQL MVCC, SQLite WAL) keep seeing the previous complete set until it commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import Count, Max
+from django.utils import timezone
+
+from deals.models import Deal, DealRegistration, Touch
+from kpis.engine import EngineSettings, KpiComputation
+from kpis.metrics import TARGETABLE_METRICS, AttributionModel
+from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
+from kpis.periods import parse_period
+from partners.models import JoinSource, Partner
+
+logger = logging.getLogger(__name__)
+
+# A queued or running run older than this is considered abandoned (its worker died for good).
+STALE_RUN_SECONDS = getattr(settings, "KPI_RUN_STALE_SECONDS", 6 * 3600)
+
+
+# -- runs --------------------------------------------------------------------------------------
+def program_today() -> date:
+    """Today's date in the program time zone (the default as-of date)."""
+    return timezone.now().astimezone(ZoneInfo(ProgramSettings.load().time_zone)).date()
+
+
+def _lock_runs() -> None:
+    """Serialise run bookkeeping: a row lock on the settings singleton (SQLite: the write lock)."""
+    ProgramSettings.load()
+    list(ProgramSettings.objects.select_for_update().filter(pk=1).values_list("pk", flat=True))
+
+
+def _fail_stale_runs() -> None:
+    cutoff = timezone.now() - timedelta(seconds=STALE_RUN_SECONDS)
+    KpiRun.objects.filter(
+        status__in=[KpiRun.Status.QUEUED, KpiRun.Status.RUNNING], created_at__lt=cutoff
+    ).update(status=KpiRun.Status.FAILED, finished_at=timezone.now(), error="abandoned: no worker finished it")
+
+
+def kpi_run_create(
+    *, trigger: str, mode: str = KpiRun.Mode.FULL, requested_by=None, as_of: date | None = None
+) -> tuple[KpiRun, bool]:
+    """A new queued run, or (active_run, False) when one is already queued or running."""
+    errors: dict[str, list[str]] = {}
+    if trigger not in KpiRun.Trigger.values:
+        errors["trigger"] = [f"must be one of {', '.join(KpiRun.Trigger.values)}"]
+    if mode not in KpiRun.Mode.values:
+        errors["mode"] = [f"must be one of {', '.join(KpiRun.Mode.values)}"]
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        _lock_runs()
+        _fail_stale_runs()
+        active = (
+            KpiRun.objects.filter(status__in=[KpiRun.Status.QUEUED, KpiRun.Status.RUNNING])
+            .order_by("created_at", "id")
+            .first()
+        )
+        if active is not None:
+            return active, False
+        run = KpiRun.objects.create(
+            trigger=trigger,
+            mode=mode,
+            requested_by=requested_by,
+            as_of=as_of,
+            attribution_model=ProgramSettings.load().attribution_model,
+        )
+        return run, True
+
+
+def kpi_recompute_request(
+    *, trigger: str, mode: str = KpiRun.Mode.FULL, requested_by=None, as_of: date | None = None
+) -> KpiRun:
+    """Queue a recompute and enqueue the Celery task on commit; returns the active run if one exists."""
+    run, created = kpi_run_create(trigger=trigger, mode=mode, requested_by=requested_by, as_of=as_of)
+    if created:
+        from kpis.tasks import recompute_kpis
+
+        run_id = run.pk
+        transaction.on_commit(lambda: recompute_kpis.delay(run_id=run_id, trigger=trigger, mode=mode))
+    return run
+
+
+def _claim(run_id: int) -> KpiRun | None:
+    """Mark the run running; None when it is finished or another run is running."""
+    with transaction.atomic():
+        _lock_runs()
+        run = KpiRun.objects.select_for_update().get(pk=run_id)
+        if run.status in (KpiRun.Status.SUCCEEDED, KpiRun.Status.FAILED):
+            return None
+        other = KpiRun.objects.filter(status=KpiRun.Status.RUNNING).exclude(pk=run.pk).exists()
+        if other:
+            run.status = KpiRun.Status.FAILED
+            run.error = "another KPI run was running"
+            run.finished_at = timezone.now()
+            run.save(update_fields=["status", "error", "finished_at"])
+            return None
+        # A run found "running" is a redelivery after its worker died: this attempt takes it over.
+        run.status = KpiRun.Status.RUNNING
+        run.started_at = timezone.now()
+        run.error = ""
+        run.as_of = run.as_of or program_today()
+        run.attribution_model = ProgramSettings.load().attribution_model
+        run.save(update_fields=["status", "started_at", "error", "as_of", "attribution_model"])
+        return run
+
+
+def _record_failure(run_id: int, status: str, message: str) -> None:
+    for _ in range(2):
+        try:
+            KpiRun.objects.filter(pk=run_id).update(
+                status=status, error=message[:5000], finished_at=timezone.now()
+            )
+            return
+        except DatabaseError:
+            connection.close()  # a broken connection: the next query reconnects
+
+
+def kpi_run_execute(*, run_id: int) -> KpiRun:
+    """Compute and publish the run (what the Celery task and the command call).
+
+    Database outages (OperationalError / InterfaceError) put the run back to queued and re-raise,
+    so the task's autoretry picks it up again; any other error fails the run. Either way the
+    published set is untouched unless the publishing transaction committed.
+    """
+    run = _claim(run_id)
+    if run is None:
+        return KpiRun.objects.get(pk=run_id)
+    started = time.monotonic()
+    try:
+        _execute(run, started)
+    except (OperationalError, InterfaceError) as exc:
+        _drop_quietly()
+        _record_failure(run.pk, KpiRun.Status.QUEUED, f"database unavailable, will retry: {exc}")
+        raise
+    except Exception as exc:
+        _drop_quietly()
+        logger.exception("KPI run %s failed", run.pk)
+        _record_failure(run.pk, KpiRun.Status.FAILED, f"{type(exc).__name__}: {exc}")
+        raise
+    return KpiRun.objects.get(pk=run.pk)
+
+
+def _drop_quietly() -> None:
+    try:
+        KpiComputation(EngineSettings.from_program(ProgramSettings.load()), date.today()).drop()
+    except Exception:  # noqa: BLE001 - cleanup of session temp tables must never hide the real error
+        connection.close()
+
+
+def source_fingerprint(*, as_of: date) -> str:
+    """A digest of everything the KPIs depend on: per-table row counts and latest change."""
+    parts = [f"as_of={as_of}"]
+    program = ProgramSettings.load()
+    parts.append(f"settings={program.updated_at.isoformat()}:{program.attribution_model}:{program.time_zone}")
+    for model, column in (
+        (Deal, "updated_at"),
+        (DealRegistration, "updated_at"),
+        (CostEntry, "updated_at"),
+        (Target, "updated_at"),
+        (Partner, "updated_at"),
+        (Touch, "id"),
+    ):
+        agg = model.objects.aggregate(n=Count("pk"), last=Max(column))
+        parts.append(f"{model._meta.label}={agg['n']}:{agg['last']}")
+    parts.append(f"join_sources={JoinSource.objects.aggregate(n=Count('pk'), last=Max('pk'))}")
+    # Touches have no updated_at: their ids and a digest of their moments catch edits and deletions.
+    return hashlib.sha256("|".join(parts).encode()).hexdigest() + ":" + ";".join(parts)[:900]
+
+
+def _execute(run: KpiRun, started: float) -> None:
+    program = ProgramSettings.load()
+    fingerprint = source_fingerprint(as_of=run.as_of)
+    if run.mode == KpiRun.Mode.INCREMENTAL:
+        last = (
+            KpiRun.objects.filter(status=KpiRun.Status.SUCCEEDED)
+            .exclude(pk=run.pk)
+            .order_by("-finished_at", "-id")
+            .first()
+        )
+        if last is not None and last.source_fingerprint == fingerprint:
+            KpiRun.objects.filter(pk=run.pk).update(
+                status=KpiRun.Status.SUCCEEDED,
+                finished_at=timezone.now(),
+                duration_seconds=time.monotonic() - started,
+                rows_written=0,
+                rows_deleted=0,
+                periods_recomputed=0,
+                source_fingerprint=fingerprint,
+            )
+            return
+    computation = KpiComputation(EngineSettings.from_program(program), run.as_of)
+    result = computation.run()
+    incremental = run.mode == KpiRun.Mode.INCREMENTAL
+
+    def finish(stats: dict[str, int]) -> None:
+        KpiRun.objects.filter(pk=run.pk).update(
+            status=KpiRun.Status.SUCCEEDED,
+            finished_at=timezone.now(),
+            duration_seconds=time.monotonic() - started,
+            rows_written=stats["inserted"],
+            rows_deleted=stats["deleted"],
+            periods_recomputed=stats["changed_periods"] if incremental else result.periods,
+            source_fingerprint=fingerprint,
+        )
+
+    publish(run=run, on_published=finish)
+    computation.drop()
+
+
+def _publish_checkpoint() -> None:
+    """Fault-injection point inside the publishing transaction (tests kill or fail the run here).
+
+    PRM_KPI_PAUSE_IN_PUBLISH=<seconds> makes a run wait after deleting the old rows and before
+    inserting the new ones; it is never set in production.
+    """
+    pause = os.environ.get("PRM_KPI_PAUSE_IN_PUBLISH")
+    if pause:
+        time.sleep(float(pause))
+
+
+def publish(*, run: KpiRun, on_published=None) -> dict[str, int]:
+    """Replace the published rows that differ from the staged set (kx_pub), in one transaction.
+
+    `on_published(stats)` runs inside that transaction, so the run's bookkeeping commits with it.
+    """
+    value_table = KpiValue._meta.db_table
+    pg = connection.vendor == "postgresql"
+
+    def same(a: str, b: str) -> str:
+        return f"{a} IS NOT DISTINCT FROM {b}" if pg else f"{a} IS {b}"
+
+    match = (
+        "s.attribution_model = k.attribution_model AND s.scope = k.scope AND s.scope_key = k.scope_key "
+        "AND s.grain = k.grain AND s.period = k.period AND s.metric = k.metric "
+        f"AND s.target_metric = k.target_metric AND {same('s.value', 'k.value')} "
+        f"AND {same('s.partner_id', 'k.partner_id')} AND {same('s.join_source_id', 'k.join_source_id')}"
+    )
+    columns = (
+        "scope, scope_key, partner_id, join_source_id, grain, period, period_start, metric, "
+        "target_metric, attribution_model, value"
+    )
+    with connection.cursor() as cursor:
+        for table in ("kx_del", "kx_ins"):
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        # The diff is computed before the transaction so the publishing lock is held briefly.
+        cursor.execute(
+            f"CREATE TEMP TABLE kx_del AS SELECT k.id, k.grain, k.period FROM {value_table} k "
+            f"WHERE NOT EXISTS (SELECT 1 FROM kx_pub s WHERE {match})"
+        )
+        cursor.execute(
+            f"CREATE TEMP TABLE kx_ins AS SELECT {columns} FROM kx_pub s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {value_table} k WHERE {match})"
+        )
+        cursor.execute(
+            "SELECT COUNT(*) FROM (SELECT grain, period FROM kx_del UNION SELECT grain, period FROM kx_ins) p"
+        )
+        changed_periods = cursor.fetchone()[0]
+        with transaction.atomic():
+            _lock_runs()
+            if pg:
+                # Durability of this commit may lag a few ms; a crash then reruns the nightly job.
+                cursor.execute("SET LOCAL synchronous_commit = off")
+            cursor.execute(f"DELETE FROM {value_table} WHERE id IN (SELECT id FROM kx_del)")
+            deleted = cursor.rowcount
+            _publish_checkpoint()
+            cursor.execute(
+                f"INSERT INTO {value_table} ({columns}, run_id) SELECT {columns}, {int(run.pk)} FROM kx_ins"
+            )
+            inserted = cursor.rowcount
+            recon = ReconciliationItem._meta.db_table
+            cursor.execute(f"DELETE FROM {recon}")
+            cursor.execute(
+                f"""INSERT INTO {recon} (kind, description, deal_id, partner_id, touch_id, account_id,
+                                         registration_ids, run_id)
+                SELECT kind, detail, deal_id, partner_id, touch_id, account_id, registration_ids, {int(run.pk)}
+                FROM kx_recon"""
+            )
+            stats = {"inserted": max(inserted, 0), "deleted": max(deleted, 0), "changed_periods": changed_periods}
+            if on_published is not None:
+                on_published(stats)
+        for table in ("kx_del", "kx_ins"):
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+    return stats
+
+
+# -- on-request attribution --------------------------------------------------------------------
+def attribution_by_partner(*, model: str, period_from: date, period_to: date) -> list[dict]:
+    """Per partner: sourced, influenced and attributed revenue of deals won between the two dates
+    (program-time-zone close dates, both included), under any attribution model, computed now.
+    """
+    try:
+        model = AttributionModel(model).value
+    except ValueError:
+        raise ValidationError({"model": [f"must be one of {', '.join(m.value for m in AttributionModel)}"]}) from None
+    if period_from > period_to:
+        raise ValidationError({"period_from": ["must not be after period_to"]})
+    program = ProgramSettings.load()
+    computation = KpiComputation(EngineSettings.from_program(program, model=model), program_today())
+    computation.drop()
+    try:
+        return computation.attribution_totals(period_from, period_to)
+    finally:
+        computation.drop()
+
+
+# -- reconciliation ----------------------------------------------------------------------------
+def reconciliation_report() -> list[dict]:
+    """The suspicious facts listed by the last published run (see KPIS.md "Data quality")."""
+    from kpis.selectors import reconciliation_items
+
+    return reconciliation_items()
+
+
+# -- costs and targets -------------------------------------------------------------------------
+def _decimal(value, field: str, errors: dict) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError, TypeError):
+        errors[field] = ["must be a decimal number"]
+        return None
+
+
+def cost_entry_create(
+    *,
+    date: date,
+    amount: Decimal | str,
+    category: str,
+    partner: Partner | None = None,
+    join_source: JoinSource | None = None,
+    note: str = "",
+) -> CostEntry:
+    errors: dict[str, list[str]] = {}
+    value = _decimal(amount, "amount", errors)
+    if value is not None and value <= 0:
+        errors["amount"] = ["must be greater than 0"]
+    if category not in CostEntry.Category.values:
+        errors["category"] = [f"must be one of {', '.join(CostEntry.Category.values)}"]
+    if date is None:
+        errors["date"] = ["is required"]
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        return CostEntry.objects.create(
+            date=date, amount=value, category=category, partner=partner, join_source=join_source, note=note
+        )
+
+
+def target_set(
+    *,
+    metric: str,
+    period: str,
+    value: Decimal | str,
+    partner: Partner | None = None,
+    join_source: JoinSource | None = None,
+) -> Target:
+    """Create or replace the target of a metric for a period (`2026-03`, `2026-Q1`, `2026`) and scope."""
+    errors: dict[str, list[str]] = {}
+    if metric not in TARGETABLE_METRICS:
+        errors["metric"] = ["unknown metric"]
+    try:
+        parsed = parse_period(period)
+    except ValueError as exc:
+        errors["period"] = [str(exc)]
+        parsed = None
+    amount = _decimal(value, "value", errors)
+    if partner is not None and join_source is not None:
+        errors["join_source"] = ["a target names a partner or a join source, not both"]
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        target, _ = Target.objects.update_or_create(
+            metric=metric,
+            period=parsed.label,
+            partner=partner,
+            join_source=join_source,
+            defaults={"grain": parsed.grain.value, "period_start": parsed.start, "value": amount},
+        )
+        return target

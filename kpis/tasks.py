@@ -1,0 +1,31 @@
+"""Celery tasks of the KPI engine: thin wrappers around kpis.services."""
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from kpis.models import KpiRun
+from kpis.services import kpi_run_create, kpi_run_execute
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=8,
+)
+def recompute_kpis(self, run_id: int | None = None, trigger: str = "manual", mode: str = "full") -> int | None:
+    """Execute a queued KPI run; without run_id (the nightly beat entry) create one first.
+
+    When another run is already queued or running, the scheduled trigger leaves it to that run.
+    """
+    if run_id is None:
+        run, created = kpi_run_create(trigger=trigger, mode=mode)
+        if not created:
+            return run.pk
+        run_id = run.pk
+    KpiRun.objects.filter(pk=run_id).update(celery_task_id=self.request.id or "")
+    return kpi_run_execute(run_id=run_id).pk
