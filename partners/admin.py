@@ -1,0 +1,155 @@
+"""Admin for join sources, partners and their portal users.
+
+Access follows the staff roles (partners.access): partner managers and superusers change data,
+sales ops read it. Forms validate through the models' clean() (the shared rules in deals.rules) and
+the lifecycle table; the approve / reject actions call the partner services.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+
+from deals.rules import partner_transition_errors
+from partners.access import can_write_all, is_staff_reader
+from partners.models import JoinSource, Partner, PartnerUser
+from partners.services import partner_approve, partner_reject
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One readable line for an admin message: `field: message; field: message`."""
+    if hasattr(exc, "error_dict"):
+        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+    return " ".join(exc.messages)
+
+
+class RoleAdminMixin:
+    """Partner managers (and superusers) may change rows; sales ops may only look."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_staff_reader(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return is_staff_reader(request.user)
+
+    def has_add_permission(self, request: HttpRequest, *args) -> bool:
+        return can_write_all(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return can_write_all(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return can_write_all(request.user)
+
+
+def run_service_per_row(modeladmin, request, rows, service, done: str) -> None:
+    """Call `service(row)` for each row; refusals become error messages, never a server error."""
+    succeeded = 0
+    for row in rows:
+        try:
+            service(row)
+        except ValidationError as exc:
+            modeladmin.message_user(request, f"{row}: {describe_validation_error(exc)}", messages.ERROR)
+        else:
+            succeeded += 1
+    if succeeded:
+        modeladmin.message_user(request, f"{done}: {succeeded}.", messages.SUCCESS)
+
+
+@admin.register(JoinSource)
+class JoinSourceAdmin(RoleAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "kind", "key", "partner_count"]
+    list_filter = ["kind"]
+    search_fields = ["name", "key"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[JoinSource]:
+        return super().get_queryset(request).annotate(partner_count=Count("partners"))
+
+    @admin.display(description="Partners", ordering="partner_count")
+    def partner_count(self, obj: JoinSource) -> int:
+        return obj.partner_count
+
+
+class PartnerUserInline(RoleAdminMixin, admin.TabularInline):
+    model = PartnerUser
+    extra = 0
+    # raw id, not autocomplete: the autocomplete view needs the auth.User admin's view permission.
+    raw_id_fields = ["user"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PartnerUser]:
+        return super().get_queryset(request).select_related("user", "partner")
+
+
+class PartnerAdminForm(forms.ModelForm):
+    class Meta:
+        model = Partner
+        fields = [
+            "name",
+            "key",
+            "type",
+            "tier",
+            "status",
+            "join_source",
+            "applied_at",
+            "joined_at",
+            "referred_by",
+            "manager",
+        ]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        # Model.clean() checks the dates against the status; the lifecycle also needs the old status.
+        if self.instance.pk is not None and "status" in cleaned:
+            old_status = Partner.objects.filter(pk=self.instance.pk).values_list("status", flat=True).first()
+            errors = partner_transition_errors(old_status=old_status, new_status=cleaned["status"])
+            for field, messages_ in errors.items():
+                self.add_error(field, messages_)
+        return cleaned
+
+
+@admin.register(Partner)
+class PartnerAdmin(RoleAdminMixin, admin.ModelAdmin):
+    form = PartnerAdminForm
+    list_display = [
+        "name",
+        "type",
+        "status",
+        "tier",
+        "join_source",
+        "applied_at",
+        "joined_at",
+        "manager",
+        "key",
+    ]
+    list_filter = ["status", "type", "join_source__kind", "tier"]
+    search_fields = ["name", "key"]
+    list_select_related = ["join_source", "manager"]
+    autocomplete_fields = ["join_source", "referred_by"]
+    raw_id_fields = ["manager"]
+    readonly_fields = ["created_at", "updated_at"]
+    date_hierarchy = "applied_at"
+    inlines = [PartnerUserInline]
+    actions = ["approve_applications", "reject_applications"]
+
+    @admin.action(description="Approve selected applications (joined today)", permissions=["change"])
+    def approve_applications(self, request: HttpRequest, queryset: QuerySet[Partner]) -> None:
+        run_service_per_row(
+            self, request, queryset, lambda partner: partner_approve(partner=partner), "Approved partners"
+        )
+
+    @admin.action(description="Reject selected applications", permissions=["change"])
+    def reject_applications(self, request: HttpRequest, queryset: QuerySet[Partner]) -> None:
+        run_service_per_row(
+            self, request, queryset, lambda partner: partner_reject(partner=partner), "Rejected applications"
+        )
+
+
+@admin.register(PartnerUser)
+class PartnerUserAdmin(RoleAdminMixin, admin.ModelAdmin):
+    list_display = ["user", "partner", "role"]
+    list_filter = ["role"]
+    search_fields = ["user__username", "user__email", "partner__name"]
+    list_select_related = ["user", "partner"]
+    autocomplete_fields = ["partner"]
+    raw_id_fields = ["user"]
