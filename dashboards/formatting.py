@@ -6,6 +6,7 @@ the display text is that value for a person (a percentage, a currency amount, "�
 
 from decimal import ROUND_HALF_UP, Decimal
 
+from kpis.export import format_value
 from kpis.metrics import METRICS_BY_NAME, Unit
 
 UNDEFINED = "—"
@@ -13,12 +14,10 @@ CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 
 
 def export_string(metric: str, value: Decimal | None) -> str:
-    """The value as INTERCHANGE's export writes it: empty when undefined."""
+    """The value exactly as the KPI export writes it (kpis.export.format_value): empty when undefined."""
     if value is None or value == "":
         return ""
-    places = METRICS_BY_NAME[metric].decimal_places if metric in METRICS_BY_NAME else 2
-    quantum = Decimal(1).scaleb(-places)
-    return str(Decimal(value).quantize(quantum, rounding=ROUND_HALF_UP))
+    return format_value(metric, "", Decimal(value))
 
 
 def money(value: Decimal | None, currency: str = "USD") -> str:

@@ -9,14 +9,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from dashboards import formatting
 from dashboards.periods import Period, months_ending, parse, period_of
+from kpis.engine import ZERO_WHEN_EMPTY
 from kpis.metrics import METRICS_BY_NAME, Grain, Scope
 from kpis.models import ProgramSettings
-from kpis.selectors import published_values
+from kpis.selectors import kpi_card_values, published_values
 
 LABELS = {
     "won_revenue": "Won revenue",
@@ -150,33 +152,31 @@ def cards(
     metrics: tuple[str, ...],
     *,
     scope: str = Scope.PROGRAM,
-    partner_id: int | None = None,
-    join_source_id: int | None = None,
+    scope_key: str = "",
     attribution_model: str | None = None,
 ) -> list[Card]:
     """One card per metric: the period's value, the previous period, the same period a year
-    earlier, and the target and progress when a target names the metric. One query."""
-    labels = {period.label: "value", period.previous.label: "previous", period.year_earlier.label: "year_ago"}
-    rows = published_values(
-        grain=period.grain,
-        attribution_model=attribution_model,
+    earlier, and the target and progress when a target names the metric. One query, through the
+    KPI helper's card selector."""
+    values = kpi_card_values(
+        metrics=metrics,
+        grain=Grain(period.grain).value,
+        period=period.label,
         scope=scope,
-        partner_id=partner_id,
-        join_source_id=join_source_id,
-        metrics=[*metrics, "target", "target_progress"],
-    ).filter(period__in=list(labels))
-    if scope == Scope.PROGRAM:
-        rows = rows.filter(scope_key="")
-    by_metric = {m: Card(metric=m) for m in metrics}
-    for metric, target_metric, period_label, value in rows.values_list(
-        "metric", "target_metric", "period", "value"
-    ):
-        if metric in ("target", "target_progress"):
-            if period_label == period.label and target_metric in by_metric:
-                setattr(by_metric[target_metric], "target" if metric == "target" else "progress", value)
-            continue
-        setattr(by_metric[metric], labels[period_label], value)
-    return [by_metric[m] for m in metrics]
+        scope_key=scope_key,
+        attribution_model=attribution_model,
+    )
+    return [
+        Card(
+            metric=m,
+            value=values[m]["current"],
+            previous=values[m]["previous"],
+            year_ago=values[m]["last_year"],
+            target=values[m]["target"],
+            progress=values[m]["target_progress"],
+        )
+        for m in metrics
+    ]
 
 
 @dataclass
@@ -269,7 +269,13 @@ def annotate_partner_values(
             .filter(partner_id=OuterRef("pk"), period=period.label)
             .values("value")[:1]
         )
-        annotations[f"kpi_{metric}"] = Subquery(value)
+        # A partner without facts has no stored row: money and counts read 0, ratios stay undefined.
+        if metric in ZERO_WHEN_EMPTY:
+            annotations[f"kpi_{metric}"] = Coalesce(
+                Subquery(value), Value(Decimal(0)), output_field=DecimalField()
+            )
+        else:
+            annotations[f"kpi_{metric}"] = Subquery(value)
     return queryset.annotate(**annotations)
 
 

@@ -10,7 +10,7 @@ from django.core.paginator import Paginator
 from django.db.models import Prefetch, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -288,7 +288,7 @@ def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
             period,
             PARTNER_CARDS,
             scope=Scope.PARTNER,
-            partner_id=partner.pk,
+            scope_key=partner.export_key,
             attribution_model=context["model"],
         ),
         cohort=readers.partner_cohort_values(
@@ -497,7 +497,7 @@ def reconciliation(request: HttpRequest) -> HttpResponse:
 _ADMIN_LINKS = {
     "deal": ("admin:deals_deal_change", "Deal"),
     "touch": ("admin:deals_touch_change", "Touch"),
-    "registration": ("admin:deals_dealregistration_change", "Registration"),
+    "registrations": ("admin:deals_dealregistration_change", "Registration"),
     "account": ("admin:deals_account_change", "Account"),
 }
 
@@ -505,15 +505,8 @@ _ADMIN_LINKS = {
 def _linked(fact: dict) -> dict:
     """The fact with a link per row it involves: partner pages for partners, admin pages otherwise."""
     links = []
-    for key, ids in fact.items():
-        if not key.endswith("_ids") and not key.endswith("_id"):
-            continue
-        kind = key.removesuffix("_ids").removesuffix("_id")
-        if isinstance(ids, str):
-            ids = [int(part) for part in ids.split(",") if part.strip().isdigit()]
+    for kind, ids in (fact.get("ids") or {}).items():
         for pk in ids if isinstance(ids, list | tuple) else [ids]:
-            if pk is None:
-                continue
             if kind == "partner":
                 links.append(
                     {"label": f"Partner #{pk}", "url": reverse("dashboards:partner_detail", args=[pk])}
@@ -522,7 +515,7 @@ def _linked(fact: dict) -> dict:
                 name, text = _ADMIN_LINKS[kind]
                 try:
                     url = reverse(name, args=[pk])
-                except Exception:  # noqa: BLE001 — an unregistered admin simply gets no link
+                except NoReverseMatch:  # a model without an admin page is listed without a link
                     url = ""
                 links.append({"label": f"{text} #{pk}", "url": url})
     return {**fact, "links": links}

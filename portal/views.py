@@ -40,7 +40,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "partner": partner,
             "period": period,
             "cards": readers.cards(
-                period, HOME_CARDS, scope=Scope.PARTNER, partner_id=partner.pk, attribution_model=model
+                period, HOME_CARDS, scope=Scope.PARTNER, scope_key=partner.export_key, attribution_model=model
             ),
             "cohort": readers.partner_cohort_values(
                 partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=model

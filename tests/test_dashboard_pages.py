@@ -90,8 +90,8 @@ def test_overview_cards_show_value_previous_year_ago_and_target(manager_client, 
     sourced = card(html, "sourced_revenue")
     assert 'data-value="4000.00"' in sourced
     assert "$4,000.00" in sourced
-    assert '<dd data-compare="previous">$3,000.00</dd>' in sourced
-    assert '<dd data-compare="year_ago">$1,500.00</dd>' in sourced
+    assert '<dd data-compare="previous" data-value="3000.00">$3,000.00</dd>' in sourced
+    assert '<dd data-compare="year_ago" data-value="1500.00">$1,500.00</dd>' in sourced
     assert "$5,000.00 (80.0%)" in sourced
     assert 'aria-valuenow="80"' in sourced
     assert "40.0%" in card(html, "sourced_share")
@@ -181,7 +181,8 @@ def test_leaderboard_csv_exports_the_filtered_view(manager_client):
     assert response["Content-Type"].startswith("text/csv")
     assert len(lines) == 2
     assert lines[1].startswith("p-alpha,Alpha,reseller,")
-    assert lines[1].endswith(",2026-03,100.00,,,,")
+    # No stored row reads 0 for money and counts, and stays undefined (empty) for a ratio.
+    assert lines[1].endswith(",2026-03,100.00,0.00,0.00,,0")
 
 
 def test_leaderboard_query_count_does_not_grow_with_partners(manager_client, django_assert_max_num_queries):
