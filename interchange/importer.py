@@ -30,7 +30,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from deals.models import Account, Deal, DealRegistration, Touch
-from deals.rules import amount_errors, deal_errors, normalise_domain
+from deals.rules import acting_partner_errors, amount_errors, deal_errors, normalise_domain, partner_errors
 from interchange.parsing import (
     CellError,
     parse_date,
@@ -66,25 +66,9 @@ FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "targets.csv": (("metric", "period", "value"), ("partner", "join_source")),
 }
 
-JOINED_AT_MISSING = "an {status} partner needs joined_at (its approval date)"
-JOINED_AT_NOT_ALLOWED = "a partner with status {status} was never approved, so it has no joined_at"
-JOINED_BEFORE_APPLIED = "joined_at is before applied_at"
 DECIDED_BEFORE_SUBMITTED = "decided_at is before submitted_at"
 DECISION_WITHOUT_DECIDED_AT = "an {status} registration needs decided_at"
-
-
-def partner_errors(
-    *, status: str | None, applied_at: date | None, joined_at: date | None
-) -> dict[str, list[str]]:
-    """The partner lifecycle rules of the database constraints in partners/models.py."""
-    errors: dict[str, list[str]] = {}
-    if status in Partner.JOINED_STATUSES and joined_at is None:
-        errors["joined_at"] = [JOINED_AT_MISSING.format(status=status)]
-    if status in (Partner.Status.APPLIED, Partner.Status.REJECTED) and joined_at is not None:
-        errors["joined_at"] = [JOINED_AT_NOT_ALLOWED.format(status=status)]
-    if joined_at is not None and applied_at is not None and joined_at < applied_at:
-        errors.setdefault("joined_at", []).append(JOINED_BEFORE_APPLIED)
-    return errors
+DEAL_ONLY_WHEN_APPROVED = "only an approved registration has a deal (status is {status})"
 
 
 def registration_errors(
@@ -390,6 +374,25 @@ class _ProgramImport:
         return {row.cells.get(column, "") for row in rows for column in columns} - {""}
 
     @staticmethod
+    def _acting_partners(keys: set[str]) -> dict[str, Partner]:
+        """Partners by key, with what the acting-partner rule needs (name, status, joined_at)."""
+        if not keys:
+            return {}
+        partners = Partner.objects.filter(key__in=keys).only("id", "key", "name", "status", "joined_at")
+        return {partner.key: partner for partner in partners}
+
+    def _acting_partner(
+        self, row: _Row, column: str, partners: dict[str, Partner], *, required: bool
+    ) -> int | None:
+        """The id of a partner that may own a touch, registration or sourced deal (deals.rules)."""
+        partner = self._reference(row, column, partners, "partner", label="partner", required=required)
+        if partner is None:
+            return None
+        for message in acting_partner_errors(partner, field=column).get(column, []):
+            row.error(column, message)
+        return partner.pk
+
+    @staticmethod
     def _resolve(model: type[models.Model], keys: set[str]) -> dict[str, int]:
         if not keys:
             return {}
@@ -562,7 +565,7 @@ class _ProgramImport:
     def _deals(self, file: str) -> None:
         for batch in self._batches(file):
             accounts = self._resolve(Account, self._keys_in(batch, "account"))
-            partners = self._resolve(Partner, self._keys_in(batch, "sourcing_partner"))
+            partners = self._acting_partners(self._keys_in(batch, "sourcing_partner"))
             for row in batch:
                 row.key = row.text("key", required=True, max_length=100)
                 amount = row.parse("amount", parse_money, required=True)
@@ -583,15 +586,15 @@ class _ProgramImport:
                     "created_at": created_at,
                     "closed_at": closed_at,
                     "status": status,
-                    "sourcing_partner": self._reference(
-                        row, "sourcing_partner", partners, "partner", label="partner"
+                    "sourcing_partner": self._acting_partner(
+                        row, "sourcing_partner", partners, required=False
                     ),
                 }
             self._upsert_by_key(file, Deal, batch)
 
     def _registrations(self, file: str) -> None:
         for batch in self._batches(file):
-            partners = self._resolve(Partner, self._keys_in(batch, "partner"))
+            partners = self._acting_partners(self._keys_in(batch, "partner"))
             accounts = self._resolve(Account, self._keys_in(batch, "account"))
             deals = {
                 key: (pk, sourcing_partner_id)
@@ -606,9 +609,7 @@ class _ProgramImport:
             )
             for row in batch:
                 row.key = row.text("key", required=True, max_length=100)
-                partner_id = self._reference(
-                    row, "partner", partners, "partner", label="partner", required=True
-                )
+                partner_id = self._acting_partner(row, "partner", partners, required=True)
                 amount = row.parse("amount", parse_money, required=True)
                 submitted_at = row.parse("submitted_at", self._datetime, required=True)
                 decided_at = row.parse("decided_at", self._datetime)
@@ -623,11 +624,11 @@ class _ProgramImport:
                 if deal is not None:
                     deal_id, sourcing_partner_id = deal
                     if status and status != DealRegistration.Status.APPROVED:
-                        row.error("deal", f"only an approved registration has a deal (status is {status})")
+                        row.error("deal", DEAL_ONLY_WHEN_APPROVED.format(status=status))
                     if (
                         sourcing_partner_id is not None
                         and partner_id is not None
-                        and sourcing_partner_id != (partner_id)
+                        and sourcing_partner_id != partner_id
                     ):
                         row.error("deal", f"deal '{row.cells['deal']}' is sourced by another partner")
                     owner = linked.get(deal_id)
@@ -655,13 +656,11 @@ class _ProgramImport:
         summary = self.result.files[file]
         for batch in self._batches(file):
             deals = self._resolve(Deal, self._keys_in(batch, "deal"))
-            partners = self._resolve(Partner, self._keys_in(batch, "partner"))
+            partners = self._acting_partners(self._keys_in(batch, "partner"))
             for row in batch:
                 row.values = {
                     "deal_id": self._reference(row, "deal", deals, "deal", label="deal", required=True),
-                    "partner_id": self._reference(
-                        row, "partner", partners, "partner", label="partner", required=True
-                    ),
+                    "partner_id": self._acting_partner(row, "partner", partners, required=True),
                     "kind": row.choice("kind", Touch.Kind.values),
                     "touched_at": row.parse("touched_at", self._datetime, required=True),
                 }
