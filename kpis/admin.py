@@ -66,23 +66,38 @@ class KpiRunAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Recompute KPIs now (full)")
     def recompute_now(self, request, queryset) -> None:
-        run = kpi_recompute_request(trigger=KpiRun.Trigger.MANUAL, mode=KpiRun.Mode.FULL, requested_by=request.user)
+        run = kpi_recompute_request(
+            trigger=KpiRun.Trigger.MANUAL, mode=KpiRun.Mode.FULL, requested_by=request.user
+        )
         self.message_user(request, f"KPI run #{run.pk} is {run.status}.", messages.SUCCESS)
 
     def changelist_view(self, request, extra_context=None):
         # The action needs no selection: it starts one program-wide run.
-        if request.method == "POST" and request.POST.get("action") == "recompute_now" and not request.POST.getlist(
-            admin.helpers.ACTION_CHECKBOX_NAME
+        if (
+            request.method == "POST"
+            and request.POST.get("action") == "recompute_now"
+            and not request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
         ):
             post = request.POST.copy()
-            post.setlist(admin.helpers.ACTION_CHECKBOX_NAME, [str(r.pk) for r in KpiRun.objects.all()[:1]] or ["0"])
+            post.setlist(
+                admin.helpers.ACTION_CHECKBOX_NAME, [str(r.pk) for r in KpiRun.objects.all()[:1]] or ["0"]
+            )
             request.POST = post
         return super().changelist_view(request, extra_context)
 
 
 @admin.register(KpiValue)
 class KpiValueAdmin(ReadOnlyAdmin):
-    list_display = ("scope", "scope_key", "grain", "period", "metric", "target_metric", "value", "attribution_model")
+    list_display = (
+        "scope",
+        "scope_key",
+        "grain",
+        "period",
+        "metric",
+        "target_metric",
+        "value",
+        "attribution_model",
+    )
     list_filter = ("grain", "scope", "metric", "attribution_model")
     search_fields = ("scope_key", "period")
     show_full_result_count = False

@@ -57,11 +57,7 @@ ZERO_WHEN_EMPTY = frozenset(
 )
 
 # The components kx_s holds; *_med are medians * 10, the rest integer sums (cents or counts).
-COMPONENTS = (
-    "won_c won_n src_c src_n inf_c inf_n dir_c dir_n lost_src lost_inf lost_dir attr_c "
-    "cyc_src_med cyc_inf_med cyc_dir_med apps_n apps_ok joined_n activated_n prov fs_n ttfs_sum "
-    "ttfs_med leads_n regs_ok regs_rej opp_inf active_n cost_c newcust_n"
-).split()
+COMPONENTS = ["won_c", "won_n", "src_c", "src_n", "inf_c", "inf_n", "dir_c", "dir_n", "lost_src", "lost_inf", "lost_dir", "attr_c", "cyc_src_med", "cyc_inf_med", "cyc_dir_med", "apps_n", "apps_ok", "joined_n", "activated_n", "prov", "fs_n", "ttfs_sum", "ttfs_med", "leads_n", "regs_ok", "regs_rej", "opp_inf", "active_n", "cost_c", "newcust_n"]
 _NULLABLE_COMPONENTS = {"cyc_src_med", "cyc_inf_med", "cyc_dir_med", "ttfs_med", "prov"}
 
 _TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-/]+$")
@@ -217,10 +213,7 @@ class ComputeResult:
     statements: list[str] = field(default_factory=list)
 
 
-_TEMP_TABLES = (
-    "kx_touch kx_deal kx_partner kx_reg kx_cost kx_act kx_actm kx_fs kx_tw kx_attr kx_grain kx_period "
-    "kx_s kx_m kx_metric kx_v kx_target kx_pub kx_recon"
-).split()
+_TEMP_TABLES = ["kx_touch", "kx_deal", "kx_partner", "kx_reg", "kx_cost", "kx_act", "kx_actm", "kx_fs", "kx_tw", "kx_attr", "kx_grain", "kx_period", "kx_s", "kx_m", "kx_metric", "kx_v", "kx_target", "kx_pub", "kx_recon"]
 
 
 class KpiComputation:
@@ -334,7 +327,11 @@ class KpiComputation:
             sources.append("SELECT sp AS partner_id, created_d AS d FROM kx_deal WHERE sp IS NOT NULL")
         if self.settings.activity_touches:
             sources.append("SELECT partner_id, touched_d AS d FROM kx_touch")
-        union = " UNION ".join(sources) if sources else "SELECT partner_id, submitted_d AS d FROM kx_reg WHERE 1 = 0"
+        union = (
+            " UNION ".join(sources)
+            if sources
+            else "SELECT partner_id, submitted_d AS d FROM kx_reg WHERE 1 = 0"
+        )
         self._exec(
             f"""CREATE TEMP TABLE kx_act AS
             SELECT a.partner_id, p.js, a.d, {s.month_index("a.d")} AS mi
@@ -499,7 +496,9 @@ class KpiComputation:
             f"{s.date_literal(active_window_start(p.end, ACTIVE_LOOKBACK_DAYS))})"
             for p in periods.values()
         )
-        self._exec(f"INSERT INTO kx_period (grain, pidx, label, start_d, end_mi, window_start) VALUES {values}")
+        self._exec(
+            f"INSERT INTO kx_period (grain, pidx, label, start_d, end_mi, window_start) VALUES {values}"
+        )
         self._analyze("kx_grain", "kx_period")
         self.result.periods = len(periods)
 
@@ -509,7 +508,9 @@ class KpiComputation:
         self._exec(f"INSERT INTO kx_s (scope, sid, grain, pidx{names}) {select}")
 
     @staticmethod
-    def _scoped(rows: str, scopes: tuple[str, ...], *, partner_col: str = "partner_id", js_col: str = "js") -> str:
+    def _scoped(
+        rows: str, scopes: tuple[str, ...], *, partner_col: str = "partner_id", js_col: str = "js"
+    ) -> str:
         """Expand fact rows to one copy per scope with its id as `sid` (program: 0)."""
         sid = {"program": "0", "partner": f"r.{partner_col}", "join_source": f"r.{js_col}"}
         return " UNION ALL ".join(
@@ -532,7 +533,9 @@ class KpiComputation:
     def _components(self) -> None:
         s = self.sql
         cols = ", ".join(f"{c} BIGINT" for c in COMPONENTS)
-        self._exec(f"CREATE TEMP TABLE kx_s (scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), pidx INTEGER, {cols})")
+        self._exec(
+            f"CREATE TEMP TABLE kx_s (scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), pidx INTEGER, {cols})"
+        )
         ALL = ("program", "partner", "join_source")
         GROUPS = ("program", "join_source")
 
@@ -552,7 +555,7 @@ class KpiComputation:
 
         # Program revenue and win rates by segment, deals closed in the period.
         self._insert(
-            "won_c won_n src_c src_n inf_c inf_n dir_c dir_n lost_src lost_inf lost_dir".split(),
+            ["won_c", "won_n", "src_c", "src_n", "inf_c", "inf_n", "dir_c", "dir_n", "lost_src", "lost_inf", "lost_dir"],
             f"""SELECT 'program', 0, g.grain, g.pidx, {won(None, "cents")}, {won(None, "1")},
                 {won("s", "cents")}, {won("s", "1")}, {won("i", "cents")}, {won("i", "1")},
                 {won("d", "cents")}, {won("d", "1")}, {lost("s")}, {lost("i")}, {lost("d")}
@@ -686,7 +689,7 @@ class KpiComputation:
         # Cost: program all; partner its tagged costs; join source tagged with it or its partners, once.
         self._insert(
             ["cost_c"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, SUM(x.cents)
+            """SELECT x.scope, x.sid, g.grain, g.pidx, SUM(x.cents)
             FROM (SELECT 'program' AS scope, 0 AS sid, cents, mi FROM kx_cost
                   UNION ALL SELECT 'partner', partner_id, cents, mi FROM kx_cost WHERE partner_id IS NOT NULL
                   UNION ALL SELECT 'join_source', sid, cents, mi FROM (
@@ -720,7 +723,9 @@ class KpiComputation:
             f"CREATE TEMP TABLE kx_m AS SELECT scope, sid, grain, pidx, {merged} FROM kx_s GROUP BY scope, sid, grain, pidx"
         )
         self._analyze("kx_m")
-        self._exec("CREATE TEMP TABLE kx_metric (name VARCHAR(64), scope VARCHAR(12), zero_when_empty INTEGER)")
+        self._exec(
+            "CREATE TEMP TABLE kx_metric (name VARCHAR(64), scope VARCHAR(12), zero_when_empty INTEGER)"
+        )
         rows = ", ".join(
             f"('{m.name}', '{scope}', {1 if m.name in ZERO_WHEN_EMPTY else 0})"
             for m in COMPUTED_METRICS
@@ -841,4 +846,3 @@ def staged_rows(*, grain: str | None = None) -> list[tuple]:
             f"{where} ORDER BY scope, scope_key, period_start, metric, target_metric"
         )
         return cursor.fetchall()
-

@@ -23,7 +23,9 @@ class Period:
 
     @property
     def first_month_index(self) -> int:
-        return {Grain.MONTH: self.index, Grain.QUARTER: self.index * 3, Grain.YEAR: self.index * 12}[self.grain]
+        return {Grain.MONTH: self.index, Grain.QUARTER: self.index * 3, Grain.YEAR: self.index * 12}[
+            self.grain
+        ]
 
     @property
     def last_month_index(self) -> int:

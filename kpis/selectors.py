@@ -86,7 +86,11 @@ def kpi_card_values(
     current = parse_period(period)
     if current.grain != grain:
         raise ValueError(f"period {period!r} is not a {grain} period")
-    labels = {"current": current.label, "previous": current.previous.label, "last_year": current.year_earlier.label}
+    labels = {
+        "current": current.label,
+        "previous": current.previous.label,
+        "last_year": current.year_earlier.label,
+    }
     metrics = list(metrics)
     rows = published_values(grain=grain, attribution_model=attribution_model).filter(
         scope=scope, scope_key=scope_key if scope != "program" else "", period__in=list(labels.values())
@@ -138,7 +142,10 @@ def kpi_series(
     rows = rows.filter(metric__in=metrics) | rows.filter(
         metric__in=["target", "target_progress"], target_metric__in=metrics
     )
-    found = {(v.metric, v.target_metric, v.period): v.value for v in rows.only("metric", "target_metric", "period", "value")}
+    found = {
+        (v.metric, v.target_metric, v.period): v.value
+        for v in rows.only("metric", "target_metric", "period", "value")
+    }
     series: dict[str, list[dict]] = {}
     for metric in metrics:
         empty = Decimal(0) if _zero_when_empty(metric) else None
@@ -177,7 +184,9 @@ def reconciliation_items() -> list[dict]:
         }
         if item.registration_ids:
             ids["registrations"] = [int(x) for x in item.registration_ids.split(",")]
-        report.append({"kind": item.kind, "description": _describe(item.kind, ids, item.description), "ids": ids})
+        report.append(
+            {"kind": item.kind, "description": _describe(item.kind, ids, item.description), "ids": ids}
+        )
     return report
 
 

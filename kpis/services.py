@@ -50,7 +50,9 @@ def _fail_stale_runs() -> None:
     cutoff = timezone.now() - timedelta(seconds=STALE_RUN_SECONDS)
     KpiRun.objects.filter(
         status__in=[KpiRun.Status.QUEUED, KpiRun.Status.RUNNING], created_at__lt=cutoff
-    ).update(status=KpiRun.Status.FAILED, finished_at=timezone.now(), error="abandoned: no worker finished it")
+    ).update(
+        status=KpiRun.Status.FAILED, finished_at=timezone.now(), error="abandoned: no worker finished it"
+    )
 
 
 def kpi_run_create(
@@ -292,7 +294,11 @@ def publish(*, run: KpiRun, on_published=None) -> dict[str, int]:
                 SELECT kind, detail, deal_id, partner_id, touch_id, account_id, registration_ids, {int(run.pk)}
                 FROM kx_recon"""
             )
-            stats = {"inserted": max(inserted, 0), "deleted": max(deleted, 0), "changed_periods": changed_periods}
+            stats = {
+                "inserted": max(inserted, 0),
+                "deleted": max(deleted, 0),
+                "changed_periods": changed_periods,
+            }
             if on_published is not None:
                 on_published(stats)
         for table in ("kx_del", "kx_ins"):
@@ -308,7 +314,9 @@ def attribution_by_partner(*, model: str, period_from: date, period_to: date) ->
     try:
         model = AttributionModel(model).value
     except ValueError:
-        raise ValidationError({"model": [f"must be one of {', '.join(m.value for m in AttributionModel)}"]}) from None
+        raise ValidationError(
+            {"model": [f"must be one of {', '.join(m.value for m in AttributionModel)}"]}
+        ) from None
     if period_from > period_to:
         raise ValidationError({"period_from": ["must not be after period_to"]})
     program = ProgramSettings.load()

@@ -17,7 +17,9 @@ from kpis.services import kpi_run_create, kpi_run_execute
     retry_jitter=True,
     max_retries=8,
 )
-def recompute_kpis(self, run_id: int | None = None, trigger: str = "manual", mode: str = "full") -> int | None:
+def recompute_kpis(
+    self, run_id: int | None = None, trigger: str = "manual", mode: str = "full"
+) -> int | None:
     """Execute a queued KPI run; without run_id (the nightly beat entry) create one first.
 
     When another run is already queued or running, the scheduled trigger leaves it to that run.

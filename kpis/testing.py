@@ -30,7 +30,9 @@ def join_source(key: str, kind: str = "website") -> JoinSource:
     return JoinSource.objects.create(key=key, name=key.title(), kind=kind)
 
 
-def partner(key: str, source: JoinSource, *, joined: str | None = "2026-01-01", applied: str | None = None) -> Partner:
+def partner(
+    key: str, source: JoinSource, *, joined: str | None = "2026-01-01", applied: str | None = None
+) -> Partner:
     joined_at = date.fromisoformat(joined) if joined else None
     applied_at = date.fromisoformat(applied) if applied else (joined_at or date(2026, 1, 1))
     return Partner.objects.create(
@@ -76,7 +78,12 @@ def touch(d: Deal, p: Partner, when: str, kind: str = "co_sell", tz: str = "UTC"
 
 
 def registration(
-    p: Partner, *, submitted: str, status: str = "submitted", decided: str | None = None, acct: Account | None = None
+    p: Partner,
+    *,
+    submitted: str,
+    status: str = "submitted",
+    decided: str | None = None,
+    acct: Account | None = None,
 ) -> DealRegistration:
     return DealRegistration.objects.create(
         partner=p,
@@ -88,9 +95,30 @@ def registration(
     )
 
 
-def values(*, grain: str = "month", scope: str = "program", scope_key: str = "", metric: str | None = None) -> dict:
+def values(
+    *, grain: str = "month", scope: str = "program", scope_key: str = "", metric: str | None = None
+) -> dict:
     """Published values as {(metric, period): Decimal|None} (or {period: value} for one metric)."""
     qs = KpiValue.objects.filter(grain=grain, scope=scope, scope_key=scope_key, target_metric="")
     if metric:
         return {v.period: v.value for v in qs.filter(metric=metric)}
     return {(v.metric, v.period): v.value for v in qs}
+
+
+def recompute(as_of: str = "2026-12-31", mode: str = "full"):
+    """Run a KPI recompute synchronously, in-process, and return the finished run."""
+    from kpis.services import kpi_run_create, kpi_run_execute
+
+    run, created = kpi_run_create(trigger="command", mode=mode, as_of=date.fromisoformat(as_of))
+    assert created, f"run #{run.pk} was still {run.status}"
+    return kpi_run_execute(run_id=run.pk)
+
+
+def value(metric: str, period: str, *, scope: str = "program", key: str = "", grain: str | None = None):
+    """One published value (None when the row is absent or undefined)."""
+    if grain is None:
+        grain = "year" if len(period) == 4 else "quarter" if "Q" in period else "month"
+    row = KpiValue.objects.filter(
+        grain=grain, scope=scope, scope_key=key, period=period, metric=metric, target_metric=""
+    ).first()
+    return None if row is None else row.value

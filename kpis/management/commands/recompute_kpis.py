@@ -13,8 +13,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--mode", choices=KpiRun.Mode.values, default=KpiRun.Mode.FULL)
         parser.add_argument("--trigger", choices=KpiRun.Trigger.values, default=KpiRun.Trigger.COMMAND)
-        parser.add_argument("--as-of", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default today)")
-        parser.add_argument("--async", action="store_true", dest="run_async", help="queue it for the Celery worker")
+        parser.add_argument(
+            "--as-of", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default today)"
+        )
+        parser.add_argument(
+            "--async", action="store_true", dest="run_async", help="queue it for the Celery worker"
+        )
 
     def handle(self, *args, mode, trigger, as_of, run_async, **options):
         try:
@@ -24,7 +28,9 @@ class Command(BaseCommand):
                 return
             run, created = kpi_run_create(trigger=trigger, mode=mode, as_of=as_of)
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {', '.join(v)}" for k, v in exc.message_dict.items())) from exc
+            raise CommandError(
+                "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.message_dict.items())
+            ) from exc
         if not created:
             raise CommandError(f"KPI run #{run.pk} is already {run.status}; try again when it has finished")
         try:
