@@ -234,6 +234,7 @@ def _publish_checkpoint() -> None:
     """
     pause = os.environ.get("PRM_KPI_PAUSE_IN_PUBLISH")
     if pause:
+        print("KPI run paused in publish", flush=True)  # noqa: T201 - the test waits for this line
         time.sleep(float(pause))
 
 

@@ -1,0 +1,156 @@
+"""A real Celery worker runs the nightly KPI task end to end; a killed publisher changes nothing.
+
+The worker is a subprocess on the test database (transaction=True tests commit their data). The
+broker is Redis when REDIS_URL is set (CI) — then an unreachable Redis fails the test — else
+kombu's filesystem broker in a temp directory.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from kpis import testing as t
+from kpis.models import KpiRun, KpiValue
+from prm.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def child_env(var_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL",)}
+    env.update(DATABASE_URL=database_url(), PRM_VAR_DIR=str(var_dir), DJANGO_SETTINGS_MODULE="prm.settings")
+    env.update(extra)
+    return env
+
+
+def small_program():
+    web = t.join_source("web")
+    a = t.partner("a", web, joined="2026-01-05")
+    t.deal("250.00", created="2026-01-10 10:00", closed="2026-02-10 10:00", sourced_by=a)
+
+
+def wait_for(predicate, seconds: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"subprocess exited ({proc.returncode}) before {what}:\n{out[-3000:]}")
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """(broker url, transport options, extra env for the worker)."""
+    redis_url = os.environ.get("REDIS_URL", "")
+    if redis_url:
+        import redis
+
+        try:
+            redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
+        except redis.RedisError as exc:
+            pytest.fail(f"REDIS_URL is set but Redis is unreachable: {exc}")
+        return redis_url, {}, {"REDIS_URL": redis_url}
+    folder = tmp_path / "celery-broker"
+    options = {
+        "data_folder_in": str(folder / "out"),
+        "data_folder_out": str(folder / "out"),
+        "processed_folder": str(folder / "processed"),
+        "store_processed": False,
+    }
+    for key in ("data_folder_in", "processed_folder"):
+        Path(options[key]).mkdir(parents=True, exist_ok=True)
+    return "filesystem://", options, {"REDIS_URL": ""}
+
+
+@pytest.mark.worker
+def test_a_real_worker_runs_the_nightly_task_and_publishes_the_kpis(tmp_path, broker):
+    small_program()
+    url, options, env_extra = broker
+    queue = f"kpi-test-{uuid.uuid4().hex[:8]}"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "prm", "worker", "--pool=solo", "-Q", queue, "--loglevel=INFO"],
+        cwd=ROOT,
+        env=child_env(tmp_path, **env_extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        nightly = settings.CELERY_BEAT_SCHEDULE["recompute-kpis-nightly"]
+        with celery_app.connection_for_write(url, transport_options=options) as conn:
+            celery_app.send_task(nightly["task"], kwargs=nightly["kwargs"], queue=queue, connection=conn)
+        run = wait_for(
+            lambda: KpiRun.objects.filter(status__in=["succeeded", "failed"]).first(), 90, "the KPI run", worker
+        )
+        assert run.status == "succeeded", run.error
+        assert run.trigger == "nightly" and run.mode == "incremental" and run.celery_task_id
+        assert t.value("sourced_revenue", "2026-02", scope="partner", key="a") == Decimal("250.00")
+        assert KpiValue.objects.filter(run=run).count() == run.rows_written > 0
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def test_a_run_killed_while_publishing_leaves_the_published_set_and_a_rerun_completes_it(tmp_path):
+    from deals.models import Deal
+    from kpis.services import kpi_run_create, kpi_run_execute
+
+    small_program()
+    t.recompute()
+    before = set(KpiValue.objects.values_list("scope", "scope_key", "grain", "period", "metric", "value"))
+    Deal.objects.update(amount=Decimal("999.00"))
+    run, _ = kpi_run_create(trigger="manual")
+    publisher = subprocess.Popen(
+        [sys.executable, "-c", f"import django; django.setup(); from kpis.services import kpi_run_execute; "
+         f"print('start', flush=True); kpi_run_execute(run_id={run.pk})"],
+        cwd=ROOT,
+        env=child_env(tmp_path, PRM_KPI_PAUSE_IN_PUBLISH="60"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # The pause sits after the old rows were deleted inside the publishing transaction.
+        wait_for(lambda: _in_publish(publisher), 60, "the publisher to reach the pause", publisher)
+    finally:
+        publisher.send_signal(signal.SIGKILL)
+        publisher.wait()
+    after = set(KpiValue.objects.values_list("scope", "scope_key", "grain", "period", "metric", "value"))
+    assert after == before
+    run.refresh_from_db()
+    assert run.status == "running"  # the dead worker never finished it
+    # The redelivered task (same run id) takes the run over and completes it.
+    assert kpi_run_execute(run_id=run.pk).status == "succeeded"
+    assert t.value("sourced_revenue", "2026-02", scope="partner", key="a") == Decimal("999.00")
+
+
+def _in_publish(proc: subprocess.Popen) -> bool:
+    """True once the child has logged that it is paused inside the publishing transaction."""
+    line = proc.stdout.readline() if proc.stdout else ""
+    return "paused in publish" in line
