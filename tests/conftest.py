@@ -10,6 +10,9 @@ import pytest
 from django.db import connection
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CHROMIUM = "/usr/bin/chromium"
+# Browser tests must run (fail, never skip) in CI or when PRM_REQUIRE_BROWSER=1.
+REQUIRE_BROWSER = IN_CI or os.environ.get("PRM_REQUIRE_BROWSER", "") == "1"
 
 
 def _require(condition: bool, reason: str) -> None:
@@ -24,3 +27,8 @@ def _require(condition: bool, reason: str) -> None:
 def _service_markers(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("postgres"):
         _require(connection.vendor == "postgresql", "needs PostgreSQL: set DATABASE_URL=postgres://...")
+    if request.node.get_closest_marker("browser") and not os.path.exists(CHROMIUM):
+        reason = "Chromium not installed: browser tests skipped (apt-get install chromium)"
+        if REQUIRE_BROWSER:
+            pytest.fail(f"{reason}; PRM_REQUIRE_BROWSER=1 or CI=true: this test must run, not skip")
+        pytest.skip(reason)

@@ -1,0 +1,123 @@
+"""What a manager and a partner do in a real browser (headless Chromium, Playwright)."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from deals.models import DealRegistration
+from deals.services import registration_submit
+from kpis import testing as kt
+from kpis.models import KpiRun
+from kpis.services import kpi_run_execute
+from tests.browser.conftest import log_in
+from tests.factories import DEFAULT_PASSWORD, DealFactory, PartnerUserFactory, StaffUserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_manager_approves_a_registration_and_sees_kpi_cards_and_charts_with_numbers(
+    browser_page, live_server
+):
+    page = browser_page
+    web = kt.join_source("web")
+    alpha, bravo = kt.partner("alpha", web), kt.partner("bravo", web)
+    kt.deal("4000.00", created="2026-02-01 09:00", closed="2026-03-05 10:00", sourced_by=alpha)
+    kt.deal("6000.00", created="2026-02-01 09:00", closed="2026-03-06 10:00")
+    kt.recompute(as_of="2026-03-31")
+    registration = registration_submit(
+        partner=bravo,
+        account_name="Globex",
+        domain="globex.com",
+        amount=Decimal("2500"),
+        submitted_at=timezone.now() - timedelta(hours=2),
+    )
+    manager = StaffUserFactory(username="maria")
+
+    log_in(page, live_server, "maria", DEFAULT_PASSWORD)
+    assert page.url.endswith("/dashboard/")
+    page.get_by_role("link", name="Registrations").click()
+    item = page.locator(f'[data-registration="{registration.pk}"]')
+    assert "Globex" in item.inner_text()
+    item.get_by_label("Approve", exact=True).check()
+    item.get_by_label("Reason").fill("Known opportunity")
+    item.get_by_role("button", name="Record decision").click()
+    page.wait_for_load_state()
+    assert "approved" in page.locator(".messages").inner_text()
+    registration.refresh_from_db()
+    assert registration.status == DealRegistration.Status.APPROVED and registration.decided_by == manager
+
+    page.goto(f"{live_server.url}/dashboard/?grain=month&period=2026-03")
+    sourced = page.locator('.kpi-card[data-metric="sourced_revenue"] .kpi-card__value')
+    assert sourced.inner_text() == "$4,000.00"
+    assert page.locator('.kpi-card[data-metric="sourced_share"] .kpi-card__value').inner_text() == "40.0%"
+    page.wait_for_selector('#revenue-chart[data-rendered="true"]')
+    bars = page.locator("#revenue-chart .trace.bars .point")
+    assert bars.count() >= 3
+    # The stacked March bar reaches $10k: the axis is labelled with numbers up to it.
+    ticks = page.locator("#revenue-chart .ytick text").all_text_contents()
+    assert "10k" in ticks, ticks
+
+    # "Recompute now" queues a run and shows its progress until it ends.
+    page.get_by_role("button", name="Recompute now").click()
+    page.wait_for_function("document.querySelector('.run-progress').textContent.includes('queued')")
+    run = KpiRun.objects.filter(status=KpiRun.Status.QUEUED).get()
+    kpi_run_execute(run_id=run.pk)
+    # The page polls the run's status, then reloads on the new data set.
+    page.wait_for_function(
+        f"document.querySelector('.data-as-of p').textContent.includes('(KPI run #{run.pk}')", timeout=20_000
+    )
+    assert (
+        page.locator('.kpi-card[data-metric="sourced_revenue"] .kpi-card__value').inner_text() == "$4,000.00"
+    )
+
+
+def test_partner_registers_a_deal_fixes_a_validation_error_and_sees_it_listed(browser_page, live_server):
+    page = browser_page
+    member = PartnerUserFactory(user__username="pat")
+    log_in(page, live_server, "pat", DEFAULT_PASSWORD)
+    assert page.url.endswith("/portal/")
+    page.get_by_role("link", name="Register a deal").first.click()
+    page.get_by_label("Customer name").fill("Initech")
+    page.get_by_label("Customer web domain").fill("initech.com")
+    page.get_by_label("Expected amount").fill("0")
+    page.get_by_label("Notes").fill("Met at the summit")
+    page.get_by_role("button", name="Submit registration").click()
+    page.wait_for_load_state()
+
+    amount = page.get_by_label("Expected amount")
+    assert amount.get_attribute("aria-invalid") == "true"
+    error_id = amount.get_attribute("aria-describedby").split()[-1]
+    assert "greater than or equal to 0.01" in page.locator(f"#{error_id}").inner_text()
+    assert page.get_by_label("Customer name").input_value() == "Initech"
+    assert page.get_by_label("Notes").input_value() == "Met at the summit"
+
+    amount.fill("18000")
+    page.get_by_role("button", name="Submit registration").click()
+    page.wait_for_load_state()
+    assert page.url.endswith("/portal/registrations/")
+    row = page.locator("#registrations tbody tr").first
+    assert "Initech" in row.inner_text() and "Submitted" in row.inner_text()
+    assert DealRegistration.objects.get().partner == member.partner
+
+
+def test_partner_cannot_reach_another_partners_pages_or_any_manager_page(browser_page, live_server):
+    page = browser_page
+    PartnerUserFactory(user__username="pat")
+    other = PartnerUserFactory().partner
+    their_registration = registration_submit(
+        partner=other, account_name="Hooli", domain="hooli.com", amount=Decimal("10")
+    )
+    their_deal = DealFactory(sourcing_partner=other)
+    log_in(page, live_server, "pat", DEFAULT_PASSWORD)
+    for path in (f"/portal/registrations/{their_registration.pk}/", f"/portal/deals/{their_deal.pk}/"):
+        assert page.goto(f"{live_server.url}{path}").status == 404
+    for path in (
+        "/dashboard/",
+        "/dashboard/partners/",
+        f"/dashboard/partners/{other.pk}/",
+        "/dashboard/registrations/",
+    ):
+        assert page.goto(f"{live_server.url}{path}").status == 403
+    assert "Hooli" not in page.goto(f"{live_server.url}/portal/registrations/").text()
