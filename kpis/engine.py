@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from django.db import connection
+from django.db import connection, transaction
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis.metrics import METRICS, AttributionModel, Grain
@@ -248,9 +248,20 @@ class KpiComputation:
             self._exec(f"DROP TABLE IF EXISTS {table}")
 
     def run(self) -> ComputeResult:
+        """Build kx_pub. On PostgreSQL every statement reads one REPEATABLE READ snapshot, so a
+        write committed mid-run never half-appears (e.g. a deal without its touches)."""
         self.drop()
+        if self.sql.pg and not connection.in_atomic_block:
+            with transaction.atomic():
+                self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                # Only session temp tables are written: nothing to lose if the commit is not flushed.
+                self._exec("SET LOCAL synchronous_commit = off")
+                return self._run()
+        return self._run()
+
+    def _run(self) -> ComputeResult:
         if self.sql.pg:
-            self._exec("SET work_mem = '256MB'")
+            self._exec("SET LOCAL work_mem = '256MB'" if connection.in_atomic_block else "SET work_mem = '256MB'")
         self._facts()
         self._lifecycle_facts()
         self._attribution()
@@ -655,10 +666,11 @@ class KpiComputation:
         # kx_actm keeps each partner's latest activity per month, so months end_mi-3..end_mi suffice.
         self._insert(
             ["active_n"],
-            f"""SELECT x.scope, x.sid, pe.grain, pe.pidx, COUNT(DISTINCT x.partner_id)
-            FROM kx_period pe JOIN ({self._scoped("SELECT * FROM kx_actm", GROUPS)}) x
-              ON x.mi BETWEEN pe.end_mi - 3 AND pe.end_mi AND x.maxd >= pe.window_start
-            GROUP BY x.scope, x.sid, pe.grain, pe.pidx""",
+            f"""SELECT scope, sid, grain, pidx, COUNT(*) FROM (
+                SELECT DISTINCT x.scope, x.sid, pe.grain, pe.pidx, x.partner_id
+                FROM kx_period pe JOIN ({self._scoped("SELECT * FROM kx_actm", GROUPS)}) x
+                  ON x.mi BETWEEN pe.end_mi - 3 AND pe.end_mi AND x.maxd >= pe.window_start) u
+            GROUP BY scope, sid, grain, pidx""",
         )
 
         # Pipeline: registrations submitted, approved and rejected in the period.
@@ -681,9 +693,10 @@ class KpiComputation:
         touched = "SELECT DISTINCT partner_id, js, deal_id, touched_mi FROM kx_touch"
         self._insert(
             ["opp_inf"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(DISTINCT x.deal_id)
-            FROM ({self._scoped(touched, ALL)}) x JOIN kx_grain g ON g.mi = x.touched_mi
-            GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+            f"""SELECT scope, sid, grain, pidx, COUNT(*) FROM (
+                SELECT DISTINCT x.scope, x.sid, g.grain, g.pidx, x.deal_id
+                FROM ({self._scoped(touched, ALL)}) x JOIN kx_grain g ON g.mi = x.touched_mi) u
+            GROUP BY scope, sid, grain, pidx""",
         )
 
         # Cost: program all; partner its tagged costs; join source tagged with it or its partners, once.
@@ -722,7 +735,6 @@ class KpiComputation:
         self._exec(
             f"CREATE TEMP TABLE kx_m AS SELECT scope, sid, grain, pidx, {merged} FROM kx_s GROUP BY scope, sid, grain, pidx"
         )
-        self._analyze("kx_m")
         self._exec(
             "CREATE TEMP TABLE kx_metric (name VARCHAR(64), scope VARCHAR(12), zero_when_empty INTEGER)"
         )
@@ -791,7 +803,6 @@ class KpiComputation:
             LEFT JOIN {partner} p ON v.scope = 'partner' AND p.id = v.sid
             LEFT JOIN {join_source} j ON v.scope = 'join_source' AND j.id = v.sid"""
         )
-        self._analyze("kx_pub")
         self.result.staged_rows = self._fetch("SELECT COUNT(*) FROM kx_pub")[0][0]
 
     # -- data quality --------------------------------------------------------------------------

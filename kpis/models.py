@@ -183,11 +183,23 @@ class KpiValue(models.Model):
     scope = models.CharField(max_length=12, choices=[(s.value, s.value) for s in Scope])
     # Empty for program; the partner's or join source's export key otherwise.
     scope_key = models.CharField(max_length=100, blank=True, default="")
+    # No single-column FK indexes: the composite indexes below lead with partner / join_source, and
+    # every extra index slows publishing millions of rows.
     partner = models.ForeignKey(
-        "partners.Partner", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+        "partners.Partner",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     join_source = models.ForeignKey(
-        "partners.JoinSource", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+        "partners.JoinSource",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
     )
     grain = models.CharField(max_length=10, choices=[(g.value, g.value) for g in Grain])
     period = models.CharField(max_length=7)
@@ -198,7 +210,9 @@ class KpiValue(models.Model):
     attribution_model = models.CharField(max_length=20)
     # Null when undefined (e.g. CAC with no new customers).
     value = models.DecimalField(max_digits=20, decimal_places=4, null=True, blank=True)
-    run = models.ForeignKey(KpiRun, on_delete=models.PROTECT, related_name="values")
+    # The run that last wrote this value (unchanged values keep their run). Runs are never deleted
+    # while values point at them, so the FK needs no index of its own.
+    run = models.ForeignKey(KpiRun, on_delete=models.PROTECT, related_name="values", db_index=False)
 
     class Meta:
         ordering = ["scope", "scope_key", "grain", "period_start", "metric"]

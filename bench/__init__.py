@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`); PostgreSQL only. See docs/benchmarks.md."""

@@ -1,0 +1,163 @@
+"""KPI engine benchmark: full and incremental recompute against the bare-scan floor.
+
+`make bench` (= `python -m bench.kpis`) needs DATABASE_URL on PostgreSQL. It works in its own
+database `<name>_bench` on that server (created and migrated on first use, never the one named),
+seeds it with `seed_demo --partners 10000 --deals 1000000` unless it already holds that program,
+then prints:
+
+- floor: PostgreSQL alone running the bare aggregate scans the engine cannot avoid (every fact
+  table grouped by partner and local month, nothing written);
+- full recompute seconds (first publication into an empty KPI table, and a full rerun);
+- incremental seconds after changing 1% of the deals;
+- the ratio full / floor and the machine (nproc, memory, CPU model).
+
+Targets (docs/benchmarks.md): full within 2x the floor and under 60 s on 2 cores; incremental
+under 5 s.
+"""
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from urllib.parse import urlparse, urlunparse
+
+
+def _bench_database_url(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("postgres", "postgresql", "pgsql"):
+        sys.exit("bench.kpis needs DATABASE_URL=postgres://... (the targets are PostgreSQL figures)")
+    name = parsed.path.lstrip("/") + "_bench"
+    import psycopg2
+
+    admin = psycopg2.connect(urlunparse(parsed._replace(path="/postgres")))
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    return urlunparse(parsed._replace(path="/" + name))
+
+
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
+    memory = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.splitlines()
+    total = memory[1].split()[1] if len(memory) > 1 else "?"
+    return f"nproc={os.cpu_count()} memory={total} cpu={cpu} python={platform.python_version()}"
+
+
+def timed(label: str, fn):
+    started = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - started
+    print(f"  {label:<46} {seconds:8.2f} s", flush=True)
+    return seconds, result
+
+
+def floor_seconds(tz: str) -> float:
+    """The bare aggregate scans over the same tables, nothing written (best of two)."""
+    from django.db import connection
+
+    local = "CAST(({col} AT TIME ZONE '%s') AS DATE)" % tz
+    month = "date_trunc('month', {col} AT TIME ZONE '%s')" % tz
+    statements = [
+        f"SELECT sourcing_partner_id, {month.format(col='closed_at')}, status, SUM(amount), COUNT(*), "
+        f"SUM({local.format(col='closed_at')} - {local.format(col='created_at')}) "
+        "FROM deals_deal GROUP BY 1, 2, 3",
+        f"SELECT t.partner_id, {month.format(col='t.touched_at')}, COUNT(DISTINCT t.deal_id), SUM(d.amount) "
+        "FROM deals_touch t JOIN deals_deal d ON d.id = t.deal_id "
+        "WHERE d.closed_at IS NULL OR t.touched_at <= d.closed_at GROUP BY 1, 2",
+        f"SELECT partner_id, {month.format(col='submitted_at')}, status, COUNT(*) "
+        "FROM deals_dealregistration GROUP BY 1, 2, 3",
+        "SELECT join_source_id, date_trunc('month', applied_at), COUNT(*), COUNT(joined_at) "
+        "FROM partners_partner GROUP BY 1, 2",
+        "SELECT partner_id, date_trunc('month', date), SUM(amount) FROM kpis_costentry GROUP BY 1, 2",
+    ]
+    best = None
+    for _ in range(2):
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+                cursor.fetchall()
+        elapsed = time.perf_counter() - started
+        best = elapsed if best is None else min(best, elapsed)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--partners", type=int, default=10_000)
+    parser.add_argument("--deals", type=int, default=1_000_000)
+    parser.add_argument("--reseed", action="store_true", help="drop the bench program and seed again")
+    args = parser.parse_args()
+
+    url = os.environ.get("DATABASE_URL", "")
+    os.environ["DATABASE_URL"] = _bench_database_url(url)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prm.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from deals.models import Deal, Touch
+    from kpis.models import KpiValue, ProgramSettings
+    from kpis.services import kpi_run_create, kpi_run_execute
+    from partners.models import Partner
+
+    print(f"KPI benchmark on {connection.settings_dict['NAME']}; {machine()}", flush=True)
+    call_command("migrate", verbosity=0)
+    if args.reseed or Deal.objects.count() != args.deals:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'django_migrations'")
+            tables = [r[0] for r in cursor.fetchall()]
+            cursor.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+        call_command("migrate", verbosity=0)
+        timed(
+            f"seed_demo --partners {args.partners} --deals {args.deals}",
+            lambda: call_command("seed_demo", partners=args.partners, deals=args.deals, verbosity=0),
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    print(
+        f"  data: {Partner.objects.count()} partners, {Deal.objects.count()} deals, "
+        f"{Touch.objects.count()} touches",
+        flush=True,
+    )
+    tz = ProgramSettings.load().time_zone
+
+    def run(mode: str):
+        run, _ = kpi_run_create(trigger="command", mode=mode)
+        return kpi_run_execute(run_id=run.pk)
+
+    floor, _ = timed("floor (bare aggregate scans)", lambda: floor_seconds(tz))
+    KpiValue.objects.all().delete()
+    first, first_run = timed("full recompute, first publication", lambda: run("full"))
+    full, full_run = timed("full recompute, rerun on unchanged data", lambda: run("full"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE deals_deal SET amount = amount + 1, updated_at = now() "
+            "WHERE id IN (SELECT id FROM deals_deal ORDER BY md5(id::text) LIMIT %s)",
+            [max(1, args.deals // 100)],
+        )
+    incremental, inc_run = timed("incremental after changing 1% of the deals", lambda: run("incremental"))
+    print(f"  published rows: {KpiValue.objects.count()}; first run wrote {first_run.rows_written}; "
+          f"incremental rewrote {inc_run.rows_written} in {inc_run.periods_recomputed} periods")
+    print(f"  ratio full / floor: {full / floor:.1f}x (first publication {first / floor:.1f}x)")
+    print(
+        "  targets: full <= 2x floor: {}; full < 60 s: {}; incremental < 5 s: {}".format(
+            "met" if full <= 2 * floor else "NOT met",
+            "met" if full < 60 else "NOT met",
+            "met" if incremental < 5 else "NOT met",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
