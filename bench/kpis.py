@@ -42,10 +42,11 @@ def _bench_database_url(url: str) -> str:
 
 
 def machine() -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-        platform.processor(),
-    )
+    with open("/proc/cpuinfo") as cpuinfo:
+        cpu = next(
+            (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+            platform.processor(),
+        )
     memory = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.splitlines()
     total = memory[1].split()[1] if len(memory) > 1 else "?"
     return f"nproc={os.cpu_count()} memory={total} cpu={cpu} python={platform.python_version()}"
@@ -63,8 +64,8 @@ def floor_seconds(tz: str) -> float:
     """The bare aggregate scans over the same tables, nothing written (best of two)."""
     from django.db import connection
 
-    local = "CAST(({col} AT TIME ZONE '%s') AS DATE)" % tz
-    month = "date_trunc('month', {col} AT TIME ZONE '%s')" % tz
+    local = "CAST(({col} AT TIME ZONE '" + tz + "') AS DATE)"
+    month = "date_trunc('month', {col} AT TIME ZONE '" + tz + "')"
     statements = [
         f"SELECT sourcing_partner_id, {month.format(col='closed_at')}, status, SUM(amount), COUNT(*), "
         f"SUM({local.format(col='closed_at')} - {local.format(col='created_at')}) "
@@ -115,7 +116,10 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     if args.reseed or Deal.objects.count() != args.deals:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'django_migrations'")
+            cursor.execute(
+                "SELECT tablename FROM pg_tables "
+                "WHERE schemaname = 'public' AND tablename <> 'django_migrations'"
+            )
             tables = [r[0] for r in cursor.fetchall()]
             cursor.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
         call_command("migrate", verbosity=0)
@@ -147,8 +151,10 @@ def main() -> None:
             [max(1, args.deals // 100)],
         )
     incremental, inc_run = timed("incremental after changing 1% of the deals", lambda: run("incremental"))
-    print(f"  published rows: {KpiValue.objects.count()}; first run wrote {first_run.rows_written}; "
-          f"incremental rewrote {inc_run.rows_written} in {inc_run.periods_recomputed} periods")
+    print(
+        f"  published rows: {KpiValue.objects.count()}; first run wrote {first_run.rows_written}; "
+        f"incremental rewrote {inc_run.rows_written} in {inc_run.periods_recomputed} periods"
+    )
     print(f"  ratio full / floor: {full / floor:.1f}x (first publication {first / floor:.1f}x)")
     print(
         "  targets: full <= 2x floor: {}; full < 60 s: {}; incremental < 5 s: {}".format(

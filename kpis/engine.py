@@ -57,7 +57,38 @@ ZERO_WHEN_EMPTY = frozenset(
 )
 
 # The components kx_s holds; *_med are medians * 10, the rest integer sums (cents or counts).
-COMPONENTS = ["won_c", "won_n", "src_c", "src_n", "inf_c", "inf_n", "dir_c", "dir_n", "lost_src", "lost_inf", "lost_dir", "attr_c", "cyc_src_med", "cyc_inf_med", "cyc_dir_med", "apps_n", "apps_ok", "joined_n", "activated_n", "prov", "fs_n", "ttfs_sum", "ttfs_med", "leads_n", "regs_ok", "regs_rej", "opp_inf", "active_n", "cost_c", "newcust_n"]
+COMPONENTS = [
+    "won_c",
+    "won_n",
+    "src_c",
+    "src_n",
+    "inf_c",
+    "inf_n",
+    "dir_c",
+    "dir_n",
+    "lost_src",
+    "lost_inf",
+    "lost_dir",
+    "attr_c",
+    "cyc_src_med",
+    "cyc_inf_med",
+    "cyc_dir_med",
+    "apps_n",
+    "apps_ok",
+    "joined_n",
+    "activated_n",
+    "prov",
+    "fs_n",
+    "ttfs_sum",
+    "ttfs_med",
+    "leads_n",
+    "regs_ok",
+    "regs_rej",
+    "opp_inf",
+    "active_n",
+    "cost_c",
+    "newcust_n",
+]
 _NULLABLE_COMPONENTS = {"cyc_src_med", "cyc_inf_med", "cyc_dir_med", "ttfs_med", "prov"}
 
 _TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-/]+$")
@@ -82,7 +113,10 @@ class Dialect:
 
     def month_index(self, day: str) -> str:
         if self.pg:
-            return f"(CAST(EXTRACT(YEAR FROM {day}) AS INTEGER) * 12 + CAST(EXTRACT(MONTH FROM {day}) AS INTEGER) - 1)"
+            return (
+                f"(CAST(EXTRACT(YEAR FROM {day}) AS INTEGER) * 12"
+                f" + CAST(EXTRACT(MONTH FROM {day}) AS INTEGER) - 1)"
+            )
         return f"(CAST(substr({day}, 1, 4) AS INTEGER) * 12 + CAST(substr({day}, 6, 2) AS INTEGER) - 1)"
 
     def days_between(self, later: str, earlier: str) -> str:
@@ -213,7 +247,27 @@ class ComputeResult:
     statements: list[str] = field(default_factory=list)
 
 
-_TEMP_TABLES = ["kx_touch", "kx_deal", "kx_partner", "kx_reg", "kx_cost", "kx_act", "kx_actm", "kx_fs", "kx_tw", "kx_attr", "kx_grain", "kx_period", "kx_s", "kx_m", "kx_metric", "kx_v", "kx_target", "kx_pub", "kx_recon"]
+_TEMP_TABLES = [
+    "kx_touch",
+    "kx_deal",
+    "kx_partner",
+    "kx_reg",
+    "kx_cost",
+    "kx_act",
+    "kx_actm",
+    "kx_fs",
+    "kx_tw",
+    "kx_attr",
+    "kx_grain",
+    "kx_period",
+    "kx_s",
+    "kx_m",
+    "kx_metric",
+    "kx_v",
+    "kx_target",
+    "kx_pub",
+    "kx_recon",
+]
 
 
 class KpiComputation:
@@ -261,7 +315,9 @@ class KpiComputation:
 
     def _run(self) -> ComputeResult:
         if self.sql.pg:
-            self._exec("SET LOCAL work_mem = '256MB'" if connection.in_atomic_block else "SET work_mem = '256MB'")
+            self._exec(
+                "SET LOCAL work_mem = '256MB'" if connection.in_atomic_block else "SET work_mem = '256MB'"
+            )
         self._facts()
         self._lifecycle_facts()
         self._attribution()
@@ -290,7 +346,8 @@ class KpiComputation:
             f"""CREATE TEMP TABLE kx_touch AS
             SELECT x.id, x.deal_id, x.partner_id, x.touched_at, x.touched_d,
                    {s.month_index("x.touched_d")} AS touched_mi, p.js
-            FROM (SELECT t.id, t.deal_id, t.partner_id, t.touched_at, {s.local_date("t.touched_at")} AS touched_d
+            FROM (SELECT t.id, t.deal_id, t.partner_id, t.touched_at,
+                         {s.local_date("t.touched_at")} AS touched_d
                   FROM {touch} t JOIN {deal} d ON d.id = t.deal_id
                   WHERE d.closed_at IS NULL OR t.touched_at <= d.closed_at) x
             JOIN kx_partner p ON p.id = x.partner_id"""
@@ -300,13 +357,15 @@ class KpiComputation:
         # Segment: s(ourced), i(nfluenced: no sourcing partner, at least one counting touch), d(irect).
         self._exec(
             f"""CREATE TEMP TABLE kx_deal AS
-            SELECT x.*, {s.month_index("x.closed_d")} AS closed_mi, {s.month_index("x.created_d")} AS created_mi,
+            SELECT x.*, {s.month_index("x.closed_d")} AS closed_mi,
+                   {s.month_index("x.created_d")} AS created_mi,
                    CASE WHEN x.sp IS NOT NULL THEN 's'
                         WHEN EXISTS (SELECT 1 FROM kx_touch t WHERE t.deal_id = x.id) THEN 'i'
                         ELSE 'd' END AS seg
             FROM (SELECT d.id, d.account_id, d.key AS dkey, CAST(ROUND(d.amount * 100) AS BIGINT) AS cents,
                          d.status, d.sourcing_partner_id AS sp, d.created_at, d.closed_at,
-                         {s.local_date("d.created_at")} AS created_d, {s.local_date("d.closed_at")} AS closed_d
+                         {s.local_date("d.created_at")} AS created_d,
+                         {s.local_date("d.closed_at")} AS closed_d
                   FROM {deal} d) x"""
         )
         self._exec("CREATE INDEX kx_deal_id ON kx_deal (id)")
@@ -316,7 +375,8 @@ class KpiComputation:
                    {s.month_index("x.submitted_d")} AS submitted_mi, x.submitted_d,
                    {s.month_index("x.decided_d")} AS decided_mi
             FROM (SELECT r.id, r.partner_id, r.status, r.account_id,
-                         {s.local_date("r.submitted_at")} AS submitted_d, {s.local_date("r.decided_at")} AS decided_d
+                         {s.local_date("r.submitted_at")} AS submitted_d,
+                         {s.local_date("r.decided_at")} AS decided_d
                   FROM {reg} r) x
             JOIN kx_partner p ON p.id = x.partner_id"""
         )
@@ -554,7 +614,8 @@ class KpiComputation:
         self._insert([], "SELECT 'program', 0, grain, pidx FROM kx_period")
         self._insert(
             [],
-            f"SELECT 'join_source', j.id, p.grain, p.pidx FROM kx_period p CROSS JOIN {JoinSource._meta.db_table} j",
+            f"SELECT 'join_source', j.id, p.grain, p.pidx "
+            f"FROM kx_period p CROSS JOIN {JoinSource._meta.db_table} j",
         )
 
         def won(seg: str | None, what: str) -> str:
@@ -566,7 +627,19 @@ class KpiComputation:
 
         # Program revenue and win rates by segment, deals closed in the period.
         self._insert(
-            ["won_c", "won_n", "src_c", "src_n", "inf_c", "inf_n", "dir_c", "dir_n", "lost_src", "lost_inf", "lost_dir"],
+            [
+                "won_c",
+                "won_n",
+                "src_c",
+                "src_n",
+                "inf_c",
+                "inf_n",
+                "dir_c",
+                "dir_n",
+                "lost_src",
+                "lost_inf",
+                "lost_dir",
+            ],
             f"""SELECT 'program', 0, g.grain, g.pidx, {won(None, "cents")}, {won(None, "1")},
                 {won("s", "cents")}, {won("s", "1")}, {won("i", "cents")}, {won("i", "1")},
                 {won("d", "cents")}, {won("d", "1")}, {lost("s")}, {lost("i")}, {lost("d")}
@@ -610,7 +683,8 @@ class KpiComputation:
             self._median(
                 column,
                 f"""SELECT 'program' AS scope, 0 AS sid, g.grain, g.pidx, {cycle} AS v
-                FROM kx_deal d JOIN kx_grain g ON g.mi = d.closed_mi WHERE d.status = 'won' AND d.seg = '{seg}'""",
+                FROM kx_deal d JOIN kx_grain g ON g.mi = d.closed_mi
+                WHERE d.status = 'won' AND d.seg = '{seg}'""",
             )
         sourced_cycle = (
             f"SELECT d.sp AS partner_id, p.js, d.closed_mi, {cycle} AS v FROM kx_deal d "
@@ -619,13 +693,15 @@ class KpiComputation:
         self._median(
             "cyc_src_med",
             f"""SELECT x.scope, x.sid, g.grain, g.pidx, x.v
-            FROM ({self._scoped(sourced_cycle, ("partner", "join_source"))}) x JOIN kx_grain g ON g.mi = x.closed_mi""",
+            FROM ({self._scoped(sourced_cycle, ("partner", "join_source"))}) x
+            JOIN kx_grain g ON g.mi = x.closed_mi""",
         )
 
         # Recruitment funnel (applications by applied month, cohorts by join month).
         self._insert(
             ["apps_n", "apps_ok"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(*), SUM(CASE WHEN x.joined IS NOT NULL THEN 1 ELSE 0 END)
+            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(*),
+                SUM(CASE WHEN x.joined IS NOT NULL THEN 1 ELSE 0 END)
             FROM ({self._scoped("SELECT id AS partner_id, js, joined, applied_mi FROM kx_partner", GROUPS)}) x
             JOIN kx_grain g ON g.mi = x.applied_mi GROUP BY x.scope, x.sid, g.grain, g.pidx""",
         )
@@ -733,7 +809,8 @@ class KpiComputation:
             for c in COMPONENTS
         )
         self._exec(
-            f"CREATE TEMP TABLE kx_m AS SELECT scope, sid, grain, pidx, {merged} FROM kx_s GROUP BY scope, sid, grain, pidx"
+            f"CREATE TEMP TABLE kx_m AS SELECT scope, sid, grain, pidx, {merged} "
+            "FROM kx_s GROUP BY scope, sid, grain, pidx"
         )
         self._exec(
             "CREATE TEMP TABLE kx_metric (name VARCHAR(64), scope VARCHAR(12), zero_when_empty INTEGER)"
@@ -762,9 +839,15 @@ class KpiComputation:
     def _targets(self) -> None:
         s = self.sql
         target = Target._meta.db_table
-        scope = "CASE WHEN t.partner_id IS NOT NULL THEN 'partner' WHEN t.join_source_id IS NOT NULL THEN 'join_source' ELSE 'program' END"
+        scope = (
+            "CASE WHEN t.partner_id IS NOT NULL THEN 'partner' "
+            "WHEN t.join_source_id IS NOT NULL THEN 'join_source' ELSE 'program' END"
+        )
         start_mi = s.month_index("t.period_start")
-        pidx = f"CASE t.grain WHEN 'month' THEN {start_mi} WHEN 'quarter' THEN {start_mi} / 3 ELSE {start_mi} / 12 END"
+        pidx = (
+            f"CASE t.grain WHEN 'month' THEN {start_mi} WHEN 'quarter' THEN {start_mi} / 3 "
+            f"ELSE {start_mi} / 12 END"
+        )
         self._exec(
             f"""CREATE TEMP TABLE kx_target AS
             SELECT {scope} AS scope, COALESCE(t.partner_id, t.join_source_id, 0) AS sid, t.grain,
@@ -813,7 +896,8 @@ class KpiComputation:
         self._exec(
             f"""CREATE TEMP TABLE kx_recon AS
             SELECT 'sourced_before_joined' AS kind, d.id AS deal_id, d.sp AS partner_id,
-                   CAST(NULL AS BIGINT) AS touch_id, d.account_id, CAST('' AS VARCHAR(2000)) AS registration_ids,
+                   CAST(NULL AS BIGINT) AS touch_id, d.account_id,
+                   CAST('' AS VARCHAR(2000)) AS registration_ids,
                    CASE WHEN p.joined IS NULL THEN 'never joined' ELSE 'joined later' END AS detail
             FROM kx_deal d JOIN kx_partner p ON p.id = d.sp
             WHERE p.joined IS NULL OR d.created_d < p.joined
@@ -823,7 +907,8 @@ class KpiComputation:
             WHERE d.closed_at IS NOT NULL AND t.touched_at > d.closed_at
             UNION ALL
             SELECT 'duplicate_registration_claim', CAST(NULL AS BIGINT), CAST(NULL AS BIGINT),
-                   CAST(NULL AS BIGINT), r.account_id, {s.group_concat_ids("r.id")}, 'claims by several partners'
+                   CAST(NULL AS BIGINT), r.account_id, {s.group_concat_ids("r.id")},
+                   'claims by several partners'
             FROM (SELECT id, account_id FROM {reg} WHERE status IN ('submitted', 'approved') ORDER BY id) r
             WHERE r.account_id IN (
                 SELECT account_id FROM {reg} WHERE status IN ('submitted', 'approved')

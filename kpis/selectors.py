@@ -194,6 +194,9 @@ def _describe(kind: str, ids: dict, detail: str) -> str:
     if kind == "sourced_before_joined":
         return f"Deal {ids.get('deal')} is sourced by partner {ids.get('partner')}, which {detail}."
     if kind == "touch_after_close":
-        return f"Touch {ids.get('touch')} by partner {ids.get('partner')} is dated after deal {ids.get('deal')} closed."
+        return (
+            f"Touch {ids.get('touch')} by partner {ids.get('partner')} is dated after "
+            f"deal {ids.get('deal')} closed."
+        )
     regs = ", ".join(str(r) for r in ids.get("registrations", []))
     return f"Registrations {regs} by different partners claim account {ids.get('account')}."

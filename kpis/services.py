@@ -292,7 +292,8 @@ def publish(*, run: KpiRun, on_published=None) -> dict[str, int]:
             cursor.execute(
                 f"""INSERT INTO {recon} (kind, description, deal_id, partner_id, touch_id, account_id,
                                          registration_ids, run_id)
-                SELECT kind, detail, deal_id, partner_id, touch_id, account_id, registration_ids, {int(run.pk)}
+                SELECT kind, detail, deal_id, partner_id, touch_id, account_id, registration_ids,
+                       {int(run.pk)}
                 FROM kx_recon"""
             )
             stats = {

@@ -90,7 +90,18 @@ def test_a_real_worker_runs_the_nightly_task_and_publishes_the_kpis(tmp_path, br
     url, options, env_extra = broker
     queue = f"kpi-test-{uuid.uuid4().hex[:8]}"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "prm", "worker", "--pool=solo", "-Q", queue, "--loglevel=INFO"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "prm",
+            "worker",
+            "--pool=solo",
+            "-Q",
+            queue,
+            "--loglevel=INFO",
+        ],
         cwd=ROOT,
         env=child_env(tmp_path, **env_extra),
         stdout=subprocess.PIPE,
@@ -102,7 +113,10 @@ def test_a_real_worker_runs_the_nightly_task_and_publishes_the_kpis(tmp_path, br
         with celery_app.connection_for_write(url, transport_options=options) as conn:
             celery_app.send_task(nightly["task"], kwargs=nightly["kwargs"], queue=queue, connection=conn)
         run = wait_for(
-            lambda: KpiRun.objects.filter(status__in=["succeeded", "failed"]).first(), 90, "the KPI run", worker
+            lambda: KpiRun.objects.filter(status__in=["succeeded", "failed"]).first(),
+            90,
+            "the KPI run",
+            worker,
         )
         assert run.status == "succeeded", run.error
         assert run.trigger == "nightly" and run.mode == "incremental" and run.celery_task_id
@@ -127,8 +141,12 @@ def test_a_run_killed_while_publishing_leaves_the_published_set_and_a_rerun_comp
     Deal.objects.update(amount=Decimal("999.00"))
     run, _ = kpi_run_create(trigger="manual")
     publisher = subprocess.Popen(
-        [sys.executable, "-c", f"import django; django.setup(); from kpis.services import kpi_run_execute; "
-         f"print('start', flush=True); kpi_run_execute(run_id={run.pk})"],
+        [
+            sys.executable,
+            "-c",
+            f"import django; django.setup(); from kpis.services import kpi_run_execute; "
+            f"print('start', flush=True); kpi_run_execute(run_id={run.pk})",
+        ],
         cwd=ROOT,
         env=child_env(tmp_path, PRM_KPI_PAUSE_IN_PUBLISH="60"),
         stdout=subprocess.PIPE,

@@ -38,7 +38,8 @@ class Command(BaseCommand):
         except Exception as exc:
             raise CommandError(f"KPI run #{run.pk} failed: {exc}") from exc
         self.stdout.write(
-            f"KPI run #{run.pk} {run.status}: mode {run.mode}, as of {run.as_of}, model {run.attribution_model}, "
+            f"KPI run #{run.pk} {run.status}: mode {run.mode}, as of {run.as_of}, "
+            f"model {run.attribution_model}, "
             f"{run.periods_recomputed} periods, {run.rows_written} rows written, {run.rows_deleted} removed, "
             f"{run.duration_seconds:.2f} s"
         )
