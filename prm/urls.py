@@ -11,4 +11,5 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("dashboard/", include("dashboards.urls")),
     path("portal/", include("portal.urls")),
+    path("api/", include("api.urls")),
 ]

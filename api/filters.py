@@ -1,0 +1,231 @@
+"""FilterSets for every list.
+
+Foreign keys are filtered by plain id (`?partner=12`), never validated against the table: the
+filter narrows the already-scoped queryset, so a partner user asking for another partner's id
+gets an empty list, exactly as for an id that does not exist — nothing to infer.
+"""
+
+import re
+
+import django_filters as filters
+from django import forms
+from django.core.exceptions import ValidationError
+
+from deals.models import Account, Deal, DealRegistration, Touch
+from deals.rules import normalise_domain
+from kpis.metrics import METRIC_NAMES, AttributionModel, Grain, Scope
+from kpis.models import CostEntry, KpiRun, KpiValue, Target
+from kpis.selectors import published_values
+from partners.models import JoinSource, Partner, PartnerUser
+
+PERIOD_REGEX = r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$"
+
+
+# Bounds of a 64-bit key: anything outside is a 400, never an overflow in the database driver.
+ID_MIN, ID_MAX = 1, 2**63 - 1
+
+
+class IdFilter(filters.NumberFilter):
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", ID_MIN)
+        kwargs.setdefault("max_value", ID_MAX)
+        super().__init__(*args, **kwargs)
+
+
+def _id(field_name: str, help_text: str) -> IdFilter:
+    return IdFilter(field_name=field_name, help_text=help_text)
+
+
+class DomainFilter(filters.CharFilter):
+    def filter(self, qs, value):
+        return super().filter(qs, normalise_domain(value) if value else value)
+
+
+class JoinSourceFilterSet(filters.FilterSet):
+    name = filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = JoinSource
+        fields = ["key", "kind", "name"]
+
+
+class PartnerFilterSet(filters.FilterSet):
+    name = filters.CharFilter(lookup_expr="icontains")
+    status = filters.MultipleChoiceFilter(choices=Partner.Status.choices)
+    type = filters.MultipleChoiceFilter(choices=Partner.Type.choices)
+    join_source = _id("join_source_id", "Join source id.")
+    referred_by = _id("referred_by_id", "Id of the partner that referred it.")
+    manager = _id("manager_id", "User id of the partner manager.")
+    applied = filters.DateFromToRangeFilter(
+        field_name="applied_at", help_text="applied_after / applied_before"
+    )
+    joined = filters.DateFromToRangeFilter(field_name="joined_at", help_text="joined_after / joined_before")
+
+    class Meta:
+        model = Partner
+        fields = ["key", "name", "status", "type", "tier", "join_source", "referred_by", "manager"]
+
+
+class PartnerUserFilterSet(filters.FilterSet):
+    partner = _id("partner_id", "Partner id.")
+    role = filters.ChoiceFilter(choices=PartnerUser.Role.choices)
+
+    class Meta:
+        model = PartnerUser
+        fields = ["partner", "role"]
+
+
+class AccountFilterSet(filters.FilterSet):
+    name = filters.CharFilter(lookup_expr="icontains")
+    domain = DomainFilter(help_text="Matched after normalising (`https://www.Acme.com/x` = `acme.com`).")
+
+    class Meta:
+        model = Account
+        fields = ["key", "name", "domain"]
+
+
+class RegistrationFilterSet(filters.FilterSet):
+    partner = _id("partner_id", "Partner id.")
+    account = _id("account_id", "Account id.")
+    status = filters.MultipleChoiceFilter(choices=DealRegistration.Status.choices)
+    domain = DomainFilter(field_name="account__domain", help_text="The account's domain, normalised.")
+    submitted = filters.IsoDateTimeFromToRangeFilter(
+        field_name="submitted_at", help_text="submitted_after / submitted_before (ISO 8601)"
+    )
+    decided = filters.IsoDateTimeFromToRangeFilter(
+        field_name="decided_at", help_text="decided_after / decided_before (ISO 8601)"
+    )
+    in_conflict = filters.BooleanFilter(
+        field_name="conflict_with",
+        lookup_expr="isnull",
+        exclude=True,
+        help_text="Flagged as a channel conflict.",
+    )
+
+    class Meta:
+        model = DealRegistration
+        fields = ["key", "partner", "account", "status", "domain", "in_conflict"]
+
+
+class DealFilterSet(filters.FilterSet):
+    account = _id("account_id", "Account id.")
+    sourcing_partner = _id("sourcing_partner_id", "Sourcing partner id.")
+    status = filters.MultipleChoiceFilter(choices=Deal.Status.choices)
+    sourced = filters.BooleanFilter(
+        field_name="sourcing_partner", lookup_expr="isnull", exclude=True, help_text="Has a sourcing partner."
+    )
+    touched_by = IdFilter(method="filter_touched_by", help_text="Deals touched by this partner id.")
+    created = filters.IsoDateTimeFromToRangeFilter(
+        field_name="created_at", help_text="created_after / created_before"
+    )
+    closed = filters.IsoDateTimeFromToRangeFilter(
+        field_name="closed_at", help_text="closed_after / closed_before"
+    )
+    amount = filters.RangeFilter(help_text="amount_min / amount_max")
+
+    class Meta:
+        model = Deal
+        fields = ["key", "account", "status", "sourcing_partner", "sourced"]
+
+    def filter_touched_by(self, queryset, name, value):
+        return queryset.filter(pk__in=Touch.objects.filter(partner_id=value).values("deal_id"))
+
+
+class TouchFilterSet(filters.FilterSet):
+    deal = _id("deal_id", "Deal id.")
+    partner = _id("partner_id", "Partner id.")
+    kind = filters.MultipleChoiceFilter(choices=Touch.Kind.choices)
+    touched = filters.IsoDateTimeFromToRangeFilter(
+        field_name="touched_at", help_text="touched_after / touched_before"
+    )
+
+    class Meta:
+        model = Touch
+        fields = ["deal", "partner", "kind"]
+
+
+class CostEntryFilterSet(filters.FilterSet):
+    partner = _id("partner_id", "Partner id.")
+    join_source = _id("join_source_id", "Join source id.")
+    category = filters.MultipleChoiceFilter(choices=CostEntry.Category.choices)
+    date = filters.DateFromToRangeFilter(help_text="date_after / date_before")
+
+    class Meta:
+        model = CostEntry
+        fields = ["partner", "join_source", "category"]
+
+
+class TargetFilterSet(filters.FilterSet):
+    partner = _id("partner_id", "Partner id.")
+    join_source = _id("join_source_id", "Join source id.")
+    metric = filters.MultipleChoiceFilter(choices=Target._meta.get_field("metric").choices)
+    period = filters.CharFilter()
+    grain = filters.ChoiceFilter(choices=[(g.value, g.value) for g in Grain])
+
+    class Meta:
+        model = Target
+        fields = ["partner", "join_source", "metric", "period", "grain"]
+
+
+class KpiRunFilterSet(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=KpiRun.Status.choices)
+    trigger = filters.ChoiceFilter(choices=KpiRun.Trigger.choices)
+    mode = filters.ChoiceFilter(choices=KpiRun.Mode.choices)
+
+    class Meta:
+        model = KpiRun
+        fields = ["status", "trigger", "mode"]
+
+
+def _validate_period(value: str) -> None:
+    if not re.match(PERIOD_REGEX, value):
+        raise ValidationError("Use a period label: `2026-03`, `2026-Q1` or `2026`.")
+
+
+class KpiValueFilterSet(filters.FilterSet):
+    """Filters of the published KPI set; the reading itself is kpis.selectors.published_values."""
+
+    grain = filters.ChoiceFilter(
+        choices=[(g.value, g.value) for g in Grain], method="noop", help_text="Default: month."
+    )
+    attribution_model = filters.ChoiceFilter(
+        choices=[(m.value, m.value) for m in AttributionModel],
+        method="noop",
+        help_text="Default: the program's attribution model.",
+    )
+    scope = filters.ChoiceFilter(choices=[(s.value, s.value) for s in Scope], method="noop")
+    scope_key = filters.CharFilter(method="noop", help_text="The partner's or join source's key.")
+    partner = IdFilter(method="noop", help_text="Partner id.")
+    join_source = IdFilter(method="noop", help_text="Join source id.")
+    metric = filters.MultipleChoiceFilter(choices=[(m, m) for m in METRIC_NAMES], method="noop")
+    period_from = filters.CharFilter(
+        method="noop", validators=[_validate_period], help_text="Inclusive, a label of the grain: `2026-01`."
+    )
+    period_to = filters.CharFilter(
+        method="noop", validators=[_validate_period], help_text="Inclusive, a label of the grain: `2026-06`."
+    )
+
+    class Meta:
+        model = KpiValue
+        fields = []
+
+    def noop(self, queryset, name, value):
+        return queryset  # applied all at once by published_values in filter_queryset
+
+    def filter_queryset(self, queryset):
+        data = self.form.cleaned_data
+        published = published_values(
+            grain=data.get("grain") or Grain.MONTH,
+            attribution_model=data.get("attribution_model") or None,
+            scope=data.get("scope") or None,
+            scope_key=data.get("scope_key") or None,
+            partner_id=data.get("partner"),
+            join_source_id=data.get("join_source"),
+            metrics=data.get("metric") or None,
+            period_from=data.get("period_from") or None,
+            period_to=data.get("period_to") or None,
+        )
+        # `queryset` carries the caller's visibility (a partner user sees only its own rows).
+        return queryset & published

@@ -1,0 +1,439 @@
+"""What the API shows (output serializers) and what it accepts (input serializers).
+
+Input serializers only parse and type-check; the domain rules live in the services they feed.
+"""
+
+from rest_framework import serializers
+
+from api.models import ApiToken
+from deals.models import Account, Deal, DealRegistration, Touch
+from kpis.export import format_value
+from kpis.metrics import METRIC_NAMES, AttributionModel, Grain, Scope
+from kpis.models import CostEntry, KpiRun, KpiValue, Target
+from partners.models import JoinSource, Partner, PartnerUser
+
+MONEY = {"max_digits": 14, "decimal_places": 2}
+
+
+# --- Output ------------------------------------------------------------------------------------
+class JoinSourceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JoinSource
+        fields = ["id", "key", "name", "kind"]
+
+
+class PartnerSerializer(serializers.ModelSerializer):
+    join_source_name = serializers.CharField(source="join_source.name", read_only=True)
+
+    class Meta:
+        model = Partner
+        fields = [
+            "id",
+            "key",
+            "name",
+            "type",
+            "tier",
+            "status",
+            "join_source",
+            "join_source_name",
+            "applied_at",
+            "joined_at",
+            "referred_by",
+            "manager",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class PartnerUserSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True)
+
+    class Meta:
+        model = PartnerUser
+        fields = ["id", "partner", "username", "email", "role"]
+
+
+class AccountSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Account
+        fields = ["id", "key", "name", "domain"]
+
+
+class DealSerializer(serializers.ModelSerializer):
+    account_name = serializers.CharField(source="account.name", read_only=True)
+
+    class Meta:
+        model = Deal
+        fields = [
+            "id",
+            "key",
+            "name",
+            "account",
+            "account_name",
+            "amount",
+            "status",
+            "created_at",
+            "closed_at",
+            "sourcing_partner",
+            "updated_at",
+        ]
+
+
+class RegistrationSerializer(serializers.ModelSerializer):
+    account_name = serializers.CharField(source="account.name", read_only=True)
+    domain = serializers.CharField(source="account.domain", read_only=True)
+    partner_name = serializers.CharField(source="partner.name", read_only=True)
+
+    class Meta:
+        model = DealRegistration
+        fields = [
+            "id",
+            "key",
+            "partner",
+            "partner_name",
+            "account",
+            "account_name",
+            "domain",
+            "amount",
+            "expected_close_date",
+            "notes",
+            "status",
+            "submitted_at",
+            "decided_at",
+            "decision_reason",
+            "protection_expires_at",
+            "conflict_with",
+            "conflict_override_reason",
+            "deal",
+            "updated_at",
+        ]
+
+
+class PartnerRegistrationSerializer(RegistrationSerializer):
+    """What a partner user sees: `conflict_with` would name another partner's row, so it is hidden."""
+
+    conflict_with = serializers.SerializerMethodField()
+
+    def get_conflict_with(self, obj) -> int | None:
+        return None
+
+
+class TouchSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Touch
+        fields = ["id", "deal", "partner", "kind", "touched_at", "created_at"]
+
+
+class CostEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CostEntry
+        fields = ["id", "date", "amount", "category", "partner", "join_source", "note", "updated_at"]
+
+
+class TargetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Target
+        fields = ["id", "metric", "grain", "period", "period_start", "value", "partner", "join_source"]
+
+
+class KpiValueSerializer(serializers.ModelSerializer):
+    value = serializers.SerializerMethodField(
+        help_text="Decimal string formatted as in the export (money 2 places, rates 4, days 1); "
+        "null when the metric is undefined (e.g. CAC with no new customers)."
+    )
+
+    class Meta:
+        model = KpiValue
+        fields = [
+            "id",
+            "scope",
+            "scope_key",
+            "partner",
+            "join_source",
+            "grain",
+            "period",
+            "period_start",
+            "metric",
+            "target_metric",
+            "attribution_model",
+            "value",
+            "run",
+        ]
+
+    def get_value(self, obj) -> str | None:
+        return format_value(obj.metric, obj.target_metric, obj.value) if obj.value is not None else None
+
+
+class KpiRunSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:kpi-run-detail")
+
+    class Meta:
+        model = KpiRun
+        fields = [
+            "id",
+            "url",
+            "trigger",
+            "mode",
+            "status",
+            "attribution_model",
+            "as_of",
+            "requested_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "rows_written",
+            "periods_recomputed",
+            "error",
+        ]
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    secret = serializers.CharField(
+        read_only=True, help_text="Shown once, now: store it safely. Only its hash is kept."
+    )
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "secret"]
+
+
+class ConflictCheckSerializer(serializers.Serializer):
+    domain = serializers.CharField(help_text="The normalised domain that was checked.")
+    has_conflict = serializers.BooleanField(help_text="Another partner holds a protected claim on it.")
+    protected_until = serializers.DateTimeField(
+        allow_null=True, help_text="When the last of those claims stops protecting the account."
+    )
+    conflicts = RegistrationSerializer(
+        many=True, help_text="The claims themselves; only staff see them (partners see only the flag)."
+    )
+
+
+class ConflictQuerySerializer(serializers.Serializer):
+    domain = serializers.CharField(max_length=253)
+    partner = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+
+class AttributionQuerySerializer(serializers.Serializer):
+    model = serializers.ChoiceField(
+        choices=[m.value for m in AttributionModel], required=False, allow_blank=True, default=""
+    )
+    period_from = serializers.DateField()
+    period_to = serializers.DateField()
+
+    def validate(self, attrs):
+        if attrs["period_to"] < attrs["period_from"]:
+            raise serializers.ValidationError({"period_to": ["must not be before period_from"]})
+        return attrs
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    grain = serializers.ChoiceField(
+        choices=[g.value for g in Grain], required=False, default=Grain.MONTH.value
+    )
+    model = serializers.ChoiceField(
+        choices=[m.value for m in AttributionModel], required=False, allow_blank=True, default=""
+    )
+    format = serializers.ChoiceField(choices=["json", "csv"], required=False)
+
+
+class ReconciliationIdsSerializer(serializers.Serializer):
+    deal = serializers.IntegerField(required=False)
+    partner = serializers.IntegerField(required=False)
+    touch = serializers.IntegerField(required=False)
+    account = serializers.IntegerField(required=False)
+    registrations = serializers.ListField(child=serializers.IntegerField(), required=False)
+
+
+class ReconciliationItemSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=["sourced_before_joined", "touch_after_close", "duplicate_registration_claim"]
+    )
+    description = serializers.CharField()
+    ids = ReconciliationIdsSerializer(help_text="The rows involved; only the ones that apply are present.")
+
+
+class AttributionRowSerializer(serializers.Serializer):
+    partner_id = serializers.IntegerField()
+    partner_key = serializers.CharField()
+    partner_name = serializers.CharField()
+    sourced = serializers.DecimalField(**MONEY)
+    influenced = serializers.DecimalField(**MONEY)
+    attributed = serializers.DecimalField(**MONEY)
+
+
+class ExportRowSerializer(serializers.Serializer):
+    scope = serializers.ChoiceField(choices=[s.value for s in Scope])
+    scope_key = serializers.CharField(allow_blank=True)
+    period = serializers.CharField()
+    metric = serializers.ChoiceField(choices=METRIC_NAMES)
+    value = serializers.CharField(allow_blank=True, help_text="Decimal string; empty when undefined.")
+    target_metric = serializers.CharField(allow_blank=True)
+
+
+class FileSummarySerializer(serializers.Serializer):
+    rows = serializers.IntegerField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+
+
+class ImportResultSerializer(serializers.Serializer):
+    files = serializers.DictField(child=FileSummarySerializer(), help_text="Per file found in the upload.")
+    lines = serializers.ListField(child=serializers.CharField(), help_text="The same, one line per file.")
+
+
+# --- Input -------------------------------------------------------------------------------------
+class ApiTokenInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+
+
+class PartnerInputSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
+    name = serializers.CharField(max_length=200)
+    type = serializers.ChoiceField(choices=Partner.Type.choices)
+    join_source = serializers.PrimaryKeyRelatedField(queryset=JoinSource.objects.all())
+    applied_at = serializers.DateField()
+    tier = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
+    referred_by = serializers.PrimaryKeyRelatedField(
+        queryset=Partner.objects.all(), required=False, allow_null=True, default=None
+    )
+
+
+class PartnerApproveInputSerializer(serializers.Serializer):
+    joined_at = serializers.DateField(required=False, allow_null=True, default=None)
+
+
+class PartnerStatusInputSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=[Partner.Status.ACTIVE, Partner.Status.INACTIVE, Partner.Status.CHURNED]
+    )
+
+
+class PartnerUserInputSerializer(serializers.Serializer):
+    partner = serializers.PrimaryKeyRelatedField(queryset=Partner.objects.all())
+    username = serializers.CharField(max_length=150)
+    email = serializers.EmailField()
+    password = serializers.CharField(write_only=True, min_length=1, style={"input_type": "password"})
+    role = serializers.ChoiceField(choices=PartnerUser.Role.choices)
+
+
+class AccountInputSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
+    name = serializers.CharField(max_length=200)
+    domain = serializers.CharField(max_length=253, required=False, allow_blank=True, default="")
+
+
+class DealInputSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
+    account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.all())
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    amount = serializers.DecimalField(**MONEY)
+    created_at = serializers.DateTimeField()
+    status = serializers.ChoiceField(choices=Deal.Status.choices, required=False, default=Deal.Status.OPEN)
+    closed_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    sourcing_partner = serializers.PrimaryKeyRelatedField(
+        queryset=Partner.objects.all(), required=False, allow_null=True, default=None
+    )
+
+
+class DealUpdateInputSerializer(serializers.Serializer):
+    """PATCH: only the fields sent are changed."""
+
+    account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.all(), required=False)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    amount = serializers.DecimalField(**MONEY, required=False)
+    created_at = serializers.DateTimeField(required=False)
+    sourcing_partner = serializers.PrimaryKeyRelatedField(
+        queryset=Partner.objects.all(), required=False, allow_null=True
+    )
+
+
+class DealCloseInputSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=[Deal.Status.WON, Deal.Status.LOST])
+    closed_at = serializers.DateTimeField()
+
+
+class TouchInputSerializer(serializers.Serializer):
+    deal = serializers.PrimaryKeyRelatedField(queryset=Deal.objects.all())
+    partner = serializers.PrimaryKeyRelatedField(queryset=Partner.objects.all())
+    kind = serializers.ChoiceField(choices=Touch.Kind.choices)
+    touched_at = serializers.DateTimeField()
+
+
+class RegistrationSubmitSerializer(serializers.Serializer):
+    """A partner user's submission. There is no partner field: the partner is the user's own."""
+
+    account_name = serializers.CharField(max_length=200)
+    domain = serializers.CharField(max_length=253)
+    amount = serializers.DecimalField(**MONEY)
+    expected_close_date = serializers.DateField(required=False, allow_null=True, default=None)
+    notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+
+class RegistrationSubmitOnBehalfSerializer(RegistrationSubmitSerializer):
+    """A partner manager entering a registration for a partner (e.g. received by email)."""
+
+    partner = serializers.PrimaryKeyRelatedField(queryset=Partner.objects.all())
+
+
+class RegistrationApproveInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    override_reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+
+class RegistrationRejectInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=5000)
+
+
+class RegistrationOverrideInputSerializer(serializers.Serializer):
+    override_reason = serializers.CharField(
+        max_length=5000, help_text="Why this claim wins over the conflicting one (kept for audit)."
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+
+class KpiRunInputSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=KpiRun.Mode.choices, required=False, default=KpiRun.Mode.FULL)
+    as_of = serializers.DateField(
+        required=False, allow_null=True, default=None, help_text="Default: today in the program time zone."
+    )
+
+
+class ImportInputSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="A .zip of an INTERCHANGE folder (join_sources.csv, partners.csv, …)."
+    )
+
+
+class CostEntryInputSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    amount = serializers.DecimalField(**MONEY)
+    category = serializers.ChoiceField(choices=CostEntry.Category.choices)
+    partner = serializers.PrimaryKeyRelatedField(
+        queryset=Partner.objects.all(), required=False, allow_null=True, default=None
+    )
+    join_source = serializers.PrimaryKeyRelatedField(
+        queryset=JoinSource.objects.all(), required=False, allow_null=True, default=None
+    )
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class TargetInputSerializer(serializers.Serializer):
+    metric = serializers.ChoiceField(choices=Target._meta.get_field("metric").choices)
+    period = serializers.RegexField(
+        r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", max_length=7, help_text="`2026-03`, `2026-Q1` or `2026`."
+    )
+    value = serializers.DecimalField(max_digits=20, decimal_places=4)
+    partner = serializers.PrimaryKeyRelatedField(
+        queryset=Partner.objects.all(), required=False, allow_null=True, default=None
+    )
+    join_source = serializers.PrimaryKeyRelatedField(
+        queryset=JoinSource.objects.all(), required=False, allow_null=True, default=None
+    )

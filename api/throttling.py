@@ -1,0 +1,25 @@
+"""Scoped throttles whose rates are read at request time, so settings overrides take effect."""
+
+from rest_framework.settings import api_settings
+from rest_framework.throttling import ScopedRateThrottle
+
+AUTH_SCOPE = "auth"
+WRITE_SCOPE = "write"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+class ScopedThrottle(ScopedRateThrottle):
+    @property
+    def THROTTLE_RATES(self):  # noqa: N802 — DRF reads this name
+        return api_settings.DEFAULT_THROTTLE_RATES
+
+
+class WriteThrottle(ScopedThrottle):
+    """Throttles a view's unsafe methods under its `throttle_scope` (default: write); reads are free."""
+
+    reads_are_free = True
+
+    def allow_request(self, request, view):
+        if request.method in SAFE_METHODS:
+            return True
+        return super().allow_request(request, view)

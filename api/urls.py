@@ -1,0 +1,51 @@
+"""/api/v1/: the resources, token management, and the OpenAPI schema with its two viewers."""
+
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from api.views.auth import ApiTokenViewSet
+from api.views.base import not_found
+from api.views.deals import AccountViewSet, DealViewSet, RegistrationViewSet, TouchViewSet
+from api.views.interchange import ProgramImportView
+from api.views.kpis import (
+    AttributionView,
+    CostEntryViewSet,
+    KpiExportView,
+    KpiRunViewSet,
+    KpiValueViewSet,
+    ReconciliationView,
+    TargetViewSet,
+)
+from api.views.partners import JoinSourceViewSet, PartnerUserViewSet, PartnerViewSet
+
+app_name = "api"
+
+router = DefaultRouter()
+router.register("join-sources", JoinSourceViewSet, basename="join-source")
+router.register("partners", PartnerViewSet, basename="partner")
+router.register("partner-users", PartnerUserViewSet, basename="partner-user")
+router.register("accounts", AccountViewSet, basename="account")
+router.register("registrations", RegistrationViewSet, basename="registration")
+router.register("deals", DealViewSet, basename="deal")
+router.register("touches", TouchViewSet, basename="touch")
+router.register("costs", CostEntryViewSet, basename="cost")
+router.register("targets", TargetViewSet, basename="target")
+router.register("kpi-values", KpiValueViewSet, basename="kpi-value")
+router.register("kpi-runs", KpiRunViewSet, basename="kpi-run")
+router.register("auth/tokens", ApiTokenViewSet, basename="api-token")
+
+v1 = [
+    path("kpi-attribution/", AttributionView.as_view(), name="kpi-attribution"),
+    path("kpi-export/", KpiExportView.as_view(), name="kpi-export"),
+    path("reconciliation/", ReconciliationView.as_view(), name="reconciliation"),
+    path("imports/", ProgramImportView.as_view(), name="program-import"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="swagger-ui"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+    path("", include(router.urls)),
+    # Anything else under /api/ is a 404 in the API's error shape, never Django's HTML page.
+    re_path(r"^.*$", not_found, name="not-found"),
+]
+
+urlpatterns = [path("v1/", include(v1)), re_path(r"^.*$", not_found)]

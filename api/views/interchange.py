@@ -1,0 +1,94 @@
+"""Program import: the INTERCHANGE folder uploaded as a zip."""
+
+import zipfile
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import serializers as drf_serializers
+from rest_framework import status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api import serializers as s
+from api.permissions import Importer
+from api.schema import ErrorSerializer, errors
+from api.throttling import ScopedThrottle
+from interchange.importer import ImportFailed, import_program
+
+
+@extend_schema(
+    tags=["interchange"],
+    summary="Import program data (a zip of INTERCHANGE CSV files)",
+    description=(
+        "Partner managers and sales ops. Upload a .zip holding any of join_sources.csv, partners.csv, "
+        "accounts.csv, deals.csv, registrations.csv, touches.csv, costs.csv and targets.csv (at the "
+        "root or in one folder). All or nothing: any bad row refuses the whole import with 400, every "
+        "bad row listed as `file:line: column: reason` under `fields.file`, and nothing is written. "
+        "Rows are upserted by key, so uploading the same zip twice changes nothing."
+    ),
+    request={"multipart/form-data": s.ImportInputSerializer},
+    responses={
+        200: s.ImportResultSerializer,
+        400: OpenApiResponse(
+            ErrorSerializer,
+            description="The upload is not a zip, or rows are invalid (nothing was written).",
+            examples=[
+                OpenApiExample(
+                    "Bad rows",
+                    value={
+                        "error": {
+                            "status": 400,
+                            "code": "invalid",
+                            "detail": "2 error(s); nothing was imported",
+                            "fields": {
+                                "file": [
+                                    "deals.csv:14: amount: must be greater than 0",
+                                    "touches.csv:3: partner: unknown partner 'P-404'",
+                                ]
+                            },
+                        }
+                    },
+                    response_only=True,
+                    status_codes=["400"],
+                )
+            ],
+        ),
+        **errors(403, 429),
+    },
+    examples=[
+        OpenApiExample(
+            "Imported",
+            value={
+                "files": {"deals.csv": {"rows": 2, "created": 1, "updated": 1, "unchanged": 0}},
+                "lines": ["deals.csv: 2 rows, 1 created, 1 updated, 0 unchanged"],
+            },
+            response_only=True,
+            status_codes=["200"],
+        )
+    ],
+)
+class ProgramImportView(APIView):
+    permission_classes = [Importer]
+    parser_classes = [MultiPartParser, FormParser]
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "import"
+
+    def post(self, request):
+        upload = s.ImportInputSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        file = upload.validated_data["file"]
+        if not zipfile.is_zipfile(file):
+            raise drf_serializers.ValidationError({"file": ["Upload a .zip of the INTERCHANGE CSV files."]})
+        file.seek(0)
+        try:
+            with zipfile.ZipFile(file) as archive:
+                result = import_program(archive)
+        except ImportFailed as exc:
+            raise drf_serializers.ValidationError({"file": exc.errors}) from exc
+        except zipfile.BadZipFile as exc:
+            raise drf_serializers.ValidationError({"file": [f"Not a readable zip: {exc}"]}) from exc
+        body = {
+            "files": {name: vars(summary) for name, summary in result.files.items()},
+            "lines": result.lines(),
+        }
+        return Response(s.ImportResultSerializer(body).data, status=status.HTTP_200_OK)

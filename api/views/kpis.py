@@ -1,0 +1,379 @@
+"""Costs, targets, the published KPI values, recompute runs, on-request attribution, the
+reconciliation report and the KPI export."""
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+
+from django.http import StreamingHttpResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, status, viewsets
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api import serializers as s
+from api.filters import CostEntryFilterSet, KpiRunFilterSet, KpiValueFilterSet, TargetFilterSet
+from api.pagination import KpiValueCursorPagination, StandardPagination
+from api.permissions import RecomputeTrigger, StaffReader, acting_partner, is_staff_reader
+from api.schema import DETAIL_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
+from api.throttling import WRITE_SCOPE, WriteThrottle
+from api.views.base import ScopedViewSet
+from kpis import services
+from kpis.export import export_rows
+from kpis.metrics import AttributionModel, Grain, Scope
+from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, Target
+from partners import access
+
+EXPORT_COLUMNS = ["scope", "scope_key", "period", "metric", "value", "target_metric"]
+
+
+def visible_kpi_values(user):
+    """Staff read the whole published set; a partner user only its own partner's rows."""
+    if access.is_staff_reader(user):
+        return KpiValue.objects.all()
+    partner = access.partner_of(user)
+    if partner is None:
+        return KpiValue.objects.none()
+    return KpiValue.objects.filter(scope=Scope.PARTNER, partner=partner)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List program costs",
+        description="Staff see all; a partner user sees the costs tagged with its partner.",
+        responses={200: s.CostEntrySerializer(many=True), **errors(*READ_ERRORS)},
+    ),
+    retrieve=extend_schema(
+        summary="Get a cost entry", responses={200: s.CostEntrySerializer, **errors(*DETAIL_ERRORS)}
+    ),
+    create=extend_schema(
+        summary="Record a program cost",
+        request=s.CostEntryInputSerializer,
+        responses={201: s.CostEntrySerializer, **errors(*WRITE_ERRORS)},
+        examples=[
+            OpenApiExample(
+                "MDF",
+                value={"date": "2026-03-31", "amount": "2500.00", "category": "mdf", "partner": 12},
+                request_only=True,
+            )
+        ],
+    ),
+)
+@extend_schema(tags=["kpis"])
+class CostEntryViewSet(ScopedViewSet):
+    visible = staticmethod(access.visible_costs)
+    queryset = CostEntry.objects.none()
+    serializer_class = s.CostEntrySerializer
+    filterset_class = CostEntryFilterSet
+    ordering_fields = ["id", "date", "amount"]
+
+    def create(self, request):
+        cost = services.cost_entry_create(**self.validated(s.CostEntryInputSerializer))
+        return self.output(cost, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List targets",
+        description="Staff see all; a partner user sees the targets set for its partner.",
+        responses={200: s.TargetSerializer(many=True), **errors(*READ_ERRORS)},
+    ),
+    retrieve=extend_schema(
+        summary="Get a target", responses={200: s.TargetSerializer, **errors(*DETAIL_ERRORS)}
+    ),
+    create=extend_schema(
+        summary="Set a target",
+        description="Sets (or replaces) the target for a metric, period and optional partner or join source.",
+        request=s.TargetInputSerializer,
+        responses={201: s.TargetSerializer, **errors(*WRITE_ERRORS)},
+        examples=[
+            OpenApiExample(
+                "Quarterly sourced revenue",
+                value={"metric": "sourced_revenue", "period": "2026-Q2", "value": "250000", "partner": 12},
+                request_only=True,
+            )
+        ],
+    ),
+)
+@extend_schema(tags=["kpis"])
+class TargetViewSet(ScopedViewSet):
+    visible = staticmethod(access.visible_targets)
+    queryset = Target.objects.none()
+    serializer_class = s.TargetSerializer
+    filterset_class = TargetFilterSet
+    ordering_fields = ["id", "period_start", "metric"]
+
+    def create(self, request):
+        target = services.target_set(**self.validated(s.TargetInputSerializer))
+        return self.output(target, status=status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List published KPI values",
+        description=(
+            "The latest published KPI set (KPIS.md defines every metric), one grain at a time (default: "
+            "month) under one attribution model (default: the program's). Staff see every scope; a "
+            "partner user sees only its own partner's rows. For another attribution model than the "
+            "published ones, see `/kpi-attribution/`."
+        ),
+        responses={200: s.KpiValueSerializer(many=True), **errors(400)},
+        examples=[
+            OpenApiExample(
+                "Sourced revenue",
+                value=[
+                    {
+                        "id": 551,
+                        "scope": "partner",
+                        "scope_key": "P-0012",
+                        "partner": 12,
+                        "join_source": None,
+                        "grain": "month",
+                        "period": "2026-03",
+                        "period_start": "2026-03-01",
+                        "metric": "sourced_revenue",
+                        "target_metric": "",
+                        "attribution_model": "linear",
+                        "value": "18000.0000",
+                        "run": 31,
+                    }
+                ],
+                response_only=True,
+            )
+        ],
+    ),
+    retrieve=extend_schema(summary="Get a KPI value", responses={200: s.KpiValueSerializer, **errors(404)}),
+)
+@extend_schema(tags=["kpis"])
+class KpiValueViewSet(ScopedViewSet):
+    visible = staticmethod(visible_kpi_values)
+    queryset = KpiValue.objects.none()
+    serializer_class = s.KpiValueSerializer
+    filterset_class = KpiValueFilterSet
+    pagination_class = KpiValueCursorPagination
+    ordering_fields = ["id", "period_start"]
+    http_method_names = ["get", "head", "options"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List KPI recompute runs",
+        description="Staff only. Newest first; a run's status is queued, running, succeeded or failed.",
+        responses={200: s.KpiRunSerializer(many=True), **errors(403)},
+    ),
+    retrieve=extend_schema(
+        summary="Get a KPI recompute run (poll this after triggering one)",
+        responses={200: s.KpiRunSerializer, **errors(403, 404)},
+    ),
+    create=extend_schema(
+        summary="Trigger a KPI recompute",
+        description=(
+            "Partner managers and sales ops. Answers 202 at once with the queued run (or the run already "
+            "queued or running, so double clicks never start two) and its URL in `Location`: poll it."
+        ),
+        request=s.KpiRunInputSerializer,
+        responses={
+            202: OpenApiResponse(s.KpiRunSerializer, description="Queued; poll the run's `url`."),
+            **errors(400, 403, 429),
+        },
+        examples=[OpenApiExample("Full recompute", value={"mode": "full"}, request_only=True)],
+    ),
+)
+@extend_schema(tags=["kpis"])
+class KpiRunViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    queryset = KpiRun.objects.all()
+    serializer_class = s.KpiRunSerializer
+    filterset_class = KpiRunFilterSet
+    pagination_class = StandardPagination
+    permission_classes = [RecomputeTrigger]
+    throttle_classes = [WriteThrottle]
+    throttle_scope = WRITE_SCOPE
+    ordering_fields = ["id", "created_at"]
+
+    def create(self, request, *args, **kwargs):
+        data = s.KpiRunInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = services.kpi_recompute_request(
+            trigger=KpiRun.Trigger.MANUAL, requested_by=request.user, **data.validated_data
+        )
+        url = request.build_absolute_uri(reverse("api:kpi-run-detail", args=[run.pk]))
+        body = self.get_serializer(run).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+@extend_schema(
+    tags=["kpis"],
+    summary="Attribution by partner under any model, computed on request",
+    description=(
+        "Sourced, influenced and attributed revenue per partner for deals won in the date range, under "
+        "the attribution model asked for (default: the program's), computed now rather than read from the "
+        "published set. A partner user gets only its own row."
+    ),
+    parameters=[
+        OpenApiParameter("model", OpenApiTypes.STR, enum=[m.value for m in AttributionModel]),
+        OpenApiParameter(
+            "period_from", OpenApiTypes.DATE, required=True, description="First day, inclusive."
+        ),
+        OpenApiParameter("period_to", OpenApiTypes.DATE, required=True, description="Last day, inclusive."),
+    ],
+    responses={200: s.AttributionRowSerializer(many=True), **errors(400)},
+    examples=[
+        OpenApiExample(
+            "One partner",
+            value=[
+                {
+                    "partner_id": 12,
+                    "partner_key": "P-0012",
+                    "partner_name": "Northwind Consulting",
+                    "sourced": "18000.00",
+                    "influenced": "4000.00",
+                    "attributed": "19333.33",
+                }
+            ],
+            response_only=True,
+        )
+    ],
+)
+class AttributionView(APIView):
+    def get(self, request):
+        query = s.AttributionQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        staff = is_staff_reader(request)
+        partner = None if staff else acting_partner(request)
+        if not staff and partner is None:
+            return Response([])
+        rows = services.attribution_by_partner(
+            model=data["model"] or _program_model(),
+            period_from=data["period_from"],
+            period_to=data["period_to"],
+        )
+        if partner is not None:
+            rows = [row for row in rows if row["partner_id"] == partner.pk]
+        return Response(s.AttributionRowSerializer(rows, many=True).data)
+
+
+def _program_model() -> str:
+    return ProgramSettings.load().attribution_model
+
+
+@extend_schema(
+    tags=["kpis"],
+    summary="Reconciliation report",
+    description=(
+        "Facts that are legal but suspicious (KPIS.md, Data quality): deals sourced before the partner "
+        "joined, touches after close, two registrations claiming the same customer. Staff only."
+    ),
+    responses={200: s.ReconciliationItemSerializer(many=True), **errors(403)},
+    examples=[
+        OpenApiExample(
+            "A touch after close",
+            value=[
+                {
+                    "kind": "touch_after_close",
+                    "description": "Touch 77 by Northwind Consulting is dated after deal D-9001 closed.",
+                    "ids": {"touch": [77], "deal": [9001], "partner": [12]},
+                }
+            ],
+            response_only=True,
+        )
+    ],
+)
+class ReconciliationView(APIView):
+    permission_classes = [StaffReader]
+
+    def get(self, request):
+        return Response(s.ReconciliationItemSerializer(services.reconciliation_report(), many=True).data)
+
+
+class CSVRenderer(BaseRenderer):
+    """Only names the format for content negotiation; the export view streams the body itself."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes | str) else json.dumps(data)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_lines(rows: Iterable[dict]) -> Iterator[str]:
+    writer = csv.DictWriter(_Echo(), fieldnames=EXPORT_COLUMNS, extrasaction="ignore", lineterminator="\r\n")
+    yield writer.writeheader()
+    for row in rows:
+        yield writer.writerow({**row, "target_metric": row.get("target_metric", "")})
+
+
+def _json_chunks(rows: Iterable[dict]) -> Iterator[str]:
+    yield "["
+    for index, row in enumerate(rows):
+        row = {column: row.get(column, "") for column in EXPORT_COLUMNS}
+        yield ("," if index else "") + json.dumps(row)
+    yield "]"
+
+
+@extend_schema(
+    tags=["kpis"],
+    summary="Export the published KPI set (INTERCHANGE format)",
+    description=(
+        "The same rows as `manage.py export_kpis`: columns scope, scope_key, period, metric, value and "
+        "target_metric; values are decimal strings, empty when undefined. CSV with `?format=csv` or "
+        "`Accept: text/csv`, else JSON. Streamed, so large sets never sit in memory. Staff only."
+    ),
+    parameters=[
+        OpenApiParameter(
+            "grain", OpenApiTypes.STR, enum=[g.value for g in Grain], description="Default: month."
+        ),
+        OpenApiParameter(
+            "model",
+            OpenApiTypes.STR,
+            enum=[m.value for m in AttributionModel],
+            description="Default: the program's.",
+        ),
+        OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv"]),
+    ],
+    responses={
+        (200, "application/json"): s.ExportRowSerializer(many=True),
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="RFC 4180 CSV with a header row."),
+        **errors(400, 403),
+    },
+    examples=[
+        OpenApiExample(
+            "CSV",
+            value="scope,scope_key,period,metric,value,target_metric\r\nprogram,,2026-03,won_revenue,18000.00,\r\n",
+            response_only=True,
+            media_type="text/csv",
+        )
+    ],
+)
+class KpiExportView(APIView):
+    permission_classes = [StaffReader]
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    def get(self, request):
+        query = s.ExportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        rows = export_rows(grain=data["grain"], model=data["model"] or None)
+        if request.accepted_renderer.format == "csv":
+            response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+            filename = f"kpis-{data['grain']}.csv"
+            response["Content-Disposition"] = f'attachment; filename="{filename}"'
+            return response
+        return StreamingHttpResponse(_json_chunks(rows), content_type="application/json")

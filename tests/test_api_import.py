@@ -1,0 +1,71 @@
+"""Program import through the API: a zip of the INTERCHANGE folder, all or nothing."""
+
+import io
+import zipfile
+from pathlib import Path
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from api.testing import *  # noqa: F403
+from api.testing import API, error_of
+from deals.models import Deal, Touch
+from partners.models import Partner
+
+DATA = Path(__file__).parent / "data"
+
+
+def _zip(folder: Path, *, inside: str = "") -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for csv_file in sorted(folder.glob("*.csv")):
+            archive.write(csv_file, f"{inside}{csv_file.name}")
+    return SimpleUploadedFile("program.zip", buffer.getvalue(), content_type="application/zip")
+
+
+def test_sales_ops_imports_a_zipped_folder(as_salesops):
+    response = as_salesops.post(f"{API}/imports/", {"file": _zip(DATA / "program_valid")}, format="multipart")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["files"]["deals.csv"] == {"rows": 4, "created": 4, "updated": 0, "unchanged": 0}
+    assert "deals.csv: 4 rows, 4 created, 0 updated, 0 unchanged" in body["lines"]
+    assert Deal.objects.count() == 4
+    assert Touch.objects.count() == 5
+
+
+def test_the_files_may_sit_in_one_folder_inside_the_zip_and_a_second_upload_changes_nothing(as_manager):
+    upload = _zip(DATA / "program_valid", inside="program_valid/")
+    assert as_manager.post(f"{API}/imports/", {"file": upload}, format="multipart").status_code == 200
+    again = as_manager.post(
+        f"{API}/imports/", {"file": _zip(DATA / "program_valid")}, format="multipart"
+    ).json()
+    assert again["files"]["deals.csv"] == {"rows": 4, "created": 0, "updated": 0, "unchanged": 4}
+
+
+def test_bad_rows_refuse_the_whole_import_with_every_error_line(as_salesops):
+    response = as_salesops.post(f"{API}/imports/", {"file": _zip(DATA / "program_bad")}, format="multipart")
+    assert response.status_code == 400
+    error = error_of(response)
+    lines = error["fields"]["file"]
+    assert len(lines) == 8
+    assert "deals.csv:6: amount: must be greater than 0" in lines
+    assert "registrations.csv:5: partner: unknown partner 'p-nobody'" in lines
+    assert Partner.objects.count() == 0 and Deal.objects.count() == 0
+
+
+def test_an_upload_that_is_not_a_zip_is_a_400(as_salesops):
+    upload = SimpleUploadedFile("deals.csv", b"key,account\n", content_type="text/csv")
+    response = as_salesops.post(f"{API}/imports/", {"file": upload}, format="multipart")
+    assert response.status_code == 400
+    assert error_of(response)["fields"]["file"] == ["Upload a .zip of the INTERCHANGE CSV files."]
+
+
+def test_an_upload_without_a_file_is_a_400(as_salesops):
+    response = as_salesops.post(f"{API}/imports/", {}, format="multipart")
+    assert response.status_code == 400
+    assert "file" in error_of(response)["fields"]
+
+
+def test_partner_users_cannot_import(world_a, as_admin_a):
+    response = as_admin_a.post(f"{API}/imports/", {"file": _zip(DATA / "program_valid")}, format="multipart")
+    assert response.status_code == 403
+    assert not Deal.objects.filter(key__startswith="d-").exists()

@@ -1,0 +1,255 @@
+"""Resources through the API: writes via the services, filters, ordering, pagination, query counts."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from api.testing import *  # noqa: F403
+from api.testing import API, count_queries, error_of, ids, make_partner_world
+from deals.models import Account, Deal, Touch
+from partners.models import Partner, PartnerUser
+from tests.factories import DealFactory, JoinSourceFactory, PartnerFactory, PartnerUserFactory
+
+LIST_PATHS = ["join-sources", "partners", "partner-users", "accounts", "registrations", "deals", "touches"]
+
+
+# --- Query counts -------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", LIST_PATHS)
+def test_a_list_costs_the_same_queries_for_one_row_as_for_many(
+    path, world_a, admin_a, manager, as_manager, as_admin_a, django_assert_max_num_queries
+):
+    one_manager, first = count_queries(as_manager, f"{API}/{path}/")
+    one_partner, _ = count_queries(as_admin_a, f"{API}/{path}/")
+    assert first.status_code == 200
+    for n in range(6):
+        extra = make_partner_world(f"Extra {n}", f"extra{n}.example")
+        PartnerUserFactory(partner=extra.partner)
+        PartnerUserFactory(partner=world_a.partner)
+        DealFactory(sourcing_partner=world_a.partner)
+    with django_assert_max_num_queries(one_manager):
+        many = as_manager.get(f"{API}/{path}/")
+    with django_assert_max_num_queries(one_partner):
+        as_admin_a.get(f"{API}/{path}/")
+    assert len(many.json()["results"]) > len(first.json()["results"])
+
+
+@pytest.mark.parametrize("path", ["deals", "registrations", "touches", "accounts", "partners"])
+def test_a_detail_costs_a_constant_number_of_queries(
+    path, world_a, as_manager, django_assert_max_num_queries
+):
+    attribute = {"deals": "deal", "registrations": "registration", "touches": "touch", "accounts": "account"}
+    obj = getattr(world_a, attribute.get(path, "partner"))
+    with django_assert_max_num_queries(5):
+        assert as_manager.get(f"{API}/{path}/{obj.pk}/").status_code == 200
+
+
+# --- Pagination ---------------------------------------------------------------------------------
+def test_big_lists_page_by_cursor_without_counting(world_a, as_manager):
+    for n in range(5):
+        DealFactory(name=f"Paged {n}")
+    first = as_manager.get(f"{API}/deals/", {"page_size": 2}).json()
+    assert "count" not in first
+    assert len(first["results"]) == 2
+    seen = [row["id"] for row in first["results"]]
+    page = first
+    while page["next"]:
+        page = as_manager.get(page["next"]).json()
+        seen.extend(row["id"] for row in page["results"])
+    assert seen == sorted(Deal.objects.values_list("id", flat=True), reverse=True)
+
+
+def test_small_lists_page_by_number_with_a_count(world_a, world_b, as_manager):
+    body = as_manager.get(f"{API}/partners/", {"page_size": 1}).json()
+    assert body["count"] == 2
+    assert len(body["results"]) == 1
+    assert body["next"]
+
+
+def test_ordering_a_big_list_by_an_indexed_field(as_manager, db):
+    older = DealFactory(created_at=datetime(2026, 1, 1, tzinfo=UTC))
+    newer = DealFactory(created_at=datetime(2026, 2, 1, tzinfo=UTC))
+    assert [
+        r["id"] for r in as_manager.get(f"{API}/deals/", {"ordering": "created_at"}).json()["results"]
+    ] == [
+        older.pk,
+        newer.pk,
+    ]
+
+
+# --- Filters ------------------------------------------------------------------------------------
+def test_deals_filter_by_status_sourcing_and_close_date(world_a, as_manager):
+    won = DealFactory(
+        status="won",
+        created_at=datetime(2026, 3, 1, tzinfo=UTC),
+        closed_at=datetime(2026, 3, 20, tzinfo=UTC),
+        sourcing_partner=world_a.partner,
+    )
+    direct_won = DealFactory(
+        status="won", created_at=datetime(2026, 3, 1, tzinfo=UTC), closed_at=datetime(2026, 4, 2, tzinfo=UTC)
+    )
+    assert ids(as_manager.get(f"{API}/deals/", {"status": "won"})) == {won.pk, direct_won.pk}
+    assert ids(as_manager.get(f"{API}/deals/", {"status": "won", "sourced": "true"})) == {won.pk}
+    assert ids(as_manager.get(f"{API}/deals/", {"closed_after": "2026-04-01T00:00:00Z"})) == {direct_won.pk}
+    assert ids(as_manager.get(f"{API}/deals/", {"sourcing_partner": world_a.partner.pk})) == {
+        world_a.deal.pk,
+        won.pk,
+    }
+
+
+def test_a_bad_filter_value_is_a_400_naming_the_filter(as_manager, db):
+    response = as_manager.get(f"{API}/deals/", {"status": "maybe"})
+    assert response.status_code == 400
+    assert "status" in error_of(response)["fields"]
+    too_big = as_manager.get(f"{API}/deals/", {"account": 2**70})
+    assert too_big.status_code == 400
+    assert "account" in error_of(too_big)["fields"]
+
+
+def test_accounts_filter_by_normalised_domain(world_a, as_manager):
+    found = ids(as_manager.get(f"{API}/accounts/", {"domain": "https://WWW.alpha-customer.example/about"}))
+    assert found == {world_a.account.pk}
+
+
+# --- Writes -------------------------------------------------------------------------------------
+def test_a_manager_records_and_approves_a_partner_application(as_manager, db):
+    source = JoinSourceFactory()
+    created = as_manager.post(
+        f"{API}/partners/",
+        {
+            "name": "Initech",
+            "type": "msp",
+            "join_source": source.pk,
+            "applied_at": "2026-02-01",
+            "key": "P-9",
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["status"] == "applied"
+    assert created.json()["joined_at"] is None
+    partner_id = created.json()["id"]
+    approved = as_manager.post(
+        f"{API}/partners/{partner_id}/approve/", {"joined_at": "2026-02-10"}, format="json"
+    )
+    assert approved.status_code == 200, approved.content
+    assert approved.json()["status"] == "active"
+    assert approved.json()["joined_at"] == "2026-02-10"
+    churned = as_manager.post(f"{API}/partners/{partner_id}/status/", {"status": "churned"}, format="json")
+    assert churned.status_code == 200, churned.content
+    assert Partner.objects.get(pk=partner_id).status == "churned"
+
+
+def test_approving_before_the_application_date_is_refused(as_manager, db):
+    partner = PartnerFactory(applied=True, applied_at=datetime(2026, 2, 1).date())
+    response = as_manager.post(
+        f"{API}/partners/{partner.pk}/approve/", {"joined_at": "2026-01-01"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "joined_at" in error_of(response)["fields"]
+
+
+def test_a_manager_creates_a_partner_login(world_a, as_manager):
+    response = as_manager.post(
+        f"{API}/partner-users/",
+        {
+            "partner": world_a.partner.pk,
+            "username": "carol",
+            "email": "carol@alpha.example",
+            "password": "a long passphrase for carol",
+            "role": "member",
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert "password" not in response.json()
+    membership = PartnerUser.objects.get(user__username="carol")
+    assert membership.partner == world_a.partner
+    assert membership.user.check_password("a long passphrase for carol")
+
+
+def test_a_manager_creates_updates_and_closes_a_deal(world_a, as_manager):
+    created = as_manager.post(
+        f"{API}/deals/",
+        {"account": world_a.account.pk, "amount": "900.00", "created_at": "2026-03-01T10:00:00Z"},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    deal_id = created.json()["id"]
+    assert created.json()["account_name"] == "Alpha Partners customer"
+    patched = as_manager.patch(f"{API}/deals/{deal_id}/", {"amount": "950.50"}, format="json")
+    assert patched.status_code == 200
+    assert patched.json()["amount"] == "950.50"
+    closed = as_manager.post(
+        f"{API}/deals/{deal_id}/close/", {"status": "won", "closed_at": "2026-04-01T10:00:00Z"}, format="json"
+    )
+    assert closed.status_code == 200, closed.content
+    deal = Deal.objects.get(pk=deal_id)
+    assert (deal.status, deal.amount) == ("won", Decimal("950.50"))
+
+
+def test_closing_a_deal_before_it_was_created_is_refused(world_a, as_manager):
+    response = as_manager.post(
+        f"{API}/deals/{world_a.deal.pk}/close/",
+        {"status": "won", "closed_at": "2025-01-01T00:00:00Z"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert error_of(response)["fields"]["closed_at"] == ["closed_at is before created_at"]
+    world_a.deal.refresh_from_db()
+    assert world_a.deal.status == "open"
+
+
+def test_a_deal_with_a_non_positive_amount_is_refused(world_a, as_manager):
+    response = as_manager.post(
+        f"{API}/deals/",
+        {"account": world_a.account.pk, "amount": "0", "created_at": "2026-03-01T10:00:00Z"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert error_of(response)["fields"]["amount"] == ["must be greater than 0"]
+
+
+def test_a_manager_records_a_touch_and_a_duplicate_is_refused(world_a, world_b, as_manager):
+    body = {
+        "deal": world_a.deal.pk,
+        "partner": world_b.partner.pk,
+        "kind": "co_sell",
+        "touched_at": "2026-02-01T09:00:00Z",
+    }
+    assert as_manager.post(f"{API}/touches/", body, format="json").status_code == 201
+    again = as_manager.post(f"{API}/touches/", body, format="json")
+    assert again.status_code == 400
+    assert "touched_at" in error_of(again)["fields"]
+    assert Touch.objects.filter(deal=world_a.deal, partner=world_b.partner).count() == 1
+
+
+def test_creating_an_account_reuses_the_one_with_the_same_domain(world_a, as_manager):
+    response = as_manager.post(
+        f"{API}/accounts/", {"name": "Alpha again", "domain": "WWW.alpha-customer.example"}, format="json"
+    )
+    assert response.status_code == 201
+    assert response.json()["id"] == world_a.account.pk
+    assert Account.objects.count() == 1
+
+
+def test_an_unknown_reference_in_a_body_is_a_field_error(as_manager, db):
+    response = as_manager.post(
+        f"{API}/deals/",
+        {"account": 424242, "amount": "10.00", "created_at": "2026-03-01T10:00:00Z"},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "account" in error_of(response)["fields"]
+
+
+def test_malformed_json_is_a_400_in_the_error_shape(as_manager, db):
+    response = as_manager.post(f"{API}/deals/", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "parse_error"
+
+
+def test_put_and_delete_on_deals_are_not_allowed(world_a, as_manager):
+    response = as_manager.delete(f"{API}/deals/{world_a.deal.pk}/")
+    assert response.status_code == 405
+    assert error_of(response)["code"] == "method_not_allowed"
