@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "interchange",
     "dashboards",
     "portal",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -140,16 +141,26 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes anonymous requests answer 401, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.StandardPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "api.schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "api.exceptions.api_exception_handler",
+    # Per user (or client IP when anonymous); see docs/api.md.
+    "DEFAULT_THROTTLE_RATES": {
+        "auth": env_str("API_THROTTLE_AUTH", "30/minute"),
+        "write": env_str("API_THROTTLE_WRITE", "600/minute"),
+        "import": env_str("API_THROTTLE_IMPORT", "10/hour"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PRM API",
@@ -159,6 +170,24 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Separate request and response components, so read-only fields never appear as inputs.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "PartnerStatusEnum": "partners.models.Partner.Status",
+        "DealStatusEnum": "deals.models.Deal.Status",
+        "RegistrationStatusEnum": "deals.models.DealRegistration.Status",
+        "KpiRunStatusEnum": "kpis.models.KpiRun.Status",
+        "KpiRunModeEnum": "kpis.models.KpiRun.Mode",
+        "KpiRunTriggerEnum": "kpis.models.KpiRun.Trigger",
+        "PartnerUserRoleEnum": "partners.models.PartnerUser.Role",
+        "TouchKindEnum": "deals.models.Touch.Kind",
+        "JoinSourceKindEnum": "partners.models.JoinSource.Kind",
+        "PartnerTypeEnum": "partners.models.Partner.Type",
+        "CostCategoryEnum": "kpis.models.CostEntry.Category",
+        "KpiMetricEnum": "kpis.metrics.METRIC_NAMES",
+        "TargetMetricEnum": "kpis.metrics.TARGETABLE_METRICS",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------------
