@@ -10,6 +10,7 @@ from deals.rules import partner_transition_errors
 from kpis.models import ProgramSettings
 from partners.models import Partner, PartnerUser
 from partners.roles import StaffRole, is_partner_manager, is_sales_ops
+from partners.selectors import joined_partners, partners_referred_by, pending_applications
 from partners.services import (
     partner_apply,
     partner_approve,
@@ -213,3 +214,27 @@ def test_a_staff_user_needs_a_known_role():
             username="x", email="x@vendor.example", password="a-long-passphrase-42", role="Janitors"
         )
     assert _errors(exc_info)["role"] == ["must be one of Partner managers, Sales ops"]
+
+
+def test_the_application_queue_lists_undecided_applications_oldest_first():
+    later = PartnerFactory(applied=True, applied_at=date(2026, 3, 2))
+    earlier = PartnerFactory(applied=True, applied_at=date(2026, 3, 1))
+    PartnerFactory(status="rejected", joined_at=None)
+    PartnerFactory()
+    assert list(pending_applications()) == [earlier, later]
+
+
+def test_joined_partners_include_inactive_and_churned_ones_up_to_a_date():
+    active = PartnerFactory(joined_at=date(2026, 1, 10))
+    churned = PartnerFactory(status="churned", joined_at=date(2026, 1, 20))
+    late = PartnerFactory(joined_at=date(2026, 2, 5))
+    PartnerFactory(applied=True)
+    assert set(joined_partners()) == {active, churned, late}
+    assert set(joined_partners(as_of=date(2026, 1, 31))) == {active, churned}
+
+
+def test_referrals_made_by_a_partner_are_listed():
+    referrer = PartnerFactory()
+    referred = PartnerFactory(applied=True, referred_by=referrer)
+    PartnerFactory(applied=True)
+    assert list(partners_referred_by(referrer)) == [referred]
