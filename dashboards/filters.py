@@ -32,10 +32,16 @@ class PartnerLeaderboardFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Partner.Status.choices, empty_label="Any status")
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
     sort = django_filters.ChoiceFilter(
-        choices=[(k, v[1]) for k, v in SORTS.items()], method="sort_by", empty_label="Sourced revenue"
+        choices=[(k, v[1]) for k, v in SORTS.items()],
+        method="sort_by",
+        empty_label="Sourced revenue",
+        label="Sort by",
     )
     direction = django_filters.ChoiceFilter(
-        choices=[("desc", "Descending"), ("asc", "Ascending")], method="keep", empty_label="Descending"
+        choices=[("desc", "Descending"), ("asc", "Ascending")],
+        method="keep",
+        empty_label="Descending",
+        label="Direction",
     )
 
     class Meta:
@@ -53,11 +59,15 @@ class PartnerLeaderboardFilter(django_filters.FilterSet):
     def sort_by(self, queryset, name, value):
         return queryset  # applied in `qs` so that it runs even when no sort is given
 
+    def sorting(self) -> tuple[str, bool]:
+        """(sort key, descending) in force."""
+        data = self.form.cleaned_data if self.form.is_bound and self.form.is_valid() else {}
+        return data.get("sort") or "sourced", (data.get("direction") or "desc") == "desc"
+
     @property
     def qs(self):
         queryset = super().qs
-        data = self.form.cleaned_data if self.form.is_bound and self.form.is_valid() else {}
-        field, _ = SORTS.get(data.get("sort") or "sourced", SORTS["sourced"])
-        descending = (data.get("direction") or "desc") == "desc"
+        key, descending = self.sorting()
+        field, _ = SORTS[key]
         expression = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
         return queryset.order_by(expression, "name", "pk")

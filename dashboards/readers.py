@@ -11,7 +11,6 @@ from decimal import Decimal
 
 from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from dashboards import formatting
 from dashboards.periods import Period, months_ending, parse, period_of
@@ -19,6 +18,7 @@ from kpis.engine import ZERO_WHEN_EMPTY
 from kpis.metrics import METRICS_BY_NAME, Grain, Scope
 from kpis.models import ProgramSettings
 from kpis.selectors import kpi_card_values, published_values
+from kpis.services import program_today
 
 LABELS = {
     "won_revenue": "Won revenue",
@@ -73,6 +73,8 @@ class Card:
     year_ago: Decimal | None = None
     target: Decimal | None = None
     progress: Decimal | None = None
+    # Activation rate of a cohort some of whose partners are still inside their window.
+    provisional: bool = False
 
     @property
     def label(self) -> str:
@@ -134,17 +136,16 @@ def available_periods(grain: str, *, attribution_model: str | None = None) -> li
 def choose_period(
     grain: str, requested: str | None, *, attribution_model: str | None = None
 ) -> tuple[Period, list[str]]:
-    """The requested period when it is a label of the grain, else the newest published one up to today."""
+    """The requested period when it is a label of the grain; otherwise the newest published period
+    that is already complete (a month or quarter still under way would compare a part with wholes),
+    or the current one when nothing complete is published."""
     periods = available_periods(grain, attribution_model=attribution_model)
     chosen = parse(requested or "")
     if chosen is not None and chosen.grain == grain:
         return chosen, periods
-    today = timezone.localdate()
-    current = period_of(today, grain).label
-    for label_ in periods:
-        if label_ <= current:
-            return parse(label_), periods
-    return period_of(today, grain), periods
+    current = period_of(program_today(), grain)
+    complete = [label_ for label_ in periods if parse(label_).index < current.index]
+    return (parse(complete[0]) if complete else current), periods
 
 
 def cards(

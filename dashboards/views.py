@@ -91,7 +91,13 @@ def overview(request: HttpRequest) -> HttpResponse:
     revenue = readers.revenue_by_month(period, attribution_model=context["model"])
     running = active_run()
     context.update(
-        cards=readers.cards(period, readers.OVERVIEW_CARDS, attribution_model=context["model"]),
+        cards=_with_provisional_flag(
+            readers.cards(
+                period,
+                (*readers.OVERVIEW_CARDS, "activation_provisional"),
+                attribution_model=context["model"],
+            )
+        ),
         revenue=revenue,
         revenue_chart=charts.chart(
             "revenue-chart",
@@ -108,6 +114,16 @@ def overview(request: HttpRequest) -> HttpResponse:
         can_recompute=access.can_trigger_recompute(request.user),
     )
     return render(request, "dashboards/overview.html", context)
+
+
+def _with_provisional_flag(cards: list[readers.Card]) -> list[readers.Card]:
+    """Drop the activation_provisional card and mark the activation rate card with it instead."""
+    flag = next(c for c in cards if c.metric == "activation_provisional")
+    shown = [c for c in cards if c is not flag]
+    for card in shown:
+        if card.metric == "activation_rate":
+            card.provisional = bool(flag.value)
+    return shown
 
 
 @require_POST
@@ -203,7 +219,23 @@ def partners(request: HttpRequest) -> HttpResponse:
     query.pop("page", None)
     csv_query = query.copy()
     csv_query["format"] = "csv"
+    current_sort, descending = board.sorting()
+    sort_links = {}
+    for key in SORTS:
+        link = query.copy()
+        link["sort"] = key
+        # Clicking the column sorted now flips it; a new column starts with the largest first
+        # (names and dates A→Z / oldest first).
+        if key == current_sort:
+            link["direction"] = "asc" if descending else "desc"
+        else:
+            link["direction"] = "asc" if key in ("name", "joined") else "desc"
+        sort_links[key] = {
+            "url": "?" + link.urlencode(),
+            "aria_sort": ("descending" if descending else "ascending") if key == current_sort else "none",
+        }
     context.update(
+        sort_links=sort_links,
         filter=board,
         page=page,
         query=query.urlencode(),
@@ -377,33 +409,30 @@ def registrations(request: HttpRequest) -> HttpResponse:
         registration = get_object_or_404(DealRegistration, pk=request.POST.get("registration"))
         form = RegistrationDecisionForm(request.POST, registration_id=registration.pk)
         if form.is_valid() and _decide(request, registration, form):
-            return redirect(f"{reverse('dashboards:registrations')}#queue")
+            return redirect(request.get_full_path())
         bound_form, bound_id = form, registration.pk
     elif request.method != "GET":
         return HttpResponse(status=405)
 
-    queue = list(
-        pending_registrations()
-        .select_related("partner", "account", "conflict_with__partner")
-        .prefetch_related(
-            Prefetch(
-                "conflicting_registrations",
-                queryset=DealRegistration.objects.select_related("partner").order_by("submitted_at"),
-            )
+    queue = pending_registrations().prefetch_related(
+        Prefetch(
+            "conflicting_registrations",
+            queryset=DealRegistration.objects.select_related("partner").order_by("submitted_at"),
         )
     )
+    page = Paginator(queue, 20).get_page(request.GET.get("page"))
     rows = [
         {
             "registration": r,
             "form": bound_form if r.pk == bound_id else RegistrationDecisionForm(registration_id=r.pk),
             "later_claims": [c for c in r.conflicting_registrations.all() if c.status == "submitted"],
         }
-        for r in queue
+        for r in page
     ]
     return render(
         request,
         "dashboards/registrations.html",
-        {"rows": rows, "can_decide": access.can_write_all(request.user)},
+        {"rows": rows, "page": page, "query": "", "can_decide": access.can_write_all(request.user)},
         status=400 if bound_form is not None else 200,
     )
 

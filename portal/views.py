@@ -39,6 +39,7 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             "partner": partner,
             "period": period,
+            "period_in_progress": period.label == current.label,
             "cards": readers.cards(
                 period, HOME_CARDS, scope=Scope.PARTNER, scope_key=partner.export_key, attribution_model=model
             ),

@@ -20,8 +20,8 @@
     });
     var layout = {
       barmode: spec.stacked ? "stack" : "group",
-      margin: { l: 60, r: 10, t: 10, b: 60 },
-      legend: { orientation: "h", y: -0.2 },
+      margin: { l: 60, r: 10, t: 30, b: 40 },
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
       yaxis: { tickformat: spec.value_kind === "money" ? "~s" : "d", rangemode: "tozero" },
       xaxis: { type: "category", automargin: true },
       paper_bgcolor: "rgba(0,0,0,0)",

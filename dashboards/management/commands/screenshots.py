@@ -1,0 +1,139 @@
+"""`python manage.py screenshots`: PNGs of the main pages in docs/screenshots/, by headless Chromium.
+
+Against a running server (`--url http://127.0.0.1:8000`) or, without --url, against a server this
+command starts itself on the current database (seed it first: `seed_demo` then `recompute_kpis`).
+Logs in with the demo logins printed by `demo_logins`.
+"""
+
+import os
+import threading
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from django.conf import settings
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.wsgi import get_wsgi_application
+from django.test.utils import override_settings
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MAX_HEIGHT = 2400
+STAFF_PAGES = [
+    ("overview", "/dashboard/"),
+    ("join-sources", "/dashboard/join-sources/"),
+    ("partners", "/dashboard/partners/"),
+    ("registrations", "/dashboard/registrations/"),
+    ("attribution", "/dashboard/attribution/"),
+    ("reconciliation", "/dashboard/reconciliation/"),
+]
+PARTNER_PAGES = [
+    ("portal-home", "/portal/"),
+    ("portal-register", "/portal/register/"),
+    ("portal-registrations", "/portal/registrations/"),
+]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+class Command(BaseCommand):
+    help = "Take screenshots of the main dashboard and portal pages into docs/screenshots/."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--url", help="base URL of a running server (default: start one here)")
+        parser.add_argument("--out", type=Path, default=Path(settings.BASE_DIR) / "docs" / "screenshots")
+        parser.add_argument("--manager", default="manager:demo-manager-pass", help="USER:PASSWORD")
+        parser.add_argument("--partner", default="partner:demo-partner-pass", help="USER:PASSWORD")
+        parser.add_argument("--width", type=int, default=1366)
+        parser.add_argument("--mobile", action="store_true", help="also take phone-sized shots (390 px wide)")
+
+    def handle(self, *args, url, out, manager, partner, width, mobile, **options):
+        if not os.path.exists(CHROMIUM):
+            raise CommandError("Chromium not installed: apt-get install chromium")
+        from playwright.sync_api import sync_playwright
+
+        server = None
+        if not url:
+            server, url = self._serve()
+        out.mkdir(parents=True, exist_ok=True)
+        # Playwright's sync API runs an event loop in this thread; the ORM is not used meanwhile.
+        os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        written = []
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                sizes = [("", {"width": width, "height": 900})]
+                if mobile:
+                    sizes.append(("-phone", {"width": 390, "height": 844}))
+                for suffix, viewport in sizes:
+                    for login, pages in ((manager, STAFF_PAGES), (partner, PARTNER_PAGES)):
+                        context = browser.new_context(viewport=viewport, device_scale_factor=1)
+                        page = context.new_page()
+                        self._log_in(page, url, *login.split(":", 1))
+                        for name, path in pages:
+                            written.append(self._shoot(page, url + path, out / f"{name}{suffix}.png"))
+                        context.close()
+                browser.close()
+        finally:
+            if server is not None:
+                server.shutdown()
+        for path in written:
+            self.stdout.write(f"wrote {path}")
+        self.stdout.write(self.style.SUCCESS(f"{len(written)} screenshots in {out}"))
+
+    def _serve(self):
+        # A local, plain-HTTP server: no HTTPS redirect or secure-only cookies, static files served
+        # from the finders (no collectstatic needed), as `make run` does with DEBUG on.
+        override_settings(
+            SECURE_SSL_REDIRECT=False,
+            SESSION_COOKIE_SECURE=False,
+            CSRF_COOKIE_SECURE=False,
+            SECURE_HSTS_SECONDS=0,
+            STORAGES={
+                **settings.STORAGES,
+                "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+            },
+        ).enable()
+        handler = StaticFilesHandler(get_wsgi_application())
+        server = make_server("127.0.0.1", 0, handler, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, f"http://127.0.0.1:{server.server_port}"
+
+    def _log_in(self, page, url: str, username: str, password: str) -> None:
+        page.goto(f"{url}/login/")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_load_state()
+        if "/login/" in page.url:
+            raise CommandError(f"could not log in as {username!r} at {url} (run seed_demo first?)")
+
+    def _shoot(self, page, url: str, path: Path) -> Path:
+        response = page.goto(url)
+        if response is None or response.status >= 400:
+            raise CommandError(f"{url} answered {response.status if response else 'nothing'}")
+        for chart in page.locator("[data-chart]").all():
+            chart.wait_for(state="attached")
+        if page.locator("[data-chart]").count():
+            page.wait_for_function(
+                "[...document.querySelectorAll('[data-chart]')].every(el => el.dataset.rendered === 'true')"
+            )
+        # Long pages (the review queue, the leaderboard) are cut at MAX_HEIGHT pixels.
+        height = min(page.evaluate("document.documentElement.scrollHeight"), MAX_HEIGHT)
+        width = page.viewport_size["width"]
+        page.screenshot(
+            path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": width, "height": height}
+        )
+        return path
