@@ -9,6 +9,7 @@ import hashlib
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -165,18 +166,17 @@ def registration_submit(
     account_name = (account_name or "").strip()
     if not account_name:
         errors["account_name"] = ["is required"]
-    if (
-        expected_close_date is not None
-        and "submitted_at" not in errors
-        and expected_close_date < submitted_at.date()
-    ):
-        errors["expected_close_date"] = ["is before the submission date"]
+    program = ProgramSettings.load()
+    if expected_close_date is not None and "submitted_at" not in errors:
+        submitted_on = timezone.localtime(submitted_at, ZoneInfo(program.time_zone)).date()
+        if expected_close_date < submitted_on:
+            errors["expected_close_date"] = ["is before the submission date"]
     errors = merge_errors(errors, _submitter_errors(submitted_by, partner))
     if key and DealRegistration.objects.filter(key=key).exists():
         errors["key"] = [f"a registration with key {key!r} already exists"]
     _raise_if(errors)
 
-    protection_days = ProgramSettings.load().registration_protection_days
+    protection_days = program.registration_protection_days
     with transaction.atomic():
         _serialise_claims_on(domain)
         if stamp_on_lock:

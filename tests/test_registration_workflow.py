@@ -19,6 +19,7 @@ from deals.services import (
 )
 from deals.tasks import expire_registrations
 from kpis.models import ProgramSettings
+from partners.services import partner_set_status
 from tests.factories import (
     AccountFactory,
     DealRegistrationFactory,
@@ -189,6 +190,19 @@ def test_a_portal_user_cannot_register_for_another_partner():
     assert _submit(own.partner, submitted_by=own.user).submitted_by == own.user
 
 
+def test_the_expected_close_date_is_compared_with_the_submission_day_in_the_program_time_zone():
+    program = ProgramSettings.load()
+    program.time_zone = "Pacific/Kiritimati"  # UTC+14: 12:00 UTC on May 4 is already May 5 there
+    program.save()
+    with pytest.raises(ValidationError) as exc_info:
+        _submit(
+            PartnerFactory(),
+            submitted_at=datetime(2026, 5, 4, 12, 0, tzinfo=UTC),
+            expected_close_date=date(2026, 5, 4),
+        )
+    assert _errors(exc_info) == {"expected_close_date": ["is before the submission date"]}
+
+
 # --- Approval -----------------------------------------------------------------------------------
 
 
@@ -281,6 +295,13 @@ def test_a_registration_past_its_protection_window_cannot_be_approved(manager):
     assert _errors(exc_info) == {
         "status": ["its protection window ended on 2026-04-05: the registration has expired"]
     }
+
+
+def test_a_registration_of_a_partner_that_churned_since_cannot_be_approved(first_claim, manager):
+    partner_set_status(partner=first_claim.partner, status="churned")
+    with pytest.raises(ValidationError) as exc_info:
+        registration_approve(registration=first_claim, decided_by=manager)
+    assert _errors(exc_info) == {"partner": ["First Partner has left the program (status: churned)"]}
 
 
 # --- Rejection ----------------------------------------------------------------------------------
