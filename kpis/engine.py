@@ -261,6 +261,7 @@ _TEMP_TABLES = [
     "kx_grain",
     "kx_period",
     "kx_s",
+    "kx_opp",
     "kx_m",
     "kx_metric",
     "kx_v",
@@ -601,6 +602,24 @@ class KpiComputation:
             GROUP BY scope, sid, grain, pidx""",
         )
 
+    def _additive(self, columns: list[str], rows: str, aggregates: list[str], *, mi: str = "mi") -> None:
+        """Sum-like components: aggregated per (scope, sid, month) first, then rolled up to every
+        grain through kx_grain (exact for sums, counts and maxima; the facts are scanned once).
+        `rows` yields scope, sid and the month column; an aggregate starting with MAX( rolls up by MAX.
+        """
+        monthly = ", ".join(f"{agg} AS c{i}" for i, agg in enumerate(aggregates))
+        rolled = ", ".join(
+            f"{'MAX' if agg.startswith('MAX(') else 'SUM'}(m.c{i})" for i, agg in enumerate(aggregates)
+        )
+        self._insert(
+            columns,
+            f"""SELECT m.scope, m.sid, g.grain, g.pidx, {rolled}
+            FROM (SELECT x.scope, x.sid, x.{mi} AS mi, {monthly} FROM ({rows}) x
+                  GROUP BY x.scope, x.sid, x.{mi}) m
+            JOIN kx_grain g ON g.mi = m.mi
+            GROUP BY m.scope, m.sid, g.grain, g.pidx""",
+        )
+
     def _components(self) -> None:
         s = self.sql
         cols = ", ".join(f"{c} BIGINT" for c in COMPONENTS)
@@ -609,6 +628,7 @@ class KpiComputation:
         )
         ALL = ("program", "partner", "join_source")
         GROUPS = ("program", "join_source")
+        PARTNERS = ("partner", "join_source")
 
         # Dense keys: every period for the program and every join source.
         self._insert([], "SELECT 'program', 0, grain, pidx FROM kx_period")
@@ -626,58 +646,53 @@ class KpiComputation:
             return f"SUM(CASE WHEN status = 'lost' AND seg = '{seg}' THEN 1 ELSE 0 END)"
 
         # Program revenue and win rates by segment, deals closed in the period.
-        self._insert(
+        self._additive(
+            ["won_c", "won_n", "src_c", "src_n", "inf_c", "inf_n", "dir_c", "dir_n"]
+            + ["lost_src", "lost_inf", "lost_dir"],
+            "SELECT 'program' AS scope, 0 AS sid, d.* FROM kx_deal d WHERE d.status IN ('won', 'lost')",
             [
-                "won_c",
-                "won_n",
-                "src_c",
-                "src_n",
-                "inf_c",
-                "inf_n",
-                "dir_c",
-                "dir_n",
-                "lost_src",
-                "lost_inf",
-                "lost_dir",
+                won(None, "cents"),
+                won(None, "1"),
+                won("s", "cents"),
+                won("s", "1"),
+                won("i", "cents"),
+                won("i", "1"),
+                won("d", "cents"),
+                won("d", "1"),
+                lost("s"),
+                lost("i"),
+                lost("d"),
             ],
-            f"""SELECT 'program', 0, g.grain, g.pidx, {won(None, "cents")}, {won(None, "1")},
-                {won("s", "cents")}, {won("s", "1")}, {won("i", "cents")}, {won("i", "1")},
-                {won("d", "cents")}, {won("d", "1")}, {lost("s")}, {lost("i")}, {lost("d")}
-            FROM kx_deal d JOIN kx_grain g ON g.mi = d.closed_mi
-            WHERE d.status IN ('won', 'lost') GROUP BY g.grain, g.pidx""",
+            mi="closed_mi",
         )
         # Sourced deals per partner and join source.
         sourced_rows = (
             "SELECT d.sp AS partner_id, p.js, d.status, d.cents, d.closed_mi FROM kx_deal d "
             "JOIN kx_partner p ON p.id = d.sp WHERE d.sp IS NOT NULL AND d.status IN ('won', 'lost')"
         )
-        self._insert(
+        self._additive(
             ["src_c", "src_n", "lost_src"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, {won(None, "cents")}, {won(None, "1")},
-                SUM(CASE WHEN status = 'lost' THEN 1 ELSE 0 END)
-            FROM ({self._scoped(sourced_rows, ("partner", "join_source"))}) x
-            JOIN kx_grain g ON g.mi = x.closed_mi GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+            self._scoped(sourced_rows, PARTNERS),
+            [won(None, "cents"), won(None, "1"), "SUM(CASE WHEN status = 'lost' THEN 1 ELSE 0 END)"],
+            mi="closed_mi",
         )
         # Influenced revenue: the full amount of every influenced deal the scope touched, once.
         touched_won = (
             "SELECT t.partner_id, t.js, d.id AS deal_id, d.cents, d.closed_mi FROM kx_touch t "
             "JOIN kx_deal d ON d.id = t.deal_id WHERE d.status = 'won' AND d.seg = 'i'"
         )
-        self._insert(
+        self._additive(
             ["inf_c", "inf_n"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, SUM(x.cents), COUNT(*)
-            FROM (SELECT DISTINCT scope, sid, deal_id, cents, closed_mi
-                  FROM ({self._scoped(touched_won, ("partner", "join_source"))}) y) x
-            JOIN kx_grain g ON g.mi = x.closed_mi GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+            "SELECT DISTINCT scope, sid, deal_id, cents, closed_mi "
+            f"FROM ({self._scoped(touched_won, PARTNERS)}) y",
+            ["SUM(cents)", "COUNT(*)"],
+            mi="closed_mi",
         )
         # Attributed revenue: sums of the partners' cents (a join source's is its partners' sum).
-        self._insert(
-            ["attr_c"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, SUM(x.cents)
-            FROM ({self._scoped("SELECT * FROM kx_attr", ("partner", "join_source"))}) x
-            JOIN kx_grain g ON g.mi = x.closed_mi GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        self._additive(
+            ["attr_c"], self._scoped("SELECT * FROM kx_attr", PARTNERS), ["SUM(cents)"], mi="closed_mi"
         )
-        # Sales cycle medians (won deals, whole local days created -> closed).
+        # Sales cycle medians (won deals, whole local days created -> closed), from the rows.
         cycle = s.days_between("d.closed_d", "d.created_d")
         for seg, column in (("s", "cyc_src_med"), ("i", "cyc_inf_med"), ("d", "cyc_dir_med")):
             self._median(
@@ -693,17 +708,16 @@ class KpiComputation:
         self._median(
             "cyc_src_med",
             f"""SELECT x.scope, x.sid, g.grain, g.pidx, x.v
-            FROM ({self._scoped(sourced_cycle, ("partner", "join_source"))}) x
+            FROM ({self._scoped(sourced_cycle, PARTNERS)}) x
             JOIN kx_grain g ON g.mi = x.closed_mi""",
         )
 
         # Recruitment funnel (applications by applied month, cohorts by join month).
-        self._insert(
+        self._additive(
             ["apps_n", "apps_ok"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(*),
-                SUM(CASE WHEN x.joined IS NOT NULL THEN 1 ELSE 0 END)
-            FROM ({self._scoped("SELECT id AS partner_id, js, joined, applied_mi FROM kx_partner", GROUPS)}) x
-            JOIN kx_grain g ON g.mi = x.applied_mi GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+            self._scoped("SELECT id AS partner_id, js, joined, applied_mi FROM kx_partner", GROUPS),
+            ["COUNT(*)", "SUM(CASE WHEN joined IS NOT NULL THEN 1 ELSE 0 END)"],
+            mi="applied_mi",
         )
         window = self.settings.activation_window_days
         as_of = s.date_literal(self.as_of)
@@ -716,22 +730,19 @@ class KpiComputation:
             LEFT JOIN (SELECT partner_id, MIN(d) AS activated FROM kx_act GROUP BY partner_id) a
                    ON a.partner_id = p.id
             WHERE p.joined IS NOT NULL"""
-        self._insert(
+        self._additive(
             ["joined_n", "activated_n", "prov"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(*), SUM(x.activated), MAX(x.inside)
-            FROM ({self._scoped(cohort, GROUPS)}) x JOIN kx_grain g ON g.mi = x.joined_mi
-            GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+            self._scoped(cohort, GROUPS),
+            ["COUNT(*)", "SUM(activated)", "MAX(inside)"],
+            mi="joined_mi",
         )
         # Time to first sale, keyed by the cohort (join period); partners without a sale left out.
         ttfs = f"""SELECT p.id AS partner_id, p.js, p.joined_mi,
                 CASE WHEN f.fs_d IS NULL THEN 0 ELSE 1 END AS has_sale,
                 {s.days_between("f.fs_d", "p.joined")} AS v
             FROM kx_partner p LEFT JOIN kx_fs f ON f.partner_id = p.id WHERE p.joined IS NOT NULL"""
-        self._insert(
-            ["fs_n", "ttfs_sum"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, SUM(x.has_sale), SUM(x.v)
-            FROM ({self._scoped(ttfs, ALL)}) x JOIN kx_grain g ON g.mi = x.joined_mi
-            GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+        self._additive(
+            ["fs_n", "ttfs_sum"], self._scoped(ttfs, ALL), ["SUM(has_sale)", "SUM(v)"], mi="joined_mi"
         )
         self._median(
             "ttfs_med",
@@ -751,40 +762,44 @@ class KpiComputation:
 
         # Pipeline: registrations submitted, approved and rejected in the period.
         reg_rows = "SELECT partner_id, js, status, submitted_mi, decided_mi FROM kx_reg"
-        self._insert(
-            ["leads_n"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(*)
-            FROM ({self._scoped(reg_rows, ALL)}) x JOIN kx_grain g ON g.mi = x.submitted_mi
-            GROUP BY x.scope, x.sid, g.grain, g.pidx""",
-        )
-        self._insert(
+        self._additive(["leads_n"], self._scoped(reg_rows, ALL), ["COUNT(*)"], mi="submitted_mi")
+        self._additive(
             ["regs_ok", "regs_rej"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx,
-                SUM(CASE WHEN x.status = 'approved' THEN 1 ELSE 0 END),
-                SUM(CASE WHEN x.status = 'rejected' THEN 1 ELSE 0 END)
-            FROM ({self._scoped(reg_rows, ALL)}) x JOIN kx_grain g ON g.mi = x.decided_mi
-            WHERE x.status IN ('approved', 'rejected') GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+            f"SELECT * FROM ({self._scoped(reg_rows, ALL)}) r WHERE r.status IN ('approved', 'rejected')",
+            [
+                "SUM(CASE WHEN status = 'approved' THEN 1 ELSE 0 END)",
+                "SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END)",
+            ],
+            mi="decided_mi",
         )
         # Opportunities influenced: distinct deals with a counting touch in the period, per scope.
-        touched = "SELECT DISTINCT partner_id, js, deal_id, touched_mi FROM kx_touch"
+        # Month rows are distinct per month already; quarters and years dedupe again.
+        self._exec(
+            """CREATE TEMP TABLE kx_opp AS
+            SELECT DISTINCT 'program' AS scope, 0 AS sid, deal_id, touched_mi AS mi FROM kx_touch
+            UNION ALL SELECT DISTINCT 'partner', partner_id, deal_id, touched_mi FROM kx_touch
+            UNION ALL SELECT DISTINCT 'join_source', js, deal_id, touched_mi FROM kx_touch"""
+        )
         self._insert(
             ["opp_inf"],
-            f"""SELECT scope, sid, grain, pidx, COUNT(*) FROM (
-                SELECT DISTINCT x.scope, x.sid, g.grain, g.pidx, x.deal_id
-                FROM ({self._scoped(touched, ALL)}) x JOIN kx_grain g ON g.mi = x.touched_mi) u
-            GROUP BY scope, sid, grain, pidx""",
+            """SELECT scope, sid, 'month', mi, COUNT(*) FROM kx_opp GROUP BY scope, sid, mi
+            UNION ALL
+            SELECT scope, sid, 'quarter', q, COUNT(*)
+            FROM (SELECT DISTINCT scope, sid, deal_id, mi / 3 AS q FROM kx_opp) o GROUP BY scope, sid, q
+            UNION ALL
+            SELECT scope, sid, 'year', y, COUNT(*)
+            FROM (SELECT DISTINCT scope, sid, deal_id, mi / 12 AS y FROM kx_opp) o GROUP BY scope, sid, y""",
         )
 
         # Cost: program all; partner its tagged costs; join source tagged with it or its partners, once.
-        self._insert(
+        self._additive(
             ["cost_c"],
-            """SELECT x.scope, x.sid, g.grain, g.pidx, SUM(x.cents)
-            FROM (SELECT 'program' AS scope, 0 AS sid, cents, mi FROM kx_cost
-                  UNION ALL SELECT 'partner', partner_id, cents, mi FROM kx_cost WHERE partner_id IS NOT NULL
-                  UNION ALL SELECT 'join_source', sid, cents, mi FROM (
-                      SELECT id, tag_js AS sid, cents, mi FROM kx_cost WHERE tag_js IS NOT NULL
-                      UNION SELECT id, partner_js, cents, mi FROM kx_cost WHERE partner_js IS NOT NULL) j
-            ) x JOIN kx_grain g ON g.mi = x.mi GROUP BY x.scope, x.sid, g.grain, g.pidx""",
+            """SELECT 'program' AS scope, 0 AS sid, cents, mi FROM kx_cost
+            UNION ALL SELECT 'partner', partner_id, cents, mi FROM kx_cost WHERE partner_id IS NOT NULL
+            UNION ALL SELECT 'join_source', sid, cents, mi FROM (
+                SELECT id, tag_js AS sid, cents, mi FROM kx_cost WHERE tag_js IS NOT NULL
+                UNION SELECT id, partner_js, cents, mi FROM kx_cost WHERE partner_js IS NOT NULL) j""",
+            ["SUM(cents)"],
         )
         # New customers: the account's first ever won deal (earliest closed_at, ties to the lowest
         # key) closed in the period and was partner-sourced.
@@ -795,12 +810,7 @@ class KpiComputation:
                                  {s.text_key_order("dkey")}, id) AS rn
                   FROM kx_deal WHERE status = 'won') d
             JOIN kx_partner p ON p.id = d.sp WHERE d.rn = 1"""
-        self._insert(
-            ["newcust_n"],
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, COUNT(*)
-            FROM ({self._scoped(first_won, ALL)}) x JOIN kx_grain g ON g.mi = x.closed_mi
-            GROUP BY x.scope, x.sid, g.grain, g.pidx""",
-        )
+        self._additive(["newcust_n"], self._scoped(first_won, ALL), ["COUNT(*)"], mi="closed_mi")
 
     # -- 4. metrics ----------------------------------------------------------------------------
     def _metrics(self) -> None:

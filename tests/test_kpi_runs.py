@@ -271,3 +271,18 @@ def test_the_reconciliation_report_lists_suspicious_facts_from_the_run():
     assert kinds["duplicate_registration_claim"]["ids"]["registrations"] == [r1.pk, r2.pk]
     assert len(report) == 3
     assert all(item["description"] for item in report)
+
+
+def test_the_run_admin_recompute_now_action_queues_a_run(client, django_capture_on_commit_callbacks):
+    from django.contrib.auth import get_user_model
+
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-123456789")
+    client.force_login(admin)
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post("/admin/kpis/kpirun/", {"action": "recompute_now"}, follow=True)
+    assert response.status_code == 200
+    run = KpiRun.objects.get()
+    assert run.status == "queued" and run.trigger == "manual" and run.requested_by == admin
+    assert len(callbacks) == 1
+    assert client.get("/admin/kpis/kpivalue/").status_code == 200
+    assert client.get(f"/admin/kpis/kpirun/{run.pk}/change/").status_code == 200
