@@ -106,7 +106,7 @@ def manager_token(world_a, world_b, wsgi_keeps_the_test_connection) -> str:
 @pytest.mark.django_db
 @schema.parametrize()
 @hypothesis_settings(
-    max_examples=8,
+    max_examples=6,
     deadline=None,
     derandomize=True,
     suppress_health_check=list(HealthCheck),
