@@ -277,6 +277,30 @@ class DbSink:
             "updated_at": now,
         }
 
+    # The big child tables: on PostgreSQL their foreign keys are dropped for the load and re-added
+    # (which validates every row with one set-based query) before the transaction commits.
+    BULK_LOADED = (Deal, DealRegistration, Touch)
+
+    def open(self) -> None:
+        """PostgreSQL bulk-load setup: per-row foreign-key triggers would dominate the load time."""
+        self.dropped: list[tuple[str, str, str]] = []
+        if not self.use_copy:
+            return
+        quote = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            # No deferred trigger events may be pending when the constraints are re-added.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            for model in self.BULK_LOADED:
+                table = model._meta.db_table
+                cursor.execute(
+                    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname",
+                    [table],
+                )
+                for name, definition in cursor.fetchall():
+                    cursor.execute(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}")
+                    self.dropped.append((table, name, definition))
+
     def write(self, entity: str, rows: list[dict]) -> None:
         if not rows:
             return
@@ -304,8 +328,12 @@ class DbSink:
             )
 
     def close(self) -> None:
-        if connection.vendor == "postgresql":
+        if self.use_copy:
+            quote = connection.ops.quote_name
             with connection.cursor() as cursor:
+                for table, name, definition in self.dropped:
+                    cursor.execute(f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} {definition}")
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
                 for statement in connection.ops.sequence_reset_sql(no_style(), list(self.MODELS.values())):
                     cursor.execute(statement)
 
@@ -350,6 +378,7 @@ def seed_database(size: DemoSize, *, progress: Callable[[str], None] = lambda _:
     with transaction.atomic():
         manager_ids = [user.pk for user in _staff_users()]
         sink = DbSink(managers=manager_ids, protection_days=program_settings.registration_protection_days)
+        sink.open()
         generator = ProgramGenerator(size, today=today, tz=tz, managers=len(manager_ids))
         _write_program(generator, sink, progress)
         sink.close()
