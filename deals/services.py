@@ -204,16 +204,25 @@ def registration_submit(
 
 
 def _lock_registration(registration: DealRegistration) -> DealRegistration:
+    """Re-read a registration for a decision, holding its customer's claim lock and then its row.
+
+    Decisions and submissions on one customer take turns, so a decision sees every claim committed
+    before it. The claim lock comes first, the order submissions use, so the two never deadlock;
+    the row lock is FOR NO KEY UPDATE so new registrations can still reference this one.
+    """
     if registration is None or registration.pk is None:
         raise ValidationError({"registration": ["unknown registration"]})
-    try:
-        return (
-            DealRegistration.objects.select_for_update(of=("self",))
-            .select_related("partner", "account")
-            .get(pk=registration.pk)
-        )
-    except DealRegistration.DoesNotExist:
-        raise ValidationError({"registration": ["unknown registration"]}) from None
+    domain = (
+        DealRegistration.objects.filter(pk=registration.pk).values_list("account__domain", flat=True).first()
+    )
+    if domain is None:
+        raise ValidationError({"registration": ["unknown registration"]})
+    _serialise_claims_on(domain)
+    return (
+        DealRegistration.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("partner", "account")
+        .get(pk=registration.pk)
+    )
 
 
 def _decision_errors(registration: DealRegistration, decided_at: datetime, action: str) -> Errors:
@@ -399,7 +408,7 @@ def deal_update(*, deal: Deal, **fields: Any) -> Deal:
     _raise_if({field: ["cannot be changed through deal_update"] for field in unknown})
     with transaction.atomic():
         try:
-            deal = Deal.objects.select_for_update(of=("self",)).get(pk=deal.pk)
+            deal = Deal.objects.select_for_update(of=("self",), no_key=True).get(pk=deal.pk)
         except Deal.DoesNotExist:
             raise ValidationError({"deal": ["unknown deal"]}) from None
         errors: Errors = {}

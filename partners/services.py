@@ -45,7 +45,8 @@ def _lock_partner(partner: Partner) -> Partner:
     if partner is None or partner.pk is None:
         raise ValidationError({"partner": ["unknown partner"]})
     try:
-        return Partner.objects.select_for_update().get(pk=partner.pk)
+        # NO KEY: rows that reference the partner (registrations, touches) can still be inserted.
+        return Partner.objects.select_for_update(no_key=True).get(pk=partner.pk)
     except Partner.DoesNotExist:
         raise ValidationError({"partner": ["unknown partner"]}) from None
 

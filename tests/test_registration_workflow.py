@@ -423,3 +423,37 @@ def test_twenty_simultaneous_claims_on_one_customer_give_one_clean_claim_and_nin
     assert clean.count() == 1
     assert registrations.filter(conflict_with=clean.get()).count() == 19
     assert registrations.values("partner").distinct().count() == 20
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_approving_a_claim_while_others_submit_on_the_same_customer_neither_deadlocks_nor_loses_a_claim():
+    first = _submit(PartnerFactory(name="First"), domain="race.example", submitted_at=timezone.now() - DAY)
+    manager = StaffUserFactory()
+    later_partners = [PartnerFactory(name=f"Later {n:02d}") for n in range(10)]
+    start = threading.Barrier(len(later_partners) + 1)
+    failures: list[BaseException] = []
+
+    def run(job) -> None:
+        try:
+            start.wait()
+            job()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    jobs = [lambda p=p: _submit(p, domain="www.race.example") for p in later_partners]
+    jobs.append(lambda: registration_approve(registration=first, decided_by=manager))
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == []
+    first.refresh_from_db()
+    assert first.status == "approved" and first.deal is not None
+    later = DealRegistration.objects.exclude(pk=first.pk)
+    assert later.count() == 10
+    assert later.filter(conflict_with=first).count() == 10
