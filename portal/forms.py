@@ -21,6 +21,7 @@ class DealRegistrationForm(forms.Form):
         decimal_places=2,
         min_value=Decimal("0.01"),
         help_text="In the program currency, greater than 0.",
+        error_messages={"min_value": "Enter an amount greater than 0."},
     )
     expected_close_date = forms.DateField(
         label="Expected close date",

@@ -63,3 +63,37 @@ def test_reconciliation_links_each_suspicious_fact_to_its_rows(manager_client):
     assert reverse("dashboards:partner_detail", args=[late.pk]) in urls
     assert reverse("admin:deals_deal_change", args=[early_deal.pk]) in urls
     assert reverse("dashboards:partner_detail", args=[late.pk]) in response.content.decode()
+
+
+def test_explorer_query_count_does_not_grow_with_partners_and_deals(manager_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    web = kt.join_source("web")
+
+    def add_partners(keys):
+        for key in keys:
+            p = kt.partner(key, web)
+            d = kt.deal("100.00", created="2026-03-01 09:00", closed="2026-03-20 09:00")
+            kt.touch(d, p, "2026-03-02 09:00")
+
+    url = reverse("dashboards:attribution")
+    add_partners(["p1", "p2"])
+    with CaptureQueriesContext(connection) as small:
+        manager_client.get(url, {"period": "2026-03"})
+    add_partners(["p3", "p4", "p5", "p6", "p7", "p8"])
+    with CaptureQueriesContext(connection) as large:
+        response = manager_client.get(url, {"period": "2026-03"})
+    assert len(response.context["rows"]) == 8
+    assert len(large) == len(small)
+
+
+def test_reconciliation_stays_within_its_query_budget(manager_client, django_assert_max_num_queries):
+    web = kt.join_source("web")
+    late = kt.partner("late", web, joined="2026-03-15", applied="2026-03-01")
+    for _ in range(5):
+        kt.deal("500.00", created="2026-03-02 09:00", closed="2026-03-05 09:00", sourced_by=late)
+    kt.recompute(as_of="2026-03-31")
+    with django_assert_max_num_queries(6):
+        response = manager_client.get(reverse("dashboards:reconciliation"))
+    assert len(response.context["facts"]) == 5

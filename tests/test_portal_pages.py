@@ -121,3 +121,13 @@ def test_home_shows_the_partners_published_kpis_and_registration_counts(
     assert 'data-value="4321.00"' in html
     assert '<dd data-status="submitted">1</dd>' in html and '<dd data-status="rejected">1</dd>' in html
     assert '<dd data-fact="deals_won">1</dd>' in html
+
+
+def test_portal_lists_stay_within_their_query_budget(client, membership, django_assert_max_num_queries):
+    for _ in range(15):
+        DealRegistrationFactory(partner=membership.partner)
+        DealFactory(sourcing_partner=membership.partner)
+    for name in ("portal:registrations", "portal:deals", "portal:register"):
+        # Session, user, membership, the access checks (roles, partner) and the list itself.
+        with django_assert_max_num_queries(8):
+            assert client.get(reverse(name)).status_code == 200

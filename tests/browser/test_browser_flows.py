@@ -89,7 +89,7 @@ def test_partner_registers_a_deal_fixes_a_validation_error_and_sees_it_listed(br
     amount = page.get_by_label("Expected amount")
     assert amount.get_attribute("aria-invalid") == "true"
     error_id = amount.get_attribute("aria-describedby").split()[-1]
-    assert "greater than or equal to 0.01" in page.locator(f"#{error_id}").inner_text()
+    assert "Enter an amount greater than 0." in page.locator(f"#{error_id}").inner_text()
     assert page.get_by_label("Customer name").input_value() == "Initech"
     assert page.get_by_label("Notes").input_value() == "Met at the summit"
 

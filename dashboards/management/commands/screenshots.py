@@ -27,7 +27,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-MAX_HEIGHT = 2400
+MAX_HEIGHT = 1600
 STAFF_PAGES = [
     ("overview", "/dashboard/"),
     ("join-sources", "/dashboard/join-sources/"),
@@ -84,6 +84,21 @@ class Command(BaseCommand):
                         self._log_in(page, url, *login.split(":", 1))
                         for name, path in pages:
                             written.append(self._shoot(page, url + path, out / f"{name}{suffix}.png"))
+                            if name == "portal-register":
+                                # The same form sent with mistakes: errors next to the fields, input kept.
+                                page.get_by_label("Customer name").fill("Initech")
+                                page.get_by_label("Customer web domain").fill("initech")
+                                page.get_by_label("Expected amount").fill("0")
+                                page.get_by_role("button", name="Submit registration").click()
+                                page.wait_for_load_state()
+                                path = out / f"portal-register-errors{suffix}.png"
+                                written.append(self._capture(page, path))
+                            if name == "partners":
+                                # The leaderboard's top partner, whatever its id in this database.
+                                top = page.locator("#leaderboard tbody a").first.get_attribute("href")
+                                written.append(
+                                    self._shoot(page, url + top, out / f"partner-detail{suffix}.png")
+                                )
                         context.close()
                 browser.close()
         finally:
@@ -124,12 +139,13 @@ class Command(BaseCommand):
         response = page.goto(url)
         if response is None or response.status >= 400:
             raise CommandError(f"{url} answered {response.status if response else 'nothing'}")
-        for chart in page.locator("[data-chart]").all():
-            chart.wait_for(state="attached")
         if page.locator("[data-chart]").count():
             page.wait_for_function(
                 "[...document.querySelectorAll('[data-chart]')].every(el => el.dataset.rendered === 'true')"
             )
+        return self._capture(page, path)
+
+    def _capture(self, page, path: Path) -> Path:
         # Long pages (the review queue, the leaderboard) are cut at MAX_HEIGHT pixels.
         height = min(page.evaluate("document.documentElement.scrollHeight"), MAX_HEIGHT)
         width = page.viewport_size["width"]
