@@ -85,9 +85,9 @@ class DealRegistrationAdmin(RoleAdminMixin, admin.ModelAdmin):
         "status",
         "submitted_at",
         "protection_expires_at",
-        "conflict_with",
+        "conflict",
         "decided_at",
-        "deal",
+        "deal_number",
     ]
     list_filter = ["status", ("conflict_with", admin.EmptyFieldListFilter), "submitted_at", "decided_at"]
     search_fields = ["partner__name", "account__name", "account__domain", "key"]
@@ -95,8 +95,6 @@ class DealRegistrationAdmin(RoleAdminMixin, admin.ModelAdmin):
         "partner",
         "account",
         "conflict_with__partner",
-        "conflict_with__account",
-        "deal__account",
     ]
     date_hierarchy = "submitted_at"
     readonly_fields = [
@@ -118,6 +116,14 @@ class DealRegistrationAdmin(RoleAdminMixin, admin.ModelAdmin):
     ]
     fields = readonly_fields[:5] + ["expected_close_date", "notes"] + readonly_fields[5:]
     actions = ["approve_registrations", "reject_registrations", "override_and_approve_registrations"]
+
+    @admin.display(description="Conflicts with", ordering="conflict_with")
+    def conflict(self, obj: DealRegistration) -> str:
+        return f"#{obj.conflict_with_id} {obj.conflict_with.partner}" if obj.conflict_with_id else "—"
+
+    @admin.display(description="Deal", ordering="deal")
+    def deal_number(self, obj: DealRegistration) -> str:
+        return f"#{obj.deal_id}" if obj.deal_id else "—"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Registrations come from the portal, the API and imports, which check conflicts on submit.

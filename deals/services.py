@@ -236,10 +236,10 @@ def _decision_errors(registration: DealRegistration, decided_at: datetime, actio
 
 
 def _describe_claim(claim: DealRegistration) -> str:
-    return (
-        f"registration #{claim.pk} by {claim.partner} ({claim.status}, submitted "
-        f"{claim.submitted_at:%Y-%m-%d}, protected until {claim.protection_expires_at or 'the window ends'})"
-    )
+    protected_until = claim.protection_expires_at
+    until = f", protected until {protected_until:%Y-%m-%d}" if protected_until else ""
+    submitted = f"{claim.submitted_at:%Y-%m-%d}"
+    return f"registration #{claim.pk} by {claim.partner} ({claim.status}, submitted {submitted}{until})"
 
 
 def registration_approve(
