@@ -94,8 +94,22 @@ class Deal(models.Model):
             errors = merge_errors(
                 errors, acting_partner_errors(self.sourcing_partner, field="sourcing_partner")
             )
+        if self.pk is not None:
+            errors = merge_errors(errors, self._registration_sourcing_errors())
         if errors:
             raise ValidationError(errors)
+
+    def _registration_sourcing_errors(self) -> dict[str, list[str]]:
+        """A deal opened from an approved registration is sourced by the partner that registered it."""
+        registration = DealRegistration.objects.filter(deal_id=self.pk).select_related("partner").first()
+        if registration is None or registration.partner_id == self.sourcing_partner_id:
+            return {}
+        return {
+            "sourcing_partner": [
+                f"this deal came from registration #{registration.pk} by {registration.partner}, "
+                "which is its sourcing partner"
+            ]
+        }
 
     @property
     def export_key(self) -> str:

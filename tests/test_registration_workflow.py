@@ -12,6 +12,7 @@ from django.utils import timezone
 from deals.models import Account, Deal, DealRegistration
 from deals.selectors import pending_registrations, registration_conflicts
 from deals.services import (
+    deal_update,
     registration_approve,
     registration_reject,
     registration_submit,
@@ -457,3 +458,16 @@ def test_approving_a_claim_while_others_submit_on_the_same_customer_neither_dead
     later = DealRegistration.objects.exclude(pk=first.pk)
     assert later.count() == 10
     assert later.filter(conflict_with=first).count() == 10
+
+
+def test_a_deal_opened_from_a_registration_keeps_the_registering_partner_as_its_source(first_claim, manager):
+    deal = registration_approve(registration=first_claim, decided_by=manager).deal
+    with pytest.raises(ValidationError) as exc_info:
+        deal_update(deal=deal, sourcing_partner=PartnerFactory())
+    assert _errors(exc_info) == {
+        "sourcing_partner": [
+            f"this deal came from registration #{first_claim.pk} by First Partner, "
+            "which is its sourcing partner"
+        ]
+    }
+    assert deal_update(deal=deal, amount=Decimal("6000.00")).sourcing_partner == first_claim.partner
