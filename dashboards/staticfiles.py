@@ -26,12 +26,13 @@ class PlotlyFinder(BaseFinder):
         return []
 
     def find(self, path: str, find_all: bool = False, **kwargs) -> str | list[str]:
+        # Like Django's own finders: the path (or a list of them with find_all), [] for no match.
         find_all = find_all or kwargs.get("all", False)
         for name in FILES:
             if path == f"{PREFIX}/{name}":
                 match = str(self.location / name)
                 return [match] if find_all else match
-        return [] if find_all else ""
+        return []
 
     def list(self, ignore_patterns):
         for name in FILES:

@@ -209,3 +209,23 @@ def test_partner_page_shows_its_kpis_and_is_404_for_an_unknown_partner(
     assert (
         manager_client.get(reverse("dashboards:partner_detail", args=[partner.pk + 999])).status_code == 404
     )
+
+
+def test_leaderboard_filters_by_tier_join_source_manager_and_status(manager_client):
+    web, events = JoinSourceFactory(name="Web"), JoinSourceFactory(name="Events")
+    maria = StaffUserFactory(username="maria")
+    PartnerFactory(name="Gold web", tier="gold", join_source=web, manager=maria)
+    PartnerFactory(name="Gold events", tier="gold", join_source=events, manager=maria)
+    PartnerFactory(name="Silver web", tier="silver", join_source=web)
+    PartnerFactory(name="Churned web", tier="gold", join_source=web, manager=maria, status="churned")
+    publish([(None, "2026-03", "won_revenue", "1.00")])
+
+    def names(**params):
+        response = manager_client.get(
+            reverse("dashboards:partners"), {"period": "2026-03", "sort": "name", **params}
+        )
+        return [p.name for p in response.context["page"]]
+
+    assert names(tier="gold", join_source=web.pk, direction="asc") == ["Churned web", "Gold web"]
+    assert names(manager=maria.pk, status="active", direction="asc") == ["Gold events", "Gold web"]
+    assert names(q="silver") == ["Silver web"]
