@@ -37,5 +37,9 @@ format: setup
 bench: setup
 	$(PY) -m bench.kpis
 
+## Screenshots of the main pages into docs/screenshots/ (Debian's chromium; seed_demo + recompute_kpis first).
+screenshots: setup
+	$(PY) manage.py screenshots --mobile
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
