@@ -16,7 +16,7 @@ import csv
 import io
 import zipfile
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -44,6 +44,14 @@ from kpis.models import CostEntry, ProgramSettings, Target
 from partners.models import JoinSource, Partner
 
 BATCH_SIZE = 1000
+# Choice lists, built once (TextChoices.values builds a new list on every access).
+JOIN_SOURCE_KINDS = tuple(JoinSource.Kind.values)
+PARTNER_STATUSES = tuple(Partner.Status.values)
+PARTNER_TYPES = tuple(Partner.Type.values)
+DEAL_STATUSES = tuple(Deal.Status.values)
+REGISTRATION_STATUSES = tuple(DealRegistration.Status.values)
+TOUCH_KINDS = tuple(Touch.Kind.values)
+COST_CATEGORIES = tuple(CostEntry.Category.values)
 
 # file -> (required columns, optional columns), in import order (INTERCHANGE.md).
 FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -199,9 +207,8 @@ class _Row:
             self.error(column, str(exc))
             return None
 
-    def choice(self, column: str, choices: Iterable[str]) -> str | None:
+    def choice(self, column: str, choices: tuple[str, ...]) -> str | None:
         text = self.text(column, required=True)
-        choices = list(choices)
         if text and text not in choices:
             self.error(column, f"'{text}' is not one of: {', '.join(choices)}")
             return None
@@ -489,7 +496,7 @@ class _ProgramImport:
                 row.key = row.text("key", required=True, max_length=100)
                 row.values = {
                     "name": row.text("name", required=True, max_length=200),
-                    "kind": row.choice("kind", JoinSource.Kind.values),
+                    "kind": row.choice("kind", JOIN_SOURCE_KINDS),
                 }
             self._upsert_by_key(file, JoinSource, batch)
 
@@ -500,7 +507,7 @@ class _ProgramImport:
             referrers = self._resolve(Partner, self._keys_in(batch, "referred_by"))
             for row in batch:
                 row.key = row.text("key", required=True, max_length=100)
-                status = row.choice("status", Partner.Status.values)
+                status = row.choice("status", PARTNER_STATUSES)
                 applied_at = row.parse("applied_at", self._date, required=True)
                 joined_at = row.parse("joined_at", self._date)
                 row.add_rule_errors(partner_errors(status=status, applied_at=applied_at, joined_at=joined_at))
@@ -509,7 +516,7 @@ class _ProgramImport:
                     row.error("referred_by", "a partner cannot refer itself")
                 row.values = {
                     "name": row.text("name", required=True, max_length=200),
-                    "type": row.choice("type", Partner.Type.values),
+                    "type": row.choice("type", PARTNER_TYPES),
                     "join_source": self._reference(
                         row, "join_source", sources, "joinsource", label="join source", required=True
                     ),
@@ -571,7 +578,7 @@ class _ProgramImport:
                 amount = row.parse("amount", parse_money, required=True)
                 created_at = row.parse("created_at", self._datetime, required=True)
                 closed_at = row.parse("closed_at", self._datetime)
-                status = row.choice("status", Deal.Status.values)
+                status = row.choice("status", DEAL_STATUSES)
                 row.add_rule_errors(
                     deal_errors(
                         amount=amount, created_at=created_at, closed_at=closed_at, status=status or ""
@@ -613,7 +620,7 @@ class _ProgramImport:
                 amount = row.parse("amount", parse_money, required=True)
                 submitted_at = row.parse("submitted_at", self._datetime, required=True)
                 decided_at = row.parse("decided_at", self._datetime)
-                status = row.choice("status", DealRegistration.Status.values)
+                status = row.choice("status", REGISTRATION_STATUSES)
                 row.add_rule_errors(
                     registration_errors(
                         amount=amount, submitted_at=submitted_at, decided_at=decided_at, status=status
@@ -661,7 +668,7 @@ class _ProgramImport:
                 row.values = {
                     "deal_id": self._reference(row, "deal", deals, "deal", label="deal", required=True),
                     "partner_id": self._acting_partner(row, "partner", partners, required=True),
-                    "kind": row.choice("kind", Touch.Kind.values),
+                    "kind": row.choice("kind", TOUCH_KINDS),
                     "touched_at": row.parse("touched_at", self._datetime, required=True),
                 }
             valid = self._split_valid(batch, None)
@@ -692,7 +699,7 @@ class _ProgramImport:
                 row.values = {
                     "date": row.parse("date", self._date, required=True),
                     "amount": amount,
-                    "category": row.choice("category", CostEntry.Category.values),
+                    "category": row.choice("category", COST_CATEGORIES),
                     "partner_id": self._reference(row, "partner", partners, "partner", label="partner"),
                     "join_source_id": self._reference(
                         row, "join_source", sources, "joinsource", label="join source"
