@@ -70,7 +70,7 @@ def floor_seconds(tz: str) -> float:
         f"SELECT sourcing_partner_id, {month.format(col='closed_at')}, status, SUM(amount), COUNT(*), "
         f"SUM({local.format(col='closed_at')} - {local.format(col='created_at')}) "
         "FROM deals_deal GROUP BY 1, 2, 3",
-        f"SELECT t.partner_id, {month.format(col='t.touched_at')}, COUNT(DISTINCT t.deal_id), SUM(d.amount) "
+        f"SELECT t.partner_id, {month.format(col='t.touched_at')}, COUNT(*), SUM(d.amount) "
         "FROM deals_touch t JOIN deals_deal d ON d.id = t.deal_id "
         "WHERE d.closed_at IS NULL OR t.touched_at <= d.closed_at GROUP BY 1, 2",
         f"SELECT partner_id, {month.format(col='submitted_at')}, status, COUNT(*) "

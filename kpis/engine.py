@@ -399,8 +399,9 @@ class KpiComputation:
             sources.append("SELECT sp AS partner_id, created_d AS d FROM kx_deal WHERE sp IS NOT NULL")
         if self.settings.activity_touches:
             sources.append("SELECT partner_id, touched_d AS d FROM kx_touch")
+        # UNION ALL: duplicates change neither the first (MIN) nor the latest (MAX) activity.
         union = (
-            " UNION ".join(sources)
+            " UNION ALL ".join(sources)
             if sources
             else "SELECT partner_id, submitted_d AS d FROM kx_reg WHERE 1 = 0"
         )
@@ -776,19 +777,26 @@ class KpiComputation:
         # Month rows are distinct per month already; quarters and years dedupe again.
         self._exec(
             """CREATE TEMP TABLE kx_opp AS
-            SELECT DISTINCT 'program' AS scope, 0 AS sid, deal_id, touched_mi AS mi FROM kx_touch
-            UNION ALL SELECT DISTINCT 'partner', partner_id, deal_id, touched_mi FROM kx_touch
-            UNION ALL SELECT DISTINCT 'join_source', js, deal_id, touched_mi FROM kx_touch"""
+            SELECT 0 AS sc, 0 AS sid, deal_id, touched_mi AS mi FROM kx_touch GROUP BY deal_id, touched_mi
+            UNION ALL SELECT 1, partner_id, deal_id, touched_mi FROM kx_touch
+                      GROUP BY partner_id, deal_id, touched_mi
+            UNION ALL SELECT 2, js, deal_id, touched_mi FROM kx_touch GROUP BY js, deal_id, touched_mi"""
         )
+        scope_name = "CASE sc WHEN 0 THEN 'program' WHEN 1 THEN 'partner' ELSE 'join_source' END"
         self._insert(
             ["opp_inf"],
-            """SELECT scope, sid, 'month', mi, COUNT(*) FROM kx_opp GROUP BY scope, sid, mi
+            f"""SELECT {scope_name}, sid, 'month', mi, n FROM (
+                SELECT sc, sid, mi, COUNT(*) AS n FROM kx_opp GROUP BY sc, sid, mi) o
             UNION ALL
-            SELECT scope, sid, 'quarter', q, COUNT(*)
-            FROM (SELECT DISTINCT scope, sid, deal_id, mi / 3 AS q FROM kx_opp) o GROUP BY scope, sid, q
+            SELECT {scope_name}, sid, 'quarter', q, n FROM (
+                SELECT sc, sid, q, COUNT(*) AS n
+                FROM (SELECT sc, sid, deal_id, mi / 3 AS q FROM kx_opp GROUP BY sc, sid, deal_id, mi / 3) d
+                GROUP BY sc, sid, q) o
             UNION ALL
-            SELECT scope, sid, 'year', y, COUNT(*)
-            FROM (SELECT DISTINCT scope, sid, deal_id, mi / 12 AS y FROM kx_opp) o GROUP BY scope, sid, y""",
+            SELECT {scope_name}, sid, 'year', y, n FROM (
+                SELECT sc, sid, y, COUNT(*) AS n
+                FROM (SELECT sc, sid, deal_id, mi / 12 AS y FROM kx_opp GROUP BY sc, sid, deal_id, mi / 12) d
+                GROUP BY sc, sid, y) o""",
         )
 
         # Cost: program all; partner its tagged costs; join source tagged with it or its partners, once.
@@ -823,15 +831,18 @@ class KpiComputation:
             "FROM kx_s GROUP BY scope, sid, grain, pidx"
         )
         self._exec(
-            "CREATE TEMP TABLE kx_metric (name VARCHAR(64), scope VARCHAR(12), zero_when_empty INTEGER)"
+            "CREATE TEMP TABLE kx_metric "
+            "(code INTEGER, name VARCHAR(64), scope VARCHAR(12), zero_when_empty INTEGER)"
         )
+        codes = {name: code for code, name in enumerate(_FORMULAS)}
         rows = ", ".join(
-            f"('{m.name}', '{scope}', {1 if m.name in ZERO_WHEN_EMPTY else 0})"
+            f"({codes[m.name]}, '{m.name}', '{scope}', {1 if m.name in ZERO_WHEN_EMPTY else 0})"
             for m in COMPUTED_METRICS
             for scope in m.scopes()
         )
-        self._exec(f"INSERT INTO kx_metric (name, scope, zero_when_empty) VALUES {rows}")
-        value = "CASE k.name " + " ".join(f"WHEN '{n}' THEN {f}" for n, f in _FORMULAS.items()) + " END"
+        self._exec(f"INSERT INTO kx_metric (code, name, scope, zero_when_empty) VALUES {rows}")
+        # Integer codes: one CASE per row over ~30 branches must not compare strings.
+        value = "CASE k.code " + " ".join(f"WHEN {codes[n]} THEN {f}" for n, f in _FORMULAS.items()) + " END"
         self._exec(
             "CREATE TEMP TABLE kx_v (scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), pidx INTEGER, "
             "metric VARCHAR(64), target_metric VARCHAR(64), v4 BIGINT)"
@@ -868,14 +879,19 @@ class KpiComputation:
             """INSERT INTO kx_v (scope, sid, grain, pidx, metric, target_metric, v4)
             SELECT scope, sid, grain, pidx, 'target', metric, v4 FROM kx_target"""
         )
-        actual = "COALESCE(a.v4, CASE WHEN k.zero_when_empty = 1 THEN 0 END)"
+        # The actual value is recomputed from kx_m for the few target rows (a missing partner row
+        # reads as 0 for money and counts, as in kpi_card_values).
+        self._analyze("kx_target", "kx_m")
+        codes = {name: code for code, name in enumerate(_FORMULAS)}
+        value = "CASE k.code " + " ".join(f"WHEN {codes[n]} THEN {f}" for n, f in _FORMULAS.items()) + " END"
+        actual = f"COALESCE({value}, CASE WHEN k.zero_when_empty = 1 THEN 0 END)"
         self._exec(
             f"""INSERT INTO kx_v (scope, sid, grain, pidx, metric, target_metric, v4)
             SELECT t.scope, t.sid, t.grain, t.pidx, 'target_progress', t.metric, {rdiv(actual, "t.v4", SCALE)}
             FROM kx_target t
             LEFT JOIN kx_metric k ON k.name = t.metric AND k.scope = t.scope
-            LEFT JOIN kx_v a ON a.scope = t.scope AND a.sid = t.sid AND a.grain = t.grain AND a.pidx = t.pidx
-                 AND a.metric = t.metric AND a.target_metric = ''"""
+            LEFT JOIN kx_m m
+                   ON m.scope = t.scope AND m.sid = t.sid AND m.grain = t.grain AND m.pidx = t.pidx"""
         )
 
     def _publishable(self) -> None:
