@@ -58,6 +58,8 @@ TOUCH_KINDS = (
 # Month-of-year weights for deal creation: closes (about 6 weeks later) peak in Q4.
 SEASON = (0.85, 0.9, 1.0, 0.9, 0.9, 0.95, 0.85, 0.95, 1.15, 1.3, 1.35, 0.9)
 MONTHS = 36
+# Deals per chunk handed to a sink: bounds memory whatever --deals is.
+CHUNK_DEALS = 5000
 DEAL_KINDS = ("platform", "expansion", "renewal", "pilot", "add-on")
 PROTECTION_DAYS = 90
 
@@ -369,7 +371,8 @@ class ProgramGenerator:
         return self._new_account(rows)
 
     def deal_chunks(self) -> Iterator[dict[str, list[dict]]]:
-        """Per month: accounts, deals, registrations and touches (in that order)."""
+        """Chunks of at most CHUNK_DEALS deals (never spanning months), with their accounts,
+        registrations and touches; a sink writes them in that order."""
         rng = self.rng
         months = self._months()
         weights = [self._growth(o) * SEASON[first.month - 1] * (last >= first) for o, first, last in months]
@@ -435,8 +438,11 @@ class ProgramGenerator:
                         touchers.append(pool.pick(rng))
                 self._touches(chunk, deal, [p for p in dict.fromkeys(touchers) if p.acts_on(day)])
                 deal_index += 1
-            program.deals = deal_index
-            program.registrations = reg_index
+                if len(chunk["deals"]) >= CHUNK_DEALS:
+                    program.deals, program.registrations = deal_index, reg_index
+                    yield chunk
+                    chunk = {"accounts": [], "deals": [], "registrations": [], "touches": []}
+            program.deals, program.registrations = deal_index, reg_index
             program.accounts = self._next_account
             yield chunk
 
