@@ -3,20 +3,26 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.run-deps-stamp
+DEV_STAMP := $(VENV)/.dev-deps-stamp
 
 .PHONY: setup run test lint format bench screenshots clean
 
-$(STAMP): pyproject.toml
+# `make run` needs only the runtime dependencies; tests add the dev extras (Playwright, Schemathesis...).
+$(RUN_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(PY) -m pip install --quiet -e .
+	touch $(RUN_STAMP)
 
-setup: $(STAMP)
+$(DEV_STAMP): $(RUN_STAMP)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
+
+setup: $(DEV_STAMP)
 
 ## Serve the demo program on http://127.0.0.1:8000 with a real Celery worker and beat (no Redis needed).
-run: setup
+run: $(RUN_STAMP)
 	bash scripts/run_local.sh
 
 ## Lint and run the whole test suite (SQLite by default; PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set).
