@@ -5,6 +5,7 @@ The root conftest skips these tests when Chromium is missing (or fails them in C
 """
 
 import pytest
+from django.db import connections
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -35,6 +36,9 @@ def browser_page(monkeypatch, live_server):
         yield page
         context.close()
         browser.close()
+        # While Playwright's loop runs, asgiref treats this thread as async and Django hands the test
+        # a separate database connection; close it here, or it outlives the test database.
+        connections.close_all()
 
 
 def log_in(page, live_server, username: str, password: str) -> None:
