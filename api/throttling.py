@@ -23,3 +23,14 @@ class WriteThrottle(ScopedThrottle):
         if request.method in SAFE_METHODS:
             return True
         return super().allow_request(request, view)
+
+
+class CredentialAttemptThrottle(ScopedThrottle):
+    """Counts requests per client address *before* credentials are checked.
+
+    DRF authenticates before it throttles, so a wrong password (HTTP Basic on the token endpoint)
+    would be refused with 401 without ever being counted; this throttle runs first instead.
+    """
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": f"{self.scope}-address", "ident": self.get_ident(request)}

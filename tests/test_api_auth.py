@@ -136,3 +136,16 @@ def _rest_settings() -> dict:
     from django.conf import settings
 
     return dict(settings.REST_FRAMEWORK)
+
+
+def test_password_guessing_on_the_token_endpoint_is_throttled_before_authentication(manager):
+    rates = {**api_settings.DEFAULT_THROTTLE_RATES, "auth": "2/minute"}
+    client = APIClient()
+    wrong = base64.b64encode(b"manager:wrong-password").decode()
+    client.credentials(HTTP_AUTHORIZATION=f"Basic {wrong}")
+    with override_settings(REST_FRAMEWORK={**_rest_settings(), "DEFAULT_THROTTLE_RATES": rates}):
+        statuses = [
+            client.post(f"{API}/auth/tokens/", {"name": "x"}, format="json").status_code for _ in range(3)
+        ]
+    assert statuses == [401, 401, 429]
+    assert ApiToken.objects.count() == 0

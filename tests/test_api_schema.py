@@ -65,6 +65,23 @@ def test_every_operation_has_a_summary_and_documents_401_in_the_error_shape():
             assert ref.endswith("/Error"), (path, method, ref)
 
 
+def test_every_operation_with_a_body_has_an_example():
+    def has_example(operation) -> bool:
+        bodies = list(operation.get("requestBody", {}).get("content", {}).values())
+        for code, response in operation["responses"].items():
+            if code.startswith("2"):
+                bodies.extend(response.get("content", {}).values())
+        return any("examples" in body for body in bodies)
+
+    missing = [
+        f"{method.upper()} {path}"
+        for path, operations in OPENAPI["paths"].items()
+        for method, operation in operations.items()
+        if set(operation["responses"]) & {"200", "201", "202"} and not has_example(operation)
+    ]
+    assert missing == []
+
+
 def test_the_error_body_is_one_documented_shape():
     error = OPENAPI["components"]["schemas"]["ErrorDetail"]
     assert set(error["properties"]) == {"status", "code", "detail", "fields"}

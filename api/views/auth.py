@@ -12,7 +12,7 @@ from api.pagination import StandardPagination
 from api.schema import errors
 from api.serializers import ApiTokenCreatedSerializer, ApiTokenInputSerializer, ApiTokenSerializer
 from api.services import api_token_create, api_token_revoke
-from api.throttling import AUTH_SCOPE, ScopedThrottle
+from api.throttling import AUTH_SCOPE, CredentialAttemptThrottle, ScopedThrottle
 
 TOKEN_EXAMPLE = {
     "id": 7,
@@ -67,6 +67,13 @@ class ApiTokenViewSet(
     pagination_class = StandardPagination
     queryset = ApiToken.objects.none()
     filter_backends: list = []
+
+    def initial(self, request, *args, **kwargs):
+        # Throttle by client address before authenticating, so passwords cannot be guessed at speed.
+        attempts = CredentialAttemptThrottle()
+        if not attempts.allow_request(request, self):
+            self.throttled(request, attempts.wait())
+        super().initial(request, *args, **kwargs)
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -8,7 +8,9 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from api import examples as ex
 from api import serializers as s
+from api.examples import listed, one
 from api.exceptions import Conflict
 from api.filters import AccountFilterSet, DealFilterSet, RegistrationFilterSet, TouchFilterSet
 from api.permissions import RegistrationPermission, acting_partner, is_staff_reader
@@ -19,40 +21,6 @@ from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import normalise_domain
 from partners import access
 
-REGISTRATION_EXAMPLE = {
-    "id": 311,
-    "key": None,
-    "partner": 12,
-    "partner_name": "Northwind Consulting",
-    "account": 2045,
-    "account_name": "Acme Corp",
-    "domain": "acme.com",
-    "amount": "18000.00",
-    "expected_close_date": "2026-06-30",
-    "notes": "Champion is the CFO; evaluating against a competitor.",
-    "status": "submitted",
-    "submitted_at": "2026-03-02T09:15:00Z",
-    "decided_at": None,
-    "decision_reason": "",
-    "protection_expires_at": "2026-05-31T09:15:00Z",
-    "conflict_with": None,
-    "conflict_override_reason": "",
-    "deal": None,
-    "updated_at": "2026-03-02T09:15:00Z",
-}
-DEAL_EXAMPLE = {
-    "id": 9001,
-    "key": "D-9001",
-    "name": "Acme platform rollout",
-    "account": 2045,
-    "account_name": "Acme Corp",
-    "amount": "18000.00",
-    "status": "won",
-    "created_at": "2026-03-10T12:00:00Z",
-    "closed_at": "2026-05-20T16:30:00Z",
-    "sourcing_partner": 12,
-    "updated_at": "2026-05-20T16:30:00Z",
-}
 # What a partner user may never choose when submitting: the partner and any decision.
 PARTNER_FORBIDDEN_FIELDS = (
     "partner",
@@ -72,11 +40,14 @@ PARTNER_FORBIDDEN_FIELDS = (
 @extend_schema_view(
     list=extend_schema(
         summary="List customer accounts",
+        examples=[listed("An account", ex.ACCOUNT)],
         description="Staff see all; a partner user sees the accounts behind its own deals and registrations.",
         responses={200: s.AccountSerializer(many=True), **errors(*READ_ERRORS)},
     ),
     retrieve=extend_schema(
-        summary="Get an account", responses={200: s.AccountSerializer, **errors(*DETAIL_ERRORS)}
+        summary="Get an account",
+        examples=[one("An account", ex.ACCOUNT)],
+        responses={200: s.AccountSerializer, **errors(*DETAIL_ERRORS)},
     ),
     create=extend_schema(
         summary="Find or create an account",
@@ -109,10 +80,12 @@ class AccountViewSet(BigTableViewSet):
         summary="List deal registrations",
         description="Staff see all; a partner user sees only its own partner's registrations.",
         responses={200: s.RegistrationSerializer(many=True), **errors(*READ_ERRORS)},
-        examples=[OpenApiExample("A registration", value=[REGISTRATION_EXAMPLE], response_only=True)],
+        examples=[OpenApiExample("A registration", value=[ex.REGISTRATION], response_only=True)],
     ),
     retrieve=extend_schema(
-        summary="Get a deal registration", responses={200: s.RegistrationSerializer, **errors(*DETAIL_ERRORS)}
+        summary="Get a deal registration",
+        examples=[one("A registration", ex.REGISTRATION)],
+        responses={200: s.RegistrationSerializer, **errors(*DETAIL_ERRORS)},
     ),
     create=extend_schema(
         summary="Submit a deal registration",
@@ -136,7 +109,7 @@ class AccountViewSet(BigTableViewSet):
                 },
                 request_only=True,
             ),
-            OpenApiExample("Submitted", value=REGISTRATION_EXAMPLE, response_only=True, status_codes=["201"]),
+            OpenApiExample("Submitted", value=ex.REGISTRATION, response_only=True, status_codes=["201"]),
         ],
     ),
     approve=extend_schema(
@@ -317,9 +290,13 @@ class RegistrationViewSet(BigTableViewSet):
         summary="List deals",
         description="Staff see all; a partner user sees the deals it sourced, touched or registered.",
         responses={200: s.DealSerializer(many=True), **errors(*READ_ERRORS)},
-        examples=[OpenApiExample("A deal", value=[DEAL_EXAMPLE], response_only=True)],
+        examples=[OpenApiExample("A deal", value=[ex.DEAL], response_only=True)],
     ),
-    retrieve=extend_schema(summary="Get a deal", responses={200: s.DealSerializer, **errors(*DETAIL_ERRORS)}),
+    retrieve=extend_schema(
+        summary="Get a deal",
+        examples=[one("A deal", ex.DEAL)],
+        responses={200: s.DealSerializer, **errors(*DETAIL_ERRORS)},
+    ),
     create=extend_schema(
         summary="Create a deal",
         description="Partner managers only. Won and lost deals need `closed_at`; the amount must be "
@@ -386,11 +363,14 @@ class DealViewSet(BigTableViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="List touches",
+        examples=[listed("A touch", ex.TOUCH)],
         description="Staff see all; a partner user sees only its own touches (never another partner's).",
         responses={200: s.TouchSerializer(many=True), **errors(*READ_ERRORS)},
     ),
     retrieve=extend_schema(
-        summary="Get a touch", responses={200: s.TouchSerializer, **errors(*DETAIL_ERRORS)}
+        summary="Get a touch",
+        examples=[one("A touch", ex.TOUCH)],
+        responses={200: s.TouchSerializer, **errors(*DETAIL_ERRORS)},
     ),
     create=extend_schema(
         summary="Record a partner touch on a deal",

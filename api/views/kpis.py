@@ -20,7 +20,9 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api import examples as ex
 from api import serializers as s
+from api.examples import listed, one
 from api.filters import CostEntryFilterSet, KpiRunFilterSet, KpiValueFilterSet, TargetFilterSet
 from api.pagination import KpiValueCursorPagination, StandardPagination
 from api.permissions import RecomputeTrigger, StaffReader, acting_partner, is_staff_reader
@@ -49,11 +51,14 @@ def visible_kpi_values(user):
 @extend_schema_view(
     list=extend_schema(
         summary="List program costs",
+        examples=[listed("A cost", ex.COST)],
         description="Staff see all; a partner user sees the costs tagged with its partner.",
         responses={200: s.CostEntrySerializer(many=True), **errors(*READ_ERRORS)},
     ),
     retrieve=extend_schema(
-        summary="Get a cost entry", responses={200: s.CostEntrySerializer, **errors(*DETAIL_ERRORS)}
+        summary="Get a cost entry",
+        examples=[one("A cost", ex.COST)],
+        responses={200: s.CostEntrySerializer, **errors(*DETAIL_ERRORS)},
     ),
     create=extend_schema(
         summary="Record a program cost",
@@ -84,11 +89,14 @@ class CostEntryViewSet(ScopedViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="List targets",
+        examples=[listed("A target", ex.TARGET)],
         description="Staff see all; a partner user sees the targets set for its partner.",
         responses={200: s.TargetSerializer(many=True), **errors(*READ_ERRORS)},
     ),
     retrieve=extend_schema(
-        summary="Get a target", responses={200: s.TargetSerializer, **errors(*DETAIL_ERRORS)}
+        summary="Get a target",
+        examples=[one("A target", ex.TARGET)],
+        responses={200: s.TargetSerializer, **errors(*DETAIL_ERRORS)},
     ),
     create=extend_schema(
         summary="Set a target",
@@ -128,30 +136,14 @@ class TargetViewSet(ScopedViewSet):
         ),
         responses={200: s.KpiValueSerializer(many=True), **errors(400)},
         examples=[
-            OpenApiExample(
-                "Sourced revenue",
-                value=[
-                    {
-                        "id": 551,
-                        "scope": "partner",
-                        "scope_key": "P-0012",
-                        "partner": 12,
-                        "join_source": None,
-                        "grain": "month",
-                        "period": "2026-03",
-                        "period_start": "2026-03-01",
-                        "metric": "sourced_revenue",
-                        "target_metric": "",
-                        "attribution_model": "linear",
-                        "value": "18000.0000",
-                        "run": 31,
-                    }
-                ],
-                response_only=True,
-            )
+            listed("Sourced revenue", ex.KPI_VALUE),
         ],
     ),
-    retrieve=extend_schema(summary="Get a KPI value", responses={200: s.KpiValueSerializer, **errors(404)}),
+    retrieve=extend_schema(
+        summary="Get a KPI value",
+        examples=[one("A KPI value", ex.KPI_VALUE)],
+        responses={200: s.KpiValueSerializer, **errors(404)},
+    ),
 )
 @extend_schema(tags=["kpis"])
 class KpiValueViewSet(ScopedViewSet):
@@ -167,11 +159,13 @@ class KpiValueViewSet(ScopedViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="List KPI recompute runs",
+        examples=[listed("A finished run", ex.KPI_RUN)],
         description="Staff only. Newest first; a run's status is queued, running, succeeded or failed.",
         responses={200: s.KpiRunSerializer(many=True), **errors(403)},
     ),
     retrieve=extend_schema(
         summary="Get a KPI recompute run (poll this after triggering one)",
+        examples=[one("A finished run", ex.KPI_RUN)],
         responses={200: s.KpiRunSerializer, **errors(403, 404)},
     ),
     create=extend_schema(

@@ -4,29 +4,14 @@ from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_v
 from rest_framework import status
 from rest_framework.decorators import action
 
+from api import examples as ex
 from api import serializers as s
+from api.examples import listed, one
 from api.filters import JoinSourceFilterSet, PartnerFilterSet, PartnerUserFilterSet
 from api.schema import DETAIL_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
 from api.views.base import ScopedViewSet
 from partners import access, services
 from partners.models import JoinSource, Partner, PartnerUser
-
-PARTNER_EXAMPLE = {
-    "id": 12,
-    "key": "P-0012",
-    "name": "Northwind Consulting",
-    "type": "reseller",
-    "tier": "gold",
-    "status": "active",
-    "join_source": 3,
-    "join_source_name": "Partner summit 2025",
-    "applied_at": "2026-01-05",
-    "joined_at": "2026-01-19",
-    "referred_by": None,
-    "manager": 4,
-    "created_at": "2026-01-05T10:00:00Z",
-    "updated_at": "2026-01-19T08:30:00Z",
-}
 
 
 def visible_join_sources(user):
@@ -42,10 +27,14 @@ def visible_partner_users(user):
 
 @extend_schema_view(
     list=extend_schema(
-        summary="List join sources", responses={200: s.JoinSourceSerializer(many=True), **errors()}
+        summary="List join sources",
+        examples=[listed("A join source", ex.JOIN_SOURCE)],
+        responses={200: s.JoinSourceSerializer(many=True), **errors()},
     ),
     retrieve=extend_schema(
-        summary="Get a join source", responses={200: s.JoinSourceSerializer, **errors(404)}
+        summary="Get a join source",
+        examples=[one("A join source", ex.JOIN_SOURCE)],
+        responses={200: s.JoinSourceSerializer, **errors(404)},
     ),
 )
 @extend_schema(tags=["partners"])
@@ -64,10 +53,12 @@ class JoinSourceViewSet(ScopedViewSet):
         summary="List partners",
         description="Staff see every partner (applications included); a partner user sees only its own.",
         responses={200: s.PartnerSerializer(many=True), **errors(*READ_ERRORS)},
-        examples=[OpenApiExample("A partner", value=[PARTNER_EXAMPLE], response_only=True)],
+        examples=[OpenApiExample("A partner", value=[ex.PARTNER], response_only=True)],
     ),
     retrieve=extend_schema(
-        summary="Get a partner", responses={200: s.PartnerSerializer, **errors(*DETAIL_ERRORS)}
+        summary="Get a partner",
+        examples=[one("A partner", ex.PARTNER)],
+        responses={200: s.PartnerSerializer, **errors(*DETAIL_ERRORS)},
     ),
     create=extend_schema(
         summary="Record a partner application",
@@ -99,6 +90,7 @@ class JoinSourceViewSet(ScopedViewSet):
     ),
     reject=extend_schema(
         summary="Reject a partner application",
+        examples=[one("Rejected", {**ex.PARTNER, "status": "rejected", "joined_at": None})],
         request=None,
         responses={200: s.PartnerSerializer, **errors(*WRITE_ERRORS, 404)},
     ),
@@ -142,11 +134,14 @@ class PartnerViewSet(ScopedViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="List partner users",
+        examples=[listed("A portal login", ex.PARTNER_USER)],
         description="Portal logins. Staff see all; a partner user sees its own partner's logins.",
         responses={200: s.PartnerUserSerializer(many=True), **errors(*READ_ERRORS)},
     ),
     retrieve=extend_schema(
-        summary="Get a partner user", responses={200: s.PartnerUserSerializer, **errors(404)}
+        summary="Get a partner user",
+        examples=[one("A portal login", ex.PARTNER_USER)],
+        responses={200: s.PartnerUserSerializer, **errors(404)},
     ),
     create=extend_schema(
         summary="Create a portal login for a partner",

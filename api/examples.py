@@ -1,0 +1,131 @@
+"""Example bodies for the OpenAPI documentation, one per resource, reused by list and detail."""
+
+from drf_spectacular.utils import OpenApiExample
+
+JOIN_SOURCE = {"id": 3, "key": "JS-EVENT", "name": "Partner summit 2025", "kind": "event"}
+PARTNER = {
+    "id": 12,
+    "key": "P-0012",
+    "name": "Northwind Consulting",
+    "type": "reseller",
+    "tier": "gold",
+    "status": "active",
+    "join_source": 3,
+    "join_source_name": "Partner summit 2025",
+    "applied_at": "2026-01-05",
+    "joined_at": "2026-01-19",
+    "referred_by": None,
+    "manager": 4,
+    "created_at": "2026-01-05T10:00:00Z",
+    "updated_at": "2026-01-19T08:30:00Z",
+}
+PARTNER_USER = {
+    "id": 21,
+    "partner": 12,
+    "username": "jane.northwind",
+    "email": "jane@northwind.example",
+    "role": "admin",
+}
+ACCOUNT = {"id": 2045, "key": "A-2045", "name": "Acme Corp", "domain": "acme.com"}
+REGISTRATION = {
+    "id": 311,
+    "key": None,
+    "partner": 12,
+    "partner_name": "Northwind Consulting",
+    "account": 2045,
+    "account_name": "Acme Corp",
+    "domain": "acme.com",
+    "amount": "18000.00",
+    "expected_close_date": "2026-06-30",
+    "notes": "Champion is the CFO; evaluating against a competitor.",
+    "status": "submitted",
+    "submitted_at": "2026-03-02T09:15:00Z",
+    "decided_at": None,
+    "decision_reason": "",
+    "protection_expires_at": "2026-05-31T09:15:00Z",
+    "conflict_with": None,
+    "conflict_override_reason": "",
+    "deal": None,
+    "updated_at": "2026-03-02T09:15:00Z",
+}
+DEAL = {
+    "id": 9001,
+    "key": "D-9001",
+    "name": "Acme platform rollout",
+    "account": 2045,
+    "account_name": "Acme Corp",
+    "amount": "18000.00",
+    "status": "won",
+    "created_at": "2026-03-10T12:00:00Z",
+    "closed_at": "2026-05-20T16:30:00Z",
+    "sourcing_partner": 12,
+    "updated_at": "2026-05-20T16:30:00Z",
+}
+TOUCH = {
+    "id": 77,
+    "deal": 9001,
+    "partner": 12,
+    "kind": "co_sell",
+    "touched_at": "2026-04-02T15:00:00Z",
+    "created_at": "2026-04-02T15:05:00Z",
+}
+COST = {
+    "id": 5,
+    "date": "2026-03-31",
+    "amount": "2500.00",
+    "category": "mdf",
+    "partner": 12,
+    "join_source": None,
+    "note": "Q1 co-marketing webinar",
+    "updated_at": "2026-04-01T08:00:00Z",
+}
+TARGET = {
+    "id": 8,
+    "metric": "sourced_revenue",
+    "grain": "quarter",
+    "period": "2026-Q2",
+    "period_start": "2026-04-01",
+    "value": "250000.0000",
+    "partner": 12,
+    "join_source": None,
+}
+KPI_VALUE = {
+    "id": 551,
+    "scope": "partner",
+    "scope_key": "P-0012",
+    "partner": 12,
+    "join_source": None,
+    "grain": "month",
+    "period": "2026-03",
+    "period_start": "2026-03-01",
+    "metric": "sourced_revenue",
+    "target_metric": "",
+    "attribution_model": "linear",
+    "value": "18000.00",
+    "run": 31,
+}
+KPI_RUN = {
+    "id": 31,
+    "url": "https://prm.example.com/api/v1/kpi-runs/31/",
+    "trigger": "manual",
+    "mode": "full",
+    "status": "succeeded",
+    "attribution_model": "linear",
+    "as_of": None,
+    "requested_by": 4,
+    "created_at": "2026-04-01T09:00:00Z",
+    "started_at": "2026-04-01T09:00:01Z",
+    "finished_at": "2026-04-01T09:00:41Z",
+    "duration_seconds": 40.2,
+    "rows_written": 1843200,
+    "periods_recomputed": 36,
+    "error": "",
+}
+
+
+def listed(name: str, value: dict) -> OpenApiExample:
+    return OpenApiExample(name, value=[value], response_only=True, status_codes=["200"])
+
+
+def one(name: str, value: dict, status: str = "200") -> OpenApiExample:
+    return OpenApiExample(name, value=value, response_only=True, status_codes=[status])
