@@ -429,6 +429,11 @@ def registrations(request: HttpRequest) -> HttpResponse:
         }
         for r in page
     ]
+    if bound_form is not None and bound_id not in {r.pk for r in page}:
+        # Decided meanwhile (or on another page): its form is not shown, so say what went wrong here.
+        for errors in bound_form.errors.values():
+            for error in errors:
+                messages.error(request, f"Registration #{bound_id}: {error}")
     return render(
         request,
         "dashboards/registrations.html",

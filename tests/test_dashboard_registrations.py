@@ -128,3 +128,19 @@ def test_queue_query_count_does_not_grow_with_registrations(client, manager, dja
     with django_assert_max_num_queries(10):
         response = client.get(reverse(URL))
     assert len(response.context["rows"]) == 12
+
+
+def test_deciding_a_registration_someone_already_decided_explains_why_nothing_happened(
+    client, manager, registration_in_conflict
+):
+    first, _ = registration_in_conflict
+    decide(client, first, decision="reject", reason="Not a real opportunity")
+    response = decide(client, first, decision="approve")
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert (
+        f"Registration #{first.pk}: only a submitted registration can be approved; this one is rejected"
+        in html
+    )
+    first.refresh_from_db()
+    assert first.status == DealRegistration.Status.REJECTED
