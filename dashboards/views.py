@@ -22,7 +22,7 @@ from dashboards.permissions import staff_required
 from deals.models import DealRegistration, Touch
 from kpis.metrics import AttributionModel, Scope
 from kpis.models import KpiRun, ProgramSettings
-from kpis.selectors import active_run, latest_successful_run
+from kpis.selectors import active_run, kpi_series, latest_successful_run
 from partners import access
 from partners.models import JoinSource, Partner
 
@@ -338,12 +338,33 @@ def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
             ],
             line_series=("Attributed",),
         ),
+        monthly=_partner_monthly(partner, revenue, context["model"]),
         deals=deals,
         registrations=registrations,
         touches=touches,
         timeline=_timeline(partner, deals, registrations, touches),
     )
     return render(request, "dashboards/partner_detail.html", context)
+
+
+PARTNER_MONTHLY = ("leads_generated", "opportunities_sourced", "win_rate_sourced", "new_customers_sourced")
+
+
+def _partner_monthly(partner: Partner, revenue: list, model: str) -> list[dict]:
+    """The partner's monthly KPIs over the chart's months, newest first (one query)."""
+    series = kpi_series(
+        metrics=PARTNER_MONTHLY,
+        grain="month",
+        period_from=revenue[0].period,
+        period_to=revenue[-1].period,
+        scope=Scope.PARTNER,
+        scope_key=partner.export_key,
+        attribution_model=model,
+    )
+    rows = []
+    for i, month in enumerate(revenue):
+        rows.append({"revenue": month, **{m: series[m][i]["value"] for m in PARTNER_MONTHLY}})
+    return rows[::-1]
 
 
 def _as_moment(day) -> datetime:

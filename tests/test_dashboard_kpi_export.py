@@ -30,7 +30,7 @@ class NumberCollector(HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         context = dict(self.stack[-1]) if self.stack else {}
-        for name in ("data-partner", "data-join-source"):
+        for name in ("data-partner", "data-join-source", "data-period"):
             if name in attrs:
                 context[name] = attrs[name]
         if "data-metric" in attrs:
@@ -152,7 +152,15 @@ def test_partner_page_numbers_equal_the_export(manager_client, computed_program)
     alpha = computed_program["alpha"]
     url = reverse("dashboards:partner_detail", args=[alpha.pk])
     html = manager_client.get(url, {"grain": "month", "period": "2026-03"}).content.decode()
-    assert compare_cards(html, exported("month"), "partner", "alpha", "2026-03") == 8 * 3
+    export = exported("month")
+    cards = [n for n in numbers(html) if "data-period" not in n[3]]
+    monthly = [n for n in numbers(html) if "data-period" in n[3]]
+    assert (
+        compare_cards(html.split('id="partner-monthly"')[0], export, "partner", "alpha", "2026-03") == 8 * 3
+    )
+    assert len(cards) == 8 * 3 and len(monthly) == 12 * 7
+    for metric, _, shown, ctx in monthly:
+        assert shown == expected(export, "partner", "alpha", ctx["data-period"], metric), (metric, ctx)
 
 
 def test_leaderboard_and_join_source_numbers_equal_the_export(manager_client, computed_program):
