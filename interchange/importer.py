@@ -305,7 +305,7 @@ class _ProgramImport:
         return self.result
 
     def _batches(self, file: str, *, count: bool = True) -> Iterator[list[_Row]]:
-        required, optional = FILES[file]
+        required, _optional = FILES[file]
         summary = self.result.files[file]
         with self.folder.open(file) as stream:
             reader = csv.reader(stream)
@@ -320,7 +320,7 @@ class _ProgramImport:
             missing = [column for column in required if column not in header]
             for column in missing:
                 self._error(file, 1, column, "required column is missing from the header")
-            for column in {c for c in header if header.count(c) > 1}:
+            for column in sorted({c for c in header if header.count(c) > 1}):
                 self._error(file, 1, column, "column appears twice in the header")
             if missing or len(set(header)) != len(header):
                 return

@@ -336,3 +336,22 @@ def test_the_command_reports_what_it_imported():
     stdout = io.StringIO()
     call_command("import_program", str(VALID), stdout=stdout)
     assert "deals.csv: 4 rows, 4 created, 0 updated, 0 unchanged" in stdout.getvalue().splitlines()
+
+
+def test_identical_cost_rows_are_one_cost_and_a_different_note_makes_another(tmp_path):
+    folder = _folder(
+        tmp_path,
+        only=("join_sources.csv", "partners.csv", "costs.csv"),
+        append={
+            "costs.csv": "2025-03-31,1250.00,commission,p-north,,Q1 payout\n"
+            "2025-03-31,1250,commission,p-north,,"
+        },
+    )
+    result = import_program(folder)
+    assert (result.files["costs.csv"].created, result.files["costs.csv"].unchanged) == (4, 1)
+    assert CostEntry.objects.filter(partner__key="p-north", amount=Decimal("1250")).count() == 2
+
+
+def test_a_folder_that_does_not_exist_is_a_clear_command_error(tmp_path):
+    with pytest.raises(CommandError, match="no such folder"):
+        call_command("import_program", str(tmp_path / "nowhere"), stdout=io.StringIO(), stderr=io.StringIO())

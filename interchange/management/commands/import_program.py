@@ -19,6 +19,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, source: Path, **options) -> None:
         progress = self.stdout.isatty() if hasattr(self.stdout, "isatty") else sys.stdout.isatty()
+        if not source.exists():
+            raise CommandError(f"{source}: no such folder or zip file.")
         try:
             if source.is_file() and zipfile.is_zipfile(source):
                 with zipfile.ZipFile(source) as archive:
