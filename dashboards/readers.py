@@ -9,8 +9,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import CharField, DecimalField, F, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Cast, Coalesce, NullIf
 
 from dashboards import formatting
 from dashboards.periods import Period, months_ending, parse, period_of
@@ -267,7 +267,7 @@ def annotate_partner_values(
             published_values(
                 grain=period.grain, attribution_model=model, scope=Scope.PARTNER, metrics=[metric]
             )
-            .filter(partner_id=OuterRef("pk"), period=period.label)
+            .filter(scope_key=OuterRef("export_key_"), period=period.label)
             .values("value")[:1]
         )
         # A partner without facts has no stored row: money and counts read 0, ratios stay undefined.
@@ -277,7 +277,10 @@ def annotate_partner_values(
             )
         else:
             annotations[f"kpi_{metric}"] = Subquery(value)
-    return queryset.annotate(**annotations)
+    # Matching on scope_key (the partner's export key) lets the lookup use the published set's
+    # unique index on every column it filters, on SQLite and PostgreSQL alike.
+    export_key = Coalesce(NullIf(F("key"), Value("")), Cast("pk", output_field=CharField()))
+    return queryset.annotate(export_key_=export_key).annotate(**annotations)
 
 
 def partner_cohort_values(
