@@ -42,6 +42,7 @@ format: setup
 ## Benchmarks on PostgreSQL (DATABASE_URL must point at it); prints figures, see docs/benchmarks.md.
 bench: setup
 	$(PY) -m bench.kpis
+	$(PY) -m bench.api
 
 ## Screenshots of the main pages into docs/screenshots/ (Debian's chromium; seed_demo + recompute_kpis first).
 screenshots: setup
