@@ -78,6 +78,11 @@ def test_partner_registers_a_deal_fixes_a_validation_error_and_sees_it_listed(br
     member = PartnerUserFactory(user__username="pat")
     log_in(page, live_server, "pat", DEFAULT_PASSWORD)
     assert page.url.endswith("/portal/")
+    # Keyboard: the first Tab reaches the skip link, which moves focus to the main content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to main content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
     page.get_by_role("link", name="Register a deal").first.click()
     page.get_by_label("Customer name").fill("Initech")
     page.get_by_label("Customer web domain").fill("initech.com")
