@@ -10,11 +10,12 @@ import re
 import django_filters as filters
 from django import forms
 from django.core.exceptions import ValidationError
+from rest_framework import exceptions
 
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import normalise_domain
 from kpis.metrics import METRIC_NAMES, AttributionModel, Grain, Scope
-from kpis.models import CostEntry, KpiRun, KpiValue, Target
+from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, Target
 from kpis.selectors import published_values
 from partners.models import JoinSource, Partner, PartnerUser
 
@@ -216,6 +217,17 @@ class KpiValueFilterSet(filters.FilterSet):
 
     def filter_queryset(self, queryset):
         data = self.form.cleaned_data
+        model = data.get("attribution_model")
+        if model and model != (published_model := ProgramSettings.load().attribution_model):
+            raise exceptions.ValidationError(
+                {
+                    "attribution_model": [
+                        f"only {published_model} (the program's model) is published; compute {model} "
+                        f"on request with /api/v1/kpi-attribution/?model={model} or "
+                        f"/api/v1/kpi-export/?model={model}"
+                    ]
+                }
+            )
         published = published_values(
             grain=data.get("grain") or Grain.MONTH,
             attribution_model=data.get("attribution_model") or None,

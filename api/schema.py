@@ -6,6 +6,8 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serial
 from rest_framework import serializers
 from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 
+from api.examples import REGISTRATION
+
 
 class ErrorDetailSerializer(serializers.Serializer):
     status = serializers.IntegerField(help_text="The HTTP status, repeated for clients that lose it.")
@@ -133,5 +135,13 @@ def conflict_response(registration_serializer) -> OpenApiResponse:
             },
         ),
         description=ERROR_DESCRIPTIONS[409] + " `conflict` is the registration it conflicts with.",
-        examples=[ERROR_EXAMPLES[409]],
+        examples=[
+            _example(
+                409,
+                "conflict",
+                "channel conflict with registration #298 by Contoso Partners (submitted, submitted "
+                "2026-02-20, protected until 2026-05-21). Give an override reason to approve it anyway.",
+                conflict={**REGISTRATION, "id": 298, "partner": 15, "partner_name": "Contoso Partners"},
+            )
+        ],
     )

@@ -85,6 +85,14 @@ def test_a_bad_period_or_grain_is_a_400(program, as_manager):
     assert as_manager.get(f"{API}/kpi-values/", {"grain": "week"}).status_code == 400
 
 
+def test_asking_for_an_unpublished_model_says_where_to_compute_it(program, as_manager):
+    response = as_manager.get(f"{API}/kpi-values/", {"attribution_model": "time_decay"})
+    assert response.status_code == 400
+    message = error_of(response)["fields"]["attribution_model"][0]
+    assert "only linear" in message and "/api/v1/kpi-attribution/?model=time_decay" in message
+    assert as_manager.get(f"{API}/kpi-values/", {"attribution_model": "linear"}).status_code == 200
+
+
 def test_kpi_values_cost_the_same_queries_for_few_rows_as_for_many(
     program, as_manager, as_alpha, django_assert_max_num_queries
 ):
