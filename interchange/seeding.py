@@ -328,8 +328,10 @@ class DbSink:
         columns = list(rows[0])
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
+        # csv.writer str()s the rest: dates, datetimes (`2026-03-31 17:05:00+00:00`) and decimals
+        # all come out in forms COPY reads.
         for row in rows:
-            writer.writerow([r"\N" if v is None else _format(v) for v in row.values()])
+            writer.writerow([r"\N" if v is None else v for v in row.values()])
         buffer.seek(0)
         table = connection.ops.quote_name(model._meta.db_table)
         column_list = ", ".join(connection.ops.quote_name(c) for c in columns)
