@@ -20,12 +20,13 @@ Pipeline (see docs/kpis.md):
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis.metrics import METRICS, AttributionModel, Grain
@@ -305,6 +306,11 @@ class KpiComputation:
     def run(self) -> ComputeResult:
         """Build kx_pub. On PostgreSQL every statement reads one REPEATABLE READ snapshot, so a
         write committed mid-run never half-appears (e.g. a deal without its touches)."""
+        if self.sql.pg and not connection.in_atomic_block:
+            # Temp tables live in backend-local buffers (8 MB by default); PostgreSQL accepts a new
+            # size only before the session's first temp table, so a refusal is harmless.
+            with contextlib.suppress(DatabaseError):
+                self._exec("SET temp_buffers = '1GB'")
         self.drop()
         if self.sql.pg and not connection.in_atomic_block:
             with transaction.atomic():
