@@ -1,14 +1,18 @@
 """The registration workflow through the API: submit, duplicate check, approve, override, reject."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+from django.db import connection
 from django.utils import timezone
 
 from api.testing import *  # noqa: F403
-from api.testing import API, error_of
+from api.testing import API, client_for, error_of
 from deals.models import Deal, DealRegistration
-from tests.factories import AccountFactory, DealRegistrationFactory
+from tests.factories import AccountFactory, DealRegistrationFactory, PartnerFactory, PartnerUserFactory
 
 SUBMISSION = {"account_name": "Globex", "domain": "https://www.Globex.example/contact", "amount": "2500.00"}
 
@@ -197,3 +201,34 @@ def test_deciding_twice_is_a_400_that_says_why(world_a, as_manager):
     again = as_manager.post(url, {"reason": "no"}, format="json")
     assert again.status_code == 400
     assert "status" in error_of(again)["fields"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_twenty_partners_submitting_the_same_customer_at_once_get_exactly_one_clean_claim():
+    partners = [PartnerFactory(name=f"Racer {n}") for n in range(20)]
+    clients = [
+        client_for(PartnerUserFactory(partner=p, user__username=f"racer{n}").user)
+        for n, p in enumerate(partners)
+    ]
+    start = threading.Barrier(len(clients))
+
+    def submit(client):
+        try:
+            start.wait()
+            return client.post(
+                f"{API}/registrations/", {**SUBMISSION, "domain": "race.example"}, format="json"
+            )
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+        responses = list(pool.map(submit, clients))
+
+    assert [r.status_code for r in responses] == [201] * 20
+    claims = DealRegistration.objects.filter(account__domain="race.example")
+    assert claims.count() == 20
+    assert claims.values("account").distinct().count() == 1
+    clean = claims.filter(conflict_with__isnull=True)
+    assert clean.count() == 1
+    assert not claims.exclude(pk=clean.get().pk).filter(conflict_with__isnull=True).exists()
