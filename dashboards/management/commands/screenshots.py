@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.wsgi import get_wsgi_application
+from django.db import connections
 from django.test.utils import override_settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -64,9 +65,9 @@ class Command(BaseCommand):
             raise CommandError("Chromium not installed: apt-get install chromium")
         from playwright.sync_api import sync_playwright
 
-        server = None
+        server = overrides = None
         if not url:
-            server, url = self._serve()
+            server, url, overrides = self._serve()
         out.mkdir(parents=True, exist_ok=True)
         # Playwright's sync API runs an event loop in this thread; the ORM is not used meanwhile.
         os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -104,6 +105,9 @@ class Command(BaseCommand):
         finally:
             if server is not None:
                 server.shutdown()
+                server.thread.join()
+                server.server_close()
+                overrides.disable()
         for path in written:
             self.stdout.write(f"wrote {path}")
         self.stdout.write(self.style.SUCCESS(f"{len(written)} screenshots in {out}"))
@@ -111,7 +115,7 @@ class Command(BaseCommand):
     def _serve(self):
         # A local, plain-HTTP server: no HTTPS redirect or secure-only cookies, static files served
         # from the finders (no collectstatic needed), as `make run` does with DEBUG on.
-        override_settings(
+        overrides = override_settings(
             SECURE_SSL_REDIRECT=False,
             SESSION_COOKIE_SECURE=False,
             CSRF_COOKIE_SECURE=False,
@@ -120,11 +124,22 @@ class Command(BaseCommand):
                 **settings.STORAGES,
                 "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
             },
-        ).enable()
+        )
+        overrides.enable()
         handler = StaticFilesHandler(get_wsgi_application())
         server = make_server("127.0.0.1", 0, handler, handler_class=_QuietHandler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server, f"http://127.0.0.1:{server.server_port}"
+
+        def serve() -> None:
+            try:
+                server.serve_forever()
+            finally:
+                # This thread's database connection would otherwise outlive the command.
+                connections.close_all()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        server.thread = thread
+        return server, f"http://127.0.0.1:{server.server_port}", overrides
 
     def _log_in(self, page, url: str, username: str, password: str) -> None:
         page.goto(f"{url}/login/")
