@@ -172,9 +172,11 @@ def _prepare(partners: int, deals: int) -> str:
     return secret
 
 
-def _wait_until_up(base: str, timeout: float = 30.0) -> None:
+def _wait_until_up(base: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with status {server.returncode}")
         try:
             urllib.request.urlopen(base + "/api/v1/schema/", timeout=2).read()
             return
@@ -183,8 +185,17 @@ def _wait_until_up(base: str, timeout: float = 30.0) -> None:
     raise RuntimeError("gunicorn did not start")
 
 
-def _wrk(url: str, *, seconds: int, token: str | None, script: str) -> dict:
-    command = ["wrk", "-t2", f"-c{CONCURRENCY}", f"-d{seconds}s", "--timeout", "10s", "-s", script]
+def _wrk(url: str, *, seconds: int, token: str | None, script: str, clients: int = CONCURRENCY) -> dict:
+    command = [
+        "wrk",
+        f"-t{min(2, clients)}",
+        f"-c{clients}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        script,
+    ]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
     output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
@@ -210,6 +221,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20, help="per endpoint (bounded run)")
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--clients", type=int, default=CONCURRENCY, help="concurrent connections")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench.api needs wrk: apt-get install wrk")
@@ -249,7 +261,7 @@ def main() -> None:
     )
     results: list[tuple[str, dict]] = []
     try:
-        _wait_until_up(base)
+        _wait_until_up(base, server)
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(WRK_REPORT)
         cases = [
@@ -259,14 +271,14 @@ def main() -> None:
             ("deal floor (bare view, same query)", f"{base}/bench-floor/deals/", None),
         ]
         print(
-            f"  {args.workers} gunicorn sync workers, wrk -c{CONCURRENCY} -d{args.seconds}s, "
+            f"  {args.workers} gunicorn sync workers, wrk -c{args.clients} -d{args.seconds}s, "
             f"page of {PAGE_SIZE}",
             flush=True,
         )
         print(f"  {'endpoint':<38} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
         for label, url, auth in cases:
-            _wrk(url, seconds=5, token=auth, script=script.name)  # warm the workers and their connections
-            figures = _wrk(url, seconds=args.seconds, token=auth, script=script.name)
+            _wrk(url, seconds=5, token=auth, script=script.name, clients=args.clients)  # warm up
+            figures = _wrk(url, seconds=args.seconds, token=auth, script=script.name, clients=args.clients)
             results.append((label, figures))
             print(
                 f"  {label:<38} {figures['p50']:8.1f} {figures['p95']:8.1f} {figures['p99']:8.1f} "
