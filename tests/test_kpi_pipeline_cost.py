@@ -101,3 +101,15 @@ def test_cost_entries_refuse_non_positive_amounts():
     with pytest.raises(ValidationError) as err:
         cost_entry_create(date=date(2026, 3, 1), amount="0", category="mdf")
     assert "amount" in err.value.message_dict
+
+
+def test_rates_round_half_away_from_zero_to_four_places():
+    web = t.join_source("web")
+    a = t.partner("a", web)
+    cost_entry_create(date=date(2026, 5, 1), amount="3200.00", category="incentive")
+    t.deal("3100.00", created="2026-05-01 00:00", closed="2026-05-02 00:00", sourced_by=a)
+    for _ in range(31):
+        t.deal("1.00", created="2026-05-01 00:00", closed="2026-05-02 00:00", sourced_by=a, status="lost")
+    t.recompute()
+    assert t.value("win_rate_sourced", "2026-05") == D("0.0313")  # 1 / 32 = 0.03125
+    assert t.value("roi", "2026-05") == D("-0.0313")  # (3100 - 3200) / 3200 = -0.03125
