@@ -122,6 +122,9 @@ class Card:
         return self.value - self.previous
 
 
+_GRAIN_ORDER = {Grain.MONTH: 0, Grain.QUARTER: 1, Grain.YEAR: 2}
+
+
 def available_periods(grain: str, *, attribution_model: str | None = None) -> list[str]:
     """Period labels of the grain that have a published program value, newest first."""
     return list(
@@ -143,6 +146,10 @@ def choose_period(
     chosen = parse(requested or "")
     if chosen is not None and chosen.grain == grain:
         return chosen, periods
+    if chosen is not None:
+        # Switching grain keeps the place: 2026-10 becomes 2026-Q4 or 2026; 2026-Q4 becomes its last month.
+        coarser = _GRAIN_ORDER[Grain(grain)] >= _GRAIN_ORDER[Grain(chosen.grain)]
+        return period_of(chosen.start if coarser else chosen.end, grain), periods
     current = period_of(program_today(), grain)
     complete = [label_ for label_ in periods if parse(label_).index < current.index]
     return (parse(complete[0]) if complete else current), periods

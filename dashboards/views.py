@@ -16,13 +16,17 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dashboards import charts, readers
 from dashboards.filters import SORTS, PartnerLeaderboardFilter
+from dashboards.formatting import export_string
 from dashboards.forms import PeriodForm, RegistrationDecisionForm
-from dashboards.periods import Period
+from dashboards.periods import Period, parse
 from dashboards.permissions import staff_required
 from deals.models import DealRegistration, Touch
+from deals.selectors import pending_registrations
+from deals.services import registration_approve, registration_reject
 from kpis.metrics import AttributionModel, Scope
 from kpis.models import KpiRun, ProgramSettings
 from kpis.selectors import active_run, kpi_series, latest_successful_run
+from kpis.services import attribution_by_partner, kpi_recompute_request, reconciliation_report
 from partners import access
 from partners.models import JoinSource, Partner
 
@@ -71,7 +75,13 @@ def _period_context(request: HttpRequest) -> tuple[Period, dict]:
     grain = form.grain_value()
     settings = ProgramSettings.load()
     model = settings.attribution_model
-    period, periods = readers.choose_period(grain, form.period_value(), attribution_model=model)
+    requested = form.period_value()
+    period, periods = readers.choose_period(grain, requested, attribution_model=model)
+    if requested and parse(requested) is None:
+        messages.warning(
+            request,
+            f"“{requested}” is not a period like 2026-03, 2026-Q1 or 2026; showing {period.label} instead.",
+        )
     run = latest_successful_run()
     return period, {
         "model": model,
@@ -132,7 +142,6 @@ def recompute(request: HttpRequest) -> HttpResponse:
     """Queue a KPI recompute; without JS the redirect's message is the status."""
     if not access.can_trigger_recompute(request.user):
         raise PermissionDenied
-    from kpis.services import kpi_recompute_request
 
     run = kpi_recompute_request(trigger=KpiRun.Trigger.MANUAL, requested_by=request.user)
     if request.headers.get("X-Requested-With") == "fetch":
@@ -247,7 +256,6 @@ def partners(request: HttpRequest) -> HttpResponse:
 
 
 def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period) -> HttpResponse:
-    from dashboards.formatting import export_string
 
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="partners-{period.label}.csv"'
@@ -421,7 +429,6 @@ def _timeline(partner, deals, registrations, touches) -> list[dict]:
 @staff_required
 def registrations(request: HttpRequest) -> HttpResponse:
     """The review queue; POST decides one registration (approve, reject, override)."""
-    from deals.selectors import pending_registrations
 
     bound_form, bound_id = None, None
     if request.method == "POST":
@@ -464,7 +471,6 @@ def registrations(request: HttpRequest) -> HttpResponse:
 
 
 def _decide(request: HttpRequest, registration: DealRegistration, form: RegistrationDecisionForm) -> bool:
-    from deals.services import registration_approve, registration_reject
 
     decision = form.cleaned_data["decision"]
     try:
@@ -501,7 +507,6 @@ def _add_service_errors(form, error: ValidationError) -> None:
 @require_GET
 @staff_required
 def attribution(request: HttpRequest) -> HttpResponse:
-    from kpis.services import attribution_by_partner
 
     period, context = _period_context(request)
     models = [m.value for m in AttributionModel]
@@ -543,7 +548,6 @@ def attribution(request: HttpRequest) -> HttpResponse:
 @require_GET
 @staff_required
 def reconciliation(request: HttpRequest) -> HttpResponse:
-    from kpis.services import reconciliation_report
 
     facts = reconciliation_report()
     return render(request, "dashboards/reconciliation.html", {"facts": [_linked(f) for f in facts]})

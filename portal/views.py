@@ -13,6 +13,8 @@ from dashboards.periods import parse, period_of
 from dashboards.permissions import partner_required
 from deals.models import Deal, DealRegistration
 from deals.rules import normalise_domain
+from deals.selectors import registration_conflicts
+from deals.services import registration_submit
 from kpis.metrics import Grain, Scope
 from kpis.models import ProgramSettings
 from partners import access
@@ -59,7 +61,6 @@ def home(request: HttpRequest) -> HttpResponse:
 
 def _conflict_warnings(partner, domain: str) -> list[dict]:
     """Other partners' protected claims on the domain, without naming them (that is staff-only)."""
-    from deals.selectors import registration_conflicts
 
     conflicts = registration_conflicts(partner=partner, domain=domain).order_by("submitted_at")[:5]
     return [
@@ -74,7 +75,6 @@ def register(request: HttpRequest) -> HttpResponse:
 
     A form with errors comes back with everything typed still in it.
     """
-    from deals.services import registration_submit
 
     form = DealRegistrationForm(request.POST or None)
     warnings: list[dict] = []

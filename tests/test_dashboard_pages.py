@@ -229,3 +229,17 @@ def test_leaderboard_filters_by_tier_join_source_manager_and_status(manager_clie
     assert names(tier="gold", join_source=web.pk, direction="asc") == ["Churned web", "Gold web"]
     assert names(manager=maria.pk, status="active", direction="asc") == ["Gold events", "Gold web"]
     assert names(q="silver") == ["Silver web"]
+
+
+def test_switching_grain_keeps_the_place_and_a_bad_period_is_explained(manager_client, program_march):
+    def shown(grain, period):
+        return manager_client.get(reverse("dashboards:overview"), {"grain": grain, "period": period})
+
+    assert shown("quarter", "2026-03").context["period"].label == "2026-Q1"
+    assert shown("year", "2026-03").context["period"].label == "2026"
+    assert shown("month", "2026-Q1").context["period"].label == "2026-03"
+    response = shown("month", "2026-13")
+    assert response.context["period"].label == "2026-03"
+    assert "“2026-13” is not a period like 2026-03, 2026-Q1 or 2026; showing 2026-03 instead." in (
+        response.content.decode()
+    )
