@@ -1,6 +1,6 @@
 """Resources through the API: writes via the services, filters, ordering, pagination, query counts."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -8,10 +8,35 @@ import pytest
 from api.testing import *  # noqa: F403
 from api.testing import API, count_queries, error_of, ids, make_partner_world
 from deals.models import Account, Deal, Touch
+from kpis.models import CostEntry, Target
 from partners.models import Partner, PartnerUser
 from tests.factories import DealFactory, JoinSourceFactory, PartnerFactory, PartnerUserFactory
 
-LIST_PATHS = ["join-sources", "partners", "partner-users", "accounts", "registrations", "deals", "touches"]
+LIST_PATHS = [
+    "join-sources",
+    "partners",
+    "partner-users",
+    "accounts",
+    "registrations",
+    "deals",
+    "touches",
+    "costs",
+    "targets",
+]
+
+
+def _cost_and_target(partner, month: int) -> None:
+    CostEntry.objects.create(
+        date=date(2026, month, 1), amount=Decimal("10.00"), category="mdf", partner=partner
+    )
+    Target.objects.create(
+        metric="sourced_revenue",
+        grain="month",
+        period=f"2026-{month:02d}",
+        period_start=date(2026, month, 1),
+        value=Decimal("100"),
+        partner=partner,
+    )
 
 
 # --- Query counts -------------------------------------------------------------------------------
@@ -19,11 +44,14 @@ LIST_PATHS = ["join-sources", "partners", "partner-users", "accounts", "registra
 def test_a_list_costs_the_same_queries_for_one_row_as_for_many(
     path, world_a, admin_a, manager, as_manager, as_admin_a, django_assert_max_num_queries
 ):
+    _cost_and_target(world_a.partner, 1)
     one_manager, first = count_queries(as_manager, f"{API}/{path}/")
     one_partner, _ = count_queries(as_admin_a, f"{API}/{path}/")
     assert first.status_code == 200
     for n in range(6):
         extra = make_partner_world(f"Extra {n}", f"extra{n}.example")
+        _cost_and_target(extra.partner, n + 2)
+        _cost_and_target(world_a.partner, n + 2)
         PartnerUserFactory(partner=extra.partner)
         PartnerUserFactory(partner=world_a.partner)
         DealFactory(sourcing_partner=world_a.partner)
