@@ -126,6 +126,7 @@ def manager_token(world_a, world_b, wsgi_keeps_the_test_connection) -> str:
     max_examples=6,
     deadline=None,
     derandomize=True,
+    database=None,  # no .hypothesis/ example database in the checkout
     suppress_health_check=list(HealthCheck),
 )
 def test_the_api_conforms_to_its_schema(case, manager_token):
