@@ -5,6 +5,7 @@ from rest_framework.throttling import ScopedRateThrottle
 
 AUTH_SCOPE = "auth"
 WRITE_SCOPE = "write"
+COMPUTE_SCOPE = "compute"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 

@@ -160,6 +160,7 @@ REST_FRAMEWORK = {
         "auth": env_str("API_THROTTLE_AUTH", "30/minute"),
         "write": env_str("API_THROTTLE_WRITE", "600/minute"),
         "import": env_str("API_THROTTLE_IMPORT", "10/hour"),
+        "compute": env_str("API_THROTTLE_COMPUTE", "30/minute"),
     },
 }
 SPECTACULAR_SETTINGS = {

@@ -27,7 +27,7 @@ from api.filters import CostEntryFilterSet, KpiRunFilterSet, KpiValueFilterSet, 
 from api.pagination import KpiValueCursorPagination, StandardPagination
 from api.permissions import RecomputeTrigger, StaffReader, acting_partner, is_staff_reader
 from api.schema import DETAIL_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
-from api.throttling import WRITE_SCOPE, WriteThrottle
+from api.throttling import COMPUTE_SCOPE, WRITE_SCOPE, ScopedThrottle, WriteThrottle
 from api.views.base import ScopedViewSet
 from kpis import services
 from kpis.export import export_rows
@@ -240,6 +240,10 @@ class KpiRunViewSet(
     ],
 )
 class AttributionView(APIView):
+    # Computed on request over every won deal: throttled like a write.
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = COMPUTE_SCOPE
+
     def get(self, request):
         query = s.AttributionQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -358,6 +362,8 @@ def _json_chunks(rows: Iterable[dict]) -> Iterator[str]:
 )
 class KpiExportView(APIView):
     permission_classes = [StaffReader]
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = COMPUTE_SCOPE
     renderer_classes = [JSONRenderer, CSVRenderer]
 
     def get(self, request):
