@@ -379,6 +379,10 @@ class ProgramGenerator:
         counts = self._spread(self.size.deals, weights)
         program = self.program
         deal_index = 0
+        sourced_count = 0
+        self._joiners = sorted(
+            (p.joined_at, p.index) for p in program.partners if p.joined_at is not None and p.productivity > 0
+        )
         reg_index = 0
         for (offset, first, last), count in zip(months, counts, strict=True):
             eligible = [
@@ -398,6 +402,11 @@ class ProgramGenerator:
                 segment = "direct"
                 if partner is not None and roll < sourced_share:
                     segment = "sourced"
+                    # Now and then a deal is credited to a partner that joined only later: legal but
+                    # suspicious, so the reconciliation report has a "sourced before joined" to show.
+                    sourced_count += 1
+                    if sourced_count % 250 == 0:
+                        partner = self._joining_soon(day) or partner
                 elif partner is not None and roll < sourced_share + 0.3:
                     segment = "influenced"
                 account = self._pick_account(chunk["accounts"])
@@ -445,6 +454,14 @@ class ProgramGenerator:
             program.deals, program.registrations = deal_index, reg_index
             program.accounts = self._next_account
             yield chunk
+
+    def _joining_soon(self, day: date) -> "DemoPartner | None":
+        """A productive partner approved within the 30 days after `day`, if any."""
+        start = bisect.bisect_right(self._joiners, (day, math.inf))
+        end = bisect.bisect_right(self._joiners, (day + timedelta(days=30), math.inf))
+        if start >= end:
+            return None
+        return self.program.partners[self._joiners[start + self._below(end - start)][1]]
 
     def _sourced_registration(
         self, chunk: dict[str, list[dict]], deal: dict, partner: DemoPartner, reg_index: int, pool: _Weighted

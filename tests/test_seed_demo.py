@@ -136,6 +136,8 @@ class TestDefaultDemoProgram:
         assert sourced.count() == sourced.filter(registration__partner=F("sourcing_partner")).count() > 500
         late = Touch.objects.filter(deal__closed_at__isnull=False, touched_at__gt=F("deal__closed_at"))
         assert 1 <= late.count() <= 100
+        sourced_before_joining = sourced.filter(created_at__date__lt=F("sourcing_partner__joined_at"))
+        assert 1 <= sourced_before_joining.count() <= 10
         assert Touch.objects.count() > Deal.objects.count()
         assert not Account.objects.exclude(domain="").filter(domain__contains="www.").exists()
 
