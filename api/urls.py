@@ -42,7 +42,11 @@ v1 = [
     path("imports/", ProgramImportView.as_view(), name="program-import"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="swagger-ui"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="api:schema", template_name="api/redoc.html"),
+        name="redoc",
+    ),
     path("", include(router.urls)),
     # Anything else under /api/ is a 404 in the API's error shape, never Django's HTML page.
     re_path(r"^.*$", not_found, name="not-found"),
