@@ -185,3 +185,49 @@ def test_staff_only_endpoints_refuse_partner_users(world_a, as_admin_a):
         assert error_of(response)["code"] == "permission_denied"
     assert as_admin_a.post(f"{API}/kpi-runs/", {}, format="json").status_code == 403
     assert as_admin_a.post(f"{API}/imports/", {}, format="multipart").status_code == 403
+
+
+def test_another_partners_login_cost_target_and_kpi_value_answer_404(
+    world_a, world_b, admin_a, as_admin_b, as_admin_a
+):
+    from datetime import date
+    from decimal import Decimal
+
+    from kpis.models import CostEntry, KpiRun, KpiValue, Target
+
+    cost = CostEntry.objects.create(
+        date=date(2026, 3, 1), amount=Decimal("5.00"), category="mdf", partner=world_a.partner
+    )
+    target = Target.objects.create(
+        metric="sourced_revenue",
+        grain="month",
+        period="2026-03",
+        period_start=date(2026, 3, 1),
+        value=Decimal("10"),
+        partner=world_a.partner,
+    )
+    run = KpiRun.objects.create(trigger="command", status="succeeded")
+    value = KpiValue.objects.create(
+        scope="partner",
+        scope_key=world_a.partner.export_key,
+        partner=world_a.partner,
+        grain="month",
+        period="2026-03",
+        period_start=date(2026, 3, 1),
+        metric="sourced_revenue",
+        attribution_model="linear",
+        value=Decimal("1200"),
+        run=run,
+    )
+    membership_a = admin_a.partner_membership
+    for path, pk in (
+        ("partner-users", membership_a.pk),
+        ("costs", cost.pk),
+        ("targets", target.pk),
+        ("kpi-values", value.pk),
+    ):
+        response = as_admin_b.get(f"{API}/{path}/{pk}/")
+        assert response.status_code == 404, path
+        assert error_of(response)["code"] == "not_found"
+        assert as_admin_a.get(f"{API}/{path}/{pk}/").status_code == 200, path
+    assert ids(as_admin_b.get(f"{API}/kpi-values/", {"scope_key": world_a.partner.export_key})) == set()
