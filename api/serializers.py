@@ -1,12 +1,16 @@
 """What the API shows (output serializers) and what it accepts (input serializers).
 
-Input serializers only parse and type-check; the domain rules live in the services they feed.
+Input serializers parse and type-check; the domain rules live in the services they feed (a few
+field rules from deals.rules are also checked here so that one 400 lists every bad field).
 """
+
+from decimal import Decimal
 
 from rest_framework import serializers
 
 from api.models import ApiToken
 from deals.models import Account, Deal, DealRegistration, Touch
+from deals.rules import amount_errors, domain_errors, normalise_domain
 from kpis.export import format_value
 from kpis.metrics import METRIC_NAMES, AttributionModel, Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, Target
@@ -375,6 +379,17 @@ class RegistrationSubmitSerializer(serializers.Serializer):
     amount = serializers.DecimalField(**MONEY)
     expected_close_date = serializers.DateField(required=False, allow_null=True, default=None)
     notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+    # The service checks these again; checking them here too lets one 400 list every bad field.
+    def validate_domain(self, value: str) -> str:
+        if errors := domain_errors(normalise_domain(value)):
+            raise serializers.ValidationError(errors)
+        return value
+
+    def validate_amount(self, value: Decimal) -> Decimal:
+        if errors := amount_errors(value):
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class RegistrationSubmitOnBehalfSerializer(RegistrationSubmitSerializer):

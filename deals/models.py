@@ -7,7 +7,13 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
-from deals.rules import acting_partner_errors, amount_errors, deal_errors, merge_errors, normalise_domain
+from deals.rules import (
+    acting_partner_errors,
+    deal_errors,
+    merge_errors,
+    normalise_domain,
+    registration_errors,
+)
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 
@@ -190,9 +196,9 @@ class DealRegistration(models.Model):
         return f"{self.partner} → {self.account} ({self.get_status_display()})"
 
     def clean(self) -> None:
-        errors: dict[str, list[str]] = {}
-        if amount_errors(self.amount):
-            errors["amount"] = amount_errors(self.amount)
+        errors = registration_errors(
+            amount=self.amount, submitted_at=self.submitted_at, decided_at=self.decided_at, status=self.status
+        )
         if self.partner_id is not None:
             errors = merge_errors(errors, acting_partner_errors(self.partner))
         if errors:

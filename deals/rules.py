@@ -35,6 +35,9 @@ PARTNER_TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 JOINED_STATUSES = ("active", "inactive", "churned")
 
+DECIDED_BEFORE_SUBMITTED = "decided_at is before submitted_at"
+DECISION_WITHOUT_DECIDED_AT = "an {status} registration needs decided_at"
+
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
 
@@ -56,6 +59,29 @@ def amount_errors(amount: Decimal | None) -> list[str]:
     if amount is not None and amount <= 0:
         return [AMOUNT_NOT_POSITIVE]
     return []
+
+
+def domain_errors(domain: str) -> list[str]:
+    """Messages for a customer domain, given already normalised; empty when it is usable for matching."""
+    if not domain:
+        return ["is required: the customer's web or email domain, e.g. acme.com"]
+    if "." not in domain or " " in domain:
+        return [f"{domain!r} is not a domain name such as acme.com"]
+    return []
+
+
+def registration_errors(
+    *, amount: Decimal | None, submitted_at: datetime | None, decided_at: datetime | None, status: str | None
+) -> dict[str, list[str]]:
+    """Field -> messages for a registration that breaks a rule the database also holds."""
+    errors: dict[str, list[str]] = {}
+    if amount_errors(amount):
+        errors["amount"] = amount_errors(amount)
+    if decided_at is not None and submitted_at is not None and decided_at < submitted_at:
+        errors["decided_at"] = [DECIDED_BEFORE_SUBMITTED]
+    if status in ("approved", "rejected") and decided_at is None:
+        errors.setdefault("decided_at", []).append(DECISION_WITHOUT_DECIDED_AT.format(status=status))
+    return errors
 
 
 def deal_errors(

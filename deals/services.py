@@ -18,7 +18,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from deals.models import Account, Deal, DealRegistration, Touch
-from deals.rules import acting_partner_errors, amount_errors, deal_errors, merge_errors, normalise_domain
+from deals.rules import (
+    acting_partner_errors,
+    amount_errors,
+    deal_errors,
+    domain_errors,
+    merge_errors,
+    normalise_domain,
+)
 from deals.selectors import registration_blocking_claims, registration_conflicts
 from kpis.models import ProgramSettings
 from partners.models import Partner, PartnerUser
@@ -159,10 +166,8 @@ def registration_submit(
     amount = _as_money(amount, "amount", errors)
     _check_moment(submitted_at, "submitted_at", errors)
     domain = normalise_domain(domain)
-    if not domain:
-        errors["domain"] = ["is required: the customer's web or email domain, e.g. acme.com"]
-    elif "." not in domain or " " in domain:
-        errors["domain"] = [f"{domain!r} is not a domain name such as acme.com"]
+    if domain_errors(domain):
+        errors["domain"] = domain_errors(domain)
     account_name = (account_name or "").strip()
     if not account_name:
         errors["account_name"] = ["is required"]

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
@@ -30,7 +29,14 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from deals.models import Account, Deal, DealRegistration, Touch
-from deals.rules import acting_partner_errors, amount_errors, deal_errors, normalise_domain, partner_errors
+from deals.rules import (
+    acting_partner_errors,
+    amount_errors,
+    deal_errors,
+    normalise_domain,
+    partner_errors,
+    registration_errors,
+)
 from interchange.parsing import (
     CellError,
     parse_date,
@@ -74,23 +80,8 @@ FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "targets.csv": (("metric", "period", "value"), ("partner", "join_source")),
 }
 
-DECIDED_BEFORE_SUBMITTED = "decided_at is before submitted_at"
-DECISION_WITHOUT_DECIDED_AT = "an {status} registration needs decided_at"
+
 DEAL_ONLY_WHEN_APPROVED = "only an approved registration has a deal (status is {status})"
-
-
-def registration_errors(
-    *, amount: Decimal | None, submitted_at: datetime | None, decided_at: datetime | None, status: str | None
-) -> dict[str, list[str]]:
-    """The registration rules of the database constraints in deals/models.py."""
-    errors: dict[str, list[str]] = {}
-    if amount_errors(amount):
-        errors["amount"] = amount_errors(amount)
-    if decided_at is not None and submitted_at is not None and decided_at < submitted_at:
-        errors["decided_at"] = [DECIDED_BEFORE_SUBMITTED]
-    if status in ("approved", "rejected") and decided_at is None:
-        errors.setdefault("decided_at", []).append(DECISION_WITHOUT_DECIDED_AT.format(status=status))
-    return errors
 
 
 def _has_field(model: type[models.Model], name: str) -> bool:

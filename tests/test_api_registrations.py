@@ -232,3 +232,14 @@ def test_twenty_partners_submitting_the_same_customer_at_once_get_exactly_one_cl
     clean = claims.filter(conflict_with__isnull=True)
     assert clean.count() == 1
     assert not claims.exclude(pk=clean.get().pk).filter(conflict_with__isnull=True).exists()
+
+
+def test_a_submission_with_several_bad_fields_lists_every_one_of_them(as_member_a):
+    response = as_member_a.post(
+        f"{API}/registrations/", {"account_name": "", "domain": "initech", "amount": "-5"}, format="json"
+    )
+    assert response.status_code == 400
+    fields = error_of(response)["fields"]
+    assert set(fields) == {"account_name", "domain", "amount"}
+    assert fields["amount"] == ["must be greater than 0"]
+    assert fields["domain"] == ["'initech' is not a domain name such as acme.com"]
