@@ -238,6 +238,10 @@ def _publish_checkpoint() -> None:
         time.sleep(float(pause))
 
 
+# A publication that changes at least this many rows refreshes PostgreSQL's planner statistics.
+ANALYZE_AFTER_CHANGED_ROWS = 10_000
+
+
 def publish(*, run: KpiRun, on_published=None) -> dict[str, int]:
     """Replace the published rows that differ from the staged set (kx_pub), in one transaction.
 
@@ -305,6 +309,10 @@ def publish(*, run: KpiRun, on_published=None) -> dict[str, int]:
                 on_published(stats)
         for table in ("kx_del", "kx_ins"):
             cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        if pg and stats["inserted"] + stats["deleted"] >= ANALYZE_AFTER_CHANGED_ROWS:
+            # Autovacuum analyses late; until then the planner may scan the whole KPI table for the
+            # API's and dashboards' reads (seen: 4.8 s instead of 0.1 ms after a first publication).
+            cursor.execute(f"ANALYZE {value_table}")
     return stats
 
 
