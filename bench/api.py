@@ -30,7 +30,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from urllib.parse import urlparse, urlunparse
+
+from bench.database import bench_database_url
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prm.settings")
 
@@ -108,23 +109,6 @@ def __getattr__(name: str):
 
 
 # --- The benchmark -------------------------------------------------------------------------------
-def _bench_database_url(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.scheme not in ("postgres", "postgresql", "pgsql"):
-        sys.exit("bench.api needs DATABASE_URL=postgres://... (the targets are PostgreSQL figures)")
-    name = parsed.path.lstrip("/") + "_bench"
-    import psycopg2
-
-    admin = psycopg2.connect(urlunparse(parsed._replace(path="/postgres")))
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    return urlunparse(parsed._replace(path="/" + name))
-
-
 def _prepare(partners: int, deals: int) -> str:
     """Seed when needed, publish KPIs when needed; returns a partner manager's API token."""
     import django
@@ -226,7 +210,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench.api needs wrk: apt-get install wrk")
 
-    os.environ["DATABASE_URL"] = _bench_database_url(os.environ.get("DATABASE_URL", ""))
+    os.environ["DATABASE_URL"] = bench_database_url(os.environ.get("DATABASE_URL", ""), command="bench.api")
     from bench.kpis import machine
 
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())

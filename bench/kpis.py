@@ -19,26 +19,9 @@ import argparse
 import os
 import platform
 import subprocess
-import sys
 import time
-from urllib.parse import urlparse, urlunparse
 
-
-def _bench_database_url(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.scheme not in ("postgres", "postgresql", "pgsql"):
-        sys.exit("bench.kpis needs DATABASE_URL=postgres://... (the targets are PostgreSQL figures)")
-    name = parsed.path.lstrip("/") + "_bench"
-    import psycopg2
-
-    admin = psycopg2.connect(urlunparse(parsed._replace(path="/postgres")))
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    return urlunparse(parsed._replace(path="/" + name))
+from bench.database import bench_database_url
 
 
 def machine() -> str:
@@ -99,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
 
     url = os.environ.get("DATABASE_URL", "")
-    os.environ["DATABASE_URL"] = _bench_database_url(url)
+    os.environ["DATABASE_URL"] = bench_database_url(url, command="bench.kpis")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prm.settings")
     import django
 

@@ -668,16 +668,24 @@ class _ProgramImport:
                     "deal_id", "partner_id", "kind", "touched_at"
                 )
             )
-            pairs = []
-            for row in valid:
-                identity = tuple(row.values.values())
-                if identity in known:
-                    summary.unchanged += 1
-                    continue
-                known.add(identity)
-                summary.created += 1
-                pairs.append((row, Touch(**row.values)))
-            self._bulk_write(Touch, pairs)
+            self._insert_new_whole_rows(Touch, valid, known, summary)
+
+    def _insert_new_whole_rows(self, model: type[models.Model], valid: list, known: set, summary) -> None:
+        """Insert the rows not already stored, for files whose identity is the whole row (touches, costs).
+
+        `known` holds the identities (row values in column order) already in the database; a row
+        repeated within the file is inserted once.
+        """
+        pairs = []
+        for row in valid:
+            identity = tuple(row.values.values())
+            if identity in known:
+                summary.unchanged += 1
+                continue
+            known.add(identity)
+            summary.created += 1
+            pairs.append((row, model(**row.values)))
+        self._bulk_write(model, pairs)
 
     def _costs(self, file: str) -> None:
         summary = self.result.files[file]
@@ -703,16 +711,7 @@ class _ProgramImport:
                     "date", "amount", "category", "partner_id", "join_source_id", "note"
                 )
             )
-            pairs = []
-            for row in valid:
-                identity = tuple(row.values.values())
-                if identity in known:
-                    summary.unchanged += 1
-                    continue
-                known.add(identity)
-                summary.created += 1
-                pairs.append((row, CostEntry(**row.values)))
-            self._bulk_write(CostEntry, pairs)
+            self._insert_new_whole_rows(CostEntry, valid, known, summary)
 
     def _targets(self, file: str) -> None:
         summary = self.result.files[file]
