@@ -29,6 +29,7 @@ from kpis.selectors import active_run, kpi_series, latest_successful_run
 from kpis.services import attribution_by_partner, kpi_recompute_request, reconciliation_report
 from partners import access
 from partners.models import JoinSource, Partner
+from prm.forms import add_service_errors
 
 LEADERBOARD_METRICS = (
     "sourced_revenue",
@@ -486,22 +487,13 @@ def _decide(request: HttpRequest, registration: DealRegistration, form: Registra
                 override_reason=form.cleaned_data["override_reason"] if decision == "override" else "",
             )
     except ValidationError as error:
-        _add_service_errors(form, error)
+        add_service_errors(form, error)
         return False
     verb = "rejected" if decision == "reject" else "approved"
     messages.success(
         request, f"Registration of {registration.account.name} by {registration.partner} {verb}."
     )
     return True
-
-
-def _add_service_errors(form, error: ValidationError) -> None:
-    """Put a service's field -> messages errors on the form's matching fields (others on top)."""
-    if hasattr(error, "error_dict"):
-        for name, errors in error.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, error.messages)
 
 
 @require_GET

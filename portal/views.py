@@ -19,6 +19,7 @@ from kpis.metrics import Grain, Scope
 from kpis.models import ProgramSettings
 from partners import access
 from portal.forms import DealRegistrationForm
+from prm.forms import add_service_errors
 
 HOME_CARDS = ("sourced_revenue", "influenced_revenue", "leads_generated", "opportunities_sourced")
 
@@ -95,7 +96,7 @@ def register(request: HttpRequest) -> HttpResponse:
                     submitted_by=request.user,
                 )
             except ValidationError as error:
-                _add_service_errors(form, error)
+                add_service_errors(form, error)
             else:
                 if registration.conflict_with_id:
                     messages.warning(
@@ -115,14 +116,6 @@ def register(request: HttpRequest) -> HttpResponse:
         {"form": form, "warnings": warnings, "checked": checked},
         status=status,
     )
-
-
-def _add_service_errors(form, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for name, errors in error.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, error.messages)
 
 
 @require_GET
