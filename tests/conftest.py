@@ -9,8 +9,9 @@ import os
 import pytest
 from django.db import connection
 
+from dashboards.browser import CHROMIUM
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-CHROMIUM = "/usr/bin/chromium"
 # Browser tests must run (fail, never skip) in CI or when PRM_REQUIRE_BROWSER=1.
 REQUIRE_BROWSER = IN_CI or os.environ.get("PRM_REQUIRE_BROWSER", "") == "1"
 

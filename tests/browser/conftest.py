@@ -7,17 +7,7 @@ The root conftest skips these tests when Chromium is missing (or fails them in C
 import pytest
 from django.db import connections
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from dashboards.browser import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture

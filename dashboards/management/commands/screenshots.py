@@ -17,17 +17,8 @@ from django.core.wsgi import get_wsgi_application
 from django.db import connections
 from django.test.utils import override_settings
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from dashboards.browser import CHROMIUM, CHROMIUM_ARGS
+
 MAX_HEIGHT = 1600
 STAFF_PAGES = [
     ("overview", "/dashboard/"),
