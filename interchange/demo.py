@@ -564,7 +564,7 @@ class ProgramGenerator:
         kinds = self._touch_kinds
         touches = set()
         for partner in partners:
-            for _ in range(1 + int(rng.expovariate(1 / 3.2))):
+            for _ in range(1 + int(rng.expovariate(1 / 3.6))):
                 touched_at = start + timedelta(seconds=self._below(seconds))
                 touches.add((touched_at, partner.index, kinds.pick(rng)))
         if deal["closed_at"] is not None and rng.random() < 0.015:

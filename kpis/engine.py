@@ -10,7 +10,8 @@ gives the same digits on both databases; the published Decimal is `v4 / 10^4`.
 
 Pipeline (see docs/kpis.md):
 1. facts: kx_touch (counting touches), kx_deal (local dates, segment), kx_reg, kx_partner, kx_cost,
-   kx_act (qualifying activities), kx_fs (first sales), kx_attr (attribution shares in cents).
+   kx_actm (qualifying activities per partner and month), kx_fs (first sales), kx_attr (attribution
+   shares in cents).
 2. periods: kx_grain maps each month index to its month, quarter and year; kx_period labels them.
 3. components: additive numerators/denominators and medians per (scope, sid, grain, pidx) into kx_s,
    always recomputed from rows for every grain (never summed ratios or averaged medians).
@@ -108,17 +109,34 @@ class Dialect:
     def local_date(self, col: str) -> str:
         """The calendar date of a stored (UTC) datetime in the program time zone."""
         if self.pg:
-            return f"CAST(({col} AT TIME ZONE '{self.tz}') AS DATE)"
+            # The computation sets the session time zone to the program's (`session_time_zone`):
+            # a plain cast then converts with the cached zone, ~2x faster than AT TIME ZONE per row.
+            return f"CAST({col} AS DATE)"
         # Django's own SQLite function behind TruncDate(tzinfo=...): exact zoneinfo conversion.
         return f"django_datetime_cast_date({col}, '{self.tz}', 'UTC')"
 
     def month_index(self, day: str) -> str:
         if self.pg:
-            return (
-                f"(CAST(EXTRACT(YEAR FROM {day}) AS INTEGER) * 12"
-                f" + CAST(EXTRACT(MONTH FROM {day}) AS INTEGER) - 1)"
-            )
+            # date_part works in doubles (exact for these integers); EXTRACT returns numeric, 2x slower.
+            return f"CAST(date_part('year', {day}) * 12 + date_part('month', {day}) - 1 AS INTEGER)"
         return f"(CAST(substr({day}, 1, 4) AS INTEGER) * 12 + CAST(substr({day}, 6, 2) AS INTEGER) - 1)"
+
+    @contextlib.contextmanager
+    def session_time_zone(self):
+        """PostgreSQL: the session converts datetimes to dates in the program time zone meanwhile."""
+        if not self.pg:
+            yield
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('TimeZone')")
+            previous = cursor.fetchone()[0]
+            cursor.execute("SELECT set_config('TimeZone', %s, false)", [self.tz])
+        try:
+            yield
+        finally:
+            # A rolled-back transaction has already undone the change; the connection may be unusable.
+            with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('TimeZone', %s, false)", [previous])
 
     def days_between(self, later: str, earlier: str) -> str:
         if self.pg:
@@ -254,7 +272,6 @@ _TEMP_TABLES = [
     "kx_partner",
     "kx_reg",
     "kx_cost",
-    "kx_act",
     "kx_actm",
     "kx_fs",
     "kx_tw",
@@ -317,8 +334,10 @@ class KpiComputation:
                 self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 # Only session temp tables are written: nothing to lose if the commit is not flushed.
                 self._exec("SET LOCAL synchronous_commit = off")
-                return self._run()
-        return self._run()
+                with self.sql.session_time_zone():
+                    return self._run()
+        with self.sql.session_time_zone():
+            return self._run()
 
     def _run(self) -> ComputeResult:
         if self.sql.pg:
@@ -400,27 +419,28 @@ class KpiComputation:
         # Qualifying activities (program setting), dated on or after the partner joined.
         sources = []
         if self.settings.activity_registrations:
-            sources.append("SELECT partner_id, submitted_d AS d FROM kx_reg")
+            sources.append("SELECT partner_id, submitted_d AS d, submitted_mi AS mi FROM kx_reg")
         if self.settings.activity_sourced_deals:
-            sources.append("SELECT sp AS partner_id, created_d AS d FROM kx_deal WHERE sp IS NOT NULL")
+            sources.append(
+                "SELECT sp AS partner_id, created_d AS d, created_mi AS mi FROM kx_deal WHERE sp IS NOT NULL"
+            )
         if self.settings.activity_touches:
-            sources.append("SELECT partner_id, touched_d AS d FROM kx_touch")
-        # UNION ALL: duplicates change neither the first (MIN) nor the latest (MAX) activity.
-        union = (
-            " UNION ALL ".join(sources)
-            if sources
-            else "SELECT partner_id, submitted_d AS d FROM kx_reg WHERE 1 = 0"
-        )
+            sources.append("SELECT partner_id, touched_d AS d, touched_mi AS mi FROM kx_touch")
+        # Each source is reduced to its first and latest activity per partner and local date's month
+        # before the union (3M touches become ~0.2M rows): enough for the first activity (MIN) and
+        # for "active in the 90 days to E" (the latest activity of each month).
+        grouped = [
+            f"""SELECT a.partner_id, a.mi, MIN(a.d) AS mind, MAX(a.d) AS maxd
+            FROM ({source}) a JOIN kx_partner p ON p.id = a.partner_id
+            WHERE p.joined IS NOT NULL AND a.d >= p.joined
+            GROUP BY a.partner_id, a.mi"""
+            for source in sources
+        ] or ["SELECT partner_id, 0 AS mi, submitted_d AS mind, submitted_d AS maxd FROM kx_reg WHERE 1 = 0"]
         self._exec(
-            f"""CREATE TEMP TABLE kx_act AS
-            SELECT a.partner_id, p.js, a.d, {s.month_index("a.d")} AS mi
-            FROM ({union}) a JOIN kx_partner p ON p.id = a.partner_id
-            WHERE p.joined IS NOT NULL AND a.d >= p.joined"""
-        )
-        # Latest activity per partner and month: enough to answer "active in the 90 days to E".
-        self._exec(
-            """CREATE TEMP TABLE kx_actm AS
-            SELECT partner_id, js, mi, MAX(d) AS maxd FROM kx_act GROUP BY partner_id, js, mi"""
+            f"""CREATE TEMP TABLE kx_actm AS
+            SELECT a.partner_id, p.js, a.mi, MIN(a.mind) AS mind, MAX(a.maxd) AS maxd
+            FROM ({" UNION ALL ".join(grouped)}) a JOIN kx_partner p ON p.id = a.partner_id
+            GROUP BY a.partner_id, p.js, a.mi"""
         )
         # First sale: earliest won deal closed on/after joining (and by the as-of date) that the
         # partner sourced or that counts as influenced revenue for it.
@@ -437,7 +457,7 @@ class KpiComputation:
             WHERE p.joined IS NOT NULL AND x.closed_d >= p.joined AND x.closed_d <= {as_of}
             GROUP BY p.id"""
         )
-        self._analyze("kx_act", "kx_actm", "kx_fs")
+        self._analyze("kx_actm", "kx_fs")
 
     def _attribution(self) -> None:
         """kx_attr(deal_id, partner_id, js, closed_mi, cents): each won deal's amount split to cents.
@@ -507,6 +527,10 @@ class KpiComputation:
 
     def attribution_totals(self, date_from: date, date_to: date) -> list[dict]:
         """Per partner sourced / influenced / attributed revenue of deals won between two local dates."""
+        with self.sql.session_time_zone():
+            return self._attribution_totals(date_from, date_to)
+
+    def _attribution_totals(self, date_from: date, date_to: date) -> list[dict]:
         from decimal import Decimal
 
         self._facts()
@@ -734,7 +758,7 @@ class KpiComputation:
                 CASE WHEN p.joined <= {as_of} AND {s.days_between(as_of, "p.joined")} <= {window}
                      THEN 1 ELSE 0 END AS inside
             FROM kx_partner p
-            LEFT JOIN (SELECT partner_id, MIN(d) AS activated FROM kx_act GROUP BY partner_id) a
+            LEFT JOIN (SELECT partner_id, MIN(mind) AS activated FROM kx_actm GROUP BY partner_id) a
                    ON a.partner_id = p.id
             WHERE p.joined IS NOT NULL"""
         self._additive(
@@ -780,29 +804,38 @@ class KpiComputation:
             mi="decided_mi",
         )
         # Opportunities influenced: distinct deals with a counting touch in the period, per scope.
-        # Month rows are distinct per month already; quarters and years dedupe again.
+        # kx_opp holds each (scope, deal, month) once; a row also counts for its quarter (year) when
+        # it is the deal's first month touched in that quarter (year), so one sorted pass gives all
+        # three grains and the quarters and years roll up from months like a sum.
         self._exec(
             """CREATE TEMP TABLE kx_opp AS
-            SELECT 0 AS sc, 0 AS sid, deal_id, touched_mi AS mi FROM kx_touch GROUP BY deal_id, touched_mi
-            UNION ALL SELECT 1, partner_id, deal_id, touched_mi FROM kx_touch
-                      GROUP BY partner_id, deal_id, touched_mi
-            UNION ALL SELECT 2, js, deal_id, touched_mi FROM kx_touch GROUP BY js, deal_id, touched_mi"""
+            SELECT partner_id, js, deal_id, touched_mi AS mi FROM kx_touch
+            GROUP BY partner_id, js, deal_id, touched_mi"""
         )
-        scope_name = "CASE sc WHEN 0 THEN 'program' WHEN 1 THEN 'partner' ELSE 'join_source' END"
+        self._analyze("kx_opp")
+        # One window per scope (sorting the scopes apart keeps each sort in memory).
+        distinct_rows = {
+            "partner": "SELECT partner_id AS sid, deal_id, mi FROM kx_opp",
+            "join_source": "SELECT js AS sid, deal_id, mi FROM kx_opp GROUP BY js, deal_id, mi",
+            "program": "SELECT 0 AS sid, deal_id, mi FROM kx_opp GROUP BY deal_id, mi",
+        }
+        monthly = " UNION ALL ".join(
+            f"""SELECT '{scope}' AS scope, sid, mi, COUNT(*) AS n, SUM(first_q) AS nq, SUM(first_y) AS ny
+            FROM (SELECT sid, mi,
+                         CASE WHEN prev IS NULL OR prev / 3 <> mi / 3 THEN 1 ELSE 0 END AS first_q,
+                         CASE WHEN prev IS NULL OR prev / 12 <> mi / 12 THEN 1 ELSE 0 END AS first_y
+                  FROM (SELECT sid, mi, LAG(mi) OVER (PARTITION BY sid, deal_id ORDER BY mi) AS prev
+                        FROM ({rows}) o) f) x
+            GROUP BY sid, mi"""
+            for scope, rows in distinct_rows.items()
+        )
         self._insert(
             ["opp_inf"],
-            f"""SELECT {scope_name}, sid, 'month', mi, n FROM (
-                SELECT sc, sid, mi, COUNT(*) AS n FROM kx_opp GROUP BY sc, sid, mi) o
-            UNION ALL
-            SELECT {scope_name}, sid, 'quarter', q, n FROM (
-                SELECT sc, sid, q, COUNT(*) AS n
-                FROM (SELECT sc, sid, deal_id, mi / 3 AS q FROM kx_opp GROUP BY sc, sid, deal_id, mi / 3) d
-                GROUP BY sc, sid, q) o
-            UNION ALL
-            SELECT {scope_name}, sid, 'year', y, n FROM (
-                SELECT sc, sid, y, COUNT(*) AS n
-                FROM (SELECT sc, sid, deal_id, mi / 12 AS y FROM kx_opp GROUP BY sc, sid, deal_id, mi / 12) d
-                GROUP BY sc, sid, y) o""",
+            f"""SELECT m.scope, m.sid, g.grain, g.pidx,
+                SUM(CASE g.grain WHEN 'month' THEN m.n WHEN 'quarter' THEN m.nq ELSE m.ny END)
+            FROM ({monthly}) m
+            JOIN kx_grain g ON g.mi = m.mi
+            GROUP BY m.scope, m.sid, g.grain, g.pidx""",
         )
 
         # Cost: program all; partner its tagged costs; join source tagged with it or its partners, once.
