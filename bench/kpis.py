@@ -79,6 +79,13 @@ def main() -> None:
     parser.add_argument("--partners", type=int, default=10_000)
     parser.add_argument("--deals", type=int, default=1_000_000)
     parser.add_argument("--reseed", action="store_true", help="drop the bench program and seed again")
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        default=int(os.environ.get("KPI_CHUNKS", "0")) or (os.cpu_count() or 1),
+        help="KPI_CHUNKS for the runs, computed on that many database sessions (default: cores)",
+    )
+    parser.add_argument("--skip-first", action="store_true", help="keep the published set (no first run)")
     args = parser.parse_args()
 
     url = os.environ.get("DATABASE_URL", "")
@@ -87,6 +94,7 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
 
@@ -123,9 +131,14 @@ def main() -> None:
         run, _ = kpi_run_create(trigger="command", mode=mode)
         return kpi_run_execute(run_id=run.pk)
 
+    settings.KPI_CHUNKS = args.chunks
+    print(f"  KPI_CHUNKS={args.chunks} (database sessions computing a run's chunks at once)", flush=True)
     floor, _ = timed("floor (bare aggregate scans)", lambda: floor_seconds(tz))
-    KpiValue.objects.all().delete()
-    first, first_run = timed("full recompute, first publication", lambda: run("full"))
+    if args.skip_first and KpiValue.objects.exists():
+        first, first_run = float("nan"), None
+    else:
+        KpiValue.objects.all().delete()
+        first, first_run = timed("full recompute, first publication", lambda: run("full"))
     full, full_run = timed("full recompute, rerun on unchanged data", lambda: run("full"))
     with connection.cursor() as cursor:
         cursor.execute(
@@ -135,7 +148,8 @@ def main() -> None:
         )
     incremental, inc_run = timed("incremental after changing 1% of the deals", lambda: run("incremental"))
     print(
-        f"  published rows: {KpiValue.objects.count()}; first run wrote {first_run.rows_written}; "
+        f"  published rows: {KpiValue.objects.count()}; "
+        f"first run wrote {first_run.rows_written if first_run else '(skipped)'}; "
         f"incremental rewrote {inc_run.rows_written} in {inc_run.periods_recomputed} periods"
     )
     print(f"  ratio full / floor: {full / floor:.1f}x (first publication {first / floor:.1f}x)")

@@ -266,7 +266,8 @@ class ComputeResult:
     statements: list[str] = field(default_factory=list)
 
 
-_TEMP_TABLES = [
+# Facts every scope reads (a chunked run shares them in its schema) and the per-scope tables.
+_FACT_TABLES = [
     "kx_touch",
     "kx_deal",
     "kx_partner",
@@ -278,15 +279,34 @@ _TEMP_TABLES = [
     "kx_attr",
     "kx_grain",
     "kx_period",
-    "kx_s",
-    "kx_opp",
-    "kx_m",
-    "kx_metric",
-    "kx_v",
-    "kx_target",
-    "kx_pub",
     "kx_recon",
 ]
+_SCOPE_TABLES = ["kx_s", "kx_opp", "kx_m", "kx_metric", "kx_v", "kx_target", "kx_pub"]
+_TEMP_TABLES = _FACT_TABLES + _SCOPE_TABLES
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The part of the scopes one worker computes: the program scope and/or the partner and
+    join-source scopes of some join sources (a join source and all its partners stay together, so
+    a deal touched by two partners of one source is still counted once for the source)."""
+
+    program: bool = True
+    join_sources: tuple[int, ...] | None = None  # None: every join source
+
+    @property
+    def partners(self) -> bool:
+        return self.join_sources is None or len(self.join_sources) > 0
+
+    def join_source_filter(self, column: str) -> str:
+        if self.join_sources is None:
+            return "1 = 1"
+        if not self.join_sources:
+            return "1 = 0"
+        return f"{column} IN ({', '.join(str(int(j)) for j in self.join_sources)})"
+
+
+WHOLE = Chunk()
 
 
 class KpiComputation:
@@ -295,11 +315,19 @@ class KpiComputation:
     Usage: `comp = KpiComputation(settings, as_of); comp.run(); ...read kx_pub...; comp.drop()`.
     """
 
-    def __init__(self, settings: EngineSettings, as_of: date) -> None:
+    def __init__(self, settings: EngineSettings, as_of: date, *, schema: str | None = None) -> None:
         self.settings = settings
         self.as_of = as_of
         self.sql = Dialect(settings.time_zone)
         self.result = ComputeResult()
+        if schema is not None and (not self.sql.pg or not re.match(r"^[a-z_][a-z0-9_]*$", schema)):
+            raise ValueError(f"shared fact tables need PostgreSQL and a plain schema name, not {schema!r}")
+        # PostgreSQL: facts as UNLOGGED tables in this schema, so several sessions share them.
+        self.schema = schema
+        self.chunk = WHOLE
+
+    def _fact_table(self, name: str) -> str:
+        return f"UNLOGGED TABLE {self.schema}.{name}" if self.schema else f"TEMP TABLE {name}"
 
     # -- plumbing ------------------------------------------------------------------------------
     def _exec(self, statement: str) -> None:
@@ -319,6 +347,80 @@ class KpiComputation:
     def drop(self) -> None:
         for table in _TEMP_TABLES:
             self._exec(f"DROP TABLE IF EXISTS {table}")
+
+    def drop_scope_tables(self) -> None:
+        for table in _SCOPE_TABLES:
+            self._exec(
+                f"DROP TABLE IF EXISTS pg_temp.{table}" if self.sql.pg else f"DROP TABLE IF EXISTS {table}"
+            )
+
+    # -- chunked runs (PostgreSQL): facts once, scopes in chunks on several sessions ------------
+    @contextlib.contextmanager
+    def search_path(self):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('search_path')")
+            previous = cursor.fetchone()[0]
+            cursor.execute("SELECT set_config('search_path', %s, false)", [f"{self.schema}, public"])
+        try:
+            yield
+        finally:
+            with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('search_path', %s, false)", [previous])
+
+    def run_facts(self) -> ComputeResult:
+        """Chunked run, step 1: the shared fact tables, the periods and the reconciliation items in
+        the run's schema (one REPEATABLE READ snapshot), plus an empty shared kx_pub."""
+        assert self.schema and not connection.in_atomic_block
+        with transaction.atomic():
+            self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            self._exec("SET LOCAL synchronous_commit = off")
+            self._exec("SET LOCAL work_mem = '256MB'")
+            with self.sql.session_time_zone(), self.search_path():
+                self._facts()
+                self._lifecycle_facts()
+                self._attribution()
+                self._analyze("kx_attr")
+                self._periods()
+                self._reconciliation()
+                self._exec(
+                    f"CREATE UNLOGGED TABLE {self.schema}.kx_pub (scope VARCHAR(12), scope_key TEXT, "
+                    "partner_id BIGINT, join_source_id BIGINT, grain VARCHAR(8), period VARCHAR(7), "
+                    "period_start DATE, metric TEXT, target_metric TEXT, "
+                    "attribution_model VARCHAR(20), value NUMERIC(24, 4), chunk INTEGER)"
+                )
+        return self.result
+
+    def run_chunk(self, number: int, chunk: Chunk) -> int:
+        """Chunked run, step 2: one chunk's rows into the shared kx_pub (replacing any earlier
+        attempt of the same chunk); returns how many. Reads only the shared facts."""
+        assert self.schema
+        self.chunk = chunk
+        with self.search_path():
+            self.drop_scope_tables()
+            with transaction.atomic():
+                self._exec("SET LOCAL synchronous_commit = off")
+                self._exec("SET LOCAL work_mem = '256MB'")
+                self._components()
+                self._metrics()
+                self._publishable()
+                self._exec(f"DELETE FROM {self.schema}.kx_pub WHERE chunk = {int(number)}")
+                columns = ", ".join(published_columns())
+                self._exec(
+                    f"INSERT INTO {self.schema}.kx_pub ({columns}, chunk) "
+                    f"SELECT {columns}, {int(number)} FROM pg_temp.kx_pub"
+                )
+            self.drop_scope_tables()
+        return self.result.staged_rows
+
+    def chunk_weights(self) -> list[tuple[int, int]]:
+        """(join source id, fact rows of its partners): what the chunks are balanced on."""
+        with self.search_path():
+            return self._fetch(
+                """SELECT p.js, CAST(COUNT(*) + COALESCE(SUM(t.n), 0) AS BIGINT) FROM kx_partner p
+                LEFT JOIN (SELECT partner_id, COUNT(*) AS n FROM kx_touch GROUP BY partner_id) t
+                       ON t.partner_id = p.id
+                GROUP BY p.js ORDER BY p.js"""
+            )
 
     def run(self) -> ComputeResult:
         """Build kx_pub. On PostgreSQL every statement reads one REPEATABLE READ snapshot, so a
@@ -362,14 +464,14 @@ class KpiComputation:
         partner, cost = Partner._meta.db_table, CostEntry._meta.db_table
 
         self._exec(
-            f"""CREATE TEMP TABLE kx_partner AS
+            f"""CREATE {self._fact_table("kx_partner")} AS
             SELECT p.id, p.join_source_id AS js, p.joined_at AS joined, p.applied_at AS applied,
                    {s.month_index("p.joined_at")} AS joined_mi, {s.month_index("p.applied_at")} AS applied_mi
             FROM {partner} p"""
         )
         # Only touches dated on or before the deal's close count (open deals: every touch).
         self._exec(
-            f"""CREATE TEMP TABLE kx_touch AS
+            f"""CREATE {self._fact_table("kx_touch")} AS
             SELECT x.id, x.deal_id, x.partner_id, x.touched_at, x.touched_d,
                    {s.month_index("x.touched_d")} AS touched_mi, p.js
             FROM (SELECT t.id, t.deal_id, t.partner_id, t.touched_at,
@@ -382,7 +484,7 @@ class KpiComputation:
         self._analyze("kx_partner", "kx_touch")
         # Segment: s(ourced), i(nfluenced: no sourcing partner, at least one counting touch), d(irect).
         self._exec(
-            f"""CREATE TEMP TABLE kx_deal AS
+            f"""CREATE {self._fact_table("kx_deal")} AS
             SELECT x.*, {s.month_index("x.closed_d")} AS closed_mi,
                    {s.month_index("x.created_d")} AS created_mi,
                    CASE WHEN x.sp IS NOT NULL THEN 's'
@@ -396,7 +498,7 @@ class KpiComputation:
         )
         self._exec("CREATE INDEX kx_deal_id ON kx_deal (id)")
         self._exec(
-            f"""CREATE TEMP TABLE kx_reg AS
+            f"""CREATE {self._fact_table("kx_reg")} AS
             SELECT x.id, x.partner_id, p.js, x.status, x.account_id,
                    {s.month_index("x.submitted_d")} AS submitted_mi, x.submitted_d,
                    {s.month_index("x.decided_d")} AS decided_mi
@@ -407,7 +509,7 @@ class KpiComputation:
             JOIN kx_partner p ON p.id = x.partner_id"""
         )
         self._exec(
-            f"""CREATE TEMP TABLE kx_cost AS
+            f"""CREATE {self._fact_table("kx_cost")} AS
             SELECT c.id, CAST(ROUND(c.amount * 100) AS BIGINT) AS cents, {s.month_index("c.date")} AS mi,
                    c.partner_id, c.join_source_id AS tag_js, p.js AS partner_js
             FROM {cost} c LEFT JOIN kx_partner p ON p.id = c.partner_id"""
@@ -437,7 +539,7 @@ class KpiComputation:
             for source in sources
         ] or ["SELECT partner_id, 0 AS mi, submitted_d AS mind, submitted_d AS maxd FROM kx_reg WHERE 1 = 0"]
         self._exec(
-            f"""CREATE TEMP TABLE kx_actm AS
+            f"""CREATE {self._fact_table("kx_actm")} AS
             SELECT a.partner_id, p.js, a.mi, MIN(a.mind) AS mind, MAX(a.maxd) AS maxd
             FROM ({" UNION ALL ".join(grouped)}) a JOIN kx_partner p ON p.id = a.partner_id
             GROUP BY a.partner_id, p.js, a.mi"""
@@ -446,7 +548,7 @@ class KpiComputation:
         # partner sourced or that counts as influenced revenue for it.
         as_of = s.date_literal(self.as_of)
         self._exec(
-            f"""CREATE TEMP TABLE kx_fs AS
+            f"""CREATE {self._fact_table("kx_fs")} AS
             SELECT p.id AS partner_id, MIN(x.closed_d) AS fs_d
             FROM kx_partner p JOIN (
                 SELECT sp AS partner_id, closed_d FROM kx_deal WHERE status = 'won' AND sp IS NOT NULL
@@ -469,7 +571,7 @@ class KpiComputation:
         s = self.sql
         model = self.settings.attribution_model
         self._exec(
-            """CREATE TEMP TABLE kx_tw AS
+            f"""CREATE {self._fact_table("kx_tw")} AS
             SELECT t.deal_id, t.partner_id, t.js, t.touched_at, d.closed_at, d.cents, d.closed_mi,
                    ROW_NUMBER() OVER (PARTITION BY t.deal_id ORDER BY t.touched_at, t.id) AS rn,
                    COUNT(*) OVER (PARTITION BY t.deal_id) AS n
@@ -512,7 +614,7 @@ class KpiComputation:
                              CAST(SUM({unit}) AS BIGINT) AS u, CAST(MAX({den}) AS BIGINT) AS den
                       FROM kx_tw GROUP BY deal_id, partner_id, js, cents, closed_mi) c"""
         self._exec(
-            f"""CREATE TEMP TABLE kx_attr AS
+            f"""CREATE {self._fact_table("kx_attr")} AS
             SELECT deal_id, partner_id, js, closed_mi,
                    base + CASE WHEN place <= leftover THEN 1 ELSE 0 END AS cents
             FROM (SELECT f.*,
@@ -587,11 +689,11 @@ class KpiComputation:
                 grain_rows.append(f"('{grain}', {mi}, {index})")
                 periods[(grain, index)] = Period(grain, index)
         s = self.sql
-        self._exec("CREATE TEMP TABLE kx_grain (grain VARCHAR(8), mi INTEGER, pidx INTEGER)")
+        self._exec(f"CREATE {self._fact_table('kx_grain')} (grain VARCHAR(8), mi INTEGER, pidx INTEGER)")
         self._exec("INSERT INTO kx_grain (grain, mi, pidx) VALUES " + ", ".join(grain_rows))
         self._exec("CREATE INDEX kx_grain_mi ON kx_grain (mi)")
         self._exec(
-            "CREATE TEMP TABLE kx_period (grain VARCHAR(8), pidx INTEGER, label VARCHAR(7), "
+            f"CREATE {self._fact_table('kx_period')} (grain VARCHAR(8), pidx INTEGER, label VARCHAR(7), "
             "start_d DATE, end_mi INTEGER, window_start DATE)"
         )
         values = ", ".join(
@@ -610,15 +712,25 @@ class KpiComputation:
         names = "".join(f", {c}" for c in columns)
         self._exec(f"INSERT INTO kx_s (scope, sid, grain, pidx{names}) {select}")
 
-    @staticmethod
+    def _in_chunk(self, scope: str) -> bool:
+        return self.chunk.program if scope == "program" else self.chunk.partners
+
     def _scoped(
-        rows: str, scopes: tuple[str, ...], *, partner_col: str = "partner_id", js_col: str = "js"
+        self, rows: str, scopes: tuple[str, ...], *, partner_col: str = "partner_id", js_col: str = "js"
     ) -> str:
-        """Expand fact rows to one copy per scope with its id as `sid` (program: 0)."""
+        """Expand fact rows to one copy per scope of this chunk with its id as `sid` (program: 0)."""
         sid = {"program": "0", "partner": f"r.{partner_col}", "join_source": f"r.{js_col}"}
-        return " UNION ALL ".join(
-            f"SELECT '{scope}' AS scope, {sid[scope]} AS sid, r.* FROM ({rows}) r" for scope in scopes
-        )
+        where = {
+            "program": "",
+            "partner": f" WHERE {self.chunk.join_source_filter(f'r.{js_col}')}",
+            "join_source": f" WHERE {self.chunk.join_source_filter(f'r.{js_col}')}",
+        }
+        selects = [
+            f"SELECT '{scope}' AS scope, {sid[scope]} AS sid, r.* FROM ({rows}) r{where[scope]}"
+            for scope in scopes
+            if self._in_chunk(scope)
+        ]
+        return " UNION ALL ".join(selects) or f"SELECT '' AS scope, 0 AS sid, r.* FROM ({rows}) r WHERE 1 = 0"
 
     def _median(self, column: str, rows: str) -> None:
         """kx_s.column = median * 10 of v over rows(scope, sid, grain, pidx, v), from the rows."""
@@ -661,13 +773,17 @@ class KpiComputation:
         GROUPS = ("program", "join_source")
         PARTNERS = ("partner", "join_source")
 
+        chunk = self.chunk
         # Dense keys: every period for the program and every join source.
-        self._insert([], "SELECT 'program', 0, grain, pidx FROM kx_period")
-        self._insert(
-            [],
-            f"SELECT 'join_source', j.id, p.grain, p.pidx "
-            f"FROM kx_period p CROSS JOIN {JoinSource._meta.db_table} j",
-        )
+        if chunk.program:
+            self._insert([], "SELECT 'program', 0, grain, pidx FROM kx_period")
+        if chunk.partners:
+            self._insert(
+                [],
+                f"SELECT 'join_source', j.id, p.grain, p.pidx "
+                f"FROM kx_period p CROSS JOIN {JoinSource._meta.db_table} j "
+                f"WHERE {chunk.join_source_filter('j.id')}",
+            )
 
         def won(seg: str | None, what: str) -> str:
             cond = "status = 'won'" + (f" AND seg = '{seg}'" if seg else "")
@@ -677,25 +793,26 @@ class KpiComputation:
             return f"SUM(CASE WHEN status = 'lost' AND seg = '{seg}' THEN 1 ELSE 0 END)"
 
         # Program revenue and win rates by segment, deals closed in the period.
-        self._additive(
-            ["won_c", "won_n", "src_c", "src_n", "inf_c", "inf_n", "dir_c", "dir_n"]
-            + ["lost_src", "lost_inf", "lost_dir"],
-            "SELECT 'program' AS scope, 0 AS sid, d.* FROM kx_deal d WHERE d.status IN ('won', 'lost')",
-            [
-                won(None, "cents"),
-                won(None, "1"),
-                won("s", "cents"),
-                won("s", "1"),
-                won("i", "cents"),
-                won("i", "1"),
-                won("d", "cents"),
-                won("d", "1"),
-                lost("s"),
-                lost("i"),
-                lost("d"),
-            ],
-            mi="closed_mi",
-        )
+        if chunk.program:
+            self._additive(
+                ["won_c", "won_n", "src_c", "src_n", "inf_c", "inf_n", "dir_c", "dir_n"]
+                + ["lost_src", "lost_inf", "lost_dir"],
+                "SELECT 'program' AS scope, 0 AS sid, d.* FROM kx_deal d WHERE d.status IN ('won', 'lost')",
+                [
+                    won(None, "cents"),
+                    won(None, "1"),
+                    won("s", "cents"),
+                    won("s", "1"),
+                    won("i", "cents"),
+                    won("i", "1"),
+                    won("d", "cents"),
+                    won("d", "1"),
+                    lost("s"),
+                    lost("i"),
+                    lost("d"),
+                ],
+                mi="closed_mi",
+            )
         # Sourced deals per partner and join source.
         sourced_rows = (
             "SELECT d.sp AS partner_id, p.js, d.status, d.cents, d.closed_mi FROM kx_deal d "
@@ -725,13 +842,14 @@ class KpiComputation:
         )
         # Sales cycle medians (won deals, whole local days created -> closed), from the rows.
         cycle = s.days_between("d.closed_d", "d.created_d")
-        for seg, column in (("s", "cyc_src_med"), ("i", "cyc_inf_med"), ("d", "cyc_dir_med")):
-            self._median(
-                column,
-                f"""SELECT 'program' AS scope, 0 AS sid, g.grain, g.pidx, {cycle} AS v
-                FROM kx_deal d JOIN kx_grain g ON g.mi = d.closed_mi
-                WHERE d.status = 'won' AND d.seg = '{seg}'""",
-            )
+        if chunk.program:
+            for seg, column in (("s", "cyc_src_med"), ("i", "cyc_inf_med"), ("d", "cyc_dir_med")):
+                self._median(
+                    column,
+                    f"""SELECT 'program' AS scope, 0 AS sid, g.grain, g.pidx, {cycle} AS v
+                    FROM kx_deal d JOIN kx_grain g ON g.mi = d.closed_mi
+                    WHERE d.status = 'won' AND d.seg = '{seg}'""",
+                )
         sourced_cycle = (
             f"SELECT d.sp AS partner_id, p.js, d.closed_mi, {cycle} AS v FROM kx_deal d "
             "JOIN kx_partner p ON p.id = d.sp WHERE d.status = 'won' AND d.sp IS NOT NULL"
@@ -808,15 +926,19 @@ class KpiComputation:
         # it is the deal's first month touched in that quarter (year), so one sorted pass gives all
         # three grains and the quarters and years roll up from months like a sum.
         self._exec(
-            """CREATE TEMP TABLE kx_opp AS
+            f"""CREATE TEMP TABLE kx_opp AS
             SELECT partner_id, js, deal_id, touched_mi AS mi FROM kx_touch
+            WHERE {"1 = 1" if chunk.program else chunk.join_source_filter("js")}
             GROUP BY partner_id, js, deal_id, touched_mi"""
         )
         self._analyze("kx_opp")
         # One window per scope (sorting the scopes apart keeps each sort in memory).
+        in_chunk = chunk.join_source_filter("js")
         distinct_rows = {
-            "partner": "SELECT partner_id AS sid, deal_id, mi FROM kx_opp",
-            "join_source": "SELECT js AS sid, deal_id, mi FROM kx_opp GROUP BY js, deal_id, mi",
+            "partner": f"SELECT partner_id AS sid, deal_id, mi FROM kx_opp WHERE {in_chunk}",
+            "join_source": (
+                f"SELECT js AS sid, deal_id, mi FROM kx_opp WHERE {in_chunk} GROUP BY js, deal_id, mi"
+            ),
             "program": "SELECT 0 AS sid, deal_id, mi FROM kx_opp GROUP BY deal_id, mi",
         }
         monthly = " UNION ALL ".join(
@@ -828,6 +950,7 @@ class KpiComputation:
                         FROM ({rows}) o) f) x
             GROUP BY sid, mi"""
             for scope, rows in distinct_rows.items()
+            if self._in_chunk(scope)
         )
         self._insert(
             ["opp_inf"],
@@ -839,15 +962,19 @@ class KpiComputation:
         )
 
         # Cost: program all; partner its tagged costs; join source tagged with it or its partners, once.
-        self._additive(
-            ["cost_c"],
-            """SELECT 'program' AS scope, 0 AS sid, cents, mi FROM kx_cost
-            UNION ALL SELECT 'partner', partner_id, cents, mi FROM kx_cost WHERE partner_id IS NOT NULL
-            UNION ALL SELECT 'join_source', sid, cents, mi FROM (
-                SELECT id, tag_js AS sid, cents, mi FROM kx_cost WHERE tag_js IS NOT NULL
-                UNION SELECT id, partner_js, cents, mi FROM kx_cost WHERE partner_js IS NOT NULL) j""",
-            ["SUM(cents)"],
-        )
+        cost_rows = []
+        if chunk.program:
+            cost_rows.append("SELECT 'program' AS scope, 0 AS sid, cents, mi FROM kx_cost")
+        if chunk.partners:
+            cost_rows += [
+                "SELECT 'partner' AS scope, partner_id AS sid, cents, mi FROM kx_cost "
+                f"WHERE partner_id IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
+                f"""SELECT 'join_source' AS scope, sid, cents, mi FROM (
+                    SELECT id, tag_js AS sid, cents, mi FROM kx_cost WHERE tag_js IS NOT NULL
+                    UNION SELECT id, partner_js, cents, mi FROM kx_cost WHERE partner_js IS NOT NULL) j
+                WHERE {chunk.join_source_filter("sid")}""",
+            ]
+        self._additive(["cost_c"], " UNION ALL ".join(cost_rows), ["SUM(cents)"])
         # New customers: the account's first ever won deal (earliest closed_at, ties to the lowest
         # key) closed in the period and was partner-sourced.
         first_won = f"""SELECT d.sp AS partner_id, p.js, d.closed_mi
@@ -903,6 +1030,18 @@ class KpiComputation:
             "CASE WHEN t.partner_id IS NOT NULL THEN 'partner' "
             "WHEN t.join_source_id IS NOT NULL THEN 'join_source' ELSE 'program' END"
         )
+        chunk = self.chunk
+        in_chunk = " OR ".join(
+            (["(t.partner_id IS NULL AND t.join_source_id IS NULL)"] if chunk.program else [])
+            + (
+                [
+                    f"(t.partner_id IS NOT NULL AND {chunk.join_source_filter('p.js')})",
+                    f"(t.join_source_id IS NOT NULL AND {chunk.join_source_filter('t.join_source_id')})",
+                ]
+                if chunk.partners
+                else []
+            )
+        )
         start_mi = s.month_index("t.period_start")
         pidx = (
             f"CASE t.grain WHEN 'month' THEN {start_mi} WHEN 'quarter' THEN {start_mi} / 3 "
@@ -912,7 +1051,8 @@ class KpiComputation:
             f"""CREATE TEMP TABLE kx_target AS
             SELECT {scope} AS scope, COALESCE(t.partner_id, t.join_source_id, 0) AS sid, t.grain,
                    {pidx} AS pidx, t.metric, CAST(ROUND(t.value * {SCALE}) AS BIGINT) AS v4
-            FROM {target} t"""
+            FROM {target} t LEFT JOIN kx_partner p ON p.id = t.partner_id
+            WHERE {in_chunk}"""
         )
         self._exec(
             """INSERT INTO kx_v (scope, sid, grain, pidx, metric, target_metric, v4)
@@ -959,7 +1099,7 @@ class KpiComputation:
         s = self.sql
         deal, touch, reg = Deal._meta.db_table, Touch._meta.db_table, DealRegistration._meta.db_table
         self._exec(
-            f"""CREATE TEMP TABLE kx_recon AS
+            f"""CREATE {self._fact_table("kx_recon")} AS
             SELECT 'sourced_before_joined' AS kind, d.id AS deal_id, d.sp AS partner_id,
                    CAST(NULL AS BIGINT) AS touch_id, d.account_id,
                    CAST('' AS VARCHAR(2000)) AS registration_ids,

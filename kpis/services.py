@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -22,7 +23,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from deals.models import Deal, DealRegistration, Touch
-from kpis.engine import EngineSettings, KpiComputation
+from kpis.engine import Chunk, EngineSettings, KpiComputation
 from kpis.metrics import TARGETABLE_METRICS, AttributionModel
 from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
 from kpis.periods import parse_period
@@ -32,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 # A queued or running run older than this is considered abandoned (its worker died for good).
 STALE_RUN_SECONDS = getattr(settings, "KPI_RUN_STALE_SECONDS", 6 * 3600)
+
+
+def kpi_chunk_count() -> int:
+    """How many chunks a run is split into (PostgreSQL only; 1 = computed whole in one session)."""
+    return max(1, int(getattr(settings, "KPI_CHUNKS", 1))) if connection.vendor == "postgresql" else 1
 
 
 # -- runs --------------------------------------------------------------------------------------
@@ -134,8 +140,14 @@ def _record_failure(run_id: int, status: str, message: str) -> None:
             connection.close()  # a broken connection: the next query reconnects
 
 
-def kpi_run_execute(*, run_id: int) -> KpiRun:
+def kpi_run_execute(*, run_id: int, dispatch: str = "threads", queue: str | None = None) -> KpiRun:
     """Compute and publish the run (what the Celery task and the command call).
+
+    With KPI_CHUNKS > 1 (PostgreSQL) the shared facts are computed here and the scopes in chunks:
+    `dispatch="celery"` queues one task per chunk (on `queue`, default the default queue) for any
+    worker to take (the last chunk to finish publishes, and the run stays running until then);
+    `"threads"` computes them on as many database sessions from this process and returns once
+    published.
 
     Database outages (OperationalError / InterfaceError) put the run back to queued and re-raise,
     so the task's autoretry picks it up again; any other error fails the run. Either way the
@@ -146,24 +158,32 @@ def kpi_run_execute(*, run_id: int) -> KpiRun:
         return KpiRun.objects.get(pk=run_id)
     started = time.monotonic()
     try:
-        _execute(run, started)
+        _execute(run, started, dispatch=dispatch, queue=queue)
     except (OperationalError, InterfaceError) as exc:
-        _drop_quietly()
+        _drop_quietly(run.pk)
         _record_failure(run.pk, KpiRun.Status.QUEUED, f"database unavailable, will retry: {exc}")
         raise
     except Exception as exc:
-        _drop_quietly()
+        _drop_quietly(run.pk)
         logger.exception("KPI run %s failed", run.pk)
         _record_failure(run.pk, KpiRun.Status.FAILED, f"{type(exc).__name__}: {exc}")
         raise
     return KpiRun.objects.get(pk=run.pk)
 
 
-def _drop_quietly() -> None:
+def _drop_quietly(run_id: int | None = None) -> None:
     try:
         KpiComputation(EngineSettings.from_program(ProgramSettings.load()), date.today()).drop()
+        if run_id is not None and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP SCHEMA IF EXISTS {run_schema(run_id)} CASCADE")
     except Exception:  # noqa: BLE001 - cleanup of session temp tables must never hide the real error
         connection.close()
+
+
+def run_schema(run_id: int) -> str:
+    """The PostgreSQL schema holding a chunked run's shared facts and staged rows."""
+    return f"kpirun_{int(run_id)}"
 
 
 def source_fingerprint(*, as_of: date) -> str:
@@ -186,7 +206,7 @@ def source_fingerprint(*, as_of: date) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest() + ":" + ";".join(parts)[:900]
 
 
-def _execute(run: KpiRun, started: float) -> None:
+def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: str | None = None) -> None:
     program = ProgramSettings.load()
     fingerprint = source_fingerprint(as_of=run.as_of)
     if run.mode == KpiRun.Mode.INCREMENTAL:
@@ -207,23 +227,148 @@ def _execute(run: KpiRun, started: float) -> None:
                 source_fingerprint=fingerprint,
             )
             return
+    KpiRun.objects.filter(pk=run.pk).update(source_fingerprint=fingerprint)
+    if kpi_chunk_count() > 1:
+        _execute_chunked(run, dispatch=dispatch, queue=queue)
+        return
     computation = KpiComputation(EngineSettings.from_program(program), run.as_of)
     result = computation.run()
+    publish(run=run, on_published=_finisher(run, periods=result.periods))
+    computation.drop()
+
+
+def _finisher(run: KpiRun, *, periods: int):
+    """The bookkeeping that commits with the publication."""
     incremental = run.mode == KpiRun.Mode.INCREMENTAL
 
     def finish(stats: dict[str, int]) -> None:
         KpiRun.objects.filter(pk=run.pk).update(
             status=KpiRun.Status.SUCCEEDED,
             finished_at=timezone.now(),
-            duration_seconds=time.monotonic() - started,
+            duration_seconds=(timezone.now() - run.started_at).total_seconds(),
             rows_written=stats["inserted"],
             rows_deleted=stats["deleted"],
-            periods_recomputed=stats["changed_periods"] if incremental else result.periods,
-            source_fingerprint=fingerprint,
+            periods_recomputed=stats["changed_periods"] if incremental else periods,
         )
 
-    publish(run=run, on_published=finish)
-    computation.drop()
+    return finish
+
+
+# -- chunked runs ------------------------------------------------------------------------------
+# The program scope is one item to balance: it reads every fact, about as much as this share of
+# all partners' rows.
+PROGRAM_CHUNK_WEIGHT = 0.5
+
+
+def plan_chunks(weights: list[tuple[int, int]], count: int) -> list[Chunk]:
+    """Split the program scope and the join sources (with their partners) into `count` chunks of
+    similar weight: greedy, heaviest item first into the lightest chunk."""
+    total = float(sum(weight for _, weight in weights))
+    items = [(PROGRAM_CHUNK_WEIGHT * total, None)] + [(float(weight), js) for js, weight in weights]
+    items.sort(key=lambda item: (-item[0], -1 if item[1] is None else item[1]))
+    bins: list[tuple[float, bool, list[int]]] = [(0.0, False, []) for _ in range(max(1, count))]
+    for weight, js in items:
+        index = min(range(len(bins)), key=lambda i: (bins[i][0], i))
+        load, program, sources = bins[index]
+        bins[index] = (load + weight, program or js is None, sources + ([] if js is None else [js]))
+    return [
+        Chunk(program=program, join_sources=tuple(sorted(sources)))
+        for _, program, sources in bins
+        if program or sources
+    ]
+
+
+def _shared_computation(run: KpiRun) -> KpiComputation:
+    program = EngineSettings.from_program(ProgramSettings.load())
+    return KpiComputation(program, run.as_of, schema=run_schema(run.pk))
+
+
+def _execute_chunked(run: KpiRun, *, dispatch: str, queue: str | None) -> None:
+    schema = run_schema(run.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        cursor.execute(f"CREATE SCHEMA {schema}")
+    computation = _shared_computation(run)
+    result = computation.run_facts()
+    chunks = plan_chunks(computation.chunk_weights(), kpi_chunk_count())
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {schema}.kx_chunks (n INTEGER PRIMARY KEY, program BOOLEAN NOT NULL, "
+            "join_sources TEXT NOT NULL, done BOOLEAN NOT NULL DEFAULT FALSE, periods INTEGER NOT NULL)"
+        )
+        for number, chunk in enumerate(chunks):
+            cursor.execute(
+                f"INSERT INTO {schema}.kx_chunks (n, program, join_sources, periods) VALUES (%s, %s, %s, %s)",
+                [number, chunk.program, ",".join(map(str, chunk.join_sources or ())), result.periods],
+            )
+        if dispatch == "celery":
+            from kpis.tasks import compute_kpi_chunk
+
+            for number in range(len(chunks)):
+                transaction.on_commit(
+                    lambda n=number: compute_kpi_chunk.apply_async(
+                        kwargs={"run_id": run.pk, "number": n}, queue=queue
+                    )
+                )
+    if dispatch == "celery":
+        return
+    errors: list[BaseException] = []
+
+    def work(number: int) -> None:
+        try:
+            kpi_chunk_execute(run_id=run.pk, number=number)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(n,), name=f"kpi-chunk-{n}") for n in range(len(chunks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def kpi_chunk_execute(*, run_id: int, number: int) -> None:
+    """Compute one chunk of a running run; the last chunk to finish publishes the run.
+
+    Idempotent: a redelivered chunk replaces its own staged rows. Database outages re-raise for
+    the task's retry; any other error fails the run and drops its schema.
+    """
+    run = KpiRun.objects.get(pk=run_id)
+    if run.status != KpiRun.Status.RUNNING:
+        return  # failed meanwhile, or already published by a redelivered sibling
+    schema = run_schema(run_id)
+    computation = _shared_computation(run)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT program, join_sources FROM {schema}.kx_chunks WHERE n = %s", [number])
+            program, sources = cursor.fetchone()
+        chunk = Chunk(program=program, join_sources=tuple(int(j) for j in sources.split(",") if j))
+        computation.run_chunk(number, chunk)
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Locking every chunk row serialises the "am I the last one?" check.
+            cursor.execute(f"SELECT n FROM {schema}.kx_chunks ORDER BY n FOR UPDATE")
+            cursor.execute(f"UPDATE {schema}.kx_chunks SET done = TRUE WHERE n = %s", [number])
+            cursor.execute(f"SELECT COUNT(*), MAX(periods) FROM {schema}.kx_chunks WHERE NOT done")
+            remaining, _ = cursor.fetchone()
+            cursor.execute(f"SELECT MAX(periods) FROM {schema}.kx_chunks")
+            periods = cursor.fetchone()[0]
+        if remaining:
+            return
+        with computation.search_path():
+            publish(run=run, on_published=_finisher(run, periods=periods))
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as exc:
+        logger.exception("KPI run %s chunk %s failed", run_id, number)
+        _record_failure(run_id, KpiRun.Status.FAILED, f"chunk {number}: {type(exc).__name__}: {exc}")
+        _drop_quietly(run_id)
+        raise
 
 
 def _publish_checkpoint() -> None:

@@ -4,19 +4,22 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from kpis.models import KpiRun
-from kpis.services import kpi_run_create, kpi_run_execute
+from kpis.services import kpi_chunk_execute, kpi_run_create, kpi_run_execute
+
+# Late acks with reject-on-worker-lost: a killed worker's task is redelivered; database outages
+# retry with backoff.
+PRODUCTION_SAFE = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 5,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=5,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    max_retries=8,
-)
+@shared_task(bind=True, **PRODUCTION_SAFE)
 def recompute_kpis(
     self, run_id: int | None = None, trigger: str = "manual", mode: str = "full"
 ) -> int | None:
@@ -30,4 +33,12 @@ def recompute_kpis(
             return run.pk
         run_id = run.pk
     KpiRun.objects.filter(pk=run_id).update(celery_task_id=self.request.id or "")
-    return kpi_run_execute(run_id=run_id).pk
+    # Chunks of a split run go to the queue this task came from.
+    queue = (self.request.delivery_info or {}).get("routing_key") or None
+    return kpi_run_execute(run_id=run_id, dispatch="celery", queue=queue).pk
+
+
+@shared_task(**PRODUCTION_SAFE)
+def compute_kpi_chunk(run_id: int, number: int) -> None:
+    """One chunk of a run split by KPI_CHUNKS; any worker takes it, the last one publishes."""
+    kpi_chunk_execute(run_id=run_id, number=number)

@@ -217,6 +217,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# PostgreSQL: split each KPI run into this many chunks that several Celery workers share (1: whole).
+KPI_CHUNKS = env_int("KPI_CHUNKS", 1)
 KPI_NIGHTLY_HOUR = env_int("KPI_NIGHTLY_HOUR", 2)
 KPI_NIGHTLY_MINUTE = env_int("KPI_NIGHTLY_MINUTE", 30)
 CELERY_BEAT_SCHEDULE = {

@@ -5,6 +5,7 @@ with CI=true they fail instead, because CI must run them.
 """
 
 import os
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -33,3 +34,27 @@ def _service_markers(request: pytest.FixtureRequest) -> None:
         if REQUIRE_BROWSER:
             pytest.fail(f"{reason}; PRM_REQUIRE_BROWSER=1 or CI=true: this test must run, not skip")
         pytest.skip(reason)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """(broker url, transport options, extra env for the worker)."""
+    redis_url = os.environ.get("REDIS_URL", "")
+    if redis_url:
+        import redis
+
+        try:
+            redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
+        except redis.RedisError as exc:
+            pytest.fail(f"REDIS_URL is set but Redis is unreachable: {exc}")
+        return redis_url, {}, {"REDIS_URL": redis_url}
+    folder = tmp_path / "celery-broker"
+    options = {
+        "data_folder_in": str(folder / "out"),
+        "data_folder_out": str(folder / "out"),
+        "processed_folder": str(folder / "processed"),
+        "store_processed": False,
+    }
+    for key in ("data_folder_in", "processed_folder"):
+        Path(options[key]).mkdir(parents=True, exist_ok=True)
+    return "filesystem://", options, {"REDIS_URL": ""}

@@ -60,30 +60,6 @@ def wait_for(predicate, seconds: float, what: str, proc: subprocess.Popen | None
     pytest.fail(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def broker(tmp_path):
-    """(broker url, transport options, extra env for the worker)."""
-    redis_url = os.environ.get("REDIS_URL", "")
-    if redis_url:
-        import redis
-
-        try:
-            redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
-        except redis.RedisError as exc:
-            pytest.fail(f"REDIS_URL is set but Redis is unreachable: {exc}")
-        return redis_url, {}, {"REDIS_URL": redis_url}
-    folder = tmp_path / "celery-broker"
-    options = {
-        "data_folder_in": str(folder / "out"),
-        "data_folder_out": str(folder / "out"),
-        "processed_folder": str(folder / "processed"),
-        "store_processed": False,
-    }
-    for key in ("data_folder_in", "processed_folder"):
-        Path(options[key]).mkdir(parents=True, exist_ok=True)
-    return "filesystem://", options, {"REDIS_URL": ""}
-
-
 @pytest.mark.worker
 def test_a_real_worker_runs_the_nightly_task_and_publishes_the_kpis(tmp_path, broker):
     small_program()

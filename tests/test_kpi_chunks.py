@@ -1,0 +1,154 @@
+"""Chunked KPI runs (PostgreSQL): the scopes split over several sessions publish exactly what one
+session computing everything publishes, through threads and through real Celery workers."""
+
+import subprocess
+import sys
+import uuid
+
+import pytest
+from django.db import connection
+
+from interchange.demo import DemoSize
+from interchange.seeding import seed_database
+from kpis import testing as t
+from kpis.engine import Chunk
+from kpis.models import KpiRun, KpiValue
+from kpis.services import plan_chunks, program_today
+from prm.celery import app as celery_app
+from tests.test_celery_worker import ROOT, child_env, wait_for
+
+
+def published() -> set[tuple]:
+    return set(
+        KpiValue.objects.values_list(
+            "attribution_model", "scope", "scope_key", "grain", "period", "metric", "target_metric", "value"
+        )
+    )
+
+
+def schemas_left() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'kpirun_%'")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_chunks_hold_the_program_once_and_every_join_source_once():
+    weights = [(1, 900), (2, 500), (3, 400), (4, 100), (5, 100)]
+    chunks = plan_chunks(weights, 3)
+    assert len(chunks) == 3
+    assert sum(c.program for c in chunks) == 1
+    assert sorted(j for c in chunks for j in c.join_sources) == [1, 2, 3, 4, 5]
+    # Greedy by weight: the program (0.5 x 2000 = 1000) and the heaviest source take a chunk each.
+    assert Chunk(program=True, join_sources=()) in chunks
+    assert Chunk(program=False, join_sources=(1,)) in chunks
+    assert Chunk(program=False, join_sources=(2, 3, 4, 5)) in chunks
+    assert plan_chunks(weights, 1) == [Chunk(program=True, join_sources=(1, 2, 3, 4, 5))]
+    # More chunks than items: no empty chunk.
+    assert len(plan_chunks([(7, 10)], 4)) == 2
+
+
+@pytest.fixture
+def demo_program():
+    seed_database(DemoSize(partners=40, deals=700, seed=11), progress=lambda _: None)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("chunks", [2, 4])
+def test_a_run_split_into_chunks_publishes_what_a_whole_run_publishes(settings, demo_program, chunks):
+    whole = t.recompute()
+    assert whole.status == "succeeded", whole.error
+    expected = published()
+    assert len(expected) > 1000
+    KpiValue.objects.all().delete()
+
+    settings.KPI_CHUNKS = chunks
+    split = t.recompute()
+    assert split.status == "succeeded", split.error
+    assert published() == expected
+    assert split.rows_written == len(expected) and split.periods_recomputed == whole.periods_recomputed
+    assert schemas_left() == []
+    # A rerun, chunked, on unchanged data writes nothing.
+    again = t.recompute()
+    assert again.status == "succeeded" and again.rows_written == again.rows_deleted == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_chunk_fails_the_run_and_leaves_the_published_set(settings, demo_program, monkeypatch):
+    assert t.recompute().status == "succeeded"
+    before = published()
+    t.deal("999.00", created="2026-03-01 10:00", closed="2026-03-20 10:00")
+    settings.KPI_CHUNKS = 3
+    from kpis.engine import KpiComputation
+
+    original = KpiComputation.run_chunk
+
+    def run_chunk(self, number, chunk):
+        if number == 1:
+            raise RuntimeError("chunk 1 lost its disk")
+        return original(self, number, chunk)
+
+    monkeypatch.setattr(KpiComputation, "run_chunk", run_chunk)
+    with pytest.raises(RuntimeError):
+        t.recompute()
+    run = KpiRun.objects.order_by("-id").first()
+    assert run.status == "failed" and "chunk 1" in run.error
+    assert published() == before
+    assert schemas_left() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_real_workers_share_the_chunks_of_a_run_and_the_last_one_publishes(tmp_path, broker, demo_program):
+    whole = t.recompute(as_of=program_today().isoformat())  # what the worker's run will use
+    expected = published()
+    KpiValue.objects.all().delete()
+    url, options, env_extra = broker
+    queue = f"kpi-chunks-{uuid.uuid4().hex[:8]}"
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "prm",
+            "worker",
+            "--concurrency=2",
+            "-Q",
+            queue,
+            "--loglevel=INFO",
+        ],
+        cwd=ROOT,
+        env=child_env(tmp_path, KPI_CHUNKS="3", **env_extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with celery_app.connection_for_write(url, transport_options=options) as conn:
+            celery_app.send_task(
+                "kpis.tasks.recompute_kpis",
+                kwargs={"trigger": "manual", "mode": "full"},
+                queue=queue,
+                connection=conn,
+            )
+        run = wait_for(
+            lambda: KpiRun.objects.exclude(pk=whole.pk).filter(status__in=["succeeded", "failed"]).first(),
+            120,
+            "the chunked KPI run",
+            worker,
+        )
+        assert run.status == "succeeded", run.error
+        assert published() == expected
+        assert schemas_left() == []
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    log = worker.stdout.read()
+    assert log.count("kpis.tasks.compute_kpi_chunk") >= 3, log[-3000:]
