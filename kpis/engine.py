@@ -268,7 +268,7 @@ class ComputeResult:
 
 # Facts every scope reads (a chunked run shares them in its schema) and the per-scope tables.
 _FACT_TABLES = [
-    "kx_touch",
+    "kx_touch_all",
     "kx_deal",
     "kx_partner",
     "kx_reg",
@@ -345,6 +345,7 @@ class KpiComputation:
             self._exec("ANALYZE " + ", ".join(tables))
 
     def drop(self) -> None:
+        self._exec("DROP VIEW IF EXISTS kx_touch")
         for table in _TEMP_TABLES:
             self._exec(f"DROP TABLE IF EXISTS {table}")
 
@@ -368,8 +369,9 @@ class KpiComputation:
                 cursor.execute("SELECT set_config('search_path', %s, false)", [previous])
 
     def run_facts(self) -> ComputeResult:
-        """Chunked run, step 1: the shared fact tables, the periods and the reconciliation items in
-        the run's schema (one REPEATABLE READ snapshot), plus an empty shared kx_pub."""
+        """Chunked run, step 1: the shared fact tables and the periods in the run's schema (one
+        REPEATABLE READ snapshot), plus an empty shared kx_pub. The chunk holding the program scope
+        adds the reconciliation items (kx_recon), from the same facts."""
         assert self.schema and not connection.in_atomic_block
         with transaction.atomic():
             self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -381,7 +383,6 @@ class KpiComputation:
                 self._attribution()
                 self._analyze("kx_attr")
                 self._periods()
-                self._reconciliation()
                 self._exec(
                     f"CREATE UNLOGGED TABLE {self.schema}.kx_pub (scope VARCHAR(12), scope_key TEXT, "
                     "partner_id BIGINT, join_source_id BIGINT, grain VARCHAR(8), period VARCHAR(7), "
@@ -403,6 +404,10 @@ class KpiComputation:
                 self._components()
                 self._metrics()
                 self._publishable()
+                if chunk.program:
+                    # The reconciliation items read only the shared facts: the same snapshot.
+                    self._exec(f"DROP TABLE IF EXISTS {self.schema}.kx_recon")
+                    self._reconciliation()
                 self._exec(f"DELETE FROM {self.schema}.kx_pub WHERE chunk = {int(number)}")
                 columns = ", ".join(published_columns())
                 self._exec(
@@ -469,19 +474,27 @@ class KpiComputation:
                    {s.month_index("p.joined_at")} AS joined_mi, {s.month_index("p.applied_at")} AS applied_mi
             FROM {partner} p"""
         )
-        # Only touches dated on or before the deal's close count (open deals: every touch).
+        # Only touches dated on or before the deal's close count (open deals: every touch): kx_touch
+        # is a view of those; the late ones stay in kx_touch_all for the reconciliation report.
         self._exec(
-            f"""CREATE {self._fact_table("kx_touch")} AS
+            f"""CREATE {self._fact_table("kx_touch_all")} AS
             SELECT x.id, x.deal_id, x.partner_id, x.touched_at, x.touched_d,
-                   {s.month_index("x.touched_d")} AS touched_mi, p.js
+                   {s.month_index("x.touched_d")} AS touched_mi, p.js, x.late
             FROM (SELECT t.id, t.deal_id, t.partner_id, t.touched_at,
-                         {s.local_date("t.touched_at")} AS touched_d
-                  FROM {touch} t JOIN {deal} d ON d.id = t.deal_id
-                  WHERE d.closed_at IS NULL OR t.touched_at <= d.closed_at) x
+                         {s.local_date("t.touched_at")} AS touched_d,
+                         CASE WHEN d.closed_at IS NOT NULL AND t.touched_at > d.closed_at
+                              THEN 1 ELSE 0 END AS late
+                  FROM {touch} t JOIN {deal} d ON d.id = t.deal_id) x
             JOIN kx_partner p ON p.id = x.partner_id"""
         )
-        self._exec("CREATE INDEX kx_touch_deal ON kx_touch (deal_id)")
-        self._analyze("kx_partner", "kx_touch")
+        view = f"VIEW {self.schema}.kx_touch" if self.schema else "TEMP VIEW kx_touch"
+        self._exec(
+            f"CREATE {view} AS SELECT id, deal_id, partner_id, touched_at, touched_d, touched_mi, js "
+            "FROM kx_touch_all WHERE late = 0"
+        )
+        if not s.pg:  # PostgreSQL hash-joins on deal_id; SQLite's nested loops need the index
+            self._exec("CREATE INDEX kx_touch_deal ON kx_touch_all (deal_id)")
+        self._analyze("kx_partner", "kx_touch_all")
         # Segment: s(ourced), i(nfluenced: no sourcing partner, at least one counting touch), d(irect).
         self._exec(
             f"""CREATE {self._fact_table("kx_deal")} AS
@@ -1097,7 +1110,6 @@ class KpiComputation:
     def _reconciliation(self) -> None:
         """kx_recon: the suspicious-but-legal facts of KPIS.md, listed with the rows involved."""
         s = self.sql
-        deal, touch, reg = Deal._meta.db_table, Touch._meta.db_table, DealRegistration._meta.db_table
         self._exec(
             f"""CREATE {self._fact_table("kx_recon")} AS
             SELECT 'sourced_before_joined' AS kind, d.id AS deal_id, d.sp AS partner_id,
@@ -1108,15 +1120,15 @@ class KpiComputation:
             WHERE p.joined IS NULL OR d.created_d < p.joined
             UNION ALL
             SELECT 'touch_after_close', t.deal_id, t.partner_id, t.id, d.account_id, '', 'touched after close'
-            FROM {touch} t JOIN {deal} d ON d.id = t.deal_id
-            WHERE d.closed_at IS NOT NULL AND t.touched_at > d.closed_at
+            FROM kx_touch_all t JOIN kx_deal d ON d.id = t.deal_id
+            WHERE t.late = 1
             UNION ALL
             SELECT 'duplicate_registration_claim', CAST(NULL AS BIGINT), CAST(NULL AS BIGINT),
                    CAST(NULL AS BIGINT), r.account_id, {s.group_concat_ids("r.id")},
                    'claims by several partners'
-            FROM (SELECT id, account_id FROM {reg} WHERE status IN ('submitted', 'approved') ORDER BY id) r
+            FROM (SELECT id, account_id FROM kx_reg WHERE status IN ('submitted', 'approved') ORDER BY id) r
             WHERE r.account_id IN (
-                SELECT account_id FROM {reg} WHERE status IN ('submitted', 'approved')
+                SELECT account_id FROM kx_reg WHERE status IN ('submitted', 'approved')
                 GROUP BY account_id HAVING COUNT(DISTINCT partner_id) > 1)
             GROUP BY r.account_id"""
         )

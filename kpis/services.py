@@ -255,9 +255,9 @@ def _finisher(run: KpiRun, *, periods: int):
 
 
 # -- chunked runs ------------------------------------------------------------------------------
-# The program scope is one item to balance: it reads every fact, about as much as this share of
-# all partners' rows.
-PROGRAM_CHUNK_WEIGHT = 0.5
+# The program scope is one item to balance: it reads every fact, and costs about as much as this
+# share of all partners' rows (measured at 1M deals: docs/benchmarks.md).
+PROGRAM_CHUNK_WEIGHT = 0.37
 
 
 def plan_chunks(weights: list[tuple[int, int]], count: int) -> list[Chunk]:
@@ -289,8 +289,12 @@ def _execute_chunked(run: KpiRun, *, dispatch: str, queue: str | None) -> None:
         cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         cursor.execute(f"CREATE SCHEMA {schema}")
     computation = _shared_computation(run)
+    started = time.monotonic()
     result = computation.run_facts()
     chunks = plan_chunks(computation.chunk_weights(), kpi_chunk_count())
+    logger.info(
+        "KPI run %s: shared facts in %.1f s; %s chunks", run.pk, time.monotonic() - started, len(chunks)
+    )
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TABLE {schema}.kx_chunks (n INTEGER PRIMARY KEY, program BOOLEAN NOT NULL, "
@@ -347,19 +351,25 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
             cursor.execute(f"SELECT program, join_sources FROM {schema}.kx_chunks WHERE n = %s", [number])
             program, sources = cursor.fetchone()
         chunk = Chunk(program=program, join_sources=tuple(int(j) for j in sources.split(",") if j))
-        computation.run_chunk(number, chunk)
+        started = time.monotonic()
+        rows = computation.run_chunk(number, chunk)
+        logger.info(
+            "KPI run %s: chunk %s, %s rows in %.1f s", run_id, number, rows, time.monotonic() - started
+        )
         with transaction.atomic(), connection.cursor() as cursor:
             # Locking every chunk row serialises the "am I the last one?" check.
             cursor.execute(f"SELECT n FROM {schema}.kx_chunks ORDER BY n FOR UPDATE")
             cursor.execute(f"UPDATE {schema}.kx_chunks SET done = TRUE WHERE n = %s", [number])
-            cursor.execute(f"SELECT COUNT(*), MAX(periods) FROM {schema}.kx_chunks WHERE NOT done")
-            remaining, _ = cursor.fetchone()
-            cursor.execute(f"SELECT MAX(periods) FROM {schema}.kx_chunks")
-            periods = cursor.fetchone()[0]
+            cursor.execute(
+                f"SELECT SUM(CASE WHEN done THEN 0 ELSE 1 END), MAX(periods) FROM {schema}.kx_chunks"
+            )
+            remaining, periods = cursor.fetchone()
         if remaining:
             return
+        started = time.monotonic()
         with computation.search_path():
-            publish(run=run, on_published=_finisher(run, periods=periods))
+            stats = publish(run=run, on_published=_finisher(run, periods=periods))
+        logger.info("KPI run %s: published %s in %.1f s", run_id, stats, time.monotonic() - started)
         with connection.cursor() as cursor:
             cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     except (OperationalError, InterfaceError):
@@ -411,13 +421,18 @@ def publish(*, run: KpiRun, on_published=None) -> dict[str, int]:
     with connection.cursor() as cursor:
         for table in ("kx_del", "kx_ins"):
             cursor.execute(f"DROP TABLE IF EXISTS {table}")
-        # Without an index on the staged side SQLite has no hash join and compares every staged row
-        # with every published one (a rerun of the demo program took minutes instead of seconds).
-        cursor.execute("DROP INDEX IF EXISTS kx_pub_key")
-        cursor.execute(
-            "CREATE INDEX kx_pub_key ON kx_pub "
-            "(attribution_model, scope, scope_key, grain, period, metric, target_metric)"
-        )
+        if pg:
+            # Two in-memory hash anti-joins; an index on the staged side would cost more to build
+            # (9.6 s at 1.2M rows) than it saves.
+            cursor.execute("SET work_mem = '256MB'")
+        else:
+            # Without an index on the staged side SQLite has no hash join and compares every staged
+            # row with every published one (a rerun of the demo program took minutes, not seconds).
+            cursor.execute("DROP INDEX IF EXISTS kx_pub_key")
+            cursor.execute(
+                "CREATE INDEX kx_pub_key ON kx_pub "
+                "(attribution_model, scope, scope_key, grain, period, metric, target_metric)"
+            )
         # The diff is computed before the transaction so the publishing lock is held briefly.
         cursor.execute(
             f"CREATE TEMP TABLE kx_del AS SELECT k.id, k.grain, k.period FROM {value_table} k "
@@ -431,6 +446,8 @@ def publish(*, run: KpiRun, on_published=None) -> dict[str, int]:
             "SELECT COUNT(*) FROM (SELECT grain, period FROM kx_del UNION SELECT grain, period FROM kx_ins) p"
         )
         changed_periods = cursor.fetchone()[0]
+        if pg:
+            cursor.execute("RESET work_mem")
         with transaction.atomic():
             _lock_runs()
             if pg:

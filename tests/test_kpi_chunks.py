@@ -12,7 +12,7 @@ from interchange.demo import DemoSize
 from interchange.seeding import seed_database
 from kpis import testing as t
 from kpis.engine import Chunk
-from kpis.models import KpiRun, KpiValue
+from kpis.models import KpiRun, KpiValue, ReconciliationItem
 from kpis.services import plan_chunks, program_today
 from prm.celery import app as celery_app
 from tests.test_celery_worker import ROOT, child_env, wait_for
@@ -22,6 +22,14 @@ def published() -> set[tuple]:
     return set(
         KpiValue.objects.values_list(
             "attribution_model", "scope", "scope_key", "grain", "period", "metric", "target_metric", "value"
+        )
+    )
+
+
+def reconciliation() -> set[tuple]:
+    return set(
+        ReconciliationItem.objects.values_list(
+            "kind", "deal_id", "partner_id", "touch_id", "account_id", "registration_ids"
         )
     )
 
@@ -38,10 +46,11 @@ def test_chunks_hold_the_program_once_and_every_join_source_once():
     assert len(chunks) == 3
     assert sum(c.program for c in chunks) == 1
     assert sorted(j for c in chunks for j in c.join_sources) == [1, 2, 3, 4, 5]
-    # Greedy by weight: the program (0.5 x 2000 = 1000) and the heaviest source take a chunk each.
-    assert Chunk(program=True, join_sources=()) in chunks
+    # Greedy, heaviest first into the lightest chunk: 1 (900), the program (0.37 x 2000 = 740),
+    # 2 (500), 3 (400) joins 2, 4 (100) and 5 (100) join the program.
     assert Chunk(program=False, join_sources=(1,)) in chunks
-    assert Chunk(program=False, join_sources=(2, 3, 4, 5)) in chunks
+    assert Chunk(program=True, join_sources=(4, 5)) in chunks
+    assert Chunk(program=False, join_sources=(2, 3)) in chunks
     assert plan_chunks(weights, 1) == [Chunk(program=True, join_sources=(1, 2, 3, 4, 5))]
     # More chunks than items: no empty chunk.
     assert len(plan_chunks([(7, 10)], 4)) == 2
@@ -58,14 +67,15 @@ def demo_program():
 def test_a_run_split_into_chunks_publishes_what_a_whole_run_publishes(settings, demo_program, chunks):
     whole = t.recompute()
     assert whole.status == "succeeded", whole.error
-    expected = published()
-    assert len(expected) > 1000
+    expected, expected_items = published(), reconciliation()
+    assert len(expected) > 1000 and len(expected_items) > 5
     KpiValue.objects.all().delete()
 
     settings.KPI_CHUNKS = chunks
     split = t.recompute()
     assert split.status == "succeeded", split.error
     assert published() == expected
+    assert reconciliation() == expected_items
     assert split.rows_written == len(expected) and split.periods_recomputed == whole.periods_recomputed
     assert schemas_left() == []
     # A rerun, chunked, on unchanged data writes nothing.
