@@ -31,7 +31,7 @@ from django.db import DatabaseError, connection, transaction
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis.metrics import METRICS, AttributionModel, Grain
-from kpis.models import CostEntry, ProgramSettings, Target
+from kpis.models import CostEntry, KpiValue, ProgramSettings, Target
 from kpis.periods import Period, active_window_start
 from partners.models import JoinSource, Partner
 
@@ -268,6 +268,7 @@ class ComputeResult:
 
 # Facts every scope reads (a chunked run shares them in its schema) and the per-scope tables.
 _FACT_TABLES = [
+    "kx_js",
     "kx_touch_all",
     "kx_deal",
     "kx_partner",
@@ -370,8 +371,8 @@ class KpiComputation:
 
     def run_facts(self) -> ComputeResult:
         """Chunked run, step 1: the shared fact tables and the periods in the run's schema (one
-        REPEATABLE READ snapshot), plus an empty shared kx_pub. The chunk holding the program scope
-        adds the reconciliation items (kx_recon), from the same facts."""
+        REPEATABLE READ snapshot), plus the empty shared kx_del / kx_ins the chunks fill. The chunk
+        holding the program scope adds the reconciliation items (kx_recon), from the same facts."""
         assert self.schema and not connection.in_atomic_block
         with transaction.atomic():
             self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -383,8 +384,13 @@ class KpiComputation:
                 self._attribution()
                 self._analyze("kx_attr")
                 self._periods()
+                # Each chunk's differences from the published set, for its own scopes.
                 self._exec(
-                    f"CREATE UNLOGGED TABLE {self.schema}.kx_pub (scope VARCHAR(12), scope_key TEXT, "
+                    f"CREATE UNLOGGED TABLE {self.schema}.kx_del "
+                    "(id BIGINT, grain VARCHAR(8), period VARCHAR(7), chunk INTEGER)"
+                )
+                self._exec(
+                    f"CREATE UNLOGGED TABLE {self.schema}.kx_ins (scope VARCHAR(12), scope_key TEXT, "
                     "partner_id BIGINT, join_source_id BIGINT, grain VARCHAR(8), period VARCHAR(7), "
                     "period_start DATE, metric TEXT, target_metric TEXT, "
                     "attribution_model VARCHAR(20), value NUMERIC(24, 4), chunk INTEGER)"
@@ -392,8 +398,9 @@ class KpiComputation:
         return self.result
 
     def run_chunk(self, number: int, chunk: Chunk) -> int:
-        """Chunked run, step 2: one chunk's rows into the shared kx_pub (replacing any earlier
-        attempt of the same chunk); returns how many. Reads only the shared facts."""
+        """Chunked run, step 2: one chunk's rows, diffed against the published rows of its scopes
+        into the shared kx_del / kx_ins (replacing any earlier attempt of the same chunk); returns
+        how many rows the chunk staged. Reads only the shared facts."""
         assert self.schema
         self.chunk = chunk
         with self.search_path():
@@ -408,23 +415,44 @@ class KpiComputation:
                     # The reconciliation items read only the shared facts: the same snapshot.
                     self._exec(f"DROP TABLE IF EXISTS {self.schema}.kx_recon")
                     self._reconciliation()
-                self._exec(f"DELETE FROM {self.schema}.kx_pub WHERE chunk = {int(number)}")
-                columns = ", ".join(published_columns())
+                columns, n = PUBLISHED_COLUMNS, int(number)
+                for table in ("kx_del", "kx_ins"):
+                    self._exec(f"DELETE FROM {self.schema}.{table} WHERE chunk = {n}")
+                vanished, new = diff_selects(staged="pg_temp.kx_pub", published=self._published_slice())
                 self._exec(
-                    f"INSERT INTO {self.schema}.kx_pub ({columns}, chunk) "
-                    f"SELECT {columns}, {int(number)} FROM pg_temp.kx_pub"
+                    f"INSERT INTO {self.schema}.kx_del (id, grain, period, chunk) "
+                    f"SELECT v.*, {n} FROM ({vanished}) v"
+                )
+                self._exec(
+                    f"INSERT INTO {self.schema}.kx_ins ({columns}, chunk) SELECT v.*, {n} FROM ({new}) v"
                 )
             self.drop_scope_tables()
         return self.result.staged_rows
 
+    def _published_slice(self) -> str:
+        """The published rows of this chunk's scopes (the rest of KpiValue is other chunks')."""
+        chunk, parts = self.chunk, []
+        if chunk.program:
+            parts.append("k0.scope = 'program'")
+        if chunk.partners:
+            parts.append(f"(k0.scope = 'join_source' AND {chunk.join_source_filter('k0.join_source_id')})")
+            parts.append(
+                "(k0.scope = 'partner' AND k0.partner_id IN "
+                f"(SELECT id FROM kx_partner WHERE {chunk.join_source_filter('js')}))"
+            )
+        return f"(SELECT * FROM {KpiValue._meta.db_table} k0 WHERE {' OR '.join(parts)})"
+
     def chunk_weights(self) -> list[tuple[int, int]]:
-        """(join source id, fact rows of its partners): what the chunks are balanced on."""
+        """(join source id, fact rows of its partners) for every join source, partners or not:
+        what the chunks are balanced on."""
         with self.search_path():
             return self._fetch(
-                """SELECT p.js, CAST(COUNT(*) + COALESCE(SUM(t.n), 0) AS BIGINT) FROM kx_partner p
+                """SELECT j.id, CAST(COUNT(p.id) + COALESCE(SUM(t.n), 0) AS BIGINT)
+                FROM kx_js j
+                LEFT JOIN kx_partner p ON p.js = j.id
                 LEFT JOIN (SELECT partner_id, COUNT(*) AS n FROM kx_touch GROUP BY partner_id) t
                        ON t.partner_id = p.id
-                GROUP BY p.js ORDER BY p.js"""
+                GROUP BY j.id ORDER BY j.id"""
             )
 
     def run(self) -> ComputeResult:
@@ -468,6 +496,7 @@ class KpiComputation:
         deal, touch, reg = Deal._meta.db_table, Touch._meta.db_table, DealRegistration._meta.db_table
         partner, cost = Partner._meta.db_table, CostEntry._meta.db_table
 
+        self._exec(f"CREATE {self._fact_table('kx_js')} AS SELECT id FROM {JoinSource._meta.db_table}")
         self._exec(
             f"""CREATE {self._fact_table("kx_partner")} AS
             SELECT p.id, p.join_source_id AS js, p.joined_at AS joined, p.applied_at AS applied,
@@ -794,8 +823,7 @@ class KpiComputation:
             self._insert(
                 [],
                 f"SELECT 'join_source', j.id, p.grain, p.pidx "
-                f"FROM kx_period p CROSS JOIN {JoinSource._meta.db_table} j "
-                f"WHERE {chunk.join_source_filter('j.id')}",
+                f"FROM kx_period p CROSS JOIN kx_js j WHERE {chunk.join_source_filter('j.id')}",
             )
 
         def won(seg: str | None, what: str) -> str:
@@ -1132,6 +1160,37 @@ class KpiComputation:
                 GROUP BY account_id HAVING COUNT(DISTINCT partner_id) > 1)
             GROUP BY r.account_id"""
         )
+
+
+PUBLISHED_COLUMNS = (
+    "scope, scope_key, partner_id, join_source_id, grain, period, period_start, metric, "
+    "target_metric, attribution_model, value"
+)
+
+
+def diff_selects(*, staged: str, published: str) -> tuple[str, str]:
+    """(published rows with no identical staged row: id, grain, period; staged rows with no
+    identical published row: PUBLISHED_COLUMNS). `published` is a table or a parenthesised slice."""
+    pg = connection.vendor == "postgresql"
+
+    def same(a: str, b: str) -> str:
+        return f"{a} IS NOT DISTINCT FROM {b}" if pg else f"{a} IS {b}"
+
+    match = (
+        "s.attribution_model = k.attribution_model AND s.scope = k.scope AND s.scope_key = k.scope_key "
+        "AND s.grain = k.grain AND s.period = k.period AND s.metric = k.metric "
+        f"AND s.target_metric = k.target_metric AND {same('s.value', 'k.value')} "
+        f"AND {same('s.partner_id', 'k.partner_id')} AND {same('s.join_source_id', 'k.join_source_id')}"
+    )
+    vanished = (
+        f"SELECT k.id, k.grain, k.period FROM {published} k "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})"
+    )
+    new = (
+        f"SELECT {PUBLISHED_COLUMNS} FROM {staged} s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {published} k WHERE {match})"
+    )
+    return vanished, new
 
 
 def published_columns() -> list[str]:

@@ -23,7 +23,7 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from deals.models import Deal, DealRegistration, Touch
-from kpis.engine import Chunk, EngineSettings, KpiComputation
+from kpis.engine import PUBLISHED_COLUMNS, Chunk, EngineSettings, KpiComputation, diff_selects
 from kpis.metrics import TARGETABLE_METRICS, AttributionModel
 from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
 from kpis.periods import parse_period
@@ -368,16 +368,22 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
             return
         started = time.monotonic()
         with computation.search_path():
-            stats = publish(run=run, on_published=_finisher(run, periods=periods))
+            stats = publish(run=run, on_published=_finisher(run, periods=periods), diffed=True)
         logger.info("KPI run %s: published %s in %.1f s", run_id, stats, time.monotonic() - started)
         with connection.cursor() as cursor:
             cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     except (OperationalError, InterfaceError):
         raise
     except Exception as exc:
-        logger.exception("KPI run %s chunk %s failed", run_id, number)
-        _record_failure(run_id, KpiRun.Status.FAILED, f"chunk {number}: {type(exc).__name__}: {exc}")
-        _drop_quietly(run_id)
+        # The first chunk to fail fails the run; the others then fail on its dropped schema.
+        first = KpiRun.objects.filter(pk=run_id, status=KpiRun.Status.RUNNING).update(
+            status=KpiRun.Status.FAILED,
+            error=f"chunk {number}: {type(exc).__name__}: {exc}"[:5000],
+            finished_at=timezone.now(),
+        )
+        if first:
+            logger.exception("KPI run %s chunk %s failed", run_id, number)
+            _drop_quietly(run_id)
         raise
 
 
@@ -397,57 +403,56 @@ def _publish_checkpoint() -> None:
 ANALYZE_AFTER_CHANGED_ROWS = 10_000
 
 
-def publish(*, run: KpiRun, on_published=None) -> dict[str, int]:
+def _stage_diff(cursor) -> None:
+    """Temp kx_del and kx_ins of an unchunked run: the whole staged set against KpiValue."""
+    for table in ("kx_del", "kx_ins"):
+        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+    pg = connection.vendor == "postgresql"
+    if pg:
+        # Two in-memory hash anti-joins; an index on the staged side would cost more to build
+        # (9.6 s at 1.2M rows) than it saves.
+        cursor.execute("SET work_mem = '256MB'")
+    else:
+        # Without an index on the staged side SQLite has no hash join and compares every staged
+        # row with every published one (a rerun of the demo program took minutes, not seconds).
+        cursor.execute("DROP INDEX IF EXISTS kx_pub_key")
+        cursor.execute(
+            "CREATE INDEX kx_pub_key ON kx_pub "
+            "(attribution_model, scope, scope_key, grain, period, metric, target_metric)"
+        )
+    vanished, new = diff_selects(staged="kx_pub", published=KpiValue._meta.db_table)
+    cursor.execute(f"CREATE TEMP TABLE kx_del AS {vanished}")
+    cursor.execute(f"CREATE TEMP TABLE kx_ins AS {new}")
+    if pg:
+        cursor.execute("RESET work_mem")
+
+
+def publish(*, run: KpiRun, on_published=None, diffed: bool = False) -> dict[str, int]:
     """Replace the published rows that differ from the staged set (kx_pub), in one transaction.
 
     `on_published(stats)` runs inside that transaction, so the run's bookkeeping commits with it.
+    `diffed`: the chunks of a chunked run have filled the shared kx_del and kx_ins for their own
+    scopes already; only published rows outside every chunk (a deleted partner's) are added here.
     """
     value_table = KpiValue._meta.db_table
     pg = connection.vendor == "postgresql"
-
-    def same(a: str, b: str) -> str:
-        return f"{a} IS NOT DISTINCT FROM {b}" if pg else f"{a} IS {b}"
-
-    match = (
-        "s.attribution_model = k.attribution_model AND s.scope = k.scope AND s.scope_key = k.scope_key "
-        "AND s.grain = k.grain AND s.period = k.period AND s.metric = k.metric "
-        f"AND s.target_metric = k.target_metric AND {same('s.value', 'k.value')} "
-        f"AND {same('s.partner_id', 'k.partner_id')} AND {same('s.join_source_id', 'k.join_source_id')}"
-    )
-    columns = (
-        "scope, scope_key, partner_id, join_source_id, grain, period, period_start, metric, "
-        "target_metric, attribution_model, value"
-    )
+    columns = PUBLISHED_COLUMNS
     with connection.cursor() as cursor:
-        for table in ("kx_del", "kx_ins"):
-            cursor.execute(f"DROP TABLE IF EXISTS {table}")
-        if pg:
-            # Two in-memory hash anti-joins; an index on the staged side would cost more to build
-            # (9.6 s at 1.2M rows) than it saves.
-            cursor.execute("SET work_mem = '256MB'")
-        else:
-            # Without an index on the staged side SQLite has no hash join and compares every staged
-            # row with every published one (a rerun of the demo program took minutes, not seconds).
-            cursor.execute("DROP INDEX IF EXISTS kx_pub_key")
-            cursor.execute(
-                "CREATE INDEX kx_pub_key ON kx_pub "
-                "(attribution_model, scope, scope_key, grain, period, metric, target_metric)"
-            )
         # The diff is computed before the transaction so the publishing lock is held briefly.
-        cursor.execute(
-            f"CREATE TEMP TABLE kx_del AS SELECT k.id, k.grain, k.period FROM {value_table} k "
-            f"WHERE NOT EXISTS (SELECT 1 FROM kx_pub s WHERE {match})"
-        )
-        cursor.execute(
-            f"CREATE TEMP TABLE kx_ins AS SELECT {columns} FROM kx_pub s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {value_table} k WHERE {match})"
-        )
+        if diffed:
+            cursor.execute(
+                f"""INSERT INTO kx_del (id, grain, period, chunk)
+                SELECT k.id, k.grain, k.period, -1 FROM {value_table} k
+                WHERE NOT (k.scope = 'program'
+                           OR (k.scope = 'join_source' AND k.join_source_id IN (SELECT id FROM kx_js))
+                           OR (k.scope = 'partner' AND k.partner_id IN (SELECT id FROM kx_partner)))"""
+            )
+        else:
+            _stage_diff(cursor)
         cursor.execute(
             "SELECT COUNT(*) FROM (SELECT grain, period FROM kx_del UNION SELECT grain, period FROM kx_ins) p"
         )
         changed_periods = cursor.fetchone()[0]
-        if pg:
-            cursor.execute("RESET work_mem")
         with transaction.atomic():
             _lock_runs()
             if pg:
@@ -476,8 +481,9 @@ def publish(*, run: KpiRun, on_published=None) -> dict[str, int]:
             }
             if on_published is not None:
                 on_published(stats)
-        for table in ("kx_del", "kx_ins"):
-            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        if not diffed:
+            for table in ("kx_del", "kx_ins"):
+                cursor.execute(f"DROP TABLE IF EXISTS {table}")
         if pg and stats["inserted"] + stats["deleted"] >= ANALYZE_AFTER_CHANGED_ROWS:
             # Autovacuum analyses late; until then the planner may scan the whole KPI table for the
             # API's and dashboards' reads (seen: 4.8 s instead of 0.1 ms after a first publication).

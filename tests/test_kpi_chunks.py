@@ -12,7 +12,7 @@ from interchange.demo import DemoSize
 from interchange.seeding import seed_database
 from kpis import testing as t
 from kpis.engine import Chunk
-from kpis.models import KpiRun, KpiValue, ReconciliationItem
+from kpis.models import KpiRun, KpiValue, ProgramSettings, ReconciliationItem
 from kpis.services import plan_chunks, program_today
 from prm.celery import app as celery_app
 from tests.test_celery_worker import ROOT, child_env, wait_for
@@ -59,6 +59,7 @@ def test_chunks_hold_the_program_once_and_every_join_source_once():
 @pytest.fixture
 def demo_program():
     seed_database(DemoSize(partners=40, deals=700, seed=11), progress=lambda _: None)
+    t.join_source("no-partners-yet")  # its rows are dense too: some chunk must hold it
 
 
 @pytest.mark.postgres
@@ -81,6 +82,16 @@ def test_a_run_split_into_chunks_publishes_what_a_whole_run_publishes(settings, 
     # A rerun, chunked, on unchanged data writes nothing.
     again = t.recompute()
     assert again.status == "succeeded" and again.rows_written == again.rows_deleted == 0
+
+    # Another attribution model: every chunk replaces its scopes' rows; nothing of the old stays.
+    ProgramSettings.objects.filter(pk=1).update(attribution_model="first_touch")
+    assert t.recompute().status == "succeeded"
+    chunked_first_touch = published()
+    assert {row[0] for row in chunked_first_touch} == {"first_touch"}
+    settings.KPI_CHUNKS = 1
+    KpiValue.objects.all().delete()
+    assert t.recompute().status == "succeeded"
+    assert published() == chunked_first_touch
 
 
 @pytest.mark.postgres
