@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from zoneinfo import ZoneInfo
@@ -310,6 +311,31 @@ class Chunk:
 WHOLE = Chunk()
 
 
+class _Helper:
+    """`work(*args)` on a thread with its own database session; `finish()` joins and re-raises."""
+
+    def __init__(self, work, *args, on_exit=None) -> None:
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                work(*args)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by finish()
+                self.error = exc
+            finally:
+                if on_exit is not None:
+                    on_exit()
+                connection.close()
+
+        self.thread = threading.Thread(target=run, name="kpi-facts", daemon=True)
+        self.thread.start()
+
+    def finish(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 class KpiComputation:
     """Builds the full KPI staging set (kx_pub) for one program state in the current connection.
 
@@ -370,19 +396,50 @@ class KpiComputation:
                 cursor.execute("SELECT set_config('search_path', %s, false)", [previous])
 
     def run_facts(self) -> ComputeResult:
-        """Chunked run, step 1: the shared fact tables and the periods in the run's schema (one
-        REPEATABLE READ snapshot), plus the empty shared kx_del / kx_ins the chunks fill. The chunk
-        holding the program scope adds the reconciliation items (kx_recon), from the same facts."""
+        """Chunked run, step 1: the shared fact tables and the periods in the run's schema, plus the
+        empty shared kx_del / kx_ins the chunks fill. The chunk holding the program scope adds the
+        reconciliation items (kx_recon), from the same facts.
+
+        Two sessions share the work: the touches' and the deals' facts are built side by side on
+        one exported REPEATABLE READ snapshot, then the facts derived from them (activities and
+        first sales; attribution shares) side by side again, reading only those tables.
+        """
         assert self.schema and not connection.in_atomic_block
+        imported = threading.Event()
+
+        def deals(snapshot: str) -> None:
+            with transaction.atomic():
+                self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                self._exec(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                imported.set()
+                self._begin_local()
+                with self.sql.session_time_zone(), self.search_path():
+                    self._facts_deals(segment_from_base=True)
+
         with transaction.atomic():
             self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            self._exec("SET LOCAL synchronous_commit = off")
-            self._exec("SET LOCAL work_mem = '256MB'")
+            self._begin_local()
+            snapshot = self._fetch("SELECT pg_export_snapshot()")[0][0]
+            if not re.match(r"^[0-9A-F-]+$", snapshot):
+                raise ValueError(f"unexpected snapshot id {snapshot!r}")
+            helper = _Helper(deals, snapshot, on_exit=imported.set)
             with self.sql.session_time_zone(), self.search_path():
-                self._facts()
+                self._facts_touches()
+            imported.wait()  # an exported snapshot lives only as long as its transaction
+        helper.finish()
+
+        def attribution() -> None:
+            with transaction.atomic():
+                self._begin_local()
+                with self.sql.session_time_zone(), self.search_path():
+                    self._attribution()
+                    self._analyze("kx_attr")
+
+        helper = _Helper(attribution)
+        with transaction.atomic():
+            self._begin_local()
+            with self.sql.session_time_zone(), self.search_path():
                 self._lifecycle_facts()
-                self._attribution()
-                self._analyze("kx_attr")
                 self._periods()
                 # Each chunk's differences from the published set, for its own scopes.
                 self._exec(
@@ -395,7 +452,13 @@ class KpiComputation:
                     "period_start DATE, metric TEXT, target_metric TEXT, "
                     "attribution_model VARCHAR(20), value NUMERIC(24, 4), chunk INTEGER)"
                 )
+        helper.finish()
         return self.result
+
+    def _begin_local(self) -> None:
+        # Only unlogged and temp tables are written: nothing to lose if a commit is not flushed.
+        self._exec("SET LOCAL synchronous_commit = off")
+        self._exec("SET LOCAL work_mem = '256MB'")
 
     def run_chunk(self, number: int, chunk: Chunk) -> int:
         """Chunked run, step 2: one chunk's rows, diffed against the published rows of its scopes
@@ -406,8 +469,7 @@ class KpiComputation:
         with self.search_path():
             self.drop_scope_tables()
             with transaction.atomic():
-                self._exec("SET LOCAL synchronous_commit = off")
-                self._exec("SET LOCAL work_mem = '256MB'")
+                self._begin_local()
                 self._components()
                 self._metrics()
                 self._publishable()
@@ -492,6 +554,11 @@ class KpiComputation:
 
     # -- 1. facts ------------------------------------------------------------------------------
     def _facts(self) -> None:
+        self._facts_touches()
+        self._facts_deals(segment_from_base=False)
+
+    def _facts_touches(self) -> None:
+        """kx_js, kx_partner, kx_touch_all (and the kx_touch view), kx_reg, kx_cost."""
         s = self.sql
         deal, touch, reg = Deal._meta.db_table, Touch._meta.db_table, DealRegistration._meta.db_table
         partner, cost = Partner._meta.db_table, CostEntry._meta.db_table
@@ -524,21 +591,6 @@ class KpiComputation:
         if not s.pg:  # PostgreSQL hash-joins on deal_id; SQLite's nested loops need the index
             self._exec("CREATE INDEX kx_touch_deal ON kx_touch_all (deal_id)")
         self._analyze("kx_partner", "kx_touch_all")
-        # Segment: s(ourced), i(nfluenced: no sourcing partner, at least one counting touch), d(irect).
-        self._exec(
-            f"""CREATE {self._fact_table("kx_deal")} AS
-            SELECT x.*, {s.month_index("x.closed_d")} AS closed_mi,
-                   {s.month_index("x.created_d")} AS created_mi,
-                   CASE WHEN x.sp IS NOT NULL THEN 's'
-                        WHEN EXISTS (SELECT 1 FROM kx_touch t WHERE t.deal_id = x.id) THEN 'i'
-                        ELSE 'd' END AS seg
-            FROM (SELECT d.id, d.account_id, d.key AS dkey, CAST(ROUND(d.amount * 100) AS BIGINT) AS cents,
-                         d.status, d.sourcing_partner_id AS sp, d.created_at, d.closed_at,
-                         {s.local_date("d.created_at")} AS created_d,
-                         {s.local_date("d.closed_at")} AS closed_d
-                  FROM {deal} d) x"""
-        )
-        self._exec("CREATE INDEX kx_deal_id ON kx_deal (id)")
         self._exec(
             f"""CREATE {self._fact_table("kx_reg")} AS
             SELECT x.id, x.partner_id, p.js, x.status, x.account_id,
@@ -556,7 +608,35 @@ class KpiComputation:
                    c.partner_id, c.join_source_id AS tag_js, p.js AS partner_js
             FROM {cost} c LEFT JOIN kx_partner p ON p.id = c.partner_id"""
         )
-        self._analyze("kx_deal", "kx_reg", "kx_cost")
+        self._analyze("kx_reg", "kx_cost")
+
+    def _facts_deals(self, *, segment_from_base: bool) -> None:
+        """kx_deal. `segment_from_base`: find counting touches in the touch table itself (a session
+        building kx_deal beside the one building kx_touch, on the same snapshot)."""
+        s = self.sql
+        deal = Deal._meta.db_table
+        counting_touch = (
+            f"SELECT 1 FROM {Touch._meta.db_table} t WHERE t.deal_id = x.id "
+            "AND (x.closed_at IS NULL OR t.touched_at <= x.closed_at)"
+            if segment_from_base
+            else "SELECT 1 FROM kx_touch t WHERE t.deal_id = x.id"
+        )
+        # Segment: s(ourced), i(nfluenced: no sourcing partner, at least one counting touch), d(irect).
+        self._exec(
+            f"""CREATE {self._fact_table("kx_deal")} AS
+            SELECT x.*, {s.month_index("x.closed_d")} AS closed_mi,
+                   {s.month_index("x.created_d")} AS created_mi,
+                   CASE WHEN x.sp IS NOT NULL THEN 's'
+                        WHEN EXISTS ({counting_touch}) THEN 'i'
+                        ELSE 'd' END AS seg
+            FROM (SELECT d.id, d.account_id, d.key AS dkey, CAST(ROUND(d.amount * 100) AS BIGINT) AS cents,
+                         d.status, d.sourcing_partner_id AS sp, d.created_at, d.closed_at,
+                         {s.local_date("d.created_at")} AS created_d,
+                         {s.local_date("d.closed_at")} AS closed_d
+                  FROM {deal} d) x"""
+        )
+        self._exec("CREATE INDEX kx_deal_id ON kx_deal (id)")
+        self._analyze("kx_deal")
 
     def _lifecycle_facts(self) -> None:
         s = self.sql
