@@ -279,6 +279,7 @@ _FACT_TABLES = [
     "kx_fs",
     "kx_tw",
     "kx_attr",
+    "kx_newcust",
     "kx_grain",
     "kx_period",
     "kx_recon",
@@ -433,7 +434,8 @@ class KpiComputation:
                 self._begin_local()
                 with self.sql.session_time_zone(), self.search_path():
                     self._attribution()
-                    self._analyze("kx_attr")
+                    self._new_customers()
+                    self._analyze("kx_attr", "kx_newcust")
 
         helper = _Helper(attribution)
         with transaction.atomic():
@@ -544,7 +546,8 @@ class KpiComputation:
         self._facts()
         self._lifecycle_facts()
         self._attribution()
-        self._analyze("kx_attr")
+        self._new_customers()
+        self._analyze("kx_attr", "kx_newcust")
         self._periods()
         self._components()
         self._metrics()
@@ -747,6 +750,21 @@ class KpiComputation:
             SELECT d.id, d.sp, p.js, d.closed_mi, d.cents
             FROM kx_deal d JOIN kx_partner p ON p.id = d.sp
             WHERE d.status = 'won' AND d.sp IS NOT NULL"""
+        )
+
+    def _new_customers(self) -> None:
+        """kx_newcust: accounts whose first ever won deal (earliest closed_at, ties to the lowest
+        key) was partner-sourced, with that deal's sourcing partner and close month."""
+        s = self.sql
+        self._exec(
+            f"""CREATE {self._fact_table("kx_newcust")} AS
+            SELECT d.sp AS partner_id, p.js, d.closed_mi
+            FROM (SELECT id, sp, closed_mi, ROW_NUMBER() OVER (
+                        PARTITION BY account_id
+                        ORDER BY closed_at, CASE WHEN dkey IS NULL THEN 1 ELSE 0 END,
+                                 {s.text_key_order("dkey")}, id) AS rn
+                  FROM kx_deal WHERE status = 'won') d
+            JOIN kx_partner p ON p.id = d.sp WHERE d.rn = 1"""
         )
 
     def attribution_totals(self, date_from: date, date_to: date) -> list[dict]:
@@ -1096,16 +1114,10 @@ class KpiComputation:
                 WHERE {chunk.join_source_filter("sid")}""",
             ]
         self._additive(["cost_c"], " UNION ALL ".join(cost_rows), ["SUM(cents)"])
-        # New customers: the account's first ever won deal (earliest closed_at, ties to the lowest
-        # key) closed in the period and was partner-sourced.
-        first_won = f"""SELECT d.sp AS partner_id, p.js, d.closed_mi
-            FROM (SELECT id, sp, closed_mi, ROW_NUMBER() OVER (
-                        PARTITION BY account_id
-                        ORDER BY closed_at, CASE WHEN dkey IS NULL THEN 1 ELSE 0 END,
-                                 {s.text_key_order("dkey")}, id) AS rn
-                  FROM kx_deal WHERE status = 'won') d
-            JOIN kx_partner p ON p.id = d.sp WHERE d.rn = 1"""
-        self._additive(["newcust_n"], self._scoped(first_won, ALL), ["COUNT(*)"], mi="closed_mi")
+        # New customers (kx_newcust) in the period of their first won deal.
+        self._additive(
+            ["newcust_n"], self._scoped("SELECT * FROM kx_newcust", ALL), ["COUNT(*)"], mi="closed_mi"
+        )
 
     # -- 4. metrics ----------------------------------------------------------------------------
     def _metrics(self) -> None:
