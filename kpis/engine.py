@@ -1125,10 +1125,12 @@ class KpiComputation:
             f"MAX({c}) AS {c}" if c in _NULLABLE_COMPONENTS else f"COALESCE(MAX({c}), 0) AS {c}"
             for c in COMPONENTS
         )
+        self._analyze("kx_s")
         self._exec(
             f"CREATE TEMP TABLE kx_m AS SELECT scope, sid, grain, pidx, {merged} "
             "FROM kx_s GROUP BY scope, sid, grain, pidx"
         )
+        self._analyze("kx_m")
         self._exec(
             "CREATE TEMP TABLE kx_metric "
             "(code INTEGER, name VARCHAR(64), scope VARCHAR(12), zero_when_empty INTEGER)"
@@ -1193,7 +1195,7 @@ class KpiComputation:
         )
         # The actual value is recomputed from kx_m for the few target rows (a missing partner row
         # reads as 0 for money and counts, as in kpi_card_values).
-        self._analyze("kx_target", "kx_m")
+        self._analyze("kx_target")
         codes = {name: code for code, name in enumerate(_FORMULAS)}
         value = "CASE k.code " + " ".join(f"WHEN {codes[n]} THEN {f}" for n, f in _FORMULAS.items()) + " END"
         actual = f"COALESCE({value}, CASE WHEN k.zero_when_empty = 1 THEN 0 END)"
@@ -1208,6 +1210,9 @@ class KpiComputation:
 
     def _publishable(self) -> None:
         """kx_pub: kx_v in KpiValue's columns (labels, keys, Decimal values)."""
+        # Unanalysed, kx_v looks like a few hundred rows and the planner looks its ~1M partners up
+        # one by one (7 s instead of 1 s at 1M deals).
+        self._analyze("kx_v")
         s = self.sql
         partner, join_source = Partner._meta.db_table, JoinSource._meta.db_table
         self._exec(
