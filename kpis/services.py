@@ -59,6 +59,15 @@ def _fail_stale_runs() -> None:
     ).update(
         status=KpiRun.Status.FAILED, finished_at=timezone.now(), error="abandoned: no worker finished it"
     )
+    if connection.vendor != "postgresql":
+        return
+    # A chunked run whose worker died for good leaves its schema behind.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'kpirun\\_%'")
+        left = {int(name.split("_", 1)[1]): name for (name,) in cursor.fetchall() if name[7:].isdigit()}
+        active = KpiRun.objects.filter(pk__in=left, status__in=[KpiRun.Status.QUEUED, KpiRun.Status.RUNNING])
+        for run_id in set(left) - set(active.values_list("pk", flat=True)):
+            cursor.execute(f"DROP SCHEMA IF EXISTS {run_schema(run_id)} CASCADE")
 
 
 def kpi_run_create(

@@ -173,3 +173,15 @@ def test_real_workers_share_the_chunks_of_a_run_and_the_last_one_publishes(tmp_p
             worker.wait()
     log = worker.stdout.read()
     assert log.count("kpis.tasks.compute_kpi_chunk") >= 3, log[-3000:]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_schema_a_dead_chunked_run_left_is_dropped_when_the_next_run_starts(settings):
+    t.join_source("web")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SCHEMA kpirun_999999")
+        cursor.execute("CREATE TABLE kpirun_999999.kx_deal (id BIGINT)")
+    settings.KPI_CHUNKS = 2
+    assert t.recompute().status == "succeeded"
+    assert schemas_left() == []
