@@ -113,3 +113,58 @@ def test_sales_cycle_medians_by_segment(march_program):
     assert t.value("sales_cycle_median_days_direct", "2026-03") == D("3.0")
     assert t.value("sales_cycle_median_days_influenced", "2026-03") == D("7.0")  # 10 and 4 days
     assert t.value("sales_cycle_median_days_sourced", "2026-03") == D("10.0")
+
+
+def test_opportunities_influenced_counts_each_deal_once_per_period_of_every_grain_and_scope():
+    """D1 touched by A in January, February and April; D2 by A and B (both web) and C (event) in
+    March; D3 by C in December 2025 and January 2026. All open."""
+    web, event = t.join_source("web"), t.join_source("event", kind="event")
+    a, b = t.partner("a", web, joined="2025-01-01"), t.partner("b", web, joined="2025-01-01")
+    c = t.partner("c", event, joined="2025-01-01")
+    d1 = t.deal("10.00", created="2025-12-01 10:00")
+    d2 = t.deal("10.00", created="2025-12-01 10:00")
+    d3 = t.deal("10.00", created="2025-12-01 10:00")
+    for when in ("2026-01-10 10:00", "2026-02-10 10:00", "2026-04-10 10:00"):
+        t.touch(d1, a, when)
+    t.touch(d2, a, "2026-03-05 10:00")
+    t.touch(d2, b, "2026-03-06 10:00")
+    t.touch(d2, c, "2026-03-07 10:00")
+    t.touch(d3, c, "2025-12-20 10:00")
+    t.touch(d3, c, "2026-01-05 10:00")
+    t.recompute()
+    expected = {
+        ("partner", "a"): {
+            "2026-01": 1,
+            "2026-02": 1,
+            "2026-03": 1,
+            "2026-04": 1,
+            "2026-Q1": 2,
+            "2026-Q2": 1,
+            "2026": 2,
+        },
+        ("partner", "b"): {"2026-03": 1, "2026-Q1": 1, "2026": 1},
+        ("partner", "c"): {
+            "2025-12": 1,
+            "2026-01": 1,
+            "2026-03": 1,
+            "2025-Q4": 1,
+            "2026-Q1": 2,
+            "2025": 1,
+            "2026": 2,
+        },
+        ("join_source", "web"): {"2026-02": 1, "2026-03": 1, "2026-Q1": 2, "2026-Q2": 1, "2026": 2},
+        ("join_source", "event"): {"2025-12": 1, "2026-03": 1, "2026-Q1": 2, "2026": 2, "2025": 1},
+        ("program", ""): {
+            "2025-12": 1,
+            "2026-01": 2,
+            "2026-03": 1,
+            "2025-Q4": 1,
+            "2026-Q1": 3,
+            "2026-Q2": 1,
+            "2026": 3,
+        },
+    }
+    for (scope, key), values in expected.items():
+        for period, count in values.items():
+            got = t.value("opportunities_influenced", period, scope=scope, key=key)
+            assert got == D(count), (scope, key, period, got)
