@@ -1061,8 +1061,9 @@ class KpiComputation:
             mi="decided_mi",
         )
         # Opportunities influenced: distinct deals with a counting touch in the period, per scope.
-        # kx_opp holds each (partner, deal, month) once; each scope and grain then counts distinct
-        # deals with one hash aggregate over it (grouping by the deal and the period dedupes).
+        # kx_opp holds each (scope, deal, month) once; a row also counts for its quarter (year) when
+        # it is the deal's first month touched in that quarter (year), so one sorted pass gives all
+        # three grains and the quarters and years roll up from months like a sum.
         self._exec(
             f"""CREATE TEMP TABLE kx_opp AS
             SELECT partner_id, js, deal_id, touched_mi AS mi FROM kx_touch
@@ -1070,24 +1071,34 @@ class KpiComputation:
             GROUP BY partner_id, js, deal_id, touched_mi"""
         )
         self._analyze("kx_opp")
+        # One window per scope (sorting the scopes apart keeps each sort in memory).
         in_chunk = chunk.join_source_filter("js")
-        scope_rows = {
-            "partner": ("partner_id", in_chunk),
-            "join_source": ("js", in_chunk),
-            "program": ("0", "1 = 1"),
+        distinct_rows = {
+            "partner": f"SELECT partner_id AS sid, deal_id, mi FROM kx_opp WHERE {in_chunk}",
+            "join_source": (
+                f"SELECT js AS sid, deal_id, mi FROM kx_opp WHERE {in_chunk} GROUP BY js, deal_id, mi"
+            ),
+            "program": "SELECT 0 AS sid, deal_id, mi FROM kx_opp GROUP BY deal_id, mi",
         }
-        grains = {Grain.MONTH: "mi", Grain.QUARTER: "mi / 3", Grain.YEAR: "mi / 12"}
-        # (A literal in GROUP BY is a column position: the program's constant sid stays out of it.)
-        counts = [
-            f"""SELECT '{scope}', sid, '{grain}', pidx, COUNT(*) FROM (
-                SELECT {sid} AS sid, {pidx} AS pidx FROM kx_opp WHERE {where}
-                GROUP BY {"" if sid == "0" else f"{sid}, "}deal_id, {pidx}) d
-            GROUP BY sid, pidx"""
-            for scope, (sid, where) in scope_rows.items()
+        monthly = " UNION ALL ".join(
+            f"""SELECT '{scope}' AS scope, sid, mi, COUNT(*) AS n, SUM(first_q) AS nq, SUM(first_y) AS ny
+            FROM (SELECT sid, mi,
+                         CASE WHEN prev IS NULL OR prev / 3 <> mi / 3 THEN 1 ELSE 0 END AS first_q,
+                         CASE WHEN prev IS NULL OR prev / 12 <> mi / 12 THEN 1 ELSE 0 END AS first_y
+                  FROM (SELECT sid, mi, LAG(mi) OVER (PARTITION BY sid, deal_id ORDER BY mi) AS prev
+                        FROM ({rows}) o) f) x
+            GROUP BY sid, mi"""
+            for scope, rows in distinct_rows.items()
             if self._in_chunk(scope)
-            for grain, pidx in grains.items()
-        ]
-        self._insert(["opp_inf"], " UNION ALL ".join(counts))
+        )
+        self._insert(
+            ["opp_inf"],
+            f"""SELECT m.scope, m.sid, g.grain, g.pidx,
+                SUM(CASE g.grain WHEN 'month' THEN m.n WHEN 'quarter' THEN m.nq ELSE m.ny END)
+            FROM ({monthly}) m
+            JOIN kx_grain g ON g.mi = m.mi
+            GROUP BY m.scope, m.sid, g.grain, g.pidx""",
+        )
 
         # Cost: program all; partner its tagged costs; join source tagged with it or its partners, once.
         cost_rows = []
