@@ -5,6 +5,7 @@ broker is Redis when REDIS_URL is set (CI) — then an unreachable Redis fails t
 kombu's filesystem broker in a temp directory.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,6 +42,28 @@ def child_env(var_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def celery_worker(tmp_path: Path, queue: str, *options: str, **env: str):
+    """A real `celery -A prm worker` on `queue` (output in .stdout), stopped on exit."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "prm", "worker", "-Q", queue, "--loglevel=INFO", *options],
+        cwd=ROOT,
+        env=child_env(tmp_path, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
 def small_program():
     web = t.join_source("web")
     a = t.partner("a", web, joined="2026-01-05")
@@ -65,26 +88,7 @@ def test_a_real_worker_runs_the_nightly_task_and_publishes_the_kpis(tmp_path, br
     small_program()
     url, options, env_extra = broker
     queue = f"kpi-test-{uuid.uuid4().hex[:8]}"
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "prm",
-            "worker",
-            "--pool=solo",
-            "-Q",
-            queue,
-            "--loglevel=INFO",
-        ],
-        cwd=ROOT,
-        env=child_env(tmp_path, **env_extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with celery_worker(tmp_path, queue, "--pool=solo", **env_extra) as worker:
         nightly = settings.CELERY_BEAT_SCHEDULE["recompute-kpis-nightly"]
         with celery_app.connection_for_write(url, transport_options=options) as conn:
             celery_app.send_task(nightly["task"], kwargs=nightly["kwargs"], queue=queue, connection=conn)
@@ -98,13 +102,6 @@ def test_a_real_worker_runs_the_nightly_task_and_publishes_the_kpis(tmp_path, br
         assert run.trigger == "nightly" and run.mode == "incremental" and run.celery_task_id
         assert t.value("sourced_revenue", "2026-02", scope="partner", key="a") == Decimal("250.00")
         assert KpiValue.objects.filter(run=run).count() == run.rows_written > 0
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
 
 
 def test_a_run_killed_while_publishing_leaves_the_published_set_and_a_rerun_completes_it(tmp_path):

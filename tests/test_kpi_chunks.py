@@ -1,8 +1,6 @@
 """Chunked KPI runs (PostgreSQL): the scopes split over several sessions publish exactly what one
 session computing everything publishes, through threads and through real Celery workers."""
 
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -15,15 +13,8 @@ from kpis.engine import Chunk
 from kpis.models import KpiRun, KpiValue, ProgramSettings, ReconciliationItem
 from kpis.services import plan_chunks, program_today
 from prm.celery import app as celery_app
-from tests.test_celery_worker import ROOT, child_env, wait_for
-
-
-def published() -> set[tuple]:
-    return set(
-        KpiValue.objects.values_list(
-            "attribution_model", "scope", "scope_key", "grain", "period", "metric", "target_metric", "value"
-        )
-    )
+from tests.test_celery_worker import celery_worker, wait_for
+from tests.test_kpi_runs import published
 
 
 def reconciliation() -> set[tuple]:
@@ -128,26 +119,7 @@ def test_real_workers_share_the_chunks_of_a_run_and_the_last_one_publishes(tmp_p
     KpiValue.objects.all().delete()
     url, options, env_extra = broker
     queue = f"kpi-chunks-{uuid.uuid4().hex[:8]}"
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "prm",
-            "worker",
-            "--concurrency=2",
-            "-Q",
-            queue,
-            "--loglevel=INFO",
-        ],
-        cwd=ROOT,
-        env=child_env(tmp_path, KPI_CHUNKS="3", **env_extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with celery_worker(tmp_path, queue, "--concurrency=2", KPI_CHUNKS="3", **env_extra) as worker:
         with celery_app.connection_for_write(url, transport_options=options) as conn:
             celery_app.send_task(
                 "kpis.tasks.recompute_kpis",
@@ -164,13 +136,6 @@ def test_real_workers_share_the_chunks_of_a_run_and_the_last_one_publishes(tmp_p
         assert run.status == "succeeded", run.error
         assert published() == expected
         assert schemas_left() == []
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
     log = worker.stdout.read()
     assert log.count("kpis.tasks.compute_kpi_chunk") >= 3, log[-3000:]
 
