@@ -464,6 +464,9 @@ def publish(*, run: KpiRun, on_published=None, diffed: bool = False) -> dict[str
         changed_periods = cursor.fetchone()[0]
         with transaction.atomic():
             _lock_runs()
+            if diffed and not KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.RUNNING).exists():
+                # A redelivered chunk that also came last: its sibling published the run already.
+                return {"inserted": 0, "deleted": 0, "changed_periods": 0}
             if pg:
                 # Durability of this commit may lag a few ms; a crash then reruns the nightly job.
                 cursor.execute("SET LOCAL synchronous_commit = off")

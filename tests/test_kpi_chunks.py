@@ -150,3 +150,30 @@ def test_the_schema_a_dead_chunked_run_left_is_dropped_when_the_next_run_starts(
     settings.KPI_CHUNKS = 2
     assert t.recompute().status == "succeeded"
     assert schemas_left() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_run_is_published_once_even_if_two_last_chunks_try(settings, demo_program):
+    """A chunk redelivered after its worker died can also find itself last: only one publishes."""
+    from kpis.services import _claim, _finisher, _shared_computation, kpi_run_create, publish, run_schema
+
+    settings.KPI_CHUNKS = 2
+    created, _ = kpi_run_create(trigger="command", as_of=program_today())
+    run = _claim(created.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE SCHEMA {run_schema(run.pk)}")
+    computation = _shared_computation(run)
+    computation.run_facts()
+    for number, chunk in enumerate(plan_chunks(computation.chunk_weights(), 2)):
+        computation.run_chunk(number, chunk)
+    with computation.search_path():
+        first = publish(run=run, on_published=_finisher(run, periods=1), diffed=True)
+        expected = published()
+        second = publish(run=run, on_published=_finisher(run, periods=1), diffed=True)
+    run.refresh_from_db()
+    assert run.status == "succeeded" and first["inserted"] == run.rows_written == len(expected) > 1000
+    assert second == {"inserted": 0, "deleted": 0, "changed_periods": 0}
+    assert published() == expected
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP SCHEMA {run_schema(run.pk)} CASCADE")
