@@ -416,6 +416,7 @@ class KpiComputation:
                 self._begin_local()
                 with self.sql.session_time_zone(), self.search_path():
                     self._facts_deals(segment_from_base=True)
+                    self._facts_pipeline()
 
         with transaction.atomic():
             self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -434,14 +435,15 @@ class KpiComputation:
                 self._begin_local()
                 with self.sql.session_time_zone(), self.search_path():
                     self._attribution()
-                    self._new_customers()
-                    self._analyze("kx_attr", "kx_newcust")
+                    self._analyze("kx_attr")
 
         helper = _Helper(attribution)
         with transaction.atomic():
             self._begin_local()
             with self.sql.session_time_zone(), self.search_path():
                 self._lifecycle_facts()
+                self._new_customers()
+                self._analyze("kx_newcust")
                 self._periods()
                 # Each chunk's differences from the published set, for its own scopes.
                 self._exec(
@@ -558,13 +560,13 @@ class KpiComputation:
     # -- 1. facts ------------------------------------------------------------------------------
     def _facts(self) -> None:
         self._facts_touches()
+        self._facts_pipeline()
         self._facts_deals(segment_from_base=False)
 
     def _facts_touches(self) -> None:
-        """kx_js, kx_partner, kx_touch_all (and the kx_touch view), kx_reg, kx_cost."""
+        """kx_js, kx_partner, kx_touch_all (and the kx_touch view)."""
         s = self.sql
-        deal, touch, reg = Deal._meta.db_table, Touch._meta.db_table, DealRegistration._meta.db_table
-        partner, cost = Partner._meta.db_table, CostEntry._meta.db_table
+        deal, touch, partner = Deal._meta.db_table, Touch._meta.db_table, Partner._meta.db_table
 
         self._exec(f"CREATE {self._fact_table('kx_js')} AS SELECT id FROM {JoinSource._meta.db_table}")
         self._exec(
@@ -594,6 +596,13 @@ class KpiComputation:
         if not s.pg:  # PostgreSQL hash-joins on deal_id; SQLite's nested loops need the index
             self._exec("CREATE INDEX kx_touch_deal ON kx_touch_all (deal_id)")
         self._analyze("kx_partner", "kx_touch_all")
+
+    def _facts_pipeline(self) -> None:
+        """kx_reg and kx_cost, from the live tables only (a session may build them beside the one
+        building kx_partner)."""
+        s = self.sql
+        reg, cost = DealRegistration._meta.db_table, CostEntry._meta.db_table
+        partners = f"(SELECT id, join_source_id AS js FROM {Partner._meta.db_table})"
         self._exec(
             f"""CREATE {self._fact_table("kx_reg")} AS
             SELECT x.id, x.partner_id, p.js, x.status, x.account_id,
@@ -603,13 +612,13 @@ class KpiComputation:
                          {s.local_date("r.submitted_at")} AS submitted_d,
                          {s.local_date("r.decided_at")} AS decided_d
                   FROM {reg} r) x
-            JOIN kx_partner p ON p.id = x.partner_id"""
+            JOIN {partners} p ON p.id = x.partner_id"""
         )
         self._exec(
             f"""CREATE {self._fact_table("kx_cost")} AS
             SELECT c.id, CAST(ROUND(c.amount * 100) AS BIGINT) AS cents, {s.month_index("c.date")} AS mi,
                    c.partner_id, c.join_source_id AS tag_js, p.js AS partner_js
-            FROM {cost} c LEFT JOIN kx_partner p ON p.id = c.partner_id"""
+            FROM {cost} c LEFT JOIN {partners} p ON p.id = c.partner_id"""
         )
         self._analyze("kx_reg", "kx_cost")
 
