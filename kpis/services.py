@@ -139,9 +139,10 @@ def _claim(run_id: int) -> KpiRun | None:
 
 
 def _record_failure(run_id: int, status: str, message: str) -> None:
+    """A failed run keeps its first error (a chunked run's is the failing chunk's)."""
     for _ in range(2):
         try:
-            KpiRun.objects.filter(pk=run_id).update(
+            KpiRun.objects.filter(pk=run_id).exclude(status=KpiRun.Status.FAILED).update(
                 status=status, error=message[:5000], finished_at=timezone.now()
             )
             return
@@ -341,6 +342,8 @@ def _execute_chunked(run: KpiRun, *, dispatch: str, queue: str | None) -> None:
     for thread in threads:
         thread.join()
     if errors:
+        # The chunk's own failure rather than a database error it may have caused a sibling.
+        errors.sort(key=lambda exc: isinstance(exc, (OperationalError, InterfaceError)))
         raise errors[0]
 
 
@@ -348,7 +351,7 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
     """Compute one chunk of a running run; the last chunk to finish publishes the run.
 
     Idempotent: a redelivered chunk replaces its own staged rows. Database outages re-raise for
-    the task's retry; any other error fails the run and drops its schema.
+    the task's retry; any other error fails the run.
     """
     run = KpiRun.objects.get(pk=run_id)
     if run.status != KpiRun.Status.RUNNING:
@@ -384,7 +387,8 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
     except (OperationalError, InterfaceError):
         raise
     except Exception as exc:
-        # The first chunk to fail fails the run; the others then fail on its dropped schema.
+        # The first chunk to fail fails the run. Its schema stays while siblings may still read it
+        # (dropping it under them deadlocks); it goes when the run's caller or the next run cleans up.
         first = KpiRun.objects.filter(pk=run_id, status=KpiRun.Status.RUNNING).update(
             status=KpiRun.Status.FAILED,
             error=f"chunk {number}: {type(exc).__name__}: {exc}"[:5000],
@@ -392,7 +396,6 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
         )
         if first:
             logger.exception("KPI run %s chunk %s failed", run_id, number)
-            _drop_quietly(run_id)
         raise
 
 

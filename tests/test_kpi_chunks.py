@@ -105,7 +105,7 @@ def test_a_failing_chunk_fails_the_run_and_leaves_the_published_set(settings, de
     with pytest.raises(RuntimeError):
         t.recompute()
     run = KpiRun.objects.order_by("-id").first()
-    assert run.status == "failed" and "chunk 1" in run.error
+    assert run.status == "failed" and run.error == "chunk 1: RuntimeError: chunk 1 lost its disk"
     assert published() == before
     assert schemas_left() == []
 
