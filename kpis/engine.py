@@ -97,6 +97,21 @@ _NULLABLE_COMPONENTS = {"cyc_src_med", "cyc_inf_med", "cyc_dir_med", "ttfs_med",
 _TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-/]+$")
 
 
+@contextlib.contextmanager
+def session_setting(name: str, value: str):
+    """PostgreSQL: set a session setting for the block, then put the previous value back."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s)", [name])
+        previous = cursor.fetchone()[0]
+        cursor.execute("SELECT set_config(%s, %s, false)", [name, value])
+    try:
+        yield
+    finally:
+        # A rolled-back transaction has already undone the change; the connection may be unusable.
+        with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config(%s, %s, false)", [name, previous])
+
+
 class Dialect:
     """The SQL spelled differently on PostgreSQL and SQLite."""
 
@@ -128,16 +143,8 @@ class Dialect:
         if not self.pg:
             yield
             return
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('TimeZone')")
-            previous = cursor.fetchone()[0]
-            cursor.execute("SELECT set_config('TimeZone', %s, false)", [self.tz])
-        try:
+        with session_setting("TimeZone", self.tz):
             yield
-        finally:
-            # A rolled-back transaction has already undone the change; the connection may be unusable.
-            with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('TimeZone', %s, false)", [previous])
 
     def days_between(self, later: str, earlier: str) -> str:
         if self.pg:
@@ -312,28 +319,32 @@ class Chunk:
 WHOLE = Chunk()
 
 
-class _Helper:
-    """`work(*args)` on a thread with its own database session; `finish()` joins and re-raises."""
+class SessionThread:
+    """`work(*args)` on a thread with its own database session, started at once. `join()` returns
+    what it raised (None when it succeeded); `finish()` joins and re-raises."""
 
-    def __init__(self, work, *args, on_exit=None) -> None:
+    def __init__(self, work, *args, name: str = "kpi-session", on_exit=None) -> None:
         self.error: BaseException | None = None
 
         def run() -> None:
             try:
                 work(*args)
-            except BaseException as exc:  # noqa: BLE001 - re-raised by finish()
+            except BaseException as exc:  # noqa: BLE001 - handed to join() / finish()
                 self.error = exc
             finally:
                 if on_exit is not None:
                     on_exit()
                 connection.close()
 
-        self.thread = threading.Thread(target=run, name="kpi-facts", daemon=True)
+        self.thread = threading.Thread(target=run, name=name, daemon=True)
         self.thread.start()
 
-    def finish(self) -> None:
+    def join(self) -> BaseException | None:
         self.thread.join()
-        if self.error is not None:
+        return self.error
+
+    def finish(self) -> None:
+        if self.join() is not None:
             raise self.error
 
 
@@ -384,17 +395,9 @@ class KpiComputation:
             )
 
     # -- chunked runs (PostgreSQL): facts once, scopes in chunks on several sessions ------------
-    @contextlib.contextmanager
     def search_path(self):
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('search_path')")
-            previous = cursor.fetchone()[0]
-            cursor.execute("SELECT set_config('search_path', %s, false)", [f"{self.schema}, public"])
-        try:
-            yield
-        finally:
-            with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('search_path', %s, false)", [previous])
+        """The run's schema first: its shared fact tables resolve by their plain names."""
+        return session_setting("search_path", f"{self.schema}, public")
 
     def run_facts(self) -> ComputeResult:
         """Chunked run, step 1: the shared fact tables and the periods in the run's schema, plus the
@@ -424,7 +427,7 @@ class KpiComputation:
             snapshot = self._fetch("SELECT pg_export_snapshot()")[0][0]
             if not re.match(r"^[0-9A-F-]+$", snapshot):
                 raise ValueError(f"unexpected snapshot id {snapshot!r}")
-            helper = _Helper(deals, snapshot, on_exit=imported.set)
+            helper = SessionThread(deals, snapshot, name="kpi-facts", on_exit=imported.set)
             with self.sql.session_time_zone(), self.search_path():
                 self._facts_touches()
             imported.wait()  # an exported snapshot lives only as long as its transaction
@@ -437,7 +440,7 @@ class KpiComputation:
                     self._attribution()
                     self._analyze("kx_attr")
 
-        helper = _Helper(attribution)
+        helper = SessionThread(attribution, name="kpi-facts")
         with transaction.atomic():
             self._begin_local()
             with self.sql.session_time_zone(), self.search_path():
@@ -445,17 +448,14 @@ class KpiComputation:
                 self._new_customers()
                 self._analyze("kx_newcust")
                 self._periods()
-                # Each chunk's differences from the published set, for its own scopes.
-                self._exec(
-                    f"CREATE UNLOGGED TABLE {self.schema}.kx_del "
-                    "(id BIGINT, grain VARCHAR(8), period VARCHAR(7), chunk INTEGER)"
-                )
-                self._exec(
-                    f"CREATE UNLOGGED TABLE {self.schema}.kx_ins (scope VARCHAR(12), scope_key TEXT, "
-                    "partner_id BIGINT, join_source_id BIGINT, grain VARCHAR(8), period VARCHAR(7), "
-                    "period_start DATE, metric TEXT, target_metric TEXT, "
-                    "attribution_model VARCHAR(20), value NUMERIC(24, 4), chunk INTEGER)"
-                )
+                # Each chunk's differences from the published set, for its own scopes, in
+                # KpiValue's own column types.
+                value_table = KpiValue._meta.db_table
+                for table, columns in (("kx_del", "id, grain, period"), ("kx_ins", PUBLISHED_COLUMNS)):
+                    self._exec(
+                        f"CREATE UNLOGGED TABLE {self.schema}.{table} AS "
+                        f"SELECT {columns}, CAST(0 AS INTEGER) AS chunk FROM {value_table} WHERE 1 = 0"
+                    )
         helper.finish()
         return self.result
 
@@ -869,13 +869,10 @@ class KpiComputation:
     ) -> str:
         """Expand fact rows to one copy per scope of this chunk with its id as `sid` (program: 0)."""
         sid = {"program": "0", "partner": f"r.{partner_col}", "join_source": f"r.{js_col}"}
-        where = {
-            "program": "",
-            "partner": f" WHERE {self.chunk.join_source_filter(f'r.{js_col}')}",
-            "join_source": f" WHERE {self.chunk.join_source_filter(f'r.{js_col}')}",
-        }
+        of_chunk = f" WHERE {self.chunk.join_source_filter(f'r.{js_col}')}"
         selects = [
-            f"SELECT '{scope}' AS scope, {sid[scope]} AS sid, r.* FROM ({rows}) r{where[scope]}"
+            f"SELECT '{scope}' AS scope, {sid[scope]} AS sid, r.* FROM ({rows}) r"
+            + ("" if scope == "program" else of_chunk)
             for scope in scopes
             if self._in_chunk(scope)
         ]
@@ -1268,10 +1265,23 @@ class KpiComputation:
         )
 
 
-PUBLISHED_COLUMNS = (
-    "scope, scope_key, partner_id, join_source_id, grain, period, period_start, metric, "
-    "target_metric, attribution_model, value"
-)
+def published_columns() -> list[str]:
+    return [
+        "scope",
+        "scope_key",
+        "partner_id",
+        "join_source_id",
+        "grain",
+        "period",
+        "period_start",
+        "metric",
+        "target_metric",
+        "attribution_model",
+        "value",
+    ]
+
+
+PUBLISHED_COLUMNS = ", ".join(published_columns())
 
 
 def diff_selects(*, staged: str, published: str) -> tuple[str, str]:
@@ -1297,22 +1307,6 @@ def diff_selects(*, staged: str, published: str) -> tuple[str, str]:
         f"WHERE NOT EXISTS (SELECT 1 FROM {published} k WHERE {match})"
     )
     return vanished, new
-
-
-def published_columns() -> list[str]:
-    return [
-        "scope",
-        "scope_key",
-        "partner_id",
-        "join_source_id",
-        "grain",
-        "period",
-        "period_start",
-        "metric",
-        "target_metric",
-        "attribution_model",
-        "value",
-    ]
 
 
 def staged_rows(*, grain: str | None = None) -> list[tuple]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 import time
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -23,7 +22,14 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from deals.models import Deal, DealRegistration, Touch
-from kpis.engine import PUBLISHED_COLUMNS, Chunk, EngineSettings, KpiComputation, diff_selects
+from kpis.engine import (
+    PUBLISHED_COLUMNS,
+    Chunk,
+    EngineSettings,
+    KpiComputation,
+    SessionThread,
+    diff_selects,
+)
 from kpis.metrics import TARGETABLE_METRICS, AttributionModel
 from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
 from kpis.periods import parse_period
@@ -33,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 # A queued or running run older than this is considered abandoned (its worker died for good).
 STALE_RUN_SECONDS = getattr(settings, "KPI_RUN_STALE_SECONDS", 6 * 3600)
+# A chunked run's shared tables live in the PostgreSQL schema of this prefix and its id.
+RUN_SCHEMA_PREFIX = "kpirun_"
 
 
 def kpi_chunk_count() -> int:
@@ -63,10 +71,13 @@ def _fail_stale_runs() -> None:
         return
     # A chunked run whose worker died for good leaves its schema behind.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'kpirun\\_%'")
-        left = {int(name.split("_", 1)[1]): name for (name,) in cursor.fetchall() if name[7:].isdigit()}
+        cursor.execute(
+            "SELECT substr(nspname, %s) FROM pg_namespace WHERE starts_with(nspname, %s)",
+            [len(RUN_SCHEMA_PREFIX) + 1, RUN_SCHEMA_PREFIX],
+        )
+        left = {int(suffix) for (suffix,) in cursor.fetchall() if suffix.isdigit()}
         active = KpiRun.objects.filter(pk__in=left, status__in=[KpiRun.Status.QUEUED, KpiRun.Status.RUNNING])
-        for run_id in set(left) - set(active.values_list("pk", flat=True)):
+        for run_id in left - set(active.values_list("pk", flat=True)):
             cursor.execute(f"DROP SCHEMA IF EXISTS {run_schema(run_id)} CASCADE")
 
 
@@ -193,7 +204,7 @@ def _drop_quietly(run_id: int | None = None) -> None:
 
 def run_schema(run_id: int) -> str:
     """The PostgreSQL schema holding a chunked run's shared facts and staged rows."""
-    return f"kpirun_{int(run_id)}"
+    return f"{RUN_SCHEMA_PREFIX}{int(run_id)}"
 
 
 def source_fingerprint(*, as_of: date) -> str:
@@ -326,21 +337,11 @@ def _execute_chunked(run: KpiRun, *, dispatch: str, queue: str | None) -> None:
                 )
     if dispatch == "celery":
         return
-    errors: list[BaseException] = []
-
-    def work(number: int) -> None:
-        try:
-            kpi_chunk_execute(run_id=run.pk, number=number)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller's thread
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work, args=(n,), name=f"kpi-chunk-{n}") for n in range(len(chunks))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    workers = [
+        SessionThread(lambda n=n: kpi_chunk_execute(run_id=run.pk, number=n), name=f"kpi-chunk-{n}")
+        for n in range(len(chunks))
+    ]
+    errors = [error for error in (worker.join() for worker in workers) if error is not None]
     if errors:
         # The chunk's own failure rather than a database error it may have caused a sibling.
         errors.sort(key=lambda exc: isinstance(exc, (OperationalError, InterfaceError)))
