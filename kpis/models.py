@@ -269,3 +269,23 @@ class ReconciliationItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.description}"
+
+
+class KpiPublication(models.Model):
+    """One row whose `version` changes whenever what the published-KPI reads return may change.
+
+    Database triggers (migration 0005) give it a new random `version` in the same transaction as
+    any write to KpiValue or ReconciliationItem and any insert or update of ProgramSettings (whose
+    attribution model picks the rows a default read returns), whoever writes them: a publication, a
+    partner's cascade delete, raw SQL. Responses built from those reads are cached and tagged
+    (ETag) under it, so a reader never gets a set older than the one committed when it asked.
+    """
+
+    version = models.CharField(max_length=32)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(pk=1), name="kpi_publication_singleton")]
+
+    def __str__(self) -> str:
+        return f"KPI publication {self.version} ({self.changed_at:%Y-%m-%d %H:%M:%S})"

@@ -3,12 +3,15 @@
 The KpiValue table holds only the published set, so these never see a half-written run.
 """
 
+import secrets
 from collections.abc import Iterable
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from kpis.models import KpiRun, KpiValue, ProgramSettings
+from kpis.models import KpiPublication, KpiRun, KpiValue, ProgramSettings
 
 
 def published_values(
@@ -200,3 +203,16 @@ def _describe(kind: str, ids: dict, detail: str) -> str:
         )
     regs = ", ".join(str(r) for r in ids.get("registrations", []))
     return f"Registrations {regs} by different partners claim account {ids.get('account')}."
+
+
+def publication_version() -> str:
+    """The token that changes with every write the published-KPI reads could see (KpiPublication)."""
+    # Read on every cached API request: plain SQL, since compiling the ORM query costs 3x running it.
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT version FROM {KpiPublication._meta.db_table} WHERE id = 1")
+        row = cursor.fetchone()
+    if row is None:  # a database migrated without the row (the migration creates it)
+        return KpiPublication.objects.get_or_create(
+            pk=1, defaults={"version": secrets.token_hex(16), "changed_at": timezone.now()}
+        )[0].version
+    return row[0]

@@ -138,6 +138,23 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Cache: throttle counters and the published-KPI response cache (api/caching.py). ----------
+# CACHE_URL=redis://host:6379/1 shares them between web processes (docker-compose sets it; use a
+# database of its own: clearing the cache flushes it). Unset: each process keeps its own.
+CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": env_int("CACHE_MAX_ENTRIES", 2000)},
+        }
+    }
+# A cached published-KPI response is keyed by the publication version, so it can never go stale;
+# this only bounds how long an unused one takes room.
+API_PUBLISHED_CACHE_SECONDS = env_int("API_PUBLISHED_CACHE_SECONDS", 24 * 3600)
+
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes anonymous requests answer 401, not 403.

@@ -36,6 +36,30 @@ def _service_markers(request: pytest.FixtureRequest) -> None:
         pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Throttle counters and cached API responses live in the cache; ids repeat across tests on SQLite.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """REDIS_URL, reachable; without it the test skips (CI=true: fails, since CI sets it)."""
+    url = os.environ.get("REDIS_URL", "")
+    _require(bool(url), "needs Redis: set REDIS_URL=redis://...")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"REDIS_URL is set but Redis is unreachable: {exc}")
+    return url
+
+
 @pytest.fixture
 def broker(tmp_path):
     """(broker url, transport options, extra env for the worker)."""

@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from api import examples as ex
 from api import serializers as s
+from api.caching import PublishedSetCacheMixin
 from api.examples import listed, one
 from api.filters import CostEntryFilterSet, KpiRunFilterSet, KpiValueFilterSet, TargetFilterSet
 from api.pagination import KpiValueCursorPagination, StandardPagination
@@ -146,7 +147,7 @@ class TargetViewSet(ScopedViewSet):
     ),
 )
 @extend_schema(tags=["kpis"])
-class KpiValueViewSet(ScopedViewSet):
+class KpiValueViewSet(PublishedSetCacheMixin, ScopedViewSet):
     visible = staticmethod(visible_kpi_values)
     queryset = KpiValue.objects.none()
     serializer_class = s.KpiValueSerializer

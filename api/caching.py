@@ -1,0 +1,83 @@
+"""List responses built only from the published KPI set: cached and tagged per publication.
+
+What those reads return changes only when `kpis.models.KpiPublication.version` does (database
+triggers keep that true for every writer, in the writer's transaction), so a body rendered under
+one version stays right until the next. It is cached under (version, the reader's visibility,
+host, path and query) for `API_PUBLISHED_CACHE_SECONDS`, and carries an ETag of that key; a client
+that sends the tag back in If-None-Match gets 304 Not Modified. A repeated request then costs its
+authentication, one query for the version and one cache read, instead of the filters, the page
+query and the serializer.
+
+The version is read before the rows: a publication committing in between leaves a newer body under
+an older key nobody asks for again, never an older body under the newer key.
+"""
+
+import hashlib
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpResponse, HttpResponseNotModified
+from django.utils.cache import patch_vary_headers
+from django.utils.http import parse_etags
+from rest_framework.request import Request
+
+from api.permissions import acting_partner, is_staff_reader
+from kpis.selectors import publication_version
+
+# The responses differ per user (visibility) and are only worth keeping for the client itself.
+CACHE_CONTROL = "private, no-cache"
+VARY = ("Accept", "Authorization", "Cookie")
+
+
+def reader_visibility(request: Request) -> str:
+    """Which slice of the published set this reader may see (part of the cache key)."""
+    if is_staff_reader(request):
+        return "staff"
+    partner = acting_partner(request)
+    return f"partner:{partner.pk}" if partner is not None else "none"
+
+
+def published_cache_key(request: Request, *, version: str) -> str:
+    query = sorted((name, value) for name, values in request.query_params.lists() for value in values)
+    parts = [
+        version,
+        reader_visibility(request),
+        request.scheme,
+        request.get_host(),
+        request.path,
+        repr(query),
+    ]
+    return "api:published:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _tag(response: HttpResponse, etag: str) -> HttpResponse:
+    response["ETag"] = etag
+    response["Cache-Control"] = CACHE_CONTROL
+    patch_vary_headers(response, VARY)
+    return response
+
+
+class PublishedSetCacheMixin:
+    """For a list view whose rows come only from the published KPI set (KpiValue)."""
+
+    def list(self, request: Request, *args, **kwargs) -> HttpResponse:
+        if request.accepted_renderer.format != "json":  # the browsable API renders per user
+            return super().list(request, *args, **kwargs)
+        key = published_cache_key(request, version=publication_version())
+        etag = f'"{key[-32:]}"'
+        sent = parse_etags(request.headers.get("If-None-Match", ""))
+        if etag in sent or "*" in sent:
+            return _tag(HttpResponseNotModified(), etag)
+        cached = cache.get(key)
+        if cached is None:
+            response = super().list(request, *args, **kwargs)
+            if response.status_code != 200:
+                return response
+            response.accepted_renderer = request.accepted_renderer
+            response.accepted_media_type = request.accepted_media_type
+            response.renderer_context = self.get_renderer_context()
+            response.render()
+            cached = (bytes(response.content), response["Content-Type"])
+            cache.set(key, cached, settings.API_PUBLISHED_CACHE_SECONDS)
+        content, content_type = cached
+        return _tag(HttpResponse(content, content_type=content_type), etag)

@@ -1,0 +1,159 @@
+"""Published-KPI reads are cached and tagged per publication (api/caching.py), and never stale.
+
+The publication version (kpis.models.KpiPublication) is kept by database triggers, so these tests
+write the watched tables every way a writer can: the ORM, raw SQL, a recompute, a settings change.
+"""
+
+import uuid
+
+import pytest
+from django.db import connection, transaction
+from django.test import override_settings
+
+from api.testing import *  # noqa: F403
+from api.testing import API, client_for, count_queries
+from kpis import testing as k
+from kpis.models import KpiValue, ProgramSettings, ReconciliationItem
+from kpis.selectors import publication_version
+from partners.models import PartnerUser
+from tests.factories import PartnerUserFactory
+
+SOURCED_MARCH = f"{API}/kpi-values/?metric=sourced_revenue&period_from=2026-03&period_to=2026-03"
+
+
+@pytest.fixture
+def program(db):
+    """March 2026: alpha sources a 1000.00 win, bravo a 400.00 win."""
+    source = k.join_source("web")
+    alpha = k.partner("alpha", source, joined="2026-01-05")
+    bravo = k.partner("bravo", source, joined="2026-01-05")
+    k.deal("1000.00", created="2026-02-01 10:00", closed="2026-03-10 10:00", sourced_by=alpha)
+    k.deal("400.00", created="2026-02-01 10:00", closed="2026-03-12 10:00", sourced_by=bravo)
+    k.recompute(as_of="2026-06-30")
+    return {"alpha": alpha, "bravo": bravo, "source": source}
+
+
+def _partner_client(partner):
+    return client_for(PartnerUserFactory(partner=partner, role=PartnerUser.Role.MEMBER).user)
+
+
+def _sourced(response) -> list[tuple[str, str, str]]:
+    assert response.status_code == 200, response.content
+    return [(r["scope"], r["scope_key"], r["value"]) for r in response.json()["results"]]
+
+
+def test_every_write_to_the_published_set_changes_the_version_and_others_do_not(program):
+    before = publication_version()
+    k.deal("5.00", created="2026-04-01 10:00", closed="2026-04-02 10:00", sourced_by=program["alpha"])
+    assert publication_version() == before, "a deal is not part of the published set"
+
+    versions = [before]
+
+    def changed() -> bool:
+        versions.append(publication_version())
+        return versions[-1] != versions[-2]
+
+    row = KpiValue.objects.filter(metric="sourced_revenue").first()
+    KpiValue.objects.filter(pk=row.pk).update(value=row.value + 1)
+    assert changed()
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {KpiValue._meta.db_table} SET value = value - 1 WHERE id = %s", [row.pk])
+    assert changed()
+    KpiValue.objects.filter(pk=row.pk).delete()
+    assert changed()
+    ReconciliationItem.objects.create(kind="touch_after_close", description="x", run=row.run)
+    assert changed()
+    settings = ProgramSettings.load()
+    settings.attribution_model = "first_touch"
+    settings.save()
+    assert changed()
+    assert len(set(versions)) == len(versions)
+
+
+def test_a_rolled_back_write_leaves_the_version_as_it_was(program):
+    before = publication_version()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        KpiValue.objects.filter(metric="won_revenue").delete()
+        assert publication_version() != before  # the writer sees its own change
+        raise RuntimeError("abort")
+    assert publication_version() == before
+
+
+def test_a_repeated_read_is_served_from_the_cache_with_an_etag(program, as_manager):
+    first_queries, first = count_queries(as_manager, SOURCED_MARCH)
+    again_queries, again = count_queries(as_manager, SOURCED_MARCH)
+    assert again.content == first.content
+    assert again["ETag"] == first["ETag"] and first["ETag"].startswith('"')
+    assert first["Cache-Control"] == "private, no-cache"
+    assert "Authorization" in first["Vary"]
+    # Session, user and roles, then the version: no filters, page query or serializer any more.
+    assert again_queries < first_queries
+    not_modified = as_manager.get(SOURCED_MARCH, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    assert not_modified["ETag"] == first["ETag"]
+    assert as_manager.get(SOURCED_MARCH, HTTP_IF_NONE_MATCH='"other"').status_code == 200
+
+
+def test_the_next_publication_is_read_at_once(program, as_manager):
+    old = as_manager.get(f"{SOURCED_MARCH}&scope=partner&scope_key=alpha")
+    assert _sourced(old) == [("partner", "alpha", "1000.00")]
+    k.deal("300.00", created="2026-02-01 10:00", closed="2026-03-15 10:00", sourced_by=program["alpha"])
+    k.recompute(as_of="2026-06-30")
+    new = as_manager.get(f"{SOURCED_MARCH}&scope=partner&scope_key=alpha", HTTP_IF_NONE_MATCH=old["ETag"])
+    assert _sourced(new) == [("partner", "alpha", "1300.00")]
+    assert new["ETag"] != old["ETag"]
+
+
+def test_a_reader_never_gets_a_page_cached_for_another(program, as_manager):
+    staff = _sourced(as_manager.get(f"{SOURCED_MARCH}&scope=partner"))
+    assert staff == [("partner", "alpha", "1000.00"), ("partner", "bravo", "400.00")]
+    alpha = _partner_client(program["alpha"])
+    bravo = _partner_client(program["bravo"])
+    for _ in range(2):  # the second round is served from the cache
+        assert _sourced(alpha.get(f"{SOURCED_MARCH}&scope=partner")) == [("partner", "alpha", "1000.00")]
+        assert _sourced(bravo.get(f"{SOURCED_MARCH}&scope=partner")) == [("partner", "bravo", "400.00")]
+    tags = {
+        as_manager.get(SOURCED_MARCH)["ETag"],
+        alpha.get(SOURCED_MARCH)["ETag"],
+        bravo.get(SOURCED_MARCH)["ETag"],
+    }
+    assert len(tags) == 3
+    assert client_for(None).get(SOURCED_MARCH).status_code == 401
+
+
+def test_a_new_program_model_is_read_without_a_recompute(program, as_manager):
+    assert len(_sourced(as_manager.get(SOURCED_MARCH))) == 4  # program, source, alpha, bravo
+    k.program(attribution_model="first_touch")
+    # Nothing is published under first_touch until the next run: the API says so, not the cache.
+    response = as_manager.get(SOURCED_MARCH)
+    assert response.status_code == 200 and response.json()["results"] == []
+
+
+def test_a_bad_query_is_answered_not_cached(program, as_manager):
+    for _ in range(2):
+        assert as_manager.get(f"{API}/kpi-values/?period_from=March").status_code == 400
+
+
+def test_web_processes_share_the_cache_through_redis(program, as_manager, redis_url):
+    import redis
+
+    prefix = f"prm-test-{uuid.uuid4().hex}"
+    shared = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    try:
+        with override_settings(CACHES={"default": {**shared, "KEY_PREFIX": prefix}}):
+            url = f"{SOURCED_MARCH}&scope=partner&scope_key=alpha"
+            assert _sourced(as_manager.get(url)) == [("partner", "alpha", "1000.00")]
+            keys = redis.Redis.from_url(redis_url).keys(f"{prefix}:*api:published:*")
+            assert len(keys) == 1, keys
+            cached_queries, cached = count_queries(as_manager, url)
+            alpha = program["alpha"]
+            k.deal("300.00", created="2026-02-01 10:00", closed="2026-03-15 10:00", sourced_by=alpha)
+            k.recompute(as_of="2026-06-30")
+            fresh_queries, fresh = count_queries(as_manager, url)
+            assert _sourced(cached) == [("partner", "alpha", "1000.00")]
+            assert _sourced(fresh) == [("partner", "alpha", "1300.00")]
+            assert cached_queries < fresh_queries
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
