@@ -9,7 +9,7 @@ ratios rounded half away from zero to 4 places, days to 1 place, counts * 10^4. 
 gives the same digits on both databases; the published Decimal is `v4 / 10^4`.
 
 Pipeline (see docs/kpis.md):
-1. facts: kx_touch (counting touches), kx_deal (local dates, segment), kx_reg, kx_partner, kx_cost,
+1. facts: kx_touch (counting touches), kx_deal (local dates, segment), kx_reg, kx_partner, kx_cost, kx_tgt,
    kx_actm (qualifying activities per partner and month), kx_fs (first sales), kx_attr (attribution
    shares in cents).
 2. periods: kx_grain maps each month index to its month, quarter and year; kx_period labels them.
@@ -282,6 +282,7 @@ _FACT_TABLES = [
     "kx_partner",
     "kx_reg",
     "kx_cost",
+    "kx_tgt",
     "kx_actm",
     "kx_fs",
     "kx_tw",
@@ -598,8 +599,8 @@ class KpiComputation:
         self._analyze("kx_partner", "kx_touch_all")
 
     def _facts_pipeline(self) -> None:
-        """kx_reg and kx_cost, from the live tables only (a session may build them beside the one
-        building kx_partner)."""
+        """kx_reg, kx_cost and kx_tgt (the targets), from the live tables only (a session may build
+        them beside the one building kx_partner)."""
         s = self.sql
         reg, cost = DealRegistration._meta.db_table, CostEntry._meta.db_table
         partners = f"(SELECT id, join_source_id AS js FROM {Partner._meta.db_table})"
@@ -619,6 +620,12 @@ class KpiComputation:
             SELECT c.id, CAST(ROUND(c.amount * 100) AS BIGINT) AS cents, {s.month_index("c.date")} AS mi,
                    c.partner_id, c.join_source_id AS tag_js, p.js AS partner_js
             FROM {cost} c LEFT JOIN {partners} p ON p.id = c.partner_id"""
+        )
+        # Read with the other facts, so a chunk computing targets later still sees the run's snapshot.
+        self._exec(
+            f"""CREATE {self._fact_table("kx_tgt")} AS
+            SELECT partner_id, join_source_id, grain, period_start, metric, value
+            FROM {Target._meta.db_table}"""
         )
         self._analyze("kx_reg", "kx_cost")
 
@@ -1166,7 +1173,6 @@ class KpiComputation:
 
     def _targets(self) -> None:
         s = self.sql
-        target = Target._meta.db_table
         scope = (
             "CASE WHEN t.partner_id IS NOT NULL THEN 'partner' "
             "WHEN t.join_source_id IS NOT NULL THEN 'join_source' ELSE 'program' END"
@@ -1192,7 +1198,7 @@ class KpiComputation:
             f"""CREATE TEMP TABLE kx_target AS
             SELECT {scope} AS scope, COALESCE(t.partner_id, t.join_source_id, 0) AS sid, t.grain,
                    {pidx} AS pidx, t.metric, CAST(ROUND(t.value * {SCALE}) AS BIGINT) AS v4
-            FROM {target} t LEFT JOIN kx_partner p ON p.id = t.partner_id
+            FROM kx_tgt t LEFT JOIN kx_partner p ON p.id = t.partner_id
             WHERE {in_chunk}"""
         )
         self._exec(

@@ -2,6 +2,7 @@
 session computing everything publishes, through threads and through real Celery workers."""
 
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -108,6 +109,37 @@ def test_a_failing_chunk_fails_the_run_and_leaves_the_published_set(settings, de
     assert run.status == "failed" and run.error == "chunk 1: RuntimeError: chunk 1 lost its disk"
     assert published() == before
     assert schemas_left() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_chunks_read_the_targets_of_the_runs_snapshot(settings, demo_program, monkeypatch):
+    """A target changed after the facts were read (while the chunks run) waits for the next run."""
+    from kpis.engine import KpiComputation
+    from kpis.services import target_set
+
+    target_set(metric="sourced_revenue", period="2026-03", value="1000.00")
+    settings.KPI_CHUNKS = 2
+    original = KpiComputation.run_chunk
+
+    def run_chunk(self, number, chunk):
+        if number == 0:
+            target_set(metric="sourced_revenue", period="2026-03", value="4000.00")
+        return original(self, number, chunk)
+
+    monkeypatch.setattr(KpiComputation, "run_chunk", run_chunk)
+    t.recompute()
+    monkeypatch.setattr(KpiComputation, "run_chunk", original)
+
+    def published_target() -> Decimal:
+        row = KpiValue.objects.get(
+            scope="program", grain="month", period="2026-03", metric="target", target_metric="sourced_revenue"
+        )
+        return row.value
+
+    assert published_target() == Decimal("1000.0000")
+    t.recompute()
+    assert published_target() == Decimal("4000.0000")
 
 
 @pytest.mark.postgres
