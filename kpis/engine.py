@@ -534,18 +534,16 @@ class KpiComputation:
         if self.sql.pg and not connection.in_atomic_block:
             with transaction.atomic():
                 self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                # Only session temp tables are written: nothing to lose if the commit is not flushed.
-                self._exec("SET LOCAL synchronous_commit = off")
+                self._begin_local()
                 with self.sql.session_time_zone():
                     return self._run()
+        if self.sql.pg:
+            # The caller's transaction may publish too: its commit stays synchronous.
+            self._exec("SET LOCAL work_mem = '256MB'")
         with self.sql.session_time_zone():
             return self._run()
 
     def _run(self) -> ComputeResult:
-        if self.sql.pg:
-            self._exec(
-                "SET LOCAL work_mem = '256MB'" if connection.in_atomic_block else "SET work_mem = '256MB'"
-            )
         self._facts()
         self._lifecycle_facts()
         self._attribution()
