@@ -2,11 +2,13 @@
 
 What those reads return changes only when `kpis.models.KpiPublication.version` does (database
 triggers keep that true for every writer, in the writer's transaction), so a body rendered under
-one version stays right until the next. It is cached under (version, the reader's visibility,
-host, path and query) for `API_PUBLISHED_CACHE_SECONDS`, and carries an ETag of that key; a client
-that sends the tag back in If-None-Match gets 304 Not Modified. A repeated request then costs its
-authentication, one query for the version and one cache read, instead of the filters, the page
-query and the serializer.
+one version stays right until the next. It is cached under (version, the reader's visibility, the
+negotiated media type, host, path and query) in the `kpi_responses` cache for
+`API_PUBLISHED_CACHE_SECONDS`, and carries an ETag of that key; a client that sends the tag back
+in If-None-Match gets 304 Not Modified. A repeated request then costs its authentication, one
+query for the version and one cache read, instead of the filters, the page query and the
+serializer. Requests with a parameter the view does not know are answered but not cached, so
+made-up parameters cannot fill the cache.
 
 The version is read before the rows: a publication committing in between leaves a newer body under
 an older key nobody asks for again, never an older body under the newer key.
@@ -15,11 +17,12 @@ an older key nobody asks for again, never an older body under the newer key.
 import hashlib
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.http import HttpResponse, HttpResponseNotModified
 from django.utils.cache import patch_vary_headers
 from django.utils.http import parse_etags
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
 
 from api.permissions import acting_partner, is_staff_reader
 from kpis.selectors import publication_version
@@ -38,16 +41,25 @@ def reader_visibility(request: Request) -> str:
 
 
 def published_cache_key(request: Request, *, version: str) -> str:
-    query = sorted((name, value) for name, values in request.query_params.lists() for value in values)
+    # Sorted by name only: a repeated parameter keeps its order (the last value of a single-valued
+    # filter wins, so `grain=year&grain=month` and `grain=month&grain=year` differ).
+    query = sorted(request.query_params.lists(), key=lambda item: item[0])
     parts = [
         version,
         reader_visibility(request),
+        request.accepted_media_type,  # with its parameters: `application/json; indent=4` differs
         request.scheme,
         request.get_host(),
         request.path,
         repr(query),
     ]
     return "api:published:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _matches(etag: str, if_none_match: str) -> bool:
+    """If-None-Match's weak comparison (RFC 9110 13.1.2): `W/"x"` matches `"x"`."""
+    sent = {tag.removeprefix("W/") for tag in parse_etags(if_none_match)}
+    return etag in sent or "*" in sent
 
 
 def _tag(response: HttpResponse, etag: str) -> HttpResponse:
@@ -60,14 +72,22 @@ def _tag(response: HttpResponse, etag: str) -> HttpResponse:
 class PublishedSetCacheMixin:
     """For a list view whose rows come only from the published KPI set (KpiValue)."""
 
+    def cacheable_parameters(self) -> set[str]:
+        paginator = self.paginator
+        names = set(self.filterset_class.base_filters) | {api_settings.URL_FORMAT_OVERRIDE}
+        names |= {api_settings.ORDERING_PARAM, paginator.page_size_query_param}
+        return names | {getattr(paginator, "cursor_query_param", "cursor")}
+
     def list(self, request: Request, *args, **kwargs) -> HttpResponse:
-        if request.accepted_renderer.format != "json":  # the browsable API renders per user
-            return super().list(request, *args, **kwargs)
+        if request.accepted_renderer.format != "json" or not set(request.query_params) <= (
+            self.cacheable_parameters()
+        ):
+            return super().list(request, *args, **kwargs)  # the browsable API renders per user
         key = published_cache_key(request, version=publication_version())
         etag = f'"{key[-32:]}"'
-        sent = parse_etags(request.headers.get("If-None-Match", ""))
-        if etag in sent or "*" in sent:
+        if _matches(etag, request.headers.get("If-None-Match", "")):
             return _tag(HttpResponseNotModified(), etag)
+        cache = caches["kpi_responses"]
         cached = cache.get(key)
         if cached is None:
             response = super().list(request, *args, **kwargs)

@@ -274,11 +274,13 @@ class ReconciliationItem(models.Model):
 class KpiPublication(models.Model):
     """One row whose `version` changes whenever what the published-KPI reads return may change.
 
-    Database triggers (migration 0005) give it a new random `version` in the same transaction as
-    any write to KpiValue or ReconciliationItem and any insert or update of ProgramSettings (whose
-    attribution model picks the rows a default read returns), whoever writes them: a publication, a
-    partner's cascade delete, raw SQL. Responses built from those reads are cached and tagged
-    (ETag) under it, so a reader never gets a set older than the one committed when it asked.
+    Database triggers (migrations 0005 and 0006) give it a new random `version` in the same
+    transaction as any write to KpiValue and any write to ProgramSettings (whose attribution model
+    picks the rows a default read returns), whoever makes it: a publication, a partner's cascade
+    delete, raw SQL. Responses built from those reads are cached and tagged (ETag) under it, so a
+    reader never gets a set older than the one committed when it asked. A migration that makes
+    Django rebuild one of those tables on SQLite (some AlterField) drops its triggers and must
+    create them again (tests/test_api_kpi_cache.py fails until it does).
     """
 
     version = models.CharField(max_length=32)

@@ -466,6 +466,10 @@ def publish(*, run: KpiRun, on_published=None, diffed: bool = False) -> dict[str
             "SELECT COUNT(*) FROM (SELECT grain, period FROM kx_del UNION SELECT grain, period FROM kx_ins) p"
         )
         changed_periods = cursor.fetchone()[0]
+        # A statement that writes no row still counts as a write of the published set (its triggers
+        # give it a new version, so caches would start over after every no-op run): skip those.
+        cursor.execute("SELECT (SELECT COUNT(*) FROM kx_del), (SELECT COUNT(*) FROM kx_ins)")
+        to_delete, to_insert = cursor.fetchone()
         with transaction.atomic():
             _lock_runs()
             if diffed and not KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.RUNNING).exists():
@@ -474,13 +478,17 @@ def publish(*, run: KpiRun, on_published=None, diffed: bool = False) -> dict[str
             if pg:
                 # Durability of this commit may lag a few ms; a crash then reruns the nightly job.
                 cursor.execute("SET LOCAL synchronous_commit = off")
-            cursor.execute(f"DELETE FROM {value_table} WHERE id IN (SELECT id FROM kx_del)")
-            deleted = cursor.rowcount
+            deleted = inserted = 0
+            if to_delete:
+                cursor.execute(f"DELETE FROM {value_table} WHERE id IN (SELECT id FROM kx_del)")
+                deleted = cursor.rowcount
             _publish_checkpoint()
-            cursor.execute(
-                f"INSERT INTO {value_table} ({columns}, run_id) SELECT {columns}, {int(run.pk)} FROM kx_ins"
-            )
-            inserted = cursor.rowcount
+            if to_insert:
+                cursor.execute(
+                    f"INSERT INTO {value_table} ({columns}, run_id) "
+                    f"SELECT {columns}, {int(run.pk)} FROM kx_ins"
+                )
+                inserted = cursor.rowcount
             recon = ReconciliationItem._meta.db_table
             cursor.execute(f"DELETE FROM {recon}")
             cursor.execute(

@@ -142,18 +142,28 @@ X_FRAME_OPTIONS = "DENY"
 # CACHE_URL=redis://host:6379/1 shares them between web processes (docker-compose sets it; use a
 # database of its own: clearing the cache flushes it). Unset: each process keeps its own.
 CACHE_URL = env_str("CACHE_URL", "")
+# Cached responses have a cache of their own, so they never push throttle counters out.
 if CACHE_URL.startswith(("redis://", "rediss://")):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+    CACHES = {
+        alias: {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": alias,
+        }
+        for alias in ("default", "kpi_responses")
+    }
 else:
     CACHES = {
-        "default": {
+        alias: {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": alias,
             "OPTIONS": {"MAX_ENTRIES": env_int("CACHE_MAX_ENTRIES", 2000)},
         }
+        for alias in ("default", "kpi_responses")
     }
 # A cached published-KPI response is keyed by the publication version, so it can never go stale;
 # this only bounds how long an unused one takes room.
-API_PUBLISHED_CACHE_SECONDS = env_int("API_PUBLISHED_CACHE_SECONDS", 24 * 3600)
+API_PUBLISHED_CACHE_SECONDS = env_int("API_PUBLISHED_CACHE_SECONDS", 3600)
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -39,11 +39,13 @@ def _service_markers(request: pytest.FixtureRequest) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     # Throttle counters and cached API responses live in the cache; ids repeat across tests on SQLite.
-    from django.core.cache import cache
+    from django.core.cache import caches
 
-    cache.clear()
+    for cache in caches.all():
+        cache.clear()
     yield
-    cache.clear()
+    for cache in caches.all():
+        cache.clear()
 
 
 @pytest.fixture
