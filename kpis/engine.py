@@ -1082,24 +1082,26 @@ class KpiComputation:
             GROUP BY partner_id, js, deal_id, touched_mi"""
         )
         self._analyze("kx_opp")
-        # One window per scope (sorting the scopes apart keeps each sort in memory).
+        # One window per scope (sorting the scopes apart keeps each sort in memory). A join source's
+        # or the program's rows repeat a (deal, month) that two of its partners touched: the copy
+        # after the first has prev = mi and counts for no grain, so no DISTINCT pass (a hash
+        # aggregate and a second sort) is needed before the window.
         in_chunk = chunk.join_source_filter("js")
-        distinct_rows = {
+        scope_rows = {
             "partner": f"SELECT partner_id AS sid, deal_id, mi FROM kx_opp WHERE {in_chunk}",
-            "join_source": (
-                f"SELECT js AS sid, deal_id, mi FROM kx_opp WHERE {in_chunk} GROUP BY js, deal_id, mi"
-            ),
-            "program": "SELECT 0 AS sid, deal_id, mi FROM kx_opp GROUP BY deal_id, mi",
+            "join_source": f"SELECT js AS sid, deal_id, mi FROM kx_opp WHERE {in_chunk}",
+            "program": "SELECT 0 AS sid, deal_id, mi FROM kx_opp",
         }
         monthly = " UNION ALL ".join(
-            f"""SELECT '{scope}' AS scope, sid, mi, COUNT(*) AS n, SUM(first_q) AS nq, SUM(first_y) AS ny
+            f"""SELECT '{scope}' AS scope, sid, mi, SUM(first_m) AS n, SUM(first_q) AS nq, SUM(first_y) AS ny
             FROM (SELECT sid, mi,
+                         CASE WHEN prev IS NULL OR prev <> mi THEN 1 ELSE 0 END AS first_m,
                          CASE WHEN prev IS NULL OR prev / 3 <> mi / 3 THEN 1 ELSE 0 END AS first_q,
                          CASE WHEN prev IS NULL OR prev / 12 <> mi / 12 THEN 1 ELSE 0 END AS first_y
                   FROM (SELECT sid, mi, LAG(mi) OVER (PARTITION BY sid, deal_id ORDER BY mi) AS prev
                         FROM ({rows}) o) f) x
             GROUP BY sid, mi"""
-            for scope, rows in distinct_rows.items()
+            for scope, rows in scope_rows.items()
             if self._in_chunk(scope)
         )
         self._insert(
