@@ -18,7 +18,7 @@ import hashlib
 
 from django.conf import settings
 from django.core.cache import caches
-from django.http import HttpResponse, HttpResponseNotModified
+from django.http import HttpResponse, HttpResponseBase, HttpResponseNotModified
 from django.utils.cache import patch_vary_headers
 from django.utils.http import parse_etags
 from rest_framework.request import Request
@@ -62,11 +62,24 @@ def _matches(etag: str, if_none_match: str) -> bool:
     return etag in sent or "*" in sent
 
 
-def _tag(response: HttpResponse, etag: str) -> HttpResponse:
+def tag_response(response: HttpResponseBase, etag: str) -> HttpResponseBase:
     response["ETag"] = etag
     response["Cache-Control"] = CACHE_CONTROL
     patch_vary_headers(response, VARY)
     return response
+
+
+def published_etag(request: Request) -> tuple[str, str]:
+    """(cache key, ETag) of a response built only from the published set, as of now."""
+    key = published_cache_key(request, version=publication_version())
+    return key, f'"{key[-32:]}"'
+
+
+def not_modified(request: Request, etag: str) -> HttpResponse | None:
+    """304 when the client already holds this tag, else None."""
+    if _matches(etag, request.headers.get("If-None-Match", "")):
+        return tag_response(HttpResponseNotModified(), etag)
+    return None
 
 
 class PublishedSetCacheMixin:
@@ -83,10 +96,9 @@ class PublishedSetCacheMixin:
             self.cacheable_parameters()
         ):
             return super().list(request, *args, **kwargs)  # the browsable API renders per user
-        key = published_cache_key(request, version=publication_version())
-        etag = f'"{key[-32:]}"'
-        if _matches(etag, request.headers.get("If-None-Match", "")):
-            return _tag(HttpResponseNotModified(), etag)
+        key, etag = published_etag(request)
+        if (unchanged := not_modified(request, etag)) is not None:
+            return unchanged
         cache = caches["kpi_responses"]
         cached = cache.get(key)
         if cached is None:
@@ -100,4 +112,4 @@ class PublishedSetCacheMixin:
             cached = (bytes(response.content), response["Content-Type"])
             cache.set(key, cached, settings.API_PUBLISHED_CACHE_SECONDS)
         content, content_type = cached
-        return _tag(HttpResponse(content, content_type=content_type), etag)
+        return tag_response(HttpResponse(content, content_type=content_type), etag)

@@ -2,7 +2,8 @@
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 
@@ -38,6 +39,7 @@ ERROR_EXAMPLES = {
     403: _example(403, "permission_denied", "Only partner managers can change this resource."),
     404: _example(404, "not_found", "No DealRegistration matches the given query."),
     409: _example(409, "conflict", "Another partner holds a protected registration for this account."),
+    415: _example(415, "unsupported_media_type", 'Unsupported media type "text/plain" in request.'),
     429: _example(429, "throttled", "Request was throttled. Expected available in 42 seconds."),
 }
 ERROR_DESCRIPTIONS = {
@@ -46,6 +48,7 @@ ERROR_DESCRIPTIONS = {
     403: "Signed in, but this role may not do this.",
     404: "No such object, or not one this user may see.",
     409: "Conflict with the current state (e.g. a channel conflict on approval).",
+    415: "The body's Content-Type is not one this operation reads (JSON, form or multipart).",
     429: "Too many requests; `Retry-After` says when to retry.",
 }
 
@@ -70,8 +73,9 @@ class ApiAutoSchema(AutoSchema):
     """Documents, for every operation, each error status it can answer, all in the one error shape.
 
     What an operation can answer follows from the view itself: 401 always; 400 for a request body
-    or query filters; 403 when a role check may refuse the method; 404 for object paths and for a
-    stale cursor or page; 429 when a throttle applies to the method.
+    or query filters; 415 for a body in a Content-Type it does not read; 403 when a role check may
+    refuse the method; 404 for object paths and for a stale cursor or page; 429 when a throttle
+    applies to the method.
     """
 
     def _get_response_bodies(self, direction="response"):
@@ -92,6 +96,8 @@ class ApiAutoSchema(AutoSchema):
         codes = {401, 404} if safe or "{" in self.path else {401}
         if not safe or "{" not in self.path:
             codes.add(400)
+        if not safe:
+            codes.add(415)  # a body in a Content-Type no parser reads
         for permission in self.view.get_permissions():
             if isinstance(permission, (AllowAny, IsAuthenticated)):  # noqa: UP038
                 continue
@@ -145,3 +151,14 @@ def conflict_response(registration_serializer) -> OpenApiResponse:
             )
         ],
     )
+
+
+# Reads of the published KPI set answer 304 to a current If-None-Match (api/caching.py).
+IF_NONE_MATCH = OpenApiParameter(
+    "If-None-Match",
+    OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description="An ETag this endpoint sent before: 304 with no body while the published set is unchanged.",
+)
+NOT_MODIFIED = {304: OpenApiResponse(description="Not modified: the ETag sent is still current.")}

@@ -177,6 +177,22 @@ def test_a_new_program_model_is_read_without_a_recompute(program, as_manager):
     assert response.status_code == 200 and response.json()["results"] == []
 
 
+def test_the_published_export_is_tagged_and_answers_304_until_the_next_publication(program, as_manager):
+    url = f"{API}/kpi-export/?grain=month&format=csv"
+    first = as_manager.get(url)
+    csv_rows = b"".join(first.streaming_content)
+    assert first.status_code == 200 and b"sourced_revenue,1000.00" in csv_rows and first["ETag"]
+    assert as_manager.get(url, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
+    json_export = as_manager.get(f"{API}/kpi-export/?grain=month")
+    assert json_export["ETag"] != first["ETag"]
+    # Computed on request under another model: nothing to tag.
+    assert "ETag" not in as_manager.get(f"{API}/kpi-export/?grain=month&model=first_touch")
+    k.deal("300.00", created="2026-02-01 10:00", closed="2026-03-15 10:00", sourced_by=program["alpha"])
+    k.recompute(as_of="2026-06-30")
+    fresh = as_manager.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert fresh.status_code == 200 and b"sourced_revenue,1300.00" in b"".join(fresh.streaming_content)
+
+
 def test_web_processes_share_the_cache_through_redis(program, as_manager, redis_url):
     import redis
 

@@ -22,12 +22,12 @@ from rest_framework.views import APIView
 
 from api import examples as ex
 from api import serializers as s
-from api.caching import PublishedSetCacheMixin
+from api.caching import PublishedSetCacheMixin, not_modified, published_etag, tag_response
 from api.examples import listed, one
 from api.filters import CostEntryFilterSet, KpiRunFilterSet, KpiValueFilterSet, TargetFilterSet
 from api.pagination import KpiValueCursorPagination, StandardPagination
 from api.permissions import RecomputeTrigger, StaffReader, acting_partner, is_staff_reader
-from api.schema import DETAIL_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
+from api.schema import DETAIL_ERRORS, IF_NONE_MATCH, NOT_MODIFIED, READ_ERRORS, WRITE_ERRORS, errors
 from api.throttling import COMPUTE_SCOPE, WRITE_SCOPE, ScopedThrottle, WriteThrottle
 from api.views.base import ScopedViewSet
 from kpis import services
@@ -135,7 +135,8 @@ class TargetViewSet(ScopedViewSet):
             "partner user sees only its own partner's rows. For another attribution model than the "
             "published ones, see `/kpi-attribution/`."
         ),
-        responses={200: s.KpiValueSerializer(many=True), **errors(400)},
+        parameters=[IF_NONE_MATCH],
+        responses={200: s.KpiValueSerializer(many=True), **NOT_MODIFIED, **errors(400)},
         examples=[
             listed("Sourced revenue", ex.KPI_VALUE),
         ],
@@ -346,8 +347,10 @@ def _json_chunks(rows: Iterable[dict]) -> Iterator[str]:
             description="Default: the program's.",
         ),
         OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv"]),
+        IF_NONE_MATCH,
     ],
     responses={
+        **NOT_MODIFIED,
         (200, "application/json"): s.ExportRowSerializer(many=True),
         (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="RFC 4180 CSV with a header row."),
         **errors(400, 403),
@@ -371,10 +374,17 @@ class KpiExportView(APIView):
         query = s.ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         data = query.validated_data
+        # The published model's export reads only the published set: tagged, so a BI tool polling
+        # with If-None-Match gets 304 instead of every row again until the next publication.
+        published = data["model"] in ("", None, ProgramSettings.load().attribution_model)
+        etag = published_etag(request)[1] if published else None
+        if etag is not None and (unchanged := not_modified(request, etag)) is not None:
+            return unchanged
         rows = export_rows(grain=data["grain"], model=data["model"] or None)
         if request.accepted_renderer.format == "csv":
             response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
             filename = f"kpis-{data['grain']}.csv"
             response["Content-Disposition"] = f'attachment; filename="{filename}"'
-            return response
-        return StreamingHttpResponse(_json_chunks(rows), content_type="application/json")
+        else:
+            response = StreamingHttpResponse(_json_chunks(rows), content_type="application/json")
+        return tag_response(response, etag) if etag is not None else response
