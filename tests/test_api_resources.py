@@ -125,6 +125,27 @@ def test_deals_filter_by_status_sourcing_and_close_date(world_a, as_manager):
     }
 
 
+def test_a_list_that_filters_nothing_skips_the_filterset_and_returns_the_same_rows(
+    world_a, world_b, as_manager, monkeypatch
+):
+    from api.filters import DealFilterSet
+
+    built = []
+    original = DealFilterSet.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(kwargs.get("data"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DealFilterSet, "__init__", counting_init)
+    unfiltered = ids(as_manager.get(f"{API}/deals/?page_size=2&ordering=id"))
+    assert built == [], "pagination and ordering alone filter nothing"
+    # An empty filter value goes through the filterset, and selects the same rows.
+    assert ids(as_manager.get(f"{API}/deals/?page_size=2&ordering=id&key=")) == unfiltered
+    assert len(built) == 1 and len(unfiltered) == 2
+    assert ids(as_manager.get(f"{API}/deals/?sourcing_partner={world_b.partner.pk}")) == {world_b.deal.pk}
+
+
 def test_a_bad_filter_value_is_a_400_naming_the_filter(as_manager, db):
     response = as_manager.get(f"{API}/deals/", {"status": "maybe"})
     assert response.status_code == 400
