@@ -169,7 +169,21 @@ def _wait_until_up(base: str, server: subprocess.Popen, timeout: float = 120.0) 
     raise RuntimeError("gunicorn did not start")
 
 
-def _wrk(url: str, *, seconds: int, token: str | None, script: str, clients: int = CONCURRENCY) -> dict:
+def _etag(url: str, token: str) -> str:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.headers["ETag"]
+
+
+def _wrk(
+    url: str,
+    *,
+    seconds: int,
+    token: str | None,
+    script: str,
+    clients: int = CONCURRENCY,
+    headers: tuple[str, ...] = (),
+) -> dict:
     command = [
         "wrk",
         f"-t{min(2, clients)}",
@@ -182,6 +196,8 @@ def _wrk(url: str, *, seconds: int, token: str | None, script: str, clients: int
     ]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
+    for header in headers:
+        command += ["-H", header]
     output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
     line = next((line for line in output.splitlines() if line.startswith("RESULT ")), "")
     if not line or line.split()[1] == "0":
@@ -248,11 +264,15 @@ def main() -> None:
         _wait_until_up(base, server)
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(WRK_REPORT)
+        kpi_list = f"{base}/api/v1/kpi-values/?grain=month"
+        # What a BI tool polling with the ETag it was given gets: 304 until the next publication.
+        polling = (f"If-None-Match: {_etag(kpi_list, token)}",)
         cases = [
-            ("KPI list  /api/v1/kpi-values/", f"{base}/api/v1/kpi-values/?grain=month", token),
-            ("KPI floor (bare view, same query)", f"{base}/bench-floor/kpi-values/", None),
-            ("deal list /api/v1/deals/", f"{base}/api/v1/deals/", token),
-            ("deal floor (bare view, same query)", f"{base}/bench-floor/deals/", None),
+            ("KPI list  /api/v1/kpi-values/", kpi_list, token, ()),
+            ("KPI list, If-None-Match (304)", kpi_list, token, polling),
+            ("KPI floor (bare view, same query)", f"{base}/bench-floor/kpi-values/", None, ()),
+            ("deal list /api/v1/deals/", f"{base}/api/v1/deals/", token, ()),
+            ("deal floor (bare view, same query)", f"{base}/bench-floor/deals/", None, ()),
         ]
         print(
             f"  {args.workers} gunicorn sync workers, wrk -c{args.clients} -d{args.seconds}s, "
@@ -260,9 +280,10 @@ def main() -> None:
             flush=True,
         )
         print(f"  {'endpoint':<38} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
-        for label, url, auth in cases:
-            _wrk(url, seconds=5, token=auth, script=script.name, clients=args.clients)  # warm up
-            figures = _wrk(url, seconds=args.seconds, token=auth, script=script.name, clients=args.clients)
+        for label, url, auth, headers in cases:
+            options = {"token": auth, "script": script.name, "clients": args.clients, "headers": headers}
+            _wrk(url, seconds=5, **options)  # warm up
+            figures = _wrk(url, seconds=args.seconds, **options)
             results.append((label, figures))
             print(
                 f"  {label:<38} {figures['p50']:8.1f} {figures['p95']:8.1f} {figures['p99']:8.1f} "
