@@ -28,7 +28,8 @@ class FilterBackend(DjangoFilterBackend):
     """django-filter's backend, minus building and validating a filterset's form for a request
     that filters nothing (only pagination, ordering or format parameters): with no filter value a
     plain FilterSet returns the queryset unchanged, and the form costs ~18% of a deal-list request
-    (docs/benchmarks.md). FilterSets that override `filter_queryset` always run."""
+    (docs/benchmarks.md). FilterSets that override `filter_queryset` always run; one that acts on
+    empty values some other way (its `qs`, a filter's `filter()`) must override it too."""
 
     def filter_queryset(self, request, queryset, view):
         filterset_class = self.get_filterset_class(view, queryset)

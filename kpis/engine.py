@@ -625,7 +625,7 @@ class KpiComputation:
             SELECT partner_id, join_source_id, grain, period_start, metric, value
             FROM {Target._meta.db_table}"""
         )
-        self._analyze("kx_reg", "kx_cost")
+        self._analyze("kx_reg", "kx_cost", "kx_tgt")
 
     def _facts_deals(self, *, segment_from_base: bool) -> None:
         """kx_deal. `segment_from_base`: find counting touches in the touch table itself (a session
@@ -822,7 +822,7 @@ class KpiComputation:
     # -- 2. periods ----------------------------------------------------------------------------
     def _periods(self) -> None:
         as_of_mi = self.as_of.year * 12 + self.as_of.month - 1
-        mi, target = self.sql.month_index("period_start"), Target._meta.db_table
+        mi = self.sql.month_index("period_start")
         bounds = self._fetch(
             f"""SELECT MIN(lo), MAX(hi) FROM (
                 SELECT MIN(created_mi) AS lo, MAX(COALESCE(closed_mi, created_mi)) AS hi FROM kx_deal
@@ -830,7 +830,7 @@ class KpiComputation:
                 UNION ALL SELECT MIN(submitted_mi), MAX(COALESCE(decided_mi, submitted_mi)) FROM kx_reg
                 UNION ALL SELECT MIN(applied_mi), MAX(COALESCE(joined_mi, applied_mi)) FROM kx_partner
                 UNION ALL SELECT MIN(mi), MAX(mi) FROM kx_cost
-                UNION ALL SELECT MIN({mi}), MAX({mi}) FROM {target}
+                UNION ALL SELECT MIN({mi}), MAX({mi}) FROM kx_tgt
             ) b"""
         )[0]
         first = min(x for x in (bounds[0], as_of_mi) if x is not None)
@@ -1072,7 +1072,7 @@ class KpiComputation:
             mi="decided_mi",
         )
         # Opportunities influenced: distinct deals with a counting touch in the period, per scope.
-        # kx_opp holds each (scope, deal, month) once; a row also counts for its quarter (year) when
+        # kx_opp holds each (partner, deal, month) once; a row also counts for its quarter (year) when
         # it is the deal's first month touched in that quarter (year), so one sorted pass gives all
         # three grains and the quarters and years roll up from months like a sum.
         self._exec(

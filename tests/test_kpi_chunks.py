@@ -143,6 +143,31 @@ def test_chunks_read_the_targets_of_the_runs_snapshot(settings, demo_program, mo
 
 
 @pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_periods_of_a_chunked_run_come_from_its_snapshot_too(settings, demo_program, monkeypatch):
+    """A far-future target created after the facts were read neither stretches the run's periods
+    nor is half published: the next run publishes both."""
+    from kpis.engine import KpiComputation
+    from kpis.services import target_set
+
+    settings.KPI_CHUNKS = 2
+    t.recompute()
+    periods = set(KpiValue.objects.values_list("grain", "period").distinct())
+    original = KpiComputation._periods
+
+    def periods_after_a_new_target(self):
+        target_set(metric="sourced_revenue", period="2031-01", value="5.00")
+        return original(self)
+
+    monkeypatch.setattr(KpiComputation, "_periods", periods_after_a_new_target)
+    t.recompute()
+    monkeypatch.setattr(KpiComputation, "_periods", original)
+    assert set(KpiValue.objects.values_list("grain", "period").distinct()) == periods
+    t.recompute()
+    assert KpiValue.objects.filter(period="2031-01", metric="target", value=Decimal("5.0000")).exists()
+
+
+@pytest.mark.postgres
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_real_workers_share_the_chunks_of_a_run_and_the_last_one_publishes(tmp_path, broker, demo_program):
