@@ -92,10 +92,11 @@ class PublishedSetCacheMixin:
         return names | {getattr(paginator, "cursor_query_param", "cursor")}
 
     def list(self, request: Request, *args, **kwargs) -> HttpResponse:
+        # The browsable API renders per user; made-up parameters must not fill the cache.
         if request.accepted_renderer.format != "json" or not set(request.query_params) <= (
             self.cacheable_parameters()
         ):
-            return super().list(request, *args, **kwargs)  # the browsable API renders per user
+            return super().list(request, *args, **kwargs)
         key, etag = published_etag(request)
         if (unchanged := not_modified(request, etag)) is not None:
             return unchanged
