@@ -36,11 +36,19 @@ def _service_markers(request: pytest.FixtureRequest) -> None:
         pytest.skip(reason)
 
 
+# Tests never use, nor flush, a cache CACHE_URL names; the one test of the Redis cache sets its own.
+TEST_CACHES = {
+    alias: {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": f"test-{alias}"}
+    for alias in ("default", "kpi_responses")
+}
+
+
 @pytest.fixture(autouse=True)
-def _fresh_cache():
+def _fresh_cache(settings):
     # Throttle counters and cached API responses live in the cache; ids repeat across tests on SQLite.
     from django.core.cache import caches
 
+    settings.CACHES = TEST_CACHES
     for cache in caches.all():
         cache.clear()
     yield
