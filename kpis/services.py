@@ -462,14 +462,14 @@ def publish(*, run: KpiRun, on_published=None, diffed: bool = False) -> dict[str
             )
         else:
             _stage_diff(cursor)
-        cursor.execute(
-            "SELECT COUNT(*) FROM (SELECT grain, period FROM kx_del UNION SELECT grain, period FROM kx_ins) p"
-        )
-        changed_periods = cursor.fetchone()[0]
         # A statement that writes no row still counts as a write of the published set (its triggers
         # give it a new version, so caches would start over after every no-op run): skip those.
-        cursor.execute("SELECT (SELECT COUNT(*) FROM kx_del), (SELECT COUNT(*) FROM kx_ins)")
-        to_delete, to_insert = cursor.fetchone()
+        cursor.execute(
+            "SELECT (SELECT COUNT(*) FROM (SELECT grain, period FROM kx_del "
+            "UNION SELECT grain, period FROM kx_ins) p), "
+            "EXISTS (SELECT 1 FROM kx_del), EXISTS (SELECT 1 FROM kx_ins)"
+        )
+        changed_periods, to_delete, to_insert = cursor.fetchone()
         with transaction.atomic():
             _lock_runs()
             if diffed and not KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.RUNNING).exists():
