@@ -24,6 +24,13 @@ def format_value(metric: str, target_metric: str, value: Decimal | None) -> str:
     return str(Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
+def reads_published_set(model: str | None, program: ProgramSettings | None = None) -> bool:
+    """Whether the export under `model` (empty: the program's) is the published set read as is,
+    rather than a set computed on request."""
+    published_model = (program or ProgramSettings.load()).attribution_model
+    return not model or AttributionModel(model).value == published_model
+
+
 def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict]:
     """Rows in INTERCHANGE export columns, ordered by scope, key, period, metric.
 
@@ -32,11 +39,9 @@ def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict]:
     """
     grain = Grain(grain).value
     program = ProgramSettings.load()
-    published_model = program.attribution_model
-    model = AttributionModel(model).value if model else published_model
-    if model == published_model:
+    if reads_published_set(model, program):
         rows = (
-            KpiValue.objects.filter(grain=grain, attribution_model=model)
+            KpiValue.objects.filter(grain=grain, attribution_model=program.attribution_model)
             .order_by("scope", "scope_key", "period_start", "metric", "target_metric")
             .values_list("scope", "scope_key", "period", "metric", "target_metric", "value")
         )

@@ -31,7 +31,7 @@ from api.schema import DETAIL_ERRORS, IF_NONE_MATCH, NOT_MODIFIED, READ_ERRORS, 
 from api.throttling import COMPUTE_SCOPE, WRITE_SCOPE, ScopedThrottle, WriteThrottle
 from api.views.base import ScopedViewSet
 from kpis import services
-from kpis.export import export_rows
+from kpis.export import export_rows, reads_published_set
 from kpis.metrics import AttributionModel, Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, Target
 from partners import access
@@ -376,8 +376,7 @@ class KpiExportView(APIView):
         data = query.validated_data
         # The published model's export reads only the published set: tagged, so a BI tool polling
         # with If-None-Match gets 304 instead of every row again until the next publication.
-        published = data["model"] in ("", None, ProgramSettings.load().attribution_model)
-        etag = published_etag(request)[1] if published else None
+        etag = published_etag(request)[1] if reads_published_set(data["model"]) else None
         if etag is not None and (unchanged := not_modified(request, etag)) is not None:
             return unchanged
         rows = export_rows(grain=data["grain"], model=data["model"] or None)
