@@ -22,8 +22,8 @@ from django.http import HttpResponse, HttpResponseBase, HttpResponseNotModified
 from django.utils.cache import patch_vary_headers
 from django.utils.http import parse_etags
 from rest_framework.request import Request
-from rest_framework.settings import api_settings
 
+from api.filters import non_filter_parameters
 from api.permissions import acting_partner, is_staff_reader
 from kpis.selectors import publication_version
 
@@ -86,10 +86,7 @@ class PublishedSetCacheMixin:
     """For a list view whose rows come only from the published KPI set (KpiValue)."""
 
     def cacheable_parameters(self) -> set[str]:
-        paginator = self.paginator
-        names = set(self.filterset_class.base_filters) | {api_settings.URL_FORMAT_OVERRIDE}
-        names |= {api_settings.ORDERING_PARAM, paginator.page_size_query_param}
-        return names | {getattr(paginator, "cursor_query_param", "cursor")}
+        return set(self.filterset_class.base_filters) | non_filter_parameters(self)
 
     def list(self, request: Request, *args, **kwargs) -> HttpResponse:
         # The browsable API renders per user; made-up parameters must not fill the cache.
@@ -106,10 +103,7 @@ class PublishedSetCacheMixin:
             response = super().list(request, *args, **kwargs)
             if response.status_code != 200:
                 return response
-            response.accepted_renderer = request.accepted_renderer
-            response.accepted_media_type = request.accepted_media_type
-            response.renderer_context = self.get_renderer_context()
-            response.render()
+            self.finalize_response(request, response, *args, **kwargs).render()
             cached = (bytes(response.content), response["Content-Type"])
             cache.set(key, cached, settings.API_PUBLISHED_CACHE_SECONDS)
         content, content_type = cached

@@ -36,13 +36,14 @@ class FilterBackend(DjangoFilterBackend):
         if (
             filterset_class is not None
             and filterset_class.filter_queryset is filters.FilterSet.filter_queryset
-            and set(request.query_params) <= _not_filters(view)
+            and set(request.query_params) <= non_filter_parameters(view)
         ):
             return queryset
         return super().filter_queryset(request, queryset, view)
 
 
-def _not_filters(view) -> set[str]:
+def non_filter_parameters(view) -> set[str]:
+    """The query parameters of a list view that only page, order or format it."""
     names = {api_settings.ORDERING_PARAM, api_settings.URL_FORMAT_OVERRIDE}
     paginator = getattr(view, "paginator", None)
     for attribute in ("page_size_query_param", "page_query_param", "cursor_query_param"):
