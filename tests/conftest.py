@@ -36,19 +36,16 @@ def _service_markers(request: pytest.FixtureRequest) -> None:
         pytest.skip(reason)
 
 
-# Tests never use, nor flush, a cache CACHE_URL names; the one test of the Redis cache sets its own.
-TEST_CACHES = {
-    alias: {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": f"test-{alias}"}
-    for alias in ("default", "kpi_responses")
-}
-
-
 @pytest.fixture(autouse=True)
 def _fresh_cache(settings):
     # Throttle counters and cached API responses live in the cache; ids repeat across tests on SQLite.
+    # Tests never use, nor flush, a cache CACHE_URL names; the one test of the Redis cache sets its own.
     from django.core.cache import caches
 
-    settings.CACHES = TEST_CACHES
+    settings.CACHES = {
+        alias: {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": f"test-{alias}"}
+        for alias in settings.CACHES
+    }
     for cache in caches.all():
         cache.clear()
     yield
@@ -61,13 +58,17 @@ def redis_url() -> str:
     """REDIS_URL, reachable; without it the test skips (CI=true: fails, since CI sets it)."""
     url = os.environ.get("REDIS_URL", "")
     _require(bool(url), "needs Redis: set REDIS_URL=redis://...")
+    _ping_redis(url)
+    return url
+
+
+def _ping_redis(url: str) -> None:
     import redis
 
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
         pytest.fail(f"REDIS_URL is set but Redis is unreachable: {exc}")
-    return url
 
 
 @pytest.fixture
@@ -75,12 +76,7 @@ def broker(tmp_path):
     """(broker url, transport options, extra env for the worker)."""
     redis_url = os.environ.get("REDIS_URL", "")
     if redis_url:
-        import redis
-
-        try:
-            redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
-        except redis.RedisError as exc:
-            pytest.fail(f"REDIS_URL is set but Redis is unreachable: {exc}")
+        _ping_redis(redis_url)
         return redis_url, {}, {"REDIS_URL": redis_url}
     folder = tmp_path / "celery-broker"
     options = {
