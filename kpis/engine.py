@@ -22,10 +22,12 @@ Pipeline (see docs/kpis.md):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import threading
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from django.db import DatabaseError, connection, transaction
@@ -271,6 +273,9 @@ class ComputeResult:
     staged_rows: int = 0
     first_month: int | None = None
     last_month: int | None = None
+    # Incremental runs: whether only the periods touched by changes were recomputed, and how many.
+    restricted: bool = False
+    periods_recomputed: int = 0
     statements: list[str] = field(default_factory=list)
 
 
@@ -293,7 +298,96 @@ _FACT_TABLES = [
     "kx_recon",
 ]
 _SCOPE_TABLES = ["kx_s", "kx_opp", "kx_m", "kx_metric", "kx_v", "kx_target", "kx_pub"]
-_TEMP_TABLES = _FACT_TABLES + _SCOPE_TABLES
+# The restriction of an incremental run to the periods its changes touched (_restrict_to_changed_periods).
+_CHANGE_TABLES = ["kx_dirty_mi", "kx_dirty_per", "kx_pubper"]
+_TEMP_TABLES = _FACT_TABLES + ["kx_keys", "kx_allper", "kx_state"] + _CHANGE_TABLES + _SCOPE_TABLES
+
+# A run's facts live on as the state the next incremental run diffs against: on PostgreSQL the run's
+# schema (RUN_NAMESPACE_PREFIX + id, which also holds a chunked run's shared tables), on SQLite tables
+# named RUN_NAMESPACE_PREFIX + id + "_" + table. KpiPublication.state_run_id names the one that
+# describes the published set.
+RUN_NAMESPACE_PREFIX = "kpirun_"
+# The KPI code a state was computed with: after a release that changes a formula, the first
+# incremental run recomputes every period.
+CODE_VERSION = hashlib.sha256(
+    b"".join(
+        (Path(__file__).parent / name).read_bytes() for name in ("engine.py", "metrics.py", "periods.py")
+    )
+).hexdigest()[:32]
+STATE_TABLES = [
+    "kx_js",
+    "kx_keys",
+    "kx_partner",
+    "kx_touch_all",
+    "kx_deal",
+    "kx_reg",
+    "kx_cost",
+    "kx_tgt",
+    "kx_actm",
+    "kx_fs",
+    "kx_attr",
+    "kx_newcust",
+    "kx_allper",
+    # One row (the run's as-of date and CODE_VERSION), written last: missing or empty = no state.
+    "kx_state",
+]
+
+
+def state_table(run_id: int, table: str) -> str:
+    """The name of one of a run's state tables, from any session."""
+    if connection.vendor == "postgresql":
+        return f"{RUN_NAMESPACE_PREFIX}{int(run_id)}.{table}"
+    return f"{RUN_NAMESPACE_PREFIX}{int(run_id)}_{table}"
+
+
+def state_exists(run_id: int) -> bool:
+    """Whether the run's state is complete (PostgreSQL empties unlogged tables after a crash)."""
+    sentinel = state_table(run_id, "kx_state")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [sentinel])
+        else:
+            cursor.execute(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = %s", [sentinel]
+            )
+        if not cursor.fetchone()[0]:
+            return False
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {sentinel})")
+        return bool(cursor.fetchone()[0])
+
+
+def state_runs() -> set[int]:
+    """The run ids that have a state namespace (complete or not) in the database."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT substr(nspname, %s) FROM pg_namespace WHERE starts_with(nspname, %s)",
+                [len(RUN_NAMESPACE_PREFIX) + 1, RUN_NAMESPACE_PREFIX],
+            )
+            suffixes = [row[0] for row in cursor.fetchall()]
+        else:
+            cursor.execute(
+                "SELECT substr(name, %s) FROM sqlite_master "
+                "WHERE type = 'table' AND substr(name, 1, %s) = %s",
+                [len(RUN_NAMESPACE_PREFIX) + 1, len(RUN_NAMESPACE_PREFIX), RUN_NAMESPACE_PREFIX],
+            )
+            suffixes = [row[0].split("_", 1)[0] for row in cursor.fetchall()]
+    return {int(suffix) for suffix in suffixes if suffix.isdigit()}
+
+
+def drop_state(run_id: int) -> None:
+    """Drop a run's namespace: its state, or what a failed or dead run left."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"DROP SCHEMA IF EXISTS {RUN_NAMESPACE_PREFIX}{int(run_id)} CASCADE")
+            return
+        prefix = f"{RUN_NAMESPACE_PREFIX}{int(run_id)}_"
+        cursor.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, %s) = %s",
+            [len(prefix), prefix],
+        )
+        for (name,) in cursor.fetchall():
+            cursor.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
 @dataclass(frozen=True)
@@ -318,6 +412,57 @@ class Chunk:
 
 
 WHOLE = Chunk()
+
+
+def _plain(table: str) -> str:
+    return table
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One family of rows the components read (see KpiComputation._contributions): `columns` over
+    `rows` (a FROM clause), landing in the months of the `months` columns and the `reach` after."""
+
+    columns: str  # plain column references, or "expression AS name"
+    rows: str
+    months: tuple[str, ...]
+    reach: int = 0
+
+    def names(self) -> str:
+        return ", ".join(
+            column.rsplit(" AS ", 1)[1] if " AS " in column else column.split(".")[-1]
+            for column in self._columns()
+        )
+
+    def _columns(self) -> list[str]:
+        # Split on the commas outside parentheses (an expression may hold some).
+        columns, depth, current = [], 0, ""
+        for char in self.columns:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if char == "," and depth == 0:
+                columns.append(current.strip())
+                current = ""
+            else:
+                current += char
+        return columns + [current.strip()]
+
+    def changed_months(self, before: Contribution) -> str:
+        """The months of the rows that differ, as multisets, from the same family `before` (over the
+        previous run's tables): one grouped pass over both, no sort of either side."""
+        names = self.names()
+        diff = (
+            f"SELECT {names} FROM (SELECT {self.columns}, 1 AS side FROM {self.rows} "
+            f"UNION ALL SELECT {before.columns}, -1 AS side FROM {before.rows}) u "
+            f"GROUP BY {names} HAVING SUM(side) <> 0"
+        )
+        offsets = " UNION ALL ".join(
+            f"SELECT {i} AS m, {r} AS r" for i in range(len(self.months)) for r in range(self.reach + 1)
+        )
+        month = "CASE o.m " + " ".join(f"WHEN {i} THEN x.{m}" for i, m in enumerate(self.months)) + " END"
+        return (
+            f"SELECT DISTINCT {month} + o.r FROM ({diff}) x CROSS JOIN ({offsets}) o "
+            f"WHERE {month} IS NOT NULL"
+        )
 
 
 class SessionThread:
@@ -355,15 +500,30 @@ class KpiComputation:
     Usage: `comp = KpiComputation(settings, as_of); comp.run(); ...read kx_pub...; comp.drop()`.
     """
 
-    def __init__(self, settings: EngineSettings, as_of: date, *, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        as_of: date,
+        *,
+        schema: str | None = None,
+        previous: int | None = None,
+        state_of: int | None = None,
+    ) -> None:
+        """`previous`: the run whose state (its facts) describes the published set; the run then
+        recomputes only the periods its changes touched. `state_of`: keep these facts as that run's
+        state (on PostgreSQL they must be in its schema already)."""
         self.settings = settings
         self.as_of = as_of
+        self.previous = previous
+        self.state_of = state_of
         self.sql = Dialect(settings.time_zone)
         self.result = ComputeResult()
         if schema is not None and (not self.sql.pg or not re.match(r"^[a-z_][a-z0-9_]*$", schema)):
             raise ValueError(f"shared fact tables need PostgreSQL and a plain schema name, not {schema!r}")
         # PostgreSQL: facts as UNLOGGED tables in this schema, so several sessions share them.
         self.schema = schema
+        if state_of is not None and self.sql.pg and schema != f"{RUN_NAMESPACE_PREFIX}{int(state_of)}":
+            raise ValueError("on PostgreSQL a run's state is its schema's facts")
         self.chunk = WHOLE
 
     def _fact_table(self, name: str) -> str:
@@ -458,6 +618,11 @@ class KpiComputation:
                         f"SELECT {columns}, CAST(0 AS INTEGER) AS chunk FROM {value_table} WHERE 1 = 0"
                     )
         helper.finish()
+        with transaction.atomic():
+            self._begin_local()
+            with self.sql.session_time_zone(), self.search_path():
+                self._restrict_to_changed_periods()
+                self._keep_state()
         return self.result
 
     def _begin_local(self) -> None:
@@ -497,7 +662,8 @@ class KpiComputation:
         return self.result.staged_rows
 
     def _published_slice(self) -> str:
-        """The published rows of this chunk's scopes (the rest of KpiValue is other chunks')."""
+        """The published rows of this chunk's scopes (the rest of KpiValue is other chunks'), in the
+        periods the run recomputes."""
         chunk, parts = self.chunk, []
         if chunk.program:
             parts.append("k0.scope = 'program'")
@@ -507,7 +673,9 @@ class KpiComputation:
                 "(k0.scope = 'partner' AND k0.partner_id IN "
                 f"(SELECT id FROM kx_partner WHERE {chunk.join_source_filter('js')}))"
             )
-        return f"(SELECT * FROM {KpiValue._meta.db_table} k0 WHERE {' OR '.join(parts)})"
+        restricted = self._fetch(f"SELECT to_regclass('{self.schema}.kx_pubper') IS NOT NULL")[0][0]
+        periods = f" AND ({published_periods('k0')})" if restricted else ""
+        return f"(SELECT * FROM {KpiValue._meta.db_table} k0 WHERE ({' OR '.join(parts)}){periods})"
 
     def chunk_weights(self) -> list[tuple[int, int]]:
         """(join source id, fact rows of its partners) for every join source, partners or not:
@@ -535,13 +703,16 @@ class KpiComputation:
             with transaction.atomic():
                 self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 self._begin_local()
-                with self.sql.session_time_zone():
+                with self.sql.session_time_zone(), self._facts_path():
                     return self._run()
         if self.sql.pg:
             # The caller's transaction may publish too: its commit stays synchronous.
             self._exec("SET LOCAL work_mem = '256MB'")
-        with self.sql.session_time_zone():
+        with self.sql.session_time_zone(), self._facts_path():
             return self._run()
+
+    def _facts_path(self):
+        return self.search_path() if self.schema else contextlib.nullcontext()
 
     def _run(self) -> ComputeResult:
         self._facts()
@@ -550,10 +721,12 @@ class KpiComputation:
         self._new_customers()
         self._analyze("kx_attr", "kx_newcust")
         self._periods()
+        self._restrict_to_changed_periods()
         self._components()
         self._metrics()
         self._publishable()
         self._reconciliation()
+        self._keep_state()
         return self.result
 
     # -- 1. facts ------------------------------------------------------------------------------
@@ -568,6 +741,12 @@ class KpiComputation:
         deal, touch, partner = Deal._meta.db_table, Touch._meta.db_table, Partner._meta.db_table
 
         self._exec(f"CREATE {self._fact_table('kx_js')} AS SELECT id FROM {JoinSource._meta.db_table}")
+        # The labels of the published rows, so the next incremental run can tell a renamed key.
+        self._exec(
+            f"""CREATE {self._fact_table("kx_keys")} AS
+            SELECT 'partner' AS scope, id, key FROM {partner}
+            UNION ALL SELECT 'join_source', id, key FROM {JoinSource._meta.db_table}"""
+        )
         self._exec(
             f"""CREATE {self._fact_table("kx_partner")} AS
             SELECT p.id, p.join_source_id AS js, p.joined_at AS joined, p.applied_at AS applied,
@@ -768,11 +947,11 @@ class KpiComputation:
 
     def _new_customers(self) -> None:
         """kx_newcust: accounts whose first ever won deal (earliest closed_at, ties to the lowest
-        key) was partner-sourced, with that deal's sourcing partner and close month."""
+        key) was partner-sourced, with that deal, its sourcing partner and close month."""
         s = self.sql
         self._exec(
             f"""CREATE {self._fact_table("kx_newcust")} AS
-            SELECT d.sp AS partner_id, p.js, d.closed_mi
+            SELECT d.id AS deal_id, d.sp AS partner_id, p.js, d.closed_mi
             FROM (SELECT id, sp, closed_mi, ROW_NUMBER() OVER (
                         PARTITION BY account_id
                         ORDER BY closed_at, CASE WHEN dkey IS NULL THEN 1 ELSE 0 END,
@@ -858,8 +1037,10 @@ class KpiComputation:
         self._exec(
             f"INSERT INTO kx_period (grain, pidx, label, start_d, end_mi, window_start) VALUES {values}"
         )
+        # Every period of the run, kept when an incremental run trims kx_grain and kx_period.
+        self._exec(f"CREATE {self._fact_table('kx_allper')} AS SELECT grain, pidx, label FROM kx_period")
         self._analyze("kx_grain", "kx_period")
-        self.result.periods = len(periods)
+        self.result.periods = self.result.periods_recomputed = len(periods)
 
     # -- 3. components -------------------------------------------------------------------------
     def _insert(self, columns: list[str], select: str) -> None:
@@ -1018,17 +1199,7 @@ class KpiComputation:
             ["COUNT(*)", "SUM(CASE WHEN joined IS NOT NULL THEN 1 ELSE 0 END)"],
             mi="applied_mi",
         )
-        window = self.settings.activation_window_days
-        as_of = s.date_literal(self.as_of)
-        cohort = f"""SELECT p.id AS partner_id, p.js, p.joined_mi,
-                CASE WHEN a.activated IS NOT NULL AND {s.days_between("a.activated", "p.joined")} <= {window}
-                     THEN 1 ELSE 0 END AS activated,
-                CASE WHEN p.joined <= {as_of} AND {s.days_between(as_of, "p.joined")} <= {window}
-                     THEN 1 ELSE 0 END AS inside
-            FROM kx_partner p
-            LEFT JOIN (SELECT partner_id, MIN(mind) AS activated FROM kx_actm GROUP BY partner_id) a
-                   ON a.partner_id = p.id
-            WHERE p.joined IS NOT NULL"""
+        cohort = self._cohort_rows(_plain, self.as_of)
         self._additive(
             ["joined_n", "activated_n", "prov"],
             self._scoped(cohort, GROUPS),
@@ -1036,10 +1207,7 @@ class KpiComputation:
             mi="joined_mi",
         )
         # Time to first sale, keyed by the cohort (join period); partners without a sale left out.
-        ttfs = f"""SELECT p.id AS partner_id, p.js, p.joined_mi,
-                CASE WHEN f.fs_d IS NULL THEN 0 ELSE 1 END AS has_sale,
-                {s.days_between("f.fs_d", "p.joined")} AS v
-            FROM kx_partner p LEFT JOIN kx_fs f ON f.partner_id = p.id WHERE p.joined IS NOT NULL"""
+        ttfs = self._first_sale_rows(_plain)
         self._additive(
             ["fs_n", "ttfs_sum"], self._scoped(ttfs, ALL), ["SUM(has_sale)", "SUM(v)"], mi="joined_mi"
         )
@@ -1131,6 +1299,173 @@ class KpiComputation:
         self._additive(
             ["newcust_n"], self._scoped("SELECT * FROM kx_newcust", ALL), ["COUNT(*)"], mi="closed_mi"
         )
+
+    def _cohort_rows(self, table, as_of_date: date) -> str:
+        """Each joined partner with its join month, whether it activated within the window, and
+        whether its cohort is still inside the window on the as-of date (provisional)."""
+        s = self.sql
+        window = self.settings.activation_window_days
+        as_of = s.date_literal(as_of_date)
+        return f"""SELECT p.id AS partner_id, p.js, p.joined_mi,
+                CASE WHEN a.activated IS NOT NULL AND {s.days_between("a.activated", "p.joined")} <= {window}
+                     THEN 1 ELSE 0 END AS activated,
+                CASE WHEN p.joined <= {as_of} AND {s.days_between(as_of, "p.joined")} <= {window}
+                     THEN 1 ELSE 0 END AS inside
+            FROM {table("kx_partner")} p
+            LEFT JOIN (SELECT partner_id, MIN(mind) AS activated FROM {table("kx_actm")}
+                       GROUP BY partner_id) a ON a.partner_id = p.id
+            WHERE p.joined IS NOT NULL"""
+
+    def _first_sale_rows(self, table) -> str:
+        """Each joined partner with its join month and the days to its first sale (if any)."""
+        return f"""SELECT p.id AS partner_id, p.js, p.joined_mi,
+                CASE WHEN f.fs_d IS NULL THEN 0 ELSE 1 END AS has_sale,
+                {self.sql.days_between("f.fs_d", "p.joined")} AS v
+            FROM {table("kx_partner")} p LEFT JOIN {table("kx_fs")} f ON f.partner_id = p.id
+            WHERE p.joined IS NOT NULL"""
+
+    # -- 3b. incremental runs: only the periods the changes touched -----------------------------
+    def _contributions(self, table, as_of: date) -> list[Contribution]:
+        """The rows every component reads, read from the fact tables `table(name)` names, as a run
+        with that as-of date reads them.
+
+        Each component of a period is computed from the rows of one of these families that land in
+        the period's months (plus, for active partners, the three months before its last one), and
+        from nothing else but the period itself. So a period whose months hold no row that differs
+        between the previous run's facts and this run's has the values it had. A component added to
+        `_components` must have its rows here; the incremental tests compare with full runs.
+        """
+        mi = self.sql.month_index("g.period_start")
+        return [
+            # Revenue, win rates and sales cycles by segment; sourced deals per partner and source.
+            Contribution(
+                "d.id, d.status, d.seg, d.cents, d.sp, p.js AS sp_js, d.created_d, d.closed_d, d.closed_mi",
+                f"{table('kx_deal')} d LEFT JOIN {table('kx_partner')} p ON p.id = d.sp "
+                "WHERE d.status IN ('won', 'lost')",
+                ("closed_mi",),
+            ),
+            # Influenced revenue: won influenced deals with the partners (and sources) that touched them.
+            Contribution(
+                "t.partner_id, t.js, d.id AS deal_id, d.cents, d.closed_mi",
+                f"{table('kx_touch_all')} t JOIN {table('kx_deal')} d ON d.id = t.deal_id "
+                "WHERE t.late = 0 AND d.status = 'won' AND d.seg = 'i'",
+                ("closed_mi",),
+            ),
+            Contribution(
+                "a.deal_id, a.partner_id, a.js, a.closed_mi, a.cents", f"{table('kx_attr')} a", ("closed_mi",)
+            ),
+            # Applications, cohorts (activation, provisional), time to first sale.
+            Contribution("p.id, p.js, p.joined, p.applied_mi", f"{table('kx_partner')} p", ("applied_mi",)),
+            Contribution(
+                "c.partner_id, c.js, c.joined_mi, c.activated, c.inside",
+                f"({self._cohort_rows(table, as_of)}) c",
+                ("joined_mi",),
+            ),
+            Contribution(
+                "f.partner_id, f.js, f.joined_mi, f.has_sale, f.v",
+                f"({self._first_sale_rows(table)}) f",
+                ("joined_mi",),
+            ),
+            # Active partners: a period counts the activities of its last month and the 3 before.
+            Contribution("a.partner_id, a.js, a.mi, a.maxd", f"{table('kx_actm')} a", ("mi",), reach=3),
+            Contribution(
+                "r.id, r.partner_id, r.js, r.status, r.submitted_mi, r.decided_mi",
+                f"{table('kx_reg')} r",
+                ("submitted_mi", "decided_mi"),
+            ),
+            # Opportunities influenced: the counting touches by month.
+            Contribution(
+                "t.partner_id, t.js, t.deal_id, t.touched_mi",
+                f"{table('kx_touch_all')} t WHERE t.late = 0",
+                ("touched_mi",),
+            ),
+            Contribution(
+                "c.id, c.cents, c.mi, c.partner_id, c.tag_js, c.partner_js", f"{table('kx_cost')} c", ("mi",)
+            ),
+            Contribution(
+                "n.deal_id, n.partner_id, n.js, n.closed_mi", f"{table('kx_newcust')} n", ("closed_mi",)
+            ),
+            # Targets (and their progress) are rows of their own period.
+            Contribution(
+                f"g.partner_id, g.join_source_id, g.grain, g.period_start, g.metric, g.value, {mi} AS mi",
+                f"{table('kx_tgt')} g",
+                ("mi",),
+            ),
+        ]
+
+    def _restrict_to_changed_periods(self) -> None:
+        """Incremental run: trim kx_grain and kx_period to the periods whose values may have changed
+        since the previous run, and list in kx_pubper the published periods to replace (those plus
+        the periods that left the run's range). Runs on the full facts, before the components.
+
+        A changed period: one holding a month where some contribution row differs between the
+        previous run's facts and this run's (rows compared as multisets, so a deletion, a move to
+        another month or partner, and an as-of-dependent flag all show), or a period new to the
+        range. A new or removed join source, a renamed key, or a state computed by another
+        CODE_VERSION may change rows of every period: then nothing is trimmed.
+        """
+        if self.previous is None:
+            return
+        s, old = self.sql, (lambda name: state_table(self.previous, name))
+        keys_changed = self._fetch(
+            f"""SELECT EXISTS (SELECT id FROM kx_js EXCEPT SELECT id FROM {old("kx_js")})
+                OR EXISTS (SELECT id FROM {old("kx_js")} EXCEPT SELECT id FROM kx_js)
+                OR EXISTS (SELECT 1 FROM {old("kx_keys")} o
+                           LEFT JOIN kx_keys n ON n.scope = o.scope AND n.id = o.id
+                           WHERE n.id IS NULL OR NOT ({s.null_safe_equal("n.key", "o.key")}))"""
+        )[0][0]
+        (previous_as_of, previous_code), *_ = self._fetch(f"SELECT as_of, code FROM {old('kx_state')}")
+        if keys_changed or previous_code != CODE_VERSION:
+            return
+        # The previous run's rows as that run read them: with its own as-of date.
+        previous_as_of = date.fromisoformat(str(previous_as_of)[:10])
+        self._exec(f"CREATE {self._fact_table('kx_dirty_mi')} (mi INTEGER)")
+        contributions = zip(
+            self._contributions(_plain, self.as_of), self._contributions(old, previous_as_of), strict=True
+        )
+        for now, before in contributions:
+            self._exec(f"INSERT INTO kx_dirty_mi (mi) {now.changed_months(before)}")
+        self._exec(
+            f"""CREATE {self._fact_table("kx_dirty_per")} AS
+            SELECT DISTINCT g.grain, g.pidx FROM kx_grain g
+            WHERE g.mi IN (SELECT mi FROM kx_dirty_mi)
+            UNION SELECT grain, pidx FROM (SELECT grain, pidx FROM kx_allper
+                                           EXCEPT SELECT grain, pidx FROM {old("kx_allper")}) n"""
+        )
+        self._exec(
+            f"""CREATE {self._fact_table("kx_pubper")} AS
+            SELECT a.grain, a.label FROM kx_allper a
+            JOIN kx_dirty_per d ON d.grain = a.grain AND d.pidx = a.pidx
+            UNION SELECT o.grain, o.label FROM {old("kx_allper")} o
+            WHERE NOT EXISTS (SELECT 1 FROM kx_allper a WHERE a.grain = o.grain AND a.pidx = o.pidx)"""
+        )
+        for table in ("kx_grain", "kx_period"):
+            self._exec(
+                f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM kx_dirty_per d "
+                f"WHERE d.grain = {table}.grain AND d.pidx = {table}.pidx)"
+            )
+        self._analyze("kx_grain", "kx_period", "kx_pubper")
+        self.result.restricted = True
+        self.result.periods_recomputed = self._fetch("SELECT COUNT(*) FROM kx_pubper")[0][0]
+
+    def _keep_state(self) -> None:
+        """Mark the facts complete as the run's state (SQLite: copy them out of the temp tables)."""
+        if self.state_of is None:
+            return
+        if not self.sql.pg:
+            for table in STATE_TABLES[:-1]:
+                name = state_table(self.state_of, table)
+                self._exec(f'DROP TABLE IF EXISTS "{name}"')
+                self._exec(f'CREATE TABLE "{name}" AS SELECT * FROM temp.{table}')
+        self._exec(
+            f"CREATE {self._fact_table('kx_state')} AS "
+            f"SELECT 1 AS complete, {self.sql.date_literal(self.as_of)} AS as_of, "
+            f"CAST('{CODE_VERSION}' AS VARCHAR(64)) AS code"
+        )
+        if not self.sql.pg:
+            name = state_table(self.state_of, "kx_state")
+            self._exec(f'DROP TABLE IF EXISTS "{name}"')
+            self._exec(f'CREATE TABLE "{name}" AS SELECT * FROM temp.kx_state')
 
     # -- 4. metrics ----------------------------------------------------------------------------
     def _metrics(self) -> None:
@@ -1269,6 +1604,11 @@ class KpiComputation:
                 GROUP BY account_id HAVING COUNT(DISTINCT partner_id) > 1)
             GROUP BY r.account_id"""
         )
+
+
+def published_periods(alias: str) -> str:
+    """The condition on published rows (KpiValue `alias`) of an incremental run's kx_pubper periods."""
+    return f"EXISTS (SELECT 1 FROM kx_pubper pp WHERE pp.grain = {alias}.grain AND pp.label = {alias}.period)"
 
 
 def published_columns() -> list[str]:

@@ -285,6 +285,11 @@ class KpiPublication(models.Model):
 
     version = models.CharField(max_length=32)
     changed_at = models.DateTimeField()
+    # The run whose facts (its state tables, kpis.engine.STATE_TABLES) describe the published set,
+    # and the version its publication left: an incremental run diffs its facts against that state
+    # only while `version` still equals it. Nullable so SQLite adds the columns without a rebuild.
+    state_run_id = models.BigIntegerField(null=True, blank=True)
+    state_version = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(pk=1), name="kpi_publication_singleton")]

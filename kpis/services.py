@@ -7,6 +7,7 @@ ones. Readers (PostgreSQL MVCC, SQLite WAL) keep seeing the previous complete se
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -18,29 +19,48 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, Max
+from django.db.models import Count, F, Max
 from django.utils import timezone
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis.engine import (
     PUBLISHED_COLUMNS,
+    RUN_NAMESPACE_PREFIX,
     Chunk,
     EngineSettings,
     KpiComputation,
     SessionThread,
     diff_selects,
+    drop_state,
+    published_periods,
+    state_exists,
+    state_runs,
 )
 from kpis.metrics import TARGETABLE_METRICS, AttributionModel
-from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
+from kpis.models import (
+    CostEntry,
+    KpiPublication,
+    KpiRun,
+    KpiValue,
+    ProgramSettings,
+    ReconciliationItem,
+    Target,
+)
 from kpis.periods import parse_period
+from kpis.selectors import publication_version
 from partners.models import JoinSource, Partner
 
 logger = logging.getLogger(__name__)
 
 # A queued or running run older than this is considered abandoned (its worker died for good).
 STALE_RUN_SECONDS = getattr(settings, "KPI_RUN_STALE_SECONDS", 6 * 3600)
-# A chunked run's shared tables live in the PostgreSQL schema of this prefix and its id.
-RUN_SCHEMA_PREFIX = "kpirun_"
+# A run's facts (and a chunked run's shared tables) live in the PostgreSQL schema of this prefix
+# and its id; the last successful run's stay there as the state incremental runs diff against.
+RUN_SCHEMA_PREFIX = RUN_NAMESPACE_PREFIX
+
+
+class PublishedSetChanged(RuntimeError):
+    """The published set was written while an incremental run computed on the state describing it."""
 
 
 def kpi_chunk_count() -> int:
@@ -67,18 +87,31 @@ def _fail_stale_runs() -> None:
     ).update(
         status=KpiRun.Status.FAILED, finished_at=timezone.now(), error="abandoned: no worker finished it"
     )
-    if connection.vendor != "postgresql":
-        return
-    # A chunked run whose worker died for good leaves its schema behind.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT substr(nspname, %s) FROM pg_namespace WHERE starts_with(nspname, %s)",
-            [len(RUN_SCHEMA_PREFIX) + 1, RUN_SCHEMA_PREFIX],
-        )
-        left = {int(suffix) for (suffix,) in cursor.fetchall() if suffix.isdigit()}
-        active = KpiRun.objects.filter(pk__in=left, status__in=[KpiRun.Status.QUEUED, KpiRun.Status.RUNNING])
-        for run_id in left - set(active.values_list("pk", flat=True)):
-            cursor.execute(f"DROP SCHEMA IF EXISTS {run_schema(run_id)} CASCADE")
+    # A run whose worker died for good leaves its tables behind; the published set's state stays.
+    left = state_runs()
+    active = KpiRun.objects.filter(pk__in=left, status__in=[KpiRun.Status.QUEUED, KpiRun.Status.RUNNING])
+    for run_id in left - set(active.values_list("pk", flat=True)) - {_state_run_id()}:
+        drop_state(run_id)
+
+
+def _state_run_id() -> int | None:
+    return KpiPublication.objects.filter(pk=1).values_list("state_run_id", flat=True).first()
+
+
+def _incremental_base() -> tuple[int, str] | None:
+    """(run id, publication version) of the state an incremental run can diff against: the facts
+    of the run that published the set, when nothing has written the set since and the state is
+    complete; None otherwise (the run then recomputes every period)."""
+    row = KpiPublication.objects.filter(pk=1).values_list("state_run_id", "state_version", "version").first()
+    if row is None or row[0] is None or row[1] != row[2] or not state_exists(row[0]):
+        return None
+    return row[0], row[2]
+
+
+def _keep_only_state(run_id: int) -> None:
+    """After a publication: drop every run's tables but this run's, now the state."""
+    for other in state_runs() - {run_id}:
+        drop_state(other)
 
 
 def kpi_run_create(
@@ -195,15 +228,14 @@ def kpi_run_execute(*, run_id: int, dispatch: str = "threads", queue: str | None
 def _drop_quietly(run_id: int | None = None) -> None:
     try:
         KpiComputation(EngineSettings.from_program(ProgramSettings.load()), date.today()).drop()
-        if run_id is not None and connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(f"DROP SCHEMA IF EXISTS {run_schema(run_id)} CASCADE")
+        if run_id is not None and run_id != _state_run_id():
+            drop_state(run_id)
     except Exception:  # noqa: BLE001 - cleanup of session temp tables must never hide the real error
         connection.close()
 
 
 def run_schema(run_id: int) -> str:
-    """The PostgreSQL schema holding a chunked run's shared facts and staged rows."""
+    """The PostgreSQL schema holding a run's facts (and a chunked run's shared staged rows)."""
     return f"{RUN_SCHEMA_PREFIX}{int(run_id)}"
 
 
@@ -249,18 +281,35 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
             )
             return
     KpiRun.objects.filter(pk=run.pk).update(source_fingerprint=fingerprint)
+    base = _incremental_base() if run.mode == KpiRun.Mode.INCREMENTAL else None
     if kpi_chunk_count() > 1:
-        _execute_chunked(run, dispatch=dispatch, queue=queue)
+        _execute_chunked(run, dispatch=dispatch, queue=queue, base=base)
         return
-    computation = KpiComputation(EngineSettings.from_program(program), run.as_of)
+    pg = connection.vendor == "postgresql"
+    if pg:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {run_schema(run.pk)} CASCADE")
+            cursor.execute(f"CREATE SCHEMA {run_schema(run.pk)}")
+    computation = KpiComputation(
+        EngineSettings.from_program(program),
+        run.as_of,
+        schema=run_schema(run.pk) if pg else None,
+        previous=base[0] if base else None,
+        state_of=run.pk,
+    )
     result = computation.run()
-    publish(run=run, on_published=_finisher(run, periods=result.periods))
+    with computation.search_path() if pg else contextlib.nullcontext():
+        publish(
+            run=run,
+            on_published=_finisher(run, periods=result.periods_recomputed),
+            base_version=base[1] if result.restricted else None,
+        )
     computation.drop()
+    _keep_only_state(run.pk)
 
 
 def _finisher(run: KpiRun, *, periods: int):
-    """The bookkeeping that commits with the publication."""
-    incremental = run.mode == KpiRun.Mode.INCREMENTAL
+    """The bookkeeping that commits with the publication (`periods`: how many it recomputed)."""
 
     def finish(stats: dict[str, int]) -> None:
         KpiRun.objects.filter(pk=run.pk).update(
@@ -269,7 +318,7 @@ def _finisher(run: KpiRun, *, periods: int):
             duration_seconds=(timezone.now() - run.started_at).total_seconds(),
             rows_written=stats["inserted"],
             rows_deleted=stats["deleted"],
-            periods_recomputed=stats["changed_periods"] if incremental else periods,
+            periods_recomputed=periods,
         )
 
     return finish
@@ -299,17 +348,19 @@ def plan_chunks(weights: list[tuple[int, int]], count: int) -> list[Chunk]:
     ]
 
 
-def _shared_computation(run: KpiRun) -> KpiComputation:
+def _shared_computation(run: KpiRun, *, previous: int | None = None) -> KpiComputation:
     program = EngineSettings.from_program(ProgramSettings.load())
-    return KpiComputation(program, run.as_of, schema=run_schema(run.pk))
+    return KpiComputation(program, run.as_of, schema=run_schema(run.pk), previous=previous, state_of=run.pk)
 
 
-def _execute_chunked(run: KpiRun, *, dispatch: str, queue: str | None) -> None:
+def _execute_chunked(
+    run: KpiRun, *, dispatch: str, queue: str | None, base: tuple[int, str] | None = None
+) -> None:
     schema = run_schema(run.pk)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         cursor.execute(f"CREATE SCHEMA {schema}")
-    computation = _shared_computation(run)
+    computation = _shared_computation(run, previous=base[0] if base else None)
     started = time.monotonic()
     result = computation.run_facts()
     chunks = plan_chunks(computation.chunk_weights(), kpi_chunk_count())
@@ -319,12 +370,21 @@ def _execute_chunked(run: KpiRun, *, dispatch: str, queue: str | None) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TABLE {schema}.kx_chunks (n INTEGER PRIMARY KEY, program BOOLEAN NOT NULL, "
-            "join_sources TEXT NOT NULL, done BOOLEAN NOT NULL DEFAULT FALSE, periods INTEGER NOT NULL)"
+            "join_sources TEXT NOT NULL, done BOOLEAN NOT NULL DEFAULT FALSE, periods INTEGER NOT NULL, "
+            "base_version TEXT)"
         )
+        base_version = base[1] if base and result.restricted else None
         for number, chunk in enumerate(chunks):
             cursor.execute(
-                f"INSERT INTO {schema}.kx_chunks (n, program, join_sources, periods) VALUES (%s, %s, %s, %s)",
-                [number, chunk.program, ",".join(map(str, chunk.join_sources or ())), result.periods],
+                f"INSERT INTO {schema}.kx_chunks (n, program, join_sources, periods, base_version) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                [
+                    number,
+                    chunk.program,
+                    ",".join(map(str, chunk.join_sources or ())),
+                    result.periods_recomputed,
+                    base_version,
+                ],
             )
         if dispatch == "celery":
             from kpis.tasks import compute_kpi_chunk
@@ -374,17 +434,23 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
             cursor.execute(f"SELECT n FROM {schema}.kx_chunks ORDER BY n FOR UPDATE")
             cursor.execute(f"UPDATE {schema}.kx_chunks SET done = TRUE WHERE n = %s", [number])
             cursor.execute(
-                f"SELECT SUM(CASE WHEN done THEN 0 ELSE 1 END), MAX(periods) FROM {schema}.kx_chunks"
+                f"SELECT SUM(CASE WHEN done THEN 0 ELSE 1 END), MAX(periods), MAX(base_version) "
+                f"FROM {schema}.kx_chunks"
             )
-            remaining, periods = cursor.fetchone()
+            remaining, periods, base_version = cursor.fetchone()
         if remaining:
             return
         started = time.monotonic()
         with computation.search_path():
-            stats = publish(run=run, on_published=_finisher(run, periods=periods), diffed=True)
+            stats = publish(
+                run=run, on_published=_finisher(run, periods=periods), diffed=True, base_version=base_version
+            )
         logger.info("KPI run %s: published %s in %.1f s", run_id, stats, time.monotonic() - started)
         with connection.cursor() as cursor:
-            cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            # The facts stay as the state of the published set; what only publishing needed goes.
+            for table in ("kx_del", "kx_ins", "kx_chunks", "kx_tw", "kx_recon"):
+                cursor.execute(f"DROP TABLE IF EXISTS {schema}.{table}")
+        _keep_only_state(run_id)
     except (OperationalError, InterfaceError):
         raise
     except Exception as exc:
@@ -416,8 +482,9 @@ def _publish_checkpoint() -> None:
 ANALYZE_AFTER_CHANGED_ROWS = 10_000
 
 
-def _stage_diff(cursor) -> None:
-    """Temp kx_del and kx_ins of an unchunked run: the whole staged set against KpiValue."""
+def _stage_diff(cursor, *, restricted: bool) -> None:
+    """Temp kx_del and kx_ins of an unchunked run: the staged set against KpiValue (`restricted`:
+    an incremental run's, against the published rows of the periods it recomputed)."""
     for table in ("kx_del", "kx_ins"):
         cursor.execute(f"DROP TABLE IF EXISTS {table}")
     pg = connection.vendor == "postgresql"
@@ -433,19 +500,27 @@ def _stage_diff(cursor) -> None:
             "CREATE INDEX kx_pub_key ON kx_pub "
             "(attribution_model, scope, scope_key, grain, period, metric, target_metric)"
         )
-    vanished, new = diff_selects(staged="kx_pub", published=KpiValue._meta.db_table)
+    published = KpiValue._meta.db_table
+    if restricted:
+        published = f"(SELECT * FROM {published} k0 WHERE {published_periods('k0')})"
+    vanished, new = diff_selects(staged="kx_pub", published=published)
     cursor.execute(f"CREATE TEMP TABLE kx_del AS {vanished}")
     cursor.execute(f"CREATE TEMP TABLE kx_ins AS {new}")
     if pg:
         cursor.execute("RESET work_mem")
 
 
-def publish(*, run: KpiRun, on_published=None, diffed: bool = False) -> dict[str, int]:
+def publish(
+    *, run: KpiRun, on_published=None, diffed: bool = False, base_version: str | None = None
+) -> dict[str, int]:
     """Replace the published rows that differ from the staged set (kx_pub), in one transaction.
 
     `on_published(stats)` runs inside that transaction, so the run's bookkeeping commits with it.
     `diffed`: the chunks of a chunked run have filled the shared kx_del and kx_ins for their own
     scopes already; only published rows outside every chunk (a deleted partner's) are added here.
+    `base_version`: an incremental run that recomputed only some periods, on the state of the set
+    published at that version; it publishes nothing if the set has been written since. The run's
+    facts become the state of the new set (KpiPublication.state_run_id), in the same transaction.
     """
     value_table = KpiValue._meta.db_table
     pg = connection.vendor == "postgresql"
@@ -461,7 +536,7 @@ def publish(*, run: KpiRun, on_published=None, diffed: bool = False) -> dict[str
                            OR (k.scope = 'partner' AND k.partner_id IN (SELECT id FROM kx_partner)))"""
             )
         else:
-            _stage_diff(cursor)
+            _stage_diff(cursor, restricted=base_version is not None)
         # A statement that writes no row still counts as a write of the published set (its triggers
         # give it a new version, so caches would start over after every no-op run): skip those.
         cursor.execute(
@@ -475,6 +550,12 @@ def publish(*, run: KpiRun, on_published=None, diffed: bool = False) -> dict[str
             if diffed and not KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.RUNNING).exists():
                 # A redelivered chunk that also came last: its sibling published the run already.
                 return {"inserted": 0, "deleted": 0, "changed_periods": 0}
+            unchanged = KpiPublication.objects.filter(pk=1, version=base_version)
+            if base_version is not None and not unchanged.exists():
+                raise PublishedSetChanged(
+                    "the published KPI set was written while this incremental run computed; "
+                    "the next run recomputes every period"
+                )
             if pg:
                 # Durability of this commit may lag a few ms; a crash then reruns the nightly job.
                 cursor.execute("SET LOCAL synchronous_commit = off")
@@ -505,6 +586,10 @@ def publish(*, run: KpiRun, on_published=None, diffed: bool = False) -> dict[str
             }
             if on_published is not None:
                 on_published(stats)
+            # After every write above, so the state is tied to the version they produced (a database
+            # flushed of the row, as tests do, gets it back first).
+            publication_version()
+            KpiPublication.objects.filter(pk=1).update(state_run_id=run.pk, state_version=F("version"))
         if not diffed:
             for table in ("kx_del", "kx_ins"):
                 cursor.execute(f"DROP TABLE IF EXISTS {table}")
