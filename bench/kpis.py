@@ -8,7 +8,8 @@ then prints:
 - floor: PostgreSQL alone running the bare aggregate scans the engine cannot avoid (every fact
   table grouped by partner and local month, nothing written);
 - full recompute seconds (first publication into an empty KPI table, and a full rerun);
-- incremental seconds after changing 1% of the deals;
+- incremental seconds after changing 1% of the deals (every period changes), and after a night's
+  work (0.1% of the deals won yesterday: only the latest periods change);
 - the ratio full / floor and the machine (nproc, memory, CPU model).
 
 Targets (docs/benchmarks.md): full within 2x the floor and under 60 s on 2 cores; incremental
@@ -159,12 +160,29 @@ def main() -> None:
         f"first run wrote {first_run.rows_written if first_run else '(skipped)'}; "
         f"incremental rewrote {inc_run.rows_written} in {inc_run.periods_recomputed} periods"
     )
+    # A night's work as programs see it: deals won yesterday (0.1% of them), nothing else.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE deals_deal SET status = 'won', updated_at = now(), "
+            "closed_at = GREATEST(created_at, now() - interval '1 day') "
+            "WHERE id IN (SELECT id FROM deals_deal WHERE status = 'open' ORDER BY md5(id::text) LIMIT %s)",
+            [max(1, args.deals // 1000)],
+        )
+    nightly, nightly_run = timed(
+        "incremental after 0.1% of the deals won yesterday", lambda: run("incremental")
+    )
+    print(
+        f"  that run recomputed {nightly_run.periods_recomputed} periods and rewrote "
+        f"{nightly_run.rows_written} rows"
+    )
     print(f"  ratio full / floor: {full / floor:.1f}x (first publication {first / floor:.1f}x)")
     print(
-        "  targets: full <= 2x floor: {}; full < 60 s: {}; incremental < 5 s: {}".format(
+        "  targets: full <= 2x floor: {}; full < 60 s: {}; incremental < 5 s: {} "
+        "(after a night's wins: {})".format(
             "met" if full <= 2 * floor else "NOT met",
             "met" if full < 60 else "NOT met",
             "met" if incremental < 5 else "NOT met",
+            "met" if nightly < 5 else "NOT met",
         )
     )
 

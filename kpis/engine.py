@@ -1334,6 +1334,8 @@ class KpiComputation:
         from nothing else but the period itself. So a period whose months hold no row that differs
         between the previous run's facts and this run's has the values it had. A component added to
         `_components` must have its rows here; the incremental tests compare with full runs.
+        Deals come first, as the likeliest to have changed in every month (see the early stop in
+        `_restrict_to_changed_periods`).
         """
         mi = self.sql.month_index("g.period_start")
         return [
@@ -1342,13 +1344,6 @@ class KpiComputation:
                 "d.id, d.status, d.seg, d.cents, d.sp, p.js AS sp_js, d.created_d, d.closed_d, d.closed_mi",
                 f"{table('kx_deal')} d LEFT JOIN {table('kx_partner')} p ON p.id = d.sp "
                 "WHERE d.status IN ('won', 'lost')",
-                ("closed_mi",),
-            ),
-            # Influenced revenue: won influenced deals with the partners (and sources) that touched them.
-            Contribution(
-                "t.partner_id, t.js, d.id AS deal_id, d.cents, d.closed_mi",
-                f"{table('kx_touch_all')} t JOIN {table('kx_deal')} d ON d.id = t.deal_id "
-                "WHERE t.late = 0 AND d.status = 'won' AND d.seg = 'i'",
                 ("closed_mi",),
             ),
             Contribution(
@@ -1373,12 +1368,6 @@ class KpiComputation:
                 f"{table('kx_reg')} r",
                 ("submitted_mi", "decided_mi"),
             ),
-            # Opportunities influenced: the counting touches by month.
-            Contribution(
-                "t.partner_id, t.js, t.deal_id, t.touched_mi",
-                f"{table('kx_touch_all')} t WHERE t.late = 0",
-                ("touched_mi",),
-            ),
             Contribution(
                 "c.id, c.cents, c.mi, c.partner_id, c.tag_js, c.partner_js", f"{table('kx_cost')} c", ("mi",)
             ),
@@ -1390,6 +1379,20 @@ class KpiComputation:
                 f"g.partner_id, g.join_source_id, g.grain, g.period_start, g.metric, g.value, {mi} AS mi",
                 f"{table('kx_tgt')} g",
                 ("mi",),
+            ),
+            # The touches last: the largest families.
+            # Influenced revenue: won influenced deals with the partners (and sources) that touched them.
+            Contribution(
+                "t.partner_id, t.js, d.id AS deal_id, d.cents, d.closed_mi",
+                f"{table('kx_touch_all')} t JOIN {table('kx_deal')} d ON d.id = t.deal_id "
+                "WHERE t.late = 0 AND d.status = 'won' AND d.seg = 'i'",
+                ("closed_mi",),
+            ),
+            # Opportunities influenced: the counting touches by month.
+            Contribution(
+                "t.partner_id, t.js, t.deal_id, t.touched_mi",
+                f"{table('kx_touch_all')} t WHERE t.late = 0",
+                ("touched_mi",),
             ),
         ]
 
@@ -1423,8 +1426,14 @@ class KpiComputation:
         contributions = zip(
             self._contributions(_plain, self.as_of), self._contributions(old, previous_as_of), strict=True
         )
+        first, last = self.result.first_month, self.result.last_month
         for now, before in contributions:
             self._exec(f"INSERT INTO kx_dirty_mi (mi) {now.changed_months(before)}")
+            dirty = self._fetch(
+                f"SELECT COUNT(DISTINCT mi) FROM kx_dirty_mi WHERE mi BETWEEN {first} AND {last}"
+            )
+            if dirty[0][0] == last - first + 1:
+                break  # every month changed: the other families cannot add a period
         self._exec(
             f"""CREATE {self._fact_table("kx_dirty_per")} AS
             SELECT DISTINCT g.grain, g.pidx FROM kx_grain g
