@@ -307,6 +307,8 @@ _TEMP_TABLES = _FACT_TABLES + ["kx_keys", "kx_allper", "kx_state"] + _CHANGE_TAB
 # named RUN_NAMESPACE_PREFIX + id + "_" + table. KpiPublication.state_run_id names the one that
 # describes the published set.
 RUN_NAMESPACE_PREFIX = "kpirun_"
+# An incremental run that finds this share of the months changed recomputes every period.
+MOST_MONTHS_CHANGED = 0.75
 # The KPI code a state was computed with: after a release that changes a formula, the first
 # incremental run recomputes every period.
 CODE_VERSION = hashlib.sha256(
@@ -1334,8 +1336,8 @@ class KpiComputation:
         from nothing else but the period itself. So a period whose months hold no row that differs
         between the previous run's facts and this run's has the values it had. A component added to
         `_components` must have its rows here; the incremental tests compare with full runs.
-        Deals come first, as the likeliest to have changed in every month (see the early stop in
-        `_restrict_to_changed_periods`).
+        Deals come first: the likeliest to have changed in most months (then the comparison stops
+        early, see `_restrict_to_changed_periods`).
         """
         mi = self.sql.month_index("g.period_start")
         return [
@@ -1405,7 +1407,8 @@ class KpiComputation:
         previous run's facts and this run's (rows compared as multisets, so a deletion, a move to
         another month or partner, and an as-of-dependent flag all show), or a period new to the
         range. A new or removed join source, a renamed key, or a state computed by another
-        CODE_VERSION may change rows of every period: then nothing is trimmed.
+        CODE_VERSION may change rows of every period: then nothing is trimmed. Nor is it once most
+        months have changed (MOST_MONTHS_CHANGED).
         """
         if self.previous is None:
             return
@@ -1432,8 +1435,9 @@ class KpiComputation:
             dirty = self._fetch(
                 f"SELECT COUNT(DISTINCT mi) FROM kx_dirty_mi WHERE mi BETWEEN {first} AND {last}"
             )
-            if dirty[0][0] == last - first + 1:
-                break  # every month changed: the other families cannot add a period
+            if dirty[0][0] >= MOST_MONTHS_CHANGED * (last - first + 1):
+                # Comparing the other families would cost more than the few periods it could spare.
+                return
         self._exec(
             f"""CREATE {self._fact_table("kx_dirty_per")} AS
             SELECT DISTINCT g.grain, g.pidx FROM kx_grain g

@@ -109,7 +109,12 @@ def _incremental_base() -> tuple[int, str] | None:
 
 
 def _keep_only_state(run_id: int) -> None:
-    """After a publication: drop every run's tables but this run's, now the state."""
+    """After a publication: drop every run's tables but this run's state (its facts), and of its
+    own tables the ones only computing and publishing needed."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            for table in ("kx_del", "kx_ins", "kx_chunks", "kx_tw", "kx_recon"):
+                cursor.execute(f"DROP TABLE IF EXISTS {run_schema(run_id)}.{table}")
     for other in state_runs() - {run_id}:
         drop_state(other)
 
@@ -446,10 +451,6 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
                 run=run, on_published=_finisher(run, periods=periods), diffed=True, base_version=base_version
             )
         logger.info("KPI run %s: published %s in %.1f s", run_id, stats, time.monotonic() - started)
-        with connection.cursor() as cursor:
-            # The facts stay as the state of the published set; what only publishing needed goes.
-            for table in ("kx_del", "kx_ins", "kx_chunks", "kx_tw", "kx_recon"):
-                cursor.execute(f"DROP TABLE IF EXISTS {schema}.{table}")
         _keep_only_state(run_id)
     except (OperationalError, InterfaceError):
         raise

@@ -75,6 +75,27 @@ def test_a_deal_moved_to_another_year_recomputes_both_places():
     assert full_recompute_set() == after
 
 
+@pytest.mark.django_db
+def test_changes_in_most_months_recompute_every_period():
+    web = t.join_source("web")
+    p = t.partner("p", web, joined="2026-01-02")
+    for month in range(1, 13):
+        t.deal(
+            "100.00", created=f"2026-{month:02d}-03 10:00", closed=f"2026-{month:02d}-20 10:00", sourced_by=p
+        )
+    full = t.recompute()
+    # Nine of the twelve months change (3/4): comparing the other families is not worth it.
+    Deal.objects.filter(closed_at__month__lte=9).update(amount=D("250.00"), updated_at=timezone.now())
+    run = incremental()
+    assert run.periods_recomputed == full.periods_recomputed == 17
+    assert t.value("won_revenue", "2026") == D("2550.00")
+    after = published()
+    assert full_recompute_set() == after
+    # Eight months: only those, their quarters (Q1-Q3) and the year.
+    Deal.objects.filter(closed_at__month__lte=8).update(amount=D("260.00"), updated_at=timezone.now())
+    assert incremental().periods_recomputed == 8 + 3 + 1
+
+
 def _mutate(rng: random.Random, round_no: int) -> None:
     """A batch of the edits a program sees overnight, of every kind the KPIs read."""
     now = timezone.now()
