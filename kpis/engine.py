@@ -639,6 +639,10 @@ class KpiComputation:
         assert self.schema
         self.chunk = chunk
         with self.search_path():
+            # The facts step of an incremental run left kx_pubper when it trimmed the periods.
+            self.result.restricted = self._fetch(
+                f"SELECT to_regclass('{self.schema}.kx_pubper') IS NOT NULL"
+            )[0][0]
             self.drop_scope_tables()
             with transaction.atomic():
                 self._begin_local()
@@ -675,8 +679,7 @@ class KpiComputation:
                 "(k0.scope = 'partner' AND k0.partner_id IN "
                 f"(SELECT id FROM kx_partner WHERE {chunk.join_source_filter('js')}))"
             )
-        restricted = self._fetch(f"SELECT to_regclass('{self.schema}.kx_pubper') IS NOT NULL")[0][0]
-        periods = f" AND ({published_periods('k0')})" if restricted else ""
+        periods = f" AND ({published_periods('k0')})" if self.result.restricted else ""
         return f"(SELECT * FROM {KpiValue._meta.db_table} k0 WHERE ({' OR '.join(parts)}){periods})"
 
     def chunk_weights(self) -> list[tuple[int, int]]:
@@ -775,7 +778,7 @@ class KpiComputation:
         )
         if not s.pg:  # PostgreSQL hash-joins on deal_id; SQLite's nested loops need the index
             self._exec("CREATE INDEX kx_touch_deal ON kx_touch_all (deal_id)")
-        self._analyze("kx_partner", "kx_touch_all")
+        self._analyze("kx_partner", "kx_touch_all", "kx_keys")
 
     def _facts_pipeline(self) -> None:
         """kx_reg, kx_cost and kx_tgt (the targets), from the live tables only (a session may build
@@ -1092,10 +1095,17 @@ class KpiComputation:
             columns,
             f"""SELECT m.scope, m.sid, g.grain, g.pidx, {rolled}
             FROM (SELECT x.scope, x.sid, x.{mi} AS mi, {monthly} FROM ({rows}) x
+                  WHERE {self._in_periods(f"x.{mi}")}
                   GROUP BY x.scope, x.sid, x.{mi}) m
             JOIN kx_grain g ON g.mi = m.mi
             GROUP BY m.scope, m.sid, g.grain, g.pidx""",
         )
+
+    def _in_periods(self, month: str) -> str:
+        """The condition keeping an incremental run's rows to the months of the periods it
+        recomputes, before they are grouped. Whole periods: kx_grain holds every month of each
+        (and a changed month's quarter and year are recomputed too)."""
+        return f"{month} IN (SELECT mi FROM kx_grain)" if self.result.restricted else "1 = 1"
 
     def _components(self) -> None:
         s = self.sql
@@ -1244,11 +1254,13 @@ class KpiComputation:
         # Opportunities influenced: distinct deals with a counting touch in the period, per scope.
         # kx_opp holds each (partner, deal, month) once; a row also counts for its quarter (year) when
         # it is the deal's first month touched in that quarter (year), so one sorted pass gives all
-        # three grains and the quarters and years roll up from months like a sum.
+        # three grains and the quarters and years roll up from months like a sum. An incremental
+        # run keeps the months of whole periods: a deal's earlier month in the same period stays.
         self._exec(
             f"""CREATE TEMP TABLE kx_opp AS
             SELECT partner_id, js, deal_id, touched_mi AS mi FROM kx_touch
             WHERE {"1 = 1" if chunk.program else chunk.join_source_filter("js")}
+                  AND {self._in_periods("touched_mi")}
             GROUP BY partner_id, js, deal_id, touched_mi"""
         )
         self._analyze("kx_opp")
