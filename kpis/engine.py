@@ -1424,13 +1424,13 @@ class KpiComputation:
         """
         if self.previous is None:
             return
-        s, old = self.sql, (lambda name: state_table(self.previous, name))
+        old = lambda name: state_table(self.previous, name)  # noqa: E731
+        # A key renamed or gone (EXCEPT hashes; an EXISTS over a join would plan a nested loop).
         keys_changed = self._fetch(
             f"""SELECT EXISTS (SELECT id FROM kx_js EXCEPT SELECT id FROM {old("kx_js")})
                 OR EXISTS (SELECT id FROM {old("kx_js")} EXCEPT SELECT id FROM kx_js)
-                OR EXISTS (SELECT 1 FROM {old("kx_keys")} o
-                           LEFT JOIN kx_keys n ON n.scope = o.scope AND n.id = o.id
-                           WHERE n.id IS NULL OR NOT ({s.null_safe_equal("n.key", "o.key")}))"""
+                OR EXISTS (SELECT scope, id, key FROM {old("kx_keys")}
+                           EXCEPT SELECT scope, id, key FROM kx_keys)"""
         )[0][0]
         (previous_as_of, previous_code), *_ = self._fetch(f"SELECT as_of, code FROM {old('kx_state')}")
         if keys_changed or previous_code != CODE_VERSION:
