@@ -1170,7 +1170,9 @@ class KpiComputation:
         # Influenced revenue: the full amount of every influenced deal the scope touched, once.
         touched_won = (
             "SELECT t.partner_id, t.js, d.id AS deal_id, d.cents, d.closed_mi FROM kx_touch t "
-            "JOIN kx_deal d ON d.id = t.deal_id WHERE d.status = 'won' AND d.seg = 'i'"
+            "JOIN kx_deal d ON d.id = t.deal_id WHERE d.status = 'won' AND d.seg = 'i' "
+            # Before the DISTINCT below, which the planner does not push the months through.
+            f"AND {self._in_periods('d.closed_mi')}"
         )
         self._additive(
             ["inf_c", "inf_n"],
