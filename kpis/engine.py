@@ -1421,8 +1421,8 @@ class KpiComputation:
         previous run's facts and this run's (rows compared as multisets, so a deletion, a move to
         another month or partner, and an as-of-dependent flag all show), or a period new to the
         range. A new or removed join source, a renamed key, or a state computed by another
-        CODE_VERSION may change rows of every period: then nothing is trimmed. Nor is it once most
-        months have changed (MOST_MONTHS_CHANGED).
+        CODE_VERSION or with other settings may change rows of every period: then nothing is
+        trimmed. Nor is it once most months have changed (MOST_MONTHS_CHANGED).
         """
         if self.previous is None:
             return
@@ -1435,7 +1435,7 @@ class KpiComputation:
                            EXCEPT SELECT scope, id, key FROM kx_keys)"""
         )[0][0]
         (previous_as_of, previous_code), *_ = self._fetch(f"SELECT as_of, code FROM {old('kx_state')}")
-        if keys_changed or previous_code != CODE_VERSION:
+        if keys_changed or previous_code != self._code_and_settings():
             return
         # The previous run's rows as that run read them: with its own as-of date.
         previous_as_of = date.fromisoformat(str(previous_as_of)[:10])
@@ -1452,10 +1452,14 @@ class KpiComputation:
             if dirty[0][0] >= MOST_MONTHS_CHANGED * (last - first + 1):
                 # Comparing the other families would cost more than the few periods it could spare.
                 return
+        # A changed month's month, quarter and year, wherever it lies: a month that has just left
+        # the range still changes its quarter and year if they stay.
         self._exec(
             f"""CREATE {self._fact_table("kx_dirty_per")} AS
-            SELECT DISTINCT g.grain, g.pidx FROM kx_grain g
-            WHERE g.mi IN (SELECT mi FROM kx_dirty_mi)
+            SELECT a.grain, a.pidx FROM kx_allper a
+            WHERE EXISTS (SELECT 1 FROM kx_dirty_mi d WHERE a.pidx = CASE a.grain
+                              WHEN '{Grain.MONTH}' THEN d.mi WHEN '{Grain.QUARTER}' THEN d.mi / 3
+                              ELSE d.mi / 12 END)
             UNION SELECT grain, pidx FROM (SELECT grain, pidx FROM kx_allper
                                            EXCEPT SELECT grain, pidx FROM {old("kx_allper")}) n"""
         )
@@ -1475,6 +1479,11 @@ class KpiComputation:
         self.result.restricted = True
         self.result.periods_recomputed = self._fetch("SELECT COUNT(*) FROM kx_pubper")[0][0]
 
+    def _code_and_settings(self) -> str:
+        """What computed a state besides its facts: the KPI code and the program settings (a
+        settings change committed while a run computed must not pass for the state's)."""
+        return hashlib.sha256(f"{CODE_VERSION}|{self.settings!r}".encode()).hexdigest()[:32]
+
     def _keep_state(self) -> None:
         """Mark the facts complete as the run's state (SQLite: copy them out of the temp tables)."""
         if self.state_of is None:
@@ -1487,7 +1496,7 @@ class KpiComputation:
         self._exec(
             f"CREATE {self._fact_table('kx_state')} AS "
             f"SELECT 1 AS complete, {self.sql.date_literal(self.as_of)} AS as_of, "
-            f"CAST('{CODE_VERSION}' AS VARCHAR(64)) AS code"
+            f"CAST('{self._code_and_settings()}' AS VARCHAR(64)) AS code"
         )
         if not self.sql.pg:
             name = state_table(self.state_of, "kx_state")

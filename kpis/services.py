@@ -88,9 +88,15 @@ def _fail_stale_runs() -> None:
         status=KpiRun.Status.FAILED, finished_at=timezone.now(), error="abandoned: no worker finished it"
     )
     # A run whose worker died for good leaves its tables behind; the published set's state stays.
+    _drop_unused_namespaces(keep=_state_run_id())
+
+
+def _drop_unused_namespaces(*, keep: int | None) -> None:
+    """Drop the tables of every run but `keep` and the queued or running ones (a run claimed just
+    after a publication committed may be creating its own)."""
     left = state_runs()
     active = KpiRun.objects.filter(pk__in=left, status__in=[KpiRun.Status.QUEUED, KpiRun.Status.RUNNING])
-    for run_id in left - set(active.values_list("pk", flat=True)) - {_state_run_id()}:
+    for run_id in left - set(active.values_list("pk", flat=True)) - {keep}:
         drop_state(run_id)
 
 
@@ -98,25 +104,32 @@ def _state_run_id() -> int | None:
     return KpiPublication.objects.filter(pk=1).values_list("state_run_id", flat=True).first()
 
 
-def _incremental_base() -> tuple[int, str] | None:
+def _incremental_base(run: KpiRun) -> tuple[int, str] | None:
     """(run id, publication version) of the state an incremental run can diff against: the facts
-    of the run that published the set, when nothing has written the set since and the state is
-    complete; None otherwise (the run then recomputes every period)."""
+    of another run that published the set, when nothing has written the set since and the state
+    is complete; None otherwise (the run then recomputes every period)."""
     row = KpiPublication.objects.filter(pk=1).values_list("state_run_id", "state_version", "version").first()
-    if row is None or row[0] is None or row[1] != row[2] or not state_exists(row[0]):
+    if row is None or row[0] in (None, run.pk) or row[1] != row[2] or not state_exists(row[0]):
         return None
     return row[0], row[2]
 
 
-def _keep_only_state(run_id: int) -> None:
-    """After a publication: drop every run's tables but this run's state (its facts), and of its
-    own tables the ones only computing and publishing needed."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            for table in ("kx_del", "kx_ins", "kx_chunks", "kx_tw", "kx_recon"):
-                cursor.execute(f"DROP TABLE IF EXISTS {run_schema(run_id)}.{table}")
-    for other in state_runs() - {run_id}:
-        drop_state(other)
+def _keep_only_state(run_id: int, computation: KpiComputation | None = None) -> None:
+    """After a publication committed: drop every other finished run's tables, and of this run's
+    the ones only computing and publishing needed (its facts stay as the state). Best effort: the
+    run has succeeded, and what is left goes with the next run's clean-up."""
+    try:
+        if computation is not None:
+            computation.drop()
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                for table in ("kx_del", "kx_ins", "kx_chunks", "kx_tw", "kx_recon"):
+                    cursor.execute(f"DROP TABLE IF EXISTS {run_schema(run_id)}.{table}")
+        _drop_unused_namespaces(keep=run_id)
+    except DatabaseError:
+        logger.warning("KPI run %s: clean-up after publishing failed", run_id, exc_info=True)
+        if not connection.in_atomic_block:
+            connection.close()  # possibly broken: the next query reconnects
 
 
 def kpi_run_create(
@@ -191,9 +204,10 @@ def _record_failure(run_id: int, status: str, message: str) -> None:
     """A failed run keeps its first error (a chunked run's is the failing chunk's)."""
     for _ in range(2):
         try:
-            KpiRun.objects.filter(pk=run_id).exclude(status=KpiRun.Status.FAILED).update(
-                status=status, error=message[:5000], finished_at=timezone.now()
-            )
+            # Never a run that published: only what failed before its publication committed.
+            KpiRun.objects.filter(pk=run_id).exclude(
+                status__in=[KpiRun.Status.FAILED, KpiRun.Status.SUCCEEDED]
+            ).update(status=status, error=message[:5000], finished_at=timezone.now())
             return
         except DatabaseError:
             connection.close()  # a broken connection: the next query reconnects
@@ -286,7 +300,7 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
             )
             return
     KpiRun.objects.filter(pk=run.pk).update(source_fingerprint=fingerprint)
-    base = _incremental_base() if run.mode == KpiRun.Mode.INCREMENTAL else None
+    base = _incremental_base(run) if run.mode == KpiRun.Mode.INCREMENTAL else None
     if kpi_chunk_count() > 1:
         _execute_chunked(run, dispatch=dispatch, queue=queue, base=base)
         return
@@ -309,8 +323,7 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
             on_published=_finisher(run, periods=result.periods_recomputed),
             base_version=base[1] if result.restricted else None,
         )
-    computation.drop()
-    _keep_only_state(run.pk)
+    _keep_only_state(run.pk, computation)
 
 
 def _finisher(run: KpiRun, *, periods: int):

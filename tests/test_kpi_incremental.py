@@ -296,3 +296,105 @@ def test_a_set_written_during_an_incremental_run_fails_it_and_publishes_nothing(
     assert rerun.periods_recomputed == 17
     after = published()
     assert full_recompute_set() == after
+
+
+@pytest.mark.django_db
+def test_a_change_in_a_month_that_left_the_range_recomputes_its_quarter_and_year():
+    web = t.join_source("web")
+    p = t.partner("p", web, joined="2026-01-02")
+    t.deal("100.00", created="2026-02-03 10:00", closed="2026-03-20 10:00", sourced_by=p)
+    CostEntry.objects.create(date="2026-08-14", amount=D("500.00"), partner=p, category="mdf")
+    t.recompute(as_of="2026-06-30")
+    assert t.value("program_cost", "2026") == D("500.00")
+    # The only August fact goes: the range ends in June again, and Q3 leaves it, but 2026 stays.
+    CostEntry.objects.all().delete()
+    incremental(as_of="2026-06-30")
+    assert t.value("program_cost", "2026") == D("0.0000")
+    assert not KpiValue.objects.filter(period__in=["2026-08", "2026-Q3"]).exists()
+    after = published()
+    assert full_recompute_set(as_of="2026-06-30") == after
+
+    # The earliest fact goes: January leaves the range; Q1 and 2026 lose its revenue.
+    early = t.deal("77.00", created="2025-12-28 10:00", closed="2026-01-20 10:00")
+    t.recompute(as_of="2026-06-30")
+    assert t.value("won_revenue", "2026-Q1") == D("177.00")
+    Deal.objects.filter(pk=early.pk).delete()
+    incremental(as_of="2026-06-30")
+    assert t.value("won_revenue", "2026-Q1") == t.value("won_revenue", "2026") == D("100.00")
+    after = published()
+    assert full_recompute_set(as_of="2026-06-30") == after
+
+
+@pytest.mark.django_db
+def test_settings_changed_while_a_run_computed_make_the_next_run_recompute_everything(monkeypatch):
+    from kpis import services
+
+    web = t.join_source("web")
+    p1, p2 = t.partner("p1", web, joined="2026-01-02"), t.partner("p2", web, joined="2026-01-02")
+    d = t.deal("100.00", created="2026-02-03 10:00", closed="2026-03-20 10:00")
+    t.touch(d, p1, "2026-02-05 10:00")
+    t.touch(d, p2, "2026-02-06 10:00")
+    sourced = t.deal("50.00", created="2026-07-03 10:00", closed="2026-08-20 10:00", sourced_by=p1)
+    original = services.publish
+
+    def publish_after_a_settings_change(**kwargs):
+        t.program(attribution_model="first_touch")  # committed while the linear run computed
+        return original(**kwargs)
+
+    monkeypatch.setattr(services, "publish", publish_after_a_settings_change)
+    full = t.recompute()
+    monkeypatch.undo()
+    Deal.objects.filter(pk=sourced.pk).update(amount=D("60.00"), updated_at=timezone.now())
+    run = incremental()
+    assert run.periods_recomputed == full.periods_recomputed
+    assert set(KpiValue.objects.values_list("attribution_model", flat=True)) == {"first_touch"}
+    after = published()
+    assert full_recompute_set() == after
+
+
+@pytest.mark.django_db
+def test_a_failed_clean_up_after_publishing_keeps_the_run_succeeded_and_its_state(monkeypatch):
+    from django.db import OperationalError
+
+    from kpis import services
+
+    deals = small_program(partners=2)
+    first = t.recompute()
+
+    original = services._drop_unused_namespaces
+
+    def lock_timeout(*, keep):
+        if keep == first.pk:  # the clean-up when the run is created
+            return original(keep=keep)
+        raise OperationalError("lock timeout")  # the clean-up after it published
+
+    monkeypatch.setattr(services, "_drop_unused_namespaces", lock_timeout)
+    Deal.objects.filter(pk=deals[0].pk).update(amount=D("6.00"), updated_at=timezone.now())
+    run = incremental()
+    assert run.periods_recomputed == 3
+    assert KpiPublication.objects.get(pk=1).state_run_id == run.pk
+    monkeypatch.undo()
+    # The next run restricts itself again, and clears what the failed clean-up left.
+    Deal.objects.filter(pk=deals[0].pk).update(amount=D("7.00"), updated_at=timezone.now())
+    last = incremental()
+    assert last.periods_recomputed == 3
+    assert not state_exists(first.pk) and not state_exists(run.pk) and state_exists(last.pk)
+
+
+@pytest.mark.django_db
+def test_the_clean_up_keeps_the_tables_of_a_run_still_queued_or_running():
+    from kpis import services
+    from kpis.engine import drop_state, state_runs
+
+    small_program(partners=1)
+    done = t.recompute()
+    queued = KpiRun.objects.create(trigger="command", status=KpiRun.Status.QUEUED)
+    finished = KpiRun.objects.create(trigger="command", status=KpiRun.Status.FAILED)
+    with connection.cursor() as cursor:
+        for run in (queued, finished):
+            if connection.vendor == "postgresql":
+                cursor.execute(f"CREATE SCHEMA kpirun_{run.pk}")
+            cursor.execute(f"CREATE TABLE {state_table(run.pk, 'kx_deal')} (id BIGINT)")
+    services._drop_unused_namespaces(keep=done.pk)
+    assert state_runs() == {done.pk, queued.pk}
+    drop_state(queued.pk)
