@@ -273,7 +273,8 @@ def source_fingerprint(*, as_of: date) -> str:
     ):
         agg = model.objects.aggregate(n=Count("pk"), last=Max(column))
         parts.append(f"{model._meta.label}={agg['n']}:{agg['last']}")
-    parts.append(f"join_sources={JoinSource.objects.aggregate(n=Count('pk'), last=Max('pk'))}")
+    # Join sources have no updated_at; their keys label published rows, so a rename must count.
+    parts.append(f"join_sources={list(JoinSource.objects.order_by('pk').values_list('pk', 'key'))}")
     # Touches have no updated_at: their ids and a digest of their moments catch edits and deletions.
     return hashlib.sha256("|".join(parts).encode()).hexdigest() + ":" + ";".join(parts)[:900]
 

@@ -398,3 +398,14 @@ def test_the_clean_up_keeps_the_tables_of_a_run_still_queued_or_running():
     services._drop_unused_namespaces(keep=done.pk)
     assert state_runs() == {done.pk, queued.pk}
     drop_state(queued.pk)
+
+
+@pytest.mark.django_db
+def test_a_renamed_join_source_key_alone_is_not_skipped_by_the_nightly_shortcut():
+    small_program(partners=1)
+    t.recompute()
+    JoinSource.objects.filter(key="web").update(key="website")
+    run = incremental()
+    assert run.periods_recomputed > 0
+    assert not KpiValue.objects.filter(scope="join_source", scope_key="web").exists()
+    assert KpiValue.objects.filter(scope="join_source", scope_key="website").exists()
