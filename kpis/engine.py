@@ -335,11 +335,17 @@ STATE_TABLES = [
 ]
 
 
+def run_schema(run_id: int) -> str:
+    """A run's namespace: its PostgreSQL schema (its facts, and a chunked run's shared staged rows),
+    or on SQLite the prefix of its state tables' names."""
+    return f"{RUN_NAMESPACE_PREFIX}{int(run_id)}"
+
+
 def state_table(run_id: int, table: str) -> str:
     """The name of one of a run's state tables, from any session."""
     if connection.vendor == "postgresql":
-        return f"{RUN_NAMESPACE_PREFIX}{int(run_id)}.{table}"
-    return f"{RUN_NAMESPACE_PREFIX}{int(run_id)}_{table}"
+        return f"{run_schema(run_id)}.{table}"
+    return f"{run_schema(run_id)}_{table}"
 
 
 def state_exists(run_id: int) -> bool:
@@ -381,9 +387,9 @@ def drop_state(run_id: int) -> None:
     """Drop a run's namespace: its state, or what a failed or dead run left."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"DROP SCHEMA IF EXISTS {RUN_NAMESPACE_PREFIX}{int(run_id)} CASCADE")
+            cursor.execute(f"DROP SCHEMA IF EXISTS {run_schema(run_id)} CASCADE")
             return
-        prefix = f"{RUN_NAMESPACE_PREFIX}{int(run_id)}_"
+        prefix = f"{run_schema(run_id)}_"
         cursor.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, %s) = %s",
             [len(prefix), prefix],
@@ -524,7 +530,7 @@ class KpiComputation:
             raise ValueError(f"shared fact tables need PostgreSQL and a plain schema name, not {schema!r}")
         # PostgreSQL: facts as UNLOGGED tables in this schema, so several sessions share them.
         self.schema = schema
-        if state_of is not None and self.sql.pg and schema != f"{RUN_NAMESPACE_PREFIX}{int(state_of)}":
+        if state_of is not None and self.sql.pg and schema != run_schema(state_of):
             raise ValueError("on PostgreSQL a run's state is its schema's facts")
         self.chunk = WHOLE
 

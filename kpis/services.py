@@ -25,7 +25,6 @@ from django.utils import timezone
 from deals.models import Deal, DealRegistration, Touch
 from kpis.engine import (
     PUBLISHED_COLUMNS,
-    RUN_NAMESPACE_PREFIX,
     Chunk,
     EngineSettings,
     KpiComputation,
@@ -33,6 +32,7 @@ from kpis.engine import (
     diff_selects,
     drop_state,
     published_periods,
+    run_schema,
     state_exists,
     state_runs,
 )
@@ -54,9 +54,6 @@ logger = logging.getLogger(__name__)
 
 # A queued or running run older than this is considered abandoned (its worker died for good).
 STALE_RUN_SECONDS = getattr(settings, "KPI_RUN_STALE_SECONDS", 6 * 3600)
-# A run's facts (and a chunked run's shared tables) live in the PostgreSQL schema of this prefix
-# and its id; the last successful run's stay there as the state incremental runs diff against.
-RUN_SCHEMA_PREFIX = RUN_NAMESPACE_PREFIX
 
 
 class PublishedSetChanged(RuntimeError):
@@ -251,11 +248,6 @@ def _drop_quietly(run_id: int | None = None) -> None:
             drop_state(run_id)
     except Exception:  # noqa: BLE001 - cleanup of session temp tables must never hide the real error
         connection.close()
-
-
-def run_schema(run_id: int) -> str:
-    """The PostgreSQL schema holding a run's facts (and a chunked run's shared staged rows)."""
-    return f"{RUN_SCHEMA_PREFIX}{int(run_id)}"
 
 
 def source_fingerprint(*, as_of: date) -> str:

@@ -36,6 +36,19 @@ def incremental(as_of: str = "2026-12-31") -> KpiRun:
     return run
 
 
+def publish_after(monkeypatch, write) -> None:
+    """Make every run commit `write()` just before it publishes (a write made while it computed)."""
+    from kpis import services
+
+    original = services.publish
+
+    def publish(**kwargs):
+        write()
+        return original(**kwargs)
+
+    monkeypatch.setattr(services, "publish", publish)
+
+
 @pytest.mark.django_db
 def test_one_changed_deal_recomputes_its_month_quarter_and_year_only():
     deals = small_program(partners=3)
@@ -276,14 +289,8 @@ def test_a_set_written_during_an_incremental_run_fails_it_and_publishes_nothing(
     deals = small_program(partners=2)
     t.recompute()
     Deal.objects.filter(pk=deals[0].pk).update(amount=D("3.00"), updated_at=timezone.now())
-    original = services.publish
-
-    def publish_after_a_cascade(**kwargs):
-        # A partner deleted meanwhile: its rows go by cascade, which writes the published set.
-        KpiValue.objects.filter(scope="partner", scope_key="p1").delete()
-        return original(**kwargs)
-
-    monkeypatch.setattr(services, "publish", publish_after_a_cascade)
+    # A partner deleted meanwhile: its rows go by cascade, which writes the published set.
+    publish_after(monkeypatch, lambda: KpiValue.objects.filter(scope="partner", scope_key="p1").delete())
     before = published()
     run, _ = kpi_run_create(trigger="command", mode="incremental", as_of=t.at("2026-12-31").date())
     with pytest.raises(PublishedSetChanged):
@@ -327,7 +334,6 @@ def test_a_change_in_a_month_that_left_the_range_recomputes_its_quarter_and_year
 
 @pytest.mark.django_db
 def test_settings_changed_while_a_run_computed_make_the_next_run_recompute_everything(monkeypatch):
-    from kpis import services
 
     web = t.join_source("web")
     p1, p2 = t.partner("p1", web, joined="2026-01-02"), t.partner("p2", web, joined="2026-01-02")
@@ -335,13 +341,7 @@ def test_settings_changed_while_a_run_computed_make_the_next_run_recompute_every
     t.touch(d, p1, "2026-02-05 10:00")
     t.touch(d, p2, "2026-02-06 10:00")
     sourced = t.deal("50.00", created="2026-07-03 10:00", closed="2026-08-20 10:00", sourced_by=p1)
-    original = services.publish
-
-    def publish_after_a_settings_change(**kwargs):
-        t.program(attribution_model="first_touch")  # committed while the linear run computed
-        return original(**kwargs)
-
-    monkeypatch.setattr(services, "publish", publish_after_a_settings_change)
+    publish_after(monkeypatch, lambda: t.program(attribution_model="first_touch"))  # while linear computes
     full = t.recompute()
     monkeypatch.undo()
     Deal.objects.filter(pk=sourced.pk).update(amount=D("60.00"), updated_at=timezone.now())
