@@ -431,28 +431,13 @@ class Contribution:
     """One family of rows the components read (see KpiComputation._contributions): `columns` over
     `rows` (a FROM clause), landing in the months of the `months` columns and the `reach` after."""
 
-    columns: str  # plain column references, or "expression AS name"
+    columns: str  # column references ("alias.column" or "alias.column AS name"), comma-separated
     rows: str
     months: tuple[str, ...]
     reach: int = 0
 
     def names(self) -> str:
-        return ", ".join(
-            column.rsplit(" AS ", 1)[1] if " AS " in column else column.split(".")[-1]
-            for column in self._columns()
-        )
-
-    def _columns(self) -> list[str]:
-        # Split on the commas outside parentheses (an expression may hold some).
-        columns, depth, current = [], 0, ""
-        for char in self.columns:
-            depth += {"(": 1, ")": -1}.get(char, 0)
-            if char == "," and depth == 0:
-                columns.append(current.strip())
-                current = ""
-            else:
-                current += char
-        return columns + [current.strip()]
+        return ", ".join(column.split(" AS ")[-1].split(".")[-1] for column in self.columns.split(", "))
 
     def changed_months(self, before: Contribution) -> str:
         """The months of the rows that differ, as multisets, from the same family `before` (over the
@@ -812,7 +797,8 @@ class KpiComputation:
         # Read with the other facts, so a chunk computing targets later still sees the run's snapshot.
         self._exec(
             f"""CREATE {self._fact_table("kx_tgt")} AS
-            SELECT partner_id, join_source_id, grain, period_start, metric, value
+            SELECT partner_id, join_source_id, grain, period_start, metric, value,
+                   {s.month_index("period_start")} AS start_mi
             FROM {Target._meta.db_table}"""
         )
         self._analyze("kx_reg", "kx_cost", "kx_tgt")
@@ -1012,15 +998,14 @@ class KpiComputation:
     # -- 2. periods ----------------------------------------------------------------------------
     def _periods(self) -> None:
         as_of_mi = self.as_of.year * 12 + self.as_of.month - 1
-        mi = self.sql.month_index("period_start")
         bounds = self._fetch(
-            f"""SELECT MIN(lo), MAX(hi) FROM (
+            """SELECT MIN(lo), MAX(hi) FROM (
                 SELECT MIN(created_mi) AS lo, MAX(COALESCE(closed_mi, created_mi)) AS hi FROM kx_deal
                 UNION ALL SELECT MIN(touched_mi), MAX(touched_mi) FROM kx_touch
                 UNION ALL SELECT MIN(submitted_mi), MAX(COALESCE(decided_mi, submitted_mi)) FROM kx_reg
                 UNION ALL SELECT MIN(applied_mi), MAX(COALESCE(joined_mi, applied_mi)) FROM kx_partner
                 UNION ALL SELECT MIN(mi), MAX(mi) FROM kx_cost
-                UNION ALL SELECT MIN({mi}), MAX({mi}) FROM kx_tgt
+                UNION ALL SELECT MIN(start_mi), MAX(start_mi) FROM kx_tgt
             ) b"""
         )[0]
         first = min(x for x in (bounds[0], as_of_mi) if x is not None)
@@ -1359,7 +1344,6 @@ class KpiComputation:
         Deals come first: the likeliest to have changed in most months (then the comparison stops
         early, see `_restrict_to_changed_periods`).
         """
-        mi = self.sql.month_index("g.period_start")
         return [
             # Revenue, win rates and sales cycles by segment; sourced deals per partner and source.
             Contribution(
@@ -1398,9 +1382,9 @@ class KpiComputation:
             ),
             # Targets (and their progress) are rows of their own period.
             Contribution(
-                f"g.partner_id, g.join_source_id, g.grain, g.period_start, g.metric, g.value, {mi} AS mi",
+                "g.partner_id, g.join_source_id, g.grain, g.period_start, g.metric, g.value, g.start_mi",
                 f"{table('kx_tgt')} g",
-                ("mi",),
+                ("start_mi",),
             ),
             # The touches last: the largest families.
             # Influenced revenue: won influenced deals with the partners (and sources) that touched them.
@@ -1549,7 +1533,6 @@ class KpiComputation:
         self._targets()
 
     def _targets(self) -> None:
-        s = self.sql
         scope = (
             "CASE WHEN t.partner_id IS NOT NULL THEN 'partner' "
             "WHEN t.join_source_id IS NOT NULL THEN 'join_source' ELSE 'program' END"
@@ -1566,10 +1549,9 @@ class KpiComputation:
                 else []
             )
         )
-        start_mi = s.month_index("t.period_start")
         pidx = (
-            f"CASE t.grain WHEN 'month' THEN {start_mi} WHEN 'quarter' THEN {start_mi} / 3 "
-            f"ELSE {start_mi} / 12 END"
+            "CASE t.grain WHEN 'month' THEN t.start_mi WHEN 'quarter' THEN t.start_mi / 3 "
+            "ELSE t.start_mi / 12 END"
         )
         self._exec(
             f"""CREATE TEMP TABLE kx_target AS
