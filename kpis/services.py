@@ -8,7 +8,9 @@ ones. Readers (PostgreSQL MVCC, SQLite WAL) keep seeing the previous complete se
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import time
@@ -359,8 +361,10 @@ def plan_chunks(weights: list[tuple[int, int]], count: int) -> list[Chunk]:
     ]
 
 
-def _shared_computation(run: KpiRun, *, previous: int | None = None) -> KpiComputation:
-    program = EngineSettings.from_program(ProgramSettings.load())
+def _shared_computation(
+    run: KpiRun, *, previous: int | None = None, engine_settings: EngineSettings | None = None
+) -> KpiComputation:
+    program = engine_settings or EngineSettings.from_program(ProgramSettings.load())
     return KpiComputation(program, run.as_of, schema=run_schema(run.pk), previous=previous, state_of=run.pk)
 
 
@@ -382,19 +386,24 @@ def _execute_chunked(
         cursor.execute(
             f"CREATE TABLE {schema}.kx_chunks (n INTEGER PRIMARY KEY, program BOOLEAN NOT NULL, "
             "join_sources TEXT NOT NULL, done BOOLEAN NOT NULL DEFAULT FALSE, periods INTEGER NOT NULL, "
-            "base_version TEXT)"
+            "base_version TEXT, engine_settings TEXT NOT NULL)"
         )
+        # Every chunk computes with the settings the shared facts were built with (and the state
+        # records), not with settings committed since: one run never mixes attribution models.
+        engine_settings = json.dumps(dataclasses.asdict(computation.settings))
         base_version = base[1] if base and result.restricted else None
         for number, chunk in enumerate(chunks):
             cursor.execute(
-                f"INSERT INTO {schema}.kx_chunks (n, program, join_sources, periods, base_version) "
-                "VALUES (%s, %s, %s, %s, %s)",
+                f"INSERT INTO {schema}.kx_chunks "
+                "(n, program, join_sources, periods, base_version, engine_settings) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
                 [
                     number,
                     chunk.program,
                     ",".join(map(str, chunk.join_sources or ())),
                     result.periods_recomputed,
                     base_version,
+                    engine_settings,
                 ],
             )
         if dispatch == "celery":
@@ -429,12 +438,15 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
     if run.status != KpiRun.Status.RUNNING:
         return  # failed meanwhile, or already published by a redelivered sibling
     schema = run_schema(run_id)
-    computation = _shared_computation(run)
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT program, join_sources FROM {schema}.kx_chunks WHERE n = %s", [number])
-            program, sources = cursor.fetchone()
+            cursor.execute(
+                f"SELECT program, join_sources, engine_settings FROM {schema}.kx_chunks WHERE n = %s",
+                [number],
+            )
+            program, sources, engine_settings = cursor.fetchone()
         chunk = Chunk(program=program, join_sources=tuple(int(j) for j in sources.split(",") if j))
+        computation = _shared_computation(run, engine_settings=EngineSettings(**json.loads(engine_settings)))
         started = time.monotonic()
         rows = computation.run_chunk(number, chunk)
         logger.info(

@@ -11,6 +11,7 @@ from interchange.demo import DemoSize
 from interchange.seeding import seed_database
 from kpis import testing as t
 from kpis.engine import Chunk
+from kpis.metrics import AttributionModel
 from kpis.models import KpiRun, KpiValue, ProgramSettings, ReconciliationItem
 from kpis.services import plan_chunks, program_today
 from prm.celery import app as celery_app
@@ -142,6 +143,36 @@ def test_chunks_read_the_targets_of_the_runs_snapshot(settings, demo_program, mo
     assert published_target() == Decimal("1000.0000")
     t.recompute()
     assert published_target() == Decimal("4000.0000")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_every_chunk_computes_with_the_settings_the_facts_were_built_with(settings, demo_program, monkeypatch):
+    """Settings committed after the shared facts were built (before the chunks load anything) wait
+    for the next run: a run never labels one model's numbers with another's name."""
+    from kpis import services
+
+    settings.KPI_CHUNKS = 2
+    model = ProgramSettings.load().attribution_model
+    other = next(m for m in AttributionModel if m != model)
+    t.recompute()
+    before = published()
+    assert {row[0] for row in before} == {model}
+    original = services.plan_chunks
+
+    def plan_after_a_settings_change(weights, count):
+        ProgramSettings.objects.filter(pk=1).update(attribution_model=other, activation_window_days=7)
+        return original(weights, count)
+
+    monkeypatch.setattr(services, "plan_chunks", plan_after_a_settings_change)
+    run = t.recompute()
+    monkeypatch.setattr(services, "plan_chunks", original)
+    assert run.status == KpiRun.Status.SUCCEEDED
+    assert {row[0] for row in published()} == {model}
+    assert not published() ^ before  # (not ==: pytest's diff of two large sets takes minutes)
+    # The next run computes with the new settings.
+    t.recompute()
+    assert {row[0] for row in published()} == {other}
 
 
 @pytest.mark.postgres
