@@ -147,7 +147,7 @@ def test_chunks_read_the_targets_of_the_runs_snapshot(settings, demo_program, mo
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_every_chunk_computes_with_the_settings_the_facts_were_built_with(settings, demo_program, monkeypatch):
+def test_chunks_compute_with_the_settings_their_facts_were_built_with(settings, demo_program, monkeypatch):
     """Settings committed after the shared facts were built (before the chunks load anything) wait
     for the next run: a run never labels one model's numbers with another's name."""
     from kpis import services
