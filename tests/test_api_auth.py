@@ -2,14 +2,18 @@
 
 import base64
 
+from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 
 from api.models import ApiToken, hash_token_secret
 from api.testing import *  # noqa: F403
 from api.testing import API, error_of, ids
-from tests.factories import DEFAULT_PASSWORD
+from partners.roles import StaffRole
+from tests.factories import DEFAULT_PASSWORD, UserFactory
 
 
 def _bearer(secret: str) -> APIClient:
@@ -149,3 +153,47 @@ def test_password_guessing_on_the_token_endpoint_is_throttled_before_authenticat
         ]
     assert statuses == [401, 401, 429]
     assert ApiToken.objects.count() == 0
+
+
+def test_a_tokens_user_acts_with_that_users_staff_roles(manager, salesops, admin_a, world_a):
+    """Token authentication reads the user's staff roles with the token: a partner manager's token
+    writes, a sales ops token reads everything but writes nothing, a partner's token reads its own
+    partner's rows only, and a superuser's token does everything."""
+    deal = f"{API}/deals/{world_a.deal.pk}/"
+    as_token = {user.username: _bearer(_bearer_secret_for(user)) for user in (manager, salesops, admin_a)}
+    root = UserFactory(username="root", is_superuser=True)
+    as_token["root"] = _bearer(_bearer_secret_for(root))
+    renamed = {"name": "Renamed"}
+    assert as_token["manager"].patch(deal, renamed, format="json").status_code == 200
+    assert as_token["root"].patch(deal, {"name": "Again"}, format="json").status_code == 200
+    assert as_token["salesops"].get(deal).status_code == 200
+    assert as_token["salesops"].patch(deal, renamed, format="json").status_code == 403
+    assert as_token["alice"].patch(deal, renamed, format="json").status_code == 403
+    for name, status in {"manager": 200, "salesops": 200, "root": 200, "alice": 403}.items():
+        assert as_token[name].get(f"{API}/kpi-runs/").status_code == status, name
+    # A role granted or withdrawn counts from the token's next request on.
+    salesops.groups.set([Group.objects.get(name=StaffRole.PARTNER_MANAGER.value)])
+    assert as_token["salesops"].patch(deal, {"name": "By ops"}, format="json").status_code == 200
+    manager.groups.clear()
+    assert as_token["manager"].get(f"{API}/kpi-runs/").status_code == 403
+
+
+def test_a_token_of_a_deactivated_user_is_refused(manager, world_a):
+    client = _bearer(_bearer_secret_for(manager))
+    assert client.get(f"{API}/deals/").status_code == 200
+    manager.is_active = False
+    manager.save(update_fields=["is_active"])
+    response = client.get(f"{API}/deals/")
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "authentication_failed"
+
+
+def test_a_token_request_reads_its_user_and_roles_in_one_query(manager, world_a):
+    client = _bearer(_bearer_secret_for(manager))
+    url = f"{API}/kpi-values/?grain=month"
+    assert client.get(url).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200  # a cached read: the token, then the version
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert len(statements) == 2, statements
+    assert "auth_group" in statements[0] and "secret_hash" in statements[0]
