@@ -220,6 +220,10 @@ def main() -> None:
     parser.add_argument("--deals", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=20, help="per endpoint (bounded run)")
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
+    parser.add_argument(
+        "--worker-class", choices=("sync", "gthread"), default="sync", help="gunicorn worker class"
+    )
+    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--clients", type=int, default=CONCURRENCY, help="concurrent connections")
     args = parser.parse_args()
@@ -253,6 +257,9 @@ def main() -> None:
             f"127.0.0.1:{args.port}",
             "--workers",
             str(args.workers),
+            "--worker-class",
+            args.worker_class,
+            *(["--threads", str(args.threads)] if args.worker_class == "gthread" else []),
             "--log-level",
             "warning",
         ],
@@ -274,9 +281,10 @@ def main() -> None:
             ("deal list /api/v1/deals/", f"{base}/api/v1/deals/", token, ()),
             ("deal floor (bare view, same query)", f"{base}/bench-floor/deals/", None, ()),
         ]
+        threads = f" x {args.threads} threads" if args.worker_class == "gthread" else ""
         print(
-            f"  {args.workers} gunicorn sync workers, wrk -c{args.clients} -d{args.seconds}s, "
-            f"page of {PAGE_SIZE}",
+            f"  {args.workers} gunicorn {args.worker_class} workers{threads}, "
+            f"wrk -c{args.clients} -d{args.seconds}s, page of {PAGE_SIZE}",
             flush=True,
         )
         print(f"  {'endpoint':<38} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}")
