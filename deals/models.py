@@ -224,6 +224,8 @@ class Touch(models.Model):
     touched_at = models.DateTimeField()
     # Ties on touched_at are broken by creation order, which is id order (row order on import).
     created_at = models.DateTimeField(auto_now_add=True)
+    # An edit of the touch alone (the admin's touch page) must move the KPI source fingerprint.
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         ordering = ["deal_id", "touched_at", "id"]

@@ -254,6 +254,7 @@ class DbSink:
                 "kind": row["kind"],
                 "touched_at": row["touched_at"],
                 "created_at": now,
+                "updated_at": now,
             }
         if entity == "costs":
             return {

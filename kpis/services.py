@@ -263,13 +263,12 @@ def source_fingerprint(*, as_of: date) -> str:
         (CostEntry, "updated_at"),
         (Target, "updated_at"),
         (Partner, "updated_at"),
-        (Touch, "id"),
+        (Touch, "updated_at"),
     ):
         agg = model.objects.aggregate(n=Count("pk"), last=Max(column))
         parts.append(f"{model._meta.label}={agg['n']}:{agg['last']}")
     # Join sources have no updated_at; their keys label published rows, so a rename must count.
     parts.append(f"join_sources={list(JoinSource.objects.order_by('pk').values_list('pk', 'key'))}")
-    # Touches have no updated_at: their ids and a digest of their moments catch edits and deletions.
     return hashlib.sha256("|".join(parts).encode()).hexdigest() + ":" + ";".join(parts)[:900]
 
 

@@ -409,3 +409,19 @@ def test_a_renamed_join_source_key_alone_is_not_skipped_by_the_nightly_shortcut(
     assert run.periods_recomputed > 0
     assert not KpiValue.objects.filter(scope="join_source", scope_key="web").exists()
     assert KpiValue.objects.filter(scope="join_source", scope_key="website").exists()
+
+
+@pytest.mark.django_db
+def test_a_touch_edited_on_its_own_is_not_skipped_by_the_nightly_shortcut():
+    """The admin's touch page saves the touch alone (not its deal): the nightly run must see it."""
+    small_program(partners=2)
+    t.recompute()
+    touch = Touch.objects.order_by("id").first()
+    february = t.value("opportunities_influenced", "2026-02", scope="partner", key=touch.partner.key)
+    assert touch.touched_at.month == 2 and february == 2
+    touch.touched_at = touch.touched_at.replace(month=5)
+    touch.save()
+    run = incremental()
+    assert run.periods_recomputed > 0
+    assert t.value("opportunities_influenced", "2026-02", scope="partner", key=touch.partner.key) == 1
+    assert full_recompute_set() == published()
