@@ -4,7 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Field
@@ -60,17 +60,19 @@ def api_token_authenticate(*, secret: str) -> ApiToken | None:
 def _active_token_with_user(secret_hash: str) -> ApiToken | None:
     # Every API request runs this. Through the ORM it took two queries (the token with its user,
     # then each role check), and compiling them cost more than running them (docs/benchmarks.md).
+    # The user's columns must all live in its own table (no multi-table inheritance), as auth.User's do.
     user_model = get_user_model()
     token_fields = ApiToken._meta.concrete_fields
     user_fields = user_model._meta.concrete_fields
-    memberships = user_model._meta.get_field("groups").remote_field.through._meta
+    groups = user_model._meta.get_field("groups").remote_field
+    memberships, group_table = groups.through._meta, groups.model._meta.db_table
     member, group = memberships.get_field("user").column, memberships.get_field("group").column
     quote = connection.ops.quote_name
     columns = [f"t.{quote(f.column)}" for f in token_fields] + [f"u.{quote(f.column)}" for f in user_fields]
     roles = list(StaffRole)
     has_role = (
         f"EXISTS (SELECT 1 FROM {quote(memberships.db_table)} m "
-        f"JOIN {quote(Group._meta.db_table)} g ON g.id = m.{quote(group)} "
+        f"JOIN {quote(group_table)} g ON g.id = m.{quote(group)} "
         f"WHERE m.{quote(member)} = u.{quote(user_model._meta.pk.column)} AND g.name = %s)"
     )
     with connection.cursor() as cursor:

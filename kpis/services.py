@@ -252,29 +252,27 @@ def _drop_quietly(run_id: int | None = None) -> None:
         connection.close()
 
 
-def source_fingerprint(*, as_of: date) -> str:
-    """A digest of everything the KPIs depend on: per-table row counts and latest change."""
+def source_fingerprint(*, as_of: date, program: ProgramSettings | None = None) -> str:
+    """A digest of everything the KPIs depend on: per-table row counts, newest id and latest change.
+
+    The newest id moves with every insert (a sequence), even when a row is deleted and another
+    added and the clocks that stamp `updated_at` disagree; `updated_at` moves with every edit.
+    """
     parts = [f"as_of={as_of}"]
-    program = ProgramSettings.load()
-    parts.append(f"settings={program.updated_at.isoformat()}:{program.attribution_model}:{program.time_zone}")
-    for model, column in (
-        (Deal, "updated_at"),
-        (DealRegistration, "updated_at"),
-        (CostEntry, "updated_at"),
-        (Target, "updated_at"),
-        (Partner, "updated_at"),
-        (Touch, "updated_at"),
-    ):
-        agg = model.objects.aggregate(n=Count("pk"), last=Max(column))
-        parts.append(f"{model._meta.label}={agg['n']}:{agg['last']}")
+    program = program or ProgramSettings.load()
+    parts.append(f"settings={program.updated_at.isoformat()}:{EngineSettings.from_program(program)!r}")
+    for model in (Deal, DealRegistration, CostEntry, Target, Partner, Touch):
+        agg = model.objects.aggregate(n=Count("pk"), newest=Max("pk"), last=Max("updated_at"))
+        parts.append(f"{model._meta.label}={agg['n']}:{agg['newest']}:{agg['last']}")
     # Join sources have no updated_at; their keys label published rows, so a rename must count.
     parts.append(f"join_sources={list(JoinSource.objects.order_by('pk').values_list('pk', 'key'))}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest() + ":" + ";".join(parts)[:900]
 
 
 def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: str | None = None) -> None:
+    # One read of the settings for the whole run: its record, its fingerprint and every chunk.
     program = ProgramSettings.load()
-    fingerprint = source_fingerprint(as_of=run.as_of)
+    fingerprint = source_fingerprint(as_of=run.as_of, program=program)
     if run.mode == KpiRun.Mode.INCREMENTAL:
         last = (
             KpiRun.objects.filter(status=KpiRun.Status.SUCCEEDED)
@@ -293,10 +291,13 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
                 source_fingerprint=fingerprint,
             )
             return
-    KpiRun.objects.filter(pk=run.pk).update(source_fingerprint=fingerprint)
+    KpiRun.objects.filter(pk=run.pk).update(
+        source_fingerprint=fingerprint, attribution_model=program.attribution_model
+    )
     base = _incremental_base(run) if run.mode == KpiRun.Mode.INCREMENTAL else None
     if kpi_chunk_count() > 1:
-        _execute_chunked(run, dispatch=dispatch, queue=queue, base=base)
+        engine_settings = EngineSettings.from_program(program)
+        _execute_chunked(run, dispatch=dispatch, queue=queue, base=base, engine_settings=engine_settings)
         return
     pg = connection.vendor == "postgresql"
     if pg:
@@ -368,13 +369,19 @@ def _shared_computation(
 
 
 def _execute_chunked(
-    run: KpiRun, *, dispatch: str, queue: str | None, base: tuple[int, str] | None = None
+    run: KpiRun,
+    *,
+    dispatch: str,
+    queue: str | None,
+    engine_settings: EngineSettings,
+    base: tuple[int, str] | None = None,
 ) -> None:
     schema = run_schema(run.pk)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         cursor.execute(f"CREATE SCHEMA {schema}")
-    computation = _shared_computation(run, previous=base[0] if base else None)
+    previous = base[0] if base else None
+    computation = _shared_computation(run, previous=previous, engine_settings=engine_settings)
     started = time.monotonic()
     result = computation.run_facts()
     chunks = plan_chunks(computation.chunk_weights(), kpi_chunk_count())
@@ -439,13 +446,17 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
     schema = run_schema(run_id)
     try:
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT program, join_sources, engine_settings FROM {schema}.kx_chunks WHERE n = %s",
-                [number],
-            )
-            program, sources, engine_settings = cursor.fetchone()
-        chunk = Chunk(program=program, join_sources=tuple(int(j) for j in sources.split(",") if j))
-        computation = _shared_computation(run, engine_settings=EngineSettings(**json.loads(engine_settings)))
+            cursor.execute(f"SELECT * FROM {schema}.kx_chunks WHERE n = %s", [number])
+            names = [column.name for column in cursor.description]
+            planned = dict(zip(names, cursor.fetchone(), strict=True))
+        sources = tuple(int(j) for j in planned["join_sources"].split(",") if j)
+        chunk = Chunk(program=planned["program"], join_sources=sources)
+        # A plan written before chunks stored their settings (a run in flight across an upgrade)
+        # falls back to the settings as they are now, as such runs always did.
+        stored = planned.get("engine_settings")
+        computation = _shared_computation(
+            run, engine_settings=EngineSettings(**json.loads(stored)) if stored else None
+        )
         started = time.monotonic()
         rows = computation.run_chunk(number, chunk)
         logger.info(

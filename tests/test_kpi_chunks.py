@@ -177,6 +177,29 @@ def test_chunks_compute_with_the_settings_their_facts_were_built_with(settings, 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+def test_a_chunk_plan_from_before_stored_settings_still_completes(settings, demo_program, monkeypatch):
+    """A run in flight across the upgrade: its kx_chunks has no engine_settings column."""
+    from kpis import services
+
+    t.recompute()
+    whole = published()
+    settings.KPI_CHUNKS = 2
+    original = services.kpi_chunk_execute
+
+    def chunk_of_an_older_plan(*, run_id, number):
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE kpirun_{run_id}.kx_chunks DROP COLUMN IF EXISTS engine_settings")
+        original(run_id=run_id, number=number)
+
+    monkeypatch.setattr(services, "kpi_chunk_execute", chunk_of_an_older_plan)
+    KpiValue.objects.all().delete()
+    run = t.recompute()
+    assert run.status == KpiRun.Status.SUCCEEDED
+    assert not published() ^ whole
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_the_periods_of_a_chunked_run_come_from_its_snapshot_too(settings, demo_program, monkeypatch):
     """A far-future target created after the facts were read neither stretches the run's periods
     nor is half published: the next run publishes both."""

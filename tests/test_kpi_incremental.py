@@ -425,3 +425,23 @@ def test_a_touch_edited_on_its_own_is_not_skipped_by_the_nightly_shortcut():
     assert run.periods_recomputed > 0
     assert t.value("opportunities_influenced", "2026-02", scope="partner", key=touch.partner.key) == 1
     assert full_recompute_set() == published()
+
+
+@pytest.mark.django_db
+def test_a_touch_replaced_under_an_older_clock_is_not_skipped_by_the_nightly_shortcut():
+    """One touch deleted and another added, stamped by a host whose clock is behind: the count and
+    the latest `updated_at` stay, the newest id moves."""
+    small_program(partners=2)
+    t.recompute()
+    oldest = Touch.objects.order_by("updated_at", "id").first()
+    stamp = oldest.updated_at
+    replaced = Touch.objects.exclude(pk=oldest.pk).order_by("id").first()
+    deal, partner, kind = replaced.deal, replaced.partner, replaced.kind
+    replaced.delete()
+    added = Touch.objects.create(
+        deal=deal, partner=partner, kind=kind, touched_at=timezone.now().replace(year=2026, month=7, day=1)
+    )
+    Touch.objects.filter(pk=added.pk).update(updated_at=stamp)
+    run = incremental()
+    assert run.periods_recomputed > 0
+    assert full_recompute_set() == published()
