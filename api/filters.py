@@ -5,6 +5,7 @@ filter narrows the already-scoped queryset, so a partner user asking for another
 gets an empty list, exactly as for an id that does not exist — nothing to infer.
 """
 
+import datetime
 import re
 
 import django_filters as filters
@@ -22,6 +23,33 @@ from kpis.selectors import published_values
 from partners.models import JoinSource, Partner, PartnerUser
 
 PERIOD_REGEX = r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$"
+
+
+class UtcIsoDateTimeField(filters.fields.IsoDateTimeField):
+    """An ISO 8601 moment, handed to the query in UTC: PostgreSQL refuses offsets beyond ±15:59
+    (`2026-03-01T00:00-18:30` was a 500) and Python accepts them up to ±23:59."""
+
+    def to_python(self, value):
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(datetime.UTC)
+        except OverflowError as exc:
+            raise ValidationError("This moment lies outside the supported range.", code="invalid") from exc
+
+
+class UtcIsoDateTimeRangeField(filters.fields.RangeField):
+    widget = filters.widgets.DateRangeWidget
+
+    def __init__(self, *args, **kwargs):
+        super().__init__((UtcIsoDateTimeField(), UtcIsoDateTimeField()), *args, **kwargs)
+
+
+class MomentRangeFilter(filters.IsoDateTimeFromToRangeFilter):
+    """`<name>_after` / `<name>_before`, ISO 8601, any UTC offset."""
+
+    field_class = UtcIsoDateTimeRangeField
 
 
 class FilterBackend(DjangoFilterBackend):
@@ -122,10 +150,10 @@ class RegistrationFilterSet(filters.FilterSet):
     account = _id("account_id", "Account id.")
     status = filters.MultipleChoiceFilter(choices=DealRegistration.Status.choices)
     domain = DomainFilter(field_name="account__domain", help_text="The account's domain, normalised.")
-    submitted = filters.IsoDateTimeFromToRangeFilter(
+    submitted = MomentRangeFilter(
         field_name="submitted_at", help_text="submitted_after / submitted_before (ISO 8601)"
     )
-    decided = filters.IsoDateTimeFromToRangeFilter(
+    decided = MomentRangeFilter(
         field_name="decided_at", help_text="decided_after / decided_before (ISO 8601)"
     )
     in_conflict = filters.BooleanFilter(
@@ -148,12 +176,8 @@ class DealFilterSet(filters.FilterSet):
         field_name="sourcing_partner", lookup_expr="isnull", exclude=True, help_text="Has a sourcing partner."
     )
     touched_by = IdFilter(method="filter_touched_by", help_text="Deals touched by this partner id.")
-    created = filters.IsoDateTimeFromToRangeFilter(
-        field_name="created_at", help_text="created_after / created_before"
-    )
-    closed = filters.IsoDateTimeFromToRangeFilter(
-        field_name="closed_at", help_text="closed_after / closed_before"
-    )
+    created = MomentRangeFilter(field_name="created_at", help_text="created_after / created_before")
+    closed = MomentRangeFilter(field_name="closed_at", help_text="closed_after / closed_before")
     amount = filters.RangeFilter(help_text="amount_min / amount_max")
 
     class Meta:
@@ -168,9 +192,7 @@ class TouchFilterSet(filters.FilterSet):
     deal = _id("deal_id", "Deal id.")
     partner = _id("partner_id", "Partner id.")
     kind = filters.MultipleChoiceFilter(choices=Touch.Kind.choices)
-    touched = filters.IsoDateTimeFromToRangeFilter(
-        field_name="touched_at", help_text="touched_after / touched_before"
-    )
+    touched = MomentRangeFilter(field_name="touched_at", help_text="touched_after / touched_before")
 
     class Meta:
         model = Touch

@@ -146,6 +146,23 @@ def test_a_list_that_filters_nothing_skips_the_filterset_and_returns_the_same_ro
     assert ids(as_manager.get(f"{API}/deals/?sourcing_partner={world_b.partner.pk}")) == {world_b.deal.pk}
 
 
+def test_moment_filters_take_any_utc_offset(world_a, as_manager):
+    """Bounds are compared as instants; offsets PostgreSQL refuses (beyond ±15:59) are converted
+    first, and a bound that leaves the calendar in UTC is a 400 naming the filter."""
+    march = datetime(2026, 3, 1, tzinfo=UTC)
+    closed = DealFactory(status="won", created_at=march, closed_at=march.replace(day=20, hour=12))
+    url = f"{API}/deals/"
+    # 2026-03-20T12:00Z is 2026-03-21T06:30+18:30 and 2026-03-19T17:30-18:30.
+    assert ids(as_manager.get(url, {"closed_after": "2026-03-21T06:30:00+18:30"})) == {closed.pk}
+    assert ids(as_manager.get(url, {"closed_after": "2026-03-21T06:31:00+18:30"})) == set()
+    assert ids(as_manager.get(url, {"closed_before": "2026-03-19T17:30:00-18:30"})) == {closed.pk}
+    assert ids(as_manager.get(url, {"closed_after": "0214-04-18T06:09:23.662-18:49"})) == {closed.pk}
+    for bound in ("0001-01-01T00:00:00+23:00", "9999-12-31T23:00:00-23:00"):
+        response = as_manager.get(url, {"closed_after": bound})
+        assert response.status_code == 400, bound
+        assert set(error_of(response)["fields"]) & {"closed", "closed_after"}, error_of(response)
+
+
 def test_a_bad_filter_value_is_a_400_naming_the_filter(as_manager, db):
     response = as_manager.get(f"{API}/deals/", {"status": "maybe"})
     assert response.status_code == 400
