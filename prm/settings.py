@@ -81,6 +81,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# PostgreSQL: prepare the statement every API request runs (token authentication) once per session.
+# Turn off behind a connection pooler that resets sessions between transactions.
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets dashboard readers keep reading the published KPI set while a recompute writes.
     DATABASES["default"]["OPTIONS"] = {

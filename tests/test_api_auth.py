@@ -196,4 +196,19 @@ def test_a_token_request_reads_its_user_and_roles_in_one_query(manager, world_a)
         assert client.get(url).status_code == 200  # a cached read: the token, then the version
     statements = [query["sql"] for query in queries.captured_queries]
     assert len(statements) == 2, statements
-    assert "auth_group" in statements[0] and "secret_hash" in statements[0]
+    token_query, version_query = statements
+    # PostgreSQL runs the statement its session prepared on the first request.
+    assert (
+        token_query.startswith("EXECUTE prm_api_token")
+        if connection.vendor == "postgresql"
+        else ("auth_group" in token_query and "secret_hash" in token_query)
+    )
+    assert "kpipublication" in version_query
+
+
+def test_token_authentication_works_with_and_without_prepared_statements(settings, manager, world_a):
+    """The session prepares the token query once (PostgreSQL); turned off, it runs plainly."""
+    client = _bearer(_bearer_secret_for(manager))
+    for prepared in (True, False, True):
+        settings.DB_PREPARED_STATEMENTS = prepared
+        assert ids(client.get(f"{API}/deals/")) == {world_a.deal.pk}
