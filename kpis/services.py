@@ -396,7 +396,7 @@ def _execute_chunked(
         )
         # Every chunk computes with the settings the shared facts were built with (and the state
         # records), not with settings committed since: one run never mixes attribution models.
-        engine_settings = json.dumps(dataclasses.asdict(computation.settings))
+        settings_json = json.dumps(dataclasses.asdict(computation.settings))
         base_version = base[1] if base and result.restricted else None
         for number, chunk in enumerate(chunks):
             cursor.execute(
@@ -409,7 +409,7 @@ def _execute_chunked(
                     ",".join(map(str, chunk.join_sources or ())),
                     result.periods_recomputed,
                     base_version,
-                    engine_settings,
+                    settings_json,
                 ],
             )
         if dispatch == "celery":
