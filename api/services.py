@@ -11,7 +11,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Field
 from django.utils import timezone
 
 from api.models import ApiToken, hash_token_secret, new_token_secret
@@ -74,7 +73,10 @@ def _active_token_with_user(secret_hash: str) -> ApiToken | None:
     if row is None:
         return None
     fields = [*token_fields, *user_fields]
-    values = [_from_database(field, value) for field, value in zip(fields, row, strict=False)]
+    values = [
+        _converted(value, converters)
+        for converters, value in zip(_converters(connection.vendor), row, strict=False)
+    ]
     token = ApiToken.from_db(connection.alias, [f.attname for f in token_fields], values[: len(token_fields)])
     user = user_model.from_db(connection.alias, [f.attname for f in user_fields], values[len(token_fields) :])
     granted = frozenset(role.value for role, has in zip(roles, row[len(fields) :], strict=True) if has)
@@ -131,9 +133,19 @@ def _fetch_one_prepared(name: str, sql: str, params: list[Any]) -> tuple | None:
         return cursor.fetchone()
 
 
-def _from_database(field: Field, value: Any) -> Any:
-    """A raw column value as the ORM would hand it to the model (SQLite returns text datetimes)."""
-    column = field.get_col(field.model._meta.db_table)
-    for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
+@functools.cache
+def _converters(vendor: str) -> list[list[tuple[Any, Any]]]:
+    """Per column of the token query, what turns a raw value into the one the ORM would hand the
+    model (SQLite returns datetimes as text; PostgreSQL needs nothing), with its expression."""
+    columns = []
+    for field in [*ApiToken._meta.concrete_fields, *get_user_model()._meta.concrete_fields]:
+        column = field.get_col(field.model._meta.db_table)
+        found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        columns.append([(converter, column) for converter in found])
+    return columns
+
+
+def _converted(value: Any, converters: list[tuple[Any, Any]]) -> Any:
+    for converter, column in converters:
         value = converter(value, column, connection)
     return value
