@@ -4,6 +4,7 @@ Input serializers parse and type-check; the domain rules live in the services th
 field rules from deals.rules are also checked here so that one 400 lists every bad field).
 """
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from rest_framework import serializers
@@ -17,6 +18,7 @@ from kpis.models import CostEntry, KpiRun, KpiValue, Target
 from partners.models import JoinSource, Partner, PartnerUser
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
+CENT = Decimal("0.01")
 
 
 # --- Output ------------------------------------------------------------------------------------
@@ -64,6 +66,19 @@ class AccountSerializer(serializers.ModelSerializer):
         fields = ["id", "key", "name", "domain"]
 
 
+def moment_text(value: datetime | None) -> str | None:
+    """A datetime as DRF's DateTimeField renders it in the API's time zone (UTC): ISO 8601, `Z`."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def money_text(value: Decimal) -> str:
+    """An amount as DRF's DecimalField(decimal_places=2) renders it: a string with two decimals."""
+    return f"{value.quantize(CENT):f}"
+
+
 class DealSerializer(serializers.ModelSerializer):
     account_name = serializers.CharField(source="account.name", read_only=True)
 
@@ -82,6 +97,24 @@ class DealSerializer(serializers.ModelSerializer):
             "sourcing_partner",
             "updated_at",
         ]
+
+    def to_representation(self, deal: Deal) -> dict:
+        # Deal pages are the API's biggest reads (up to 500 rows of a million-row table). Spelled
+        # out, a row costs ~1/15 of DRF's field-by-field walk (docs/benchmarks.md). The fields above
+        # still describe it (schema, browsable API); a test holds both to the same output.
+        return {
+            "id": deal.pk,
+            "key": deal.key,
+            "name": deal.name,
+            "account": deal.account_id,
+            "account_name": deal.account.name,
+            "amount": money_text(deal.amount),
+            "status": deal.status,
+            "created_at": moment_text(deal.created_at),
+            "closed_at": moment_text(deal.closed_at),
+            "sourcing_partner": deal.sourcing_partner_id,
+            "updated_at": moment_text(deal.updated_at),
+        }
 
 
 class RegistrationSerializer(serializers.ModelSerializer):

@@ -146,6 +146,32 @@ def test_a_list_that_filters_nothing_skips_the_filterset_and_returns_the_same_ro
     assert ids(as_manager.get(f"{API}/deals/?sourcing_partner={world_b.partner.pk}")) == {world_b.deal.pk}
 
 
+def test_the_spelled_out_deal_rows_equal_drfs_rendering_of_the_declared_fields(world_a, as_manager):
+    """DealSerializer writes its rows out by hand for speed: DRF's own field-by-field rendering of
+    the fields it declares (what the schema documents) must give the same output, for every shape."""
+    from rest_framework import serializers as drf
+
+    from api.serializers import DealSerializer
+
+    march = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
+    DealFactory(
+        key=None,
+        status="won",
+        amount=Decimal("1200"),
+        created_at=march,
+        closed_at=march.replace(day=9),
+        sourcing_partner=world_a.partner,
+    )
+    DealFactory(key="open-one", status="open", amount=Decimal("0.50"), created_at=march, closed_at=None)
+    deals = list(Deal.objects.select_related("account").order_by("id"))
+    serializer = DealSerializer()
+    for deal in deals:
+        assert serializer.to_representation(deal) == drf.ModelSerializer.to_representation(serializer, deal)
+    listed = {row["id"]: row for row in as_manager.get(f"{API}/deals/").json()["results"]}
+    assert {row["amount"] for row in listed.values()} >= {"1200.00", "0.50"}
+    assert all(row["created_at"].endswith("Z") for row in listed.values())
+
+
 def test_moment_filters_take_any_utc_offset(world_a, as_manager):
     """Bounds are compared as instants; offsets PostgreSQL refuses (beyond ±15:59) are converted
     first, and a bound that leaves the calendar in UTC is a 400 naming the filter."""
