@@ -68,6 +68,7 @@ TOUCH = {
     "kind": "co_sell",
     "touched_at": "2026-04-02T15:00:00Z",
     "created_at": "2026-04-02T15:05:00Z",
+    "updated_at": "2026-04-02T15:05:00Z",
 }
 COST = {
     "id": 5,

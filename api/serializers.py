@@ -159,7 +159,19 @@ class PartnerRegistrationSerializer(RegistrationSerializer):
 class TouchSerializer(serializers.ModelSerializer):
     class Meta:
         model = Touch
-        fields = ["id", "deal", "partner", "kind", "touched_at", "created_at"]
+        fields = ["id", "deal", "partner", "kind", "touched_at", "created_at", "updated_at"]
+
+    def to_representation(self, touch: Touch) -> dict:
+        # Touch pages read the biggest table (3M rows at 1M deals): written out, as for deals.
+        return {
+            "id": touch.pk,
+            "deal": touch.deal_id,
+            "partner": touch.partner_id,
+            "kind": touch.kind,
+            "touched_at": moment_text(touch.touched_at),
+            "created_at": moment_text(touch.created_at),
+            "updated_at": moment_text(touch.updated_at),
+        }
 
 
 class CostEntrySerializer(serializers.ModelSerializer):

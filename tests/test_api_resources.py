@@ -146,12 +146,13 @@ def test_a_list_that_filters_nothing_skips_the_filterset_and_returns_the_same_ro
     assert ids(as_manager.get(f"{API}/deals/?sourcing_partner={world_b.partner.pk}")) == {world_b.deal.pk}
 
 
-def test_the_spelled_out_deal_rows_equal_drfs_rendering_of_the_declared_fields(world_a, as_manager):
-    """DealSerializer writes its rows out by hand for speed: DRF's own field-by-field rendering of
-    the fields it declares (what the schema documents) must give the same output, for every shape."""
+def test_the_spelled_out_deal_and_touch_rows_equal_drfs_rendering_of_the_declared_fields(world_a, as_manager):
+    """DealSerializer and TouchSerializer write their rows out by hand for speed: DRF's own
+    field-by-field rendering of the fields they declare (what the schema documents) must give the
+    same output, for every shape."""
     from rest_framework import serializers as drf
 
-    from api.serializers import DealSerializer
+    from api.serializers import DealSerializer, TouchSerializer
 
     march = datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=UTC)
     DealFactory(
@@ -167,6 +168,11 @@ def test_the_spelled_out_deal_rows_equal_drfs_rendering_of_the_declared_fields(w
     serializer = DealSerializer()
     for deal in deals:
         assert serializer.to_representation(deal) == drf.ModelSerializer.to_representation(serializer, deal)
+    touches = TouchSerializer()
+    touch_rows = list(Touch.objects.all())
+    assert touch_rows  # world_a's
+    for touch in touch_rows:
+        assert touches.to_representation(touch) == drf.ModelSerializer.to_representation(touches, touch)
     listed = {row["id"]: row for row in as_manager.get(f"{API}/deals/").json()["results"]}
     assert {row["amount"] for row in listed.values()} >= {"1200.00", "0.50"}
     assert all(row["created_at"].endswith("Z") for row in listed.values())
