@@ -3,6 +3,7 @@
 import functools
 import re
 import weakref
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -63,52 +64,69 @@ def api_token_authenticate(*, secret: str) -> ApiToken | None:
 def _active_token_with_user(secret_hash: str) -> ApiToken | None:
     # Every API request runs this. Through the ORM it took two queries (the token with its user,
     # then each role check), and compiling them cost more than running them (docs/benchmarks.md).
-    user_model = get_user_model()
-    token_fields = ApiToken._meta.concrete_fields
-    user_fields = user_model._meta.concrete_fields
-    roles = list(StaffRole)
-    row = _fetch_one_prepared(
-        "prm_api_token", _token_query(connection.vendor), [*(role.value for role in roles), secret_hash]
-    )
+    query = _token_query(connection.vendor)
+    row = _fetch_one_prepared("prm_api_token", query.sql, [*(role.value for role in StaffRole), secret_hash])
     if row is None:
         return None
-    fields = [*token_fields, *user_fields]
+    columns = len(query.converters)
     values = [
         _converted(value, converters)
-        for converters, value in zip(_converters(connection.vendor), row, strict=False)
+        for converters, value in zip(query.converters, row[:columns], strict=True)
     ]
-    token = ApiToken.from_db(connection.alias, [f.attname for f in token_fields], values[: len(token_fields)])
-    user = user_model.from_db(connection.alias, [f.attname for f in user_fields], values[len(token_fields) :])
-    granted = frozenset(role.value for role, has in zip(roles, row[len(fields) :], strict=True) if has)
+    split = len(query.token_attnames)
+    token = ApiToken.from_db(connection.alias, query.token_attnames, values[:split])
+    user = get_user_model().from_db(connection.alias, query.user_attnames, values[split:])
+    granted = frozenset(role.value for role, has in zip(StaffRole, row[columns:], strict=True) if has)
     setattr(user, STAFF_ROLES_ATTRIBUTE, granted)
     token.user = user
     return token
 
 
+@dataclass(frozen=True)
+class _TokenQuery:
+    """The token query of one database vendor, and how to read its rows back into models."""
+
+    sql: str
+    token_attnames: list[str]
+    user_attnames: list[str]
+    # Per token then user column, what turns the raw value into the one the ORM would hand the
+    # model (SQLite returns datetimes as text; PostgreSQL needs nothing), with its expression.
+    converters: list[list[tuple[Any, Any]]]
+
+
 @functools.cache
-def _token_query(vendor: str) -> str:
+def _token_query(vendor: str) -> _TokenQuery:
     """The active token by secret hash, its user's columns, then one flag per StaffRole (the
     parameters: each role's group name, then the hash). The user's columns must all live in its own
     table (no multi-table inheritance), as auth.User's do."""
     user_model = get_user_model()
+    token_fields, user_fields = ApiToken._meta.concrete_fields, user_model._meta.concrete_fields
     groups = user_model._meta.get_field("groups").remote_field
     memberships, group_table = groups.through._meta, groups.model._meta.db_table
     member, group = memberships.get_field("user").column, memberships.get_field("group").column
     quote = connection.ops.quote_name
     user_pk = f"u.{quote(user_model._meta.pk.column)}"
-    columns = [f"t.{quote(f.column)}" for f in ApiToken._meta.concrete_fields] + [
-        f"u.{quote(f.column)}" for f in user_model._meta.concrete_fields
-    ]
+    columns = [f"t.{quote(f.column)}" for f in token_fields] + [f"u.{quote(f.column)}" for f in user_fields]
     has_role = (
         f"EXISTS (SELECT 1 FROM {quote(memberships.db_table)} m "
         f"JOIN {quote(group_table)} g ON g.id = m.{quote(group)} "
         f"WHERE m.{quote(member)} = {user_pk} AND g.name = %s)"
     )
-    return (
-        f"SELECT {', '.join(columns)}, {', '.join([has_role] * len(StaffRole))} "
-        f"FROM {quote(ApiToken._meta.db_table)} t JOIN {quote(user_model._meta.db_table)} u "
-        f"ON {user_pk} = t.{quote(ApiToken._meta.get_field('user').column)} "
-        "WHERE t.secret_hash = %s AND t.revoked_at IS NULL"
+    converters = []
+    for field in [*token_fields, *user_fields]:
+        column = field.get_col(field.model._meta.db_table)
+        found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        converters.append([(converter, column) for converter in found])
+    return _TokenQuery(
+        sql=(
+            f"SELECT {', '.join(columns)}, {', '.join([has_role] * len(StaffRole))} "
+            f"FROM {quote(ApiToken._meta.db_table)} t JOIN {quote(user_model._meta.db_table)} u "
+            f"ON {user_pk} = t.{quote(ApiToken._meta.get_field('user').column)} "
+            "WHERE t.secret_hash = %s AND t.revoked_at IS NULL"
+        ),
+        token_attnames=[f.attname for f in token_fields],
+        user_attnames=[f.attname for f in user_fields],
+        converters=converters,
     )
 
 
@@ -131,18 +149,6 @@ def _fetch_one_prepared(name: str, sql: str, params: list[Any]) -> tuple | None:
             prepared.add(name)
         cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
         return cursor.fetchone()
-
-
-@functools.cache
-def _converters(vendor: str) -> list[list[tuple[Any, Any]]]:
-    """Per column of the token query, what turns a raw value into the one the ORM would hand the
-    model (SQLite returns datetimes as text; PostgreSQL needs nothing), with its expression."""
-    columns = []
-    for field in [*ApiToken._meta.concrete_fields, *get_user_model()._meta.concrete_fields]:
-        column = field.get_col(field.model._meta.db_table)
-        found = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-        columns.append([(converter, column) for converter in found])
-    return columns
 
 
 def _converted(value: Any, converters: list[tuple[Any, Any]]) -> Any:
