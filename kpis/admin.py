@@ -60,6 +60,7 @@ class KpiRunAdmin(ReadOnlyAdmin):
         "rows_written",
         "rows_deleted",
         "periods_recomputed",
+        "changed_rows",
     )
     list_filter = ("status", "trigger", "mode")
     actions = ["recompute_now"]

@@ -26,7 +26,7 @@ import hashlib
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -34,7 +34,7 @@ from django.db import DatabaseError, connection, transaction
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis.metrics import METRICS, AttributionModel, Grain
-from kpis.models import CostEntry, KpiValue, ProgramSettings, Target
+from kpis.models import CostEntry, FactChange, KpiValue, ProgramSettings, Target
 from kpis.periods import Period, active_window_start
 from partners.models import JoinSource, Partner
 
@@ -276,6 +276,10 @@ class ComputeResult:
     # Incremental runs: whether only the periods touched by changes were recomputed, and how many.
     restricted: bool = False
     periods_recomputed: int = 0
+    # Whether the facts were the previous run's, patched with the rows changed since (delta facts),
+    # and how many changed rows that took.
+    delta: bool = False
+    changed_rows: int = 0
     statements: list[str] = field(default_factory=list)
 
 
@@ -300,7 +304,36 @@ _FACT_TABLES = [
 _SCOPE_TABLES = ["kx_s", "kx_opp", "kx_m", "kx_metric", "kx_v", "kx_target", "kx_pub"]
 # The restriction of an incremental run to the periods its changes touched (_restrict_to_changed_periods).
 _CHANGE_TABLES = ["kx_dirty_mi", "kx_dirty_per", "kx_pubper"]
-_TEMP_TABLES = _FACT_TABLES + ["kx_keys", "kx_allper", "kx_state"] + _CHANGE_TABLES + _SCOPE_TABLES
+# Delta facts: the changed rows, the affected keys, the previous rows of those keys, and the previous
+# run's small tables that every run rebuilds.
+_DELTA_TABLES = (
+    ["kx_chg", "kx_chg_partner", "kx_aff_deal", "kx_aff_account", "kx_aff_reg", "kx_aff_cost"]
+    + ["kx_aff_partner", "kx_prev_js", "kx_prev_keys", "kx_prev_allper", "kx_prev_state"]
+    + [f"kx_before_{i}" for i in range(12)]
+)
+_TEMP_TABLES = (
+    _FACT_TABLES + ["kx_keys", "kx_allper", "kx_state"] + _CHANGE_TABLES + _SCOPE_TABLES + _DELTA_TABLES
+)
+# Delta facts patch the previous run's facts while fewer rows than this share of its deals changed;
+# past it, building the facts again costs less than patching them.
+DELTA_MAX_SHARE = 0.2
+# (table, column) lookups the patching reads by (created on the facts when a run first patches them).
+_DELTA_INDEXES = [
+    ("kx_deal", "id"),
+    ("kx_deal", "sp"),
+    ("kx_deal", "account_id"),
+    ("kx_touch_all", "deal_id"),
+    ("kx_touch_all", "partner_id"),
+    ("kx_partner", "id"),
+    ("kx_reg", "id"),
+    ("kx_reg", "partner_id"),
+    ("kx_cost", "id"),
+    ("kx_cost", "partner_id"),
+    ("kx_actm", "partner_id"),
+    ("kx_fs", "partner_id"),
+    ("kx_attr", "deal_id"),
+    ("kx_newcust", "account_id"),
+]
 
 # A run's facts live on as the state the next incremental run diffs against: on PostgreSQL the run's
 # schema (RUN_NAMESPACE_PREFIX + id, which also holds a chunked run's shared tables), on SQLite tables
@@ -383,6 +416,21 @@ def state_runs() -> set[int]:
     return {int(suffix) for suffix in suffixes if suffix.isdigit()}
 
 
+def prune_change_log(run_id: int) -> int:
+    """Delete the change log rows a run's state includes (its facts read them): once that state
+    describes the published set, no run needs them. Returns how many went."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT snap, change_id, own_xid FROM {state_table(run_id, 'kx_state')}")
+        mark = cursor.fetchone()
+        if mark is None:
+            return 0
+        change_log = FactChange._meta.db_table
+        cursor.execute(
+            f"DELETE FROM {change_log} WHERE {KpiComputation.change_included(mark, alias=change_log)}"
+        )
+        return cursor.rowcount
+
+
 def drop_state(run_id: int) -> None:
     """Drop a run's namespace: its state, or what a failed or dead run left."""
     with connection.cursor() as cursor:
@@ -429,23 +477,36 @@ def _plain(table: str) -> str:
 @dataclass(frozen=True)
 class Contribution:
     """One family of rows the components read (see KpiComputation._contributions): `columns` over
-    `rows` (a FROM clause), landing in the months of the `months` columns and the `reach` after."""
+    `rows` (a FROM clause) filtered by `where`, landing in the months of the `months` columns and the
+    `reach` after. `key` is the column naming the fact each row comes from (a deal, a partner...):
+    a run that patched its facts (delta facts) compares only the rows whose key is in `keys`, the
+    facts it patched; None for a family compared whole (targets)."""
 
     columns: str  # column references ("alias.column" or "alias.column AS name"), comma-separated
     rows: str
     months: tuple[str, ...]
     reach: int = 0
+    where: str = "1 = 1"
+    key: str | None = None
+    keys: str | None = None  # the table of the affected keys (column k)
 
     def names(self) -> str:
         return ", ".join(column.split(" AS ")[-1].split(".")[-1] for column in self.columns.split(", "))
 
-    def changed_months(self, before: Contribution) -> str:
+    def source(self, *, affected_only: bool = False) -> str:
+        """The FROM clause of the family's rows (`affected_only`: of the patched facts' rows)."""
+        where = self.where
+        if affected_only and self.key is not None:
+            where = f"({where}) AND {self.key} IN (SELECT k FROM {self.keys})"
+        return f"{self.rows} WHERE {where}"
+
+    def changed_months(self, before: Contribution, *, affected_only: bool = False) -> str:
         """The months of the rows that differ, as multisets, from the same family `before` (over the
         previous run's tables): one grouped pass over both, no sort of either side."""
-        names = self.names()
+        names, rows = self.names(), self.source(affected_only=affected_only)
         diff = (
-            f"SELECT {names} FROM (SELECT {self.columns}, 1 AS side FROM {self.rows} "
-            f"UNION ALL SELECT {before.columns}, -1 AS side FROM {before.rows}) u "
+            f"SELECT {names} FROM (SELECT {self.columns}, 1 AS side FROM {rows} "
+            f"UNION ALL SELECT {before.columns}, -1 AS side FROM {before.source()}) u "
             f"GROUP BY {names} HAVING SUM(side) <> 0"
         )
         offsets = " UNION ALL ".join(
@@ -578,6 +639,18 @@ class KpiComputation:
         with transaction.atomic():
             self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             self._begin_local()
+            self._read_change_mark()
+            base = self._delta_base()
+            if base is not None:
+                # Patching the previous run's facts takes one session, on this snapshot.
+                with self.sql.session_time_zone(), self.search_path():
+                    self._delta_facts(base)
+                    self._periods()
+                    self._create_shared_diff_tables()
+                    self._restrict_to_changed_periods()
+                    self._keep_state()
+                    self._drop_delta_tables()
+                return self.result
             snapshot = self._fetch("SELECT pg_export_snapshot()")[0][0]
             if not re.match(r"^[0-9A-F-]+$", snapshot):
                 raise ValueError(f"unexpected snapshot id {snapshot!r}")
@@ -602,14 +675,7 @@ class KpiComputation:
                 self._new_customers()
                 self._analyze("kx_newcust")
                 self._periods()
-                # Each chunk's differences from the published set, for its own scopes, in
-                # KpiValue's own column types.
-                value_table = KpiValue._meta.db_table
-                for table, columns in (("kx_del", "id, grain, period"), ("kx_ins", PUBLISHED_COLUMNS)):
-                    self._exec(
-                        f"CREATE UNLOGGED TABLE {self.schema}.{table} AS "
-                        f"SELECT {columns}, CAST(0 AS INTEGER) AS chunk FROM {value_table} WHERE 1 = 0"
-                    )
+                self._create_shared_diff_tables()
         helper.finish()
         with transaction.atomic():
             self._begin_local()
@@ -617,6 +683,16 @@ class KpiComputation:
                 self._restrict_to_changed_periods()
                 self._keep_state()
         return self.result
+
+    def _create_shared_diff_tables(self) -> None:
+        """Each chunk's differences from the published set, for its own scopes, in KpiValue's own
+        column types."""
+        value_table = KpiValue._meta.db_table
+        for table, columns in (("kx_del", "id, grain, period"), ("kx_ins", PUBLISHED_COLUMNS)):
+            self._exec(
+                f"CREATE UNLOGGED TABLE {self.schema}.{table} AS "
+                f"SELECT {columns}, CAST(0 AS INTEGER) AS chunk FROM {value_table} WHERE 1 = 0"
+            )
 
     def _begin_local(self) -> None:
         # Only unlogged and temp tables are written: nothing to lose if a commit is not flushed.
@@ -711,11 +787,16 @@ class KpiComputation:
         return self.search_path() if self.schema else contextlib.nullcontext()
 
     def _run(self) -> ComputeResult:
-        self._facts()
-        self._lifecycle_facts()
-        self._attribution()
-        self._new_customers()
-        self._analyze("kx_attr", "kx_newcust")
+        self._read_change_mark()
+        base = self._delta_base()
+        if base is not None:
+            self._delta_facts(base)
+        else:
+            self._facts()
+            self._lifecycle_facts()
+            self._attribution()
+            self._new_customers()
+            self._analyze("kx_attr", "kx_newcust")
         self._periods()
         self._restrict_to_changed_periods()
         self._components()
@@ -731,83 +812,102 @@ class KpiComputation:
         self._facts_pipeline()
         self._facts_deals(segment_from_base=False)
 
-    def _facts_touches(self) -> None:
-        """kx_js, kx_partner, kx_touch_all (and the kx_touch view)."""
-        s = self.sql
-        deal, touch, partner = Deal._meta.db_table, Touch._meta.db_table, Partner._meta.db_table
+    def _fill(self, table: str, select: str, *, replace: str | None = None) -> None:
+        """Full facts: CREATE `table` AS `select`. Delta facts (`replace`, a condition on the rows to
+        replace): delete those rows and insert `select`'s (the same SELECT, restricted by the caller
+        to the same rows' keys, so both modes give a table its columns in one order)."""
+        if replace is None:
+            self._exec(f"CREATE {self._fact_table(table)} AS {select}")
+            return
+        self._exec(f"DELETE FROM {table} WHERE {replace}")
+        self._exec(f"INSERT INTO {table} {select}")
 
-        self._exec(f"CREATE {self._fact_table('kx_js')} AS SELECT id FROM {JoinSource._meta.db_table}")
-        # The labels of the published rows, so the next incremental run can tell a renamed key.
-        self._exec(
-            f"""CREATE {self._fact_table("kx_keys")} AS
-            SELECT 'partner' AS scope, id, key FROM {partner}
-            UNION ALL SELECT 'join_source', id, key FROM {JoinSource._meta.db_table}"""
-        )
-        self._exec(
-            f"""CREATE {self._fact_table("kx_partner")} AS
-            SELECT p.id, p.join_source_id AS js, p.joined_at AS joined, p.applied_at AS applied,
+    def _partner_select(self, where: str = "1 = 1") -> str:
+        s = self.sql
+        return f"""SELECT p.id, p.join_source_id AS js, p.joined_at AS joined, p.applied_at AS applied,
                    {s.month_index("p.joined_at")} AS joined_mi, {s.month_index("p.applied_at")} AS applied_mi
-            FROM {partner} p"""
-        )
-        # Only touches dated on or before the deal's close count (open deals: every touch): kx_touch
-        # is a view of those; the late ones stay in kx_touch_all for the reconciliation report.
-        self._exec(
-            f"""CREATE {self._fact_table("kx_touch_all")} AS
-            SELECT x.id, x.deal_id, x.partner_id, x.touched_at, x.touched_d,
+            FROM {Partner._meta.db_table} p WHERE {where}"""
+
+    def _touch_select(self, where: str = "1 = 1") -> str:
+        """Every touch (kx_touch_all); `late`: dated after its deal's close, so it does not count."""
+        s = self.sql
+        deal, touch = Deal._meta.db_table, Touch._meta.db_table
+        return f"""SELECT x.id, x.deal_id, x.partner_id, x.touched_at, x.touched_d,
                    {s.month_index("x.touched_d")} AS touched_mi, p.js, x.late
             FROM (SELECT t.id, t.deal_id, t.partner_id, t.touched_at,
                          {s.local_date("t.touched_at")} AS touched_d,
                          CASE WHEN d.closed_at IS NOT NULL AND t.touched_at > d.closed_at
                               THEN 1 ELSE 0 END AS late
-                  FROM {touch} t JOIN {deal} d ON d.id = t.deal_id) x
+                  FROM {touch} t JOIN {deal} d ON d.id = t.deal_id WHERE {where}) x
             JOIN kx_partner p ON p.id = x.partner_id"""
+
+    def _facts_touches(self) -> None:
+        """kx_js, kx_keys, kx_partner, kx_touch_all (and the kx_touch view)."""
+        self._facts_labels()
+        self._fill("kx_partner", self._partner_select())
+        # Only touches dated on or before the deal's close count (open deals: every touch): kx_touch
+        # is a view of those; the late ones stay in kx_touch_all for the reconciliation report.
+        self._fill("kx_touch_all", self._touch_select())
+        self._touch_view()
+        if not self.sql.pg:  # PostgreSQL hash-joins on deal_id; SQLite's nested loops need the index
+            self._exec("CREATE INDEX kx_touch_all_deal_id ON kx_touch_all (deal_id)")
+        self._analyze("kx_partner", "kx_touch_all", "kx_keys")
+
+    def _facts_labels(self) -> None:
+        """kx_js and kx_keys: the join sources, and the labels of the published rows, so the next
+        incremental run can tell a renamed key. Small: rebuilt by every run."""
+        partner, join_source = Partner._meta.db_table, JoinSource._meta.db_table
+        self._exec(f"CREATE {self._fact_table('kx_js')} AS SELECT id FROM {join_source}")
+        self._exec(
+            f"""CREATE {self._fact_table("kx_keys")} AS
+            SELECT 'partner' AS scope, id, key FROM {partner}
+            UNION ALL SELECT 'join_source', id, key FROM {join_source}"""
         )
+
+    def _touch_view(self) -> None:
         view = f"VIEW {self.schema}.kx_touch" if self.schema else "TEMP VIEW kx_touch"
         self._exec(
             f"CREATE {view} AS SELECT id, deal_id, partner_id, touched_at, touched_d, touched_mi, js "
             "FROM kx_touch_all WHERE late = 0"
         )
-        if not s.pg:  # PostgreSQL hash-joins on deal_id; SQLite's nested loops need the index
-            self._exec("CREATE INDEX kx_touch_deal ON kx_touch_all (deal_id)")
-        self._analyze("kx_partner", "kx_touch_all", "kx_keys")
 
-    def _facts_pipeline(self) -> None:
-        """kx_reg, kx_cost and kx_tgt (the targets), from the live tables only (a session may build
-        them beside the one building kx_partner)."""
+    def _reg_select(self, where: str = "1 = 1") -> str:
         s = self.sql
-        reg, cost = DealRegistration._meta.db_table, CostEntry._meta.db_table
         partners = f"(SELECT id, join_source_id AS js FROM {Partner._meta.db_table})"
-        self._exec(
-            f"""CREATE {self._fact_table("kx_reg")} AS
-            SELECT x.id, x.partner_id, p.js, x.status, x.account_id,
+        return f"""SELECT x.id, x.partner_id, p.js, x.status, x.account_id,
                    {s.month_index("x.submitted_d")} AS submitted_mi, x.submitted_d,
                    {s.month_index("x.decided_d")} AS decided_mi
             FROM (SELECT r.id, r.partner_id, r.status, r.account_id,
                          {s.local_date("r.submitted_at")} AS submitted_d,
                          {s.local_date("r.decided_at")} AS decided_d
-                  FROM {reg} r) x
+                  FROM {DealRegistration._meta.db_table} r WHERE {where}) x
             JOIN {partners} p ON p.id = x.partner_id"""
-        )
-        self._exec(
-            f"""CREATE {self._fact_table("kx_cost")} AS
-            SELECT c.id, CAST(ROUND(c.amount * 100) AS BIGINT) AS cents, {s.month_index("c.date")} AS mi,
+
+    def _cost_select(self, where: str = "1 = 1") -> str:
+        partners = f"(SELECT id, join_source_id AS js FROM {Partner._meta.db_table})"
+        return f"""SELECT c.id, CAST(ROUND(c.amount * 100) AS BIGINT) AS cents,
+                   {self.sql.month_index("c.date")} AS mi,
                    c.partner_id, c.join_source_id AS tag_js, p.js AS partner_js
-            FROM {cost} c LEFT JOIN {partners} p ON p.id = c.partner_id"""
-        )
+            FROM {CostEntry._meta.db_table} c LEFT JOIN {partners} p ON p.id = c.partner_id WHERE {where}"""
+
+    def _target_select(self) -> str:
         # Read with the other facts, so a chunk computing targets later still sees the run's snapshot.
-        self._exec(
-            f"""CREATE {self._fact_table("kx_tgt")} AS
-            SELECT partner_id, join_source_id, grain, period_start, metric, value,
-                   {s.month_index("period_start")} AS start_mi
+        return f"""SELECT partner_id, join_source_id, grain, period_start, metric, value,
+                   {self.sql.month_index("period_start")} AS start_mi
             FROM {Target._meta.db_table}"""
-        )
+
+    def _facts_pipeline(self) -> None:
+        """kx_reg, kx_cost and kx_tgt (the targets), from the live tables only (a session may build
+        them beside the one building kx_partner)."""
+        self._fill("kx_reg", self._reg_select())
+        self._fill("kx_cost", self._cost_select())
+        self._fill("kx_tgt", self._target_select())
         self._analyze("kx_reg", "kx_cost", "kx_tgt")
 
-    def _facts_deals(self, *, segment_from_base: bool) -> None:
-        """kx_deal. `segment_from_base`: find counting touches in the touch table itself (a session
-        building kx_deal beside the one building kx_touch, on the same snapshot)."""
+    def _deal_select(self, *, segment_from_base: bool, where: str = "1 = 1") -> str:
+        """kx_deal's rows. `segment_from_base`: find counting touches in the touch table itself (a
+        session building kx_deal beside the one building kx_touch, on the same snapshot)."""
         s = self.sql
-        deal = Deal._meta.db_table
         counting_touch = (
             f"SELECT 1 FROM {Touch._meta.db_table} t WHERE t.deal_id = x.id "
             "AND (x.closed_at IS NULL OR t.touched_at <= x.closed_at)"
@@ -815,9 +915,7 @@ class KpiComputation:
             else "SELECT 1 FROM kx_touch t WHERE t.deal_id = x.id"
         )
         # Segment: s(ourced), i(nfluenced: no sourcing partner, at least one counting touch), d(irect).
-        self._exec(
-            f"""CREATE {self._fact_table("kx_deal")} AS
-            SELECT x.*, {s.month_index("x.closed_d")} AS closed_mi,
+        return f"""SELECT x.*, {s.month_index("x.closed_d")} AS closed_mi,
                    {s.month_index("x.created_d")} AS created_mi,
                    CASE WHEN x.sp IS NOT NULL THEN 's'
                         WHEN EXISTS ({counting_touch}) THEN 'i'
@@ -826,14 +924,18 @@ class KpiComputation:
                          d.status, d.sourcing_partner_id AS sp, d.created_at, d.closed_at,
                          {s.local_date("d.created_at")} AS created_d,
                          {s.local_date("d.closed_at")} AS closed_d
-                  FROM {deal} d) x"""
-        )
+                  FROM {Deal._meta.db_table} d WHERE {where}) x"""
+
+    def _facts_deals(self, *, segment_from_base: bool) -> None:
+        """kx_deal."""
+        self._fill("kx_deal", self._deal_select(segment_from_base=segment_from_base))
         self._exec("CREATE INDEX kx_deal_id ON kx_deal (id)")
         self._analyze("kx_deal")
 
-    def _lifecycle_facts(self) -> None:
-        s = self.sql
-        # Qualifying activities (program setting), dated on or after the partner joined.
+    def _activity_select(self, partners: str | None = None) -> str:
+        """kx_actm's rows: each partner's first and latest qualifying activity per month (program
+        setting), dated on or after the partner joined; `partners`: only those in that table."""
+        only = f"a.partner_id IN (SELECT k FROM {partners})" if partners else "1 = 1"
         sources = []
         if self.settings.activity_registrations:
             sources.append("SELECT partner_id, submitted_d AS d, submitted_mi AS mi FROM kx_reg")
@@ -849,49 +951,53 @@ class KpiComputation:
         grouped = [
             f"""SELECT a.partner_id, a.mi, MIN(a.d) AS mind, MAX(a.d) AS maxd
             FROM ({source}) a JOIN kx_partner p ON p.id = a.partner_id
-            WHERE p.joined IS NOT NULL AND a.d >= p.joined
+            WHERE p.joined IS NOT NULL AND a.d >= p.joined AND {only}
             GROUP BY a.partner_id, a.mi"""
             for source in sources
         ] or ["SELECT partner_id, 0 AS mi, submitted_d AS mind, submitted_d AS maxd FROM kx_reg WHERE 1 = 0"]
-        self._exec(
-            f"""CREATE {self._fact_table("kx_actm")} AS
-            SELECT a.partner_id, p.js, a.mi, MIN(a.mind) AS mind, MAX(a.maxd) AS maxd
+        return f"""SELECT a.partner_id, p.js, a.mi, MIN(a.mind) AS mind, MAX(a.maxd) AS maxd
             FROM ({" UNION ALL ".join(grouped)}) a JOIN kx_partner p ON p.id = a.partner_id
             GROUP BY a.partner_id, p.js, a.mi"""
-        )
-        # First sale: earliest won deal closed on/after joining (and by the as-of date) that the
-        # partner sourced or that counts as influenced revenue for it.
-        as_of = s.date_literal(self.as_of)
-        self._exec(
-            f"""CREATE {self._fact_table("kx_fs")} AS
-            SELECT p.id AS partner_id, MIN(x.closed_d) AS fs_d
+
+    def _first_sale_select(self, partners: str | None = None) -> str:
+        """kx_fs's rows: each partner's earliest won deal closed on/after joining (and by the as-of
+        date) that it sourced or that counts as influenced revenue for it; `partners`: only those
+        in that table."""
+        as_of = self.sql.date_literal(self.as_of)
+        only = f"x.partner_id IN (SELECT k FROM {partners})" if partners else "1 = 1"
+        return f"""SELECT p.id AS partner_id, MIN(x.closed_d) AS fs_d
             FROM kx_partner p JOIN (
                 SELECT sp AS partner_id, closed_d FROM kx_deal WHERE status = 'won' AND sp IS NOT NULL
                 UNION ALL
                 SELECT t.partner_id, d.closed_d FROM kx_touch t JOIN kx_deal d ON d.id = t.deal_id
                 WHERE d.status = 'won' AND d.seg = 'i'
             ) x ON x.partner_id = p.id
-            WHERE p.joined IS NOT NULL AND x.closed_d >= p.joined AND x.closed_d <= {as_of}
+            WHERE p.joined IS NOT NULL AND x.closed_d >= p.joined AND x.closed_d <= {as_of} AND {only}
             GROUP BY p.id"""
-        )
+
+    def _lifecycle_facts(self) -> None:
+        self._fill("kx_actm", self._activity_select())
+        self._fill("kx_fs", self._first_sale_select())
         self._analyze("kx_actm", "kx_fs")
 
-    def _attribution(self) -> None:
+    def _attribution(self, *, deals: str | None = None) -> None:
         """kx_attr(deal_id, partner_id, js, closed_mi, cents): each won deal's amount split to cents.
 
         Sourced deals give everything to the sourcing partner. Influenced deals split by the model:
         each partner's exact share is the sum of its touches' weights; shares are floored to cents
         and the leftover cents go to the largest remainders, ties to the earlier first touch.
+        `deals`: delta facts, replace only the shares of the deals in that table (column k).
         """
         s = self.sql
         model = self.settings.attribution_model
+        only = f"d.id IN (SELECT k FROM {deals})" if deals else "1 = 1"
         self._exec(
             f"""CREATE {self._fact_table("kx_tw")} AS
             SELECT t.deal_id, t.partner_id, t.js, t.touched_at, d.closed_at, d.cents, d.closed_mi,
                    ROW_NUMBER() OVER (PARTITION BY t.deal_id ORDER BY t.touched_at, t.id) AS rn,
                    COUNT(*) OVER (PARTITION BY t.deal_id) AS n
             FROM kx_touch t JOIN kx_deal d ON d.id = t.deal_id
-            WHERE d.status = 'won' AND d.seg = 'i'"""
+            WHERE d.status = 'won' AND d.seg = 'i' AND {only}"""
         )
         if model == AttributionModel.TIME_DECAY:
             # Weights relative to the deal's latest touch (the same shares, no underflow):
@@ -928,9 +1034,9 @@ class KpiComputation:
                 FROM (SELECT deal_id, partner_id, js, cents, closed_mi, MIN(rn) AS first_rn,
                              CAST(SUM({unit}) AS BIGINT) AS u, CAST(MAX({den}) AS BIGINT) AS den
                       FROM kx_tw GROUP BY deal_id, partner_id, js, cents, closed_mi) c"""
-        self._exec(
-            f"""CREATE {self._fact_table("kx_attr")} AS
-            SELECT deal_id, partner_id, js, closed_mi,
+        self._fill(
+            "kx_attr",
+            f"""SELECT deal_id, partner_id, js, closed_mi,
                    base + CASE WHEN place <= leftover THEN 1 ELSE 0 END AS cents
             FROM (SELECT f.*,
                          cents - SUM(base) OVER (PARTITION BY deal_id) AS leftover,
@@ -939,23 +1045,230 @@ class KpiComputation:
             UNION ALL
             SELECT d.id, d.sp, p.js, d.closed_mi, d.cents
             FROM kx_deal d JOIN kx_partner p ON p.id = d.sp
-            WHERE d.status = 'won' AND d.sp IS NOT NULL"""
+            WHERE d.status = 'won' AND d.sp IS NOT NULL AND {only}""",
+            replace=f"deal_id IN (SELECT k FROM {deals})" if deals else None,
         )
 
-    def _new_customers(self) -> None:
+    def _new_customers(self, *, accounts: str | None = None) -> None:
         """kx_newcust: accounts whose first ever won deal (earliest closed_at, ties to the lowest
-        key) was partner-sourced, with that deal, its sourcing partner and close month."""
+        key) was partner-sourced, with that deal, its sourcing partner and close month. `accounts`:
+        delta facts, replace only the rows of the accounts in that table (column k)."""
         s = self.sql
-        self._exec(
-            f"""CREATE {self._fact_table("kx_newcust")} AS
-            SELECT d.id AS deal_id, d.sp AS partner_id, p.js, d.closed_mi
-            FROM (SELECT id, sp, closed_mi, ROW_NUMBER() OVER (
+        only = f"account_id IN (SELECT k FROM {accounts})" if accounts else "1 = 1"
+        self._fill(
+            "kx_newcust",
+            f"""SELECT d.id AS deal_id, d.sp AS partner_id, p.js, d.closed_mi, d.account_id
+            FROM (SELECT id, sp, closed_mi, account_id, ROW_NUMBER() OVER (
                         PARTITION BY account_id
                         ORDER BY closed_at, CASE WHEN dkey IS NULL THEN 1 ELSE 0 END,
                                  {s.text_key_order("dkey")}, id) AS rn
-                  FROM kx_deal WHERE status = 'won') d
-            JOIN kx_partner p ON p.id = d.sp WHERE d.rn = 1"""
+                  FROM kx_deal WHERE status = 'won' AND {only}) d
+            JOIN kx_partner p ON p.id = d.sp WHERE d.rn = 1""",
+            replace=only if accounts else None,
         )
+
+    # -- 1b. delta facts: the previous run's facts patched with the rows changed since -----------
+    def _read_change_mark(self) -> None:
+        """What of the change log (FactChange) this run's facts include, read before any fact: on
+        PostgreSQL the snapshot (the changes it sees), the newest id it sees, and this transaction's
+        own id (its own changes, which its snapshot does not count as committed: a run inside the
+        writer's transaction, as in tests); on SQLite, one writer, the newest id."""
+        change_log = FactChange._meta.db_table
+        if self.sql.pg:
+            self._change_mark = self._fetch(
+                "SELECT CAST(pg_current_snapshot() AS TEXT), "
+                f"(SELECT COALESCE(MAX(id), 0) FROM {change_log}), "
+                "COALESCE(CAST(CAST(pg_current_xact_id_if_assigned() AS TEXT) AS BIGINT), -1)"
+            )[0]
+        else:
+            newest = self._fetch(f"SELECT COALESCE(MAX(id), 0) FROM {change_log}")[0][0]
+            self._change_mark = (None, newest, -1)
+
+    @staticmethod
+    def change_included(mark: tuple[str | None, int, int], alias: str = "c") -> str:
+        """The condition on change log rows (`alias`) that facts read at `mark` include."""
+        snapshot, newest, own = mark
+        included = f"{alias}.id <= {int(newest)}"
+        if snapshot is not None:
+            if not re.match(r"^[0-9:,]+$", snapshot):
+                raise ValueError(f"unexpected snapshot {snapshot!r}")
+            included += (
+                f" AND (pg_visible_in_snapshot(CAST(CAST({alias}.xid AS TEXT) AS xid8), "
+                f"CAST('{snapshot}' AS pg_snapshot)) OR {alias}.xid = {int(own)})"
+            )
+        return included
+
+    def _changes_since(self, mark: tuple[str | None, int, int]) -> str:
+        """The change log's rows that facts read at `mark` do not include."""
+        return (
+            f"SELECT c.source, c.row_id, c.related_id FROM {FactChange._meta.db_table} c "
+            f"WHERE NOT ({self.change_included(mark)})"
+        )
+
+    def _delta_base(self) -> tuple[date, tuple] | None:
+        """(as-of date, change mark) of the previous run's state when this run can
+        patch its facts instead of building them: the state was computed by this code with these
+        settings, no table was truncated since, and few rows changed (DELTA_MAX_SHARE of the deals);
+        None otherwise."""
+        if self.previous is None:
+            return None
+        old_state = state_table(self.previous, "kx_state")
+        (code,), *_ = self._fetch(f"SELECT code FROM {old_state}")
+        if code != self._code_and_settings():
+            return None  # another engine or other settings built those facts (nor has it a mark)
+        (as_of, *mark), *_ = self._fetch(f"SELECT as_of, snap, change_id, own_xid FROM {old_state}")
+        changes, truncated, deals = self._fetch(
+            f"""SELECT COUNT(*), SUM(CASE WHEN x.source = 'truncate' THEN 1 ELSE 0 END),
+                       (SELECT COUNT(*) FROM {state_table(self.previous, "kx_deal")})
+                FROM (SELECT DISTINCT source, row_id FROM ({self._changes_since(tuple(mark))}) c) x"""
+        )[0]
+        if truncated or changes > DELTA_MAX_SHARE * max(deals, 1):
+            return None
+        self.result.changed_rows = changes
+        return date.fromisoformat(str(as_of)[:10]), tuple(mark)
+
+    def _adopt_state(self) -> None:
+        """Take the previous run's facts as this run's, to patch: on PostgreSQL its schema becomes
+        this run's (so a failure leaves no state, and the next run builds its facts in full), on
+        SQLite its tables are copied into this session's temp tables."""
+        previous = self.previous
+        self._drop_delta_tables()
+        if self.sql.pg:
+            self._exec(f"DROP SCHEMA {self.schema} CASCADE")
+            self._exec(f"ALTER SCHEMA {run_schema(previous)} RENAME TO {self.schema}")
+            for table in _FACT_TABLES + _CHANGE_TABLES + ["kx_del", "kx_ins", "kx_chunks"]:
+                if table not in STATE_TABLES:
+                    self._exec(f"DROP TABLE IF EXISTS {self.schema}.{table}")
+        else:
+            for table in STATE_TABLES:
+                self._exec(f'CREATE TEMP TABLE {table} AS SELECT * FROM "{state_table(previous, table)}"')
+            self._touch_view()
+        # Set aside what every run rebuilds, for the comparison with the previous run.
+        for table in ("kx_js", "kx_keys", "kx_allper", "kx_state"):
+            self._exec(f"CREATE TEMP TABLE kx_prev_{table[3:]} AS SELECT * FROM {table}")
+            self._exec(f"DROP TABLE {table}")
+        # The lookups patching needs (kept with the state on PostgreSQL: built once per full run).
+        for table, column in _DELTA_INDEXES:
+            self._exec(f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} ({column})")
+
+    def _drop_delta_tables(self) -> None:
+        """The session's own tables of patching (a session may compute one run after another)."""
+        for table in _DELTA_TABLES:
+            self._exec(f"DROP TABLE IF EXISTS {'pg_temp' if self.sql.pg else 'temp'}.{table}")
+
+    def _delta_facts(self, base: tuple[date, tuple]) -> None:
+        """Patch the previous run's facts with the rows changed since it read them (FactChange).
+
+        Every fact row is a function of some live rows: a deal's row of the deal and its touches, a
+        touch's of the touch, its deal and its partner, a partner's activities and first sale of its
+        deals, touches and registrations, an account's new-customer row of its deals... From the
+        changed rows the affected keys follow (kx_aff_*: deals, partners, accounts, registrations,
+        costs), read from the previous facts and from the live rows; the facts of exactly those
+        keys are deleted and computed again, from the live rows or the patched facts. The rows of
+        every contribution family for those keys are kept first (kx_before_*), so the comparison
+        with the previous run reads only them.
+        """
+        s = self.sql
+        previous_as_of, mark = base
+        deal, touch, reg = Deal._meta.db_table, Touch._meta.db_table, DealRegistration._meta.db_table
+        self._adopt_state()
+        self.result.delta = True
+        self._exec(
+            f"CREATE TEMP TABLE kx_chg AS SELECT DISTINCT source, row_id, related_id "
+            f"FROM ({self._changes_since(mark)}) c"
+        )
+
+        def keys(name: str, *selects: str) -> None:
+            self._exec(f"CREATE TEMP TABLE {name} AS SELECT DISTINCT k FROM ({' UNION '.join(selects)}) u")
+            if s.pg:
+                self._exec(f"ANALYZE {name}")
+
+        def changed(source: str) -> str:
+            return f"SELECT row_id AS k FROM kx_chg WHERE source = '{source}'"
+
+        keys("kx_chg_partner", changed("partner"))
+        in_changed_partners = "IN (SELECT k FROM kx_chg_partner)"
+        keys(
+            "kx_aff_deal",
+            changed("deal"),
+            "SELECT related_id AS k FROM kx_chg WHERE source = 'touch' AND related_id IS NOT NULL",
+            # A partner's join source is in its touches' and sourced deals' rows.
+            f"SELECT deal_id AS k FROM kx_touch_all WHERE partner_id {in_changed_partners}",
+            f"SELECT id AS k FROM kx_deal WHERE sp {in_changed_partners}",
+        )
+        in_deals = "IN (SELECT k FROM kx_aff_deal)"
+        keys(
+            "kx_aff_account",
+            f"SELECT account_id AS k FROM kx_deal WHERE id {in_deals}",
+            f"SELECT account_id AS k FROM {deal} WHERE id {in_deals}",
+        )
+        keys(
+            "kx_aff_reg",
+            changed("registration"),
+            f"SELECT id AS k FROM kx_reg WHERE partner_id {in_changed_partners}",
+        )
+        keys(
+            "kx_aff_cost",
+            changed("cost"),
+            f"SELECT id AS k FROM kx_cost WHERE partner_id {in_changed_partners}",
+        )
+        # Partners whose activities, first sale or cohort flags may have changed: their own row, the
+        # partners of the affected deals and registrations (before and now), and, when the as-of date
+        # moved, those it moves into or out of their activation window or past a first sale.
+        partner_sets = [
+            "SELECT k FROM kx_chg_partner",
+            f"SELECT sp AS k FROM kx_deal WHERE id {in_deals} AND sp IS NOT NULL",
+            f"SELECT sourcing_partner_id AS k FROM {deal} "
+            f"WHERE id {in_deals} AND sourcing_partner_id IS NOT NULL",
+            f"SELECT partner_id AS k FROM kx_touch_all WHERE deal_id {in_deals}",
+            f"SELECT partner_id AS k FROM {touch} WHERE deal_id {in_deals}",
+            "SELECT partner_id AS k FROM kx_reg WHERE id IN (SELECT k FROM kx_aff_reg)",
+            f"SELECT partner_id AS k FROM {reg} WHERE id IN (SELECT k FROM kx_aff_reg)",
+        ]
+        if previous_as_of != self.as_of:
+            lo, hi = sorted((previous_as_of, self.as_of))
+            window_lo = s.date_literal(lo - timedelta(days=self.settings.activation_window_days + 1))
+            lo_d, hi_d = s.date_literal(lo), s.date_literal(hi)
+            closed_between = f"d.status = 'won' AND d.closed_d > {lo_d} AND d.closed_d <= {hi_d}"
+            partner_sets += [
+                f"SELECT id AS k FROM kx_partner WHERE joined >= {window_lo} AND joined <= {hi_d}",
+                f"SELECT d.sp AS k FROM kx_deal d WHERE {closed_between} AND d.sp IS NOT NULL",
+                "SELECT t.partner_id AS k FROM kx_touch t JOIN kx_deal d ON d.id = t.deal_id "
+                f"WHERE {closed_between} AND d.seg = 'i'",
+            ]
+        keys("kx_aff_partner", *partner_sets)
+
+        # The previous rows of the affected keys, as the previous run read them (its as-of date).
+        for i, family in enumerate(self._contributions(_plain, previous_as_of)):
+            self._exec(
+                f"CREATE TEMP TABLE kx_before_{i} AS "
+                f"SELECT {family.columns} FROM {family.source(affected_only=True)}"
+            )
+
+        # Patch, each fact from what it depends on (partners first: the others carry their source).
+        self._fill(
+            "kx_partner",
+            self._partner_select(f"p.id {in_changed_partners}"),
+            replace=f"id {in_changed_partners}",
+        )
+        self._facts_labels()
+        self._fill(
+            "kx_deal",
+            self._deal_select(segment_from_base=True, where=f"d.id {in_deals}"),
+            replace=f"id {in_deals}",
+        )
+        self._fill("kx_touch_all", self._touch_select(f"t.deal_id {in_deals}"), replace=f"deal_id {in_deals}")
+        in_regs, in_costs = "IN (SELECT k FROM kx_aff_reg)", "IN (SELECT k FROM kx_aff_cost)"
+        self._fill("kx_reg", self._reg_select(f"r.id {in_regs}"), replace=f"id {in_regs}")
+        self._fill("kx_cost", self._cost_select(f"c.id {in_costs}"), replace=f"id {in_costs}")
+        self._exec("DROP TABLE kx_tgt")
+        self._fill("kx_tgt", self._target_select())
+        in_partners = "IN (SELECT k FROM kx_aff_partner)"
+        self._fill("kx_actm", self._activity_select("kx_aff_partner"), replace=f"partner_id {in_partners}")
+        self._fill("kx_fs", self._first_sale_select("kx_aff_partner"), replace=f"partner_id {in_partners}")
+        self._attribution(deals="kx_aff_deal")
+        self._new_customers(accounts="kx_aff_account")
+        self._analyze("kx_tgt")
 
     def attribution_totals(self, date_from: date, date_to: date) -> list[dict]:
         """Per partner sourced / influenced / attributed revenue of deals won between two local dates."""
@@ -1344,43 +1657,77 @@ class KpiComputation:
         Deals come first: the likeliest to have changed in most months (then the comparison stops
         early, see `_restrict_to_changed_periods`).
         """
+        deals, partners, accounts = "kx_aff_deal", "kx_aff_partner", "kx_aff_account"
         return [
             # Revenue, win rates and sales cycles by segment; sourced deals per partner and source.
             Contribution(
                 "d.id, d.status, d.seg, d.cents, d.sp, p.js AS sp_js, d.created_d, d.closed_d, d.closed_mi",
-                f"{table('kx_deal')} d LEFT JOIN {table('kx_partner')} p ON p.id = d.sp "
-                "WHERE d.status IN ('won', 'lost')",
+                f"{table('kx_deal')} d LEFT JOIN {table('kx_partner')} p ON p.id = d.sp",
                 ("closed_mi",),
+                where="d.status IN ('won', 'lost')",
+                key="d.id",
+                keys=deals,
             ),
             Contribution(
-                "a.deal_id, a.partner_id, a.js, a.closed_mi, a.cents", f"{table('kx_attr')} a", ("closed_mi",)
+                "a.deal_id, a.partner_id, a.js, a.closed_mi, a.cents",
+                f"{table('kx_attr')} a",
+                ("closed_mi",),
+                key="a.deal_id",
+                keys=deals,
             ),
             # Applications, cohorts (activation, provisional), time to first sale.
-            Contribution("p.id, p.js, p.joined, p.applied_mi", f"{table('kx_partner')} p", ("applied_mi",)),
+            Contribution(
+                "p.id, p.js, p.joined, p.applied_mi",
+                f"{table('kx_partner')} p",
+                ("applied_mi",),
+                key="p.id",
+                keys=partners,
+            ),
             Contribution(
                 "c.partner_id, c.js, c.joined_mi, c.activated, c.inside",
                 f"({self._cohort_rows(table, as_of)}) c",
                 ("joined_mi",),
+                key="c.partner_id",
+                keys=partners,
             ),
             Contribution(
                 "f.partner_id, f.js, f.joined_mi, f.has_sale, f.v",
                 f"({self._first_sale_rows(table)}) f",
                 ("joined_mi",),
+                key="f.partner_id",
+                keys=partners,
             ),
             # Active partners: a period counts the activities of its last month and the 3 before.
-            Contribution("a.partner_id, a.js, a.mi, a.maxd", f"{table('kx_actm')} a", ("mi",), reach=3),
+            Contribution(
+                "a.partner_id, a.js, a.mi, a.maxd",
+                f"{table('kx_actm')} a",
+                ("mi",),
+                reach=3,
+                key="a.partner_id",
+                keys=partners,
+            ),
             Contribution(
                 "r.id, r.partner_id, r.js, r.status, r.submitted_mi, r.decided_mi",
                 f"{table('kx_reg')} r",
                 ("submitted_mi", "decided_mi"),
+                key="r.id",
+                keys="kx_aff_reg",
             ),
             Contribution(
-                "c.id, c.cents, c.mi, c.partner_id, c.tag_js, c.partner_js", f"{table('kx_cost')} c", ("mi",)
+                "c.id, c.cents, c.mi, c.partner_id, c.tag_js, c.partner_js",
+                f"{table('kx_cost')} c",
+                ("mi",),
+                key="c.id",
+                keys="kx_aff_cost",
             ),
             Contribution(
-                "n.deal_id, n.partner_id, n.js, n.closed_mi", f"{table('kx_newcust')} n", ("closed_mi",)
+                "n.deal_id, n.partner_id, n.js, n.closed_mi",
+                f"{table('kx_newcust')} n",
+                ("closed_mi",),
+                key="n.account_id",
+                keys=accounts,
             ),
-            # Targets (and their progress) are rows of their own period.
+            # Targets (and their progress) are rows of their own period; few, compared whole.
             Contribution(
                 "g.partner_id, g.join_source_id, g.grain, g.period_start, g.metric, g.value, g.start_mi",
                 f"{table('kx_tgt')} g",
@@ -1390,15 +1737,20 @@ class KpiComputation:
             # Influenced revenue: won influenced deals with the partners (and sources) that touched them.
             Contribution(
                 "t.partner_id, t.js, d.id AS deal_id, d.cents, d.closed_mi",
-                f"{table('kx_touch_all')} t JOIN {table('kx_deal')} d ON d.id = t.deal_id "
-                "WHERE t.late = 0 AND d.status = 'won' AND d.seg = 'i'",
+                f"{table('kx_touch_all')} t JOIN {table('kx_deal')} d ON d.id = t.deal_id",
                 ("closed_mi",),
+                where="t.late = 0 AND d.status = 'won' AND d.seg = 'i'",
+                key="t.deal_id",
+                keys=deals,
             ),
             # Opportunities influenced: the counting touches by month.
             Contribution(
                 "t.partner_id, t.js, t.deal_id, t.touched_mi",
-                f"{table('kx_touch_all')} t WHERE t.late = 0",
+                f"{table('kx_touch_all')} t",
                 ("touched_mi",),
+                where="t.late = 0",
+                key="t.deal_id",
+                keys=deals,
             ),
         ]
 
@@ -1416,7 +1768,11 @@ class KpiComputation:
         """
         if self.previous is None:
             return
-        old = lambda name: state_table(self.previous, name)  # noqa: E731
+        if self.result.delta:
+            # The previous run's small tables were set aside when the facts were patched in place.
+            old = lambda name: f"kx_prev_{name[3:]}"  # noqa: E731
+        else:
+            old = lambda name: state_table(self.previous, name)  # noqa: E731
         # A key renamed or gone (EXCEPT hashes; an EXISTS over a join would plan a nested loop).
         keys_changed = self._fetch(
             f"""SELECT EXISTS (SELECT id FROM kx_js EXCEPT SELECT id FROM {old("kx_js")})
@@ -1430,12 +1786,24 @@ class KpiComputation:
         # The previous run's rows as that run read them: with its own as-of date.
         previous_as_of = date.fromisoformat(str(previous_as_of)[:10])
         self._exec(f"CREATE {self._fact_table('kx_dirty_mi')} (mi INTEGER)")
-        contributions = zip(
-            self._contributions(_plain, self.as_of), self._contributions(old, previous_as_of), strict=True
-        )
+        if self.result.delta:
+            # Only the patched facts' rows can differ; their previous rows were kept before patching.
+            pairs = [
+                (
+                    now,
+                    Contribution(now.names(), f"kx_before_{i}", now.months, now.reach),
+                )
+                for i, now in enumerate(self._contributions(_plain, self.as_of))
+            ]
+        else:
+            pairs = zip(
+                self._contributions(_plain, self.as_of), self._contributions(old, previous_as_of), strict=True
+            )
         first, last = self.result.first_month, self.result.last_month
-        for now, before in contributions:
-            self._exec(f"INSERT INTO kx_dirty_mi (mi) {now.changed_months(before)}")
+        for now, before in pairs:
+            self._exec(
+                f"INSERT INTO kx_dirty_mi (mi) {now.changed_months(before, affected_only=self.result.delta)}"
+            )
             dirty = self._fetch(
                 f"SELECT COUNT(DISTINCT mi) FROM kx_dirty_mi WHERE mi BETWEEN {first} AND {last}"
             )
@@ -1478,6 +1846,9 @@ class KpiComputation:
         """Mark the facts complete as the run's state (SQLite: copy them out of the temp tables)."""
         if self.state_of is None:
             return
+        snapshot, newest, own = self._change_mark
+        self.change_included(self._change_mark)  # checks the snapshot's text
+        snapshot = "NULL" if snapshot is None else f"'{snapshot}'"
         if not self.sql.pg:
             for table in STATE_TABLES[:-1]:
                 name = state_table(self.state_of, table)
@@ -1486,7 +1857,9 @@ class KpiComputation:
         self._exec(
             f"CREATE {self._fact_table('kx_state')} AS "
             f"SELECT 1 AS complete, {self.sql.date_literal(self.as_of)} AS as_of, "
-            f"CAST('{self._code_and_settings()}' AS VARCHAR(64)) AS code"
+            f"CAST('{self._code_and_settings()}' AS VARCHAR(64)) AS code, "
+            f"CAST({snapshot} AS VARCHAR(4000)) AS snap, CAST({int(newest)} AS BIGINT) AS change_id, "
+            f"CAST({int(own)} AS BIGINT) AS own_xid"
         )
         if not self.sql.pg:
             name = state_table(self.state_of, "kx_state")

@@ -159,6 +159,9 @@ class KpiRun(models.Model):
     # Published rows removed because their fact disappeared or changed (the changed ones are rewritten).
     rows_deleted = models.PositiveIntegerField(default=0)
     periods_recomputed = models.PositiveIntegerField(default=0)
+    # An incremental run that patched the previous run's facts: how many changed rows of the change
+    # log (FactChange) it patched them with; null when the run built its facts in full.
+    changed_rows = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     # What the inputs looked like (row counts and latest change per table, settings, as-of date);
     # an incremental run whose fingerprint equals the last successful run's has nothing to do.
@@ -296,3 +299,33 @@ class KpiPublication(models.Model):
 
     def __str__(self) -> str:
         return f"KPI publication {self.version} ({self.changed_at:%Y-%m-%d %H:%M:%S})"
+
+
+class FactChange(models.Model):
+    """A row of a KPI input table written since some run read its facts, logged by database
+    triggers (migration 0008) whoever writes: the app, a queryset `.update()`, raw SQL, a cascade.
+
+    An incremental run patches the previous run's facts with exactly these rows instead of building
+    them again (kpis.engine, "delta facts"). `related_id` is a touch's deal (logged for its old and
+    its new row, so a touch moved to another deal patches both). On PostgreSQL `xid` is the writing
+    transaction: a run takes the changes its snapshot sees and the previous run's did not, however
+    the commits interleave; on SQLite (one writer) the id orders them. A TRUNCATE logs one row of
+    source "truncate": the next run builds its facts in full.
+    """
+
+    class Source(models.TextChoices):
+        DEAL = "deal"
+        TOUCH = "touch"
+        REGISTRATION = "registration"
+        PARTNER = "partner"
+        COST = "cost"
+        TRUNCATE = "truncate"
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    row_id = models.BigIntegerField()
+    related_id = models.BigIntegerField(null=True, blank=True)
+    xid = models.BigIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.row_id}"

@@ -33,6 +33,7 @@ from kpis.engine import (
     SessionThread,
     diff_selects,
     drop_state,
+    prune_change_log,
     published_periods,
     run_schema,
     state_exists,
@@ -41,6 +42,7 @@ from kpis.engine import (
 from kpis.metrics import TARGETABLE_METRICS, AttributionModel
 from kpis.models import (
     CostEntry,
+    FactChange,
     KpiPublication,
     KpiRun,
     KpiValue,
@@ -125,6 +127,7 @@ def _keep_only_state(run_id: int, computation: KpiComputation | None = None) -> 
                 for table in ("kx_del", "kx_ins", "kx_chunks", "kx_tw", "kx_recon"):
                     cursor.execute(f"DROP TABLE IF EXISTS {run_schema(run_id)}.{table}")
         _drop_unused_namespaces(keep=run_id)
+        prune_change_log(run_id)
     except DatabaseError:
         logger.warning("KPI run %s: clean-up after publishing failed", run_id, exc_info=True)
         if not connection.in_atomic_block:
@@ -280,7 +283,9 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
             .order_by("-finished_at", "-id")
             .first()
         )
-        if last is not None and last.source_fingerprint == fingerprint:
+        # The change log closes the fingerprint's blind spot for the tables it covers: a row
+        # written under an older clock, or by an `.update()` that left `updated_at` alone.
+        if last is not None and last.source_fingerprint == fingerprint and not FactChange.objects.exists():
             KpiRun.objects.filter(pk=run.pk).update(
                 status=KpiRun.Status.SUCCEEDED,
                 finished_at=timezone.now(),
@@ -312,6 +317,7 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
         state_of=run.pk,
     )
     result = computation.run()
+    _record_facts(run, result)
     with computation.search_path() if pg else contextlib.nullcontext():
         publish(
             run=run,
@@ -319,6 +325,17 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
             base_version=base[1] if result.restricted else None,
         )
     _keep_only_state(run.pk, computation)
+
+
+def _record_facts(run: KpiRun, result) -> None:
+    """How the run got its facts: patched with so many changed rows, or built in full."""
+    changed = result.changed_rows if result.delta else None
+    KpiRun.objects.filter(pk=run.pk).update(changed_rows=changed)
+    logger.info(
+        "KPI run %s: facts %s",
+        run.pk,
+        "built in full" if changed is None else f"patched with {changed} changed rows",
+    )
 
 
 def _finisher(run: KpiRun, *, periods: int):
@@ -384,6 +401,7 @@ def _execute_chunked(
     computation = _shared_computation(run, previous=previous, engine_settings=engine_settings)
     started = time.monotonic()
     result = computation.run_facts()
+    _record_facts(run, result)
     chunks = plan_chunks(computation.chunk_weights(), kpi_chunk_count())
     logger.info(
         "KPI run %s: shared facts in %.1f s; %s chunks", run.pk, time.monotonic() - started, len(chunks)

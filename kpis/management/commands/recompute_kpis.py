@@ -41,5 +41,10 @@ class Command(BaseCommand):
             f"KPI run #{run.pk} {run.status}: mode {run.mode}, as of {run.as_of}, "
             f"model {run.attribution_model}, "
             f"{run.periods_recomputed} periods, {run.rows_written} rows written, {run.rows_deleted} removed, "
-            f"{run.duration_seconds:.2f} s"
+            + (
+                "facts built in full, "
+                if run.changed_rows is None
+                else f"facts patched with {run.changed_rows} changed rows, "
+            )
+            + f"{run.duration_seconds:.2f} s"
         )

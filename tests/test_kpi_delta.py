@@ -1,0 +1,228 @@
+"""Delta facts: the change log the triggers keep, and incremental runs that patch the previous
+run's facts with the rows changed since, publishing exactly what a full recompute publishes."""
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from deals.models import Deal, DealRegistration, Touch
+from kpis import engine
+from kpis import testing as t
+from kpis.models import CostEntry, FactChange, KpiRun
+from partners.models import JoinSource, Partner
+from tests.test_kpi_incremental import (
+    _mutate,
+    demo_program,  # noqa: F401 - fixture
+    full_recompute_set,
+    incremental,
+    publish_after,
+)
+from tests.test_kpi_runs import published, small_program
+
+D = Decimal
+
+
+def logged() -> set[tuple]:
+    """The change log as (source, row id, related id), emptied."""
+    rows = set(FactChange.objects.values_list("source", "row_id", "related_id"))
+    FactChange.objects.all().delete()
+    return rows
+
+
+@pytest.mark.django_db
+def test_every_write_to_a_kpi_input_is_logged_whoever_makes_it():
+    web = t.join_source("web")
+    p = t.partner("p", web, joined="2026-01-05")
+    d1 = t.deal("100.00", created="2026-01-10 10:00", closed="2026-02-10 10:00")
+    d2 = t.deal("200.00", created="2026-01-10 10:00")
+    assert logged() == {("partner", p.pk, None), ("deal", d1.pk, None), ("deal", d2.pk, None)}
+
+    touch = t.touch(d1, p, "2026-01-20 10:00")
+    assert logged() == {("touch", touch.pk, d1.pk)}
+    # A touch moved to another deal: both deals' facts change.
+    Touch.objects.filter(pk=touch.pk).update(deal=d2)
+    assert logged() == {("touch", touch.pk, d1.pk), ("touch", touch.pk, d2.pk)}
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE deals_deal SET amount = 150 WHERE id = %s", [d1.pk])
+    assert logged() == {("deal", d1.pk, None)}
+
+    registration = t.registration(p, submitted="2026-01-11 10:00")
+    cost = CostEntry.objects.create(date="2026-01-31", amount=D("10.00"), partner=p, category="mdf")
+    Partner.objects.filter(pk=p.pk).update(name="P renamed")
+    assert logged() == {
+        ("registration", registration.pk, None),
+        ("cost", cost.pk, None),
+        ("partner", p.pk, None),
+    }
+    # A delete cascades to the deal's touches; each logs itself.
+    Deal.objects.filter(pk=d2.pk).delete()
+    assert logged() == {("deal", d2.pk, None), ("touch", touch.pk, d2.pk)}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_truncate_is_logged():
+    CostEntry.objects.create(date="2026-01-31", amount=D("10.00"), category="mdf")
+    logged()
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's own inserts' deferred checks
+        cursor.execute("TRUNCATE kpis_costentry")
+    assert logged() == {("truncate", 0, None)}
+
+
+@pytest.mark.django_db
+def test_an_incremental_run_patches_the_facts_with_the_changed_rows_only():
+    deals = small_program(partners=3)
+    full = t.recompute()
+    assert full.changed_rows is None  # a full run builds its facts
+    # The published state includes every change so far: the log is empty.
+    assert not FactChange.objects.exists()
+    march = next(d for d in deals if d.closed_at.month == 3)
+    Deal.objects.filter(pk=march.pk).update(amount=D("555.55"))
+    assert FactChange.objects.count() == 1
+    run = incremental()
+    assert run.changed_rows == 1 and run.periods_recomputed == 3
+    assert t.value("sourced_revenue", "2026-03", scope="partner", key=march.sourcing_partner.key) == D(
+        "555.55"
+    )
+    assert not FactChange.objects.exists()
+    after = published()
+    assert full_recompute_set() == after
+
+
+@pytest.mark.django_db
+def test_a_change_made_while_a_run_computes_waits_for_the_next_run(monkeypatch):
+    deals = small_program(partners=2)
+    t.recompute()
+    march = next(d for d in deals if d.closed_at.month == 3)
+    key = march.sourcing_partner.key
+    Deal.objects.filter(pk=march.pk).update(amount=D("300.00"))
+
+    def write():
+        Deal.objects.filter(pk=march.pk).update(amount=D("777.00"))
+
+    publish_after(monkeypatch, write)
+    run = incremental()
+    # The run publishes what it read; the later change stays in the log for the next run.
+    assert t.value("sourced_revenue", "2026-03", scope="partner", key=key) == D("300.00")
+    assert run.changed_rows == 1
+    assert set(FactChange.objects.values_list("source", "row_id")) == {("deal", march.pk)}
+    monkeypatch.undo()
+    assert incremental().changed_rows == 1
+    assert t.value("sourced_revenue", "2026-03", scope="partner", key=key) == D("777.00")
+    after = published()
+    assert full_recompute_set() == after
+
+
+@pytest.mark.django_db
+def test_too_many_changed_rows_make_the_run_build_its_facts_in_full(monkeypatch):
+    deals = small_program(partners=2)
+    t.recompute()
+    Deal.objects.filter(pk=deals[0].pk).update(amount=D("1.00"))
+    monkeypatch.setattr(engine, "DELTA_MAX_SHARE", 0)
+    run = incremental()
+    assert run.changed_rows is None and run.periods_recomputed == 3
+    after = published()
+    assert full_recompute_set() == after
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_truncated_table_makes_the_run_build_its_facts_in_full():
+    small_program(partners=2)
+    CostEntry.objects.create(date="2026-02-14", amount=D("99.00"), category="mdf")
+    t.recompute()
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's own inserts' deferred checks
+        cursor.execute("TRUNCATE kpis_costentry")
+    run = incremental()
+    assert run.changed_rows is None
+    assert t.value("program_cost", "2026-02") == D("0")
+    after = published()
+    assert full_recompute_set() == after
+
+
+def _mutate_more(rng: random.Random, round_no: int) -> None:
+    """Edits _mutate does not make: touches moved and re-dated, registrations and deals moving to
+    other partners and accounts, a partner without facts yet."""
+    touches = list(Touch.objects.values_list("id", flat=True))
+    deal_ids = list(Deal.objects.values_list("id", flat=True))
+    partner_ids = list(Partner.objects.values_list("id", flat=True))
+    for touch_id in rng.sample(touches, 3):
+        Touch.objects.filter(pk=touch_id).update(deal_id=rng.choice(deal_ids))
+    for touch in Touch.objects.filter(pk__in=rng.sample(touches, 3)):
+        Touch.objects.filter(pk=touch.pk).update(
+            touched_at=touch.touched_at + timedelta(days=rng.choice([-31, 17]))
+        )
+    registrations = list(DealRegistration.objects.values_list("id", flat=True))
+    DealRegistration.objects.filter(pk__in=rng.sample(registrations, 2)).update(
+        partner_id=rng.choice(partner_ids)
+    )
+    accounts = list(Deal.objects.values_list("account_id", flat=True).distinct())
+    Deal.objects.filter(pk__in=rng.sample(deal_ids, 3)).update(account_id=rng.choice(accounts))
+    # (Deleting a partner deletes its published rows too: that run recomputes every period.)
+    t.partner(f"late-joiner-{round_no}", JoinSource.objects.first(), joined="2026-05-01")
+
+
+def _assert_delta_runs_equal_full(rounds: int = 3) -> list[KpiRun]:
+    rng = random.Random(20261202)
+    as_of = ["2026-08-20", "2026-09-02", "2026-09-02", "2026-11-30"]
+    first = t.recompute(as_of=as_of[0])
+    assert first.status == "succeeded", first.error
+    runs = []
+    for round_no in range(1, rounds + 1):
+        _mutate(rng, round_no)
+        _mutate_more(rng, round_no)
+        run = incremental(as_of=as_of[round_no])
+        assert run.changed_rows, f"round {round_no}: the facts were built in full"
+        runs.append(run)
+        after = published()
+        # The full run from scratch leaves its own state; the next round patches that one.
+        assert full_recompute_set(as_of=as_of[round_no]) == after, f"round {round_no}"
+    return runs
+
+
+@pytest.mark.django_db
+def test_patched_facts_after_every_kind_of_change_equal_full_recomputes(demo_program):  # noqa: F811
+    _assert_delta_runs_equal_full()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_chunked_runs_on_patched_facts_equal_full_recomputes(settings, demo_program):  # noqa: F811
+    settings.KPI_CHUNKS = 2
+    _assert_delta_runs_equal_full(rounds=2)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_run_failing_on_patched_facts_leaves_the_next_run_to_build_them(
+    settings,
+    demo_program,  # noqa: F811
+    monkeypatch,
+):
+    settings.KPI_CHUNKS = 2
+    assert t.recompute().status == "succeeded"
+    Deal.objects.filter(pk=Deal.objects.filter(status="won").first().pk).update(amount=D("4321.00"))
+    original = engine.KpiComputation.run_chunk
+
+    def run_chunk(self, number, chunk):
+        if number == 1:
+            raise RuntimeError("chunk 1 lost its disk")
+        return original(self, number, chunk)
+
+    monkeypatch.setattr(engine.KpiComputation, "run_chunk", run_chunk)
+    with pytest.raises(RuntimeError):
+        t.recompute(mode="incremental")
+    failed = KpiRun.objects.order_by("-id").first()
+    assert failed.status == "failed" and failed.changed_rows == 1
+    monkeypatch.undo()
+    # The failed run had taken the previous facts over: the next one builds its own.
+    run = incremental()
+    assert run.changed_rows is None
+    after = published()
+    assert full_recompute_set() == after
