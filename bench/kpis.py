@@ -44,6 +44,12 @@ def timed(label: str, fn):
     return seconds, result
 
 
+def _facts(run) -> str:
+    if run.changed_rows is None:
+        return "facts built in full"
+    return f"facts patched with {run.changed_rows} changed rows"
+
+
 def floor_seconds(tz: str) -> float:
     """The bare aggregate scans over the same tables, nothing written (best of two), with the
     engine's work_mem."""
@@ -158,7 +164,8 @@ def main() -> None:
     print(
         f"  published rows: {KpiValue.objects.count()}; "
         f"first run wrote {first_run.rows_written if first_run else '(skipped)'}; "
-        f"incremental rewrote {inc_run.rows_written} in {inc_run.periods_recomputed} periods"
+        f"incremental rewrote {inc_run.rows_written} in {inc_run.periods_recomputed} periods; "
+        f"{_facts(inc_run)}"
     )
     # A night's work as programs see it: deals won yesterday (0.1% of them), nothing else.
     with connection.cursor() as cursor:
@@ -173,7 +180,7 @@ def main() -> None:
     )
     print(
         f"  that run recomputed {nightly_run.periods_recomputed} periods and rewrote "
-        f"{nightly_run.rows_written} rows"
+        f"{nightly_run.rows_written} rows; {_facts(nightly_run)}"
     )
     print(f"  ratio full / floor: {full / floor:.1f}x (first publication {first / floor:.1f}x)")
     print(
