@@ -308,7 +308,16 @@ _CHANGE_TABLES = ["kx_dirty_mi", "kx_dirty_per", "kx_pubper"]
 # run's small tables that every run rebuilds.
 _DELTA_TABLES = (
     ["kx_chg", "kx_chg_partner", "kx_aff_deal", "kx_aff_account", "kx_aff_reg", "kx_aff_cost"]
-    + ["kx_aff_partner", "kx_prev_js", "kx_prev_keys", "kx_prev_allper", "kx_prev_state"]
+    + [
+        "kx_aff_partner",
+        "kx_lc_before",
+        "kx_lc_after",
+        "kx_recalc_partner",
+        "kx_prev_js",
+        "kx_prev_keys",
+        "kx_prev_allper",
+        "kx_prev_state",
+    ]
     + [f"kx_before_{i}" for i in range(12)]
 )
 _TEMP_TABLES = (
@@ -1212,31 +1221,49 @@ class KpiComputation:
             changed("cost"),
             f"SELECT id AS k FROM kx_cost WHERE partner_id {in_changed_partners}",
         )
-        # Partners whose activities, first sale or cohort flags may have changed: their own row, the
-        # partners of the affected deals and registrations (before and now), and, when the as-of date
-        # moved, those it moves into or out of their activation window or past a first sale.
-        partner_sets = [
+        # Partners whose rows may have changed: their own row, the partners of the affected deals and
+        # registrations (before and now), and, when the as-of date moved, those it moves into or
+        # out of their activation window or past a first sale. Their rows are compared; only some
+        # of them have their activities and first sale recomputed (kx_recalc_partner, below).
+        own_sets = [
             "SELECT k FROM kx_chg_partner",
+            "SELECT partner_id AS k FROM kx_reg WHERE id IN (SELECT k FROM kx_aff_reg)",
+            f"SELECT partner_id AS k FROM {reg} WHERE id IN (SELECT k FROM kx_aff_reg)",
+        ]
+        partner_sets = own_sets + [
             f"SELECT sp AS k FROM kx_deal WHERE id {in_deals} AND sp IS NOT NULL",
             f"SELECT sourcing_partner_id AS k FROM {deal} "
             f"WHERE id {in_deals} AND sourcing_partner_id IS NOT NULL",
             f"SELECT partner_id AS k FROM kx_touch_all WHERE deal_id {in_deals}",
             f"SELECT partner_id AS k FROM {touch} WHERE deal_id {in_deals}",
-            "SELECT partner_id AS k FROM kx_reg WHERE id IN (SELECT k FROM kx_aff_reg)",
-            f"SELECT partner_id AS k FROM {reg} WHERE id IN (SELECT k FROM kx_aff_reg)",
         ]
         if previous_as_of != self.as_of:
             lo, hi = sorted((previous_as_of, self.as_of))
             window_lo = s.date_literal(lo - timedelta(days=self.settings.activation_window_days + 1))
             lo_d, hi_d = s.date_literal(lo), s.date_literal(hi)
             closed_between = f"d.status = 'won' AND d.closed_d > {lo_d} AND d.closed_d <= {hi_d}"
-            partner_sets += [
+            as_of_sets = [
                 f"SELECT id AS k FROM kx_partner WHERE joined >= {window_lo} AND joined <= {hi_d}",
                 f"SELECT d.sp AS k FROM kx_deal d WHERE {closed_between} AND d.sp IS NOT NULL",
                 "SELECT t.partner_id AS k FROM kx_touch t JOIN kx_deal d ON d.id = t.deal_id "
                 f"WHERE {closed_between} AND d.seg = 'i'",
             ]
+            partner_sets += as_of_sets
+            own_sets += as_of_sets
         keys("kx_aff_partner", *partner_sets)
+
+        def lifecycle(table: str) -> None:
+            """What activities and first sales read of the affected deals and their touches."""
+            self._exec(
+                f"""CREATE TEMP TABLE {table} AS
+                SELECT id AS deal_id, sp AS partner_id, created_d AS d1, closed_d AS d2, status, seg,
+                       0 AS late
+                FROM kx_deal WHERE id {in_deals}
+                UNION ALL SELECT deal_id, partner_id, touched_d, NULL, NULL, NULL, late
+                FROM kx_touch_all WHERE deal_id {in_deals}"""
+            )
+
+        lifecycle("kx_lc_before")
 
         # The previous rows of the affected keys, as the previous run read them (its as-of date).
         for i, family in enumerate(self._contributions(_plain, previous_as_of)):
@@ -1263,9 +1290,27 @@ class KpiComputation:
         self._fill("kx_cost", self._cost_select(f"c.id {in_costs}"), replace=f"id {in_costs}")
         self._exec("DROP TABLE kx_tgt")
         self._fill("kx_tgt", self._target_select())
-        in_partners = "IN (SELECT k FROM kx_aff_partner)"
-        self._fill("kx_actm", self._activity_select("kx_aff_partner"), replace=f"partner_id {in_partners}")
-        self._fill("kx_fs", self._first_sale_select("kx_aff_partner"), replace=f"partner_id {in_partners}")
+        # Activities and first sales change only for the partners of deals whose dates, status,
+        # segment, sourcing partner or touches changed (not, say, an amount), besides their own.
+        lifecycle("kx_lc_after")
+        columns = "deal_id, partner_id, d1, d2, status, seg, late"
+        changed_deals = (
+            f"SELECT deal_id FROM (SELECT {columns}, 1 AS side FROM kx_lc_before "
+            f"UNION ALL SELECT {columns}, -1 AS side FROM kx_lc_after) u "
+            f"GROUP BY {columns} HAVING SUM(side) <> 0"
+        )
+        keys(
+            "kx_recalc_partner",
+            *own_sets,
+            *(
+                f"SELECT partner_id AS k FROM {table} "
+                f"WHERE partner_id IS NOT NULL AND deal_id IN ({changed_deals})"
+                for table in ("kx_lc_before", "kx_lc_after")
+            ),
+        )
+        recalc = "IN (SELECT k FROM kx_recalc_partner)"
+        self._fill("kx_actm", self._activity_select("kx_recalc_partner"), replace=f"partner_id {recalc}")
+        self._fill("kx_fs", self._first_sale_select("kx_recalc_partner"), replace=f"partner_id {recalc}")
         self._attribution(deals="kx_aff_deal")
         self._new_customers(accounts="kx_aff_account")
         self._analyze("kx_tgt")
