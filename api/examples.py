@@ -120,6 +120,7 @@ KPI_RUN = {
     "duration_seconds": 40.2,
     "rows_written": 1843200,
     "periods_recomputed": 36,
+    "changed_rows": None,
     "error": "",
 }
 

@@ -234,6 +234,7 @@ class KpiRunSerializer(serializers.ModelSerializer):
             "duration_seconds",
             "rows_written",
             "periods_recomputed",
+            "changed_rows",
             "error",
         ]
 

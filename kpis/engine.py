@@ -326,6 +326,8 @@ _TEMP_TABLES = (
 # Delta facts patch the previous run's facts while fewer rows than this share of its deals changed;
 # past it, building the facts again costs less than patching them.
 DELTA_MAX_SHARE = 0.2
+# ...and always while fewer than this many did (a small program's facts are quick either way).
+DELTA_MIN_ROWS = 1_000
 # (table, column) lookups the patching reads by (created on the facts when a run first patches them).
 _DELTA_INDEXES = [
     ("kx_deal", "id"),
@@ -1117,7 +1119,8 @@ class KpiComputation:
     def _delta_base(self) -> tuple[date, tuple] | None:
         """(as-of date, change mark) of the previous run's state when this run can
         patch its facts instead of building them: the state was computed by this code with these
-        settings, no table was truncated since, and few rows changed (DELTA_MAX_SHARE of the deals);
+        settings, no table was truncated since, and few rows changed (DELTA_MAX_SHARE of the deals, or
+        DELTA_MIN_ROWS);
         None otherwise."""
         if self.previous is None:
             return None
@@ -1131,7 +1134,7 @@ class KpiComputation:
                        (SELECT COUNT(*) FROM {state_table(self.previous, "kx_deal")})
                 FROM (SELECT DISTINCT source, row_id FROM ({self._changes_since(tuple(mark))}) c) x"""
         )[0]
-        if truncated or changes > DELTA_MAX_SHARE * max(deals, 1):
+        if truncated or changes > max(DELTA_MAX_SHARE * deals, DELTA_MIN_ROWS):
             return None
         self.result.changed_rows = changes
         return date.fromisoformat(str(as_of)[:10]), tuple(mark)

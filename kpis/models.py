@@ -161,7 +161,11 @@ class KpiRun(models.Model):
     periods_recomputed = models.PositiveIntegerField(default=0)
     # An incremental run that patched the previous run's facts: how many changed rows of the change
     # log (FactChange) it patched them with; null when the run built its facts in full.
-    changed_rows = models.PositiveIntegerField(null=True, blank=True)
+    changed_rows = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Changed input rows the run patched the previous run's facts with; null: built in full.",
+    )
     error = models.TextField(blank=True, default="")
     # What the inputs looked like (row counts and latest change per table, settings, as-of date);
     # an incremental run whose fingerprint equals the last successful run's has nothing to do.

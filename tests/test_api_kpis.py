@@ -136,6 +136,18 @@ def test_staff_list_runs_newest_first(program, as_salesops):
     assert [r["status"] for r in rows] == ["succeeded"]
 
 
+def test_a_run_says_how_many_changed_rows_it_patched_its_facts_with(program, as_salesops):
+    from deals.models import Deal
+
+    Deal.objects.filter(amount="400.00").update(amount="450.00")
+    k.recompute(as_of="2026-06-30", mode="incremental")
+    rows = as_salesops.get(f"{API}/kpi-runs/").json()["results"]
+    assert [(r["mode"], r["changed_rows"], r["periods_recomputed"]) for r in rows] == [
+        ("incremental", 1, 3),
+        ("full", None, 9),
+    ]
+
+
 def test_attribution_under_another_model_is_computed_on_request(program, as_manager, as_alpha):
     params = {"model": "first_touch", "period_from": "2026-03-01", "period_to": "2026-03-31"}
     response = as_manager.get(f"{API}/kpi-attribution/", params)

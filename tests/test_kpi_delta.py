@@ -124,6 +124,7 @@ def test_too_many_changed_rows_make_the_run_build_its_facts_in_full(monkeypatch)
     t.recompute()
     Deal.objects.filter(pk=deals[0].pk).update(amount=D("1.00"))
     monkeypatch.setattr(engine, "DELTA_MAX_SHARE", 0)
+    monkeypatch.setattr(engine, "DELTA_MIN_ROWS", 0)
     run = incremental()
     assert run.changed_rows is None and run.periods_recomputed == 3
     after = published()

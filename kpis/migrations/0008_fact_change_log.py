@@ -140,7 +140,11 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="kpirun",
             name="changed_rows",
-            field=models.PositiveIntegerField(blank=True, null=True),
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Changed input rows the run patched the previous run's facts with; null: built in full.",
+                null=True,
+            ),
         ),
         migrations.RunPython(forward, backward),
     ]
