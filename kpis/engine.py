@@ -312,6 +312,7 @@ _DELTA_TABLES = (
         "kx_aff_partner",
         "kx_lc_before",
         "kx_lc_after",
+        "kx_own_partner",
         "kx_recalc_partner",
         "kx_prev_js",
         "kx_prev_keys",
@@ -1254,6 +1255,8 @@ class KpiComputation:
             partner_sets += as_of_sets
             own_sets += as_of_sets
         keys("kx_aff_partner", *partner_sets)
+        # Read now: once kx_reg is patched it no longer holds a moved or deleted registration's partner.
+        keys("kx_own_partner", *own_sets)
 
         def lifecycle(table: str) -> None:
             """What activities and first sales read of the affected deals and their touches."""
@@ -1304,7 +1307,7 @@ class KpiComputation:
         )
         keys(
             "kx_recalc_partner",
-            *own_sets,
+            "SELECT k FROM kx_own_partner",
             *(
                 f"SELECT partner_id AS k FROM {table} "
                 f"WHERE partner_id IS NOT NULL AND deal_id IN ({changed_deals})"
@@ -1906,7 +1909,7 @@ class KpiComputation:
             f"CREATE {self._fact_table('kx_state')} AS "
             f"SELECT 1 AS complete, {self.sql.date_literal(self.as_of)} AS as_of, "
             f"CAST('{self._code_and_settings()}' AS VARCHAR(64)) AS code, "
-            f"CAST({snapshot} AS VARCHAR(4000)) AS snap, CAST({int(newest)} AS BIGINT) AS change_id, "
+            f"CAST({snapshot} AS TEXT) AS snap, CAST({int(newest)} AS BIGINT) AS change_id, "
             f"CAST({int(own)} AS BIGINT) AS own_xid"
         )
         if not self.sql.pg:

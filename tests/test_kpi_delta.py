@@ -227,3 +227,30 @@ def test_a_run_failing_on_patched_facts_leaves_the_next_run_to_build_them(
     assert run.changed_rows is None
     after = published()
     assert full_recompute_set() == after
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("change", ["deleted", "moved"])
+def test_a_registration_deleted_or_moved_takes_its_partners_activity_with_it(change):
+    web = t.join_source("web")
+    p = t.partner("p", web, joined="2026-01-05")
+    # q joined after the registration's date: it is no activity of q's.
+    q = t.partner("q", web, joined="2026-07-01")
+    # p's only qualifying activity: active at the end of June, July and August (90 days), and Q2.
+    registration = t.registration(p, submitted="2026-06-10 10:00")
+    t.recompute()
+    assert [t.value("active_partners", m) for m in ("2026-06", "2026-08", "2026-09", "2026-Q2")] == [
+        D("1"),
+        D("1"),
+        D("0"),
+        D("1"),
+    ]
+    if change == "deleted":
+        DealRegistration.objects.filter(pk=registration.pk).delete()
+    else:
+        DealRegistration.objects.filter(pk=registration.pk).update(partner=q)
+    run = incremental()
+    assert run.changed_rows == 1
+    assert [t.value("active_partners", m) for m in ("2026-06", "2026-08", "2026-Q2")] == [D("0")] * 3
+    after = published()
+    assert full_recompute_set() == after
