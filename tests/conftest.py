@@ -17,11 +17,12 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REQUIRE_BROWSER = IN_CI or os.environ.get("PRM_REQUIRE_BROWSER", "") == "1"
 
 
-def _require(condition: bool, reason: str) -> None:
+def _require(condition: bool, reason: str, *, must_run: bool = IN_CI, because: str = "CI=true") -> None:
+    """Skip with `reason` unless the condition holds; fail instead when the test `must_run`."""
     if condition:
         return
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: this test must run, not skip)")
+    if must_run:
+        pytest.fail(f"{reason} ({because}: this test must run, not skip)")
     pytest.skip(reason)
 
 
@@ -29,11 +30,13 @@ def _require(condition: bool, reason: str) -> None:
 def _service_markers(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("postgres"):
         _require(connection.vendor == "postgresql", "needs PostgreSQL: set DATABASE_URL=postgres://...")
-    if request.node.get_closest_marker("browser") and not os.path.exists(CHROMIUM):
-        reason = "Chromium not installed: browser tests skipped (apt-get install chromium)"
-        if REQUIRE_BROWSER:
-            pytest.fail(f"{reason}; PRM_REQUIRE_BROWSER=1 or CI=true: this test must run, not skip")
-        pytest.skip(reason)
+    if request.node.get_closest_marker("browser"):
+        _require(
+            os.path.exists(CHROMIUM),
+            "Chromium not installed: browser tests skipped (apt-get install chromium)",
+            must_run=REQUIRE_BROWSER,
+            because="PRM_REQUIRE_BROWSER=1 or CI=true",
+        )
 
 
 @pytest.fixture(autouse=True)
