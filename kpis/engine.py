@@ -276,11 +276,14 @@ class ComputeResult:
     # Incremental runs: whether only the periods touched by changes were recomputed, and how many.
     restricted: bool = False
     periods_recomputed: int = 0
-    # Whether the facts were the previous run's, patched with the rows changed since (delta facts),
-    # and how many changed rows that took.
-    delta: bool = False
-    changed_rows: int = 0
+    # Delta facts: how many changed rows the previous run's facts were patched with; None when the
+    # facts were built in full.
+    changed_rows: int | None = None
     statements: list[str] = field(default_factory=list)
+
+    @property
+    def delta(self) -> bool:
+        return self.changed_rows is not None
 
 
 # Facts every scope reads (a chunked run shares them in its schema) and the per-scope tables.
@@ -486,6 +489,16 @@ def _plain(table: str) -> str:
     return table
 
 
+def multiset_difference(names: str, rows: str, other: str) -> str:
+    """The rows (`names` columns) that `rows` and `other`, two SELECTs of those columns, do not
+    hold equally often: one grouped pass over both, no sort or join of either side."""
+    return (
+        f"SELECT {names} FROM (SELECT {names}, 1 AS side FROM ({rows}) a "
+        f"UNION ALL SELECT {names}, -1 AS side FROM ({other}) b) u "
+        f"GROUP BY {names} HAVING SUM(side) <> 0"
+    )
+
+
 @dataclass(frozen=True)
 class Contribution:
     """One family of rows the components read (see KpiComputation._contributions): `columns` over
@@ -515,11 +528,11 @@ class Contribution:
     def changed_months(self, before: Contribution, *, affected_only: bool = False) -> str:
         """The months of the rows that differ, as multisets, from the same family `before` (over the
         previous run's tables): one grouped pass over both, no sort of either side."""
-        names, rows = self.names(), self.source(affected_only=affected_only)
-        diff = (
-            f"SELECT {names} FROM (SELECT {self.columns}, 1 AS side FROM {rows} "
-            f"UNION ALL SELECT {before.columns}, -1 AS side FROM {before.source()}) u "
-            f"GROUP BY {names} HAVING SUM(side) <> 0"
+        names = self.names()
+        diff = multiset_difference(
+            names,
+            f"SELECT {self.columns} FROM {self.source(affected_only=affected_only)}",
+            f"SELECT {before.columns} FROM {before.source()}",
         )
         offsets = " UNION ALL ".join(
             f"SELECT {i} AS m, {r} AS r" for i in range(len(self.months)) for r in range(self.reach + 1)
@@ -651,17 +664,16 @@ class KpiComputation:
         with transaction.atomic():
             self._exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             self._begin_local()
-            self._read_change_mark()
-            base = self._delta_base()
-            if base is not None:
+            with self.sql.session_time_zone(), self.search_path():
                 # Patching the previous run's facts takes one session, on this snapshot.
-                with self.sql.session_time_zone(), self.search_path():
-                    self._delta_facts(base)
+                patched = self._patched_facts()
+                if patched:
                     self._periods()
                     self._create_shared_diff_tables()
                     self._restrict_to_changed_periods()
                     self._keep_state()
                     self._drop_delta_tables()
+            if patched:
                 return self.result
             snapshot = self._fetch("SELECT pg_export_snapshot()")[0][0]
             if not re.match(r"^[0-9A-F-]+$", snapshot):
@@ -799,11 +811,7 @@ class KpiComputation:
         return self.search_path() if self.schema else contextlib.nullcontext()
 
     def _run(self) -> ComputeResult:
-        self._read_change_mark()
-        base = self._delta_base()
-        if base is not None:
-            self._delta_facts(base)
-        else:
+        if not self._patched_facts():
             self._facts()
             self._lifecycle_facts()
             self._attribution()
@@ -1080,6 +1088,15 @@ class KpiComputation:
         )
 
     # -- 1b. delta facts: the previous run's facts patched with the rows changed since -----------
+    def _patched_facts(self) -> bool:
+        """Read the change mark, then patch the previous run's facts if it can (_delta_base):
+        whether it did. Otherwise the caller builds the facts in full."""
+        self._read_change_mark()
+        base = self._delta_base()
+        if base is not None:
+            self._delta_facts(base)
+        return base is not None
+
     def _read_change_mark(self) -> None:
         """What of the change log (FactChange) this run's facts include, read before any fact: on
         PostgreSQL the snapshot (the changes it sees), the newest id it sees, and this transaction's
@@ -1117,12 +1134,11 @@ class KpiComputation:
             f"WHERE NOT ({self.change_included(mark)})"
         )
 
-    def _delta_base(self) -> tuple[date, tuple] | None:
-        """(as-of date, change mark) of the previous run's state when this run can
+    def _delta_base(self) -> tuple[date, tuple, int] | None:
+        """(as-of date, change mark, changed rows) of the previous run's state when this run can
         patch its facts instead of building them: the state was computed by this code with these
-        settings, no table was truncated since, and few rows changed (DELTA_MAX_SHARE of the deals, or
-        DELTA_MIN_ROWS);
-        None otherwise."""
+        settings, no table was truncated since, and few rows changed (under DELTA_MAX_SHARE of the
+        deals, or under DELTA_MIN_ROWS); None otherwise."""
         if self.previous is None:
             return None
         old_state = state_table(self.previous, "kx_state")
@@ -1137,8 +1153,7 @@ class KpiComputation:
         )[0]
         if truncated or changes > max(DELTA_MAX_SHARE * deals, DELTA_MIN_ROWS):
             return None
-        self.result.changed_rows = changes
-        return date.fromisoformat(str(as_of)[:10]), tuple(mark)
+        return date.fromisoformat(str(as_of)[:10]), tuple(mark), changes
 
     def _adopt_state(self) -> None:
         """Take the previous run's facts as this run's, to patch: on PostgreSQL its schema becomes
@@ -1169,7 +1184,7 @@ class KpiComputation:
         for table in _DELTA_TABLES:
             self._exec(f"DROP TABLE IF EXISTS {'pg_temp' if self.sql.pg else 'temp'}.{table}")
 
-    def _delta_facts(self, base: tuple[date, tuple]) -> None:
+    def _delta_facts(self, base: tuple[date, tuple, int]) -> None:
         """Patch the previous run's facts with the rows changed since it read them (FactChange).
 
         Every fact row is a function of some live rows: a deal's row of the deal and its touches, a
@@ -1182,10 +1197,9 @@ class KpiComputation:
         with the previous run reads only them.
         """
         s = self.sql
-        previous_as_of, mark = base
+        previous_as_of, mark, self.result.changed_rows = base
         deal, touch, reg = Deal._meta.db_table, Touch._meta.db_table, DealRegistration._meta.db_table
         self._adopt_state()
-        self.result.delta = True
         self._exec(
             f"CREATE TEMP TABLE kx_chg AS SELECT DISTINCT source, row_id, related_id "
             f"FROM ({self._changes_since(mark)}) c"
@@ -1301,9 +1315,11 @@ class KpiComputation:
         lifecycle("kx_lc_after")
         columns = "deal_id, partner_id, d1, d2, status, seg, late"
         changed_deals = (
-            f"SELECT deal_id FROM (SELECT {columns}, 1 AS side FROM kx_lc_before "
-            f"UNION ALL SELECT {columns}, -1 AS side FROM kx_lc_after) u "
-            f"GROUP BY {columns} HAVING SUM(side) <> 0"
+            "SELECT deal_id FROM ("
+            + multiset_difference(
+                columns, f"SELECT {columns} FROM kx_lc_before", f"SELECT {columns} FROM kx_lc_after"
+            )
+            + ") x"
         )
         keys(
             "kx_recalc_partner",

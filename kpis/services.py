@@ -329,7 +329,7 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
 
 def _record_facts(run: KpiRun, result) -> None:
     """How the run got its facts: patched with so many changed rows, or built in full."""
-    changed = result.changed_rows if result.delta else None
+    changed = result.changed_rows
     KpiRun.objects.filter(pk=run.pk).update(changed_rows=changed)
     logger.info(
         "KPI run %s: facts %s",
