@@ -94,7 +94,8 @@ COMPONENTS = [
     "cost_c",
     "newcust_n",
 ]
-_NULLABLE_COMPONENTS = {"cyc_src_med", "cyc_inf_med", "cyc_dir_med", "ttfs_med", "prov"}
+MEDIAN_COMPONENTS = ("cyc_src_med", "cyc_inf_med", "cyc_dir_med", "ttfs_med")
+_NULLABLE_COMPONENTS = set(MEDIAN_COMPONENTS)
 
 _TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-/]+$")
 
@@ -220,7 +221,10 @@ _FORMULAS: dict[str, str] = {
     "partners_joined": f"m.joined_n * {SCALE}",
     "approval_rate_partners": rdiv("m.apps_ok", "m.apps_n", SCALE),
     "activation_rate": rdiv("m.activated_n", "m.joined_n", SCALE),
-    "activation_provisional": f"(CASE WHEN m.joined_n > 0 THEN COALESCE(m.prov, 0) * {SCALE} END)",
+    # prov: how many partners of the cohort are still inside their activation window.
+    "activation_provisional": (
+        f"(CASE WHEN m.joined_n > 0 THEN (CASE WHEN m.prov > 0 THEN {SCALE} ELSE 0 END) END)"
+    ),
     "active_partners": f"m.active_n * {SCALE}",
     "first_sales": f"m.fs_n * {SCALE}",
     "ttfs_median_days": "m.ttfs_med * 1000",
@@ -276,6 +280,9 @@ class ComputeResult:
     # Incremental runs: whether only the periods touched by changes were recomputed, and how many.
     restricted: bool = False
     periods_recomputed: int = 0
+    # Patched cells: the kept components of the previous run's cells were adjusted by the changed
+    # rows, and only the cells they changed (kx_pubcell) are staged and compared.
+    cells: bool = False
     # Delta facts: how many changed rows the previous run's facts were patched with; None when the
     # facts were built in full.
     changed_rows: int | None = None
@@ -306,7 +313,7 @@ _FACT_TABLES = [
 ]
 _SCOPE_TABLES = ["kx_s", "kx_opp", "kx_m", "kx_metric", "kx_v", "kx_target", "kx_pub"]
 # The restriction of an incremental run to the periods its changes touched (_restrict_to_changed_periods).
-_CHANGE_TABLES = ["kx_dirty_mi", "kx_dirty_per", "kx_pubper"]
+_CHANGE_TABLES = ["kx_dirty_mi", "kx_dirty_per", "kx_pubper", "kx_pubcell"]
 # Delta facts: the changed rows, the affected keys, the previous rows of those keys, and the previous
 # run's small tables that every run rebuilds.
 _DELTA_TABLES = (
@@ -323,9 +330,15 @@ _DELTA_TABLES = (
         "kx_prev_state",
     ]
     + [f"kx_before_{i}" for i in range(12)]
+    # Patched cells (_patch_cells).
+    + ["kx_dmed", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
 )
 _TEMP_TABLES = (
-    _FACT_TABLES + ["kx_keys", "kx_allper", "kx_state"] + _CHANGE_TABLES + _SCOPE_TABLES + _DELTA_TABLES
+    _FACT_TABLES
+    + ["kx_keys", "kx_allper", "kx_cells", "kx_state"]
+    + _CHANGE_TABLES
+    + _SCOPE_TABLES
+    + _DELTA_TABLES
 )
 # Delta facts patch the previous run's facts while fewer rows than this share of its deals changed;
 # past it, building the facts again costs less than patching them.
@@ -378,6 +391,8 @@ STATE_TABLES = [
     "kx_attr",
     "kx_newcust",
     "kx_allper",
+    # The components of every cell (scope, sid, grain, pidx) of the published set.
+    "kx_cells",
     # One row (the run's as-of date and CODE_VERSION), written last: missing or empty = no state.
     "kx_state",
 ]
@@ -514,6 +529,7 @@ class Contribution:
     where: str = "1 = 1"
     key: str | None = None
     keys: str | None = None  # the table of the affected keys (column k)
+    name: str = ""
 
     def names(self) -> str:
         return ", ".join(column.split(" AS ")[-1].split(".")[-1] for column in self.columns.split(", "))
@@ -669,8 +685,14 @@ class KpiComputation:
                 patched = self._patched_facts()
                 if patched:
                     self._periods()
-                    self._create_shared_diff_tables()
-                    self._restrict_to_changed_periods()
+                    if self._cells_patchable():
+                        # Few cells to stage: this session stages and diffs them, no chunks.
+                        self._patch_cells()
+                        self._reconciliation()
+                    else:
+                        self._create_shared_diff_tables()
+                        self._restrict_to_changed_periods()
+                        self._prepare_cells()
                     self._keep_state()
                     self._drop_delta_tables()
             if patched:
@@ -705,6 +727,7 @@ class KpiComputation:
             self._begin_local()
             with self.sql.session_time_zone(), self.search_path():
                 self._restrict_to_changed_periods()
+                self._prepare_cells()
                 self._keep_state()
         return self.result
 
@@ -739,6 +762,7 @@ class KpiComputation:
                 self._begin_local()
                 self._components()
                 self._metrics()
+                self._store_cells(number)
                 self._publishable()
                 if chunk.program:
                     # The reconciliation items read only the shared facts: the same snapshot.
@@ -811,16 +835,24 @@ class KpiComputation:
         return self.search_path() if self.schema else contextlib.nullcontext()
 
     def _run(self) -> ComputeResult:
-        if not self._patched_facts():
+        patched = self._patched_facts()
+        if not patched:
             self._facts()
             self._lifecycle_facts()
             self._attribution()
             self._new_customers()
             self._analyze("kx_attr", "kx_newcust")
         self._periods()
+        if patched and self._cells_patchable():
+            self._patch_cells()
+            self._reconciliation()
+            self._keep_state()
+            return self.result
         self._restrict_to_changed_periods()
+        self._prepare_cells()
         self._components()
         self._metrics()
+        self._store_cells(0)
         self._publishable()
         self._reconciliation()
         self._keep_state()
@@ -1478,8 +1510,26 @@ class KpiComputation:
         (and a changed month's quarter and year are recomputed too)."""
         return f"{month} IN (SELECT mi FROM kx_grain)" if self.result.restricted else "1 = 1"
 
+    def _rows(self, family: str, full: str, columns: str, where: str = "1 = 1") -> str:
+        """One row source of the components, with a `sign` column: in a full computation `full`
+        (every row, sign 1); when patching cells, the rows of the family `family` for the affected
+        keys now (sign 1) and as the previous run read them (kx_before_*, sign -1), as `columns`
+        (column names of the family) filtered by `where`. Every aggregate over it weighs a row by
+        its sign, so a patched cell's components change by exactly the changed rows' difference."""
+        if not self.result.cells:
+            return f"SELECT 1 AS sign, q.* FROM ({full}) q"
+        families = self._contributions(_plain, self.as_of)
+        i, now = next((i, f) for i, f in enumerate(families) if f.name == family)
+        signed = (
+            f"SELECT 1 AS sign, {now.columns} FROM {now.source(affected_only=True)} "
+            f"UNION ALL SELECT -1, {now.names()} FROM kx_before_{i}"
+        )
+        return f"SELECT sign, {columns} FROM ({signed}) f WHERE {where}"
+
     def _components(self) -> None:
-        s = self.sql
+        """kx_s: the components of every cell (scope, sid, grain, pidx) from the facts; when
+        patching cells, the changes of the additive ones (medians: `_patch_cells`)."""
+        patching = self.result.cells
         cols = ", ".join(f"{c} BIGINT" for c in COMPONENTS)
         self._exec(
             f"CREATE TEMP TABLE kx_s (scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), pidx INTEGER, {cols})"
@@ -1489,10 +1539,10 @@ class KpiComputation:
         PARTNERS = ("partner", "join_source")
 
         chunk = self.chunk
-        # Dense keys: every period for the program and every join source.
-        if chunk.program:
+        # Dense keys: every period for the program and every join source (kept with the cells).
+        if chunk.program and not patching:
             self._insert([], "SELECT 'program', 0, grain, pidx FROM kx_period")
-        if chunk.partners:
+        if chunk.partners and not patching:
             self._insert(
                 [],
                 f"SELECT 'join_source', j.id, p.grain, p.pidx "
@@ -1501,17 +1551,20 @@ class KpiComputation:
 
         def won(seg: str | None, what: str) -> str:
             cond = "status = 'won'" + (f" AND seg = '{seg}'" if seg else "")
-            return f"SUM(CASE WHEN {cond} THEN {what} ELSE 0 END)"
+            return f"SUM(CASE WHEN {cond} THEN sign * {what} ELSE 0 END)"
 
         def lost(seg: str) -> str:
-            return f"SUM(CASE WHEN status = 'lost' AND seg = '{seg}' THEN 1 ELSE 0 END)"
+            return f"SUM(CASE WHEN status = 'lost' AND seg = '{seg}' THEN sign ELSE 0 END)"
 
+        deal_columns = "id, status, seg, cents, sp, sp_js, created_d, closed_d, closed_mi"
+        closed = "d.status IN ('won', 'lost')"
         # Program revenue and win rates by segment, deals closed in the period.
         if chunk.program:
             self._additive(
                 ["won_c", "won_n", "src_c", "src_n", "inf_c", "inf_n", "dir_c", "dir_n"]
                 + ["lost_src", "lost_inf", "lost_dir"],
-                "SELECT 'program' AS scope, 0 AS sid, d.* FROM kx_deal d WHERE d.status IN ('won', 'lost')",
+                "SELECT 'program' AS scope, 0 AS sid, d.* FROM "
+                f"({self._rows('deals', f'SELECT d.* FROM kx_deal d WHERE {closed}', deal_columns)}) d",
                 [
                     won(None, "cents"),
                     won(None, "1"),
@@ -1528,99 +1581,98 @@ class KpiComputation:
                 mi="closed_mi",
             )
         # Sourced deals per partner and join source.
-        sourced_rows = (
+        sourced_rows = self._rows(
+            "deals",
             "SELECT d.sp AS partner_id, p.js, d.status, d.cents, d.closed_mi FROM kx_deal d "
-            "JOIN kx_partner p ON p.id = d.sp WHERE d.sp IS NOT NULL AND d.status IN ('won', 'lost')"
+            f"JOIN kx_partner p ON p.id = d.sp WHERE d.sp IS NOT NULL AND {closed}",
+            "sp AS partner_id, sp_js AS js, status, cents, closed_mi",
+            "sp IS NOT NULL",
         )
         self._additive(
             ["src_c", "src_n", "lost_src"],
             self._scoped(sourced_rows, PARTNERS),
-            [won(None, "cents"), won(None, "1"), "SUM(CASE WHEN status = 'lost' THEN 1 ELSE 0 END)"],
+            [won(None, "cents"), won(None, "1"), "SUM(CASE WHEN status = 'lost' THEN sign ELSE 0 END)"],
             mi="closed_mi",
         )
         # Influenced revenue: the full amount of every influenced deal the scope touched, once.
-        touched_won = (
+        touched_won = self._rows(
+            "influence",
             "SELECT t.partner_id, t.js, d.id AS deal_id, d.cents, d.closed_mi FROM kx_touch t "
             "JOIN kx_deal d ON d.id = t.deal_id WHERE d.status = 'won' AND d.seg = 'i' "
             # Before the DISTINCT below, which the planner does not push the months through.
-            f"AND {self._in_periods('d.closed_mi')}"
+            f"AND {self._in_periods('d.closed_mi')}",
+            "partner_id, js, deal_id, cents, closed_mi",
         )
         self._additive(
             ["inf_c", "inf_n"],
-            "SELECT DISTINCT scope, sid, deal_id, cents, closed_mi "
+            "SELECT DISTINCT sign, scope, sid, deal_id, cents, closed_mi "
             f"FROM ({self._scoped(touched_won, PARTNERS)}) y",
-            ["SUM(cents)", "COUNT(*)"],
+            ["SUM(sign * cents)", "SUM(sign)"],
             mi="closed_mi",
         )
         # Attributed revenue: sums of the partners' cents (a join source's is its partners' sum).
-        self._additive(
-            ["attr_c"], self._scoped("SELECT * FROM kx_attr", PARTNERS), ["SUM(cents)"], mi="closed_mi"
+        attributed = self._rows(
+            "attribution", "SELECT * FROM kx_attr", "deal_id, partner_id, js, closed_mi, cents"
         )
+        self._additive(["attr_c"], self._scoped(attributed, PARTNERS), ["SUM(sign * cents)"], mi="closed_mi")
         # Sales cycle medians (won deals, whole local days created -> closed), from the rows.
-        cycle = s.days_between("d.closed_d", "d.created_d")
-        if chunk.program:
-            for seg, column in (("s", "cyc_src_med"), ("i", "cyc_inf_med"), ("d", "cyc_dir_med")):
-                self._median(
-                    column,
-                    f"""SELECT 'program' AS scope, 0 AS sid, g.grain, g.pidx, {cycle} AS v
-                    FROM kx_deal d JOIN kx_grain g ON g.mi = d.closed_mi
-                    WHERE d.status = 'won' AND d.seg = '{seg}'""",
-                )
-        sourced_cycle = (
-            f"SELECT d.sp AS partner_id, p.js, d.closed_mi, {cycle} AS v FROM kx_deal d "
-            "JOIN kx_partner p ON p.id = d.sp WHERE d.status = 'won' AND d.sp IS NOT NULL"
-        )
-        self._median(
-            "cyc_src_med",
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, x.v
-            FROM ({self._scoped(sourced_cycle, PARTNERS)}) x
-            JOIN kx_grain g ON g.mi = x.closed_mi""",
-        )
+        if not patching:
+            for column, rows in self._median_rows().items():
+                self._median(column, rows)
 
         # Recruitment funnel (applications by applied month, cohorts by join month).
+        applications = self._rows(
+            "partners",
+            "SELECT id AS partner_id, js, joined, applied_mi FROM kx_partner",
+            "id AS partner_id, js, joined, applied_mi",
+        )
         self._additive(
             ["apps_n", "apps_ok"],
-            self._scoped("SELECT id AS partner_id, js, joined, applied_mi FROM kx_partner", GROUPS),
-            ["COUNT(*)", "SUM(CASE WHEN joined IS NOT NULL THEN 1 ELSE 0 END)"],
+            self._scoped(applications, GROUPS),
+            ["SUM(sign)", "SUM(CASE WHEN joined IS NOT NULL THEN sign ELSE 0 END)"],
             mi="applied_mi",
         )
-        cohort = self._cohort_rows(_plain, self.as_of)
+        cohort = self._rows(
+            "cohorts", self._cohort_rows(_plain, self.as_of), "partner_id, js, joined_mi, activated, inside"
+        )
         self._additive(
             ["joined_n", "activated_n", "prov"],
             self._scoped(cohort, GROUPS),
-            ["COUNT(*)", "SUM(activated)", "MAX(inside)"],
+            ["SUM(sign)", "SUM(sign * activated)", "SUM(sign * inside)"],
             mi="joined_mi",
         )
         # Time to first sale, keyed by the cohort (join period); partners without a sale left out.
-        ttfs = self._first_sale_rows(_plain)
-        self._additive(
-            ["fs_n", "ttfs_sum"], self._scoped(ttfs, ALL), ["SUM(has_sale)", "SUM(v)"], mi="joined_mi"
+        ttfs = self._rows(
+            "first_sales", self._first_sale_rows(_plain), "partner_id, js, joined_mi, has_sale, v"
         )
-        self._median(
-            "ttfs_med",
-            f"""SELECT x.scope, x.sid, g.grain, g.pidx, x.v
-            FROM ({self._scoped(ttfs, ALL)}) x JOIN kx_grain g ON g.mi = x.joined_mi WHERE x.has_sale = 1""",
+        self._additive(
+            ["fs_n", "ttfs_sum"],
+            self._scoped(ttfs, ALL),
+            ["SUM(sign * has_sale)", "SUM(sign * v)"],
+            mi="joined_mi",
         )
         # Active partners: a qualifying activity within the 90 days ending on the period's last day.
         # kx_actm keeps each partner's latest activity per month, so months end_mi-3..end_mi suffice.
+        activities = self._rows("activities", "SELECT * FROM kx_actm", "partner_id, js, mi, maxd")
         self._insert(
             ["active_n"],
-            f"""SELECT scope, sid, grain, pidx, COUNT(*) FROM (
-                SELECT DISTINCT x.scope, x.sid, pe.grain, pe.pidx, x.partner_id
-                FROM kx_period pe JOIN ({self._scoped("SELECT * FROM kx_actm", GROUPS)}) x
+            f"""SELECT scope, sid, grain, pidx, SUM(sign) FROM (
+                SELECT DISTINCT x.sign, x.scope, x.sid, pe.grain, pe.pidx, x.partner_id
+                FROM kx_period pe JOIN ({self._scoped(activities, GROUPS)}) x
                   ON x.mi BETWEEN pe.end_mi - 3 AND pe.end_mi AND x.maxd >= pe.window_start) u
             GROUP BY scope, sid, grain, pidx""",
         )
 
         # Pipeline: registrations submitted, approved and rejected in the period.
-        reg_rows = "SELECT partner_id, js, status, submitted_mi, decided_mi FROM kx_reg"
-        self._additive(["leads_n"], self._scoped(reg_rows, ALL), ["COUNT(*)"], mi="submitted_mi")
+        reg_columns = "partner_id, js, status, submitted_mi, decided_mi"
+        reg_rows = self._rows("registrations", f"SELECT {reg_columns} FROM kx_reg", reg_columns)
+        self._additive(["leads_n"], self._scoped(reg_rows, ALL), ["SUM(sign)"], mi="submitted_mi")
         self._additive(
             ["regs_ok", "regs_rej"],
             f"SELECT * FROM ({self._scoped(reg_rows, ALL)}) r WHERE r.status IN ('approved', 'rejected')",
             [
-                "SUM(CASE WHEN status = 'approved' THEN 1 ELSE 0 END)",
-                "SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END)",
+                "SUM(CASE WHEN status = 'approved' THEN sign ELSE 0 END)",
+                "SUM(CASE WHEN status = 'rejected' THEN sign ELSE 0 END)",
             ],
             mi="decided_mi",
         )
@@ -1629,12 +1681,17 @@ class KpiComputation:
         # it is the deal's first month touched in that quarter (year), so one sorted pass gives all
         # three grains and the quarters and years roll up from months like a sum. An incremental
         # run keeps the months of whole periods: a deal's earlier month in the same period stays.
+        # Patching, each sign's rows are a deal's touches of their own (now, before), apart.
+        opp_columns = "partner_id, js, deal_id, touched_mi"
+        touches = self._rows("opportunities", f"SELECT {opp_columns} FROM kx_touch", opp_columns)
+        by_sign = "sign, " if patching else ""
         self._exec(
             f"""CREATE TEMP TABLE kx_opp AS
-            SELECT partner_id, js, deal_id, touched_mi AS mi FROM kx_touch
+            SELECT {"sign" if patching else "1 AS sign"}, partner_id, js, deal_id, touched_mi AS mi
+            FROM ({touches}) t
             WHERE {"1 = 1" if chunk.program else chunk.join_source_filter("js")}
                   AND {self._in_periods("touched_mi")}
-            GROUP BY partner_id, js, deal_id, touched_mi"""
+            GROUP BY {by_sign}partner_id, js, deal_id, touched_mi"""
         )
         self._analyze("kx_opp")
         # One window per scope (sorting the scopes apart keeps each sort in memory). A join source's
@@ -1643,17 +1700,19 @@ class KpiComputation:
         # aggregate and a second sort) is needed before the window.
         in_chunk = chunk.join_source_filter("js")
         scope_rows = {
-            "partner": f"SELECT partner_id AS sid, deal_id, mi FROM kx_opp WHERE {in_chunk}",
-            "join_source": f"SELECT js AS sid, deal_id, mi FROM kx_opp WHERE {in_chunk}",
-            "program": "SELECT 0 AS sid, deal_id, mi FROM kx_opp",
+            "partner": f"SELECT sign, partner_id AS sid, deal_id, mi FROM kx_opp WHERE {in_chunk}",
+            "join_source": f"SELECT sign, js AS sid, deal_id, mi FROM kx_opp WHERE {in_chunk}",
+            "program": "SELECT sign, 0 AS sid, deal_id, mi FROM kx_opp",
         }
         monthly = " UNION ALL ".join(
-            f"""SELECT '{scope}' AS scope, sid, mi, SUM(first_m) AS n, SUM(first_q) AS nq, SUM(first_y) AS ny
-            FROM (SELECT sid, mi,
+            f"""SELECT '{scope}' AS scope, sid, mi, SUM(sign * first_m) AS n, SUM(sign * first_q) AS nq,
+                       SUM(sign * first_y) AS ny
+            FROM (SELECT sign, sid, mi,
                          CASE WHEN prev IS NULL OR prev <> mi THEN 1 ELSE 0 END AS first_m,
                          CASE WHEN prev IS NULL OR prev / 3 <> mi / 3 THEN 1 ELSE 0 END AS first_q,
                          CASE WHEN prev IS NULL OR prev / 12 <> mi / 12 THEN 1 ELSE 0 END AS first_y
-                  FROM (SELECT sid, mi, LAG(mi) OVER (PARTITION BY sid, deal_id ORDER BY mi) AS prev
+                  FROM (SELECT sign, sid, mi,
+                               LAG(mi) OVER (PARTITION BY {by_sign}sid, deal_id ORDER BY mi) AS prev
                         FROM ({rows}) o) f) x
             GROUP BY sid, mi"""
             for scope, rows in scope_rows.items()
@@ -1669,23 +1728,55 @@ class KpiComputation:
         )
 
         # Cost: program all; partner its tagged costs; join source tagged with it or its partners, once.
+        costs = self._rows("costs", "SELECT * FROM kx_cost", "id, cents, mi, partner_id, tag_js, partner_js")
         cost_rows = []
         if chunk.program:
-            cost_rows.append("SELECT 'program' AS scope, 0 AS sid, cents, mi FROM kx_cost")
+            cost_rows.append(f"SELECT 'program' AS scope, 0 AS sid, sign, cents, mi FROM ({costs}) c")
         if chunk.partners:
             cost_rows += [
-                "SELECT 'partner' AS scope, partner_id AS sid, cents, mi FROM kx_cost "
+                f"SELECT 'partner' AS scope, partner_id AS sid, sign, cents, mi FROM ({costs}) c "
                 f"WHERE partner_id IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
-                f"""SELECT 'join_source' AS scope, sid, cents, mi FROM (
-                    SELECT id, tag_js AS sid, cents, mi FROM kx_cost WHERE tag_js IS NOT NULL
-                    UNION SELECT id, partner_js, cents, mi FROM kx_cost WHERE partner_js IS NOT NULL) j
+                f"""SELECT 'join_source' AS scope, sid, sign, cents, mi FROM (
+                    SELECT sign, id, tag_js AS sid, cents, mi FROM ({costs}) c WHERE tag_js IS NOT NULL
+                    UNION SELECT sign, id, partner_js, cents, mi FROM ({costs}) c
+                    WHERE partner_js IS NOT NULL) j
                 WHERE {chunk.join_source_filter("sid")}""",
             ]
-        self._additive(["cost_c"], " UNION ALL ".join(cost_rows), ["SUM(cents)"])
+        self._additive(["cost_c"], " UNION ALL ".join(cost_rows), ["SUM(sign * cents)"])
         # New customers (kx_newcust) in the period of their first won deal.
-        self._additive(
-            ["newcust_n"], self._scoped("SELECT * FROM kx_newcust", ALL), ["COUNT(*)"], mi="closed_mi"
+        new_customers = self._rows(
+            "new_customers", "SELECT * FROM kx_newcust", "deal_id, partner_id, js, closed_mi"
         )
+        self._additive(["newcust_n"], self._scoped(new_customers, ALL), ["SUM(sign)"], mi="closed_mi")
+
+    def _median_rows(self, deals: str = "kx_deal", first_sales: str | None = None) -> dict[str, str]:
+        """Per median component, its rows (scope, sid, grain, pidx, v, sign) from the deals `deals`
+        (kx_deal's columns or the deals family's, with a sign) and the first-sale rows `first_sales`
+        (the first_sales family's columns with a sign; default all of them, sign 1)."""
+        cycle = self.sql.days_between("d.closed_d", "d.created_d")
+        sign = "d.sign" if deals != "kx_deal" else "1"
+        rows = {}
+        if self.chunk.program:
+            for seg, column in (("s", "cyc_src_med"), ("i", "cyc_inf_med"), ("d", "cyc_dir_med")):
+                rows[column] = f"""SELECT 'program' AS scope, 0 AS sid, g.grain, g.pidx, {cycle} AS v,
+                        {sign} AS sign FROM {deals} d JOIN kx_grain g ON g.mi = d.closed_mi
+                    WHERE d.status = 'won' AND d.seg = '{seg}'"""
+        js = "d.sp_js" if deals != "kx_deal" else "p.js"
+        partner = "" if deals != "kx_deal" else " JOIN kx_partner p ON p.id = d.sp"
+        sourced_cycle = (
+            f"SELECT d.sp AS partner_id, {js} AS js, d.closed_mi, {cycle} AS v, {sign} AS sign "
+            f"FROM {deals} d{partner} WHERE d.status = 'won' AND d.sp IS NOT NULL"
+        )
+        rows["cyc_src_med"] = f"""SELECT x.scope, x.sid, g.grain, g.pidx, x.v, x.sign
+            FROM ({self._scoped(sourced_cycle, ("partner", "join_source"))}) x
+            JOIN kx_grain g ON g.mi = x.closed_mi""" + (
+            f" UNION ALL {rows['cyc_src_med']}" if "cyc_src_med" in rows else ""
+        )
+        ttfs = first_sales or f"SELECT 1 AS sign, f.* FROM ({self._first_sale_rows(_plain)}) f"
+        rows["ttfs_med"] = f"""SELECT x.scope, x.sid, g.grain, g.pidx, x.v, x.sign
+            FROM ({self._scoped(ttfs, ("program", "partner", "join_source"))}) x
+            JOIN kx_grain g ON g.mi = x.joined_mi WHERE x.has_sale = 1"""
+        return rows
 
     def _cohort_rows(self, table, as_of_date: date) -> str:
         """Each joined partner with its join month, whether it activated within the window, and
@@ -1734,6 +1825,7 @@ class KpiComputation:
                 where="d.status IN ('won', 'lost')",
                 key="d.id",
                 keys=deals,
+                name="deals",
             ),
             Contribution(
                 "a.deal_id, a.partner_id, a.js, a.closed_mi, a.cents",
@@ -1741,6 +1833,7 @@ class KpiComputation:
                 ("closed_mi",),
                 key="a.deal_id",
                 keys=deals,
+                name="attribution",
             ),
             # Applications, cohorts (activation, provisional), time to first sale.
             Contribution(
@@ -1749,6 +1842,7 @@ class KpiComputation:
                 ("applied_mi",),
                 key="p.id",
                 keys=partners,
+                name="partners",
             ),
             Contribution(
                 "c.partner_id, c.js, c.joined_mi, c.activated, c.inside",
@@ -1756,6 +1850,7 @@ class KpiComputation:
                 ("joined_mi",),
                 key="c.partner_id",
                 keys=partners,
+                name="cohorts",
             ),
             Contribution(
                 "f.partner_id, f.js, f.joined_mi, f.has_sale, f.v",
@@ -1763,6 +1858,7 @@ class KpiComputation:
                 ("joined_mi",),
                 key="f.partner_id",
                 keys=partners,
+                name="first_sales",
             ),
             # Active partners: a period counts the activities of its last month and the 3 before.
             Contribution(
@@ -1772,6 +1868,7 @@ class KpiComputation:
                 reach=3,
                 key="a.partner_id",
                 keys=partners,
+                name="activities",
             ),
             Contribution(
                 "r.id, r.partner_id, r.js, r.status, r.submitted_mi, r.decided_mi",
@@ -1779,6 +1876,7 @@ class KpiComputation:
                 ("submitted_mi", "decided_mi"),
                 key="r.id",
                 keys="kx_aff_reg",
+                name="registrations",
             ),
             Contribution(
                 "c.id, c.cents, c.mi, c.partner_id, c.tag_js, c.partner_js",
@@ -1786,6 +1884,7 @@ class KpiComputation:
                 ("mi",),
                 key="c.id",
                 keys="kx_aff_cost",
+                name="costs",
             ),
             Contribution(
                 "n.deal_id, n.partner_id, n.js, n.closed_mi",
@@ -1793,12 +1892,14 @@ class KpiComputation:
                 ("closed_mi",),
                 key="n.account_id",
                 keys=accounts,
+                name="new_customers",
             ),
             # Targets (and their progress) are rows of their own period; few, compared whole.
             Contribution(
                 "g.partner_id, g.join_source_id, g.grain, g.period_start, g.metric, g.value, g.start_mi",
                 f"{table('kx_tgt')} g",
                 ("start_mi",),
+                name="targets",
             ),
             # The touches last: the largest families.
             # Influenced revenue: won influenced deals with the partners (and sources) that touched them.
@@ -1809,6 +1910,7 @@ class KpiComputation:
                 where="t.late = 0 AND d.status = 'won' AND d.seg = 'i'",
                 key="t.deal_id",
                 keys=deals,
+                name="influence",
             ),
             # Opportunities influenced: the counting touches by month.
             Contribution(
@@ -1818,6 +1920,7 @@ class KpiComputation:
                 where="t.late = 0",
                 key="t.deal_id",
                 keys=deals,
+                name="opportunities",
             ),
         ]
 
@@ -1904,6 +2007,176 @@ class KpiComputation:
         self.result.restricted = True
         self.result.periods_recomputed = self._fetch("SELECT COUNT(*) FROM kx_pubper")[0][0]
 
+    # -- 3c. patched cells: the kept components adjusted by the changed rows ----------------------
+    def _cells_patchable(self) -> bool:
+        """Whether this run, on patched facts, can adjust the previous run's cells instead of
+        recomputing periods: the same periods, and no join source or published key gone or renamed
+        (either changes rows of cells no changed fact row lands in)."""
+        if not self.result.delta:
+            return False
+        changed = self._fetch(
+            """SELECT EXISTS (SELECT id FROM kx_js EXCEPT SELECT id FROM kx_prev_js)
+                OR EXISTS (SELECT id FROM kx_prev_js EXCEPT SELECT id FROM kx_js)
+                OR EXISTS (SELECT scope, id, key FROM kx_prev_keys EXCEPT SELECT scope, id, key FROM kx_keys)
+                OR EXISTS (SELECT grain, pidx, label FROM kx_allper
+                           EXCEPT SELECT grain, pidx, label FROM kx_prev_allper)
+                OR EXISTS (SELECT grain, pidx, label FROM kx_prev_allper
+                           EXCEPT SELECT grain, pidx, label FROM kx_allper)"""
+        )[0][0]
+        return not changed
+
+    @staticmethod
+    def _cell_match(a: str, b: str) -> str:
+        return " AND ".join(f"{a}.{c} = {b}.{c}" for c in ("scope", "sid", "grain", "pidx"))
+
+    def _create_cells(self) -> None:
+        cols = ", ".join(f"{c} BIGINT" for c in COMPONENTS)
+        self._exec(
+            f"CREATE {self._fact_table('kx_cells')} (scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), "
+            f"pidx INTEGER, {cols}, chunk INTEGER)"
+        )
+
+    def _prepare_cells(self) -> None:
+        """kx_cells, the components of every cell kept with the state, before the components are
+        computed: the previous run's cells of the periods this run does not recompute (none when
+        it recomputes every period); `_store_cells` adds the recomputed ones."""
+        restricted = self.result.restricted
+        keep = (
+            "NOT EXISTS (SELECT 1 FROM kx_dirty_per d WHERE d.grain = c.grain AND d.pidx = c.pidx) "
+            "AND EXISTS (SELECT 1 FROM kx_allper a WHERE a.grain = c.grain AND a.pidx = c.pidx)"
+        )
+        names = "scope, sid, grain, pidx, " + ", ".join(COMPONENTS)
+        if self.result.delta:  # the previous run's cells came with its facts
+            if restricted:
+                self._exec(f"DELETE FROM kx_cells WHERE NOT ({keep.replace('c.', 'kx_cells.')})")
+                self._exec("UPDATE kx_cells SET chunk = -1")
+                return
+            self._exec("DROP TABLE kx_cells")
+        self._create_cells()
+        if restricted:
+            self._exec(
+                f"INSERT INTO kx_cells ({names}, chunk) SELECT {names}, -1 "
+                f"FROM {state_table(self.previous, 'kx_cells')} c WHERE {keep}"
+            )
+
+    def _store_cells(self, number: int) -> None:
+        """Add this computation's (or chunk's) cells, kx_m, to kx_cells."""
+        names = "scope, sid, grain, pidx, " + ", ".join(COMPONENTS)
+        self._exec(f"DELETE FROM kx_cells WHERE chunk = {int(number)}")
+        self._exec(f"INSERT INTO kx_cells ({names}, chunk) SELECT {names}, {int(number)} FROM kx_m")
+
+    def _target_cells(self, table: str) -> str:
+        """The cells (scope, sid, grain, pidx) of the targets in `table` (kx_tgt's columns)."""
+        return f"""SELECT CASE WHEN t.partner_id IS NOT NULL THEN 'partner'
+                    WHEN t.join_source_id IS NOT NULL THEN 'join_source' ELSE 'program' END AS scope,
+                COALESCE(t.partner_id, t.join_source_id, 0) AS sid, t.grain,
+                CASE t.grain WHEN 'month' THEN t.start_mi WHEN 'quarter' THEN t.start_mi / 3
+                     ELSE t.start_mi / 12 END AS pidx
+            FROM {table} t"""
+
+    def _patch_cells(self) -> None:
+        """Stage only the cells the changed rows change (kx_pubcell), from the previous run's
+        components adjusted by them (kx_cells, kept with the state, is updated in place).
+
+        Additive components (sums, counts, distinct deals or partners per cell, each a sum over
+        the facts' keys) change by the affected keys' rows now minus their rows before: the same
+        aggregates over rows signed +1 and -1 (`_rows`). Medians cannot be adjusted: a cell whose
+        median rows changed (as multisets) has its median recomputed from all its rows. Targets'
+        cells, before and now, are staged whole.
+        """
+        self.result.cells = True
+        self._components()
+        additive = [c for c in COMPONENTS if c not in MEDIAN_COMPONENTS]
+        deal_columns = "id, status, seg, cents, sp, sp_js, created_d, closed_d, closed_mi"
+        signed_deals = f"({self._rows('deals', '', deal_columns)})"
+        signed_first_sales = self._rows("first_sales", "", "partner_id, js, joined_mi, has_sale, v")
+        self._exec(
+            "CREATE TEMP TABLE kx_dmed (col VARCHAR(16), scope VARCHAR(12), sid BIGINT, "
+            "grain VARCHAR(8), pidx INTEGER)"
+        )
+        for column, rows in self._median_rows(signed_deals, signed_first_sales).items():
+            self._exec(
+                f"""INSERT INTO kx_dmed (col, scope, sid, grain, pidx)
+                SELECT DISTINCT '{column}', scope, sid, grain, pidx FROM (
+                    SELECT scope, sid, grain, pidx, v FROM ({rows}) r
+                    GROUP BY scope, sid, grain, pidx, v HAVING SUM(sign) <> 0) x"""
+            )
+        self._analyze("kx_dmed")
+        dirty = {col for (col,) in self._fetch("SELECT DISTINCT col FROM kx_dmed")}
+        for column, rows in self._median_rows().items():
+            if column in dirty:
+                self._median(
+                    column,
+                    f"SELECT r.* FROM ({rows}) r WHERE EXISTS (SELECT 1 FROM kx_dmed m "
+                    f"WHERE m.col = '{column}' AND {self._cell_match('m', 'r')})",
+                )
+        self._analyze("kx_s")
+        cell = "scope, sid, grain, pidx"
+        self._exec(
+            f"CREATE TEMP TABLE kx_dcell AS SELECT {cell}, "
+            + ", ".join(f"SUM(COALESCE({c}, 0)) AS {c}" for c in additive)
+            + ", "
+            + ", ".join(f"MAX({c}) AS {c}" for c in MEDIAN_COMPONENTS)
+            + f" FROM kx_s GROUP BY {cell}"
+        )
+        self._exec(
+            f"""CREATE TEMP TABLE kx_dflag AS SELECT {cell}, """
+            + ", ".join(f"MAX(CASE WHEN col = '{c}' THEN 1 ELSE 0 END) AS f_{c}" for c in MEDIAN_COMPONENTS)
+            + f" FROM kx_dmed GROUP BY {cell}"
+        )
+        self._exec(
+            f"CREATE TEMP TABLE kx_touched AS SELECT {cell} FROM kx_dcell WHERE "
+            + " OR ".join(f"{c} <> 0" for c in additive)
+            + f" UNION SELECT {cell} FROM kx_dflag"
+        )
+        self._analyze("kx_dcell", "kx_dflag", "kx_touched")
+        names = f"{cell}, " + ", ".join(COMPONENTS)
+        empty = ", ".join("NULL" if c in MEDIAN_COMPONENTS else "0" for c in COMPONENTS)
+        self._exec(
+            f"""INSERT INTO kx_cells ({names}, chunk) SELECT t.scope, t.sid, t.grain, t.pidx, {empty}, 0
+            FROM kx_touched t
+            WHERE NOT EXISTS (SELECT 1 FROM kx_cells c WHERE {self._cell_match("c", "t")})"""
+        )
+        patched = ", ".join(
+            f"CASE WHEN f.f_{c} = 1 THEN d.{c} ELSE c.{c} END AS {c}"
+            if c in MEDIAN_COMPONENTS
+            else f"c.{c} + COALESCE(d.{c}, 0) AS {c}"
+            for c in COMPONENTS
+        )
+        self._exec(
+            f"""CREATE TEMP TABLE kx_newcell AS
+            SELECT c.scope, c.sid, c.grain, c.pidx, {patched}, 0 AS chunk
+            FROM kx_touched t JOIN kx_cells c ON {self._cell_match("c", "t")}
+            LEFT JOIN kx_dcell d ON {self._cell_match("d", "t")}
+            LEFT JOIN kx_dflag f ON {self._cell_match("f", "t")}"""
+        )
+        self._exec(
+            f"DELETE FROM kx_cells WHERE EXISTS (SELECT 1 FROM kx_touched t "
+            f"WHERE {self._cell_match('kx_cells', 't')})"
+        )
+        self._exec(f"INSERT INTO kx_cells ({names}, chunk) SELECT * FROM kx_newcell")
+        targets = [i for i, f in enumerate(self._contributions(_plain, self.as_of)) if f.name == "targets"]
+        self._exec(
+            f"""CREATE TEMP TABLE kx_pubcell AS
+            SELECT x.scope, x.sid, x.grain, x.pidx, pe.label, pe.start_d FROM (
+                SELECT {cell} FROM kx_touched
+                UNION SELECT {cell} FROM ({self._target_cells("kx_tgt")}) a
+                UNION SELECT {cell} FROM ({self._target_cells(f"kx_before_{targets[0]}")}) b) x
+            JOIN kx_period pe ON pe.grain = x.grain AND pe.pidx = x.pidx"""
+        )
+        self._analyze("kx_pubcell")
+        self._exec(
+            "CREATE TEMP TABLE kx_m AS SELECT c.scope, c.sid, c.grain, c.pidx, "
+            + ", ".join(f"c.{c}" for c in COMPONENTS)
+            + f" FROM kx_cells c JOIN kx_pubcell p ON {self._cell_match('c', 'p')}"
+        )
+        self._metric_values()
+        self._publishable()
+        self.result.restricted = True
+        self.result.periods_recomputed = self._fetch(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT grain, pidx FROM kx_pubcell) p"
+        )[0][0]
+
     def _code_and_settings(self) -> str:
         """What computed a state besides its facts: the KPI code and the program settings (a
         settings change committed while a run computed must not pass for the state's)."""
@@ -1944,6 +2217,10 @@ class KpiComputation:
             f"CREATE TEMP TABLE kx_m AS SELECT scope, sid, grain, pidx, {merged} "
             "FROM kx_s GROUP BY scope, sid, grain, pidx"
         )
+        self._metric_values()
+
+    def _metric_values(self) -> None:
+        """kx_v: every metric's value of the cells in kx_m, and the targets' rows."""
         self._analyze("kx_m")
         self._exec(
             "CREATE TEMP TABLE kx_metric "
@@ -2073,6 +2350,21 @@ class KpiComputation:
 def published_periods(alias: str) -> str:
     """The condition on published rows (KpiValue `alias`) of an incremental run's kx_pubper periods."""
     return f"EXISTS (SELECT 1 FROM kx_pubper pp WHERE pp.grain = {alias}.grain AND pp.label = {alias}.period)"
+
+
+def published_cells(attribution_model: str) -> str:
+    """The published rows of a patched-cells run's kx_pubcell cells, as a parenthesised slice
+    (each scope looked up through its own index on KpiValue)."""
+    value_table, model = KpiValue._meta.db_table, AttributionModel(attribution_model).value
+    on_cell = "k0.grain = c.grain AND k0.period_start = c.start_d"
+    return f"""(SELECT k0.* FROM kx_pubcell c JOIN {value_table} k0 ON k0.partner_id = c.sid AND {on_cell}
+        WHERE c.scope = 'partner' AND k0.scope = 'partner'
+        UNION ALL SELECT k0.* FROM kx_pubcell c
+        JOIN {value_table} k0 ON k0.join_source_id = c.sid AND {on_cell}
+        WHERE c.scope = 'join_source' AND k0.scope = 'join_source'
+        UNION ALL SELECT k0.* FROM kx_pubcell c JOIN {value_table} k0
+        ON k0.attribution_model = '{model}' AND k0.scope = 'program' AND {on_cell}
+        WHERE c.scope = 'program')"""
 
 
 def published_columns() -> list[str]:

@@ -34,6 +34,7 @@ from kpis.engine import (
     diff_selects,
     drop_state,
     prune_change_log,
+    published_cells,
     published_periods,
     run_schema,
     state_exists,
@@ -318,11 +319,20 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
     )
     result = computation.run()
     _record_facts(run, result)
-    with computation.search_path() if pg else contextlib.nullcontext():
+    if result.cells:
+        logger.info("KPI run %s: cells patched", run.pk)
+    _publish_whole(run, computation, base_version=base[1] if result.restricted else None)
+
+
+def _publish_whole(run: KpiRun, computation: KpiComputation, *, base_version: str | None) -> None:
+    """Publish what one session staged (kx_pub), then keep only the run's state."""
+    result = computation.result
+    with computation.search_path() if computation.schema else contextlib.nullcontext():
         publish(
             run=run,
             on_published=_finisher(run, periods=result.periods_recomputed),
-            base_version=base[1] if result.restricted else None,
+            base_version=base_version,
+            cells_of_model=computation.settings.attribution_model if result.cells else None,
         )
     _keep_only_state(run.pk, computation)
 
@@ -402,6 +412,11 @@ def _execute_chunked(
     started = time.monotonic()
     result = computation.run_facts()
     _record_facts(run, result)
+    if result.cells:
+        logger.info("KPI run %s: cells patched in %.1f s", run.pk, time.monotonic() - started)
+        # The facts' session staged the few cells the changes touched: no chunks to share out.
+        _publish_whole(run, computation, base_version=base[1])
+        return
     chunks = plan_chunks(computation.chunk_weights(), kpi_chunk_count())
     logger.info(
         "KPI run %s: shared facts in %.1f s; %s chunks", run.pk, time.monotonic() - started, len(chunks)
@@ -529,9 +544,10 @@ def _publish_checkpoint() -> None:
 ANALYZE_AFTER_CHANGED_ROWS = 10_000
 
 
-def _stage_diff(cursor, *, restricted: bool) -> None:
+def _stage_diff(cursor, *, restricted: bool, cells_of_model: str | None = None) -> None:
     """Temp kx_del and kx_ins of an unchunked run: the staged set against KpiValue (`restricted`:
-    an incremental run's, against the published rows of the periods it recomputed)."""
+    an incremental run's, against the published rows of the periods it recomputed;
+    `cells_of_model`: a patched-cells run's, against the published rows of its cells)."""
     for table in ("kx_del", "kx_ins"):
         cursor.execute(f"DROP TABLE IF EXISTS {table}")
     pg = connection.vendor == "postgresql"
@@ -548,7 +564,9 @@ def _stage_diff(cursor, *, restricted: bool) -> None:
             "(attribution_model, scope, scope_key, grain, period, metric, target_metric)"
         )
     published = KpiValue._meta.db_table
-    if restricted:
+    if cells_of_model is not None:
+        published = published_cells(cells_of_model)
+    elif restricted:
         published = f"(SELECT * FROM {published} k0 WHERE {published_periods('k0')})"
     vanished, new = diff_selects(staged="kx_pub", published=published)
     cursor.execute(f"CREATE TEMP TABLE kx_del AS {vanished}")
@@ -558,7 +576,12 @@ def _stage_diff(cursor, *, restricted: bool) -> None:
 
 
 def publish(
-    *, run: KpiRun, on_published=None, diffed: bool = False, base_version: str | None = None
+    *,
+    run: KpiRun,
+    on_published=None,
+    diffed: bool = False,
+    base_version: str | None = None,
+    cells_of_model: str | None = None,
 ) -> dict[str, int]:
     """Replace the published rows that differ from the staged set (kx_pub), in one transaction.
 
@@ -566,7 +589,8 @@ def publish(
     `diffed`: the chunks of a chunked run have filled the shared kx_del and kx_ins for their own
     scopes already; only published rows outside every chunk (a deleted partner's) are added here.
     `base_version`: an incremental run that recomputed only some periods, on the state of the set
-    published at that version; it publishes nothing if the set has been written since. The run's
+    published at that version; it publishes nothing if the set has been written since.
+    `cells_of_model`: that run patched cells (kx_pubcell) of the set computed with this model. The run's
     facts become the state of the new set (KpiPublication.state_run_id), in the same transaction.
     """
     value_table = KpiValue._meta.db_table
@@ -583,7 +607,7 @@ def publish(
                            OR (k.scope = 'partner' AND k.partner_id IN (SELECT id FROM kx_partner)))"""
             )
         else:
-            _stage_diff(cursor, restricted=base_version is not None)
+            _stage_diff(cursor, restricted=base_version is not None, cells_of_model=cells_of_model)
         # A statement that writes no row still counts as a write of the published set (its triggers
         # give it a new version, so caches would start over after every no-op run): skip those.
         cursor.execute(

@@ -169,7 +169,19 @@ def _mutate_more(rng: random.Random, round_no: int) -> None:
     t.partner(f"late-joiner-{round_no}", JoinSource.objects.first(), joined="2026-05-01")
 
 
-def _assert_delta_runs_equal_full(rounds: int = 3) -> list[KpiRun]:
+def _assert_delta_runs_equal_full(monkeypatch, rounds: int = 3, *, cells: bool = True) -> list[KpiRun]:
+    """Rounds of every kind of edit, each followed by an incremental run on patched facts that must
+    equal a full run from scratch. `cells`: those runs patch cells (else they recompute periods)."""
+    patched_cells = []
+    patch_cells = engine.KpiComputation._patch_cells
+
+    def counting_patch_cells(self):
+        patched_cells.append(self)
+        return patch_cells(self)
+
+    monkeypatch.setattr(engine.KpiComputation, "_patch_cells", counting_patch_cells)
+    if not cells:
+        monkeypatch.setattr(engine.KpiComputation, "_cells_patchable", lambda self: False)
     rng = random.Random(20261202)
     as_of = ["2026-08-20", "2026-09-02", "2026-09-02", "2026-11-30"]
     first = t.recompute(as_of=as_of[0])
@@ -180,6 +192,7 @@ def _assert_delta_runs_equal_full(rounds: int = 3) -> list[KpiRun]:
         _mutate_more(rng, round_no)
         run = incremental(as_of=as_of[round_no])
         assert run.changed_rows, f"round {round_no}: the facts were built in full"
+        assert len(patched_cells) == (round_no if cells else 0), f"round {round_no}: patched cells?"
         runs.append(run)
         after = published()
         # The full run from scratch leaves its own state; the next round patches that one.
@@ -188,43 +201,72 @@ def _assert_delta_runs_equal_full(rounds: int = 3) -> list[KpiRun]:
 
 
 @pytest.mark.django_db
-def test_patched_facts_after_every_kind_of_change_equal_full_recomputes(demo_program):  # noqa: F811
-    _assert_delta_runs_equal_full()
+@pytest.mark.parametrize("cells", [True, False], ids=["patched cells", "recomputed periods"])
+def test_patched_facts_after_every_kind_of_change_equal_full_recomputes(
+    monkeypatch,
+    demo_program,  # noqa: F811
+    cells,
+):
+    _assert_delta_runs_equal_full(monkeypatch, cells=cells)
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_chunked_runs_on_patched_facts_equal_full_recomputes(settings, demo_program):  # noqa: F811
+@pytest.mark.parametrize("cells", [True, False], ids=["patched cells", "recomputed periods"])
+def test_chunked_runs_on_patched_facts_equal_full_recomputes(
+    settings,
+    monkeypatch,
+    demo_program,  # noqa: F811
+    cells,
+):
     settings.KPI_CHUNKS = 2
-    _assert_delta_runs_equal_full(rounds=2)
+    _assert_delta_runs_equal_full(monkeypatch, rounds=2, cells=cells)
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("failing", ["patching cells", "a chunk"])
 def test_a_run_failing_on_patched_facts_leaves_the_next_run_to_build_them(
     settings,
     demo_program,  # noqa: F811
     monkeypatch,
+    failing,
 ):
     settings.KPI_CHUNKS = 2
     assert t.recompute().status == "succeeded"
     Deal.objects.filter(pk=Deal.objects.filter(status="won").first().pk).update(amount=D("4321.00"))
-    original = engine.KpiComputation.run_chunk
+    if failing == "a chunk":
+        # A renamed key changes rows of cells no changed fact lands in: periods are recomputed, in chunks.
+        Partner.objects.filter(pk=Partner.objects.order_by("pk").first().pk).update(key="renamed-key")
+        original = engine.KpiComputation.run_chunk
 
-    def run_chunk(self, number, chunk):
-        if number == 1:
-            raise RuntimeError("chunk 1 lost its disk")
-        return original(self, number, chunk)
+        def run_chunk(self, number, chunk):
+            if number == 1:
+                raise RuntimeError("chunk 1 lost its disk")
+            return original(self, number, chunk)
 
-    monkeypatch.setattr(engine.KpiComputation, "run_chunk", run_chunk)
+        monkeypatch.setattr(engine.KpiComputation, "run_chunk", run_chunk)
+    else:
+
+        def patch_cells(self):
+            raise RuntimeError("the disk filled up")
+
+        monkeypatch.setattr(engine.KpiComputation, "_patch_cells", patch_cells)
     with pytest.raises(RuntimeError):
         t.recompute(mode="incremental")
     failed = KpiRun.objects.order_by("-id").first()
-    assert failed.status == "failed" and failed.changed_rows == 1
+    assert failed.status == "failed"
+    if failing == "a chunk":  # a run failing before its facts are recorded leaves changed_rows empty
+        assert failed.changed_rows == 2
     monkeypatch.undo()
-    # The failed run had taken the previous facts over: the next one builds its own.
     run = incremental()
-    assert run.changed_rows is None
+    if failing == "a chunk":
+        # The failed run had taken the previous facts over (committed): the next one builds its own.
+        assert run.changed_rows is None
+    else:
+        # Patching cells fails inside the transaction that took the facts over: rolled back, the
+        # previous state is whole and the next run patches it again.
+        assert run.changed_rows == 1
     after = published()
     assert full_recompute_set() == after
 

@@ -89,7 +89,13 @@ def test_a_deal_moved_to_another_year_recomputes_both_places():
 
 
 @pytest.mark.django_db
-def test_changes_in_most_months_recompute_every_period():
+def test_changes_in_most_months_recompute_every_period(monkeypatch):
+    """On facts built in full (here: every change is too many to patch), a run that finds most
+    months changed recomputes every period; patched cells recompute only the changed ones."""
+    from kpis import engine
+
+    monkeypatch.setattr(engine, "DELTA_MAX_SHARE", 0)
+    monkeypatch.setattr(engine, "DELTA_MIN_ROWS", 0)
     web = t.join_source("web")
     p = t.partner("p", web, joined="2026-01-02")
     for month in range(1, 13):
@@ -107,6 +113,13 @@ def test_changes_in_most_months_recompute_every_period():
     # Eight months: only those, their quarters (Q1-Q3) and the year.
     Deal.objects.filter(closed_at__month__lte=8).update(amount=D("260.00"), updated_at=timezone.now())
     assert incremental().periods_recomputed == 8 + 3 + 1
+    monkeypatch.undo()
+    Deal.objects.filter(closed_at__month__lte=9).update(amount=D("270.00"), updated_at=timezone.now())
+    run = incremental()
+    assert run.changed_rows == 9
+    assert run.periods_recomputed == 9 + 3 + 1
+    assert t.value("won_revenue", "2026") == D("2730.00")
+    assert full_recompute_set() == published()
 
 
 def _mutate(rng: random.Random, round_no: int) -> None:
