@@ -22,6 +22,7 @@ Pipeline (see docs/kpis.md):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import re
 import threading
@@ -30,7 +31,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis.metrics import METRICS, AttributionModel, Grain
@@ -331,7 +332,7 @@ _DELTA_TABLES = (
     ]
     + [f"kx_before_{i}" for i in range(12)]
     # Patched cells (_patch_cells).
-    + ["kx_dmed", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
+    + ["kx_dmed", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell", "kx_aff_touch", "kx_aff_touch_now"]
 )
 _TEMP_TABLES = (
     _FACT_TABLES
@@ -455,10 +456,57 @@ def prune_change_log(run_id: int) -> int:
         if mark is None:
             return 0
         change_log = FactChange._meta.db_table
-        cursor.execute(
-            f"DELETE FROM {change_log} WHERE {KpiComputation.change_included(mark, alias=change_log)}"
-        )
+        included = KpiComputation.change_included(mark, alias=change_log)
+        if connection.vendor == "postgresql":
+            truncated = _truncate_change_log(cursor, included)
+            if truncated is not None:
+                return truncated
+        cursor.execute(f"DELETE FROM {change_log} WHERE {included}")
         return cursor.rowcount
+
+
+# A prune of at least this many log rows empties the table with TRUNCATE when it can (see below).
+TRUNCATE_CHANGE_LOG_ROWS = 10_000
+
+
+def _truncate_change_log(cursor, included: str) -> int | None:
+    """PostgreSQL: when a prune would delete many rows and every row of the log is included, empty
+    it with TRUNCATE instead and return how many rows went (None: delete them). Deleted rows stay
+    in the table until autovacuum, and every run scans it: after a bulk load, millions of them.
+    The exclusive lock is only taken if it is granted at once (a writer's open transaction holds
+    the table), so writers wait at most a moment."""
+    change_log = FactChange._meta.db_table
+    cursor.execute(f"SELECT COUNT(*) FROM {change_log} WHERE {included}")
+    if cursor.fetchone()[0] < TRUNCATE_CHANGE_LOG_ROWS:
+        return None
+    try:
+        with transaction.atomic():
+            cursor.execute("SET LOCAL lock_timeout = '200ms'")
+            cursor.execute(f"LOCK TABLE {change_log} IN ACCESS EXCLUSIVE MODE")
+            cursor.execute(f"SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT ({included})) FROM {change_log}")
+            rows, later = cursor.fetchone()
+            if later:
+                return None
+            cursor.execute(f"TRUNCATE {change_log}")
+            cursor.execute("SET LOCAL lock_timeout = DEFAULT")
+            return rows
+    except OperationalError:  # the lock was not granted in time
+        return None
+
+
+def index_state(run_id: int) -> None:
+    """PostgreSQL: build the lookups the next run patches a state's facts by (_DELTA_INDEXES) and
+    analyse its cells, once the state describes the published set: after publishing, not in the
+    next run's time."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET maintenance_work_mem = '256MB'")
+        for table, column in _DELTA_INDEXES:
+            cursor.execute(
+                f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {run_schema(run_id)}.{table} ({column})"
+            )
+        cursor.execute("RESET maintenance_work_mem")
+        # The next run joins the changed cells to these (its planner must know their size).
+        cursor.execute(f"ANALYZE {run_schema(run_id)}.kx_cells")
 
 
 def drop_state(run_id: int) -> None:
@@ -502,6 +550,12 @@ WHOLE = Chunk()
 
 def _plain(table: str) -> str:
     return table
+
+
+def _affected_touches(touches: str):
+    """The fact tables of the contribution families' rows of the affected deals only: their touches
+    from the table `touches` (kx_aff_touch before patching, kx_aff_touch_now after)."""
+    return lambda table: touches if table == "kx_touch_all" else table
 
 
 def multiset_difference(names: str, rows: str, other: str) -> str:
@@ -1207,7 +1261,7 @@ class KpiComputation:
         for table in ("kx_js", "kx_keys", "kx_allper", "kx_state"):
             self._exec(f"CREATE TEMP TABLE kx_prev_{table[3:]} AS SELECT * FROM {table}")
             self._exec(f"DROP TABLE {table}")
-        # The lookups patching needs (kept with the state on PostgreSQL: built once per full run).
+        # The lookups patching needs (on PostgreSQL the state has them already: index_state).
         for table, column in _DELTA_INDEXES:
             self._exec(f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} ({column})")
 
@@ -1256,6 +1310,10 @@ class KpiComputation:
             f"SELECT id AS k FROM kx_deal WHERE sp {in_changed_partners}",
         )
         in_deals = "IN (SELECT k FROM kx_aff_deal)"
+        # The affected deals' touches, before patching and (below) after: read once each, a scan of
+        # every touch, for the statements that need them.
+        self._exec(f"CREATE TEMP TABLE kx_aff_touch AS SELECT * FROM kx_touch_all WHERE deal_id {in_deals}")
+        self._analyze("kx_aff_touch")
         keys(
             "kx_aff_account",
             f"SELECT account_id AS k FROM kx_deal WHERE id {in_deals}",
@@ -1284,7 +1342,7 @@ class KpiComputation:
             f"SELECT sp AS k FROM kx_deal WHERE id {in_deals} AND sp IS NOT NULL",
             f"SELECT sourcing_partner_id AS k FROM {deal} "
             f"WHERE id {in_deals} AND sourcing_partner_id IS NOT NULL",
-            f"SELECT partner_id AS k FROM kx_touch_all WHERE deal_id {in_deals}",
+            "SELECT partner_id AS k FROM kx_aff_touch",
             f"SELECT partner_id AS k FROM {touch} WHERE deal_id {in_deals}",
         ]
         if previous_as_of != self.as_of:
@@ -1304,21 +1362,20 @@ class KpiComputation:
         # Read now: once kx_reg is patched it no longer holds a moved or deleted registration's partner.
         keys("kx_own_partner", *own_sets)
 
-        def lifecycle(table: str) -> None:
+        def lifecycle(table: str, touches: str) -> None:
             """What activities and first sales read of the affected deals and their touches."""
             self._exec(
                 f"""CREATE TEMP TABLE {table} AS
                 SELECT id AS deal_id, sp AS partner_id, created_d AS d1, closed_d AS d2, status, seg,
                        0 AS late
                 FROM kx_deal WHERE id {in_deals}
-                UNION ALL SELECT deal_id, partner_id, touched_d, NULL, NULL, NULL, late
-                FROM kx_touch_all WHERE deal_id {in_deals}"""
+                UNION ALL SELECT deal_id, partner_id, touched_d, NULL, NULL, NULL, late FROM {touches}"""
             )
 
-        lifecycle("kx_lc_before")
+        lifecycle("kx_lc_before", "kx_aff_touch")
 
         # The previous rows of the affected keys, as the previous run read them (its as-of date).
-        for i, family in enumerate(self._contributions(_plain, previous_as_of)):
+        for i, family in enumerate(self._contributions(_affected_touches("kx_aff_touch"), previous_as_of)):
             self._exec(
                 f"CREATE TEMP TABLE kx_before_{i} AS "
                 f"SELECT {family.columns} FROM {family.source(affected_only=True)}"
@@ -1336,7 +1393,9 @@ class KpiComputation:
             self._deal_select(segment_from_base=True, where=f"d.id {in_deals}"),
             replace=f"id {in_deals}",
         )
-        self._fill("kx_touch_all", self._touch_select(f"t.deal_id {in_deals}"), replace=f"deal_id {in_deals}")
+        self._exec(f"CREATE TEMP TABLE kx_aff_touch_now AS {self._touch_select(f't.deal_id {in_deals}')}")
+        self._analyze("kx_aff_touch_now")
+        self._fill("kx_touch_all", "SELECT * FROM kx_aff_touch_now", replace=f"deal_id {in_deals}")
         in_regs, in_costs = "IN (SELECT k FROM kx_aff_reg)", "IN (SELECT k FROM kx_aff_cost)"
         self._fill("kx_reg", self._reg_select(f"r.id {in_regs}"), replace=f"id {in_regs}")
         self._fill("kx_cost", self._cost_select(f"c.id {in_costs}"), replace=f"id {in_costs}")
@@ -1344,7 +1403,7 @@ class KpiComputation:
         self._fill("kx_tgt", self._target_select())
         # Activities and first sales change only for the partners of deals whose dates, status,
         # segment, sourcing partner or touches changed (not, say, an amount), besides their own.
-        lifecycle("kx_lc_after")
+        lifecycle("kx_lc_after", "kx_aff_touch_now")
         columns = "deal_id, partner_id, d1, d2, status, seg, late"
         changed_deals = (
             "SELECT deal_id FROM ("
@@ -1518,12 +1577,15 @@ class KpiComputation:
         its sign, so a patched cell's components change by exactly the changed rows' difference."""
         if not self.result.cells:
             return f"SELECT 1 AS sign, q.* FROM ({full}) q"
-        families = self._contributions(_plain, self.as_of)
+        families = self._contributions(_affected_touches("kx_aff_touch_now"), self.as_of)
         i, now = next((i, f) for i, f in enumerate(families) if f.name == family)
-        signed = (
-            f"SELECT 1 AS sign, {now.columns} FROM {now.source(affected_only=True)} "
-            f"UNION ALL SELECT -1, {now.names()} FROM kx_before_{i}"
-        )
+        before = f"SELECT -1, {now.names()} FROM kx_before_{i} b"
+        if now.keys == "kx_aff_partner":
+            # A partner's rows of these families change only with its own row, its activities or its
+            # first sale (kx_recalc_partner): the other affected partners' rows cancel out.
+            now = dataclasses.replace(now, keys="kx_recalc_partner")
+            before += f" WHERE b.{now.key.split('.')[-1]} IN (SELECT k FROM kx_recalc_partner)"
+        signed = f"SELECT 1 AS sign, {now.columns} FROM {now.source(affected_only=True)} UNION ALL {before}"
         return f"SELECT sign, {columns} FROM ({signed}) f WHERE {where}"
 
     def _components(self) -> None:

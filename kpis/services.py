@@ -33,6 +33,7 @@ from kpis.engine import (
     SessionThread,
     diff_selects,
     drop_state,
+    index_state,
     prune_change_log,
     published_cells,
     published_periods,
@@ -129,6 +130,8 @@ def _keep_only_state(run_id: int, computation: KpiComputation | None = None) -> 
                     cursor.execute(f"DROP TABLE IF EXISTS {run_schema(run_id)}.{table}")
         _drop_unused_namespaces(keep=run_id)
         prune_change_log(run_id)
+        if connection.vendor == "postgresql":
+            index_state(run_id)
     except DatabaseError:
         logger.warning("KPI run %s: clean-up after publishing failed", run_id, exc_info=True)
         if not connection.in_atomic_block:

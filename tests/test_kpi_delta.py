@@ -94,8 +94,28 @@ def test_an_incremental_run_patches_the_facts_with_the_changed_rows_only():
     assert full_recompute_set() == after
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
-def test_a_change_made_while_a_run_computes_waits_for_the_next_run(monkeypatch):
+def test_a_large_prune_empties_the_change_log_with_truncate(monkeypatch):
+    deals = small_program(partners=2)
+    t.recompute()
+    Deal.objects.filter(pk__in=[d.pk for d in deals[:3]]).update(amount=D("123.00"))
+    monkeypatch.setattr(engine, "TRUNCATE_CHANGE_LOG_ROWS", 3)
+    assert incremental().changed_rows == 3
+    assert not FactChange.objects.exists()
+    with connection.cursor() as cursor:
+        # A DELETE leaves the table's pages behind until a vacuum; TRUNCATE gives it a new, empty file.
+        cursor.execute("SELECT pg_relation_size(%s)", [FactChange._meta.db_table])
+        assert cursor.fetchone()[0] == 0
+    after = published()
+    assert full_recompute_set() == after
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("truncate_from", [engine.TRUNCATE_CHANGE_LOG_ROWS, 1])
+def test_a_change_made_while_a_run_computes_waits_for_the_next_run(monkeypatch, truncate_from):
+    # With truncate_from 1 every prune would empty the log with TRUNCATE, but for the later row.
+    monkeypatch.setattr(engine, "TRUNCATE_CHANGE_LOG_ROWS", truncate_from)
     deals = small_program(partners=2)
     t.recompute()
     march = next(d for d in deals if d.closed_at.month == 3)
