@@ -494,7 +494,7 @@ def _truncate_change_log(cursor, included: str) -> int | None:
         return None
 
 
-def index_state(run_id: int) -> None:
+def index_state(run_id: int, *, cells_changed: bool = True) -> None:
     """PostgreSQL: build the lookups the next run patches a state's facts by (_DELTA_INDEXES) and
     analyse its cells, once the state describes the published set: after publishing, not in the
     next run's time."""
@@ -505,8 +505,9 @@ def index_state(run_id: int) -> None:
                 f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {run_schema(run_id)}.{table} ({column})"
             )
         cursor.execute("RESET maintenance_work_mem")
-        # The next run joins the changed cells to these (its planner must know their size).
-        cursor.execute(f"ANALYZE {run_schema(run_id)}.kx_cells")
+        if cells_changed:  # not after a few cells were patched
+            # The next run joins the changed cells to these (its planner must know their size).
+            cursor.execute(f"ANALYZE {run_schema(run_id)}.kx_cells")
 
 
 def drop_state(run_id: int) -> None:
