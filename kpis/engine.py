@@ -314,7 +314,7 @@ _FACT_TABLES = [
 ]
 _SCOPE_TABLES = ["kx_s", "kx_opp", "kx_m", "kx_metric", "kx_v", "kx_target", "kx_pub"]
 # The restriction of an incremental run to the periods its changes touched (_restrict_to_changed_periods).
-_CHANGE_TABLES = ["kx_dirty_mi", "kx_dirty_per", "kx_pubper", "kx_pubcell"]
+_CHANGE_TABLES = ["kx_dirty_mi", "kx_dirty_per", "kx_pubper", "kx_pubcell", "kx_pubslice"]
 # Delta facts: the changed rows, the affected keys, the previous rows of those keys, and the previous
 # run's small tables that every run rebuilds.
 _DELTA_TABLES = (
@@ -2417,14 +2417,15 @@ def published_periods(alias: str) -> str:
 
 def published_cells(attribution_model: str) -> str:
     """The published rows of a patched-cells run's kx_pubcell cells, as a parenthesised slice
-    (each scope looked up through its own index on KpiValue)."""
+    (each scope looked up through its own index on KpiValue; "join_source_id IS NOT NULL" spelled
+    out lets a scan of the join-source index skip the partner rows' NULLs)."""
     value_table, model = KpiValue._meta.db_table, AttributionModel(attribution_model).value
     on_cell = "k0.grain = c.grain AND k0.period_start = c.start_d"
     return f"""(SELECT k0.* FROM kx_pubcell c JOIN {value_table} k0 ON k0.partner_id = c.sid AND {on_cell}
         WHERE c.scope = 'partner' AND k0.scope = 'partner'
         UNION ALL SELECT k0.* FROM kx_pubcell c
         JOIN {value_table} k0 ON k0.join_source_id = c.sid AND {on_cell}
-        WHERE c.scope = 'join_source' AND k0.scope = 'join_source'
+        WHERE c.scope = 'join_source' AND k0.scope = 'join_source' AND k0.join_source_id IS NOT NULL
         UNION ALL SELECT k0.* FROM kx_pubcell c JOIN {value_table} k0
         ON k0.attribution_model = '{model}' AND k0.scope = 'program' AND {on_cell}
         WHERE c.scope = 'program')"""

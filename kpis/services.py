@@ -570,7 +570,10 @@ def _stage_diff(cursor, *, restricted: bool, cells_of_model: str | None = None) 
         )
     published = KpiValue._meta.db_table
     if cells_of_model is not None:
-        published = published_cells(cells_of_model)
+        # Read once for both differences.
+        cursor.execute("DROP TABLE IF EXISTS kx_pubslice")
+        cursor.execute(f"CREATE TEMP TABLE kx_pubslice AS {published_cells(cells_of_model)}")
+        published = "kx_pubslice"
     elif restricted:
         published = f"(SELECT * FROM {published} k0 WHERE {published_periods('k0')})"
     vanished, new = diff_selects(staged="kx_pub", published=published)
