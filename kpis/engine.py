@@ -331,8 +331,9 @@ _DELTA_TABLES = (
         "kx_prev_state",
     ]
     + [f"kx_before_{i}" for i in range(12)]
+    + ["kx_aff_touch", "kx_aff_touch_now", "kx_aff_claim"]
     # Patched cells (_patch_cells).
-    + ["kx_dmed", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell", "kx_aff_touch", "kx_aff_touch_now"]
+    + ["kx_dmed", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
 )
 _TEMP_TABLES = (
     _FACT_TABLES
@@ -743,13 +744,15 @@ class KpiComputation:
                     if self._cells_patchable():
                         # Few cells to stage: this session stages and diffs them, no chunks.
                         self._patch_cells()
-                        self._reconciliation()
+                        self._reconciliation(affected_only=True)
+                        # The publication reads the affected keys (the reconciliation items).
+                        self._keep_state()
                     else:
                         self._create_shared_diff_tables()
                         self._restrict_to_changed_periods()
                         self._prepare_cells()
-                    self._keep_state()
-                    self._drop_delta_tables()
+                        self._keep_state()
+                        self._drop_delta_tables()
             if patched:
                 return self.result
             snapshot = self._fetch("SELECT pg_export_snapshot()")[0][0]
@@ -900,7 +903,7 @@ class KpiComputation:
         self._periods()
         if patched and self._cells_patchable():
             self._patch_cells()
-            self._reconciliation()
+            self._reconciliation(affected_only=True)
             self._keep_state()
             return self.result
         self._restrict_to_changed_periods()
@@ -1398,6 +1401,12 @@ class KpiComputation:
         self._analyze("kx_aff_touch_now")
         self._fill("kx_touch_all", "SELECT * FROM kx_aff_touch_now", replace=f"deal_id {in_deals}")
         in_regs, in_costs = "IN (SELECT k FROM kx_aff_reg)", "IN (SELECT k FROM kx_aff_cost)"
+        # The accounts whose duplicate-claim items may change, read before kx_reg is patched.
+        keys(
+            "kx_aff_claim",
+            f"SELECT account_id AS k FROM kx_reg WHERE id {in_regs}",
+            f"SELECT account_id AS k FROM {reg} WHERE id {in_regs}",
+        )
         self._fill("kx_reg", self._reg_select(f"r.id {in_regs}"), replace=f"id {in_regs}")
         self._fill("kx_cost", self._cost_select(f"c.id {in_costs}"), replace=f"id {in_costs}")
         self._exec("DROP TABLE kx_tgt")
@@ -2383,9 +2392,14 @@ class KpiComputation:
         self.result.staged_rows = self._fetch("SELECT COUNT(*) FROM kx_pub")[0][0]
 
     # -- data quality --------------------------------------------------------------------------
-    def _reconciliation(self) -> None:
-        """kx_recon: the suspicious-but-legal facts of KPIS.md, listed with the rows involved."""
+    def _reconciliation(self, *, affected_only: bool = False) -> None:
+        """kx_recon: the suspicious-but-legal facts of KPIS.md, listed with the rows involved.
+        `affected_only` (patched cells): only the items of the affected deals and of the accounts of
+        the affected registrations (`reconciliation_items_replaced`), which replace the published ones."""
         s = self.sql
+        deals = "d.id IN (SELECT k FROM kx_aff_deal)" if affected_only else "1 = 1"
+        touches = "kx_aff_touch_now" if affected_only else "kx_touch_all"
+        claims = "account_id IN (SELECT k FROM kx_aff_claim)" if affected_only else "1 = 1"
         self._exec(
             f"""CREATE {self._fact_table("kx_recon")} AS
             SELECT 'sourced_before_joined' AS kind, d.id AS deal_id, d.sp AS partner_id,
@@ -2393,21 +2407,33 @@ class KpiComputation:
                    CAST('' AS VARCHAR(2000)) AS registration_ids,
                    CASE WHEN p.joined IS NULL THEN 'never joined' ELSE 'joined later' END AS detail
             FROM kx_deal d JOIN kx_partner p ON p.id = d.sp
-            WHERE p.joined IS NULL OR d.created_d < p.joined
+            WHERE (p.joined IS NULL OR d.created_d < p.joined) AND {deals}
             UNION ALL
             SELECT 'touch_after_close', t.deal_id, t.partner_id, t.id, d.account_id, '', 'touched after close'
-            FROM kx_touch_all t JOIN kx_deal d ON d.id = t.deal_id
+            FROM {touches} t JOIN kx_deal d ON d.id = t.deal_id
             WHERE t.late = 1
             UNION ALL
             SELECT 'duplicate_registration_claim', CAST(NULL AS BIGINT), CAST(NULL AS BIGINT),
                    CAST(NULL AS BIGINT), r.account_id, {s.group_concat_ids("r.id")},
                    'claims by several partners'
-            FROM (SELECT id, account_id FROM kx_reg WHERE status IN ('submitted', 'approved') ORDER BY id) r
+            FROM (SELECT id, account_id FROM kx_reg WHERE status IN ('submitted', 'approved') AND {claims}
+                  ORDER BY id) r
             WHERE r.account_id IN (
-                SELECT account_id FROM kx_reg WHERE status IN ('submitted', 'approved')
+                SELECT account_id FROM kx_reg WHERE status IN ('submitted', 'approved') AND {claims}
                 GROUP BY account_id HAVING COUNT(DISTINCT partner_id) > 1)
             GROUP BY r.account_id"""
         )
+
+
+def reconciliation_items_replaced(alias: str) -> str:
+    """The condition on published reconciliation items (`alias`) that a patched-cells run's
+    kx_recon replaces: those of the affected deals and of the affected registrations' accounts."""
+    return (
+        f"(({alias}.kind IN ('sourced_before_joined', 'touch_after_close') "
+        f"AND {alias}.deal_id IN (SELECT k FROM kx_aff_deal)) "
+        f"OR ({alias}.kind = 'duplicate_registration_claim' "
+        f"AND {alias}.account_id IN (SELECT k FROM kx_aff_claim)))"
+    )
 
 
 def published_periods(alias: str) -> str:

@@ -37,6 +37,7 @@ from kpis.engine import (
     prune_change_log,
     published_cells,
     published_periods,
+    reconciliation_items_replaced,
     run_schema,
     state_exists,
     state_runs,
@@ -572,7 +573,7 @@ def _stage_diff(cursor, *, restricted: bool, cells_of_model: str | None = None) 
     if cells_of_model is not None:
         # Read once for both differences.
         cursor.execute("DROP TABLE IF EXISTS kx_pubslice")
-        cursor.execute(f"CREATE TEMP TABLE kx_pubslice AS {published_cells(cells_of_model)}")
+        cursor.execute(f"CREATE TEMP TABLE kx_pubslice AS SELECT * FROM {published_cells(cells_of_model)} k")
         published = "kx_pubslice"
     elif restricted:
         published = f"(SELECT * FROM {published} k0 WHERE {published_periods('k0')})"
@@ -656,7 +657,10 @@ def publish(
                 )
                 inserted = cursor.rowcount
             recon = ReconciliationItem._meta.db_table
-            cursor.execute(f"DELETE FROM {recon}")
+            if cells_of_model is not None:
+                cursor.execute(f"DELETE FROM {recon} WHERE {reconciliation_items_replaced(recon)}")
+            else:
+                cursor.execute(f"DELETE FROM {recon}")
             cursor.execute(
                 f"""INSERT INTO {recon} (kind, description, deal_id, partner_id, touch_id, account_id,
                                          registration_ids, run_id)

@@ -2,6 +2,7 @@
 run's facts with the rows changed since, publishing exactly what a full recompute publishes."""
 
 import random
+from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
@@ -11,7 +12,7 @@ from django.db import connection
 from deals.models import Deal, DealRegistration, Touch
 from kpis import engine
 from kpis import testing as t
-from kpis.models import CostEntry, FactChange, KpiRun
+from kpis.models import CostEntry, FactChange, KpiRun, ReconciliationItem
 from partners.models import JoinSource, Partner
 from tests.test_kpi_incremental import (
     _mutate,
@@ -189,6 +190,15 @@ def _mutate_more(rng: random.Random, round_no: int) -> None:
     t.partner(f"late-joiner-{round_no}", JoinSource.objects.first(), joined="2026-05-01")
 
 
+def reconciliation_items() -> Counter:
+    """The published reconciliation items, as a multiset (their ids and order aside)."""
+    return Counter(
+        ReconciliationItem.objects.values_list(
+            "kind", "description", "deal_id", "partner_id", "touch_id", "account_id", "registration_ids"
+        )
+    )
+
+
 def _assert_delta_runs_equal_full(monkeypatch, rounds: int = 3, *, cells: bool = True) -> list[KpiRun]:
     """Rounds of every kind of edit, each followed by an incremental run on patched facts that must
     equal a full run from scratch. `cells`: those runs patch cells (else they recompute periods)."""
@@ -214,9 +224,10 @@ def _assert_delta_runs_equal_full(monkeypatch, rounds: int = 3, *, cells: bool =
         assert run.changed_rows, f"round {round_no}: the facts were built in full"
         assert len(patched_cells) == (round_no if cells else 0), f"round {round_no}: patched cells?"
         runs.append(run)
-        after = published()
+        after, items = published(), reconciliation_items()
         # The full run from scratch leaves its own state; the next round patches that one.
         assert full_recompute_set(as_of=as_of[round_no]) == after, f"round {round_no}"
+        assert reconciliation_items() == items, f"round {round_no}: reconciliation items"
     return runs
 
 
