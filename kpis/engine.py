@@ -333,7 +333,7 @@ _DELTA_TABLES = (
     + [f"kx_before_{i}" for i in range(12)]
     + ["kx_aff_touch", "kx_aff_touch_now", "kx_aff_claim"]
     # Patched cells (_patch_cells).
-    + ["kx_dmed", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
+    + ["kx_dmed", "kx_dgrain", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
 )
 _TEMP_TABLES = (
     _FACT_TABLES
@@ -1821,17 +1821,20 @@ class KpiComputation:
         )
         self._additive(["newcust_n"], self._scoped(new_customers, ALL), ["SUM(sign)"], mi="closed_mi")
 
-    def _median_rows(self, deals: str = "kx_deal", first_sales: str | None = None) -> dict[str, str]:
+    def _median_rows(
+        self, deals: str = "kx_deal", first_sales: str | None = None, grains: str = "kx_grain"
+    ) -> dict[str, str]:
         """Per median component, its rows (scope, sid, grain, pidx, v, sign) from the deals `deals`
         (kx_deal's columns or the deals family's, with a sign) and the first-sale rows `first_sales`
-        (the first_sales family's columns with a sign; default all of them, sign 1)."""
+        (the first_sales family's columns with a sign; default all of them, sign 1), in the periods
+        of `grains` (kx_grain's columns)."""
         cycle = self.sql.days_between("d.closed_d", "d.created_d")
         sign = "d.sign" if deals != "kx_deal" else "1"
         rows = {}
         if self.chunk.program:
             for seg, column in (("s", "cyc_src_med"), ("i", "cyc_inf_med"), ("d", "cyc_dir_med")):
                 rows[column] = f"""SELECT 'program' AS scope, 0 AS sid, g.grain, g.pidx, {cycle} AS v,
-                        {sign} AS sign FROM {deals} d JOIN kx_grain g ON g.mi = d.closed_mi
+                        {sign} AS sign FROM {deals} d JOIN {grains} g ON g.mi = d.closed_mi
                     WHERE d.status = 'won' AND d.seg = '{seg}'"""
         js = "d.sp_js" if deals != "kx_deal" else "p.js"
         partner = "" if deals != "kx_deal" else " JOIN kx_partner p ON p.id = d.sp"
@@ -1841,13 +1844,13 @@ class KpiComputation:
         )
         rows["cyc_src_med"] = f"""SELECT x.scope, x.sid, g.grain, g.pidx, x.v, x.sign
             FROM ({self._scoped(sourced_cycle, ("partner", "join_source"))}) x
-            JOIN kx_grain g ON g.mi = x.closed_mi""" + (
+            JOIN {grains} g ON g.mi = x.closed_mi""" + (
             f" UNION ALL {rows['cyc_src_med']}" if "cyc_src_med" in rows else ""
         )
         ttfs = first_sales or f"SELECT 1 AS sign, f.* FROM ({self._first_sale_rows(_plain)}) f"
         rows["ttfs_med"] = f"""SELECT x.scope, x.sid, g.grain, g.pidx, x.v, x.sign
             FROM ({self._scoped(ttfs, ("program", "partner", "join_source"))}) x
-            JOIN kx_grain g ON g.mi = x.joined_mi WHERE x.has_sale = 1"""
+            JOIN {grains} g ON g.mi = x.joined_mi WHERE x.has_sale = 1"""
         return rows
 
     def _cohort_rows(self, table, as_of_date: date) -> str:
@@ -2175,13 +2178,21 @@ class KpiComputation:
             )
         self._analyze("kx_dmed")
         dirty = {col for (col,) in self._fetch("SELECT DISTINCT col FROM kx_dmed")}
-        for column, rows in self._median_rows().items():
-            if column in dirty:
-                self._median(
-                    column,
-                    f"SELECT r.* FROM ({rows}) r WHERE EXISTS (SELECT 1 FROM kx_dmed m "
-                    f"WHERE m.col = '{column}' AND {self._cell_match('m', 'r')})",
-                )
+        for column in sorted(dirty):
+            # The months of the column's changed periods only, before the rows are spread to cells.
+            self._exec("DROP TABLE IF EXISTS kx_dgrain")
+            self._exec(
+                f"""CREATE TEMP TABLE kx_dgrain AS SELECT g.* FROM kx_grain g WHERE EXISTS (
+                    SELECT 1 FROM kx_dmed m
+                    WHERE m.col = '{column}' AND m.grain = g.grain AND m.pidx = g.pidx)"""
+            )
+            self._analyze("kx_dgrain")
+            rows = self._median_rows(grains="kx_dgrain")[column]
+            self._median(
+                column,
+                f"SELECT r.* FROM ({rows}) r WHERE EXISTS (SELECT 1 FROM kx_dmed m "
+                f"WHERE m.col = '{column}' AND {self._cell_match('m', 'r')})",
+            )
         self._analyze("kx_s")
         cell = "scope, sid, grain, pidx"
         self._exec(
