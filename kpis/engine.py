@@ -2163,8 +2163,18 @@ class KpiComputation:
         self._components()
         additive = [c for c in COMPONENTS if c not in MEDIAN_COMPONENTS]
         deal_columns = "id, status, seg, cents, sp, sp_js, created_d, closed_d, closed_mi"
-        signed_deals = f"({self._rows('deals', '', deal_columns)})"
-        signed_first_sales = self._rows("first_sales", "", "partner_id, js, joined_mi, has_sale, v")
+        # The medians' rows net of those that cancel (a deal whose amount alone changed gives none).
+        cycle_columns = "id, status, seg, sp, sp_js, created_d, closed_d, closed_mi"
+        signed_deals = (
+            f"(SELECT {cycle_columns}, SUM(sign) AS sign FROM ({self._rows('deals', '', deal_columns)}) f "
+            f"GROUP BY {cycle_columns} HAVING SUM(sign) <> 0)"
+        )
+        sale_columns = "partner_id, js, joined_mi, has_sale, v"
+        sales = self._rows("first_sales", "", sale_columns)
+        signed_first_sales = (
+            f"SELECT SUM(sign) AS sign, {sale_columns} FROM ({sales}) f "
+            f"GROUP BY {sale_columns} HAVING SUM(sign) <> 0"
+        )
         self._exec(
             "CREATE TEMP TABLE kx_dmed (col VARCHAR(16), scope VARCHAR(12), sid BIGINT, "
             "grain VARCHAR(8), pidx INTEGER)"
