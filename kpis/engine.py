@@ -317,6 +317,20 @@ _SCOPE_TABLES = ["kx_s", "kx_opp", "kx_m", "kx_metric", "kx_v", "kx_target", "kx
 _CHANGE_TABLES = ["kx_dirty_mi", "kx_dirty_per", "kx_pubper", "kx_pubcell", "kx_pubslice"]
 # Delta facts: the changed rows, the affected keys, the previous rows of those keys, and the previous
 # run's small tables that every run rebuilds.
+# Patched cells: the contribution families whose signed rows are written once (_signed_rows).
+_SIGNED_FAMILIES = (
+    "deals",
+    "attribution",
+    "partners",
+    "cohorts",
+    "first_sales",
+    "activities",
+    "registrations",
+    "costs",
+    "new_customers",
+    "influence",
+    "opportunities",
+)
 _DELTA_TABLES = (
     ["kx_chg", "kx_chg_partner", "kx_aff_deal", "kx_aff_account", "kx_aff_reg", "kx_aff_cost"]
     + [
@@ -334,6 +348,7 @@ _DELTA_TABLES = (
     + ["kx_aff_touch", "kx_aff_touch_now", "kx_aff_claim"]
     # Patched cells (_patch_cells).
     + ["kx_dmed", "kx_dgrain", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
+    + [f"kx_signed_{name}" for name in _SIGNED_FAMILIES]
 )
 _TEMP_TABLES = (
     _FACT_TABLES
@@ -1587,16 +1602,27 @@ class KpiComputation:
         its sign, so a patched cell's components change by exactly the changed rows' difference."""
         if not self.result.cells:
             return f"SELECT 1 AS sign, q.* FROM ({full}) q"
+        return f"SELECT sign, {columns} FROM kx_signed_{family} f WHERE {where}"
+
+    def _signed_rows(self) -> None:
+        """kx_signed_<family>: each family's rows of the affected keys now (sign 1) and as the
+        previous run read them (kx_before_*, sign -1), written once for the components to read."""
         families = self._contributions(_affected_touches("kx_aff_touch_now"), self.as_of)
-        i, now = next((i, f) for i, f in enumerate(families) if f.name == family)
-        before = f"SELECT -1, {now.names()} FROM kx_before_{i} b"
-        if now.keys == "kx_aff_partner":
-            # A partner's rows of these families change only with its own row, its activities or its
-            # first sale (kx_recalc_partner): the other affected partners' rows cancel out.
-            now = dataclasses.replace(now, keys="kx_recalc_partner")
-            before += f" WHERE b.{now.key.split('.')[-1]} IN (SELECT k FROM kx_recalc_partner)"
-        signed = f"SELECT 1 AS sign, {now.columns} FROM {now.source(affected_only=True)} UNION ALL {before}"
-        return f"SELECT sign, {columns} FROM ({signed}) f WHERE {where}"
+        assert {f.name for f in families if f.key} == set(_SIGNED_FAMILIES), "a family to list"
+        for i, now in enumerate(families):
+            if now.key is None:
+                continue  # targets: staged whole
+            before = f"SELECT -1, {now.names()} FROM kx_before_{i} b"
+            if now.keys == "kx_aff_partner":
+                # A partner's rows of these families change only with its own row, its activities or
+                # its first sale (kx_recalc_partner): the other affected partners' rows cancel out.
+                now = dataclasses.replace(now, keys="kx_recalc_partner")
+                before += f" WHERE b.{now.key.split('.')[-1]} IN (SELECT k FROM kx_recalc_partner)"
+            self._exec(
+                f"CREATE TEMP TABLE kx_signed_{now.name} AS SELECT 1 AS sign, {now.columns} "
+                f"FROM {now.source(affected_only=True)} UNION ALL {before}"
+            )
+            self._analyze(f"kx_signed_{now.name}")
 
     def _components(self) -> None:
         """kx_s: the components of every cell (scope, sid, grain, pidx) from the facts; when
@@ -2160,6 +2186,7 @@ class KpiComputation:
         cells, before and now, are staged whole.
         """
         self.result.cells = True
+        self._signed_rows()
         self._components()
         additive = [c for c in COMPONENTS if c not in MEDIAN_COMPONENTS]
         deal_columns = "id, status, seg, cents, sp, sp_js, created_d, closed_d, closed_mi"
