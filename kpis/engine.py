@@ -2297,8 +2297,9 @@ class KpiComputation:
         self._metric_values()
         self._publishable()
         self.result.restricted = True
+        # The periods the changes touched (the targets' cells are staged every time).
         self.result.periods_recomputed = self._fetch(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT grain, pidx FROM kx_pubcell) p"
+            "SELECT COUNT(*) FROM (SELECT DISTINCT grain, pidx FROM kx_touched) p"
         )[0][0]
 
     def _code_and_settings(self) -> str:

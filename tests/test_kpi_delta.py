@@ -3,7 +3,7 @@ run's facts with the rows changed since, publishing exactly what a full recomput
 
 import random
 from collections import Counter
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,7 +12,7 @@ from django.db import connection
 from deals.models import Deal, DealRegistration, Touch
 from kpis import engine
 from kpis import testing as t
-from kpis.models import CostEntry, FactChange, KpiRun, ReconciliationItem
+from kpis.models import CostEntry, FactChange, KpiRun, KpiValue, ReconciliationItem, Target
 from partners.models import JoinSource, Partner
 from tests.test_kpi_incremental import (
     _mutate,
@@ -91,6 +91,41 @@ def test_an_incremental_run_patches_the_facts_with_the_changed_rows_only():
         "555.55"
     )
     assert not FactChange.objects.exists()
+    after = published()
+    assert full_recompute_set() == after
+
+
+@pytest.mark.django_db
+def test_patched_cells_count_the_changed_periods_and_keep_targets_up_to_date():
+    deals = small_program(partners=2)
+    march = next(d for d in deals if d.closed_at.month == 3)
+    key = march.sourcing_partner.key
+    Target.objects.create(
+        metric="sourced_revenue",
+        grain="quarter",
+        period="2026-Q1",
+        period_start=date(2026, 1, 1),
+        value=D("1000"),
+        partner=march.sourcing_partner,
+    )
+    Target.objects.create(
+        metric="won_revenue", grain="month", period="2026-07", period_start=date(2026, 7, 1), value=D("10")
+    )
+    t.recompute()
+    Deal.objects.filter(pk=march.pk).update(amount=D("250.00"))
+    run = incremental()
+    # March, Q1 and 2026: not the targets' July.
+    assert run.changed_rows == 1 and run.periods_recomputed == 3
+    q1 = {"scope": "partner", "key": key, "grain": "quarter"}
+    sourced = t.value("sourced_revenue", "2026-Q1", **q1)
+    progress = KpiValue.objects.get(
+        scope="partner",
+        scope_key=key,
+        period="2026-Q1",
+        metric="target_progress",
+        target_metric="sourced_revenue",
+    ).value
+    assert progress == (sourced / D("1000")).quantize(D("0.0001"))
     after = published()
     assert full_recompute_set() == after
 
