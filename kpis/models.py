@@ -323,6 +323,9 @@ class FactChange(models.Model):
         REGISTRATION = "registration"
         PARTNER = "partner"
         COST = "cost"
+        # Targets are rebuilt by every run; their rows are logged so the nightly shortcut sees any
+        # write (migration 0009).
+        TARGET = "target"
         TRUNCATE = "truncate"
 
     id = models.BigAutoField(primary_key=True)

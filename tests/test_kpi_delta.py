@@ -96,6 +96,24 @@ def test_an_incremental_run_patches_the_facts_with_the_changed_rows_only():
 
 
 @pytest.mark.django_db
+def test_a_target_changed_by_a_queryset_update_is_not_skipped_as_unchanged():
+    small_program(partners=2)
+    target = Target.objects.create(
+        metric="won_revenue", grain="month", period="2026-03", period_start=date(2026, 3, 1), value=D("10")
+    )
+    t.recompute()
+    assert not FactChange.objects.exists()
+    # .update() leaves updated_at alone: the source fingerprint cannot see it, the change log does.
+    Target.objects.filter(pk=target.pk).update(value=D("99"))
+    assert set(FactChange.objects.values_list("source", "row_id")) == {("target", target.pk)}
+    run = incremental()
+    assert run.changed_rows == 1
+    assert KpiValue.objects.get(scope="program", period="2026-03", metric="target").value == D("99")
+    after = published()
+    assert full_recompute_set() == after
+
+
+@pytest.mark.django_db
 def test_patched_cells_count_the_changed_periods_and_keep_targets_up_to_date():
     deals = small_program(partners=2)
     march = next(d for d in deals if d.closed_at.month == 3)
