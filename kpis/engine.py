@@ -96,6 +96,13 @@ COMPONENTS = [
     "newcust_n",
 ]
 MEDIAN_COMPONENTS = ("cyc_src_med", "cyc_inf_med", "cyc_dir_med", "ttfs_med")
+# A cell: one scope's (program, partner or join source, with its id) period. kx_s, kx_m and kx_cells
+# hold components per cell.
+_CELL_KEY = ("scope", "sid", "grain", "pidx")
+_CELL_COLUMNS = ", ".join(_CELL_KEY + tuple(COMPONENTS))
+_CELL_DDL = "scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), pidx INTEGER, " + ", ".join(
+    f"{c} BIGINT" for c in COMPONENTS
+)
 _NULLABLE_COMPONENTS = set(MEDIAN_COMPONENTS)
 
 _TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-/]+$")
@@ -759,7 +766,6 @@ class KpiComputation:
                     if self._cells_patchable():
                         # Few cells to stage: this session stages and diffs them, no chunks.
                         self._patch_cells()
-                        self._reconciliation(affected_only=True)
                         # The publication reads the affected keys (the reconciliation items).
                         self._keep_state()
                     else:
@@ -918,7 +924,6 @@ class KpiComputation:
         self._periods()
         if patched and self._cells_patchable():
             self._patch_cells()
-            self._reconciliation(affected_only=True)
             self._keep_state()
             return self.result
         self._restrict_to_changed_periods()
@@ -1598,14 +1603,17 @@ class KpiComputation:
         (and a changed month's quarter and year are recomputed too)."""
         return f"{month} IN (SELECT mi FROM kx_grain)" if self.result.restricted else "1 = 1"
 
-    def _rows(self, family: str, full: str, columns: str, where: str = "1 = 1") -> str:
+    def _rows(self, family: str, full: str, columns: str = "f.*", where: str = "1 = 1") -> str:
         """One row source of the components, with a `sign` column: in a full computation `full`
         (every row, sign 1); when patching cells, the rows of the family `family` for the affected
         keys now (sign 1) and as the previous run read them (kx_before_*, sign -1), as `columns`
-        (column names of the family) filtered by `where`. Every aggregate over it weighs a row by
-        its sign, so a patched cell's components change by exactly the changed rows' difference."""
+        (column names of the family; by default all of them) filtered by `where`. Every aggregate
+        over it weighs a row by its sign, so a patched cell's components change by exactly the
+        changed rows' difference."""
         if not self.result.cells:
             return f"SELECT 1 AS sign, q.* FROM ({full}) q"
+        if columns == "f.*":  # kx_signed_* starts with its sign
+            return f"SELECT f.* FROM kx_signed_{family} f WHERE {where}"
         return f"SELECT sign, {columns} FROM kx_signed_{family} f WHERE {where}"
 
     def _signed_rows(self) -> None:
@@ -1632,10 +1640,7 @@ class KpiComputation:
         """kx_s: the components of every cell (scope, sid, grain, pidx) from the facts; when
         patching cells, the changes of the additive ones (medians: `_patch_cells`)."""
         patching = self.result.cells
-        cols = ", ".join(f"{c} BIGINT" for c in COMPONENTS)
-        self._exec(
-            f"CREATE TEMP TABLE kx_s (scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), pidx INTEGER, {cols})"
-        )
+        self._exec(f"CREATE TEMP TABLE kx_s ({_CELL_DDL})")
         ALL = ("program", "partner", "join_source")
         GROUPS = ("program", "join_source")
         PARTNERS = ("partner", "join_source")
@@ -1658,7 +1663,6 @@ class KpiComputation:
         def lost(seg: str) -> str:
             return f"SUM(CASE WHEN status = 'lost' AND seg = '{seg}' THEN sign ELSE 0 END)"
 
-        deal_columns = "id, status, seg, cents, sp, sp_js, created_d, closed_d, closed_mi"
         closed = "d.status IN ('won', 'lost')"
         # Program revenue and win rates by segment, deals closed in the period.
         if chunk.program:
@@ -1666,7 +1670,7 @@ class KpiComputation:
                 ["won_c", "won_n", "src_c", "src_n", "inf_c", "inf_n", "dir_c", "dir_n"]
                 + ["lost_src", "lost_inf", "lost_dir"],
                 "SELECT 'program' AS scope, 0 AS sid, d.* FROM "
-                f"({self._rows('deals', f'SELECT d.* FROM kx_deal d WHERE {closed}', deal_columns)}) d",
+                f"({self._rows('deals', f'SELECT d.* FROM kx_deal d WHERE {closed}')}) d",
                 [
                     won(None, "cents"),
                     won(None, "1"),
@@ -2132,14 +2136,10 @@ class KpiComputation:
 
     @staticmethod
     def _cell_match(a: str, b: str) -> str:
-        return " AND ".join(f"{a}.{c} = {b}.{c}" for c in ("scope", "sid", "grain", "pidx"))
+        return " AND ".join(f"{a}.{c} = {b}.{c}" for c in _CELL_KEY)
 
     def _create_cells(self) -> None:
-        cols = ", ".join(f"{c} BIGINT" for c in COMPONENTS)
-        self._exec(
-            f"CREATE {self._fact_table('kx_cells')} (scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), "
-            f"pidx INTEGER, {cols}, chunk INTEGER)"
-        )
+        self._exec(f"CREATE {self._fact_table('kx_cells')} ({_CELL_DDL}, chunk INTEGER)")
 
     def _prepare_cells(self) -> None:
         """kx_cells, the components of every cell kept with the state, before the components are
@@ -2150,7 +2150,6 @@ class KpiComputation:
             "NOT EXISTS (SELECT 1 FROM kx_dirty_per d WHERE d.grain = c.grain AND d.pidx = c.pidx) "
             "AND EXISTS (SELECT 1 FROM kx_allper a WHERE a.grain = c.grain AND a.pidx = c.pidx)"
         )
-        names = "scope, sid, grain, pidx, " + ", ".join(COMPONENTS)
         if self.result.delta:  # the previous run's cells came with its facts
             if restricted:
                 self._exec(f"DELETE FROM kx_cells WHERE NOT ({keep.replace('c.', 'kx_cells.')})")
@@ -2160,15 +2159,16 @@ class KpiComputation:
         self._create_cells()
         if restricted:
             self._exec(
-                f"INSERT INTO kx_cells ({names}, chunk) SELECT {names}, -1 "
+                f"INSERT INTO kx_cells ({_CELL_COLUMNS}, chunk) SELECT {_CELL_COLUMNS}, -1 "
                 f"FROM {state_table(self.previous, 'kx_cells')} c WHERE {keep}"
             )
 
     def _store_cells(self, number: int) -> None:
         """Add this computation's (or chunk's) cells, kx_m, to kx_cells."""
-        names = "scope, sid, grain, pidx, " + ", ".join(COMPONENTS)
         self._exec(f"DELETE FROM kx_cells WHERE chunk = {int(number)}")
-        self._exec(f"INSERT INTO kx_cells ({names}, chunk) SELECT {names}, {int(number)} FROM kx_m")
+        self._exec(
+            f"INSERT INTO kx_cells ({_CELL_COLUMNS}, chunk) SELECT {_CELL_COLUMNS}, {int(number)} FROM kx_m"
+        )
 
     def _target_cells(self, table: str) -> str:
         """The cells (scope, sid, grain, pidx) of the targets in `table` (kx_tgt's columns)."""
@@ -2187,17 +2187,16 @@ class KpiComputation:
         the facts' keys) change by the affected keys' rows now minus their rows before: the same
         aggregates over rows signed +1 and -1 (`_rows`). Medians cannot be adjusted: a cell whose
         median rows changed (as multisets) has its median recomputed from all its rows. Targets'
-        cells, before and now, are staged whole.
+        cells, before and now, are staged whole; so are the affected keys' reconciliation items.
         """
         self.result.cells = True
         self._signed_rows()
         self._components()
         additive = [c for c in COMPONENTS if c not in MEDIAN_COMPONENTS]
-        deal_columns = "id, status, seg, cents, sp, sp_js, created_d, closed_d, closed_mi"
         # The medians' rows net of those that cancel (a deal whose amount alone changed gives none).
         cycle_columns = "id, status, seg, sp, sp_js, created_d, closed_d, closed_mi"
         signed_deals = (
-            f"(SELECT {cycle_columns}, SUM(sign) AS sign FROM ({self._rows('deals', '', deal_columns)}) f "
+            f"(SELECT {cycle_columns}, SUM(sign) AS sign FROM ({self._rows('deals', '')}) f "
             f"GROUP BY {cycle_columns} HAVING SUM(sign) <> 0)"
         )
         sale_columns = "partner_id, js, joined_mi, has_sale, v"
@@ -2235,7 +2234,7 @@ class KpiComputation:
                 f"WHERE m.col = '{column}' AND {self._cell_match('m', 'r')})",
             )
         self._analyze("kx_s")
-        cell = "scope, sid, grain, pidx"
+        cell = ", ".join(_CELL_KEY)
         self._exec(
             f"CREATE TEMP TABLE kx_dcell AS SELECT {cell}, "
             + ", ".join(f"SUM(COALESCE({c}, 0)) AS {c}" for c in additive)
@@ -2254,11 +2253,10 @@ class KpiComputation:
             + f" UNION SELECT {cell} FROM kx_dflag"
         )
         self._analyze("kx_dcell", "kx_dflag", "kx_touched")
-        names = f"{cell}, " + ", ".join(COMPONENTS)
         empty = ", ".join("NULL" if c in MEDIAN_COMPONENTS else "0" for c in COMPONENTS)
         self._exec(
-            f"""INSERT INTO kx_cells ({names}, chunk) SELECT t.scope, t.sid, t.grain, t.pidx, {empty}, 0
-            FROM kx_touched t
+            f"""INSERT INTO kx_cells ({_CELL_COLUMNS}, chunk)
+            SELECT t.scope, t.sid, t.grain, t.pidx, {empty}, 0 FROM kx_touched t
             WHERE NOT EXISTS (SELECT 1 FROM kx_cells c WHERE {self._cell_match("c", "t")})"""
         )
         patched = ", ".join(
@@ -2278,7 +2276,7 @@ class KpiComputation:
             f"DELETE FROM kx_cells WHERE EXISTS (SELECT 1 FROM kx_touched t "
             f"WHERE {self._cell_match('kx_cells', 't')})"
         )
-        self._exec(f"INSERT INTO kx_cells ({names}, chunk) SELECT * FROM kx_newcell")
+        self._exec(f"INSERT INTO kx_cells ({_CELL_COLUMNS}, chunk) SELECT * FROM kx_newcell")
         targets = [i for i, f in enumerate(self._contributions(_plain, self.as_of)) if f.name == "targets"]
         self._exec(
             f"""CREATE TEMP TABLE kx_pubcell AS
@@ -2290,12 +2288,12 @@ class KpiComputation:
         )
         self._analyze("kx_pubcell")
         self._exec(
-            "CREATE TEMP TABLE kx_m AS SELECT c.scope, c.sid, c.grain, c.pidx, "
-            + ", ".join(f"c.{c}" for c in COMPONENTS)
-            + f" FROM kx_cells c JOIN kx_pubcell p ON {self._cell_match('c', 'p')}"
+            f"CREATE TEMP TABLE kx_m AS SELECT {_CELL_COLUMNS} FROM kx_cells c "
+            f"WHERE EXISTS (SELECT 1 FROM kx_pubcell p WHERE {self._cell_match('c', 'p')})"
         )
         self._metric_values()
         self._publishable()
+        self._reconciliation(affected_only=True)
         self.result.restricted = True
         # The periods the changes touched (the targets' cells are staged every time).
         self.result.periods_recomputed = self._fetch(

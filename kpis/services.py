@@ -323,8 +323,6 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
     )
     result = computation.run()
     _record_facts(run, result)
-    if result.cells:
-        logger.info("KPI run %s: cells patched", run.pk)
     _publish_whole(run, computation, base_version=base[1] if result.restricted else None)
 
 
@@ -342,13 +340,15 @@ def _publish_whole(run: KpiRun, computation: KpiComputation, *, base_version: st
 
 
 def _record_facts(run: KpiRun, result) -> None:
-    """How the run got its facts: patched with so many changed rows, or built in full."""
+    """How the run got its facts: patched with so many changed rows (and its cells with them), or
+    built in full."""
     changed = result.changed_rows
     KpiRun.objects.filter(pk=run.pk).update(changed_rows=changed)
     logger.info(
-        "KPI run %s: facts %s",
+        "KPI run %s: facts %s%s",
         run.pk,
         "built in full" if changed is None else f"patched with {changed} changed rows",
+        "; cells patched" if result.cells else "",
     )
 
 
@@ -417,7 +417,6 @@ def _execute_chunked(
     result = computation.run_facts()
     _record_facts(run, result)
     if result.cells:
-        logger.info("KPI run %s: cells patched in %.1f s", run.pk, time.monotonic() - started)
         # The facts' session staged the few cells the changes touched: no chunks to share out.
         _publish_whole(run, computation, base_version=base[1])
         return
@@ -605,8 +604,10 @@ def publish(
     scopes already; only published rows outside every chunk (a deleted partner's) are added here.
     `base_version`: an incremental run that recomputed only some periods, on the state of the set
     published at that version; it publishes nothing if the set has been written since.
-    `cells_of_model`: that run patched cells (kx_pubcell) of the set computed with this model. The run's
-    facts become the state of the new set (KpiPublication.state_run_id), in the same transaction.
+    `cells_of_model`: such a run patched only some cells (kx_pubcell) of the set computed with this
+    model; only those cells' rows and the affected reconciliation items are replaced.
+    The run's facts become the state of the new set (KpiPublication.state_run_id), in the same
+    transaction.
     """
     value_table = KpiValue._meta.db_table
     pg = connection.vendor == "postgresql"
@@ -686,7 +687,7 @@ def publish(
         if (
             pg
             and changed >= ANALYZE_AFTER_CHANGED_ROWS
-            and changed >= ANALYZE_AFTER_CHANGED_SHARE * (_planner_rows(cursor, value_table))
+            and changed >= ANALYZE_AFTER_CHANGED_SHARE * _planner_rows(cursor, value_table)
         ):
             # Autovacuum analyses late; until then the planner may scan the whole KPI table for the
             # API's and dashboards' reads (seen: 4.8 s instead of 0.1 ms after a first publication).

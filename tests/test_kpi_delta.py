@@ -3,7 +3,7 @@ run's facts with the rows changed since, publishing exactly what a full recomput
 
 import random
 from collections import Counter
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,6 +13,7 @@ from deals.models import Deal, DealRegistration, Touch
 from kpis import engine
 from kpis import testing as t
 from kpis.models import CostEntry, FactChange, KpiRun, KpiValue, ReconciliationItem, Target
+from kpis.services import target_set
 from partners.models import JoinSource, Partner
 from tests.test_kpi_incremental import (
     _mutate,
@@ -98,9 +99,7 @@ def test_an_incremental_run_patches_the_facts_with_the_changed_rows_only():
 @pytest.mark.django_db
 def test_a_target_changed_by_a_queryset_update_is_not_skipped_as_unchanged():
     small_program(partners=2)
-    target = Target.objects.create(
-        metric="won_revenue", grain="month", period="2026-03", period_start=date(2026, 3, 1), value=D("10")
-    )
+    target = target_set(metric="won_revenue", period="2026-03", value="10")
     t.recompute()
     assert not FactChange.objects.exists()
     # .update() leaves updated_at alone: the source fingerprint cannot see it, the change log does.
@@ -118,17 +117,8 @@ def test_patched_cells_count_the_changed_periods_and_keep_targets_up_to_date():
     deals = small_program(partners=2)
     march = next(d for d in deals if d.closed_at.month == 3)
     key = march.sourcing_partner.key
-    Target.objects.create(
-        metric="sourced_revenue",
-        grain="quarter",
-        period="2026-Q1",
-        period_start=date(2026, 1, 1),
-        value=D("1000"),
-        partner=march.sourcing_partner,
-    )
-    Target.objects.create(
-        metric="won_revenue", grain="month", period="2026-07", period_start=date(2026, 7, 1), value=D("10")
-    )
+    target_set(metric="sourced_revenue", period="2026-Q1", value="1000", partner=march.sourcing_partner)
+    target_set(metric="won_revenue", period="2026-07", value="10")
     t.recompute()
     Deal.objects.filter(pk=march.pk).update(amount=D("250.00"))
     run = incremental()
