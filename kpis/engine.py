@@ -698,6 +698,8 @@ class KpiComputation:
         if state_of is not None and self.sql.pg and schema != run_schema(state_of):
             raise ValueError("on PostgreSQL a run's state is its schema's facts")
         self.chunk = WHOLE
+        # Patched facts: the month bounds of the affected rows before and after patching.
+        self._affected_bounds: dict[str, tuple[int | None, int | None]] = {}
 
     def _fact_table(self, name: str) -> str:
         return f"UNLOGGED TABLE {self.schema}.{name}" if self.schema else f"TEMP TABLE {name}"
@@ -814,7 +816,7 @@ class KpiComputation:
         """Each chunk's differences from the published set, for its own scopes, in KpiValue's own
         column types."""
         value_table = KpiValue._meta.db_table
-        for table, columns in (("kx_del", "id, grain, period"), ("kx_ins", PUBLISHED_COLUMNS)):
+        for table, columns in (("kx_del", VANISHED_COLUMNS), ("kx_ins", PUBLISHED_COLUMNS)):
             self._exec(
                 f"CREATE UNLOGGED TABLE {self.schema}.{table} AS "
                 f"SELECT {columns}, CAST(0 AS INTEGER) AS chunk FROM {value_table} WHERE 1 = 0"
@@ -852,7 +854,7 @@ class KpiComputation:
                     self._exec(f"DELETE FROM {self.schema}.{table} WHERE chunk = {n}")
                 vanished, new = diff_selects(staged="pg_temp.kx_pub", published=self._published_slice())
                 self._exec(
-                    f"INSERT INTO {self.schema}.kx_del (id, grain, period, chunk) "
+                    f"INSERT INTO {self.schema}.kx_del ({VANISHED_COLUMNS}, chunk) "
                     f"SELECT v.*, {n} FROM ({vanished}) v"
                 )
                 self._exec(
@@ -1401,6 +1403,7 @@ class KpiComputation:
             )
 
         lifecycle("kx_lc_before", "kx_aff_touch")
+        self._affected_bounds["before"] = self._fact_bounds(affected="before")
 
         # The previous rows of the affected keys, as the previous run read them (its as-of date).
         for i, family in enumerate(self._contributions(_affected_touches("kx_aff_touch"), previous_as_of)):
@@ -1461,6 +1464,7 @@ class KpiComputation:
         self._attribution(deals="kx_aff_deal")
         self._new_customers(accounts="kx_aff_account")
         self._analyze("kx_tgt")
+        self._affected_bounds["after"] = self._fact_bounds(affected="after")
 
     def attribution_totals(self, date_from: date, date_to: date) -> list[dict]:
         """Per partner sourced / influenced / attributed revenue of deals won between two local dates."""
@@ -1501,20 +1505,61 @@ class KpiComputation:
         ]
 
     # -- 2. periods ----------------------------------------------------------------------------
-    def _periods(self) -> None:
-        as_of_mi = self.as_of.year * 12 + self.as_of.month - 1
-        bounds = self._fetch(
-            """SELECT MIN(lo), MAX(hi) FROM (
-                SELECT MIN(created_mi) AS lo, MAX(COALESCE(closed_mi, created_mi)) AS hi FROM kx_deal
-                UNION ALL SELECT MIN(touched_mi), MAX(touched_mi) FROM kx_touch
-                UNION ALL SELECT MIN(submitted_mi), MAX(COALESCE(decided_mi, submitted_mi)) FROM kx_reg
-                UNION ALL SELECT MIN(applied_mi), MAX(COALESCE(joined_mi, applied_mi)) FROM kx_partner
-                UNION ALL SELECT MIN(mi), MAX(mi) FROM kx_cost
-                UNION ALL SELECT MIN(start_mi), MAX(start_mi) FROM kx_tgt
+    def _fact_bounds(self, *, affected: str | None = None) -> tuple[int | None, int | None]:
+        """(first, last) month index of the fact rows (not targets): of them all, or (`affected`:
+        "before" or "after" patching) of the rows of the affected keys."""
+        deals, touches, regs, partners, costs = "kx_deal", "kx_touch", "kx_reg", "kx_partner", "kx_cost"
+        if affected is not None:
+            deals = "kx_deal WHERE id IN (SELECT k FROM kx_aff_deal)"
+            touches = f"{'kx_aff_touch' if affected == 'before' else 'kx_aff_touch_now'} WHERE late = 0"
+            regs = "kx_reg WHERE id IN (SELECT k FROM kx_aff_reg)"
+            partners = "kx_partner WHERE id IN (SELECT k FROM kx_chg_partner)"
+            costs = "kx_cost WHERE id IN (SELECT k FROM kx_aff_cost)"
+        return self._fetch(
+            f"""SELECT MIN(lo), MAX(hi) FROM (
+                SELECT MIN(created_mi) AS lo, MAX(COALESCE(closed_mi, created_mi)) AS hi FROM {deals}
+                UNION ALL SELECT MIN(touched_mi), MAX(touched_mi) FROM {touches}
+                UNION ALL SELECT MIN(submitted_mi), MAX(COALESCE(decided_mi, submitted_mi)) FROM {regs}
+                UNION ALL SELECT MIN(applied_mi), MAX(COALESCE(joined_mi, applied_mi)) FROM {partners}
+                UNION ALL SELECT MIN(mi), MAX(mi) FROM {costs}
             ) b"""
         )[0]
-        first = min(x for x in (bounds[0], as_of_mi) if x is not None)
-        last = max(x for x in (bounds[1], as_of_mi) if x is not None)
+
+    def _patched_fact_bounds(self) -> tuple[int | None, int | None] | None:
+        """The fact rows' bounds after patching, from the previous run's and the affected rows'
+        before and after (None: one of them cannot tell, and the facts must be scanned).
+
+        A bound stays where it was unless an affected row now lies at or beyond it (then that row
+        is the bound), or it was held by an affected row that moved inward (then only a scan tells
+        whether another row still holds it)."""
+        if not self._affected_bounds:
+            return None
+        previous = self._fetch("SELECT first_mi, last_mi FROM kx_prev_state")[0]
+        before, after = self._affected_bounds["before"], self._affected_bounds["after"]
+        bounds = []
+        # The first month is the least, the last the greatest: negated, the same rule finds both.
+        for i, sign in ((0, 1), (1, -1)):
+            was_bound, had, has = (
+                None if x is None else sign * x for x in (previous[i], before[i], after[i])
+            )
+            if was_bound is None:
+                bound = has  # no fact row before: every row now is an affected one
+            elif has is not None and has <= was_bound:
+                bound = has
+            elif had is None or had > was_bound:
+                bound = was_bound
+            else:
+                return None
+            bounds.append(None if bound is None else sign * bound)
+        return bounds[0], bounds[1]
+
+    def _periods(self) -> None:
+        as_of_mi = self.as_of.year * 12 + self.as_of.month - 1
+        facts = self._patched_fact_bounds() or self._fact_bounds()
+        self._fact_month_bounds = facts
+        targets = self._fetch("SELECT MIN(start_mi), MAX(start_mi) FROM kx_tgt")[0]
+        first = min(x for x in (facts[0], targets[0], as_of_mi) if x is not None)
+        last = max(x for x in (facts[1], targets[1], as_of_mi) if x is not None)
         self.result.first_month, self.result.last_month = first, last
 
         grain_rows, periods = [], {}
@@ -2322,12 +2367,19 @@ class KpiComputation:
             f"SELECT 1 AS complete, {self.sql.date_literal(self.as_of)} AS as_of, "
             f"CAST('{self._code_and_settings()}' AS VARCHAR(64)) AS code, "
             f"CAST({snapshot} AS TEXT) AS snap, CAST({int(newest)} AS BIGINT) AS change_id, "
-            f"CAST({int(own)} AS BIGINT) AS own_xid"
+            f"CAST({int(own)} AS BIGINT) AS own_xid, "
+            f"CAST({self._month_or_null(0)} AS INTEGER) AS first_mi, "
+            f"CAST({self._month_or_null(1)} AS INTEGER) AS last_mi"
         )
         if not self.sql.pg:
             name = state_table(self.state_of, "kx_state")
             self._exec(f'DROP TABLE IF EXISTS "{name}"')
             self._exec(f'CREATE TABLE "{name}" AS SELECT * FROM temp.kx_state')
+
+    def _month_or_null(self, i: int) -> str:
+        """The fact rows' first (0) or last (1) month index as a literal, kept for the next run."""
+        month = self._fact_month_bounds[i]
+        return "NULL" if month is None else str(int(month))
 
     # -- 4. metrics ----------------------------------------------------------------------------
     def _metrics(self) -> None:
@@ -2525,10 +2577,19 @@ def published_columns() -> list[str]:
 
 
 PUBLISHED_COLUMNS = ", ".join(published_columns())
+# KpiValue's unique key (kpi_value_unique): one published value per key.
+PUBLISHED_KEY = ("attribution_model", "scope", "scope_key", "grain", "period", "metric", "target_metric")
+# What the diff keeps of a published row to remove or update (kx_del): its id and key.
+VANISHED_COLUMNS = ", ".join(("id",) + PUBLISHED_KEY)
+
+
+def same_key(a: str, b: str) -> str:
+    """The condition that published or staged rows `a` and `b` have the same key."""
+    return " AND ".join(f"{a}.{column} = {b}.{column}" for column in PUBLISHED_KEY)
 
 
 def diff_selects(*, staged: str, published: str) -> tuple[str, str]:
-    """(published rows with no identical staged row: id, grain, period; staged rows with no
+    """(published rows with no identical staged row: VANISHED_COLUMNS; staged rows with no
     identical published row: PUBLISHED_COLUMNS). `published` is a table or a parenthesised slice."""
     pg = connection.vendor == "postgresql"
 
@@ -2536,13 +2597,11 @@ def diff_selects(*, staged: str, published: str) -> tuple[str, str]:
         return f"{a} IS NOT DISTINCT FROM {b}" if pg else f"{a} IS {b}"
 
     match = (
-        "s.attribution_model = k.attribution_model AND s.scope = k.scope AND s.scope_key = k.scope_key "
-        "AND s.grain = k.grain AND s.period = k.period AND s.metric = k.metric "
-        f"AND s.target_metric = k.target_metric AND {same('s.value', 'k.value')} "
+        f"{same_key('s', 'k')} AND {same('s.value', 'k.value')} "
         f"AND {same('s.partner_id', 'k.partner_id')} AND {same('s.join_source_id', 'k.join_source_id')}"
     )
     vanished = (
-        f"SELECT k.id, k.grain, k.period FROM {published} k "
+        f"SELECT {', '.join(f'k.{column}' for column in VANISHED_COLUMNS.split(', '))} FROM {published} k "
         f"WHERE NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})"
     )
     new = (

@@ -155,8 +155,9 @@ class KpiRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
+    # Published rows added, and rows whose value (or partner or join source) changed, updated in place.
     rows_written = models.PositiveIntegerField(default=0)
-    # Published rows removed because their fact disappeared or changed (the changed ones are rewritten).
+    # Published rows removed because their cell or metric is no longer computed.
     rows_deleted = models.PositiveIntegerField(default=0)
     periods_recomputed = models.PositiveIntegerField(default=0)
     # An incremental run that patched the previous run's facts: how many changed rows of the change

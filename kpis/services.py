@@ -27,6 +27,8 @@ from django.utils import timezone
 from deals.models import Deal, DealRegistration, Touch
 from kpis.engine import (
     PUBLISHED_COLUMNS,
+    PUBLISHED_KEY,
+    VANISHED_COLUMNS,
     Chunk,
     EngineSettings,
     KpiComputation,
@@ -39,6 +41,7 @@ from kpis.engine import (
     published_periods,
     reconciliation_items_replaced,
     run_schema,
+    same_key,
     state_exists,
     state_runs,
 )
@@ -360,7 +363,7 @@ def _finisher(run: KpiRun, *, periods: int):
             status=KpiRun.Status.SUCCEEDED,
             finished_at=timezone.now(),
             duration_seconds=(timezone.now() - run.started_at).total_seconds(),
-            rows_written=stats["inserted"],
+            rows_written=stats["inserted"] + stats["updated"],
             rows_deleted=stats["deleted"],
             periods_recomputed=periods,
         )
@@ -583,6 +586,34 @@ def _stage_diff(cursor, *, restricted: bool, cells_of_model: str | None = None) 
         cursor.execute("RESET work_mem")
 
 
+def _pair_updates(cursor) -> None:
+    """Turn each published row to remove (kx_del) whose key is staged anew (kx_ins) into an update
+    of that row in place (kx_upd), and leave only the rows to add in kx_ins and the rows to remove
+    in kx_del.
+
+    Both differences hold every key that changed value, partner or join source (a staged row with
+    a published key would otherwise break KpiValue's unique key). An update that leaves the indexed
+    columns alone writes no index entry when its page has room (KpiValue's fillfactor: a "HOT"
+    update on PostgreSQL), where a delete and an insert write one per index.
+    """
+    pg = connection.vendor == "postgresql"
+    cursor.execute("DROP TABLE IF EXISTS kx_upd")
+    if not pg:
+        # SQLite has no hash join: each side's lookups need an index.
+        cursor.execute(f"CREATE INDEX IF NOT EXISTS kx_ins_key ON kx_ins ({', '.join(PUBLISHED_KEY)})")
+    cursor.execute(
+        f"""CREATE TEMP TABLE kx_upd AS
+        SELECT {", ".join(f"d.{column}" for column in VANISHED_COLUMNS.split(", "))},
+               i.value, i.partner_id, i.join_source_id, i.period_start
+        FROM kx_del d JOIN kx_ins i ON {same_key("d", "i")}"""
+    )
+    if not pg:
+        cursor.execute(f"CREATE INDEX kx_upd_key ON kx_upd ({', '.join(PUBLISHED_KEY)})")
+    paired = f"SELECT 1 FROM kx_upd u WHERE {same_key('u', 'kx_ins')}"
+    cursor.execute(f"DELETE FROM kx_ins WHERE EXISTS ({paired})")
+    cursor.execute("DELETE FROM kx_del WHERE id IN (SELECT id FROM kx_upd)")
+
+
 def _planner_rows(cursor, table: str) -> float:
     """How many rows the planner last counted in `table` (-1: never analysed)."""
     cursor.execute("SELECT reltuples FROM pg_class WHERE oid = CAST(%s AS regclass)", [table])
@@ -616,8 +647,9 @@ def publish(
         # The diff is computed before the transaction so the publishing lock is held briefly.
         if diffed:
             cursor.execute(
-                f"""INSERT INTO kx_del (id, grain, period, chunk)
-                SELECT k.id, k.grain, k.period, -1 FROM {value_table} k
+                f"""INSERT INTO kx_del ({VANISHED_COLUMNS}, chunk)
+                SELECT {", ".join(f"k.{column}" for column in VANISHED_COLUMNS.split(", "))}, -1
+                FROM {value_table} k
                 WHERE NOT (k.scope = 'program'
                            OR (k.scope = 'join_source' AND k.join_source_id IN (SELECT id FROM kx_js))
                            OR (k.scope = 'partner' AND k.partner_id IN (SELECT id FROM kx_partner)))"""
@@ -632,11 +664,19 @@ def publish(
             "EXISTS (SELECT 1 FROM kx_del), EXISTS (SELECT 1 FROM kx_ins)"
         )
         changed_periods, to_delete, to_insert = cursor.fetchone()
+        to_update = False
+        if to_delete and to_insert:
+            _pair_updates(cursor)
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM kx_del), EXISTS (SELECT 1 FROM kx_ins), "
+                "EXISTS (SELECT 1 FROM kx_upd)"
+            )
+            to_delete, to_insert, to_update = cursor.fetchone()
         with transaction.atomic():
             _lock_runs()
             if diffed and not KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.RUNNING).exists():
                 # A redelivered chunk that also came last: its sibling published the run already.
-                return {"inserted": 0, "deleted": 0, "changed_periods": 0}
+                return {"inserted": 0, "updated": 0, "deleted": 0, "changed_periods": 0}
             unchanged = KpiPublication.objects.filter(pk=1, version=base_version)
             if base_version is not None and not unchanged.exists():
                 raise PublishedSetChanged(
@@ -646,11 +686,19 @@ def publish(
             if pg:
                 # Durability of this commit may lag a few ms; a crash then reruns the nightly job.
                 cursor.execute("SET LOCAL synchronous_commit = off")
-            deleted = inserted = 0
+            deleted = inserted = updated = 0
             if to_delete:
                 cursor.execute(f"DELETE FROM {value_table} WHERE id IN (SELECT id FROM kx_del)")
                 deleted = cursor.rowcount
             _publish_checkpoint()
+            if to_update:
+                cursor.execute(
+                    f"""UPDATE {value_table} SET value = u.value, partner_id = u.partner_id,
+                        join_source_id = u.join_source_id, period_start = u.period_start,
+                        run_id = {int(run.pk)}
+                    FROM kx_upd u WHERE {value_table}.id = u.id"""
+                )
+                updated = cursor.rowcount
             if to_insert:
                 cursor.execute(
                     f"INSERT INTO {value_table} ({columns}, run_id) "
@@ -671,6 +719,7 @@ def publish(
             )
             stats = {
                 "inserted": max(inserted, 0),
+                "updated": max(updated, 0),
                 "deleted": max(deleted, 0),
                 "changed_periods": changed_periods,
             }
@@ -683,7 +732,8 @@ def publish(
         if not diffed:
             for table in ("kx_del", "kx_ins"):
                 cursor.execute(f"DROP TABLE IF EXISTS {table}")
-        changed = stats["inserted"] + stats["deleted"]
+        cursor.execute("DROP TABLE IF EXISTS kx_upd")
+        changed = stats["inserted"] + stats["updated"] + stats["deleted"]
         if (
             pg
             and changed >= ANALYZE_AFTER_CHANGED_ROWS

@@ -288,7 +288,7 @@ def test_a_chunked_run_is_published_once_even_if_two_last_chunks_try(settings, d
         second = publish(run=run, on_published=_finisher(run, periods=1), diffed=True)
     run.refresh_from_db()
     assert run.status == "succeeded" and first["inserted"] == run.rows_written == len(expected) > 1000
-    assert second == {"inserted": 0, "deleted": 0, "changed_periods": 0}
+    assert second == {"inserted": 0, "updated": 0, "deleted": 0, "changed_periods": 0}
     assert published() == expected
     with connection.cursor() as cursor:
         cursor.execute(f"DROP SCHEMA {run_schema(run.pk)} CASCADE")

@@ -112,6 +112,54 @@ def test_a_target_changed_by_a_queryset_update_is_not_skipped_as_unchanged():
     assert full_recompute_set() == after
 
 
+def published_months() -> list[str]:
+    return sorted(set(KpiValue.objects.filter(grain="month").values_list("period", flat=True)))
+
+
+@pytest.mark.django_db
+def test_the_period_range_follows_the_changed_rows_and_is_scanned_only_when_its_bound_row_moved(
+    monkeypatch,
+):
+    small_program(partners=2)
+    t.recompute()
+    assert published_months()[0] == "2026-01" and published_months()[-1] == "2026-12"
+    scans = []
+    fact_bounds = engine.KpiComputation._fact_bounds
+
+    def spy(self, *, affected=None):
+        scans.append(affected)
+        return fact_bounds(self, affected=affected)
+
+    monkeypatch.setattr(engine.KpiComputation, "_fact_bounds", spy)
+
+    def step(edit, *, scanned: bool, months: tuple[str, str]) -> None:
+        edit()
+        scans.clear()
+        assert incremental().changed_rows == 1
+        assert scans == ["before", "after"] + ([None] if scanned else [])
+        after = published()
+        assert (published_months()[0], published_months()[-1]) == months
+        assert full_recompute_set() == after
+
+    early = t.deal("10.00", created="2025-11-20 10:00")
+    # A row beyond a bound moves it; one at the bound that stays keeps it.
+    step(lambda: None, scanned=False, months=("2025-11", "2026-12"))
+    step(
+        lambda: Deal.objects.filter(pk=early.pk).update(amount=D("11.00")),
+        scanned=False,
+        months=("2025-11", "2026-12"),
+    )
+    # The row holding a bound moved inward: only a scan tells where the bound is now.
+    step(
+        lambda: Deal.objects.filter(pk=early.pk).update(created_at=t.at("2026-02-01 10:00")),
+        scanned=True,
+        months=("2026-01", "2026-12"),
+    )
+    cost = CostEntry.objects.create(date="2027-02-03", amount=D("5.00"), category="mdf")
+    step(lambda: None, scanned=False, months=("2026-01", "2027-02"))
+    step(lambda: CostEntry.objects.filter(pk=cost.pk).delete(), scanned=True, months=("2026-01", "2026-12"))
+
+
 @pytest.mark.django_db
 def test_patched_cells_count_the_changed_periods_and_keep_targets_up_to_date():
     deals = small_program(partners=2)

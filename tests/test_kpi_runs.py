@@ -15,6 +15,7 @@ from kpis.export import export_rows
 from kpis.models import KpiRun, KpiValue
 from kpis.selectors import kpi_card_values, kpi_series
 from kpis.services import kpi_recompute_request, kpi_run_create, reconciliation_report, target_set
+from partners.models import JoinSource
 
 pytestmark = pytest.mark.django_db
 
@@ -79,6 +80,40 @@ def test_a_run_that_fails_while_publishing_leaves_the_published_set_unchanged(mo
     rerun = t.recompute()
     assert rerun.status == "succeeded" and rerun.rows_written > 0
     assert t.value("sourced_revenue", "2026-02", scope="partner", key="p0") == D("999.00")
+
+
+def published_rows() -> dict[tuple, tuple]:
+    """{key: (id, value, run id)} of every published row."""
+    key = ("attribution_model", "scope", "scope_key", "grain", "period", "metric", "target_metric")
+    return {row[:7]: row[7:] for row in KpiValue.objects.values_list(*key, "id", "value", "run_id")}
+
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
+def test_a_changed_value_is_updated_in_place_and_a_row_no_longer_computed_is_deleted(mode):
+    deals = small_program()
+    first = t.recompute()
+    before = published_rows()
+    Deal.objects.filter(pk=deals[0].pk).update(amount=D("150.00"))
+    run = t.recompute(mode=mode)
+    after = published_rows()
+    changed = {key for key in before if after[key][1] != before[key][1]}
+    assert after.keys() == before.keys() and run.rows_deleted == 0
+    assert run.rows_written == len(changed) > 0
+    # Same rows (ids), the new values and the run that wrote them; the others untouched.
+    assert all(after[key] == (before[key][0], after[key][1], run.pk) for key in changed)
+    assert all(after[key] == before[key] for key in before.keys() - changed)
+    assert t.value("sourced_revenue", "2026-02", scope="partner", key="p0") == D("150.00")
+
+    # A renamed join source's rows are published under the new key: the old ones are deleted.
+    JoinSource.objects.filter(key="web").update(key="website")
+    renamed = t.recompute(mode=mode)
+    web = {key for key in after if key[1] == "join_source"}
+    assert web and all(key[2] == "web" for key in web)
+    assert renamed.rows_deleted == len(web) and renamed.rows_written == len(web)
+    assert {key[:2] + ("website",) + key[3:] for key in web} == {
+        key for key in published_rows() if key[1] == "join_source"
+    }
+    assert first.rows_written == len(before)
 
 
 def test_incremental_after_changes_equals_a_full_recompute():
