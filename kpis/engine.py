@@ -352,7 +352,7 @@ _DELTA_TABLES = (
         "kx_prev_state",
     ]
     + [f"kx_before_{i}" for i in range(12)]
-    + ["kx_aff_touch", "kx_aff_touch_now", "kx_aff_claim"]
+    + ["kx_aff_touch", "kx_aff_touch_now", "kx_aff_deal_now", "kx_aff_claim"]
     # Patched cells (_patch_cells).
     + ["kx_dmed", "kx_dgrain", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
     + [f"kx_signed_{name}" for name in _SIGNED_FAMILIES]
@@ -369,7 +369,7 @@ _TEMP_TABLES = (
 DELTA_MAX_SHARE = 0.2
 # ...and always while fewer than this many did (a small program's facts are quick either way).
 DELTA_MIN_ROWS = 1_000
-# (table, column) lookups the patching reads by (created on the facts when a run first patches them).
+# (table, columns) lookups the patching reads by (created on the facts when a run first patches them).
 _DELTA_INDEXES = [
     ("kx_deal", "id"),
     ("kx_deal", "sp"),
@@ -385,7 +385,15 @@ _DELTA_INDEXES = [
     ("kx_fs", "partner_id"),
     ("kx_attr", "deal_id"),
     ("kx_newcust", "account_id"),
+    ("kx_cells", "scope, sid, grain, pidx"),
 ]
+
+
+def _delta_index(table: str, columns: str, *, schema: str | None = None) -> str:
+    """The statement creating one of _DELTA_INDEXES on `table` (in `schema`, else the search path)."""
+    where = f"{schema}.{table}" if schema else table
+    return f"CREATE INDEX IF NOT EXISTS {table}_{columns.replace(', ', '_')} ON {where} ({columns})"
+
 
 # A run's facts live on as the state the next incremental run diffs against: on PostgreSQL the run's
 # schema (RUN_NAMESPACE_PREFIX + id, which also holds a chunked run's shared tables), on SQLite tables
@@ -523,10 +531,8 @@ def index_state(run_id: int, *, cells_changed: bool = True) -> None:
     next run's time."""
     with connection.cursor() as cursor:
         cursor.execute("SET maintenance_work_mem = '256MB'")
-        for table, column in _DELTA_INDEXES:
-            cursor.execute(
-                f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {run_schema(run_id)}.{table} ({column})"
-            )
+        for table, columns in _DELTA_INDEXES:
+            cursor.execute(_delta_index(table, columns, schema=run_schema(run_id)))
         cursor.execute("RESET maintenance_work_mem")
         if cells_changed:  # not after a few cells were patched
             # The next run joins the changed cells to these (its planner must know their size).
@@ -1112,24 +1118,26 @@ class KpiComputation:
         self._fill("kx_fs", self._first_sale_select())
         self._analyze("kx_actm", "kx_fs")
 
-    def _attribution(self, *, deals: str | None = None) -> None:
+    def _attribution(
+        self, *, deals: str | None = None, deal_rows: str = "kx_deal", touch_rows: str = "kx_touch"
+    ) -> None:
         """kx_attr(deal_id, partner_id, js, closed_mi, cents): each won deal's amount split to cents.
 
         Sourced deals give everything to the sourcing partner. Influenced deals split by the model:
         each partner's exact share is the sum of its touches' weights; shares are floored to cents
         and the leftover cents go to the largest remainders, ties to the earlier first touch.
-        `deals`: delta facts, replace only the shares of the deals in that table (column k).
+        `deals`: delta facts, replace only the shares of the deals in that table (column k), whose
+        rows are `deal_rows` and whose counting touches are `touch_rows`.
         """
         s = self.sql
         model = self.settings.attribution_model
-        only = f"d.id IN (SELECT k FROM {deals})" if deals else "1 = 1"
         self._exec(
             f"""CREATE {self._fact_table("kx_tw")} AS
             SELECT t.deal_id, t.partner_id, t.js, t.touched_at, d.closed_at, d.cents, d.closed_mi,
                    ROW_NUMBER() OVER (PARTITION BY t.deal_id ORDER BY t.touched_at, t.id) AS rn,
                    COUNT(*) OVER (PARTITION BY t.deal_id) AS n
-            FROM kx_touch t JOIN kx_deal d ON d.id = t.deal_id
-            WHERE d.status = 'won' AND d.seg = 'i' AND {only}"""
+            FROM {touch_rows} t JOIN {deal_rows} d ON d.id = t.deal_id
+            WHERE d.status = 'won' AND d.seg = 'i'"""
         )
         if model == AttributionModel.TIME_DECAY:
             # Weights relative to the deal's latest touch (the same shares, no underflow):
@@ -1176,8 +1184,8 @@ class KpiComputation:
                   FROM ({floored}) f) r
             UNION ALL
             SELECT d.id, d.sp, p.js, d.closed_mi, d.cents
-            FROM kx_deal d JOIN kx_partner p ON p.id = d.sp
-            WHERE d.status = 'won' AND d.sp IS NOT NULL AND {only}""",
+            FROM {deal_rows} d JOIN kx_partner p ON p.id = d.sp
+            WHERE d.status = 'won' AND d.sp IS NOT NULL""",
             replace=f"deal_id IN (SELECT k FROM {deals})" if deals else None,
         )
 
@@ -1258,14 +1266,26 @@ class KpiComputation:
         if code != self._code_and_settings():
             return None  # another engine or other settings built those facts (nor has it a mark)
         (as_of, *mark), *_ = self._fetch(f"SELECT as_of, snap, change_id, own_xid FROM {old_state}")
-        changes, truncated, deals = self._fetch(
-            f"""SELECT COUNT(*), SUM(CASE WHEN x.source = 'truncate' THEN 1 ELSE 0 END),
-                       (SELECT COUNT(*) FROM {state_table(self.previous, "kx_deal")})
+        changes, truncated = self._fetch(
+            f"""SELECT COUNT(*), SUM(CASE WHEN x.source = 'truncate' THEN 1 ELSE 0 END)
                 FROM (SELECT DISTINCT source, row_id FROM ({self._changes_since(tuple(mark))}) c) x"""
         )[0]
+        deals = self._state_deals()
         if truncated or changes > max(DELTA_MAX_SHARE * deals, DELTA_MIN_ROWS):
             return None
         return date.fromisoformat(str(as_of)[:10]), tuple(mark), changes
+
+    def _state_deals(self) -> float:
+        """How many deals the previous run's facts hold: on PostgreSQL as its planner last counted
+        them (enough for the share of changes, without reading a million rows)."""
+        table = state_table(self.previous, "kx_deal")
+        if self.sql.pg:
+            (estimate,), *_ = self._fetch(
+                f"SELECT reltuples FROM pg_class WHERE oid = CAST('{table}' AS regclass)"
+            )
+            if estimate >= 0:
+                return estimate
+        return self._fetch(f"SELECT COUNT(*) FROM {table}")[0][0]
 
     def _adopt_state(self) -> None:
         """Take the previous run's facts as this run's, to patch: on PostgreSQL its schema becomes
@@ -1288,8 +1308,8 @@ class KpiComputation:
             self._exec(f"CREATE TEMP TABLE kx_prev_{table[3:]} AS SELECT * FROM {table}")
             self._exec(f"DROP TABLE {table}")
         # The lookups patching needs (on PostgreSQL the state has them already: index_state).
-        for table, column in _DELTA_INDEXES:
-            self._exec(f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} ({column})")
+        for table, columns in _DELTA_INDEXES:
+            self._exec(_delta_index(table, columns))
 
     def _drop_delta_tables(self) -> None:
         """The session's own tables of patching (a session may compute one run after another)."""
@@ -1392,17 +1412,17 @@ class KpiComputation:
         # Read now: once kx_reg is patched it no longer holds a moved or deleted registration's partner.
         keys("kx_own_partner", *own_sets)
 
-        def lifecycle(table: str, touches: str) -> None:
+        def lifecycle(table: str, deals: str, touches: str) -> None:
             """What activities and first sales read of the affected deals and their touches."""
             self._exec(
                 f"""CREATE TEMP TABLE {table} AS
                 SELECT id AS deal_id, sp AS partner_id, created_d AS d1, closed_d AS d2, status, seg,
                        0 AS late
-                FROM kx_deal WHERE id {in_deals}
+                FROM {deals}
                 UNION ALL SELECT deal_id, partner_id, touched_d, NULL, NULL, NULL, late FROM {touches}"""
             )
 
-        lifecycle("kx_lc_before", "kx_aff_touch")
+        lifecycle("kx_lc_before", f"kx_deal WHERE id {in_deals}", "kx_aff_touch")
         self._affected_bounds["before"] = self._fact_bounds(affected="before")
 
         # The previous rows of the affected keys, as the previous run read them (its as-of date).
@@ -1419,11 +1439,14 @@ class KpiComputation:
             replace=f"id {in_changed_partners}",
         )
         self._facts_labels()
-        self._fill(
-            "kx_deal",
-            self._deal_select(segment_from_base=True, where=f"d.id {in_deals}"),
-            replace=f"id {in_deals}",
+        # The affected deals' rows and touches after patching, read once each: the statements that
+        # need them read these small tables, not the facts (where PostgreSQL may plan a scan).
+        self._exec(
+            "CREATE TEMP TABLE kx_aff_deal_now AS "
+            + self._deal_select(segment_from_base=True, where=f"d.id {in_deals}")
         )
+        self._analyze("kx_aff_deal_now")
+        self._fill("kx_deal", "SELECT * FROM kx_aff_deal_now", replace=f"id {in_deals}")
         self._exec(f"CREATE TEMP TABLE kx_aff_touch_now AS {self._touch_select(f't.deal_id {in_deals}')}")
         self._analyze("kx_aff_touch_now")
         self._fill("kx_touch_all", "SELECT * FROM kx_aff_touch_now", replace=f"deal_id {in_deals}")
@@ -1440,7 +1463,7 @@ class KpiComputation:
         self._fill("kx_tgt", self._target_select())
         # Activities and first sales change only for the partners of deals whose dates, status,
         # segment, sourcing partner or touches changed (not, say, an amount), besides their own.
-        lifecycle("kx_lc_after", "kx_aff_touch_now")
+        lifecycle("kx_lc_after", "kx_aff_deal_now", "kx_aff_touch_now")
         columns = "deal_id, partner_id, d1, d2, status, seg, late"
         changed_deals = (
             "SELECT deal_id FROM ("
@@ -1461,7 +1484,11 @@ class KpiComputation:
         recalc = "IN (SELECT k FROM kx_recalc_partner)"
         self._fill("kx_actm", self._activity_select("kx_recalc_partner"), replace=f"partner_id {recalc}")
         self._fill("kx_fs", self._first_sale_select("kx_recalc_partner"), replace=f"partner_id {recalc}")
-        self._attribution(deals="kx_aff_deal")
+        self._attribution(
+            deals="kx_aff_deal",
+            deal_rows="kx_aff_deal_now",
+            touch_rows="(SELECT * FROM kx_aff_touch_now WHERE late = 0)",
+        )
         self._new_customers(accounts="kx_aff_account")
         self._analyze("kx_tgt")
         self._affected_bounds["after"] = self._fact_bounds(affected="after")
@@ -1510,7 +1537,11 @@ class KpiComputation:
         "before" or "after" patching) of the rows of the affected keys."""
         deals, touches, regs, partners, costs = "kx_deal", "kx_touch", "kx_reg", "kx_partner", "kx_cost"
         if affected is not None:
-            deals = "kx_deal WHERE id IN (SELECT k FROM kx_aff_deal)"
+            deals = (
+                "kx_deal WHERE id IN (SELECT k FROM kx_aff_deal)"
+                if affected == "before"
+                else "kx_aff_deal_now"
+            )
             touches = f"{'kx_aff_touch' if affected == 'before' else 'kx_aff_touch_now'} WHERE late = 0"
             regs = "kx_reg WHERE id IN (SELECT k FROM kx_aff_reg)"
             partners = "kx_partner WHERE id IN (SELECT k FROM kx_chg_partner)"
@@ -2500,7 +2531,7 @@ class KpiComputation:
         `affected_only` (patched cells): only the items of the affected deals and of the accounts of
         the affected registrations (`reconciliation_items_replaced`), which replace the published ones."""
         s = self.sql
-        deals = "d.id IN (SELECT k FROM kx_aff_deal)" if affected_only else "1 = 1"
+        deals = "kx_aff_deal_now" if affected_only else "kx_deal"
         touches = "kx_aff_touch_now" if affected_only else "kx_touch_all"
         claims = "account_id IN (SELECT k FROM kx_aff_claim)" if affected_only else "1 = 1"
         self._exec(
@@ -2509,11 +2540,11 @@ class KpiComputation:
                    CAST(NULL AS BIGINT) AS touch_id, d.account_id,
                    CAST('' AS VARCHAR(2000)) AS registration_ids,
                    CASE WHEN p.joined IS NULL THEN 'never joined' ELSE 'joined later' END AS detail
-            FROM kx_deal d JOIN kx_partner p ON p.id = d.sp
-            WHERE (p.joined IS NULL OR d.created_d < p.joined) AND {deals}
+            FROM {deals} d JOIN kx_partner p ON p.id = d.sp
+            WHERE p.joined IS NULL OR d.created_d < p.joined
             UNION ALL
             SELECT 'touch_after_close', t.deal_id, t.partner_id, t.id, d.account_id, '', 'touched after close'
-            FROM {touches} t JOIN kx_deal d ON d.id = t.deal_id
+            FROM {touches} t JOIN {deals} d ON d.id = t.deal_id
             WHERE t.late = 1
             UNION ALL
             SELECT 'duplicate_registration_claim', CAST(NULL AS BIGINT), CAST(NULL AS BIGINT),

@@ -13,7 +13,9 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
@@ -280,20 +282,59 @@ def source_fingerprint(*, as_of: date, program: ProgramSettings | None = None) -
     return hashlib.sha256("|".join(parts).encode()).hexdigest() + ":" + ";".join(parts)[:900]
 
 
+def _fingerprint_alongside(run: KpiRun, program: ProgramSettings) -> Callable[[], None]:
+    """Start computing the run's source fingerprint; the returned function waits for it and
+    records it on the run.
+
+    On PostgreSQL outside a transaction it is computed on another session, in a snapshot taken
+    before this function returns, so before the run reads any fact: the facts hold at least what
+    it describes (a change committed in between makes the next run's fingerprint differ, and that
+    run computes). Elsewhere, here and now.
+    """
+
+    def record(fingerprint: str) -> None:
+        KpiRun.objects.filter(pk=run.pk).update(source_fingerprint=fingerprint)
+
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        fingerprint = source_fingerprint(as_of=run.as_of, program=program)
+        return lambda: record(fingerprint)
+    found: dict[str, str] = {}
+    snapshot_taken = threading.Event()
+
+    def compute() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("SELECT 1")  # takes the transaction's snapshot
+            snapshot_taken.set()
+            found["fingerprint"] = source_fingerprint(as_of=run.as_of, program=program)
+
+    worker = SessionThread(compute, name="kpi-fingerprint", on_exit=snapshot_taken.set)
+    snapshot_taken.wait()
+
+    def finish() -> None:
+        worker.finish()
+        record(found["fingerprint"])
+
+    return finish
+
+
 def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: str | None = None) -> None:
     # One read of the settings for the whole run: its record, its fingerprint and every chunk.
     program = ProgramSettings.load()
-    fingerprint = source_fingerprint(as_of=run.as_of, program=program)
-    if run.mode == KpiRun.Mode.INCREMENTAL:
+    last = None
+    if run.mode == KpiRun.Mode.INCREMENTAL and not FactChange.objects.exists():
         last = (
             KpiRun.objects.filter(status=KpiRun.Status.SUCCEEDED)
             .exclude(pk=run.pk)
             .order_by("-finished_at", "-id")
             .first()
         )
-        # The change log closes the fingerprint's blind spot for the tables it covers: a row
-        # written under an older clock, or by an `.update()` that left `updated_at` alone.
-        if last is not None and last.source_fingerprint == fingerprint and not FactChange.objects.exists():
+    # The fingerprint tells an unchanged program only with an empty change log (which closes its
+    # blind spot for the tables it covers: a row written under an older clock, or by an `.update()`
+    # that left `updated_at` alone) and the same as-of date (part of the fingerprint).
+    if last is not None and last.as_of == run.as_of:
+        fingerprint = source_fingerprint(as_of=run.as_of, program=program)
+        if last.source_fingerprint == fingerprint:
             KpiRun.objects.filter(pk=run.pk).update(
                 status=KpiRun.Status.SUCCEEDED,
                 finished_at=timezone.now(),
@@ -304,13 +345,22 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
                 source_fingerprint=fingerprint,
             )
             return
-    KpiRun.objects.filter(pk=run.pk).update(
-        source_fingerprint=fingerprint, attribution_model=program.attribution_model
-    )
+        KpiRun.objects.filter(pk=run.pk).update(source_fingerprint=fingerprint)
+        record_fingerprint = None
+    else:
+        record_fingerprint = _fingerprint_alongside(run, program)
+    KpiRun.objects.filter(pk=run.pk).update(attribution_model=program.attribution_model)
     base = _incremental_base(run) if run.mode == KpiRun.Mode.INCREMENTAL else None
     if kpi_chunk_count() > 1:
         engine_settings = EngineSettings.from_program(program)
-        _execute_chunked(run, dispatch=dispatch, queue=queue, base=base, engine_settings=engine_settings)
+        _execute_chunked(
+            run,
+            dispatch=dispatch,
+            queue=queue,
+            base=base,
+            engine_settings=engine_settings,
+            record_fingerprint=record_fingerprint,
+        )
         return
     pg = connection.vendor == "postgresql"
     if pg:
@@ -325,6 +375,8 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
         state_of=run.pk,
     )
     result = computation.run()
+    if record_fingerprint is not None:
+        record_fingerprint()
     _record_facts(run, result)
     _publish_whole(run, computation, base_version=base[1] if result.restricted else None)
 
@@ -409,6 +461,7 @@ def _execute_chunked(
     queue: str | None,
     engine_settings: EngineSettings,
     base: tuple[int, str] | None = None,
+    record_fingerprint: Callable[[], None] | None = None,
 ) -> None:
     schema = run_schema(run.pk)
     with connection.cursor() as cursor:
@@ -418,6 +471,8 @@ def _execute_chunked(
     computation = _shared_computation(run, previous=previous, engine_settings=engine_settings)
     started = time.monotonic()
     result = computation.run_facts()
+    if record_fingerprint is not None:
+        record_fingerprint()
     _record_facts(run, result)
     if result.cells:
         # The facts' session staged the few cells the changes touched: no chunks to share out.

@@ -323,3 +323,35 @@ def test_the_run_admin_recompute_now_action_queues_a_run(client, django_capture_
     assert len(callbacks) == 1
     assert client.get("/admin/kpis/kpivalue/").status_code == 200
     assert client.get(f"/admin/kpis/kpirun/{run.pk}/change/").status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_fingerprint_is_computed_alongside_a_run_with_changes_and_lets_the_next_one_skip(monkeypatch):
+    import threading
+
+    computed_on = []
+    source_fingerprint = services.source_fingerprint
+
+    def spy(**kwargs):
+        computed_on.append(threading.current_thread().name)
+        return source_fingerprint(**kwargs)
+
+    monkeypatch.setattr(services, "source_fingerprint", spy)
+    deals = small_program()
+    first = t.recompute()
+    # The log held the program's rows: no run could be skipped, so the facts did not wait for it.
+    assert computed_on == ["kpi-fingerprint"]
+    assert first.source_fingerprint == source_fingerprint(as_of=first.as_of)
+    skipped = t.recompute(mode="incremental")
+    assert computed_on[1:] == [threading.current_thread().name]
+    assert skipped.periods_recomputed == 0 and skipped.changed_rows is None
+    assert skipped.source_fingerprint == first.source_fingerprint
+
+    deal = deals[0]
+    deal.amount = D("150.00")
+    deal.save()  # a new updated_at
+    changed = t.recompute(mode="incremental")
+    assert computed_on[2:] == ["kpi-fingerprint"] and changed.changed_rows == 1
+    assert changed.source_fingerprint not in ("", first.source_fingerprint)
+    assert t.recompute(mode="incremental").periods_recomputed == 0
