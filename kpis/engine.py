@@ -352,7 +352,8 @@ _DELTA_TABLES = (
         "kx_prev_state",
     ]
     + [f"kx_before_{i}" for i in range(12)]
-    + ["kx_aff_touch", "kx_aff_touch_now", "kx_aff_deal_now", "kx_aff_claim"]
+    + ["kx_aff_touch", "kx_aff_touch_now", "kx_aff_touch_live", "kx_aff_deal_before", "kx_aff_deal_now"]
+    + ["kx_aff_claim"]
     # Patched cells (_patch_cells).
     + ["kx_dmed", "kx_dgrain", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
     + [f"kx_signed_{name}" for name in _SIGNED_FAMILIES]
@@ -966,17 +967,18 @@ class KpiComputation:
                    {s.month_index("p.joined_at")} AS joined_mi, {s.month_index("p.applied_at")} AS applied_mi
             FROM {Partner._meta.db_table} p WHERE {where}"""
 
-    def _touch_select(self, where: str = "1 = 1") -> str:
-        """Every touch (kx_touch_all); `late`: dated after its deal's close, so it does not count."""
+    def _touch_select(self, *, touches: str | None = None, deals: str | None = None) -> str:
+        """Every touch (kx_touch_all) of `touches` (default the touch table), whose deals are in
+        `deals` (default the deal table); `late`: dated after its deal's close, so it does not count."""
         s = self.sql
-        deal, touch = Deal._meta.db_table, Touch._meta.db_table
+        deal, touch = deals or Deal._meta.db_table, touches or Touch._meta.db_table
         return f"""SELECT x.id, x.deal_id, x.partner_id, x.touched_at, x.touched_d,
                    {s.month_index("x.touched_d")} AS touched_mi, p.js, x.late
             FROM (SELECT t.id, t.deal_id, t.partner_id, t.touched_at,
                          {s.local_date("t.touched_at")} AS touched_d,
                          CASE WHEN d.closed_at IS NOT NULL AND t.touched_at > d.closed_at
                               THEN 1 ELSE 0 END AS late
-                  FROM {touch} t JOIN {deal} d ON d.id = t.deal_id WHERE {where}) x
+                  FROM {touch} t JOIN {deal} d ON d.id = t.deal_id) x
             JOIN kx_partner p ON p.id = x.partner_id"""
 
     def _facts_touches(self) -> None:
@@ -1330,7 +1332,7 @@ class KpiComputation:
         """
         s = self.sql
         previous_as_of, mark, self.result.changed_rows = base
-        deal, touch, reg = Deal._meta.db_table, Touch._meta.db_table, DealRegistration._meta.db_table
+        touch, reg = Touch._meta.db_table, DealRegistration._meta.db_table
         self._adopt_state()
         if s.pg:
             # The affected keys are a sliver of the facts, which are in memory: index probes beat
@@ -1360,14 +1362,25 @@ class KpiComputation:
             f"SELECT id AS k FROM kx_deal WHERE sp {in_changed_partners}",
         )
         in_deals = "IN (SELECT k FROM kx_aff_deal)"
-        # The affected deals' touches, before patching and (below) after: read once each, a scan of
-        # every touch, for the statements that need them.
+        # The affected deals' rows and touches, before patching and after, each read once for the
+        # statements that need them: small tables, where PostgreSQL might plan a scan of the facts.
+        # Their rows after patching come from the live tables (kx_aff_deal_now: every column but
+        # those read from the patched partners), their touches' (kx_aff_touch_live) too.
+        self._exec(f"CREATE TEMP TABLE kx_aff_deal_before AS SELECT * FROM kx_deal WHERE id {in_deals}")
         self._exec(f"CREATE TEMP TABLE kx_aff_touch AS SELECT * FROM kx_touch_all WHERE deal_id {in_deals}")
-        self._analyze("kx_aff_touch")
+        self._exec(
+            "CREATE TEMP TABLE kx_aff_deal_now AS "
+            + self._deal_select(segment_from_base=True, where=f"d.id {in_deals}")
+        )
+        self._exec(
+            "CREATE TEMP TABLE kx_aff_touch_live AS SELECT t.id, t.deal_id, t.partner_id, t.touched_at "
+            f"FROM {touch} t WHERE t.deal_id {in_deals}"
+        )
+        self._analyze("kx_aff_touch", "kx_aff_deal_now")
         keys(
             "kx_aff_account",
-            f"SELECT account_id AS k FROM kx_deal WHERE id {in_deals}",
-            f"SELECT account_id AS k FROM {deal} WHERE id {in_deals}",
+            "SELECT account_id AS k FROM kx_aff_deal_before",
+            "SELECT account_id AS k FROM kx_aff_deal_now",
         )
         keys(
             "kx_aff_reg",
@@ -1389,11 +1402,10 @@ class KpiComputation:
             f"SELECT partner_id AS k FROM {reg} WHERE id IN (SELECT k FROM kx_aff_reg)",
         ]
         partner_sets = own_sets + [
-            f"SELECT sp AS k FROM kx_deal WHERE id {in_deals} AND sp IS NOT NULL",
-            f"SELECT sourcing_partner_id AS k FROM {deal} "
-            f"WHERE id {in_deals} AND sourcing_partner_id IS NOT NULL",
+            "SELECT sp AS k FROM kx_aff_deal_before WHERE sp IS NOT NULL",
+            "SELECT sp AS k FROM kx_aff_deal_now WHERE sp IS NOT NULL",
             "SELECT partner_id AS k FROM kx_aff_touch",
-            f"SELECT partner_id AS k FROM {touch} WHERE deal_id {in_deals}",
+            "SELECT partner_id AS k FROM kx_aff_touch_live",
         ]
         if previous_as_of != self.as_of:
             lo, hi = sorted((previous_as_of, self.as_of))
@@ -1422,7 +1434,7 @@ class KpiComputation:
                 UNION ALL SELECT deal_id, partner_id, touched_d, NULL, NULL, NULL, late FROM {touches}"""
             )
 
-        lifecycle("kx_lc_before", f"kx_deal WHERE id {in_deals}", "kx_aff_touch")
+        lifecycle("kx_lc_before", "kx_aff_deal_before", "kx_aff_touch")
         self._affected_bounds["before"] = self._fact_bounds(affected="before")
 
         # The previous rows of the affected keys, as the previous run read them (its as-of date).
@@ -1439,15 +1451,11 @@ class KpiComputation:
             replace=f"id {in_changed_partners}",
         )
         self._facts_labels()
-        # The affected deals' rows and touches after patching, read once each: the statements that
-        # need them read these small tables, not the facts (where PostgreSQL may plan a scan).
-        self._exec(
-            "CREATE TEMP TABLE kx_aff_deal_now AS "
-            + self._deal_select(segment_from_base=True, where=f"d.id {in_deals}")
-        )
-        self._analyze("kx_aff_deal_now")
         self._fill("kx_deal", "SELECT * FROM kx_aff_deal_now", replace=f"id {in_deals}")
-        self._exec(f"CREATE TEMP TABLE kx_aff_touch_now AS {self._touch_select(f't.deal_id {in_deals}')}")
+        self._exec(
+            "CREATE TEMP TABLE kx_aff_touch_now AS "
+            + self._touch_select(touches="kx_aff_touch_live", deals="kx_aff_deal_now")
+        )
         self._analyze("kx_aff_touch_now")
         self._fill("kx_touch_all", "SELECT * FROM kx_aff_touch_now", replace=f"deal_id {in_deals}")
         in_regs, in_costs = "IN (SELECT k FROM kx_aff_reg)", "IN (SELECT k FROM kx_aff_cost)"
@@ -1537,11 +1545,7 @@ class KpiComputation:
         "before" or "after" patching) of the rows of the affected keys."""
         deals, touches, regs, partners, costs = "kx_deal", "kx_touch", "kx_reg", "kx_partner", "kx_cost"
         if affected is not None:
-            deals = (
-                "kx_deal WHERE id IN (SELECT k FROM kx_aff_deal)"
-                if affected == "before"
-                else "kx_aff_deal_now"
-            )
+            deals = f"kx_aff_deal_{'before' if affected == 'before' else 'now'}"
             touches = f"{'kx_aff_touch' if affected == 'before' else 'kx_aff_touch_now'} WHERE late = 0"
             regs = "kx_reg WHERE id IN (SELECT k FROM kx_aff_reg)"
             partners = "kx_partner WHERE id IN (SELECT k FROM kx_chg_partner)"
