@@ -35,7 +35,7 @@ from django.db import DatabaseError, OperationalError, connection, transaction
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis.metrics import METRICS, AttributionModel, Grain
-from kpis.models import CostEntry, FactChange, KpiValue, ProgramSettings, Target
+from kpis.models import CostEntry, FactChange, KpiValue, ProgramSettings, ReconciliationItem, Target
 from kpis.periods import Period, active_window_start
 from partners.models import JoinSource, Partner
 
@@ -355,7 +355,7 @@ _DELTA_TABLES = (
     + ["kx_aff_touch", "kx_aff_touch_now", "kx_aff_touch_live", "kx_aff_deal_before", "kx_aff_deal_now"]
     + ["kx_aff_claim"]
     # Patched cells (_patch_cells).
-    + ["kx_dmed", "kx_dgrain", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
+    + ["kx_dmed", "kx_dmed_deals", "kx_dgrain", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
     + [f"kx_signed_{name}" for name in _SIGNED_FAMILIES]
 )
 _TEMP_TABLES = (
@@ -2298,6 +2298,20 @@ class KpiComputation:
             )
         self._analyze("kx_dmed")
         dirty = {col for (col,) in self._fetch("SELECT DISTINCT col FROM kx_dmed")}
+        cycles = sorted(dirty & {"cyc_src_med", "cyc_inf_med", "cyc_dir_med"})
+        if cycles:
+            # The won deals of the sales cycles' changed periods' months, read once for all three
+            # (each reading the facts through its own join would plan an index scan of them all).
+            columns = ", ".join(f"'{c}'" for c in cycles)
+            self._exec(
+                f"""CREATE TEMP TABLE kx_dmed_deals AS
+                SELECT 1 AS sign, d.id, d.status, d.seg, d.sp, p.js AS sp_js,
+                       d.created_d, d.closed_d, d.closed_mi
+                FROM kx_deal d LEFT JOIN kx_partner p ON p.id = d.sp
+                WHERE d.status = 'won' AND d.closed_mi IN (
+                    SELECT g.mi FROM kx_grain g JOIN kx_dmed m ON m.grain = g.grain AND m.pidx = g.pidx
+                    WHERE m.col IN ({columns}))"""
+            )
         for column in sorted(dirty):
             # The months of the column's changed periods only, before the rows are spread to cells.
             self._exec("DROP TABLE IF EXISTS kx_dgrain")
@@ -2307,7 +2321,8 @@ class KpiComputation:
                     WHERE m.col = '{column}' AND m.grain = g.grain AND m.pidx = g.pidx)"""
             )
             self._analyze("kx_dgrain")
-            rows = self._median_rows(grains="kx_dgrain")[column]
+            deals = "kx_dmed_deals" if column in cycles else "kx_deal"
+            rows = self._median_rows(deals, grains="kx_dgrain")[column]
             self._median(
                 column,
                 f"SELECT r.* FROM ({rows}) r WHERE EXISTS (SELECT 1 FROM kx_dmed m "
@@ -2566,11 +2581,14 @@ class KpiComputation:
 def reconciliation_items_replaced(alias: str) -> str:
     """The condition on published reconciliation items (`alias`) that a patched-cells run's
     kx_recon replaces: those of the affected deals and of the affected registrations' accounts."""
+    recon = ReconciliationItem._meta.db_table
+    # Two lookups, each through its own index (an OR of both would scan every item).
     return (
-        f"(({alias}.kind IN ('sourced_before_joined', 'touch_after_close') "
-        f"AND {alias}.deal_id IN (SELECT k FROM kx_aff_deal)) "
-        f"OR ({alias}.kind = 'duplicate_registration_claim' "
-        f"AND {alias}.account_id IN (SELECT k FROM kx_aff_claim)))"
+        f"{alias}.id IN (SELECT r.id FROM {recon} r "
+        "WHERE r.kind IN ('sourced_before_joined', 'touch_after_close') "
+        "AND r.deal_id IN (SELECT k FROM kx_aff_deal) "
+        f"UNION ALL SELECT r.id FROM {recon} r WHERE r.kind = 'duplicate_registration_claim' "
+        "AND r.account_id IN (SELECT k FROM kx_aff_claim))"
     )
 
 

@@ -277,7 +277,13 @@ class ReconciliationItem(models.Model):
 
     class Meta:
         ordering = ["kind", "id"]
-        indexes = [models.Index(fields=["kind"])]
+        # deal_id and account_id: an incremental run replaces the items of the deals and accounts
+        # it patched (kpis.engine.reconciliation_items_replaced).
+        indexes = [
+            models.Index(fields=["kind"]),
+            models.Index(fields=["deal_id"]),
+            models.Index(fields=["account_id"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.description}"
