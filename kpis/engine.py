@@ -342,10 +342,22 @@ _DELTA_TABLES = (
     ["kx_chg", "kx_chg_partner", "kx_aff_deal", "kx_aff_account", "kx_aff_reg", "kx_aff_cost"]
     + [
         "kx_aff_partner",
-        "kx_lc_before",
-        "kx_lc_after",
+        "kx_asof_deal",
+        "kx_asof_partner",
         "kx_own_partner",
         "kx_recalc_partner",
+        "kx_recalc_actm",
+        "kx_recalc_fs",
+        "kx_aff_reg_before",
+        "kx_aff_reg_now",
+        "kx_aff_count_before",
+        "kx_aff_count_now",
+        "kx_act_gone",
+        "kx_act_new",
+        "kx_act_adj",
+        "kx_sale_gone",
+        "kx_sale_new",
+        "kx_fs_adj",
         "kx_prev_js",
         "kx_prev_keys",
         "kx_prev_allper",
@@ -1072,19 +1084,27 @@ class KpiComputation:
         self._exec("CREATE INDEX kx_deal_id ON kx_deal (id)")
         self._analyze("kx_deal")
 
+    def _activity_sources(
+        self, regs: str = "kx_reg", deals: str = "kx_deal", touches: str = "kx_touch"
+    ) -> list[str]:
+        """The activity rows (partner_id, d: local date, mi: its month) of the program's qualifying
+        activities, from registrations `regs`, deals `deals` and counting touches `touches`."""
+        sources = []
+        if self.settings.activity_registrations:
+            sources.append(f"SELECT partner_id, submitted_d AS d, submitted_mi AS mi FROM {regs}")
+        if self.settings.activity_sourced_deals:
+            sources.append(
+                f"SELECT sp AS partner_id, created_d AS d, created_mi AS mi FROM {deals} WHERE sp IS NOT NULL"
+            )
+        if self.settings.activity_touches:
+            sources.append(f"SELECT partner_id, touched_d AS d, touched_mi AS mi FROM {touches}")
+        return sources
+
     def _activity_select(self, partners: str | None = None) -> str:
         """kx_actm's rows: each partner's first and latest qualifying activity per month (program
         setting), dated on or after the partner joined; `partners`: only those in that table."""
         only = f"a.partner_id IN (SELECT k FROM {partners})" if partners else "1 = 1"
-        sources = []
-        if self.settings.activity_registrations:
-            sources.append("SELECT partner_id, submitted_d AS d, submitted_mi AS mi FROM kx_reg")
-        if self.settings.activity_sourced_deals:
-            sources.append(
-                "SELECT sp AS partner_id, created_d AS d, created_mi AS mi FROM kx_deal WHERE sp IS NOT NULL"
-            )
-        if self.settings.activity_touches:
-            sources.append("SELECT partner_id, touched_d AS d, touched_mi AS mi FROM kx_touch")
+        sources = self._activity_sources()
         # Each source is reduced to its first and latest activity per partner and local date's month
         # before the union (3M touches become ~0.2M rows): enough for the first activity (MIN) and
         # for "active in the 90 days to E" (the latest activity of each month).
@@ -1106,14 +1126,18 @@ class KpiComputation:
         as_of = self.sql.date_literal(self.as_of)
         only = f"x.partner_id IN (SELECT k FROM {partners})" if partners else "1 = 1"
         return f"""SELECT p.id AS partner_id, MIN(x.closed_d) AS fs_d
-            FROM kx_partner p JOIN (
-                SELECT sp AS partner_id, closed_d FROM kx_deal WHERE status = 'won' AND sp IS NOT NULL
-                UNION ALL
-                SELECT t.partner_id, d.closed_d FROM kx_touch t JOIN kx_deal d ON d.id = t.deal_id
-                WHERE d.status = 'won' AND d.seg = 'i'
-            ) x ON x.partner_id = p.id
+            FROM kx_partner p JOIN ({self._sale_rows()}) x ON x.partner_id = p.id
             WHERE p.joined IS NOT NULL AND x.closed_d >= p.joined AND x.closed_d <= {as_of} AND {only}
             GROUP BY p.id"""
+
+    @staticmethod
+    def _sale_rows(deals: str = "kx_deal", touches: str = "kx_touch") -> str:
+        """The sales (partner_id, closed_d) a first sale is the earliest of: the won deals `deals`
+        a partner sourced, and those it influenced through a counting touch of `touches`."""
+        return f"""SELECT sp AS partner_id, closed_d FROM {deals} WHERE status = 'won' AND sp IS NOT NULL
+            UNION ALL
+            SELECT t.partner_id, d.closed_d FROM {touches} t JOIN {deals} d ON d.id = t.deal_id
+            WHERE d.status = 'won' AND d.seg = 'i'"""
 
     def _lifecycle_facts(self) -> None:
         self._fill("kx_actm", self._activity_select())
@@ -1407,34 +1431,30 @@ class KpiComputation:
             "SELECT partner_id AS k FROM kx_aff_touch",
             "SELECT partner_id AS k FROM kx_aff_touch_live",
         ]
-        if previous_as_of != self.as_of:
+        as_of_moved = previous_as_of != self.as_of
+        if as_of_moved:
             lo, hi = sorted((previous_as_of, self.as_of))
             window_lo = s.date_literal(lo - timedelta(days=self.settings.activation_window_days + 1))
             lo_d, hi_d = s.date_literal(lo), s.date_literal(hi)
-            closed_between = f"d.status = 'won' AND d.closed_d > {lo_d} AND d.closed_d <= {hi_d}"
-            as_of_sets = [
+            # The other deals won between the two dates, whose sales may now count or no longer.
+            self._exec(
+                f"CREATE TEMP TABLE kx_asof_deal AS SELECT * FROM kx_deal WHERE status = 'won' "
+                f"AND closed_d > {lo_d} AND closed_d <= {hi_d} AND id NOT {in_deals}"
+            )
+            self._analyze("kx_asof_deal")
+            keys(
+                "kx_asof_partner",
                 f"SELECT id AS k FROM kx_partner WHERE joined >= {window_lo} AND joined <= {hi_d}",
-                f"SELECT d.sp AS k FROM kx_deal d WHERE {closed_between} AND d.sp IS NOT NULL",
-                "SELECT t.partner_id AS k FROM kx_touch t JOIN kx_deal d ON d.id = t.deal_id "
-                f"WHERE {closed_between} AND d.seg = 'i'",
-            ]
-            partner_sets += as_of_sets
-            own_sets += as_of_sets
+                "SELECT sp AS k FROM kx_asof_deal WHERE sp IS NOT NULL",
+                "SELECT t.partner_id AS k FROM kx_touch t JOIN kx_asof_deal d ON d.id = t.deal_id "
+                "WHERE d.seg = 'i'",
+            )
+            partner_sets.append("SELECT k FROM kx_asof_partner")
+            own_sets.append("SELECT k FROM kx_asof_partner")
         keys("kx_aff_partner", *partner_sets)
         # Read now: once kx_reg is patched it no longer holds a moved or deleted registration's partner.
         keys("kx_own_partner", *own_sets)
 
-        def lifecycle(table: str, deals: str, touches: str) -> None:
-            """What activities and first sales read of the affected deals and their touches."""
-            self._exec(
-                f"""CREATE TEMP TABLE {table} AS
-                SELECT id AS deal_id, sp AS partner_id, created_d AS d1, closed_d AS d2, status, seg,
-                       0 AS late
-                FROM {deals}
-                UNION ALL SELECT deal_id, partner_id, touched_d, NULL, NULL, NULL, late FROM {touches}"""
-            )
-
-        lifecycle("kx_lc_before", "kx_aff_deal_before", "kx_aff_touch")
         self._affected_bounds["before"] = self._fact_bounds(affected="before")
 
         # The previous rows of the affected keys, as the previous run read them (its as-of date).
@@ -1465,33 +1485,13 @@ class KpiComputation:
             f"SELECT account_id AS k FROM kx_reg WHERE id {in_regs}",
             f"SELECT account_id AS k FROM {reg} WHERE id {in_regs}",
         )
-        self._fill("kx_reg", self._reg_select(f"r.id {in_regs}"), replace=f"id {in_regs}")
+        self._exec(f"CREATE TEMP TABLE kx_aff_reg_before AS SELECT * FROM kx_reg WHERE id {in_regs}")
+        self._exec(f"CREATE TEMP TABLE kx_aff_reg_now AS {self._reg_select(f'r.id {in_regs}')}")
+        self._fill("kx_reg", "SELECT * FROM kx_aff_reg_now", replace=f"id {in_regs}")
         self._fill("kx_cost", self._cost_select(f"c.id {in_costs}"), replace=f"id {in_costs}")
         self._exec("DROP TABLE kx_tgt")
         self._fill("kx_tgt", self._target_select())
-        # Activities and first sales change only for the partners of deals whose dates, status,
-        # segment, sourcing partner or touches changed (not, say, an amount), besides their own.
-        lifecycle("kx_lc_after", "kx_aff_deal_now", "kx_aff_touch_now")
-        columns = "deal_id, partner_id, d1, d2, status, seg, late"
-        changed_deals = (
-            "SELECT deal_id FROM ("
-            + multiset_difference(
-                columns, f"SELECT {columns} FROM kx_lc_before", f"SELECT {columns} FROM kx_lc_after"
-            )
-            + ") x"
-        )
-        keys(
-            "kx_recalc_partner",
-            "SELECT k FROM kx_own_partner",
-            *(
-                f"SELECT partner_id AS k FROM {table} "
-                f"WHERE partner_id IS NOT NULL AND deal_id IN ({changed_deals})"
-                for table in ("kx_lc_before", "kx_lc_after")
-            ),
-        )
-        recalc = "IN (SELECT k FROM kx_recalc_partner)"
-        self._fill("kx_actm", self._activity_select("kx_recalc_partner"), replace=f"partner_id {recalc}")
-        self._fill("kx_fs", self._first_sale_select("kx_recalc_partner"), replace=f"partner_id {recalc}")
+        self._patch_lifecycle(previous_as_of, as_of_moved=as_of_moved)
         self._attribution(
             deals="kx_aff_deal",
             deal_rows="kx_aff_deal_now",
@@ -1500,6 +1500,115 @@ class KpiComputation:
         self._new_customers(accounts="kx_aff_account")
         self._analyze("kx_tgt")
         self._affected_bounds["after"] = self._fact_bounds(affected="after")
+
+    def _patch_lifecycle(self, previous_as_of: date, *, as_of_moved: bool) -> None:
+        """Patch each partner's activities (kx_actm: the earliest and latest per month) and first
+        sale (kx_fs), and list the partners whose rows may have changed (kx_recalc_partner).
+
+        An extreme changes only through a row that appeared or went: the affected keys' activity
+        and sale rows before and after patching are compared as sets (a sale also appears or goes
+        as the as-of date passes it: the other deals won between the two dates). New rows extend
+        the extremes; a row gone that held one, or a partner's own change, recomputes that partner
+        from all its rows (kx_recalc_actm, kx_recalc_fs)."""
+        s = self.sql
+
+        def keys(name: str, *selects: str) -> None:
+            self._exec(f"CREATE TEMP TABLE {name} AS SELECT DISTINCT k FROM ({' UNION '.join(selects)}) u")
+            if s.pg:
+                self._exec(f"ANALYZE {name}")
+
+        def joined(rows: str, columns: str, where: str = "") -> str:
+            """`rows` of partners that joined, dated on or after it, not recomputed anyway."""
+            return (
+                f"SELECT {columns} FROM ({rows}) x JOIN kx_partner p ON p.id = x.partner_id "
+                "WHERE p.joined IS NOT NULL AND x.partner_id NOT IN (SELECT k FROM kx_chg_partner) "
+                f"AND {where}"
+            )
+
+        def compare(name: str, before: str, after: str) -> None:
+            before, after = f"SELECT * FROM ({before}) b", f"SELECT * FROM ({after}) a"
+            self._exec(f"CREATE TEMP TABLE {name}_gone AS {before} EXCEPT {after}")
+            self._exec(f"CREATE TEMP TABLE {name}_new AS {after} EXCEPT {before}")
+
+        def activities(regs: str, deals: str, touches: str) -> str:
+            sources = self._activity_sources(regs, deals, touches) or [
+                "SELECT partner_id, submitted_d AS d, submitted_mi AS mi FROM kx_reg WHERE 1 = 0"
+            ]
+            return joined(" UNION ALL ".join(sources), "x.partner_id, x.mi, x.d", "x.d >= p.joined")
+
+        # The affected deals' counting touches, before and after.
+        self._exec("CREATE TEMP TABLE kx_aff_count_before AS SELECT * FROM kx_aff_touch WHERE late = 0")
+        self._exec("CREATE TEMP TABLE kx_aff_count_now AS SELECT * FROM kx_aff_touch_now WHERE late = 0")
+        compare(
+            "kx_act",
+            activities("kx_aff_reg_before", "kx_aff_deal_before", "kx_aff_count_before"),
+            activities("kx_aff_reg_now", "kx_aff_deal_now", "kx_aff_count_now"),
+        )
+
+        def sales(deals: str, touches: str, as_of: date) -> str:
+            eligible = f"x.closed_d >= p.joined AND x.closed_d <= {s.date_literal(as_of)}"
+            rows = joined(self._sale_rows(deals, touches), "x.partner_id, x.closed_d AS d", eligible)
+            if as_of_moved:
+                rows += " UNION " + joined(
+                    self._sale_rows("kx_asof_deal"), "x.partner_id, x.closed_d AS d", eligible
+                )
+            return rows
+
+        compare(
+            "kx_sale",
+            sales("kx_aff_deal_before", "kx_aff_count_before", previous_as_of),
+            sales("kx_aff_deal_now", "kx_aff_count_now", self.as_of),
+        )
+        keys(
+            "kx_recalc_actm",
+            "SELECT k FROM kx_chg_partner",
+            "SELECT g.partner_id AS k FROM kx_act_gone g "
+            "LEFT JOIN kx_actm a ON a.partner_id = g.partner_id AND a.mi = g.mi "
+            "WHERE a.partner_id IS NULL OR g.d <= a.mind OR g.d >= a.maxd",
+        )
+        keys(
+            "kx_recalc_fs",
+            "SELECT k FROM kx_chg_partner",
+            "SELECT g.partner_id AS k FROM kx_sale_gone g LEFT JOIN kx_fs f ON f.partner_id = g.partner_id "
+            "WHERE f.partner_id IS NULL OR g.d <= f.fs_d",
+        )
+        # The partners whose activities or first sale may have changed, and those whose rows do
+        # otherwise (kx_own_partner): the rows of the partner-keyed families compared.
+        keys(
+            "kx_recalc_partner",
+            "SELECT k FROM kx_own_partner",
+            *(
+                f"SELECT partner_id AS k FROM {t}"
+                for t in ("kx_act_gone", "kx_act_new", "kx_sale_gone", "kx_sale_new")
+            ),
+        )
+        recalc_actm, recalc_fs = "IN (SELECT k FROM kx_recalc_actm)", "IN (SELECT k FROM kx_recalc_fs)"
+        self._exec(
+            f"""CREATE TEMP TABLE kx_act_adj AS
+            SELECT x.partner_id, p.js, x.mi, MIN(x.mind) AS mind, MAX(x.maxd) AS maxd FROM (
+                SELECT a.partner_id, a.mi, a.mind, a.maxd FROM kx_actm a
+                WHERE (a.partner_id, a.mi) IN (SELECT partner_id, mi FROM kx_act_new)
+                UNION ALL SELECT partner_id, mi, d, d FROM kx_act_new) x
+            JOIN kx_partner p ON p.id = x.partner_id
+            WHERE x.partner_id NOT {recalc_actm}
+            GROUP BY x.partner_id, p.js, x.mi"""
+        )
+        self._exec(f"DELETE FROM kx_actm WHERE partner_id {recalc_actm}")
+        self._exec("DELETE FROM kx_actm WHERE (partner_id, mi) IN (SELECT partner_id, mi FROM kx_act_adj)")
+        self._exec("INSERT INTO kx_actm SELECT * FROM kx_act_adj")
+        self._exec(f"INSERT INTO kx_actm {self._activity_select('kx_recalc_actm')}")
+        self._exec(
+            f"""CREATE TEMP TABLE kx_fs_adj AS SELECT x.partner_id, MIN(x.d) AS fs_d FROM (
+                SELECT f.partner_id, f.fs_d AS d FROM kx_fs f
+                WHERE f.partner_id IN (SELECT partner_id FROM kx_sale_new)
+                UNION ALL SELECT partner_id, d FROM kx_sale_new) x
+            WHERE x.partner_id NOT {recalc_fs}
+            GROUP BY x.partner_id"""
+        )
+        self._exec(f"DELETE FROM kx_fs WHERE partner_id {recalc_fs}")
+        self._exec("DELETE FROM kx_fs WHERE partner_id IN (SELECT partner_id FROM kx_fs_adj)")
+        self._exec("INSERT INTO kx_fs SELECT * FROM kx_fs_adj")
+        self._exec(f"INSERT INTO kx_fs {self._first_sale_select('kx_recalc_fs')}")
 
     def attribution_totals(self, date_from: date, date_to: date) -> list[dict]:
         """Per partner sourced / influenced / attributed revenue of deals won between two local dates."""

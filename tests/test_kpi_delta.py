@@ -3,7 +3,7 @@ run's facts with the rows changed since, publishing exactly what a full recomput
 
 import random
 from collections import Counter
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -418,3 +418,94 @@ def test_a_registration_deleted_or_moved_takes_its_partners_activity_with_it(cha
     assert [t.value("active_partners", m) for m in ("2026-06", "2026-08", "2026-Q2")] == [D("0")] * 3
     after = published()
     assert full_recompute_set() == after
+
+
+def state_rows(run: KpiRun, table: str, columns: str) -> Counter:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns} FROM {engine.state_table(run.pk, table)}")
+        return Counter(tuple(str(value) for value in row) for row in cursor.fetchall())
+
+
+@pytest.mark.django_db
+def test_activities_and_first_sales_patched_by_their_extremes_equal_a_full_build(monkeypatch):
+    """Random edits around each partner's earliest and latest activities and earliest sale, the
+    as-of date moving both ways: the patched kx_actm and kx_fs equal a full build's."""
+    paths = Counter()
+    patch_lifecycle = engine.KpiComputation._patch_lifecycle
+
+    def counting(self, *args, **kwargs):
+        patch_lifecycle(self, *args, **kwargs)
+        for table in ("kx_act_adj", "kx_fs_adj", "kx_recalc_actm", "kx_recalc_fs"):
+            paths[table] += self._fetch(f"SELECT COUNT(*) FROM {table}")[0][0]
+
+    monkeypatch.setattr(engine.KpiComputation, "_patch_lifecycle", counting)
+    rng = random.Random(20261203)
+    web = t.join_source("web")
+    partners = [t.partner(f"p{i}", web, joined=f"2026-0{1 + i % 3}-05") for i in range(6)]
+
+    def day(lo: int, hi: int) -> str:
+        return str(date(2026, 1, 1) + timedelta(days=rng.randint(lo, hi))) + " 10:00"
+
+    for _ in range(40):
+        created = day(0, 150)
+        closed = day(151, 240) if rng.random() < 0.6 else None
+        deal = t.deal("100.00", created=created, closed=closed, sourced_by=rng.choice([None, *partners]))
+        for _ in range(rng.randint(0, 3)):
+            t.touch(deal, rng.choice(partners), day(0, 250))
+    for _ in range(20):
+        t.registration(rng.choice(partners), submitted=day(0, 240))
+    as_ofs = [
+        "2026-07-01",
+        "2026-07-02",
+        "2026-08-20",
+        "2026-08-05",
+        "2026-09-30",
+        "2026-09-30",
+        "2026-12-31",
+    ]
+    t.recompute(as_of=as_ofs[0])
+    for as_of in as_ofs[1:]:
+        deals = list(Deal.objects.all())
+        open_deals = [d for d in deals if d.status == "open"]
+        won = [d for d in deals if d.status == "won"]
+        for deal in rng.sample(open_deals, min(3, len(open_deals))):
+            deal.status, deal.closed_at = "won", t.at(f"{as_of} 09:00") - timedelta(days=1)
+            deal.save()
+        for deal in rng.sample(won, min(4, len(won))):
+            change = rng.choice(["lost", "earlier", "later", "delete", "partner"])
+            if change == "lost":
+                deal.status = "lost"
+            elif change in ("earlier", "later"):
+                deal.closed_at += timedelta(days=-40 if change == "earlier" else 25)
+            elif change == "partner":
+                deal.sourcing_partner = rng.choice([None, *partners])
+            if change == "delete":
+                deal.delete()
+            else:
+                deal.save()
+        touches = list(Touch.objects.all())
+        for touch in rng.sample(touches, min(3, len(touches))):
+            touch.delete()
+        for _ in range(3):
+            t.touch(rng.choice(list(Deal.objects.all())), rng.choice(partners), day(0, 250))
+        registrations = list(DealRegistration.objects.all())
+        for registration in rng.sample(registrations, min(2, len(registrations))):
+            registration.delete()
+        t.registration(rng.choice(partners), submitted=day(0, 240))
+        if rng.random() < 0.4:
+            partner = rng.choice(partners)
+            Partner.objects.filter(pk=partner.pk).update(joined_at=date(2026, rng.randint(1, 5), 5))
+
+        run = incremental(as_of=as_of)
+        assert run.changed_rows, f"{as_of}: the facts were built in full"
+        activities = state_rows(run, "kx_actm", "partner_id, js, mi, mind, maxd")
+        sales = state_rows(run, "kx_fs", "partner_id, fs_d")
+        after = published()
+        assert full_recompute_set(as_of=as_of) == after, as_of
+        full = KpiRun.objects.latest("id")
+        assert state_rows(full, "kx_actm", "partner_id, js, mi, mind, maxd") == activities, as_of
+        assert state_rows(full, "kx_fs", "partner_id, fs_d") == sales, as_of
+    # Both ways were taken: extremes adjusted, and partners recomputed.
+    assert all(paths[table] > 0 for table in ("kx_act_adj", "kx_fs_adj", "kx_recalc_actm", "kx_recalc_fs")), (
+        paths
+    )
