@@ -9,7 +9,7 @@ then prints:
   table grouped by partner and local month, nothing written);
 - full recompute seconds (first publication into an empty KPI table, and a full rerun);
 - incremental seconds after changing 1% of the deals (every period changes), and after a night's
-  work (0.1% of the deals won yesterday: only the latest periods change);
+  work (the next day's run, after 0.1% of the deals were won: only the latest periods change);
 - the ratio full / floor and the machine (nproc, memory, CPU model).
 
 Targets (docs/benchmarks.md): full within 2x the floor and under 60 s on 2 cores; incremental
@@ -21,6 +21,7 @@ import os
 import platform
 import subprocess
 import time
+from datetime import timedelta
 
 from bench.database import bench_database_url
 
@@ -139,8 +140,8 @@ def main() -> None:
     )
     tz = ProgramSettings.load().time_zone
 
-    def run(mode: str):
-        run, _ = kpi_run_create(trigger="command", mode=mode)
+    def run(mode: str, as_of=None):
+        run, _ = kpi_run_create(trigger="command", mode=mode, as_of=as_of)
         return kpi_run_execute(run_id=run.pk)
 
     settings.KPI_CHUNKS = args.chunks
@@ -167,16 +168,19 @@ def main() -> None:
         f"incremental rewrote {inc_run.rows_written} in {inc_run.periods_recomputed} periods; "
         f"{_facts(inc_run)}"
     )
-    # A night's work as programs see it: deals won yesterday (0.1% of them), nothing else.
+    # A night's work as programs see it: the next day's run (its as-of date one day later), after
+    # deals won that day (0.1% of them), nothing else. (Until 2026-12-02 the night's run kept the
+    # day before's as-of date, which moves no cohort or first sale by date.)
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE deals_deal SET status = 'won', updated_at = now(), "
-            "closed_at = GREATEST(created_at, now() - interval '1 day') "
+            "closed_at = GREATEST(created_at, now()) "
             "WHERE id IN (SELECT id FROM deals_deal WHERE status = 'open' ORDER BY md5(id::text) LIMIT %s)",
             [max(1, args.deals // 1000)],
         )
+    next_day = inc_run.as_of + timedelta(days=1)
     nightly, nightly_run = timed(
-        "incremental after 0.1% of the deals won yesterday", lambda: run("incremental")
+        "incremental, next day, after 0.1% of the deals won", lambda: run("incremental", next_day)
     )
     print(
         f"  that run recomputed {nightly_run.periods_recomputed} periods and rewrote "
