@@ -734,7 +734,9 @@ class KpiComputation:
             return cursor.fetchall()
 
     def _analyze(self, *tables: str) -> None:
-        # Temp tables are never auto-analyzed on PostgreSQL; the planner needs their sizes.
+        """Temp tables are never auto-analyzed on PostgreSQL; the planner needs their sizes. A table
+        may name the columns to sample ("kx_s (scope, sid)"): a wide table's others cost time and
+        no plan reads them."""
         if self.sql.pg:
             self._exec("ANALYZE " + ", ".join(tables))
 
@@ -2437,7 +2439,7 @@ class KpiComputation:
                 f"SELECT r.* FROM ({rows}) r WHERE EXISTS (SELECT 1 FROM kx_dmed m "
                 f"WHERE m.col = '{column}' AND {self._cell_match('m', 'r')})",
             )
-        self._analyze("kx_s")
+        self._analyze(f"kx_s ({', '.join(_CELL_KEY)})")
         cell = ", ".join(_CELL_KEY)
         self._exec(
             f"CREATE TEMP TABLE kx_dcell AS SELECT {cell}, "
@@ -2456,7 +2458,7 @@ class KpiComputation:
             + " OR ".join(f"{c} <> 0" for c in additive)
             + f" UNION SELECT {cell} FROM kx_dflag"
         )
-        self._analyze("kx_dcell", "kx_dflag", "kx_touched")
+        self._analyze(f"kx_dcell ({cell})", f"kx_dflag ({cell})", "kx_touched")
         empty = ", ".join("NULL" if c in MEDIAN_COMPONENTS else "0" for c in COMPONENTS)
         self._exec(
             f"""INSERT INTO kx_cells ({_CELL_COLUMNS}, chunk)
@@ -2546,7 +2548,7 @@ class KpiComputation:
             f"MAX({c}) AS {c}" if c in _NULLABLE_COMPONENTS else f"COALESCE(MAX({c}), 0) AS {c}"
             for c in COMPONENTS
         )
-        self._analyze("kx_s")
+        self._analyze(f"kx_s ({', '.join(_CELL_KEY)})")
         self._exec(
             f"CREATE TEMP TABLE kx_m AS SELECT scope, sid, grain, pidx, {merged} "
             "FROM kx_s GROUP BY scope, sid, grain, pidx"
@@ -2555,7 +2557,7 @@ class KpiComputation:
 
     def _metric_values(self) -> None:
         """kx_v: every metric's value of the cells in kx_m, and the targets' rows."""
-        self._analyze("kx_m")
+        self._analyze(f"kx_m ({', '.join(_CELL_KEY)})")
         self._exec(
             "CREATE TEMP TABLE kx_metric "
             "(code INTEGER, name VARCHAR(64), scope VARCHAR(12), zero_when_empty INTEGER)"
@@ -2634,7 +2636,7 @@ class KpiComputation:
         """kx_pub: kx_v in KpiValue's columns (labels, keys, Decimal values)."""
         # Unanalysed, kx_v looks like a few hundred rows and the planner looks its ~1M partners up
         # one by one (7 s instead of 1 s at 1M deals).
-        self._analyze("kx_v")
+        self._analyze(f"kx_v ({', '.join(_CELL_KEY)}, metric, target_metric)")
         s = self.sql
         partner, join_source = Partner._meta.db_table, JoinSource._meta.db_table
         self._exec(
