@@ -659,9 +659,9 @@ def _stage_diff(cursor, *, restricted: bool, cells_of_model: str | None = None) 
 
 
 def _pair_updates(cursor) -> None:
-    """A chunked run's differences (PostgreSQL): turn each published row to remove (kx_del) whose
-    key is staged anew (kx_ins) into an update of that row in place (kx_upd), and leave only the
-    rows to add in kx_ins and the rows to remove in kx_del.
+    """A chunked run's differences, in its publishing transaction: turn each published row to
+    remove (kx_del) whose key is staged anew (kx_ins) into an update of that row in place (kx_upd),
+    and leave only the rows to add in kx_ins and the rows to remove in kx_del.
 
     Both differences hold every key that changed value, partner or join source (a staged row with
     a published key would otherwise break KpiValue's unique key). An update that leaves the indexed
@@ -671,7 +671,7 @@ def _pair_updates(cursor) -> None:
     cursor.execute("DROP TABLE IF EXISTS kx_upd")
     cursor.execute("SELECT EXISTS (SELECT 1 FROM kx_del) AND EXISTS (SELECT 1 FROM kx_ins)")
     (both,) = cursor.fetchone()
-    if both:
+    if both and connection.vendor == "postgresql":
         # Sized for the planner: a hash join (a merge join sorts the text keys by collation).
         cursor.execute("ANALYZE kx_del, kx_ins")
     cursor.execute(
@@ -727,22 +727,30 @@ def publish(
                            OR (k.scope = 'join_source' AND k.join_source_id IN (SELECT id FROM kx_js))
                            OR (k.scope = 'partner' AND k.partner_id IN (SELECT id FROM kx_partner)))"""
             )
-            _pair_updates(cursor)
         else:
             _stage_diff(cursor, restricted=base_version is not None, cells_of_model=cells_of_model)
-        # A statement that writes no row still counts as a write of the published set (its triggers
-        # give it a new version, so caches would start over after every no-op run): skip those.
+        updated_periods = "" if diffed else " UNION SELECT grain, period FROM kx_upd"
         cursor.execute(
-            "SELECT (SELECT COUNT(*) FROM (SELECT grain, period FROM kx_del "
-            "UNION SELECT grain, period FROM kx_ins UNION SELECT grain, period FROM kx_upd) p), "
-            "EXISTS (SELECT 1 FROM kx_del), EXISTS (SELECT 1 FROM kx_ins), EXISTS (SELECT 1 FROM kx_upd)"
+            "SELECT COUNT(*) FROM (SELECT grain, period FROM kx_del "
+            f"UNION SELECT grain, period FROM kx_ins{updated_periods}) p"
         )
-        changed_periods, to_delete, to_insert, to_update = cursor.fetchone()
+        (changed_periods,) = cursor.fetchone()
         with transaction.atomic():
             _lock_runs()
             if diffed and not KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.RUNNING).exists():
                 # A redelivered chunk that also came last: its sibling published the run already.
                 return {"inserted": 0, "updated": 0, "deleted": 0, "changed_periods": 0}
+            if diffed:
+                # In the transaction: the chunks' shared differences are whole again if it fails,
+                # for the retry (and a sibling publishing at the same time waits, then returns).
+                _pair_updates(cursor)
+            # A statement that writes no row still counts as a write of the published set (its
+            # triggers give it a new version, so caches would start over after every no-op run).
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM kx_del), EXISTS (SELECT 1 FROM kx_ins), "
+                "EXISTS (SELECT 1 FROM kx_upd)"
+            )
+            to_delete, to_insert, to_update = cursor.fetchone()
             unchanged = KpiPublication.objects.filter(pk=1, version=base_version)
             if base_version is not None and not unchanged.exists():
                 raise PublishedSetChanged(
@@ -758,12 +766,23 @@ def publish(
                 deleted = cursor.rowcount
             _publish_checkpoint()
             if to_update:
-                cursor.execute(
-                    f"""UPDATE {value_table} SET value = u.value, partner_id = u.partner_id,
-                        join_source_id = u.join_source_id, period_start = u.period_start,
-                        run_id = {int(run.pk)}
-                    FROM kx_upd u WHERE {value_table}.id = u.id"""
-                )
+                if pg:
+                    cursor.execute(
+                        f"""UPDATE {value_table} SET value = u.value, partner_id = u.partner_id,
+                            join_source_id = u.join_source_id, period_start = u.period_start,
+                            run_id = {int(run.pk)}
+                        FROM kx_upd u WHERE {value_table}.id = u.id"""
+                    )
+                else:
+                    # Row values, not UPDATE ... FROM (SQLite 3.33): Django 5.2 runs on 3.31.
+                    cursor.execute("CREATE INDEX IF NOT EXISTS kx_upd_id ON kx_upd (id)")
+                    cursor.execute(
+                        f"""UPDATE {value_table}
+                        SET (value, partner_id, join_source_id, period_start, run_id) = (
+                            SELECT u.value, u.partner_id, u.join_source_id, u.period_start, {int(run.pk)}
+                            FROM kx_upd u WHERE u.id = {value_table}.id)
+                        WHERE id IN (SELECT id FROM kx_upd)"""
+                    )
                 updated = cursor.rowcount
             if to_insert:
                 cursor.execute(

@@ -292,3 +292,54 @@ def test_a_chunked_run_is_published_once_even_if_two_last_chunks_try(settings, d
     assert published() == expected
     with connection.cursor() as cursor:
         cursor.execute(f"DROP SCHEMA {run_schema(run.pk)} CASCADE")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fails_in", [None, "_lock_runs", "_publish_checkpoint"])
+def test_a_chunked_publication_retried_after_its_transaction_failed_publishes_every_change(
+    monkeypatch, fails_in
+):
+    """The chunks' shared differences (kx_del, kx_ins) stay whole when the publishing transaction
+    fails, so the chunk task's retry publishes the updates paired in them too."""
+    from django.db import OperationalError
+
+    from kpis import services
+    from kpis.engine import PUBLISHED_COLUMNS, VANISHED_COLUMNS
+    from tests.test_kpi_runs import small_program
+
+    small_program()
+    assert t.recompute().status == "succeeded"
+    changed = KpiValue.objects.filter(scope="program", metric="won_revenue", grain="month").exclude(
+        value=None
+    )[0]
+    run = KpiRun.objects.create(trigger="command", mode="full", status="running")
+    with connection.cursor() as cursor:
+        # What a chunk stages for one changed value: its published row to remove, its new row.
+        for table in ("kx_del", "kx_ins", "kx_js", "kx_partner", "kx_recon"):
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        one = f"FROM kpis_kpivalue WHERE id = {changed.pk}"
+        cursor.execute(f"CREATE TEMP TABLE kx_del AS SELECT {VANISHED_COLUMNS}, 0 AS chunk {one}")
+        cursor.execute(f"CREATE TEMP TABLE kx_ins AS SELECT {PUBLISHED_COLUMNS}, 0 AS chunk {one}")
+        cursor.execute("UPDATE kx_ins SET value = 12345")
+        cursor.execute("CREATE TEMP TABLE kx_js AS SELECT id FROM partners_joinsource")
+        cursor.execute("CREATE TEMP TABLE kx_partner AS SELECT id FROM partners_partner")
+        cursor.execute(
+            "CREATE TEMP TABLE kx_recon AS SELECT kind, description AS detail, deal_id, partner_id, "
+            "touch_id, account_id, registration_ids FROM kpis_reconciliationitem WHERE 1 = 0"
+        )
+    if fails_in:
+        failing = getattr(services, fails_in)
+
+        def fail_once() -> None:
+            monkeypatch.setattr(services, fails_in, failing)
+            raise OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(services, fails_in, fail_once)
+        with pytest.raises(OperationalError):
+            services.publish(run=run, diffed=True)
+        changed.refresh_from_db()
+        assert changed.value != Decimal("12345")
+    stats = services.publish(run=run, diffed=True)
+    changed.refresh_from_db()
+    assert changed.value == Decimal("12345") and changed.run_id == run.pk
+    assert stats == {"inserted": 0, "updated": 1, "deleted": 0, "changed_periods": 1}
