@@ -1126,20 +1126,26 @@ class KpiComputation:
         date) that it sourced or that counts as influenced revenue for it; `partners`: only those
         in that table."""
         as_of = self.sql.date_literal(self.as_of)
-        only = f"x.partner_id IN (SELECT k FROM {partners})" if partners else "1 = 1"
         return f"""SELECT p.id AS partner_id, MIN(x.closed_d) AS fs_d
-            FROM kx_partner p JOIN ({self._sale_rows()}) x ON x.partner_id = p.id
-            WHERE p.joined IS NOT NULL AND x.closed_d >= p.joined AND x.closed_d <= {as_of} AND {only}
+            FROM kx_partner p JOIN ({self._sale_rows(partners=partners)}) x ON x.partner_id = p.id
+            WHERE p.joined IS NOT NULL AND x.closed_d >= p.joined AND x.closed_d <= {as_of}
             GROUP BY p.id"""
 
     @staticmethod
-    def _sale_rows(deals: str = "kx_deal", touches: str = "kx_touch") -> str:
+    def _sale_rows(deals: str = "kx_deal", touches: str = "kx_touch", *, partners: str | None = None) -> str:
         """The sales (partner_id, closed_d) a first sale is the earliest of: the won deals `deals`
-        a partner sourced, and those it influenced through a counting touch of `touches`."""
-        return f"""SELECT sp AS partner_id, closed_d FROM {deals} WHERE status = 'won' AND sp IS NOT NULL
+        a partner sourced, and those it influenced through a counting touch of `touches`;
+        `partners`: only those in that table (looked up in each part: the touches by partner)."""
+        sourced = touched = ""
+        if partners:
+            sourced, touched = (
+                f" AND {column} IN (SELECT k FROM {partners})" for column in ("sp", "t.partner_id")
+            )
+        return f"""SELECT sp AS partner_id, closed_d FROM {deals}
+            WHERE status = 'won' AND sp IS NOT NULL{sourced}
             UNION ALL
             SELECT t.partner_id, d.closed_d FROM {touches} t JOIN {deals} d ON d.id = t.deal_id
-            WHERE d.status = 'won' AND d.seg = 'i'"""
+            WHERE d.status = 'won' AND d.seg = 'i'{touched}"""
 
     def _lifecycle_facts(self) -> None:
         self._fill("kx_actm", self._activity_select())
@@ -1344,6 +1350,11 @@ class KpiComputation:
         for table in _DELTA_TABLES:
             self._exec(f"DROP TABLE IF EXISTS {'pg_temp' if self.sql.pg else 'temp'}.{table}")
 
+    def _keys(self, name: str, *selects: str) -> None:
+        """Temp table `name` of the distinct keys (column k) the `selects` yield."""
+        self._exec(f"CREATE TEMP TABLE {name} AS SELECT DISTINCT k FROM ({' UNION '.join(selects)}) u")
+        self._analyze(name)
+
     def _delta_facts(self, base: tuple[date, tuple, int]) -> None:
         """Patch the previous run's facts with the rows changed since it read them (FactChange).
 
@@ -1369,10 +1380,7 @@ class KpiComputation:
             f"FROM ({self._changes_since(mark)}) c"
         )
 
-        def keys(name: str, *selects: str) -> None:
-            self._exec(f"CREATE TEMP TABLE {name} AS SELECT DISTINCT k FROM ({' UNION '.join(selects)}) u")
-            if s.pg:
-                self._exec(f"ANALYZE {name}")
+        keys = self._keys
 
         def changed(source: str) -> str:
             return f"SELECT row_id AS k FROM kx_chg WHERE source = '{source}'"
@@ -1514,10 +1522,7 @@ class KpiComputation:
         from all its rows (kx_recalc_actm, kx_recalc_fs)."""
         s = self.sql
 
-        def keys(name: str, *selects: str) -> None:
-            self._exec(f"CREATE TEMP TABLE {name} AS SELECT DISTINCT k FROM ({' UNION '.join(selects)}) u")
-            if s.pg:
-                self._exec(f"ANALYZE {name}")
+        keys = self._keys
 
         def joined(rows: str, columns: str, where: str = "") -> str:
             """`rows` of partners that joined, dated on or after it, not recomputed anyway."""
