@@ -873,14 +873,21 @@ class KpiComputation:
                 columns, n = PUBLISHED_COLUMNS, int(number)
                 for table in ("kx_del", "kx_ins"):
                     self._exec(f"DELETE FROM {self.schema}.{table} WHERE chunk = {n}")
-                vanished, new = diff_selects(staged="pg_temp.kx_pub", published=self._published_slice())
+                # A changed row is removed and added (the publication pairs them into an update).
+                self._exec("DROP TABLE IF EXISTS pg_temp.kx_cdiff")
+                self._exec(
+                    "CREATE TEMP TABLE kx_cdiff AS "
+                    + grouped_diff(staged="pg_temp.kx_pub", published=self._published_slice())
+                )
                 self._exec(
                     f"INSERT INTO {self.schema}.kx_del ({VANISHED_COLUMNS}, chunk) "
-                    f"SELECT v.*, {n} FROM ({vanished}) v"
+                    f"SELECT {VANISHED_COLUMNS}, {n} FROM kx_cdiff WHERE published = 1"
                 )
                 self._exec(
-                    f"INSERT INTO {self.schema}.kx_ins ({columns}, chunk) SELECT v.*, {n} FROM ({new}) v"
+                    f"INSERT INTO {self.schema}.kx_ins ({columns}, chunk) "
+                    f"SELECT {columns}, {n} FROM kx_cdiff WHERE staged = 1"
                 )
+                self._exec("DROP TABLE kx_cdiff")
             self.drop_scope_tables()
         return self.result.staged_rows
 
@@ -2757,27 +2764,29 @@ def same_key(a: str, b: str) -> str:
     return " AND ".join(f"{a}.{column} = {b}.{column}" for column in PUBLISHED_KEY)
 
 
-def diff_selects(*, staged: str, published: str) -> tuple[str, str]:
-    """(published rows with no identical staged row: VANISHED_COLUMNS; staged rows with no
-    identical published row: PUBLISHED_COLUMNS). `published` is a table or a parenthesised slice."""
+def grouped_diff(*, staged: str, published: str) -> str:
+    """The keys whose rows differ between the staged set and the published rows (`published`: a
+    table or a parenthesised slice), grouped in one pass over both sides: the key, the published
+    row's id, whether each side has the key (`published`, `staged`: 0 or 1), and the staged row's
+    value, partner, join source and period start. A key on both sides is listed when its value,
+    partner or join source differ."""
     pg = connection.vendor == "postgresql"
 
-    def same(a: str, b: str) -> str:
+    def side(n: int, column: str) -> str:
+        return f"MAX(CASE WHEN side = {n} THEN {column} END)"
+
+    def same(column: str) -> str:
+        a, b = side(0, column), side(1, column)
         return f"{a} IS NOT DISTINCT FROM {b}" if pg else f"{a} IS {b}"
 
-    match = (
-        f"{same_key('s', 'k')} AND {same('s.value', 'k.value')} "
-        f"AND {same('s.partner_id', 'k.partner_id')} AND {same('s.join_source_id', 'k.join_source_id')}"
-    )
-    vanished = (
-        f"SELECT {', '.join(f'k.{column}' for column in VANISHED_COLUMNS.split(', '))} FROM {published} k "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})"
-    )
-    new = (
-        f"SELECT {PUBLISHED_COLUMNS} FROM {staged} s "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {published} k WHERE {match})"
-    )
-    return vanished, new
+    key = ", ".join(PUBLISHED_KEY)
+    return f"""SELECT {key}, MAX(id) AS id, SUM(side) AS staged, COUNT(*) - SUM(side) AS published,
+               {side(1, "value")} AS value, {side(1, "partner_id")} AS partner_id,
+               {side(1, "join_source_id")} AS join_source_id, {side(1, "period_start")} AS period_start
+        FROM (SELECT 0 AS side, k.id, {PUBLISHED_COLUMNS} FROM {published} k
+              UNION ALL SELECT 1, NULL, {PUBLISHED_COLUMNS} FROM {staged}) u
+        GROUP BY {key}
+        HAVING COUNT(*) = 1 OR NOT ({same("value")} AND {same("partner_id")} AND {same("join_source_id")})"""
 
 
 def staged_rows(*, grain: str | None = None) -> list[tuple]:

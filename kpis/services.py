@@ -29,13 +29,13 @@ from django.utils import timezone
 from deals.models import Deal, DealRegistration, Touch
 from kpis.engine import (
     PUBLISHED_COLUMNS,
-    PUBLISHED_KEY,
     VANISHED_COLUMNS,
     Chunk,
     EngineSettings,
     KpiComputation,
     SessionThread,
     drop_state,
+    grouped_diff,
     index_state,
     prune_change_log,
     published_cells,
@@ -629,24 +629,7 @@ def _stage_diff(cursor, *, restricted: bool, cells_of_model: str | None = None) 
     elif restricted:
         published = f"(SELECT * FROM {published} k0 WHERE {published_periods('k0')})"
 
-    def side(n: int, column: str) -> str:
-        return f"MAX(CASE WHEN side = {n} THEN {column} END)"
-
-    def same(column: str) -> str:
-        a, b = side(0, column), side(1, column)
-        return f"{a} IS NOT DISTINCT FROM {b}" if pg else f"{a} IS {b}"
-
-    key = ", ".join(PUBLISHED_KEY)
-    cursor.execute(
-        f"""CREATE TEMP TABLE kx_diff AS
-        SELECT {key}, MAX(id) AS id, SUM(side) AS staged, COUNT(*) - SUM(side) AS published,
-               {side(1, "value")} AS value, {side(1, "partner_id")} AS partner_id,
-               {side(1, "join_source_id")} AS join_source_id, {side(1, "period_start")} AS period_start
-        FROM (SELECT 0 AS side, k.id, {PUBLISHED_COLUMNS} FROM {published} k
-              UNION ALL SELECT 1, NULL, {PUBLISHED_COLUMNS} FROM kx_pub) u
-        GROUP BY {key}
-        HAVING COUNT(*) = 1 OR NOT ({same("value")} AND {same("partner_id")} AND {same("join_source_id")})"""
-    )
+    cursor.execute(f"CREATE TEMP TABLE kx_diff AS {grouped_diff(staged='kx_pub', published=published)}")
     cursor.execute(f"CREATE TEMP TABLE kx_del AS SELECT {VANISHED_COLUMNS} FROM kx_diff WHERE staged = 0")
     cursor.execute(f"CREATE TEMP TABLE kx_ins AS SELECT {PUBLISHED_COLUMNS} FROM kx_diff WHERE published = 0")
     cursor.execute(
