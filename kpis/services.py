@@ -29,6 +29,7 @@ from django.utils import timezone
 from deals.models import Deal, DealRegistration, Touch
 from kpis.engine import (
     PUBLISHED_COLUMNS,
+    PUBLISHED_KEY,
     VANISHED_COLUMNS,
     Chunk,
     EngineSettings,
@@ -629,7 +630,17 @@ def _stage_diff(cursor, *, restricted: bool, cells_of_model: str | None = None) 
     elif restricted:
         published = f"(SELECT * FROM {published} k0 WHERE {published_periods('k0')})"
 
-    cursor.execute(f"CREATE TEMP TABLE kx_diff AS {grouped_diff(staged='kx_pub', published=published)}")
+    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {published} k)")
+    if cursor.fetchone()[0]:
+        diff = grouped_diff(staged="kx_pub", published=published)
+    else:
+        # A first publication: every staged row, in its order (grouped rows come in hash order,
+        # and inserting them so costs KpiValue's indexes far more).
+        diff = (
+            f"SELECT {', '.join(PUBLISHED_KEY)}, CAST(NULL AS BIGINT) AS id, 1 AS staged, 0 AS published, "
+            "value, partner_id, join_source_id, period_start FROM kx_pub"
+        )
+    cursor.execute(f"CREATE TEMP TABLE kx_diff AS {diff}")
     cursor.execute(f"CREATE TEMP TABLE kx_del AS SELECT {VANISHED_COLUMNS} FROM kx_diff WHERE staged = 0")
     cursor.execute(f"CREATE TEMP TABLE kx_ins AS SELECT {PUBLISHED_COLUMNS} FROM kx_diff WHERE published = 0")
     cursor.execute(
