@@ -99,6 +99,7 @@ MEDIAN_COMPONENTS = ("cyc_src_med", "cyc_inf_med", "cyc_dir_med", "ttfs_med")
 # A cell: one scope's (program, partner or join source, with its id) period. kx_s, kx_m and kx_cells
 # hold components per cell.
 _CELL_KEY = ("scope", "sid", "grain", "pidx")
+_CELL_NAMES = ", ".join(_CELL_KEY)
 _CELL_COLUMNS = ", ".join(_CELL_KEY + tuple(COMPONENTS))
 _CELL_DDL = "scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), pidx INTEGER, " + ", ".join(
     f"{c} BIGINT" for c in COMPONENTS
@@ -1431,6 +1432,8 @@ class KpiComputation:
             f"FROM {touch} t WHERE t.deal_id {in_deals}"
         )
         self._analyze("kx_aff_touch", "kx_aff_deal_now")
+        # Their counting touches (kx_touch's), before and (below) after.
+        self._exec("CREATE TEMP TABLE kx_aff_count_before AS SELECT * FROM kx_aff_touch WHERE late = 0")
         keys(
             "kx_aff_account",
             "SELECT account_id AS k FROM kx_aff_deal_before",
@@ -1507,6 +1510,7 @@ class KpiComputation:
             + self._touch_select(touches="kx_aff_touch_live", deals="kx_aff_deal_now")
         )
         self._analyze("kx_aff_touch_now")
+        self._exec("CREATE TEMP TABLE kx_aff_count_now AS SELECT * FROM kx_aff_touch_now WHERE late = 0")
         self._fill("kx_touch_all", "SELECT * FROM kx_aff_touch_now", replace=f"deal_id {in_deals}")
         in_regs, in_costs = "IN (SELECT k FROM kx_aff_reg)", "IN (SELECT k FROM kx_aff_cost)"
         # The accounts whose duplicate-claim items may change, read before kx_reg is patched.
@@ -1525,7 +1529,7 @@ class KpiComputation:
         self._attribution(
             deals="kx_aff_deal",
             deal_rows="kx_aff_deal_now",
-            touch_rows="(SELECT * FROM kx_aff_touch_now WHERE late = 0)",
+            touch_rows="kx_aff_count_now",
         )
         self._new_customers(accounts="kx_aff_account")
         self._analyze("kx_tgt")
@@ -1540,9 +1544,7 @@ class KpiComputation:
         as the as-of date passes it: the other deals won between the two dates). New rows extend
         the extremes; a row gone that held one, or a partner's own change, recomputes that partner
         from all its rows (kx_recalc_actm, kx_recalc_fs)."""
-        s = self.sql
-
-        keys = self._keys
+        s, keys = self.sql, self._keys
 
         def joined(rows: str, columns: str, where: str = "") -> str:
             """`rows` of partners that joined, dated on or after it, not recomputed anyway."""
@@ -1563,9 +1565,6 @@ class KpiComputation:
             ]
             return joined(" UNION ALL ".join(sources), "x.partner_id, x.mi, x.d", "x.d >= p.joined")
 
-        # The affected deals' counting touches, before and after.
-        self._exec("CREATE TEMP TABLE kx_aff_count_before AS SELECT * FROM kx_aff_touch WHERE late = 0")
-        self._exec("CREATE TEMP TABLE kx_aff_count_now AS SELECT * FROM kx_aff_touch_now WHERE late = 0")
         compare(
             "kx_act",
             activities("kx_aff_reg_before", "kx_aff_deal_before", "kx_aff_count_before"),
@@ -1681,8 +1680,8 @@ class KpiComputation:
         "before" or "after" patching) of the rows of the affected keys."""
         deals, touches, regs, partners, costs = "kx_deal", "kx_touch", "kx_reg", "kx_partner", "kx_cost"
         if affected is not None:
-            deals = f"kx_aff_deal_{'before' if affected == 'before' else 'now'}"
-            touches = f"{'kx_aff_touch' if affected == 'before' else 'kx_aff_touch_now'} WHERE late = 0"
+            when = "before" if affected == "before" else "now"
+            deals, touches = f"kx_aff_deal_{when}", f"kx_aff_count_{when}"
             regs = "kx_reg WHERE id IN (SELECT k FROM kx_aff_reg)"
             partners = "kx_partner WHERE id IN (SELECT k FROM kx_chg_partner)"
             costs = "kx_cost WHERE id IN (SELECT k FROM kx_aff_cost)"
@@ -2464,8 +2463,8 @@ class KpiComputation:
                 f"SELECT r.* FROM ({rows}) r WHERE EXISTS (SELECT 1 FROM kx_dmed m "
                 f"WHERE m.col = '{column}' AND {self._cell_match('m', 'r')})",
             )
-        self._analyze(f"kx_s ({', '.join(_CELL_KEY)})")
-        cell = ", ".join(_CELL_KEY)
+        self._analyze(f"kx_s ({_CELL_NAMES})")
+        cell = _CELL_NAMES
         self._exec(
             f"CREATE TEMP TABLE kx_dcell AS SELECT {cell}, "
             + ", ".join(f"SUM(COALESCE({c}, 0)) AS {c}" for c in additive)
@@ -2573,7 +2572,7 @@ class KpiComputation:
             f"MAX({c}) AS {c}" if c in _NULLABLE_COMPONENTS else f"COALESCE(MAX({c}), 0) AS {c}"
             for c in COMPONENTS
         )
-        self._analyze(f"kx_s ({', '.join(_CELL_KEY)})")
+        self._analyze(f"kx_s ({_CELL_NAMES})")
         self._exec(
             f"CREATE TEMP TABLE kx_m AS SELECT scope, sid, grain, pidx, {merged} "
             "FROM kx_s GROUP BY scope, sid, grain, pidx"
@@ -2582,7 +2581,7 @@ class KpiComputation:
 
     def _metric_values(self) -> None:
         """kx_v: every metric's value of the cells in kx_m, and the targets' rows."""
-        self._analyze(f"kx_m ({', '.join(_CELL_KEY)})")
+        self._analyze(f"kx_m ({_CELL_NAMES})")
         self._exec(
             "CREATE TEMP TABLE kx_metric "
             "(code INTEGER, name VARCHAR(64), scope VARCHAR(12), zero_when_empty INTEGER)"
@@ -2661,7 +2660,7 @@ class KpiComputation:
         """kx_pub: kx_v in KpiValue's columns (labels, keys, Decimal values)."""
         # Unanalysed, kx_v looks like a few hundred rows and the planner looks its ~1M partners up
         # one by one (7 s instead of 1 s at 1M deals).
-        self._analyze(f"kx_v ({', '.join(_CELL_KEY)}, metric, target_metric)")
+        self._analyze(f"kx_v ({_CELL_NAMES}, metric, target_metric)")
         s = self.sql
         partner, join_source = Partner._meta.db_table, JoinSource._meta.db_table
         self._exec(

@@ -345,11 +345,12 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
                 source_fingerprint=fingerprint,
             )
             return
-        KpiRun.objects.filter(pk=run.pk).update(source_fingerprint=fingerprint)
+        recorded = {"source_fingerprint": fingerprint}
         record_fingerprint = None
     else:
+        recorded = {}
         record_fingerprint = _fingerprint_alongside(run, program)
-    KpiRun.objects.filter(pk=run.pk).update(attribution_model=program.attribution_model)
+    KpiRun.objects.filter(pk=run.pk).update(attribution_model=program.attribution_model, **recorded)
     base = _incremental_base(run) if run.mode == KpiRun.Mode.INCREMENTAL else None
     if kpi_chunk_count() > 1:
         engine_settings = EngineSettings.from_program(program)
