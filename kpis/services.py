@@ -449,10 +449,21 @@ def plan_chunks(weights: list[tuple[int, int]], count: int) -> list[Chunk]:
 
 
 def _shared_computation(
-    run: KpiRun, *, previous: int | None = None, engine_settings: EngineSettings | None = None
+    run: KpiRun,
+    *,
+    previous: int | None = None,
+    engine_settings: EngineSettings | None = None,
+    cell_base: int | None = None,
 ) -> KpiComputation:
     program = engine_settings or EngineSettings.from_program(ProgramSettings.load())
-    return KpiComputation(program, run.as_of, schema=run_schema(run.pk), previous=previous, state_of=run.pk)
+    return KpiComputation(
+        program,
+        run.as_of,
+        schema=run_schema(run.pk),
+        previous=previous,
+        state_of=run.pk,
+        cell_base=cell_base,
+    )
 
 
 def _execute_chunked(
@@ -469,7 +480,12 @@ def _execute_chunked(
         cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         cursor.execute(f"CREATE SCHEMA {schema}")
     previous = base[0] if base else None
-    computation = _shared_computation(run, previous=previous, engine_settings=engine_settings)
+    # A full run compares its cells with the state of the published set, if there is one: the
+    # chunks then stage only the cells that changed (the facts and components are all rebuilt).
+    cell_base = _incremental_base(run) if run.mode == KpiRun.Mode.FULL else None
+    computation = _shared_computation(
+        run, previous=previous, engine_settings=engine_settings, cell_base=cell_base[0] if cell_base else None
+    )
     started = time.monotonic()
     result = computation.run_facts()
     if record_fingerprint is not None:
@@ -487,17 +503,20 @@ def _execute_chunked(
         cursor.execute(
             f"CREATE TABLE {schema}.kx_chunks (n INTEGER PRIMARY KEY, program BOOLEAN NOT NULL, "
             "join_sources TEXT NOT NULL, done BOOLEAN NOT NULL DEFAULT FALSE, periods INTEGER NOT NULL, "
-            "base_version TEXT, engine_settings TEXT NOT NULL)"
+            "base_version TEXT, engine_settings TEXT NOT NULL, cell_base INTEGER)"
         )
         # Every chunk computes with the settings the shared facts were built with (and the state
         # records), not with settings committed since: one run never mixes attribution models.
         settings_json = json.dumps(dataclasses.asdict(computation.settings))
         base_version = base[1] if base and result.restricted else None
+        if result.cell_base is not None:
+            # Unchanged cells keep their published rows: only while nothing else wrote the set.
+            base_version = cell_base[1]
         for number, chunk in enumerate(chunks):
             cursor.execute(
                 f"INSERT INTO {schema}.kx_chunks "
-                "(n, program, join_sources, periods, base_version, engine_settings) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
+                "(n, program, join_sources, periods, base_version, engine_settings, cell_base) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 [
                     number,
                     chunk.program,
@@ -505,6 +524,7 @@ def _execute_chunked(
                     result.periods_recomputed,
                     base_version,
                     settings_json,
+                    result.cell_base,
                 ],
             )
         if dispatch == "celery":
@@ -529,6 +549,32 @@ def _execute_chunked(
         raise errors[0]
 
 
+def _planned_chunks(schema: str, number: int | None = None) -> list[dict]:
+    """The rows of the run's chunk plan (kx_chunks), or the one of chunk `number`."""
+    with connection.cursor() as cursor:
+        where = "" if number is None else f" WHERE n = {int(number)}"
+        cursor.execute(f"SELECT * FROM {schema}.kx_chunks{where} ORDER BY n")
+        names = [column.name for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _chunk_computation(
+    run: KpiRun, planned: dict, *, compare_cells: bool = True
+) -> tuple[KpiComputation, Chunk]:
+    """The computation and the chunk of one row of the plan (`compare_cells=False`: staging every
+    row, whatever cell base the plan names)."""
+    sources = tuple(int(j) for j in planned["join_sources"].split(",") if j)
+    # A plan written before chunks stored their settings (a run in flight across an upgrade)
+    # falls back to the settings as they are now, as such runs always did.
+    stored = planned.get("engine_settings")
+    computation = _shared_computation(
+        run,
+        engine_settings=EngineSettings(**json.loads(stored)) if stored else None,
+        cell_base=planned.get("cell_base") if compare_cells else None,
+    )
+    return computation, Chunk(program=planned["program"], join_sources=sources)
+
+
 def kpi_chunk_execute(*, run_id: int, number: int) -> None:
     """Compute one chunk of a running run; the last chunk to finish publishes the run.
 
@@ -540,18 +586,8 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
         return  # failed meanwhile, or already published by a redelivered sibling
     schema = run_schema(run_id)
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT * FROM {schema}.kx_chunks WHERE n = %s", [number])
-            names = [column.name for column in cursor.description]
-            planned = dict(zip(names, cursor.fetchone(), strict=True))
-        sources = tuple(int(j) for j in planned["join_sources"].split(",") if j)
-        chunk = Chunk(program=planned["program"], join_sources=sources)
-        # A plan written before chunks stored their settings (a run in flight across an upgrade)
-        # falls back to the settings as they are now, as such runs always did.
-        stored = planned.get("engine_settings")
-        computation = _shared_computation(
-            run, engine_settings=EngineSettings(**json.loads(stored)) if stored else None
-        )
+        (planned,) = _planned_chunks(schema, number)
+        computation, chunk = _chunk_computation(run, planned)
         started = time.monotonic()
         rows = computation.run_chunk(number, chunk)
         logger.info(
@@ -570,9 +606,20 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
             return
         started = time.monotonic()
         with computation.search_path():
-            stats = publish(
-                run=run, on_published=_finisher(run, periods=periods), diffed=True, base_version=base_version
-            )
+            finish = _finisher(run, periods=periods)
+            try:
+                stats = publish(run=run, on_published=finish, diffed=True, base_version=base_version)
+            except PublishedSetChanged:
+                if planned.get("cell_base") is None:
+                    raise
+                # A full run's chunks staged only the cells that changed since the state of a set
+                # that has been written since (settings saved, a row by hand): every chunk's rows
+                # are staged again here and compared with every published row.
+                logger.warning("KPI run %s: the published set changed; comparing every row", run_id)
+                for every in _planned_chunks(schema):
+                    again, its_chunk = _chunk_computation(run, every, compare_cells=False)
+                    again.run_chunk(every["n"], its_chunk)
+                stats = publish(run=run, on_published=finish, diffed=True)
         logger.info("KPI run %s: published %s in %.1f s", run_id, stats, time.monotonic() - started)
         _keep_only_state(run_id)
     except (OperationalError, InterfaceError):
@@ -714,6 +761,8 @@ def publish(
     with connection.cursor() as cursor:
         # The diff is computed before the transaction so the publishing lock is held briefly.
         if diffed:
+            # Chunk -1: these rows, replaced when a publication is tried again.
+            cursor.execute("DELETE FROM kx_del WHERE chunk = -1")
             cursor.execute(
                 f"""INSERT INTO kx_del ({VANISHED_COLUMNS}, chunk)
                 SELECT {", ".join(f"k.{column}" for column in VANISHED_COLUMNS.split(", "))}, -1
@@ -749,8 +798,8 @@ def publish(
             unchanged = KpiPublication.objects.filter(pk=1, version=base_version)
             if base_version is not None and not unchanged.exists():
                 raise PublishedSetChanged(
-                    "the published KPI set was written while this incremental run computed; "
-                    "the next run recomputes every period"
+                    "the published KPI set was written while this run computed from its state; "
+                    "the next run recomputes every period and compares every row"
                 )
             if pg:
                 # Durability of this commit may lag a few ms; a crash then reruns the nightly job.

@@ -6,14 +6,18 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.db.models import Count, F
+from django.test import override_settings
 
+from deals.models import Deal, Touch
 from interchange.demo import DemoSize
 from interchange.seeding import seed_database
 from kpis import testing as t
-from kpis.engine import Chunk
+from kpis.engine import Chunk, KpiComputation
 from kpis.metrics import AttributionModel
-from kpis.models import KpiRun, KpiValue, ProgramSettings, ReconciliationItem
+from kpis.models import KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
 from kpis.services import plan_chunks, program_today
+from partners.models import JoinSource, Partner
 from prm.celery import app as celery_app
 from tests.test_celery_worker import celery_worker, wait_for
 from tests.test_kpi_runs import published
@@ -343,3 +347,133 @@ def test_a_chunked_publication_retried_after_its_transaction_failed_publishes_ev
     changed.refresh_from_db()
     assert changed.value == Decimal("12345") and changed.run_id == run.pk
     assert stats == {"inserted": 0, "updated": 1, "deleted": 0, "changed_periods": 1}
+
+
+def staged_by_chunks(monkeypatch) -> list[tuple[int | None, int]]:
+    """(cell base, rows staged) of every chunk computed from now on."""
+    staged = []
+    original = KpiComputation.run_chunk
+
+    def run_chunk(self, number, chunk):
+        rows = original(self, number, chunk)
+        staged.append((self.cell_base, rows))
+        return rows
+
+    monkeypatch.setattr(KpiComputation, "run_chunk", run_chunk)
+    return staged
+
+
+def whole_run_publishes() -> tuple[set[tuple], set[tuple]]:
+    """What one session computing everything from scratch publishes now (it replaces the set)."""
+    KpiValue.objects.all().delete()
+    with override_settings(KPI_CHUNKS=1):
+        run = t.recompute()
+    assert run.status == "succeeded", run.error
+    return published(), reconciliation()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_full_run_stages_only_the_cells_that_changed_and_publishes_a_whole_runs_set(
+    settings, demo_program, monkeypatch
+):
+    settings.KPI_CHUNKS = 2
+    assert t.recompute().status == "succeeded"
+    total = KpiValue.objects.count()
+    staged = staged_by_chunks(monkeypatch)
+
+    unchanged = t.recompute()
+    assert unchanged.status == "succeeded" and unchanged.rows_written == unchanged.rows_deleted == 0
+    assert [base for base, _ in staged] == [unchanged.pk - 1] * 2
+    # Only the cells holding a target are staged again (their rows: a few percent of the set).
+    target_cells = Target.objects.count()
+    assert target_cells > 0 and 0 < sum(rows for _, rows in staged) < total / 10
+
+    # Targets alone, in cells otherwise unchanged: one edited, one dropped (the only target of its
+    # cell), one new.
+    cell = ("partner", "join_source", "grain", "period")
+    alone = Target.objects.values(*cell).annotate(n=Count("pk")).filter(n=1).order_by(*cell)[0]
+    dropped = Target.objects.get(**{field: alone[field] for field in cell})
+    target = Target.objects.exclude(pk=dropped.pk).order_by("pk").first()
+    Target.objects.filter(pk=target.pk).update(value=F("value") + 3)
+    dropped.delete()
+    # The new one in the month of the largest value of its metric that no target of it is for
+    # (its progress reads the cell's components).
+    targeted = set(Target.objects.filter(metric=target.metric).values_list("period", flat=True))
+    month, start = next(
+        (label, start)
+        for label, start in KpiValue.objects.filter(
+            scope="program", grain="month", metric=target.metric, value__gt=0
+        )
+        .order_by("-value", "period")
+        .values_list("period", "period_start")
+        if label not in targeted
+    )
+    Target.objects.create(metric=target.metric, grain="month", period=month, period_start=start, value=5)
+    staged.clear()
+    retargeted = t.recompute()
+    assert retargeted.status == "succeeded" and retargeted.rows_written > 0
+    assert [base for base, _ in staged] == [unchanged.pk] * 2
+    assert (published(), reconciliation()) == whole_run_publishes()
+    base = KpiRun.objects.latest("pk").pk  # the whole run's: its state describes the set now
+
+    # Changes of every kind a cell shows: an amount, a partner moving to another join source (its
+    # old source's cells lose it), a touch gone.
+    staged.clear()
+    won = Deal.objects.filter(status="won").order_by("pk")
+    Deal.objects.filter(pk=won[0].pk).update(amount=F("amount") + 7)
+    mover = Partner.objects.filter(sourced_deals__status="won").order_by("pk").first()
+    other = JoinSource.objects.exclude(pk=mover.join_source_id).order_by("pk").first()
+    Partner.objects.filter(pk=mover.pk).update(join_source=other)
+    Touch.objects.filter(pk=Touch.objects.order_by("pk").values("pk")[:1]).delete()
+    changed = t.recompute()
+    assert changed.status == "succeeded", changed.error
+    assert [chunk_base for chunk_base, _ in staged] == [base] * 2
+    assert changed.rows_written > 0 and sum(rows for _, rows in staged) < total / 2
+    chunked, chunked_items = published(), reconciliation()
+    assert (chunked, chunked_items) == whole_run_publishes()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_full_run_compares_every_row_when_the_published_set_or_a_label_changed(
+    settings, demo_program, monkeypatch
+):
+    settings.KPI_CHUNKS = 2
+    assert t.recompute().status == "succeeded"
+    expected = published()
+    staged = staged_by_chunks(monkeypatch)
+
+    # A published row written by hand: the set no longer is the state's, and the run repairs it.
+    row = KpiValue.objects.filter(scope="partner").order_by("pk").first()
+    KpiValue.objects.filter(pk=row.pk).update(value=row.value + 1)
+    repaired = t.recompute()
+    assert repaired.status == "succeeded" and repaired.rows_written == 1
+    assert published() == expected
+    assert [base for base, _ in staged] == [None, None]
+    assert sum(rows for _, rows in staged) == len(expected)
+
+    # A renamed partner key labels rows of cells whose components are all unchanged.
+    staged.clear()
+    partner_id = KpiValue.objects.filter(scope="partner").order_by("pk").values("partner_id")[:1]
+    Partner.objects.filter(pk=partner_id).update(key=f"renamed-{uuid.uuid4().hex[:6]}")
+    renamed = t.recompute()
+    assert renamed.status == "succeeded" and renamed.rows_written > 0
+    assert [base for base, _ in staged] == [None, None]
+    assert published() == whole_run_publishes()[0]
+
+    # A new partner is a new key (every row compared); its only deal gone in the next run leaves
+    # cells that no component row lands in any more, on a comparable base: their rows must go.
+    newcomer = t.partner("newcomer", JoinSource.objects.order_by("pk").first(), joined="2026-02-02")
+    sale = t.deal("900", created="2026-03-02", closed="2026-03-20", sourced_by=newcomer)
+    staged.clear()
+    arrived = t.recompute()
+    assert arrived.status == "succeeded" and [base for base, _ in staged] == [None, None]
+    newcomer_rows = KpiValue.objects.filter(scope="partner", partner_id=newcomer.pk)
+    assert newcomer_rows.filter(grain="month", period="2026-03", metric="sourced_revenue").exists()
+    staged.clear()
+    sale.delete()
+    left = t.recompute()
+    assert left.status == "succeeded" and [base for base, _ in staged] == [arrived.pk] * 2
+    assert not newcomer_rows.filter(period="2026-03").exists()
+    assert published() == whole_run_publishes()[0]
