@@ -394,7 +394,9 @@ class DealInputSerializer(serializers.Serializer):
 
 
 class DealUpdateInputSerializer(serializers.Serializer):
-    """PATCH: only the fields sent are changed."""
+    """PATCH: only the fields sent are changed. Needs the deal as `context["deal"]`."""
+
+    CLOSE_INSTEAD = "A deal is closed with POST /api/v1/deals/{id}/close/ (status and closed_at together)."
 
     account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.all(), required=False)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
@@ -403,6 +405,23 @@ class DealUpdateInputSerializer(serializers.Serializer):
     sourcing_partner = serializers.PrimaryKeyRelatedField(
         queryset=Partner.objects.all(), required=False, allow_null=True
     )
+    # Accepted only as they are, so a client may send back what it read; a change is refused
+    # rather than ignored (the close action checks the status and its date together).
+    status = serializers.ChoiceField(
+        choices=Deal.Status.choices, required=False, help_text="Only the deal's current status."
+    )
+    closed_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Only the deal's current close time."
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        deal, changed = self.context["deal"], []
+        for name in ("status", "closed_at"):
+            if name in attrs and attrs.pop(name) != getattr(deal, name):
+                changed.append(name)
+        if changed:
+            raise serializers.ValidationError({name: [self.CLOSE_INSTEAD] for name in changed})
+        return attrs
 
 
 class DealCloseInputSerializer(serializers.Serializer):

@@ -286,6 +286,27 @@ def test_a_manager_creates_updates_and_closes_a_deal(world_a, as_manager):
     assert (deal.status, deal.amount) == ("won", Decimal("950.50"))
 
 
+def test_a_deal_patch_refuses_a_status_or_close_time_change_and_changes_nothing(world_a, as_manager):
+    url = f"{API}/deals/{world_a.deal.pk}/"
+    read = as_manager.get(url).json()
+    refused = as_manager.patch(
+        url, {"amount": "1.00", "status": "won", "closed_at": "2026-04-01T10:00:00Z"}, format="json"
+    )
+    assert refused.status_code == 400, refused.content
+    fields = error_of(refused)["fields"]
+    assert set(fields) == {"status", "closed_at"} and "/close/" in fields["status"][0]
+    world_a.deal.refresh_from_db()
+    assert (world_a.deal.status, world_a.deal.closed_at, str(world_a.deal.amount)) == (
+        "open",
+        None,
+        read["amount"],
+    )
+    # What it read, sent back with a new amount: the unchanged status and close time are accepted.
+    patched = as_manager.patch(url, {**read, "amount": "777.00"}, format="json")
+    assert patched.status_code == 200, patched.content
+    assert (patched.json()["amount"], patched.json()["status"]) == ("777.00", "open")
+
+
 def test_closing_a_deal_before_it_was_created_is_refused(world_a, as_manager):
     response = as_manager.post(
         f"{API}/deals/{world_a.deal.pk}/close/",

@@ -34,9 +34,12 @@ class ScopedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         qs = type(self).visible(self.request.user)
         return qs.select_related(*self.select_related) if self.select_related else qs
 
-    def validated(self, serializer_class) -> dict:
-        """Parse the request body with an input serializer (400 with field errors when invalid)."""
-        serializer = serializer_class(data=self.request.data, context=self.get_serializer_context())
+    def validated(self, serializer_class, **context) -> dict:
+        """Parse the request body with an input serializer (400 with field errors when invalid);
+        `context` adds to the serializer's."""
+        serializer = serializer_class(
+            data=self.request.data, context={**self.get_serializer_context(), **context}
+        )
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 

@@ -350,7 +350,7 @@ class DealViewSet(BigTableViewSet):
 
     def partial_update(self, request, pk=None):
         deal = self.get_object()
-        fields = self.validated(s.DealUpdateInputSerializer)
+        fields = self.validated(s.DealUpdateInputSerializer, deal=deal)
         return self.output(services.deal_update(deal=deal, **fields))
 
     @action(detail=True, methods=["post"])
