@@ -43,11 +43,11 @@ def test_chunks_hold_the_program_once_and_every_join_source_once():
     assert len(chunks) == 3
     assert sum(c.program for c in chunks) == 1
     assert sorted(j for c in chunks for j in c.join_sources) == [1, 2, 3, 4, 5]
-    # Greedy, heaviest first into the lightest chunk: 1 (900), the program (0.37 x 2000 = 740),
-    # 2 (500), 3 (400) joins 2, 4 (100) and 5 (100) join the program.
-    assert Chunk(program=False, join_sources=(1,)) in chunks
-    assert Chunk(program=True, join_sources=(4, 5)) in chunks
-    assert Chunk(program=False, join_sources=(2, 3)) in chunks
+    # Greedy, heaviest first into the lightest chunk: the program (0.5 x 2000 = 1000), 1 (900),
+    # 2 (500), 3 (400) joins 2, 4 (100) joins 1 (a tie with 2 + 3 goes to the first), 5 (100) joins 2 + 3.
+    assert Chunk(program=True, join_sources=()) in chunks
+    assert Chunk(program=False, join_sources=(1, 4)) in chunks
+    assert Chunk(program=False, join_sources=(2, 3, 5)) in chunks
     assert plan_chunks(weights, 1) == [Chunk(program=True, join_sources=(1, 2, 3, 4, 5))]
     # More chunks than items: no empty chunk.
     assert len(plan_chunks([(7, 10)], 4)) == 2
