@@ -802,6 +802,7 @@ class KpiComputation:
                 self._exec(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
                 imported.set()
                 self._begin_local()
+                self._share_cores()
                 with self.sql.session_time_zone(), self.search_path():
                     self._facts_deals(segment_from_base=True)
                     self._facts_pipeline()
@@ -834,6 +835,7 @@ class KpiComputation:
             if not re.match(r"^[0-9A-F-]+$", snapshot):
                 raise ValueError(f"unexpected snapshot id {snapshot!r}")
             helper = SessionThread(deals, snapshot, name="kpi-facts", on_exit=imported.set)
+            self._share_cores()
             with self.sql.session_time_zone(), self.search_path():
                 self._facts_touches()
             imported.wait()  # an exported snapshot lives only as long as its transaction
@@ -842,6 +844,7 @@ class KpiComputation:
         def attribution() -> None:
             with transaction.atomic():
                 self._begin_local()
+                self._share_cores()
                 with self.sql.session_time_zone(), self.search_path():
                     self._attribution()
                     self._analyze("kx_attr")
@@ -849,6 +852,7 @@ class KpiComputation:
         helper = SessionThread(attribution, name="kpi-facts")
         with transaction.atomic():
             self._begin_local()
+            self._share_cores()
             with self.sql.session_time_zone(), self.search_path():
                 self._lifecycle_facts()
                 self._new_customers()
@@ -911,6 +915,13 @@ class KpiComputation:
         self._exec("SET LOCAL synchronous_commit = off")
         self._exec("SET LOCAL work_mem = '256MB'")
 
+    def _share_cores(self) -> None:
+        """This transaction's statements run beside another session's (a chunked run's facts and
+        chunks), which keep the cores busy: parallel workers on top oversubscribe them and add
+        their own gathering (a full rerun at 1M deals: 17.8-18.6 s without, 19.2-19.5 s with)."""
+        self._exec("SET LOCAL max_parallel_workers_per_gather = 0")
+        self._exec("SET LOCAL max_parallel_maintenance_workers = 0")
+
     def run_chunk(self, number: int, chunk: Chunk) -> int:
         """Chunked run, step 2: one chunk's rows, diffed against the published rows of its scopes
         into the shared kx_del / kx_ins (replacing any earlier attempt of the same chunk); returns
@@ -925,6 +936,7 @@ class KpiComputation:
             self.drop_scope_tables()
             with transaction.atomic():
                 self._begin_local()
+                self._share_cores()
                 self._components()
                 self._merge_cells()
                 self._store_cells(number)
