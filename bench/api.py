@@ -126,6 +126,8 @@ def _prepare(partners: int, deals: int) -> str:
     from partners.services import staff_user_create
 
     call_command("migrate", verbosity=0)
+    # gunicorn serves with DEBUG off, from STATIC_ROOT like production (else each worker warns).
+    call_command("collectstatic", interactive=False, verbosity=0)
     if Deal.objects.count() < deals or Partner.objects.count() < partners:
         print(f"  seeding: seed_demo --partners {partners} --deals {deals} (once)", flush=True)
         call_command("seed_demo", partners=partners, deals=deals, if_empty=True, verbosity=0)
