@@ -2677,7 +2677,16 @@ class KpiComputation:
         the same components give the same rows. kx_cells keeps every cell (stored before)."""
         prev_cells = state_table(self.cell_base, "kx_cells")
         prev_targets = state_table(self.cell_base, "kx_tgt")
+        prev_keys = state_table(self.cell_base, "kx_keys")
         cell, columns = _CELL_NAMES, ", ".join(_CELL_KEY + tuple(COMPONENTS))
+        # The rows are labelled with the keys as they are now (`_publishable`): a key renamed since
+        # the facts step compared them relabels every cell of its scope, so one scope's rows never
+        # mix two keys.
+        relabelled = f"""SELECT 'partner' AS scope, p.id AS sid FROM {Partner._meta.db_table} p
+                JOIN {prev_keys} k ON k.scope = 'partner' AND k.id = p.id WHERE k.key IS DISTINCT FROM p.key
+            UNION ALL SELECT 'join_source', j.id FROM {JoinSource._meta.db_table} j
+                JOIN {prev_keys} k ON k.scope = 'join_source' AND k.id = j.id
+                WHERE k.key IS DISTINCT FROM j.key"""
         self._exec("DROP TABLE IF EXISTS pg_temp.kx_pubcell")
         self._exec(
             f"""CREATE TEMP TABLE kx_pubcell AS
@@ -2690,7 +2699,9 @@ class KpiComputation:
                                           EXCEPT SELECT {columns} FROM kx_m) then_differed
                 UNION SELECT {cell} FROM ({self._target_cells("kx_tgt")}) a WHERE {self._chunk_cells("a")}
                 UNION SELECT {cell} FROM ({self._target_cells(prev_targets)}) b
-                WHERE {self._chunk_cells("b")}) x
+                WHERE {self._chunk_cells("b")}
+                UNION SELECT {cell} FROM kx_m m WHERE EXISTS (
+                    SELECT 1 FROM ({relabelled}) r WHERE r.scope = m.scope AND r.sid = m.sid)) x
             JOIN kx_period pe ON pe.grain = x.grain AND pe.pidx = x.pidx"""
         )
         self._analyze("kx_pubcell")

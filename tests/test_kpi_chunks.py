@@ -477,3 +477,31 @@ def test_a_chunked_full_run_compares_every_row_when_the_published_set_or_a_label
     assert left.status == "succeeded" and [base for base, _ in staged] == [arrived.pk] * 2
     assert not newcomer_rows.filter(period="2026-03").exists()
     assert published() == whole_run_publishes()[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_key_renamed_while_a_chunked_full_run_computes_relabels_every_row_of_its_scope(
+    settings, demo_program, monkeypatch
+):
+    from kpis import services
+
+    settings.KPI_CHUNKS = 2
+    assert t.recompute().status == "succeeded"
+    partner_id = KpiValue.objects.filter(scope="partner").order_by("pk").values("partner_id")[:1]
+    partner = Partner.objects.get(pk=partner_id)
+    rows = KpiValue.objects.filter(scope="partner", partner=partner).count()
+    staged = staged_by_chunks(monkeypatch)
+    original = services.plan_chunks
+
+    def plan_after_a_rename(weights, count):
+        # After the facts step compared the keys with the state's, before the chunks label rows.
+        Partner.objects.filter(pk=partner.pk).update(key="renamed-meanwhile")
+        return original(weights, count)
+
+    monkeypatch.setattr(services, "plan_chunks", plan_after_a_rename)
+    run = t.recompute()
+    assert run.status == "succeeded", run.error
+    assert [base for base, _ in staged] == [run.pk - 1] * 2  # the unchanged cells were kept
+    labels = KpiValue.objects.filter(scope="partner", partner=partner).values_list("scope_key", flat=True)
+    assert len(labels) == rows and set(labels) == {"renamed-meanwhile"}
