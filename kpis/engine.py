@@ -2677,16 +2677,7 @@ class KpiComputation:
         the same components give the same rows. kx_cells keeps every cell (stored before)."""
         prev_cells = state_table(self.cell_base, "kx_cells")
         prev_targets = state_table(self.cell_base, "kx_tgt")
-        prev_keys = state_table(self.cell_base, "kx_keys")
         cell, columns = _CELL_NAMES, ", ".join(_CELL_KEY + tuple(COMPONENTS))
-        # The rows are labelled with the keys as they are now (`_publishable`): a key renamed since
-        # the facts step compared them relabels every cell of its scope, so one scope's rows never
-        # mix two keys.
-        relabelled = f"""SELECT 'partner' AS scope, p.id AS sid FROM {Partner._meta.db_table} p
-                JOIN {prev_keys} k ON k.scope = 'partner' AND k.id = p.id WHERE k.key IS DISTINCT FROM p.key
-            UNION ALL SELECT 'join_source', j.id FROM {JoinSource._meta.db_table} j
-                JOIN {prev_keys} k ON k.scope = 'join_source' AND k.id = j.id
-                WHERE k.key IS DISTINCT FROM j.key"""
         self._exec("DROP TABLE IF EXISTS pg_temp.kx_pubcell")
         self._exec(
             f"""CREATE TEMP TABLE kx_pubcell AS
@@ -2699,9 +2690,7 @@ class KpiComputation:
                                           EXCEPT SELECT {columns} FROM kx_m) then_differed
                 UNION SELECT {cell} FROM ({self._target_cells("kx_tgt")}) a WHERE {self._chunk_cells("a")}
                 UNION SELECT {cell} FROM ({self._target_cells(prev_targets)}) b
-                WHERE {self._chunk_cells("b")}
-                UNION SELECT {cell} FROM kx_m m WHERE EXISTS (
-                    SELECT 1 FROM ({relabelled}) r WHERE r.scope = m.scope AND r.sid = m.sid)) x
+                WHERE {self._chunk_cells("b")}) x
             JOIN kx_period pe ON pe.grain = x.grain AND pe.pidx = x.pidx"""
         )
         self._analyze("kx_pubcell")
@@ -2792,19 +2781,24 @@ class KpiComputation:
         self._analyze(f"kx_v ({_CELL_NAMES}, metric, target_metric)")
         s = self.sql
         partner, join_source = Partner._meta.db_table, JoinSource._meta.db_table
+        # The labels are the keys of the run's facts (kx_keys, read on its snapshot), so the state
+        # names the keys its rows carry: a key renamed while a run computes is the next run's to
+        # relabel (its facts see the key changed, and it compares every row). A partner or join
+        # source deleted meanwhile has lost its rows (they cascade) and gets none.
         self._exec(
             f"""CREATE TEMP TABLE kx_pub AS
             SELECT v.scope,
-                   CASE v.scope WHEN 'program' THEN ''
-                        WHEN 'partner' THEN COALESCE(p.key, {s.int_to_text("p.id")})
-                        ELSE COALESCE(j.key, {s.int_to_text("j.id")}) END AS scope_key,
+                   CASE v.scope WHEN 'program' THEN '' ELSE COALESCE(k.key, {s.int_to_text("v.sid")})
+                   END AS scope_key,
                    p.id AS partner_id, j.id AS join_source_id, v.grain, pe.label AS period,
                    pe.start_d AS period_start, v.metric, v.target_metric,
                    '{self.settings.attribution_model}' AS attribution_model,
                    {s.v4_to_value("v.v4")} AS value
             FROM kx_v v JOIN kx_period pe ON pe.grain = v.grain AND pe.pidx = v.pidx
+            LEFT JOIN kx_keys k ON k.scope = v.scope AND k.id = v.sid
             LEFT JOIN {partner} p ON v.scope = 'partner' AND p.id = v.sid
-            LEFT JOIN {join_source} j ON v.scope = 'join_source' AND j.id = v.sid"""
+            LEFT JOIN {join_source} j ON v.scope = 'join_source' AND j.id = v.sid
+            WHERE v.scope = 'program' OR p.id IS NOT NULL OR j.id IS NOT NULL"""
         )
         self.result.staged_rows = self._fetch("SELECT COUNT(*) FROM kx_pub")[0][0]
 

@@ -351,6 +351,9 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
         recorded = {}
         record_fingerprint = _fingerprint_alongside(run, program)
     KpiRun.objects.filter(pk=run.pk).update(attribution_model=program.attribution_model, **recorded)
+    # Before anything reads the published set: a write to it after this leaves the run's state
+    # untied to the set it publishes (`publish`).
+    started_version = publication_version()
     base = _incremental_base(run) if run.mode == KpiRun.Mode.INCREMENTAL else None
     if kpi_chunk_count() > 1:
         engine_settings = EngineSettings.from_program(program)
@@ -361,6 +364,7 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
             base=base,
             engine_settings=engine_settings,
             record_fingerprint=record_fingerprint,
+            started_version=started_version,
         )
         return
     pg = connection.vendor == "postgresql"
@@ -379,10 +383,17 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
     if record_fingerprint is not None:
         record_fingerprint()
     _record_facts(run, result)
-    _publish_whole(run, computation, base_version=base[1] if result.restricted else None)
+    _publish_whole(
+        run,
+        computation,
+        base_version=base[1] if result.restricted else None,
+        started_version=started_version,
+    )
 
 
-def _publish_whole(run: KpiRun, computation: KpiComputation, *, base_version: str | None) -> None:
+def _publish_whole(
+    run: KpiRun, computation: KpiComputation, *, base_version: str | None, started_version: str | None
+) -> None:
     """Publish what one session staged (kx_pub), then keep only the run's state."""
     result = computation.result
     with computation.search_path() if computation.schema else contextlib.nullcontext():
@@ -391,6 +402,7 @@ def _publish_whole(run: KpiRun, computation: KpiComputation, *, base_version: st
             on_published=_finisher(run, periods=result.periods_recomputed),
             base_version=base_version,
             cells_of_model=computation.settings.attribution_model if result.cells else None,
+            started_version=started_version,
         )
     _keep_only_state(run.pk, computation)
 
@@ -475,6 +487,7 @@ def _execute_chunked(
     engine_settings: EngineSettings,
     base: tuple[int, str] | None = None,
     record_fingerprint: Callable[[], None] | None = None,
+    started_version: str | None = None,
 ) -> None:
     schema = run_schema(run.pk)
     with connection.cursor() as cursor:
@@ -494,7 +507,7 @@ def _execute_chunked(
     _record_facts(run, result)
     if result.cells:
         # The facts' session staged the few cells the changes touched: no chunks to share out.
-        _publish_whole(run, computation, base_version=base[1])
+        _publish_whole(run, computation, base_version=base[1], started_version=started_version)
         return
     chunks = plan_chunks(computation.chunk_weights(), kpi_chunk_count())
     logger.info(
@@ -504,7 +517,7 @@ def _execute_chunked(
         cursor.execute(
             f"CREATE TABLE {schema}.kx_chunks (n INTEGER PRIMARY KEY, program BOOLEAN NOT NULL, "
             "join_sources TEXT NOT NULL, done BOOLEAN NOT NULL DEFAULT FALSE, periods INTEGER NOT NULL, "
-            "base_version TEXT, engine_settings TEXT NOT NULL, cell_base INTEGER)"
+            "base_version TEXT, engine_settings TEXT NOT NULL, cell_base INTEGER, started_version TEXT)"
         )
         # Every chunk computes with the settings the shared facts were built with (and the state
         # records), not with settings committed since: one run never mixes attribution models.
@@ -516,8 +529,8 @@ def _execute_chunked(
         for number, chunk in enumerate(chunks):
             cursor.execute(
                 f"INSERT INTO {schema}.kx_chunks "
-                "(n, program, join_sources, periods, base_version, engine_settings, cell_base) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                "(n, program, join_sources, periods, base_version, engine_settings, cell_base, "
+                "started_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     number,
                     chunk.program,
@@ -526,6 +539,7 @@ def _execute_chunked(
                     base_version,
                     settings_json,
                     result.cell_base,
+                    started_version,
                 ],
             )
         if dispatch == "celery":
@@ -599,28 +613,38 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
             cursor.execute(f"SELECT n FROM {schema}.kx_chunks ORDER BY n FOR UPDATE")
             cursor.execute(f"UPDATE {schema}.kx_chunks SET done = TRUE WHERE n = %s", [number])
             cursor.execute(
-                f"SELECT SUM(CASE WHEN done THEN 0 ELSE 1 END), MAX(periods), MAX(base_version) "
-                f"FROM {schema}.kx_chunks"
+                f"SELECT SUM(CASE WHEN done THEN 0 ELSE 1 END), MAX(periods), MAX(base_version), "
+                f"MAX(started_version) FROM {schema}.kx_chunks"
             )
-            remaining, periods, base_version = cursor.fetchone()
+            remaining, periods, base_version, started_version = cursor.fetchone()
         if remaining:
             return
         started = time.monotonic()
         with computation.search_path():
             finish = _finisher(run, periods=periods)
             try:
-                stats = publish(run=run, on_published=finish, diffed=True, base_version=base_version)
+                stats = publish(
+                    run=run,
+                    on_published=finish,
+                    diffed=True,
+                    base_version=base_version,
+                    started_version=started_version,
+                )
             except PublishedSetChanged:
                 if planned.get("cell_base") is None:
                     raise
                 # A full run's chunks staged only the cells that changed since the state of a set
                 # that has been written since (settings saved, a row by hand): every chunk's rows
-                # are staged again here and compared with every published row.
+                # are staged again here and compared with every published row (a chunk delivered
+                # again meanwhile reads the plan without its cell base, and does the same).
                 logger.warning("KPI run %s: the published set changed; comparing every row", run_id)
+                with connection.cursor() as cursor:
+                    cursor.execute(f"UPDATE {schema}.kx_chunks SET cell_base = NULL")
+                restaged_from = publication_version()
                 for every in _planned_chunks(schema):
                     again, its_chunk = _chunk_computation(run, every, compare_cells=False)
                     again.run_chunk(every["n"], its_chunk)
-                stats = publish(run=run, on_published=finish, diffed=True)
+                stats = publish(run=run, on_published=finish, diffed=True, started_version=restaged_from)
         logger.info("KPI run %s: published %s in %.1f s", run_id, stats, time.monotonic() - started)
         _keep_only_state(run_id)
     except (OperationalError, InterfaceError):
@@ -743,6 +767,7 @@ def publish(
     diffed: bool = False,
     base_version: str | None = None,
     cells_of_model: str | None = None,
+    started_version: str | None = None,
 ) -> dict[str, int]:
     """Replace the published rows that differ from the staged set (kx_pub), in one transaction.
 
@@ -754,7 +779,9 @@ def publish(
     `cells_of_model`: such a run patched only some cells (kx_pubcell) of the set computed with this
     model; only those cells' rows and the affected reconciliation items are replaced.
     The run's facts become the state of the new set (KpiPublication.state_run_id), in the same
-    transaction.
+    transaction. `started_version`: the set's version before the run read any of it; if the set
+    has been written since (a row by hand after a chunk compared its scopes), the state is not tied
+    to the new set (state_version NULL), so the next run compares every row instead of trusting it.
     """
     value_table = KpiValue._meta.db_table
     pg = connection.vendor == "postgresql"
@@ -796,8 +823,11 @@ def publish(
                 "EXISTS (SELECT 1 FROM kx_upd)"
             )
             to_delete, to_insert, to_update = cursor.fetchone()
-            unchanged = KpiPublication.objects.filter(pk=1, version=base_version)
-            if base_version is not None and not unchanged.exists():
+            # Locked: a write to the set from now on waits for this commit, then moves the version on.
+            locked = KpiPublication.objects.select_for_update().filter(pk=1)
+            current = locked.values_list("version", flat=True).first()
+            tied = started_version is None or current == started_version
+            if base_version is not None and current != base_version:
                 raise PublishedSetChanged(
                     "the published KPI set was written while this run computed from its state; "
                     "the next run recomputes every period and compares every row"
@@ -858,7 +888,13 @@ def publish(
             # After every write above, so the state is tied to the version they produced (a database
             # flushed of the row, as tests do, gets it back first).
             publication_version()
-            KpiPublication.objects.filter(pk=1).update(state_run_id=run.pk, state_version=F("version"))
+            if not tied:
+                logger.warning(
+                    "KPI run %s: the set was written meanwhile; its state is not tied to it", run.pk
+                )
+            KpiPublication.objects.filter(pk=1).update(
+                state_run_id=run.pk, state_version=F("version") if tied else None
+            )
         if not diffed:
             for table in ("kx_del", "kx_ins"):
                 cursor.execute(f"DROP TABLE IF EXISTS {table}")

@@ -1,6 +1,7 @@
 """Chunked KPI runs (PostgreSQL): the scopes split over several sessions publish exactly what one
 session computing everything publishes, through threads and through real Celery workers."""
 
+import threading
 import uuid
 from decimal import Decimal
 
@@ -481,7 +482,7 @@ def test_a_chunked_full_run_compares_every_row_when_the_published_set_or_a_label
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_key_renamed_while_a_chunked_full_run_computes_relabels_every_row_of_its_scope(
+def test_a_key_renamed_while_a_chunked_run_computes_labels_with_the_runs_key_until_the_next_run(
     settings, demo_program, monkeypatch
 ):
     from kpis import services
@@ -490,18 +491,109 @@ def test_a_key_renamed_while_a_chunked_full_run_computes_relabels_every_row_of_i
     assert t.recompute().status == "succeeded"
     partner_id = KpiValue.objects.filter(scope="partner").order_by("pk").values("partner_id")[:1]
     partner = Partner.objects.get(pk=partner_id)
-    rows = KpiValue.objects.filter(scope="partner", partner=partner).count()
-    staged = staged_by_chunks(monkeypatch)
+    rows = KpiValue.objects.filter(scope="partner", partner=partner)
+    count, key = rows.count(), partner.key
     original = services.plan_chunks
 
     def plan_after_a_rename(weights, count):
-        # After the facts step compared the keys with the state's, before the chunks label rows.
+        # After the facts step read the keys, before the chunks label rows.
         Partner.objects.filter(pk=partner.pk).update(key="renamed-meanwhile")
         return original(weights, count)
 
     monkeypatch.setattr(services, "plan_chunks", plan_after_a_rename)
+    assert t.recompute().status == "succeeded"
+    monkeypatch.setattr(services, "plan_chunks", original)
+    # Every row keeps the key of the run's snapshot, which its state records...
+    assert rows.count() == count and set(rows.values_list("scope_key", flat=True)) == {key}
+    # ...so the next run sees the rename and relabels them all, and after a rename back the one
+    # after it does too (its facts' key equals its base's, and so do the rows').
+    staged = staged_by_chunks(monkeypatch)
+    assert t.recompute().status == "succeeded"
+    assert [base for base, _ in staged] == [None, None]
+    assert set(rows.values_list("scope_key", flat=True)) == {"renamed-meanwhile"}
+    Partner.objects.filter(pk=partner.pk).update(key=key)
+    assert t.recompute().status == "succeeded"
+    assert set(rows.values_list("scope_key", flat=True)) == {key}
+    assert published() == whole_run_publishes()[0]
+
+
+def in_another_session(write) -> None:
+    """Commit `write()` from another database session, now."""
+
+    def run() -> None:
+        try:
+            write()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_key_renamed_inside_a_chunk_never_splits_its_scopes_labels(settings, demo_program, monkeypatch):
+    settings.KPI_CHUNKS = 2
+    assert t.recompute().status == "succeeded"
+    deal = Deal.objects.filter(status="won", sourcing_partner__isnull=False).order_by("pk").first()
+    partner = deal.sourcing_partner
+    Deal.objects.filter(pk=deal.pk).update(amount=F("amount") + 7)  # some of its cells change
+    original = KpiComputation._metric_values
+
+    def metric_values(self):
+        # Between comparing the cells and labelling the changed ones.
+        if self.cell_base is not None and partner.join_source_id in self.chunk.join_sources:
+            in_another_session(lambda: Partner.objects.filter(pk=partner.pk).update(key="renamed-in-chunk"))
+        return original(self)
+
+    monkeypatch.setattr(KpiComputation, "_metric_values", metric_values)
     run = t.recompute()
     assert run.status == "succeeded", run.error
-    assert [base for base, _ in staged] == [run.pk - 1] * 2  # the unchanged cells were kept
-    labels = KpiValue.objects.filter(scope="partner", partner=partner).values_list("scope_key", flat=True)
-    assert len(labels) == rows and set(labels) == {"renamed-meanwhile"}
+    labels = set(
+        KpiValue.objects.filter(scope="partner", partner=partner).values_list("scope_key", flat=True)
+    )
+    assert labels == {partner.key}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_row_written_while_a_chunked_run_computes_is_repaired_by_the_next_full_run(
+    settings, demo_program, monkeypatch
+):
+    settings.KPI_CHUNKS = 2
+    assert t.recompute().status == "succeeded"
+    original = KpiComputation.run_chunk
+    written = []
+
+    def run_chunk(self, number, chunk):
+        rows = original(self, number, chunk)
+        if not written and chunk.program:
+            # After this chunk compared its scopes' rows, before the run publishes.
+            row = KpiValue.objects.filter(scope="program", metric="won_revenue", value__gt=0).order_by("pk")[
+                0
+            ]
+            in_another_session(lambda: KpiValue.objects.filter(pk=row.pk).update(value=row.value + 5))
+            written.append(row.pk)
+        return rows
+
+    monkeypatch.setattr(KpiComputation, "run_chunk", run_chunk)
+    # With a cell base the publication finds the set written and compares every row at once.
+    staged = staged_by_chunks(monkeypatch)
+    assert t.recompute().status == "succeeded"
+    assert [base for base, _ in staged][:2] != [None, None] and len(staged) == 4
+    assert published() == whole_run_publishes()[0]
+
+    # Without a cell base (a row written by hand before the run), the run publishes as it always
+    # did, but its state is not tied to the set it published: the next run compares every row.
+    written.clear()
+    first = KpiValue.objects.filter(scope="partner").order_by("pk")[0]
+    KpiValue.objects.filter(pk=first.pk).update(value=first.value + 1)
+    staged.clear()
+    untied = t.recompute()
+    assert untied.status == "succeeded" and [base for base, _ in staged] == [None, None]
+    monkeypatch.setattr(KpiComputation, "run_chunk", original)
+    staged = staged_by_chunks(monkeypatch)
+    repairing = t.recompute()
+    assert repairing.status == "succeeded" and [base for base, _ in staged] == [None, None]
+    assert published() == whole_run_publishes()[0]
