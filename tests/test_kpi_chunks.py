@@ -350,6 +350,13 @@ def test_a_chunked_publication_retried_after_its_transaction_failed_publishes_ev
     assert stats == {"inserted": 0, "updated": 1, "deleted": 0, "changed_periods": 1}
 
 
+@pytest.fixture
+def chunked_program(settings, demo_program):
+    """The demo program published by a run in 2 chunks (its state the next full run's cell base)."""
+    settings.KPI_CHUNKS = 2
+    assert t.recompute().status == "succeeded"
+
+
 def staged_by_chunks(monkeypatch) -> list[tuple[int | None, int]]:
     """(cell base, rows staged) of every chunk computed from now on."""
     staged = []
@@ -376,10 +383,8 @@ def whole_run_publishes() -> tuple[set[tuple], set[tuple]]:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_chunked_full_run_stages_only_the_cells_that_changed_and_publishes_a_whole_runs_set(
-    settings, demo_program, monkeypatch
+    chunked_program, monkeypatch
 ):
-    settings.KPI_CHUNKS = 2
-    assert t.recompute().status == "succeeded"
     total = KpiValue.objects.count()
     staged = staged_by_chunks(monkeypatch)
 
@@ -438,10 +443,8 @@ def test_a_chunked_full_run_stages_only_the_cells_that_changed_and_publishes_a_w
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_chunked_full_run_compares_every_row_when_the_published_set_or_a_label_changed(
-    settings, demo_program, monkeypatch
+    chunked_program, monkeypatch
 ):
-    settings.KPI_CHUNKS = 2
-    assert t.recompute().status == "succeeded"
     expected = published()
     staged = staged_by_chunks(monkeypatch)
 
@@ -483,12 +486,10 @@ def test_a_chunked_full_run_compares_every_row_when_the_published_set_or_a_label
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_key_renamed_while_a_chunked_run_computes_labels_with_the_runs_key_until_the_next_run(
-    settings, demo_program, monkeypatch
+    chunked_program, monkeypatch
 ):
     from kpis import services
 
-    settings.KPI_CHUNKS = 2
-    assert t.recompute().status == "succeeded"
     partner_id = KpiValue.objects.filter(scope="partner").order_by("pk").values("partner_id")[:1]
     partner = Partner.objects.get(pk=partner_id)
     rows = KpiValue.objects.filter(scope="partner", partner=partner)
@@ -533,9 +534,7 @@ def in_another_session(write) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_key_renamed_inside_a_chunk_never_splits_its_scopes_labels(settings, demo_program, monkeypatch):
-    settings.KPI_CHUNKS = 2
-    assert t.recompute().status == "succeeded"
+def test_a_key_renamed_inside_a_chunk_never_splits_its_scopes_labels(chunked_program, monkeypatch):
     deal = Deal.objects.filter(status="won", sourcing_partner__isnull=False).order_by("pk").first()
     partner = deal.sourcing_partner
     Deal.objects.filter(pk=deal.pk).update(amount=F("amount") + 7)  # some of its cells change
@@ -559,10 +558,8 @@ def test_a_key_renamed_inside_a_chunk_never_splits_its_scopes_labels(settings, d
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_row_written_while_a_chunked_run_computes_is_repaired_by_the_next_full_run(
-    settings, demo_program, monkeypatch
+    chunked_program, monkeypatch
 ):
-    settings.KPI_CHUNKS = 2
-    assert t.recompute().status == "succeeded"
     original = KpiComputation.run_chunk
     written = []
 
