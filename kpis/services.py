@@ -791,6 +791,10 @@ def publish(
         if diffed:
             # Chunk -1: these rows, replaced when a publication is tried again.
             cursor.execute("DELETE FROM kx_del WHERE chunk = -1")
+        if diffed and base_version is None:
+            # (On a base, nothing has written the set since it held no such row: a partner or join
+            # source deleted since would have taken its rows along, a write the base check sees.
+            # The scan of every published row costs 0.3 s at 1M deals.)
             cursor.execute(
                 f"""INSERT INTO kx_del ({VANISHED_COLUMNS}, chunk)
                 SELECT {", ".join(f"k.{column}" for column in VANISHED_COLUMNS.split(", "))}, -1
@@ -799,7 +803,7 @@ def publish(
                            OR (k.scope = 'join_source' AND k.join_source_id IN (SELECT id FROM kx_js))
                            OR (k.scope = 'partner' AND k.partner_id IN (SELECT id FROM kx_partner)))"""
             )
-        else:
+        if not diffed:
             _stage_diff(cursor, restricted=base_version is not None, cells_of_model=cells_of_model)
         updated_periods = "" if diffed else " UNION SELECT grain, period FROM kx_upd"
         cursor.execute(
