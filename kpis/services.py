@@ -613,10 +613,10 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
             cursor.execute(f"SELECT n FROM {schema}.kx_chunks ORDER BY n FOR UPDATE")
             cursor.execute(f"UPDATE {schema}.kx_chunks SET done = TRUE WHERE n = %s", [number])
             cursor.execute(
-                f"SELECT SUM(CASE WHEN done THEN 0 ELSE 1 END), MAX(periods), MAX(base_version), "
-                f"MAX(started_version) FROM {schema}.kx_chunks"
+                f"SELECT SUM(CASE WHEN done THEN 0 ELSE 1 END), MAX(periods), MAX(base_version) "
+                f"FROM {schema}.kx_chunks"
             )
-            remaining, periods, base_version, started_version = cursor.fetchone()
+            remaining, periods, base_version = cursor.fetchone()
         if remaining:
             return
         started = time.monotonic()
@@ -628,7 +628,8 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
                     on_published=finish,
                     diffed=True,
                     base_version=base_version,
-                    started_version=started_version,
+                    # Every row of the plan holds the same (none in a plan from before 2026-12-02).
+                    started_version=planned.get("started_version"),
                 )
             except PublishedSetChanged:
                 if planned.get("cell_base") is None:
