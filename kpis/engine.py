@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -422,6 +424,11 @@ _DELTA_INDEXES = [
     ("kx_newcust", "account_id"),
     ("kx_cells", "scope, sid, grain, pidx"),
 ]
+
+
+def _set_aside(table: str) -> str:
+    """The temp copy of the previous run's `table` (kx_js -> kx_prev_js) that patched facts keep."""
+    return f"kx_prev_{table[3:]}"
 
 
 def _delta_index(table: str, columns: str, *, schema: str | None = None) -> str:
@@ -879,17 +886,7 @@ class KpiComputation:
         code = self._fetch(f"SELECT code FROM {state_table(base, 'kx_state')}")
         same = bool(code) and code[0][0] == self._code_and_settings()
         if same:
-            js, keys, periods = (state_table(base, t) for t in ("kx_js", "kx_keys", "kx_allper"))
-            same = not self._fetch(
-                f"""SELECT EXISTS (SELECT id FROM kx_js EXCEPT SELECT id FROM {js})
-                    OR EXISTS (SELECT id FROM {js} EXCEPT SELECT id FROM kx_js)
-                    OR EXISTS (SELECT scope, id, key FROM {keys} EXCEPT SELECT scope, id, key FROM kx_keys)
-                    OR EXISTS (SELECT scope, id, key FROM kx_keys EXCEPT SELECT scope, id, key FROM {keys})
-                    OR EXISTS (SELECT grain, pidx, label FROM kx_allper
-                               EXCEPT SELECT grain, pidx, label FROM {periods})
-                    OR EXISTS (SELECT grain, pidx, label FROM {periods}
-                               EXCEPT SELECT grain, pidx, label FROM kx_allper)"""
-            )[0][0]
+            same = not self._labels_changed(functools.partial(state_table, base), periods=True, new_keys=True)
         self.cell_base = base if same else None
         self.result.cell_base = self.cell_base
 
@@ -987,17 +984,23 @@ class KpiComputation:
         periods the run recomputes."""
         if self.cell_base is not None:
             return published_cells(self.settings.attribution_model)
+        scopes = self._chunk_scopes("k0.scope", join_source="k0.join_source_id", partner="k0.partner_id")
+        periods = f" AND ({published_periods('k0')})" if self.result.restricted else ""
+        return f"(SELECT * FROM {KpiValue._meta.db_table} k0 WHERE {scopes}{periods})"
+
+    def _chunk_scopes(self, scope: str, *, join_source: str, partner: str) -> str:
+        """The condition that a row (its `scope` column, and the ids in `join_source` / `partner`)
+        belongs to this chunk's scopes; a partner belongs to the chunk of its join source now."""
         chunk, parts = self.chunk, []
         if chunk.program:
-            parts.append("k0.scope = 'program'")
+            parts.append(f"{scope} = 'program'")
         if chunk.partners:
-            parts.append(f"(k0.scope = 'join_source' AND {chunk.join_source_filter('k0.join_source_id')})")
+            parts.append(f"({scope} = 'join_source' AND {chunk.join_source_filter(join_source)})")
             parts.append(
-                "(k0.scope = 'partner' AND k0.partner_id IN "
+                f"({scope} = 'partner' AND {partner} IN "
                 f"(SELECT id FROM kx_partner WHERE {chunk.join_source_filter('js')}))"
             )
-        periods = f" AND ({published_periods('k0')})" if self.result.restricted else ""
-        return f"(SELECT * FROM {KpiValue._meta.db_table} k0 WHERE ({' OR '.join(parts)}){periods})"
+        return "(" + (" OR ".join(parts) or "1 = 0") + ")"
 
     def chunk_weights(self) -> list[tuple[int, int]]:
         """(join source id, fact rows of its partners) for every join source, partners or not:
@@ -1441,7 +1444,7 @@ class KpiComputation:
             self._touch_view()
         # Set aside what every run rebuilds, for the comparison with the previous run.
         for table in ("kx_js", "kx_keys", "kx_allper", "kx_state"):
-            self._exec(f"CREATE TEMP TABLE kx_prev_{table[3:]} AS SELECT * FROM {table}")
+            self._exec(f"CREATE TEMP TABLE {_set_aside(table)} AS SELECT * FROM {table}")
             self._exec(f"DROP TABLE {table}")
         # The lookups patching needs (on PostgreSQL the state has them already: index_state).
         for table, columns in _DELTA_INDEXES:
@@ -2335,18 +2338,9 @@ class KpiComputation:
         """
         if self.previous is None:
             return
-        if self.result.delta:
-            # The previous run's small tables were set aside when the facts were patched in place.
-            old = lambda name: f"kx_prev_{name[3:]}"  # noqa: E731
-        else:
-            old = lambda name: state_table(self.previous, name)  # noqa: E731
-        # A key renamed or gone (EXCEPT hashes; an EXISTS over a join would plan a nested loop).
-        keys_changed = self._fetch(
-            f"""SELECT EXISTS (SELECT id FROM kx_js EXCEPT SELECT id FROM {old("kx_js")})
-                OR EXISTS (SELECT id FROM {old("kx_js")} EXCEPT SELECT id FROM kx_js)
-                OR EXISTS (SELECT scope, id, key FROM {old("kx_keys")}
-                           EXCEPT SELECT scope, id, key FROM kx_keys)"""
-        )[0][0]
+        # The previous run's small tables were set aside when the facts were patched in place.
+        old = _set_aside if self.result.delta else functools.partial(state_table, self.previous)
+        keys_changed = self._labels_changed(old)
         (previous_as_of, previous_code), *_ = self._fetch(f"SELECT as_of, code FROM {old('kx_state')}")
         if keys_changed or previous_code != self._code_and_settings():
             return
@@ -2411,16 +2405,33 @@ class KpiComputation:
         (either changes rows of cells no changed fact row lands in)."""
         if not self.result.delta:
             return False
-        changed = self._fetch(
-            """SELECT EXISTS (SELECT id FROM kx_js EXCEPT SELECT id FROM kx_prev_js)
-                OR EXISTS (SELECT id FROM kx_prev_js EXCEPT SELECT id FROM kx_js)
-                OR EXISTS (SELECT scope, id, key FROM kx_prev_keys EXCEPT SELECT scope, id, key FROM kx_keys)
-                OR EXISTS (SELECT grain, pidx, label FROM kx_allper
-                           EXCEPT SELECT grain, pidx, label FROM kx_prev_allper)
-                OR EXISTS (SELECT grain, pidx, label FROM kx_prev_allper
-                           EXCEPT SELECT grain, pidx, label FROM kx_allper)"""
-        )[0][0]
-        return not changed
+        return not self._labels_changed(_set_aside, periods=True)
+
+    def _labels_changed(
+        self, old: Callable[[str], str], *, periods: bool = False, new_keys: bool = False
+    ) -> bool:
+        """Whether the previous state's labels differ from this run's: a join source new or gone, a
+        published key renamed or gone (`new_keys`: or new), and (`periods`) a period label new or
+        gone. `old(name)` names the previous state's table `name`. EXCEPT hashes; an EXISTS over a
+        join would plan a nested loop."""
+        tests = [
+            f"EXISTS (SELECT id FROM kx_js EXCEPT SELECT id FROM {old('kx_js')})",
+            f"EXISTS (SELECT id FROM {old('kx_js')} EXCEPT SELECT id FROM kx_js)",
+            f"EXISTS (SELECT scope, id, key FROM {old('kx_keys')} EXCEPT SELECT scope, id, key FROM kx_keys)",
+        ]
+        if new_keys:
+            tests.append(
+                f"EXISTS (SELECT scope, id, key FROM kx_keys "
+                f"EXCEPT SELECT scope, id, key FROM {old('kx_keys')})"
+            )
+        if periods:
+            tests += [
+                f"EXISTS (SELECT grain, pidx, label FROM kx_allper "
+                f"EXCEPT SELECT grain, pidx, label FROM {old('kx_allper')})",
+                f"EXISTS (SELECT grain, pidx, label FROM {old('kx_allper')} "
+                "EXCEPT SELECT grain, pidx, label FROM kx_allper)",
+            ]
+        return bool(self._fetch("SELECT " + " OR ".join(tests))[0][0])
 
     @staticmethod
     def _cell_match(a: str, b: str) -> str:
@@ -2657,18 +2668,8 @@ class KpiComputation:
         )
 
     def _chunk_cells(self, alias: str) -> str:
-        """The condition on cells (`alias`.scope, .sid) of this chunk's scopes; a partner belongs to
-        the chunk of its join source now."""
-        chunk, parts = self.chunk, []
-        if chunk.program:
-            parts.append(f"{alias}.scope = 'program'")
-        if chunk.partners:
-            parts.append(f"({alias}.scope = 'join_source' AND {chunk.join_source_filter(f'{alias}.sid')})")
-            parts.append(
-                f"({alias}.scope = 'partner' AND {alias}.sid IN "
-                f"(SELECT id FROM kx_partner WHERE {chunk.join_source_filter('js')}))"
-            )
-        return "(" + (" OR ".join(parts) or "1 = 0") + ")"
+        """The condition on cells (`alias`.scope, .sid) of this chunk's scopes."""
+        return self._chunk_scopes(f"{alias}.scope", join_source=f"{alias}.sid", partner=f"{alias}.sid")
 
     def _keep_changed_cells(self) -> None:
         """A chunk of a full run on a comparable base state: keep in kx_m only the cells whose
@@ -2891,7 +2892,8 @@ PUBLISHED_COLUMNS = ", ".join(published_columns())
 # KpiValue's unique key (kpi_value_unique): one published value per key.
 PUBLISHED_KEY = ("attribution_model", "scope", "scope_key", "grain", "period", "metric", "target_metric")
 # What the diff keeps of a published row to remove or update (kx_del): its id and key.
-VANISHED_COLUMNS = ", ".join(("id",) + PUBLISHED_KEY)
+VANISHED_KEY = ("id",) + PUBLISHED_KEY
+VANISHED_COLUMNS = ", ".join(VANISHED_KEY)
 
 
 def same_key(a: str, b: str) -> str:

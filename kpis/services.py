@@ -31,6 +31,7 @@ from kpis.engine import (
     PUBLISHED_COLUMNS,
     PUBLISHED_KEY,
     VANISHED_COLUMNS,
+    VANISHED_KEY,
     Chunk,
     EngineSettings,
     KpiComputation,
@@ -744,7 +745,7 @@ def _pair_updates(cursor) -> None:
         cursor.execute("ANALYZE kx_del, kx_ins")
     cursor.execute(
         f"""CREATE TEMP TABLE kx_upd AS
-        SELECT {", ".join(f"d.{column}" for column in VANISHED_COLUMNS.split(", "))},
+        SELECT {", ".join(f"d.{column}" for column in VANISHED_KEY)},
                i.value, i.partner_id, i.join_source_id, i.period_start
         FROM kx_del d JOIN kx_ins i ON {same_key("d", "i")} WHERE {"1 = 1" if both else "1 = 0"}"""
     )
@@ -798,7 +799,7 @@ def publish(
             # The scan of every published row costs 0.3 s at 1M deals.)
             cursor.execute(
                 f"""INSERT INTO kx_del ({VANISHED_COLUMNS}, chunk)
-                SELECT {", ".join(f"k.{column}" for column in VANISHED_COLUMNS.split(", "))}, -1
+                SELECT {", ".join(f"k.{column}" for column in VANISHED_KEY)}, -1
                 FROM {value_table} k
                 WHERE NOT (k.scope = 'program'
                            OR (k.scope = 'join_source' AND k.join_source_id IN (SELECT id FROM kx_js))
