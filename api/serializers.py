@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from api.fields import AwareDateTimeField, MoneyField, PlausibleDateField, TargetValueField
 from api.models import ApiToken
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import amount_errors, domain_errors, normalise_domain
@@ -274,8 +275,8 @@ class AttributionQuerySerializer(serializers.Serializer):
     model = serializers.ChoiceField(
         choices=[m.value for m in AttributionModel], required=False, allow_blank=True, default=""
     )
-    period_from = serializers.DateField()
-    period_to = serializers.DateField()
+    period_from = PlausibleDateField()
+    period_to = PlausibleDateField()
 
     def validate(self, attrs):
         if attrs["period_to"] < attrs["period_from"]:
@@ -349,7 +350,7 @@ class PartnerInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     type = serializers.ChoiceField(choices=Partner.Type.choices)
     join_source = serializers.PrimaryKeyRelatedField(queryset=JoinSource.objects.all())
-    applied_at = serializers.DateField()
+    applied_at = PlausibleDateField()
     tier = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
     referred_by = serializers.PrimaryKeyRelatedField(
         queryset=Partner.objects.all(), required=False, allow_null=True, default=None
@@ -357,7 +358,7 @@ class PartnerInputSerializer(serializers.Serializer):
 
 
 class PartnerApproveInputSerializer(serializers.Serializer):
-    joined_at = serializers.DateField(required=False, allow_null=True, default=None)
+    joined_at = PlausibleDateField(required=False, allow_null=True, default=None)
 
 
 class PartnerStatusInputSerializer(serializers.Serializer):
@@ -384,10 +385,10 @@ class DealInputSerializer(serializers.Serializer):
     key = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
     account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.all())
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    amount = serializers.DecimalField(**MONEY)
-    created_at = serializers.DateTimeField()
+    amount = MoneyField()
+    created_at = AwareDateTimeField()
     status = serializers.ChoiceField(choices=Deal.Status.choices, required=False, default=Deal.Status.OPEN)
-    closed_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    closed_at = AwareDateTimeField(required=False, allow_null=True, default=None)
     sourcing_partner = serializers.PrimaryKeyRelatedField(
         queryset=Partner.objects.all(), required=False, allow_null=True, default=None
     )
@@ -400,8 +401,8 @@ class DealUpdateInputSerializer(serializers.Serializer):
 
     account = serializers.PrimaryKeyRelatedField(queryset=Account.objects.all(), required=False)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    amount = serializers.DecimalField(**MONEY, required=False)
-    created_at = serializers.DateTimeField(required=False)
+    amount = MoneyField(required=False)
+    created_at = AwareDateTimeField(required=False)
     sourcing_partner = serializers.PrimaryKeyRelatedField(
         queryset=Partner.objects.all(), required=False, allow_null=True
     )
@@ -410,7 +411,7 @@ class DealUpdateInputSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=Deal.Status.choices, required=False, help_text="Only the deal's current status."
     )
-    closed_at = serializers.DateTimeField(
+    closed_at = AwareDateTimeField(
         required=False, allow_null=True, help_text="Only the deal's current close time."
     )
 
@@ -426,14 +427,14 @@ class DealUpdateInputSerializer(serializers.Serializer):
 
 class DealCloseInputSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=[Deal.Status.WON, Deal.Status.LOST])
-    closed_at = serializers.DateTimeField()
+    closed_at = AwareDateTimeField()
 
 
 class TouchInputSerializer(serializers.Serializer):
     deal = serializers.PrimaryKeyRelatedField(queryset=Deal.objects.all())
     partner = serializers.PrimaryKeyRelatedField(queryset=Partner.objects.all())
     kind = serializers.ChoiceField(choices=Touch.Kind.choices)
-    touched_at = serializers.DateTimeField()
+    touched_at = AwareDateTimeField()
 
 
 class RegistrationSubmitSerializer(serializers.Serializer):
@@ -441,8 +442,8 @@ class RegistrationSubmitSerializer(serializers.Serializer):
 
     account_name = serializers.CharField(max_length=200)
     domain = serializers.CharField(max_length=253)
-    amount = serializers.DecimalField(**MONEY)
-    expected_close_date = serializers.DateField(required=False, allow_null=True, default=None)
+    amount = MoneyField()
+    expected_close_date = PlausibleDateField(required=False, allow_null=True, default=None)
     notes = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
 
     # The service checks these again; checking them here too lets one 400 list every bad field.
@@ -481,7 +482,7 @@ class RegistrationOverrideInputSerializer(serializers.Serializer):
 
 class KpiRunInputSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=KpiRun.Mode.choices, required=False, default=KpiRun.Mode.FULL)
-    as_of = serializers.DateField(
+    as_of = PlausibleDateField(
         required=False, allow_null=True, default=None, help_text="Default: today in the program time zone."
     )
 
@@ -493,8 +494,8 @@ class ImportInputSerializer(serializers.Serializer):
 
 
 class CostEntryInputSerializer(serializers.Serializer):
-    date = serializers.DateField()
-    amount = serializers.DecimalField(**MONEY)
+    date = PlausibleDateField()
+    amount = MoneyField()
     category = serializers.ChoiceField(choices=CostEntry.Category.choices)
     partner = serializers.PrimaryKeyRelatedField(
         queryset=Partner.objects.all(), required=False, allow_null=True, default=None
@@ -510,7 +511,7 @@ class TargetInputSerializer(serializers.Serializer):
     period = serializers.RegexField(
         r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", max_length=7, help_text="`2026-03`, `2026-Q1` or `2026`."
     )
-    value = serializers.DecimalField(max_digits=20, decimal_places=4)
+    value = TargetValueField()
     partner = serializers.PrimaryKeyRelatedField(
         queryset=Partner.objects.all(), required=False, allow_null=True, default=None
     )

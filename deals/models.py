@@ -14,6 +14,7 @@ from deals.rules import (
     normalise_domain,
     registration_errors,
 )
+from program.fields import MoneyField, PlausibleDateField, PlausibleDateTimeField
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 
@@ -52,9 +53,9 @@ class Deal(models.Model):
     key = models.CharField(max_length=100, unique=True, null=True, blank=True)
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="deals")
     name = models.CharField(max_length=200, blank=True, default="")
-    amount = models.DecimalField(**MONEY)
-    created_at = models.DateTimeField()
-    closed_at = models.DateTimeField(null=True, blank=True)
+    amount = MoneyField(**MONEY)
+    created_at = PlausibleDateTimeField()
+    closed_at = PlausibleDateTimeField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     sourcing_partner = models.ForeignKey(
         "partners.Partner",
@@ -132,15 +133,15 @@ class DealRegistration(models.Model):
     key = models.CharField(max_length=100, unique=True, null=True, blank=True)
     partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="registrations")
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="registrations")
-    amount = models.DecimalField(**MONEY)
-    expected_close_date = models.DateField(null=True, blank=True)
+    amount = MoneyField(**MONEY)
+    expected_close_date = PlausibleDateField(null=True, blank=True)
     notes = models.TextField(blank=True, default="")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.SUBMITTED)
-    submitted_at = models.DateTimeField()
+    submitted_at = PlausibleDateTimeField()
     submitted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_at = PlausibleDateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -221,7 +222,7 @@ class Touch(models.Model):
     deal = models.ForeignKey(Deal, on_delete=models.CASCADE, related_name="touches")
     partner = models.ForeignKey("partners.Partner", on_delete=models.PROTECT, related_name="touches")
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    touched_at = models.DateTimeField()
+    touched_at = PlausibleDateTimeField()
     # Ties on touched_at are broken by creation order, which is id order (row order on import).
     created_at = models.DateTimeField(auto_now_add=True)
     # An edit of the touch alone (the admin's touch page) must move the KPI source fingerprint.

@@ -10,7 +10,8 @@ import re
 from datetime import date, datetime
 from decimal import Decimal
 
-AMOUNT_NOT_POSITIVE = "must be greater than 0"
+from program.validation import amount_errors as plausible_amount_errors
+
 CLOSED_BEFORE_CREATED = "closed_at is before created_at"
 CLOSED_STATUS_WITHOUT_CLOSED_AT = "a {status} deal needs closed_at"
 OPEN_WITH_CLOSED_AT = "an open deal has no closed_at; set status to won or lost to close it"
@@ -56,9 +57,8 @@ def normalise_domain(value: str | None) -> str:
 
 
 def amount_errors(amount: Decimal | None) -> list[str]:
-    if amount is not None and amount <= 0:
-        return [AMOUNT_NOT_POSITIVE]
-    return []
+    """Greater than 0 and within the plausible range (program.validation)."""
+    return [] if amount is None else plausible_amount_errors(amount)
 
 
 def domain_errors(domain: str) -> list[str]:

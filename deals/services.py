@@ -7,7 +7,7 @@ workflow (conflicts, approval, expiry) these functions implement.
 
 import hashlib
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,7 @@ from deals.rules import (
 from deals.selectors import registration_blocking_claims, registration_conflicts
 from kpis.models import ProgramSettings
 from partners.models import Partner, PartnerUser
+from program.validation import datetime_errors, decimal_from_input
 
 Errors = dict[str, list[str]]
 
@@ -61,12 +62,9 @@ def _as_money(value: Any, field: str, errors: Errors) -> Decimal | None:
         errors[field] = ["is required"]
         return None
     try:
-        amount = value if isinstance(value, Decimal) else Decimal(str(value))
-    except InvalidOperation:
-        errors[field] = [f"{value!r} is not a number"]
-        return None
-    if not amount.is_finite():
-        errors[field] = [f"{value!r} is not a number"]
+        amount = decimal_from_input(value)
+    except ValueError as exc:
+        errors[field] = [str(exc)]
         return None
     if amount_errors(amount):
         errors[field] = amount_errors(amount)
@@ -79,8 +77,8 @@ def _check_moment(value: datetime | None, field: str, errors: Errors, *, require
             errors[field] = ["is required"]
     elif not isinstance(value, datetime):
         errors[field] = ["must be a date and time"]
-    elif timezone.is_naive(value):
-        errors[field] = ["needs a time zone (an offset such as +00:00)"]
+    elif messages := datetime_errors(value):
+        errors[field] = messages
 
 
 def _serialise_claims_on(domain: str) -> None:

@@ -14,6 +14,7 @@ bad row is listed) and the transaction is rolled back before ImportFailed is rai
 
 import csv
 import io
+import re
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterator
@@ -41,9 +42,9 @@ from interchange.parsing import (
     CellError,
     parse_date,
     parse_datetime,
-    parse_decimal,
     parse_money,
     parse_period,
+    parse_target_value,
 )
 from kpis.metrics import METRICS_BY_NAME, TARGETABLE_METRICS
 from kpis.models import CostEntry, ProgramSettings, Target
@@ -135,7 +136,7 @@ class _DirFolder:
 
     @contextmanager
     def open(self, name: str) -> Iterator[TextIO]:
-        with (self.path / name).open(encoding="utf-8-sig", newline="") as stream:
+        with (self.path / name).open(encoding="utf-8-sig", errors=UNDECODABLE, newline="") as stream:
             yield stream
 
 
@@ -157,7 +158,7 @@ class _ZipFolder:
     @contextmanager
     def open(self, name: str) -> Iterator[TextIO]:
         with self.archive.open(self.members[name]) as raw:
-            yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            yield io.TextIOWrapper(raw, encoding="utf-8-sig", errors=UNDECODABLE, newline="")
 
 
 class _Row:
@@ -211,6 +212,29 @@ class _Row:
             if not self.has_error(column):
                 for message in messages:
                     self.error(column, message)
+
+
+# Bytes that are not UTF-8 decode to lone surrogates (U+DC80-U+DCFF), which valid text never holds:
+# the row that has them is reported at its own line, and reading goes on. Strict decoding fails a
+# whole read-ahead chunk, so the error landed lines early and lost the rows before it.
+UNDECODABLE = "surrogateescape"
+_SURROGATES = re.compile("[\udc80-\udcff]")
+
+
+def _bad_characters(text: str) -> str | None:
+    if _SURROGATES.search(text):
+        return "is not valid UTF-8"
+    if "\x00" in text:
+        return "contains the NUL character"
+    return None
+
+
+def _check_characters(row: _Row) -> None:
+    for column, text in row.cells.items():
+        if reason := _bad_characters(text):
+            row.error(column, reason)
+            # The row is refused; its key stays readable so rows that refer to it say so.
+            row.cells[column] = _SURROGATES.sub("\ufffd", text).replace("\x00", "\ufffd")
 
 
 class _SeenKeys:
@@ -305,8 +329,11 @@ class _ProgramImport:
             except StopIteration:
                 self._error(file, 1, "-", "the file is empty; it needs a header row")
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:
+            except csv.Error as exc:
                 self._error(file, 1, "-", f"unreadable header: {exc}")
+                return
+            if any(_bad_characters(column) for column in header):
+                self._error(file, 1, "-", "the header is not valid UTF-8 text")
                 return
             missing = [column for column in required if column not in header]
             for column in missing:
@@ -331,9 +358,9 @@ class _ProgramImport:
                                 file, line, "-", f"has {len(values)} fields, the header has {len(header)}"
                             )
                         continue
-                    batch.append(
-                        _Row(file, line, dict(zip(header, (v.strip() for v in values), strict=True)))
-                    )
+                    row = _Row(file, line, dict(zip(header, (v.strip() for v in values), strict=True)))
+                    _check_characters(row)
+                    batch.append(row)
                     if len(batch) >= BATCH_SIZE:
                         bar.update(len(batch))
                         yield batch
@@ -344,9 +371,6 @@ class _ProgramImport:
             except csv.Error as exc:
                 if count:
                     self._error(file, reader.line_num, "-", f"malformed CSV: {exc}")
-            except UnicodeDecodeError:
-                if count:
-                    self._error(file, previous_line + 1, "-", "is not valid UTF-8")
             finally:
                 bar.close()
 
@@ -739,9 +763,7 @@ class _ProgramImport:
                     "period": row.cells.get("period", ""),
                     "grain": period[0] if period else None,
                     "period_start": period[1] if period else None,
-                    "value": row.parse(
-                        "value", lambda text: parse_decimal(text, places=4, max_digits=20), required=True
-                    ),
+                    "value": row.parse("value", parse_target_value, required=True),
                     "partner_id": partner_id,
                     "join_source_id": join_source_id,
                 }

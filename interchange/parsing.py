@@ -3,13 +3,30 @@
 import re
 from datetime import date, datetime, time, tzinfo
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
-_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
-_YEAR = re.compile(r"^(\d{4})$")
+from program.validation import (
+    AMOUNT_NOT_POSITIVE,
+    MONEY_DECIMAL_PLACES,
+    MONEY_MAX_DIGITS,
+    TARGET_DECIMAL_PLACES,
+    TARGET_MAX_DIGITS,
+    amount_errors,
+    date_errors,
+    target_value_errors,
+    year_errors,
+)
+
+_Moment = TypeVar("_Moment", date, datetime)
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+_DATETIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$", re.ASCII
+)
+_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$", re.ASCII)
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
+_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$", re.ASCII)
+_YEAR = re.compile(r"^(\d{4})$", re.ASCII)
 
 
 class CellError(ValueError):
@@ -20,12 +37,12 @@ def parse_date(text: str, tz: tzinfo) -> date:
     """`2026-03-31`; a datetime with an offset is accepted and converted to its date in `tz`."""
     if _DATE.match(text):
         try:
-            return date.fromisoformat(text)
+            return _plausible(date.fromisoformat(text))
         except ValueError as exc:
             raise CellError(f"'{text}' is not a valid date") from exc
     if _DATETIME.match(text):
         moment = parse_datetime(text, tz)
-        return moment.astimezone(tz).date()
+        return _plausible(moment.astimezone(tz).date())
     raise CellError(f"'{text}' is not an ISO 8601 date (YYYY-MM-DD)")
 
 
@@ -41,6 +58,12 @@ def parse_datetime(text: str, tz: tzinfo) -> datetime:
         raise CellError(f"'{text}' is not a valid datetime") from exc
     if value.tzinfo is None:
         raise CellError(f"'{text}' has no UTC offset (e.g. 2026-03-31T17:05:00+00:00)")
+    return _plausible(value)
+
+
+def _plausible(value: _Moment) -> _Moment:
+    if errors := date_errors(value):
+        raise CellError(errors[0])
     return value
 
 
@@ -60,18 +83,36 @@ def parse_decimal(text: str, *, places: int, max_digits: int) -> Decimal:
 
 
 def parse_money(text: str) -> Decimal:
-    return parse_decimal(text, places=2, max_digits=14)
+    """An amount; whether it is positive is a rule the importer reports beside the others."""
+    value = parse_decimal(text, places=MONEY_DECIMAL_PLACES, max_digits=MONEY_MAX_DIGITS)
+    if errors := [e for e in amount_errors(value) if e != AMOUNT_NOT_POSITIVE]:
+        raise CellError(errors[0])
+    return value
+
+
+def parse_target_value(text: str) -> Decimal:
+    value = parse_decimal(text, places=TARGET_DECIMAL_PLACES, max_digits=TARGET_MAX_DIGITS)
+    if errors := target_value_errors(value):
+        raise CellError(errors[0])
+    return value
 
 
 def parse_period(text: str) -> tuple[str, date]:
     """`2026-03` / `2026-Q1` / `2026` -> (grain, first day of the period)."""
+    grain, start = _period(text)
+    if errors := year_errors(start.year):
+        raise CellError(errors[0])
+    return grain, start
+
+
+def _period(text: str) -> tuple[str, date]:
     if match := _MONTH.match(text):
         month = int(match.group(2))
-        if 1 <= month <= 12:
+        if 1 <= month <= 12 and int(match.group(1)) > 0:
             return "month", date(int(match.group(1)), month, 1)
-    elif match := _QUARTER.match(text):
+    elif (match := _QUARTER.match(text)) and int(match.group(1)) > 0:
         return "quarter", date(int(match.group(1)), 3 * int(match.group(2)) - 2, 1)
-    elif match := _YEAR.match(text):
+    elif (match := _YEAR.match(text)) and int(match.group(1)) > 0:
         return "year", date(int(match.group(1)), 1, 1)
     raise CellError(f"'{text}' is not a period (2026-03, 2026-Q1 or 2026)")
 

@@ -40,6 +40,7 @@ from kpis.metrics import METRICS, AttributionModel, Grain
 from kpis.models import CostEntry, FactChange, KpiValue, ProgramSettings, ReconciliationItem, Target
 from kpis.periods import Period, active_window_start
 from partners.models import JoinSource, Partner
+from program.validation import earliest_month_index, latest_month_index
 
 # KPIS.md: active partners look back over the 90 calendar days that end on the period's last day.
 ACTIVE_LOOKBACK_DAYS = 90
@@ -1814,6 +1815,10 @@ class KpiComputation:
         targets = self._fetch("SELECT MIN(start_mi), MAX(start_mi) FROM kx_tgt")[0]
         first = min(x for x in (facts[0], targets[0], as_of_mi) if x is not None)
         last = max(x for x in (facts[1], targets[1], as_of_mi) if x is not None)
+        # Whatever the data holds (rows written before the validation layer, or by hand), periods
+        # stay within the plausible range; facts outside it fall in no period (docs/kpis.md).
+        first = max(first, min(earliest_month_index(), as_of_mi))
+        last = min(last, max(latest_month_index(), as_of_mi))
         self.result.first_month, self.result.last_month = first, last
 
         grain_rows, periods = [], {}

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from kpis.metrics import METRIC_NAMES, TARGETABLE_METRICS, AttributionModel, Grain, Scope
+from program.fields import MoneyField, PlausibleDateField, TargetValueField
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 
@@ -65,8 +66,8 @@ class CostEntry(models.Model):
         ENABLEMENT = "enablement", "Enablement"
         TOOLING = "tooling", "Tooling / people"
 
-    date = models.DateField()
-    amount = models.DecimalField(**MONEY)
+    date = PlausibleDateField()
+    amount = MoneyField(**MONEY)
     category = models.CharField(max_length=20, choices=Category.choices)
     partner = models.ForeignKey(
         "partners.Partner", on_delete=models.PROTECT, null=True, blank=True, related_name="costs"
@@ -100,8 +101,8 @@ class Target(models.Model):
     grain = models.CharField(max_length=10, choices=[(g.value, g.value) for g in Grain])
     # `2026-03`, `2026-Q1` or `2026`, as in INTERCHANGE.md; period_start is its first day.
     period = models.CharField(max_length=7)
-    period_start = models.DateField()
-    value = models.DecimalField(max_digits=20, decimal_places=4)
+    period_start = PlausibleDateField()
+    value = TargetValueField(max_digits=20, decimal_places=4)
     partner = models.ForeignKey(
         "partners.Partner", on_delete=models.CASCADE, null=True, blank=True, related_name="targets"
     )

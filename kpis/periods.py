@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from kpis.metrics import Grain
+from program.validation import year_errors
 
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
-_YEAR = re.compile(r"^(\d{4})$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
+_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$", re.ASCII)
+_YEAR = re.compile(r"^(\d{4})$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -77,18 +78,23 @@ def period_of(day: date, grain: Grain | str) -> Period:
 
 
 def parse_period(label: str) -> Period:
-    """`2026-03` / `2026-Q1` / `2026` -> Period; ValueError on anything else."""
+    """`2026-03` / `2026-Q1` / `2026` -> Period; ValueError on anything else, or a year outside the
+    plausible range (program.validation)."""
     label = label.strip()
     if m := _MONTH.match(label):
         month = int(m.group(2))
         if not 1 <= month <= 12:
             raise ValueError(f"invalid month in period {label!r}")
-        return Period(Grain.MONTH, int(m.group(1)) * 12 + month - 1)
-    if m := _QUARTER.match(label):
-        return Period(Grain.QUARTER, int(m.group(1)) * 4 + int(m.group(2)) - 1)
-    if m := _YEAR.match(label):
-        return Period(Grain.YEAR, int(m.group(1)))
-    raise ValueError(f"period must look like 2026-03, 2026-Q1 or 2026, not {label!r}")
+        period = Period(Grain.MONTH, int(m.group(1)) * 12 + month - 1)
+    elif m := _QUARTER.match(label):
+        period = Period(Grain.QUARTER, int(m.group(1)) * 4 + int(m.group(2)) - 1)
+    elif m := _YEAR.match(label):
+        period = Period(Grain.YEAR, int(m.group(1)))
+    else:
+        raise ValueError(f"period must look like 2026-03, 2026-Q1 or 2026, not {label!r}")
+    if errors := year_errors(int(m.group(1))):
+        raise ValueError(f"period {label!r}: {errors[0]}")
+    return period
 
 
 def active_window_start(period_end: date, days: int) -> date:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -62,6 +62,7 @@ from kpis.models import (
 from kpis.periods import parse_period
 from kpis.selectors import publication_version
 from partners.models import JoinSource, Partner
+from program.validation import amount_errors, date_errors, decimal_from_input, target_value_errors
 
 logger = logging.getLogger(__name__)
 
@@ -948,12 +949,17 @@ def reconciliation_report() -> list[dict]:
 
 
 # -- costs and targets -------------------------------------------------------------------------
-def _decimal(value, field: str, errors: dict) -> Decimal | None:
+def _decimal(
+    value: object, field: str, errors: dict, check: Callable[[Decimal], list[str]]
+) -> Decimal | None:
     try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError, TypeError):
-        errors[field] = ["must be a decimal number"]
+        number = decimal_from_input(value)
+    except ValueError as exc:
+        errors[field] = [str(exc)]
         return None
+    if messages := check(number):
+        errors[field] = messages
+    return number
 
 
 def cost_entry_create(
@@ -966,13 +972,13 @@ def cost_entry_create(
     note: str = "",
 ) -> CostEntry:
     errors: dict[str, list[str]] = {}
-    value = _decimal(amount, "amount", errors)
-    if value is not None and value <= 0:
-        errors["amount"] = ["must be greater than 0"]
+    value = _decimal(amount, "amount", errors, amount_errors)
     if category not in CostEntry.Category.values:
         errors["category"] = [f"must be one of {', '.join(CostEntry.Category.values)}"]
     if date is None:
         errors["date"] = ["is required"]
+    elif messages := date_errors(date):
+        errors["date"] = messages
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
@@ -998,7 +1004,7 @@ def target_set(
     except ValueError as exc:
         errors["period"] = [str(exc)]
         parsed = None
-    amount = _decimal(value, "value", errors)
+    amount = _decimal(value, "value", errors, target_value_errors)
     if partner is not None and join_source is not None:
         errors["join_source"] = ["a target names a partner or a join source, not both"]
     if errors:

@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from deals.rules import REFERRED_BY_ITSELF, merge_errors, partner_errors
+from program.fields import PlausibleDateField
 
 
 class JoinSource(models.Model):
@@ -81,9 +82,9 @@ class Partner(models.Model):
     tier = models.CharField(max_length=50, blank=True, default="")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.APPLIED)
     join_source = models.ForeignKey(JoinSource, on_delete=models.PROTECT, related_name="partners")
-    applied_at = models.DateField()
+    applied_at = PlausibleDateField()
     # The approval date; null for applications that were never approved.
-    joined_at = models.DateField(null=True, blank=True)
+    joined_at = PlausibleDateField(null=True, blank=True)
     referred_by = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="referrals"
     )

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "program",
     "partners",
     "deals",
     "kpis",
@@ -105,6 +106,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Plausible values (program/validation.py, docs/domain.md) -------------------------------------
+# Dates and datetimes the domain accepts run from 1 January of this year to this many years ahead.
+PLAUSIBLE_EARLIEST_YEAR = env_int("PLAUSIBLE_EARLIEST_YEAR", 2000)
+PLAUSIBLE_YEARS_AHEAD = env_int("PLAUSIBLE_YEARS_AHEAD", 10)
 
 LANGUAGE_CODE = "en-us"
 # Storage is always UTC; KPI periods use the program time zone from kpis.ProgramSettings.

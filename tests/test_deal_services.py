@@ -84,10 +84,12 @@ def test_a_deal_amount_must_be_positive(amount):
 def test_a_deal_amount_must_be_a_number_with_at_most_two_decimals():
     with pytest.raises(ValidationError) as exc_info:
         deal_create(account=AccountFactory(), amount="lots", created_at=T0)
-    assert _errors(exc_info) == {"amount": ["'lots' is not a number"]}
+    assert _errors(exc_info) == {
+        "amount": ["'lots' is not a number in plain notation with ASCII digits (e.g. 1250.00)"]
+    }
     with pytest.raises(ValidationError) as exc_info:
         deal_create(account=AccountFactory(), amount=Decimal("10.005"), created_at=T0)
-    assert _errors(exc_info)["amount"] == ["Ensure that there are no more than 2 decimal places."]
+    assert _errors(exc_info)["amount"] == ["has more than 2 decimal places"]
 
 
 def test_a_deal_cannot_close_before_it_was_created():
