@@ -16,6 +16,7 @@ from deals.rules import amount_errors, domain_errors, normalise_domain
 from kpis.export import format_value
 from kpis.metrics import METRIC_NAMES, AttributionModel, Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, Target
+from kpis.periods import parse_period
 from partners.models import JoinSource, Partner, PartnerUser
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
@@ -518,3 +519,10 @@ class TargetInputSerializer(serializers.Serializer):
     join_source = serializers.PrimaryKeyRelatedField(
         queryset=JoinSource.objects.all(), required=False, allow_null=True, default=None
     )
+
+    def validate_period(self, value: str) -> str:
+        try:
+            parse_period(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        return value

@@ -5,6 +5,17 @@ from kpis.metrics import Grain
 GRAIN_CHOICES = [(Grain.MONTH.value, "Month"), (Grain.QUARTER.value, "Quarter"), (Grain.YEAR.value, "Year")]
 
 
+_OBJECT_ID = forms.IntegerField(min_value=1, max_value=2**63 - 1)
+
+
+def object_id(value: str | None) -> int | None:
+    """A row id posted by a form (`registration=42`), or None when it is not one."""
+    try:
+        return _OBJECT_ID.clean(value)
+    except forms.ValidationError:
+        return None
+
+
 class PeriodForm(forms.Form):
     """The period picker every dashboard shares (GET parameters `grain` and `period`)."""
 

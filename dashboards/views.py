@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboards import charts, readers
 from dashboards.filters import SORTS, PartnerLeaderboardFilter
 from dashboards.formatting import export_string
-from dashboards.forms import PeriodForm, RegistrationDecisionForm
+from dashboards.forms import PeriodForm, RegistrationDecisionForm, object_id
 from dashboards.periods import Period, parse
 from dashboards.permissions import staff_required
 from deals.models import DealRegistration, Touch
@@ -431,15 +431,20 @@ def _timeline(partner, deals, registrations, touches) -> list[dict]:
 def registrations(request: HttpRequest) -> HttpResponse:
     """The review queue; POST decides one registration (approve, reject, override)."""
 
-    bound_form, bound_id = None, None
+    bound_form, bound_id, refused = None, None, False
     if request.method == "POST":
         if not access.can_write_all(request.user):
             raise PermissionDenied("Only partner managers decide registrations.")
-        registration = get_object_or_404(DealRegistration, pk=request.POST.get("registration"))
-        form = RegistrationDecisionForm(request.POST, registration_id=registration.pk)
-        if form.is_valid() and _decide(request, registration, form):
-            return redirect(request.get_full_path())
-        bound_form, bound_id = form, registration.pk
+        registration_id = object_id(request.POST.get("registration"))
+        if registration_id is None:
+            messages.error(request, "The decision did not name a registration of the queue; nothing changed.")
+            refused = True
+        else:
+            registration = get_object_or_404(DealRegistration, pk=registration_id)
+            form = RegistrationDecisionForm(request.POST, registration_id=registration.pk)
+            if form.is_valid() and _decide(request, registration, form):
+                return redirect(request.get_full_path())
+            bound_form, bound_id = form, registration.pk
     elif request.method != "GET":
         return HttpResponse(status=405)
 
@@ -467,7 +472,7 @@ def registrations(request: HttpRequest) -> HttpResponse:
         request,
         "dashboards/registrations.html",
         {"rows": rows, "page": page, "query": "", "can_decide": access.can_write_all(request.user)},
-        status=400 if bound_form is not None else 200,
+        status=400 if bound_form is not None or refused else 200,
     )
 
 

@@ -37,9 +37,10 @@ def parse_date(text: str, tz: tzinfo) -> date:
     """`2026-03-31`; a datetime with an offset is accepted and converted to its date in `tz`."""
     if _DATE.match(text):
         try:
-            return _plausible(date.fromisoformat(text))
+            day = date.fromisoformat(text)
         except ValueError as exc:
             raise CellError(f"'{text}' is not a valid date") from exc
+        return _plausible(day)
     if _DATETIME.match(text):
         moment = parse_datetime(text, tz)
         return _plausible(moment.astimezone(tz).date())

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "prm.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -186,6 +187,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
         "api.filters.FilterBackend",
         "rest_framework.filters.OrderingFilter",
@@ -202,6 +208,11 @@ REST_FRAMEWORK = {
         "compute": env_str("API_THROTTLE_COMPUTE", "30/minute"),
     },
 }
+# A body larger than this, or JSON nesting deeper, is refused with 413 / 400 (api/parsers.py);
+# uploads (the import's zip) are files, not held in memory, and not bound by it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2621440)
+API_MAX_JSON_BYTES = env_int("API_MAX_JSON_BYTES", DATA_UPLOAD_MAX_MEMORY_SIZE)
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32)
 SPECTACULAR_SETTINGS = {
     "TITLE": "PRM API",
     "DESCRIPTION": "Partners, deal registrations, deals, attribution and KPIs.",

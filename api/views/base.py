@@ -5,14 +5,16 @@ function), the joins its serializer needs, its serializer, filterset and orderin
 detail then cost a constant number of queries, whatever the page size.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import api_view, permission_classes, schema
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from api.pagination import IdCursorPagination
 from api.permissions import ReadScopedWriteManager
@@ -37,11 +39,18 @@ class ScopedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def validated(self, serializer_class, **context) -> dict:
         """Parse the request body with an input serializer (400 with field errors when invalid);
         `context` adds to the serializer's."""
+        self.body_object()
         serializer = serializer_class(
             data=self.request.data, context={**self.get_serializer_context(), **context}
         )
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
+
+    def body_object(self) -> Mapping[str, Any]:
+        """The request body, which every write takes as a JSON object (or form fields)."""
+        if not isinstance(self.request.data, Mapping):
+            raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: ["The body must be a JSON object."]})
+        return self.request.data
 
     def output(self, instance, *, status: int = 200):
         """The response for a write: the object as the list and detail show it."""

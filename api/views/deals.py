@@ -197,7 +197,7 @@ class RegistrationViewSet(BigTableViewSet):
     def create(self, request):
         partner = acting_partner(request)
         if partner is not None:
-            forbidden = [f for f in PARTNER_FORBIDDEN_FIELDS if f in request.data]
+            forbidden = [f for f in PARTNER_FORBIDDEN_FIELDS if f in self.body_object()]
             if forbidden:
                 message = "Set by the program, never by a partner: leave it out."
                 raise drf_serializers.ValidationError({f: [message] for f in forbidden})

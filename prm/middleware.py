@@ -1,0 +1,37 @@
+"""Requests refused before any view reads them."""
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+
+NUL_REFUSED = "The request contains a NUL character (%00), which no field accepts."
+
+
+def _has_nul(request: HttpRequest) -> bool:
+    if "\x00" in request.path:
+        return True
+    if any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()):
+        return True
+    content_type = request.META.get("CONTENT_TYPE", "")
+    if request.method == "POST" and content_type.startswith("application/x-www-form-urlencoded"):
+        # Form fields only (uploads stream elsewhere); a typed "%00" arrives encoded as %2500.
+        return b"%00" in request.body or b"\x00" in request.body
+    return False
+
+
+class RejectNulMiddleware:
+    """A NUL in a query string or form field reaches PostgreSQL as an error (a 500) wherever a view
+    passes it on unchecked (admin list filters, lookups by key): refuse it once, here, with a 400."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _has_nul(request):
+            if request.path.startswith("/api/"):
+                body = {"error": {"status": 400, "code": "invalid", "detail": NUL_REFUSED, "fields": {}}}
+                return JsonResponse(body, status=400)
+            html = render_to_string("400.html", {"reason": NUL_REFUSED}, request=None)
+            return HttpResponse(html, status=400)
+        return self.get_response(request)
