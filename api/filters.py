@@ -15,6 +15,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions
 from rest_framework.settings import api_settings
 
+from api.permissions import acting_partner
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import normalise_domain
 from kpis.metrics import METRIC_NAMES, AttributionModel, Grain, Scope
@@ -186,6 +187,21 @@ class DealFilterSet(filters.FilterSet):
 
     def filter_touched_by(self, queryset, name, value):
         return queryset.filter(pk__in=Touch.objects.filter(partner_id=value).values("deal_id"))
+
+    def filter_queryset(self, queryset):
+        # A partner sees deals other partners sourced or touched (ones it touched too), but never
+        # who those partners are: filters on another partner's involvement answer for its own only.
+        partner = acting_partner(self.request) if self.request is not None else None
+        if partner is not None and self.form.is_valid():
+            data = self.form.cleaned_data
+            if any(data.get(name) not in (None, partner.pk) for name in ("sourcing_partner", "touched_by")):
+                return queryset.none()
+            sourced = data.pop("sourced", None)
+            if sourced is True:
+                data["sourcing_partner"] = partner.pk
+            elif sourced is False:
+                queryset = queryset.exclude(sourcing_partner=partner)
+        return super().filter_queryset(queryset)
 
 
 class TouchFilterSet(filters.FilterSet):

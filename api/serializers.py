@@ -119,6 +119,16 @@ class DealSerializer(serializers.ModelSerializer):
         }
 
 
+class PartnerDealSerializer(DealSerializer):
+    """What a partner user sees: the sourcing partner only when it is the user's own partner."""
+
+    def to_representation(self, deal: Deal) -> dict:
+        row = super().to_representation(deal)
+        if row["sourcing_partner"] != self.context["partner"].pk:
+            row["sourcing_partner"] = None
+        return row
+
+
 class RegistrationSerializer(serializers.ModelSerializer):
     account_name = serializers.CharField(source="account.name", read_only=True)
     domain = serializers.CharField(source="account.domain", read_only=True)

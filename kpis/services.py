@@ -155,6 +155,8 @@ def kpi_run_create(
         errors["trigger"] = [f"must be one of {', '.join(KpiRun.Trigger.values)}"]
     if mode not in KpiRun.Mode.values:
         errors["mode"] = [f"must be one of {', '.join(KpiRun.Mode.values)}"]
+    if as_of is not None and (messages := date_errors(as_of)):
+        errors["as_of"] = messages
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():

@@ -254,3 +254,38 @@ def test_a_run_stays_within_the_plausible_periods_whatever_the_data_holds(mode):
     assert years[0] == "2000"
     assert int(years[-1]) <= v.latest_date().year
     assert run.periods_recomputed <= (v.latest_date().year - 2000 + 1) * (12 + 4 + 1)
+
+
+# --- a partner sees only its own partner's id on deal fields ------------------------------------
+def test_a_partner_never_sees_another_partners_id_on_a_deal(client):
+    from tests.factories import PartnerUserFactory
+
+    web = t.join_source("web")
+    alpha, beta = t.partner("alpha", web, joined="2026-01-05"), t.partner("beta", web, joined="2026-01-05")
+    betas = t.deal("100.00", created="2026-01-15 10:00", closed="2026-02-10 10:00", sourced_by=beta)
+    t.touch(betas, alpha, "2026-01-20 10:00")
+    alphas = t.deal("50.00", created="2026-01-16 10:00", sourced_by=alpha)
+    client.force_login(PartnerUserFactory(partner=alpha).user)
+
+    rows = {row["id"]: row["sourcing_partner"] for row in client.get("/api/v1/deals/").json()["results"]}
+    assert rows == {betas.pk: None, alphas.pk: alpha.pk}
+    assert client.get(f"/api/v1/deals/{betas.pk}/").json()["sourcing_partner"] is None
+    # Filters on another partner's involvement find nothing, rather than telling who sourced a deal.
+    for query in (f"sourcing_partner={beta.pk}", f"touched_by={beta.pk}"):
+        assert client.get(f"/api/v1/deals/?{query}").json()["results"] == [], query
+    sourced = client.get("/api/v1/deals/?sourced=true").json()["results"]
+    assert [row["id"] for row in sourced] == [alphas.pk]
+    not_sourced = client.get("/api/v1/deals/?sourced=false").json()["results"]
+    assert [row["id"] for row in not_sourced] == [betas.pk]
+    # Staff see every id.
+    client.force_login(StaffUserFactory())
+    assert client.get(f"/api/v1/deals/{betas.pk}/").json()["sourcing_partner"] == beta.pk
+
+
+def test_a_run_as_of_an_implausible_date_is_refused_with_a_message():
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError) as exc_info:
+        call_command("recompute_kpis", "--as-of", "0001-01-01")
+    assert str(exc_info.value).startswith("as_of: 0001-01-01 is outside the accepted range 2000-01-01 to ")

@@ -344,6 +344,14 @@ class DealViewSet(BigTableViewSet):
     ordering_fields = ["id", "created_at", "updated_at"]
     http_method_names = ["get", "post", "patch", "head", "options"]
 
+    def get_serializer_class(self):
+        if getattr(self, "swagger_fake_view", False) or self.request is None:
+            return super().get_serializer_class()
+        return s.PartnerDealSerializer if acting_partner(self.request) else s.DealSerializer
+
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "partner": acting_partner(self.request)}
+
     def create(self, request):
         deal = services.deal_create(**self.validated(s.DealInputSerializer))
         return self.output(deal, status=status.HTTP_201_CREATED)
