@@ -4,6 +4,8 @@ from django import forms
 from django.utils import timezone
 
 from deals.rules import normalise_domain
+from program.fields import PlainDecimalFormField
+from program.validation import validate_amount, validate_plausible_date
 
 
 class DealRegistrationForm(forms.Form):
@@ -15,19 +17,21 @@ class DealRegistrationForm(forms.Form):
         max_length=253,
         help_text="For example acme.com; used to find other claims on the same customer.",
     )
-    amount = forms.DecimalField(
+    amount = PlainDecimalFormField(
         label="Expected amount",
         max_digits=14,
         decimal_places=2,
         min_value=Decimal("0.01"),
         help_text="In the program currency, greater than 0.",
         error_messages={"min_value": "Enter an amount greater than 0."},
+        validators=[validate_amount],
     )
     expected_close_date = forms.DateField(
         label="Expected close date",
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
         help_text="Optional; not in the past.",
+        validators=[validate_plausible_date],
     )
     notes = forms.CharField(label="Notes", required=False, widget=forms.Textarea(attrs={"rows": 3}))
 

@@ -316,3 +316,18 @@ def test_the_partner_actions_approve_and_reject_applications(client):
         f"{joined.name}: status: only an application can be approved; {joined.name} is active"
         in _messages(response)
     )
+
+
+def test_the_deal_form_refuses_implausible_amounts_and_dates_with_the_shared_messages(manager_client):
+    for amount, message in (
+        ("1E+5", "is not a number in plain notation with ASCII digits"),
+        ("٣", "is not a number in plain notation with ASCII digits"),
+        ("10000000000", "must be below 10,000,000,000 (at most 12 digits)"),
+    ):
+        response = manager_client.post(_url("deals.deal", "add"), _deal_form(AccountFactory(), amount=amount))
+        assert message in response.content.decode(), amount
+    response = manager_client.post(
+        _url("deals.deal", "add"), _deal_form(AccountFactory(), created_at_0="1999-12-31")
+    )
+    assert "1999-12-31 is outside the accepted range 2000-01-01 to" in response.content.decode()
+    assert Deal.objects.count() == 0

@@ -131,3 +131,15 @@ def test_portal_lists_stay_within_their_query_budget(client, membership, django_
         # Session, user, membership, the access checks (roles, partner) and the list itself.
         with django_assert_max_num_queries(8):
             assert client.get(reverse(name)).status_code == 200
+
+
+def test_the_register_form_refuses_implausible_amounts_and_dates(client, membership):
+    for field, value, message in (
+        ("amount", "1E+5", "is not a number in plain notation with ASCII digits"),
+        ("amount", "٣", "is not a number in plain notation with ASCII digits"),
+        ("expected_close_date", "9999-12-31", "9999-12-31 is outside the accepted range"),
+    ):
+        response = client.post(reverse("portal:register"), {**VALID, field: value, "action": "submit"})
+        assert response.status_code == 400
+        assert message in response.content.decode(), value
+    assert not DealRegistration.objects.exists()
