@@ -11,6 +11,7 @@ import re
 import django_filters as filters
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions
 from rest_framework.settings import api_settings
@@ -171,11 +172,9 @@ class RegistrationFilterSet(filters.FilterSet):
 
 class DealFilterSet(filters.FilterSet):
     account = _id("account_id", "Account id.")
-    sourcing_partner = _id("sourcing_partner_id", "Sourcing partner id.")
+    sourcing_partner = IdFilter(method="filter_sourcing_partner", help_text="Sourcing partner id.")
     status = filters.MultipleChoiceFilter(choices=Deal.Status.choices)
-    sourced = filters.BooleanFilter(
-        field_name="sourcing_partner", lookup_expr="isnull", exclude=True, help_text="Has a sourcing partner."
-    )
+    sourced = filters.BooleanFilter(method="filter_sourced", help_text="Has a sourcing partner.")
     touched_by = IdFilter(method="filter_touched_by", help_text="Deals touched by this partner id.")
     created = MomentRangeFilter(field_name="created_at", help_text="created_after / created_before")
     closed = MomentRangeFilter(field_name="closed_at", help_text="closed_after / closed_before")
@@ -185,23 +184,29 @@ class DealFilterSet(filters.FilterSet):
         model = Deal
         fields = ["key", "account", "status", "sourcing_partner", "sourced"]
 
-    def filter_touched_by(self, queryset, name, value):
-        return queryset.filter(pk__in=Touch.objects.filter(partner_id=value).values("deal_id"))
-
-    def filter_queryset(self, queryset):
-        # A partner sees deals other partners sourced or touched (ones it touched too), but never
-        # who those partners are: filters on another partner's involvement answer for its own only.
+    # A partner sees deals other partners sourced or touched (ones it touched too), but never who
+    # those partners are: a filter on another partner's involvement finds nothing, and "sourced"
+    # means sourced by the partner itself.
+    def _others_partner(self, partner_id: int) -> bool:
         partner = acting_partner(self.request) if self.request is not None else None
-        if partner is not None and self.form.is_valid():
-            data = self.form.cleaned_data
-            if any(data.get(name) not in (None, partner.pk) for name in ("sourcing_partner", "touched_by")):
-                return queryset.none()
-            sourced = data.pop("sourced", None)
-            if sourced is True:
-                data["sourcing_partner"] = partner.pk
-            elif sourced is False:
-                queryset = queryset.exclude(sourcing_partner=partner)
-        return super().filter_queryset(queryset)
+        return partner is not None and partner.pk != partner_id
+
+    def filter_sourcing_partner(self, queryset, name, value):
+        if self._others_partner(value):
+            return queryset.none()
+        return queryset.filter(sourcing_partner_id=value)
+
+    def filter_sourced(self, queryset, name, value):
+        partner = acting_partner(self.request) if self.request is not None else None
+        if partner is not None:
+            mine = Q(sourcing_partner=partner)
+            return queryset.filter(mine) if value else queryset.exclude(mine)
+        return queryset.filter(sourcing_partner__isnull=not value)
+
+    def filter_touched_by(self, queryset, name, value):
+        if self._others_partner(value):
+            return queryset.none()
+        return queryset.filter(pk__in=Touch.objects.filter(partner_id=value).values("deal_id"))
 
 
 class TouchFilterSet(filters.FilterSet):
