@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "ops.middleware.HealthProbeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -266,6 +267,15 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=15),
     },
 }
+
+# --- Health probes: /healthz and /readyz (ops/health.py) ---------------------------------------
+# Answered by ops.middleware.HealthProbeMiddleware before the Host header is validated, so a probe
+# may send any Host; exempt from the HTTPS redirect, since orchestrators probe over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# /readyz fails when the last successful KPI run is older than this: the nightly run plus margin.
+READYZ_KPI_MAX_AGE_HOURS = env_int("READYZ_KPI_MAX_AGE_HOURS", 26)
+# Each dependency check (database, broker) gives up after this many seconds.
+READYZ_CHECK_TIMEOUT_SECONDS = env_int("READYZ_CHECK_TIMEOUT_SECONDS", 2)
 
 LOGGING = {
     "version": 1,
