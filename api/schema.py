@@ -121,6 +121,21 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
+class LockoutAwareBasicScheme(OpenApiAuthenticationExtension):
+    target_class = "api.authentication.LockoutAwareBasicAuthentication"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": (
+                "Username and password, on the token endpoint only. Repeated wrong passwords for one "
+                "username from one address lock that pair out: 429 with Retry-After."
+            ),
+        }
+
+
 def conflict_response(registration_serializer) -> OpenApiResponse:
     return OpenApiResponse(
         inline_serializer(

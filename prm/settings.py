@@ -5,6 +5,7 @@ SQLite database; `make run` turns DEBUG on, production sets DATABASE_URL, REDIS_
 and ALLOWED_HOSTS.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -36,6 +37,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "program",
     "partners",
     "deals",
@@ -48,6 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "ops.middleware.HealthProbeMiddleware",
     "prm.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -56,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "prm.urls"
@@ -283,6 +287,38 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=15),
     },
 }
+
+# --- Health probes: /healthz and /readyz (ops/health.py) ---------------------------------------
+# Answered by ops.middleware.HealthProbeMiddleware before the Host header is validated, so a probe
+# may send any Host; exempt from the HTTPS redirect, since orchestrators probe over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# /readyz fails when the last successful KPI run is older than this: the nightly run plus margin.
+READYZ_KPI_MAX_AGE_HOURS = env_int("READYZ_KPI_MAX_AGE_HOURS", 26)
+# Each dependency check (database, broker) gives up after this many seconds.
+READYZ_CHECK_TIMEOUT_SECONDS = env_int("READYZ_CHECK_TIMEOUT_SECONDS", 2)
+
+# --- Login lockout (django-axes): every password check, per (username, client address) ---------
+# /login/, /admin/login/ and HTTP Basic on the API token endpoint all go through authenticate(),
+# which the first backend guards. Unlock: `manage.py axes_reset_username NAME` (see axes_reset*).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+# Counted from the last failure; 0: locked until an operator resets the pair.
+AXES_COOLOFF_MINUTES = env_int("AXES_COOLOFF_MINUTES", 15)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES) if AXES_COOLOFF_MINUTES > 0 else None
+# Attempts while locked are refused without being counted, so the retry time shown stays true.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "ops.lockout.lockout_response"
+AXES_USERNAME_CALLABLE = "ops.lockout.lockout_username"
+AXES_CLIENT_IP_CALLABLE = "ops.client_ip.client_ip_address"
+# Reverse proxies in front of the app that append to X-Forwarded-For (0: use the connection's
+# address). Set it to exactly the number of proxies: one too many lets clients forge their address.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 LOGGING = {
     "version": 1,

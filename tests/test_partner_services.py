@@ -5,6 +5,7 @@ from datetime import date
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 
 from deals.rules import partner_transition_errors
 from kpis.models import ProgramSettings
@@ -176,7 +177,8 @@ def test_a_partner_user_logs_in_for_its_partner(client):
         role="admin",
     )
     assert (membership.partner, membership.role, membership.user.is_staff) == (partner, "admin", False)
-    assert client.login(username="ana", password="a-long-passphrase-42")
+    # The login lockout (django-axes) needs the request a login comes with.
+    assert client.login(request=HttpRequest(), username="ana", password="a-long-passphrase-42")
 
 
 def test_a_partner_user_needs_a_free_username_a_strong_password_and_a_known_role():

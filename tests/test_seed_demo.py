@@ -8,6 +8,7 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db.models import F
+from django.test import RequestFactory
 
 from deals.models import Account, Deal, DealRegistration, Touch
 from interchange.demo import DemoSize
@@ -148,10 +149,12 @@ class TestDefaultDemoProgram:
         assert Target.objects.filter(partner__isnull=True, join_source__isnull=True).count() >= 10
 
     def test_the_demo_logins_work_with_their_roles(self):
-        manager = authenticate(username="manager", password="demo-manager-pass")
-        salesops = authenticate(username="salesops", password="demo-salesops-pass")
-        partner = authenticate(username="partner", password="demo-partner-pass")
-        admin = authenticate(username="admin", password="demo-admin-pass")
+        # The login lockout (django-axes) needs the request a login comes with.
+        request = RequestFactory().post("/login/")
+        manager = authenticate(request, username="manager", password="demo-manager-pass")
+        salesops = authenticate(request, username="salesops", password="demo-salesops-pass")
+        partner = authenticate(request, username="partner", password="demo-partner-pass")
+        admin = authenticate(request, username="admin", password="demo-admin-pass")
         assert manager.groups.filter(name=StaffRole.PARTNER_MANAGER.value).exists()
         assert salesops.groups.filter(name=StaffRole.SALES_OPS.value).exists()
         assert admin.is_superuser

@@ -2,11 +2,11 @@
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
-from rest_framework.authentication import BasicAuthentication, SessionAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from api.authentication import ApiTokenAuthentication
+from api.authentication import ApiTokenAuthentication, LockoutAwareBasicAuthentication
 from api.models import ApiToken
 from api.pagination import StandardPagination
 from api.schema import errors
@@ -59,7 +59,7 @@ TOKEN_EXAMPLE = {
 class ApiTokenViewSet(
     mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
 ):
-    authentication_classes = [ApiTokenAuthentication, SessionAuthentication, BasicAuthentication]
+    authentication_classes = [ApiTokenAuthentication, SessionAuthentication, LockoutAwareBasicAuthentication]
     permission_classes = [IsAuthenticated]
     throttle_classes = [ScopedThrottle]
     throttle_scope = AUTH_SCOPE

@@ -1,0 +1,1 @@
+"""Operations: health probes (/healthz, /readyz) and the glue of the login lockout (django-axes)."""
