@@ -25,6 +25,37 @@ def partner_of(user: AnyUser) -> Partner | None:
     return membership.partner if membership else None
 
 
+def membership_of(user: AnyUser) -> PartnerUser | None:
+    """The user's PartnerUser (with its partner); None for staff, anonymous users and users without one."""
+    if not user.is_authenticated or user.is_superuser:
+        return None
+    return PartnerUser.objects.select_related("partner").filter(user_id=user.pk).first()
+
+
+def is_partner_admin(user: AnyUser) -> bool:
+    membership = membership_of(user)
+    return membership is not None and membership.is_admin
+
+
+def can_manage_partner_users(user: AnyUser, partner: Partner) -> bool:
+    """Partner managers (any partner) and the partner's own admins invite and (de)activate its users.
+
+    Members never do; an admin of another partner never does.
+    """
+    if can_write_all(user):
+        return True
+    membership = membership_of(user)
+    return membership is not None and membership.is_admin and membership.partner_id == partner.pk
+
+
+def can_see_partner_profile(user: AnyUser, partner: Partner) -> bool:
+    """Staff readers, and the people of the partner (its logo is served to nobody else)."""
+    if is_staff_reader(user):
+        return True
+    membership = membership_of(user)
+    return membership is not None and membership.partner_id == partner.pk
+
+
 def is_staff_reader(user: AnyUser) -> bool:
     """Partner managers, sales ops and superusers may read everything."""
     return is_partner_manager(user) or is_sales_ops(user)

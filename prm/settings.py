@@ -141,6 +141,23 @@ STORAGES = {
     },
 }
 
+# Uploads (partner logos). Never served from a URL of their own: a view checks who asks first.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+
+# --- Partner onboarding: /apply/, invitations, partner logos (docs/domain.md) ----------------------
+# Applications accepted per client address (ops/client_ip.py) and period: "5/h", "20/d" (django-ratelimit
+# counts in the default cache; set CACHE_URL so that every web process shares the counters).
+APPLY_RATE_LIMIT = env_str("APPLY_RATE_LIMIT", "5/h")
+# The join source an application gets when its link names none (or an unknown one) and the applicant
+# chose none, and the one referral links use; each is created on first need when no source has the key.
+APPLY_DEFAULT_SOURCE_KEY = env_str("APPLY_DEFAULT_SOURCE_KEY", "website")
+APPLY_REFERRAL_SOURCE_KEY = env_str("APPLY_REFERRAL_SOURCE_KEY", "referral")
+# An invitation link works this many days, once.
+INVITATION_DAYS = env_int("INVITATION_DAYS", 7)
+# Partner logos: PNG, JPEG or WebP only, at most this many bytes and pixels a side.
+LOGO_MAX_BYTES = env_int("LOGO_MAX_BYTES", 1024 * 1024)
+LOGO_MAX_DIMENSION = env_int("LOGO_MAX_DIMENSION", 2000)
+
 # --- Security: production defaults, relaxed only when DEBUG is on (make run). -------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)

@@ -1,0 +1,206 @@
+"""Invitations to a partner's portal, and the partner's users: who may invite, accept, (de)activate.
+
+A link is `/invitations/<token>/`, where the token is a TimestampSigner signature of the
+invitation's id and a random secret; only the secret's SHA-256 is stored. It is refused when the
+signature does not verify (tampered), is older than INVITATION_DAYS, names no invitation or the
+wrong secret, or the invitation was accepted (single use), revoked or has expired.
+"""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core import signing
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+
+from notifications.services import absolute_url, notify
+from partners.access import can_manage_partner_users
+from partners.models import Invitation, Partner, PartnerUser
+from partners.services import partner_user_create
+
+SIGNING_SALT = "partners.invitation"
+
+
+class InvitationRefused(Exception):
+    """An invitation link that cannot be used; `reason` is one of the REFUSALS keys."""
+
+    REFUSALS = {
+        "invalid": "This invitation link is not valid. Check that you copied the whole link from the email.",
+        "expired": "This invitation has expired. Ask whoever invited you to send a new one.",
+        "used": "This invitation has already been used. Log in with the login you created then.",
+        "revoked": "This invitation was withdrawn. Ask whoever invited you to send a new one.",
+        "closed": "This partner no longer takes new logins. Contact the partner program team.",
+    }
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(self.REFUSALS[reason])
+        self.reason = reason
+        self.message = self.REFUSALS[reason]
+
+
+@dataclass(frozen=True)
+class IssuedInvitation:
+    """A new invitation and its link (the link exists only here and in the email)."""
+
+    invitation: Invitation
+    token: str
+
+    @property
+    def path(self) -> str:
+        return reverse("invitation_accept", args=[self.token])
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _signer() -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt=SIGNING_SALT)
+
+
+def _refuse_unless_allowed(actor: AbstractUser, partner: Partner) -> None:
+    if actor is None or not can_manage_partner_users(actor, partner):
+        raise PermissionDenied("Only partner managers and the partner's own admins manage its users.")
+
+
+def invitation_create(*, partner: Partner, email: str, role: str, invited_by: AbstractUser) -> IssuedInvitation:
+    """Invite `email` to act for `partner` in `role`; emails the link after commit.
+
+    Earlier pending invitations of the same address to the same partner are revoked, so only the
+    newest link works.
+    """
+    _refuse_unless_allowed(invited_by, partner)
+    email = (email or "").strip()
+    errors: dict[str, list[str]] = {}
+    try:
+        validate_email(email)
+    except ValidationError:
+        errors["email"] = ["Enter a valid email address."]
+    if role not in PartnerUser.Role.values:
+        errors["role"] = [f"must be one of {', '.join(PartnerUser.Role.values)}"]
+    if not partner.has_joined or partner.status == Partner.Status.CHURNED:
+        errors["partner"] = [f"{partner} is {partner.get_status_display().lower()}: it takes no new logins"]
+    if email and PartnerUser.objects.filter(partner=partner, user__email__iexact=email).exists():
+        errors["email"] = [f"{email} already has a login at {partner}"]
+    if errors:
+        raise ValidationError(errors)
+    now = timezone.now()
+    secret = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        # One by one (not update()): each revocation is a change the audit trail records.
+        for earlier in Invitation.objects.pending(now).filter(partner=partner, email__iexact=email):
+            earlier.revoked_at, earlier.revoked_by = now, invited_by
+            earlier.save(update_fields=["revoked_at", "revoked_by"])
+        invitation = Invitation.objects.create(
+            partner=partner,
+            email=email,
+            role=role,
+            invited_by=invited_by,
+            created_at=now,
+            expires_at=now + timedelta(days=settings.INVITATION_DAYS),
+            token_hash=_hash(secret),
+        )
+        issued = IssuedInvitation(invitation, _signer().sign_object({"i": invitation.pk, "t": secret}))
+        notify(
+            kind="invitation",
+            emails=[email],
+            context={
+                "invitation_url": absolute_url(issued.path),
+                "inviter": _inviter_name(invited_by),
+                "partner": partner,
+                "expires_at": invitation.expires_at,
+                "role": invitation.get_role_display(),
+                "invitation": invitation,
+            },
+        )
+    return issued
+
+
+def _inviter_name(user: AbstractUser) -> str:
+    return (user.get_full_name() or "").strip() or user.get_username()
+
+
+def invitation_from_token(token: str) -> Invitation:
+    """The invitation a link names, if it can still be accepted; else InvitationRefused."""
+    try:
+        data = _signer().unsign_object(token or "", max_age=timedelta(days=settings.INVITATION_DAYS))
+    except signing.SignatureExpired:
+        raise InvitationRefused("expired") from None
+    except (signing.BadSignature, ValueError, UnicodeError):
+        raise InvitationRefused("invalid") from None
+    if not isinstance(data, dict) or not isinstance(data.get("i"), int) or not isinstance(data.get("t"), str):
+        raise InvitationRefused("invalid")
+    invitation = Invitation.objects.select_related("partner", "invited_by").filter(pk=data["i"]).first()
+    if invitation is None or not constant_time_compare(_hash(data["t"]), invitation.token_hash):
+        raise InvitationRefused("invalid")
+    _refuse_unless_open(invitation)
+    return invitation
+
+
+def _refuse_unless_open(invitation: Invitation) -> None:
+    state = invitation.state()
+    if state == "accepted":
+        raise InvitationRefused("used")
+    if state != "pending":
+        raise InvitationRefused(state)
+    if not invitation.partner.has_joined or invitation.partner.status == Partner.Status.CHURNED:
+        raise InvitationRefused("closed")
+
+
+def invitation_accept(*, invitation: Invitation, username: str, password: str) -> PartnerUser:
+    """Create the invitee's login (Django's password validators apply) with the invitation's role.
+
+    The invitation row is locked and checked again, so a link used twice at once makes one login.
+    """
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        _refuse_unless_open(invitation)
+        membership = partner_user_create(
+            partner=invitation.partner,
+            username=username,
+            email=invitation.email,
+            password=password,
+            role=invitation.role,
+        )
+        invitation.accepted_at = timezone.now()
+        invitation.accepted_user = membership.user
+        invitation.save(update_fields=["accepted_at", "accepted_user"])
+    return membership
+
+
+def invitation_revoke(*, invitation: Invitation, revoked_by: AbstractUser) -> Invitation:
+    _refuse_unless_allowed(revoked_by, invitation.partner)
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if invitation.state() != "pending":
+            raise ValidationError({"invitation": [f"only a pending invitation can be withdrawn; it is {invitation.state()}"]})
+        invitation.revoked_at = timezone.now()
+        invitation.revoked_by = revoked_by
+        invitation.save(update_fields=["revoked_at", "revoked_by"])
+    return invitation
+
+
+def partner_user_set_active(*, membership: PartnerUser, active: bool, changed_by: AbstractUser) -> PartnerUser:
+    """Deactivate (the login stops working at once, sessions included) or re-activate a partner's user."""
+    _refuse_unless_allowed(changed_by, membership.partner)
+    if membership.user_id == changed_by.pk:
+        raise ValidationError({"user": ["You cannot deactivate or re-activate your own login."]})
+    with transaction.atomic():
+        membership = PartnerUser.objects.select_for_update().select_related("user", "partner").get(pk=membership.pk)
+        user = membership.user
+        if user.is_active == active:
+            return membership
+        user.is_active = active
+        user.save(update_fields=["is_active"])
+        membership.access_changed_at = timezone.now()
+        membership.access_changed_by = changed_by
+        membership.save(update_fields=["access_changed_at", "access_changed_by"])
+    return membership
