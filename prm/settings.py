@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "auditlog",
     "partners",
     "deals",
     "kpis",
@@ -43,6 +44,8 @@ INSTALLED_APPS = [
     "dashboards",
     "portal",
     "api",
+    # After auditlog, whose LogEntry admin it replaces with a read-only one.
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -52,6 +55,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who acts through what (page, admin, API) for the audit trail; see prm/acting.py.
+    "prm.acting.ActingContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -266,6 +271,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=15),
     },
 }
+
+# --- Audit trail (django-auditlog; docs/audit.md) ------------------------------------------
+# One correlation id per request, task or command groups the entries it made.
+AUDITLOG_CID_GETTER = "prm.acting.correlation_id"
+# Changes are stored as text on both sides ("1000.00" -> "1500.00"), as auditlog does by default.
+AUDITLOG_STORE_JSON_CHANGES = False
 
 LOGGING = {
     "version": 1,
