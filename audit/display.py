@@ -120,8 +120,14 @@ def _related_names(entries: list[LogEntry], fields: Collection[str] | None) -> d
 def _changes(
     entry: LogEntry, model, fields: Collection[str] | None, names: dict[tuple, str]
 ) -> list[FieldChange]:
+    """The entry's changes in the model's field order (other keys, such as an import's file names,
+    after them by name); a creation or deletion lists only the fields that had a value."""
+    order = {field.name: index for index, field in enumerate(model._meta.fields)} if model else {}
     shown = []
-    for name, values in (entry.changes or {}).items():
+    changes = sorted(
+        (entry.changes or {}).items(), key=lambda item: (order.get(item[0], len(order)), item[0])
+    )
+    for name, values in changes:
         if fields is not None and name not in fields:
             continue
         field = _field(model, name)
@@ -135,6 +141,10 @@ def _changes(
         before, after = (_value(field, v, names) for v in values)
         if before == after == SECRET:
             after = "(changed)"
+        if entry.action == LogEntry.Action.CREATE and after == EMPTY:
+            continue
+        if entry.action == LogEntry.Action.DELETE and before == EMPTY:
+            continue
         shown.append(FieldChange(label, before, after))
     return shown
 

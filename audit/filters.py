@@ -29,13 +29,12 @@ class AuditEntryFilter(django_filters.FilterSet):
     object_id = IdFilter(field_name="object_id", label="Object id", min_value=1, max_value=BIGINT_MAX)
     actor = django_filters.CharFilter(method="by_actor", label="Actor", max_length=150)
     channel = django_filters.ChoiceFilter(
-        choices=[(c.value, c.value) for c in Channel], method="through", empty_label="Any channel"
+        choices=[(c.value, c.value) for c in Channel],
+        method="through",
+        empty_label="Any channel",
+        label="Channel",
     )
-    action = django_filters.TypedChoiceFilter(
-        choices=ACTIONS,
-        coerce=int,
-        empty_label="Any action",
-    )
+    action = django_filters.ChoiceFilter(choices=ACTIONS, empty_label="Any action")
     since = django_filters.DateFilter(
         field_name="timestamp",
         lookup_expr="date__gte",
