@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import views
+from dashboards import audit_views, views
 
 app_name = "dashboards"
 
@@ -14,4 +14,5 @@ urlpatterns = [
     path("registrations/", views.registrations, name="registrations"),
     path("attribution/", views.attribution, name="attribution"),
     path("reconciliation/", views.reconciliation, name="reconciliation"),
+    path("audit/", audit_views.audit_trail, name="audit"),
 ]

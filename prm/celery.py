@@ -3,11 +3,15 @@ from pathlib import Path
 
 from celery import Celery
 
+from prm.acting import track_celery_tasks
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prm.settings")
 
 app = Celery("prm")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Changes a task makes are recorded as made by `task:<name>` (audit trail, notifications).
+track_celery_tasks()
 
 
 @app.on_configure.connect

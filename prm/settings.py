@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "program",
+    "auditlog",
     "partners",
     "deals",
     "kpis",
@@ -46,6 +47,8 @@ INSTALLED_APPS = [
     "dashboards",
     "portal",
     "api",
+    # After auditlog, whose LogEntry admin it replaces with a read-only one.
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -57,6 +60,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who acts through what (page, admin, API) for the audit trail; see prm/acting.py.
+    "prm.acting.ActingContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -336,6 +341,12 @@ AXES_CLIENT_IP_CALLABLE = "ops.client_ip.client_ip_address"
 # Reverse proxies in front of the app that append to X-Forwarded-For (0: use the connection's
 # address). Set it to exactly the number of proxies: one too many lets clients forge their address.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+# --- Audit trail (django-auditlog; docs/audit.md) ------------------------------------------
+# One correlation id per request, task or command groups the entries it made.
+AUDITLOG_CID_GETTER = "prm.acting.correlation_id"
+# Changes are stored as text on both sides ("1000.00" -> "1500.00"), as auditlog does by default.
+AUDITLOG_STORE_JSON_CHANGES = False
 
 LOGGING = {
     "version": 1,
