@@ -19,6 +19,9 @@ AUDITED_MODELS = (
     "partners.JoinSource",
     "partners.Partner",
     "partners.PartnerUser",
+    "partners.PartnerProfile",
+    "partners.Application",
+    "partners.Invitation",
     "deals.Account",
     "deals.Deal",
     "deals.DealRegistration",
@@ -30,6 +33,7 @@ AUDITED_MODELS = (
 )
 # Bookkeeping that moves on every save (or every use) and says nothing about what changed.
 UNTRACKED_FIELDS = {"updated_at", "last_used_at", "last_login"}
+CREDENTIAL_FIELDS = frozenset({"secret_hash", "token_hash"})
 
 
 def hide_secret(value: str) -> str:
@@ -39,8 +43,8 @@ def hide_secret(value: str) -> str:
 
 def register_audited_models() -> None:
     for model in map(apps.get_model, AUDITED_MODELS):
-        # The token's hash is a credential: it is never written to the trail, not even masked.
-        auditlog.register(model, include_fields=_tracked(model, leave_out=frozenset({"secret_hash"})))
+        # Token and invitation hashes are credentials: never written to the trail, not even masked.
+        auditlog.register(model, include_fields=_tracked(model, leave_out=CREDENTIAL_FIELDS))
     # A password change is recorded as `(secret) -> (secret)`: that it changed, never the hash.
     # Group membership is the staff role, so adding or removing one is recorded too.
     user_model = get_user_model()

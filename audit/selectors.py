@@ -1,11 +1,12 @@
 """Reads of the trail: the staff listing and a partner's view of its own registration."""
 
 from auditlog.models import LogEntry
-from django.db.models import QuerySet
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Q, QuerySet
 
 from audit.display import EntryView, present
 from deals.models import DealRegistration
-from partners.models import Partner, PartnerUser
+from partners.models import Application, Invitation, Partner, PartnerProfile, PartnerUser
 from prm.acting import Channel
 
 # What a partner may read of its registration's history: what it sees on the registration itself.
@@ -70,3 +71,22 @@ def registration_history(*, registration: DealRegistration, partner: Partner) ->
 
     views = present(entries, fields=PARTNER_VISIBLE_REGISTRATION_FIELDS, actor_label=actor_label)
     return [view for view in views if view.changes]
+
+
+def partner_history(*, partner: Partner, limit: int = 60) -> list[EntryView]:
+    """The trail of a partner for staff, newest first: the partner row (application, approval,
+    status, tier, ...), its application, profile, invitations and logins."""
+    related = {
+        Partner: [partner.pk],
+        Application: list(Application.objects.filter(partner=partner).values_list("pk", flat=True)),
+        PartnerProfile: list(PartnerProfile.objects.filter(partner=partner).values_list("pk", flat=True)),
+        Invitation: list(Invitation.objects.filter(partner=partner).values_list("pk", flat=True)),
+        PartnerUser: list(PartnerUser.objects.filter(partner=partner).values_list("pk", flat=True)),
+    }
+    types = ContentType.objects.get_for_models(*related)
+    condition = Q(pk__in=[])
+    for model, ids in related.items():
+        if ids:
+            condition |= Q(content_type=types[model], object_id__in=ids)
+    entries = log_entries().filter(condition)[:limit]
+    return present(entries)

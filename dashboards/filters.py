@@ -1,8 +1,8 @@
 import django_filters
 from django.contrib.auth import get_user_model
-from django.db.models import F
+from django.db.models import F, Q
 
-from partners.models import JoinSource, Partner
+from partners.models import Application, JoinSource, Partner
 
 # Leaderboard sort keys -> (field, label); KPI fields are the `kpi_<metric>` annotations.
 SORTS = {
@@ -71,3 +71,62 @@ class PartnerLeaderboardFilter(django_filters.FilterSet):
         field, _ = SORTS[key]
         expression = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
         return queryset.order_by(expression, "name", "pk")
+
+
+class ApplicationFilter(django_filters.FilterSet):
+    """The manager's application queue: pending first by default, any status on request."""
+
+    STATUSES = [
+        ("applied", "Waiting for a decision"),
+        ("active", "Approved (active)"),
+        ("rejected", "Rejected"),
+        ("decided", "Any decided"),
+        ("all", "Any"),
+    ]
+
+    status = django_filters.ChoiceFilter(
+        choices=STATUSES, method="by_status", empty_label=None, label="Status", initial="applied"
+    )
+    join_source = django_filters.ModelChoiceFilter(
+        field_name="partner__join_source",
+        queryset=JoinSource.objects.order_by("name"),
+        empty_label="Any join source",
+        label="Join source",
+    )
+    type = django_filters.ChoiceFilter(
+        field_name="partner__type", choices=Partner.Type.choices, empty_label="Any type", label="Type"
+    )
+    origin = django_filters.ChoiceFilter(
+        field_name="source_origin",
+        choices=Application.SourceOrigin.choices,
+        empty_label="Any way in",
+        label="Came through",
+    )
+    q = django_filters.CharFilter(method="search", label="Company or contact contains")
+
+    class Meta:
+        model = Application
+        fields = ["status", "join_source", "type", "origin", "q"]
+
+    def __init__(self, data=None, *args, **kwargs) -> None:
+        # An unfiltered visit shows the queue: applications waiting for a decision.
+        data = data.copy() if data is not None else None
+        if data is not None and not data.get("status"):
+            data["status"] = "applied"
+        super().__init__(data if data is not None else {"status": "applied"}, *args, **kwargs)
+
+    def by_status(self, queryset, name, value):
+        if value == "all":
+            return queryset
+        if value == "decided":
+            return queryset.exclude(partner__status=Partner.Status.APPLIED)
+        if value == "active":
+            return queryset.filter(partner__status__in=Partner.JOINED_STATUSES)
+        return queryset.filter(partner__status=value)
+
+    def search(self, queryset, name, value):
+        return queryset.filter(
+            Q(partner__name__icontains=value)
+            | Q(contact_name__icontains=value)
+            | Q(contact_email__icontains=value)
+        )

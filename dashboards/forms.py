@@ -65,3 +65,34 @@ class RegistrationDecisionForm(forms.Form):
         if data.get("decision") == "reject" and not (data.get("reason") or "").strip():
             self.add_error("reason", "Say why the registration is rejected.")
         return data
+
+
+class ApplicationDecisionForm(forms.Form):
+    """Approve or reject one application; a rejection needs the reason the applicant will read."""
+
+    DECISIONS = [("approve", "Approve and invite the contact"), ("reject", "Reject")]
+
+    decision = forms.ChoiceField(choices=DECISIONS, widget=forms.RadioSelect)
+    reason = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Reason for a rejection",
+        help_text="Required to reject; the applicant reads it.",
+    )
+
+    def __init__(self, *args, application_id: int, **kwargs) -> None:
+        kwargs.setdefault("prefix", f"a{application_id}")
+        super().__init__(*args, **kwargs)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("decision") == "reject" and not (data.get("reason") or "").strip():
+            self.add_error("reason", "Say why the application is rejected; the applicant reads it.")
+        return data
+
+
+class StaffInviteForm(forms.Form):
+    """A partner manager invites a partner admin (who then invites the partner's members)."""
+
+    email = forms.EmailField(label="Email of the new partner admin")

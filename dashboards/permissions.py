@@ -30,16 +30,18 @@ def staff_required(view: View) -> View:
 
 
 def partner_required(view: View) -> View:
-    """Portal users; the view gets `request.partner`, the one partner they act for."""
+    """Portal users; the view gets `request.partner`, the one partner they act for, and
+    `request.partner_membership` (its role)."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
-        partner = access.partner_of(request.user)
-        if partner is None:
+        membership = access.membership_of(request.user)
+        if membership is None:
             raise PermissionDenied("This page is for partner users.")
-        request.partner = partner
+        request.partner = membership.partner
+        request.partner_membership = membership
         return view(request, *args, **kwargs)
 
     return wrapped

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import audit_views, views
+from dashboards import audit_views, onboarding_views, views
 
 app_name = "dashboards"
 
@@ -11,6 +11,10 @@ urlpatterns = [
     path("join-sources/", views.join_sources, name="join_sources"),
     path("partners/", views.partners, name="partners"),
     path("partners/<int:partner_id>/", views.partner_detail, name="partner_detail"),
+    path(
+        "partners/<int:partner_id>/invite/", onboarding_views.invite_partner_admin, name="invite_partner_admin"
+    ),
+    path("applications/", onboarding_views.applications, name="applications"),
     path("registrations/", views.registrations, name="registrations"),
     path("attribution/", views.attribution, name="attribution"),
     path("reconciliation/", views.reconciliation, name="reconciliation"),

@@ -18,6 +18,7 @@ from dashboards import charts, readers
 from dashboards.filters import SORTS, PartnerLeaderboardFilter
 from dashboards.formatting import export_string
 from dashboards.forms import PeriodForm, RegistrationDecisionForm, object_id
+from dashboards.onboarding_views import partner_people_context
 from dashboards.periods import Period, parse
 from dashboards.permissions import staff_required
 from deals.models import DealRegistration, Touch
@@ -352,6 +353,7 @@ def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
         registrations=registrations,
         touches=touches,
         timeline=_timeline(partner, deals, registrations, touches),
+        **partner_people_context(request, partner),
     )
     return render(request, "dashboards/partner_detail.html", context)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal import views
+from portal import people, views
 
 app_name = "portal"
 
@@ -12,4 +12,8 @@ urlpatterns = [
     path("registrations/<int:registration_id>/", views.registration_detail, name="registration_detail"),
     path("deals/", views.deals, name="deals"),
     path("deals/<int:deal_id>/", views.deal_detail, name="deal_detail"),
+    path("users/", people.users, name="users"),
+    path("users/<int:membership_id>/access/", people.user_access, name="user_access"),
+    path("invitations/<int:invitation_id>/revoke/", people.revoke_invitation, name="revoke_invitation"),
+    path("profile/", people.profile, name="profile"),
 ]
