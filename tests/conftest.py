@@ -91,3 +91,16 @@ def broker(tmp_path):
     for key in ("data_folder_in", "processed_folder"):
         Path(options[key]).mkdir(parents=True, exist_ok=True)
     return "filesystem://", options, {"REDIS_URL": ""}
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on 127.0.0.1 and EMAIL_URL pointing at it (tests/smtp.py)."""
+    from prm.email import email_settings
+    from tests.smtp import SmtpServer
+
+    with SmtpServer() as server:
+        settings.EMAIL_URL = server.url
+        for name, value in email_settings(server.url, default_file_path=Path("/nonexistent")).items():
+            setattr(settings, name, value)
+        yield server
