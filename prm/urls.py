@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from account.forms import NotifyingPasswordResetForm
-from account.views import LoginView
+from account.views import LoginView, PasswordResetDoneView
 from dashboards.views import home
 
 urlpatterns = [
@@ -18,7 +18,7 @@ urlpatterns = [
         auth_views.PasswordResetView.as_view(form_class=NotifyingPasswordResetForm),
         name="password_reset",
     ),
-    path("password_reset/done/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path("password_reset/done/", PasswordResetDoneView.as_view(), name="password_reset_done"),
     path(
         "reset/<uidb64>/<token>/",
         auth_views.PasswordResetConfirmView.as_view(),

@@ -104,3 +104,15 @@ def smtp_server(settings):
         for name, value in email_settings(server.url, default_file_path=Path("/nonexistent")).items():
             setattr(settings, name, value)
         yield server
+
+
+@pytest.fixture
+def eager_tasks():
+    """Queued Celery tasks run in this process at once (the .delay() call path is unchanged)."""
+    from prm.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False

@@ -9,20 +9,9 @@ from deals.models import DealRegistration
 from deals.services import registration_approve, registration_reject, registration_submit
 from notifications.models import Notification, NotificationPreference, OutboundEmail
 from notifications.services import email_deliver, notify
-from prm.celery import app as celery_app
 from tests.factories import PartnerFactory, PartnerUserFactory, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def eager_tasks():
-    """Queued tasks run in this process at once (the code path of .delay() is unchanged)."""
-    celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = True
-    yield
-    celery_app.conf.task_always_eager = False
-    celery_app.conf.task_eager_propagates = False
 
 
 @pytest.fixture
