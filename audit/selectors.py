@@ -75,18 +75,12 @@ def registration_history(*, registration: DealRegistration, partner: Partner) ->
 
 def partner_history(*, partner: Partner, limit: int = 60) -> list[EntryView]:
     """The trail of a partner for staff, newest first: the partner row (application, approval,
-    status, tier, ...), its application, profile, invitations and logins."""
-    related = {
-        Partner: [partner.pk],
-        Application: list(Application.objects.filter(partner=partner).values_list("pk", flat=True)),
-        PartnerProfile: list(PartnerProfile.objects.filter(partner=partner).values_list("pk", flat=True)),
-        Invitation: list(Invitation.objects.filter(partner=partner).values_list("pk", flat=True)),
-        PartnerUser: list(PartnerUser.objects.filter(partner=partner).values_list("pk", flat=True)),
-    }
-    types = ContentType.objects.get_for_models(*related)
-    condition = Q(pk__in=[])
-    for model, ids in related.items():
-        if ids:
-            condition |= Q(content_type=types[model], object_id__in=ids)
-    entries = log_entries().filter(condition)[:limit]
-    return present(entries)
+    status, tier, ...), its application, profile, invitations and logins, in one query (plus one
+    per kind of related row the changes name)."""
+    owned = (Application, PartnerProfile, Invitation, PartnerUser)
+    types = ContentType.objects.get_for_models(Partner, *owned)
+    condition = Q(content_type=types[Partner], object_id=partner.pk)
+    for model in owned:
+        ids = model.objects.filter(partner_id=partner.pk).values("pk")
+        condition |= Q(content_type=types[model], object_id__in=ids)
+    return present(log_entries().filter(condition)[:limit])

@@ -1,7 +1,7 @@
 """Staff pages of partner onboarding: the application queue, and inviting a partner's admins."""
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,11 +15,12 @@ from dashboards.permissions import staff_required
 from partners import access
 from partners.applications import application_approve, application_reject
 from partners.invitations import invitation_create
-from partners.models import Application, Invitation, Partner, PartnerUser
-from partners.profile import partner_profile
+from partners.models import Application, Invitation, Partner, PartnerProfile, PartnerUser
 from prm.forms import add_service_errors
 
 PAGE_SIZE = 20
+# What the partner page selects with the partner for partner_people_context.
+PARTNER_PAGE_RELATED = ("application__decided_by", "profile")
 
 
 @staff_required
@@ -78,14 +79,18 @@ def applications(request: HttpRequest) -> HttpResponse:
 def _decide(request: HttpRequest, application: Application, form: ApplicationDecisionForm) -> bool:
     try:
         if form.cleaned_data["decision"] == "reject":
-            application_reject(application=application, decided_by=request.user, reason=form.cleaned_data["reason"])
+            application_reject(
+                application=application, decided_by=request.user, reason=form.cleaned_data["reason"]
+            )
         else:
             application_approve(application=application, decided_by=request.user)
     except ValidationError as error:
         add_service_errors(form, error)
         return False
     if form.cleaned_data["decision"] == "reject":
-        messages.success(request, f"Application of {application.partner.name} rejected; the applicant was told why.")
+        messages.success(
+            request, f"Application of {application.partner.name} rejected; the applicant was told why."
+        )
     else:
         messages.success(
             request,
@@ -95,12 +100,25 @@ def _decide(request: HttpRequest, application: Application, form: ApplicationDec
     return True
 
 
+def _one_to_one(partner: Partner, name: str):
+    """A reverse one-to-one row the partner's query selected (`application`, `profile`), or None."""
+    try:
+        return getattr(partner, name)
+    except ObjectDoesNotExist:
+        return None
+
+
 def partner_people_context(request: HttpRequest, partner: Partner) -> dict:
-    """What the partner page shows of its people, profile and history (staff)."""
+    """What the partner page shows of its people, profile and history (staff).
+
+    `partner` comes with `application__decided_by` and `profile` selected (PARTNER_PAGE_RELATED).
+    """
     return {
-        "application": Application.objects.filter(partner=partner).select_related("decided_by").first(),
-        "profile": partner_profile(partner),
-        "people": PartnerUser.objects.filter(partner=partner).select_related("user").order_by("user__username"),
+        "application": _one_to_one(partner, "application"),
+        "profile": _one_to_one(partner, "profile") or PartnerProfile(partner=partner),
+        "people": PartnerUser.objects.filter(partner=partner)
+        .select_related("user")
+        .order_by("user__username"),
         "invitations": Invitation.objects.pending(timezone.now())
         .filter(partner=partner)
         .select_related("invited_by"),
@@ -127,8 +145,15 @@ def invite_partner_admin(request: HttpRequest, partner_id: int) -> HttpResponse:
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"{issued.invitation.email} was invited as a partner admin of {partner}.")
+            messages.success(
+                request, f"{issued.invitation.email} was invited as a partner admin of {partner}."
+            )
     for field, errors in form.errors.items():
         for error in errors:
-            messages.error(request, f"Invitation not sent: {error}" if field == "__all__" else f"Invitation not sent ({field}): {error}")
+            messages.error(
+                request,
+                f"Invitation not sent: {error}"
+                if field == "__all__"
+                else f"Invitation not sent ({field}): {error}",
+            )
     return redirect("dashboards:partner_detail", partner_id=partner.pk)

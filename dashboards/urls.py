@@ -12,7 +12,9 @@ urlpatterns = [
     path("partners/", views.partners, name="partners"),
     path("partners/<int:partner_id>/", views.partner_detail, name="partner_detail"),
     path(
-        "partners/<int:partner_id>/invite/", onboarding_views.invite_partner_admin, name="invite_partner_admin"
+        "partners/<int:partner_id>/invite/",
+        onboarding_views.invite_partner_admin,
+        name="invite_partner_admin",
     ),
     path("applications/", onboarding_views.applications, name="applications"),
     path("registrations/", views.registrations, name="registrations"),

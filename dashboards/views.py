@@ -18,7 +18,7 @@ from dashboards import charts, readers
 from dashboards.filters import SORTS, PartnerLeaderboardFilter
 from dashboards.formatting import export_string
 from dashboards.forms import PeriodForm, RegistrationDecisionForm, object_id
-from dashboards.onboarding_views import partner_people_context
+from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_context
 from dashboards.periods import Period, parse
 from dashboards.permissions import staff_required
 from deals.models import DealRegistration, Touch
@@ -296,7 +296,9 @@ def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period) -> HttpRes
 @staff_required
 def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
     partner = get_object_or_404(
-        access.visible_partners(request.user).select_related("join_source", "manager", "referred_by"),
+        access.visible_partners(request.user).select_related(
+            "join_source", "manager", "referred_by", *PARTNER_PAGE_RELATED
+        ),
         pk=partner_id,
     )
     period, context = _period_context(request)

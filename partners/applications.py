@@ -39,7 +39,10 @@ class ResolvedSource:
 
 def _source_with_key(key: str, *, kind: str, name: str) -> JoinSource:
     """The join source with `key`; else the oldest of `kind`; else a new one with `key` (first need)."""
-    source = JoinSource.objects.filter(key=key).first() or JoinSource.objects.filter(kind=kind).order_by("pk").first()
+    source = (
+        JoinSource.objects.filter(key=key).first()
+        or JoinSource.objects.filter(kind=kind).order_by("pk").first()
+    )
     if source is None:
         source, _ = JoinSource.objects.get_or_create(key=key, defaults={"name": name, "kind": kind})
     return source
@@ -78,7 +81,9 @@ def tracked_join_source(source: str) -> JoinSource | None:
     return JoinSource.objects.filter(key=source).first()
 
 
-def resolve_join_source(*, source: str = "", ref: str = "", chosen: JoinSource | None = None) -> ResolvedSource:
+def resolve_join_source(
+    *, source: str = "", ref: str = "", chosen: JoinSource | None = None
+) -> ResolvedSource:
     """Decide an application's join source from its link, never trusting the link blindly.
 
     A referral link (`ref`, a joined partner's key) gives the referral source (or the link's
@@ -90,7 +95,9 @@ def resolve_join_source(*, source: str = "", ref: str = "", chosen: JoinSource |
     referrer = referring_partner(ref) if ref else None
     tracked = tracked_join_source(source) if source else None
     if ref and referrer is None:
-        logger.warning("Application with an unknown or not joined referring partner ref=%r; ignored", ref[:200])
+        logger.warning(
+            "Application with an unknown or not joined referring partner ref=%r; ignored", ref[:200]
+        )
     if source and tracked is None:
         logger.warning("Application with an unknown join source key source=%r; falling back", source[:200])
     if referrer is not None:
@@ -145,9 +152,12 @@ def application_submit(
         errors["contact_name"] = ["is required"]
     if not (pitch or "").strip():
         errors["pitch"] = ["is required"]
-    if contact_email and Application.objects.filter(
-        contact_email__iexact=contact_email, partner__status=Partner.Status.APPLIED
-    ).exists():
+    if (
+        contact_email
+        and Application.objects.filter(
+            contact_email__iexact=contact_email, partner__status=Partner.Status.APPLIED
+        ).exists()
+    ):
         errors["contact_email"] = [ALREADY_PENDING]
     resolved = resolve_join_source(source=source, ref=ref, chosen=chosen_source)
     application = Application(
@@ -189,7 +199,7 @@ def application_submit(
         notify(
             kind="application_received",
             users=partner_managers(),
-            emails=[inbox] if (inbox := getattr(settings, "NOTIFICATIONS_PROGRAM_INBOX", "")) else [],
+            emails=[settings.NOTIFICATIONS_PROGRAM_INBOX] if settings.NOTIFICATIONS_PROGRAM_INBOX else [],
             context={**context, "for_applicant": False},
             link=f"/dashboard/applications/?status=applied#application-{application.pk}",
         )
@@ -203,7 +213,9 @@ def _company_errors(exc: ValidationError) -> dict[str, list[str]]:
 
 
 def _lock_application(application: Application) -> Application:
-    return Application.objects.select_for_update().select_related("partner__join_source").get(pk=application.pk)
+    return (
+        Application.objects.select_for_update().select_related("partner__join_source").get(pk=application.pk)
+    )
 
 
 def application_approve(*, application: Application, decided_by: AbstractUser) -> Application:

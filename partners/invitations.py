@@ -71,7 +71,9 @@ def _refuse_unless_allowed(actor: AbstractUser, partner: Partner) -> None:
         raise PermissionDenied("Only partner managers and the partner's own admins manage its users.")
 
 
-def invitation_create(*, partner: Partner, email: str, role: str, invited_by: AbstractUser) -> IssuedInvitation:
+def invitation_create(
+    *, partner: Partner, email: str, role: str, invited_by: AbstractUser
+) -> IssuedInvitation:
     """Invite `email` to act for `partner` in `role`; emails the link after commit.
 
     Earlier pending invitations of the same address to the same partner are revoked, so only the
@@ -181,20 +183,26 @@ def invitation_revoke(*, invitation: Invitation, revoked_by: AbstractUser) -> In
     with transaction.atomic():
         invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
         if invitation.state() != "pending":
-            raise ValidationError({"invitation": [f"only a pending invitation can be withdrawn; it is {invitation.state()}"]})
+            raise ValidationError(
+                {"invitation": [f"only a pending invitation can be withdrawn; it is {invitation.state()}"]}
+            )
         invitation.revoked_at = timezone.now()
         invitation.revoked_by = revoked_by
         invitation.save(update_fields=["revoked_at", "revoked_by"])
     return invitation
 
 
-def partner_user_set_active(*, membership: PartnerUser, active: bool, changed_by: AbstractUser) -> PartnerUser:
+def partner_user_set_active(
+    *, membership: PartnerUser, active: bool, changed_by: AbstractUser
+) -> PartnerUser:
     """Deactivate (the login stops working at once, sessions included) or re-activate a partner's user."""
     _refuse_unless_allowed(changed_by, membership.partner)
     if membership.user_id == changed_by.pk:
         raise ValidationError({"user": ["You cannot deactivate or re-activate your own login."]})
     with transaction.atomic():
-        membership = PartnerUser.objects.select_for_update().select_related("user", "partner").get(pk=membership.pk)
+        membership = (
+            PartnerUser.objects.select_for_update().select_related("user", "partner").get(pk=membership.pk)
+        )
         user = membership.user
         if user.is_active == active:
             return membership

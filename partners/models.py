@@ -265,7 +265,9 @@ class Application(models.Model):
                 condition=Q(source_origin__in=["link", "referral", "chosen", "default"]),
                 name="application_source_origin_valid",
             ),
-            models.CheckConstraint(condition=~Q(contact_email=""), name="application_contact_email_not_blank"),
+            models.CheckConstraint(
+                condition=~Q(contact_email=""), name="application_contact_email_not_blank"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -274,7 +276,9 @@ class Application(models.Model):
 
 class InvitationQuerySet(models.QuerySet):
     def pending(self, now: datetime | None = None) -> "InvitationQuerySet":
-        return self.filter(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now or timezone.now())
+        return self.filter(
+            accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now or timezone.now()
+        )
 
 
 class Invitation(models.Model):
@@ -308,7 +312,9 @@ class Invitation(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(role__in=["admin", "member"]), name="invitation_role_valid"),
-            models.CheckConstraint(condition=Q(expires_at__gt=F("created_at")), name="invitation_expires_after"),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("created_at")), name="invitation_expires_after"
+            ),
             models.CheckConstraint(
                 condition=Q(accepted_at__isnull=True) | Q(revoked_at__isnull=True),
                 name="invitation_not_accepted_and_revoked",

@@ -106,9 +106,9 @@ def partner_profile_update(
         except ValidationError as exc:
             errors.update(exc.message_dict)
     with transaction.atomic():
-        profile = PartnerProfile.objects.select_for_update().filter(partner=partner).first() or PartnerProfile(
+        profile = PartnerProfile.objects.select_for_update().filter(
             partner=partner
-        )
+        ).first() or PartnerProfile(partner=partner)
         for field, value in details.items():
             setattr(profile, field, (value or "").strip())
         profile.updated_by = changed_by

@@ -107,7 +107,9 @@ class InvitationAcceptForm(forms.Form):
         help_text=password_validators_help_text_html(),
     )
     password_confirmation = forms.CharField(
-        label="Password again", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+        label="Password again",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
     def clean(self) -> dict:
@@ -151,9 +153,9 @@ class ProfileForm(forms.Form):
         super().__init__(*args, **kwargs)
         side = settings.LOGO_MAX_DIMENSION
         megabytes = settings.LOGO_MAX_BYTES / (1024 * 1024)
-        self.fields["logo"].help_text = (
-            f"PNG, JPEG or WebP, at most {megabytes:g} MB and {side}×{side} pixels."
-        )
+        self.fields[
+            "logo"
+        ].help_text = f"PNG, JPEG or WebP, at most {megabytes:g} MB and {side}×{side} pixels."
 
     def details(self) -> dict[str, str]:
         return {name: self.cleaned_data.get(name) or "" for name in PROFILE_FIELDS}

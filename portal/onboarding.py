@@ -138,7 +138,9 @@ def accept_invitation(request: HttpRequest, token: str) -> HttpResponse:
             )
             return redirect("portal:home")
     status = 400 if request.method == "POST" and form.errors else 200
-    return render(request, "portal/invitation_accept.html", {"form": form, "invitation": invitation}, status=status)
+    return render(
+        request, "portal/invitation_accept.html", {"form": form, "invitation": invitation}, status=status
+    )
 
 
 def _refused(request: HttpRequest, refusal: InvitationRefused) -> HttpResponse:
