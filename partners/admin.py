@@ -13,7 +13,8 @@ from django.http import HttpRequest
 
 from deals.rules import partner_transition_errors
 from partners.access import can_write_all, is_staff_reader
-from partners.models import JoinSource, Partner, PartnerUser
+from partners.invitations import invitation_revoke
+from partners.models import Application, Invitation, JoinSource, Partner, PartnerProfile, PartnerUser
 from partners.services import partner_approve, partner_reject
 
 
@@ -59,8 +60,8 @@ def run_service_per_row(modeladmin, request, rows, service, done: str) -> None:
 
 @admin.register(JoinSource)
 class JoinSourceAdmin(RoleAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "kind", "key", "partner_count"]
-    list_filter = ["kind"]
+    list_display = ["name", "kind", "key", "offered_on_application", "partner_count"]
+    list_filter = ["kind", "offered_on_application"]
     search_fields = ["name", "key"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[JoinSource]:
@@ -153,3 +154,66 @@ class PartnerUserAdmin(RoleAdminMixin, admin.ModelAdmin):
     list_select_related = ["user", "partner"]
     autocomplete_fields = ["partner"]
     raw_id_fields = ["user"]
+
+
+class ReadOnlyRowsMixin(RoleAdminMixin):
+    """Rows written only by the onboarding services: the admin shows them, never adds or edits."""
+
+    def has_add_permission(self, request: HttpRequest, *args) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Application)
+class ApplicationAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
+    list_display = ["partner", "contact_name", "contact_email", "source_origin", "submitted_at", "decided_at"]
+    list_filter = ["source_origin", "partner__status"]
+    search_fields = ["partner__name", "contact_name", "contact_email"]
+    list_select_related = ["partner"]
+    date_hierarchy = "submitted_at"
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
+    list_display = [
+        "email",
+        "partner",
+        "role",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "revoked_at",
+    ]
+    list_filter = ["role"]
+    search_fields = ["email", "partner__name"]
+    list_select_related = ["partner", "invited_by"]
+    exclude = ["token_hash"]
+    actions = ["revoke"]
+
+    @admin.action(description="Withdraw selected pending invitations")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+        if not can_write_all(request.user):
+            self.message_user(request, "Only partner managers withdraw invitations.", messages.ERROR)
+            return
+        run_service_per_row(
+            self,
+            request,
+            queryset.select_related("partner"),
+            lambda invitation: invitation_revoke(invitation=invitation, revoked_by=request.user),
+            "Withdrawn invitations",
+        )
+
+
+@admin.register(PartnerProfile)
+class PartnerProfileAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
+    list_display = ["partner", "contact_name", "contact_email", "website", "updated_at"]
+    search_fields = ["partner__name", "contact_name", "contact_email"]
+    list_select_related = ["partner"]
+    # The logo is served by the partner logo view (access checked), never by a media URL.
+    exclude = ["logo"]
