@@ -10,10 +10,12 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
-@app.on_configure.connect
-def _create_filesystem_broker_folders(sender: Celery, **kwargs) -> None:
-    # kombu's filesystem transport needs its folders to exist before the first message.
-    options = sender.conf.broker_transport_options or {}
+@app.on_after_configure.connect
+def _create_filesystem_broker_folders(sender: Celery, source, **kwargs) -> None:
+    # kombu's filesystem transport needs its folders to exist before the first message. The finished
+    # configuration comes as `source`: reading `sender.conf` from on_configure, which Celery sends
+    # while it configures, configured it again and again (a RecursionError every process logged).
+    options = source.get("broker_transport_options") or {}
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
