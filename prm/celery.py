@@ -1,13 +1,16 @@
+import logging
 import os
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prm.settings")
 
 app = Celery("prm")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+logger = logging.getLogger(__name__)
 
 
 @app.on_after_configure.connect
@@ -19,3 +22,12 @@ def _create_filesystem_broker_folders(sender: Celery, source, **kwargs) -> None:
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@signals.worker_init.connect
+def _derive_visibility_timeout(sender=None, **kwargs) -> None:
+    # Only a worker consumes, so only a worker needs Redis's visibility timeout; Django is set up by
+    # now and the broker connection is not open yet.
+    from kpis.recovery import configure_visibility_timeout
+
+    configure_visibility_timeout(getattr(sender, "app", None) or app)
