@@ -345,6 +345,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES) if AXES_COOLOFF_MINU
 # Attempts while locked are refused without being counted, so the retry time shown stays true.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
+# axes logs an INFO banner in every process that loads Django (each manage.py command, each worker).
+AXES_VERBOSE = env_bool("AXES_VERBOSE", False)
 AXES_LOCKOUT_CALLABLE = "ops.lockout.lockout_response"
 AXES_USERNAME_CALLABLE = "ops.lockout.lockout_username"
 AXES_CLIENT_IP_CALLABLE = "ops.client_ip.client_ip_address"
