@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("recompute/", views.recompute, name="recompute"),
     path("runs/<int:run_id>/status.json", views.run_status, name="run_status"),
+    path("runs/<int:run_id>/release/", views.release_run, name="release_run"),
     path("join-sources/", views.join_sources, name="join_sources"),
     path("partners/", views.partners, name="partners"),
     path("partners/<int:partner_id>/", views.partner_detail, name="partner_detail"),
