@@ -111,7 +111,7 @@ class ApplicationFilter(django_filters.FilterSet):
     def __init__(self, data=None, *args, **kwargs) -> None:
         # An unfiltered visit shows the queue: applications waiting for a decision.
         data = data.copy() if data is not None else None
-        if data is not None and not data.get("status"):
+        if data is not None and data.get("status") not in {value for value, _ in self.STATUSES}:
             data["status"] = "applied"
         super().__init__(data if data is not None else {"status": "applied"}, *args, **kwargs)
 
