@@ -401,6 +401,7 @@ def seed_database(size: DemoSize, *, progress: Callable[[str], None] = lambda _:
         partner = _demo_partner(generator, sink)
         if partner is not None:
             _ensure_partner_user(partner)
+        _demo_applications()
     return SeedSummary(
         counts=sink.counts,
         seconds=clock.monotonic() - started,
@@ -442,6 +443,41 @@ def _demo_partner(generator: ProgramGenerator, sink: DbSink) -> Partner | None:
         candidates, key=lambda p: (p.tier == "gold", program.sourced_deals.get(p.index, 0), -p.index)
     )
     return Partner.objects.get(pk=sink._id("partners", chosen.index))
+
+
+DEMO_APPLICATIONS = 6
+DEMO_PITCHES = (
+    "We resell to mid-market retailers in our region and would bundle your product with our services.",
+    "Our consultants implement CRM projects; your product fills the reporting gap our clients ask about.",
+    "We run a marketplace for SaaS tools and would list you with a co-marketing launch.",
+)
+
+
+def _demo_applications() -> None:
+    """What the newest pending applicants told us at /apply/, so the manager's queue has rows."""
+    from partners.models import Application
+
+    pending = (
+        Partner.objects.filter(status=Partner.Status.APPLIED, application__isnull=True)
+        .order_by("-applied_at", "-pk")
+        .select_related("join_source")[:DEMO_APPLICATIONS]
+    )
+    for index, partner in enumerate(pending):
+        slug = "".join(ch for ch in partner.name.lower() if ch.isalnum())[:30] or f"applicant{partner.pk}"
+        Application.objects.create(
+            partner=partner,
+            contact_name=f"Contact at {partner.name}",
+            contact_email=f"partners@{slug}.example",
+            website=f"https://{slug}.example",
+            pitch=DEMO_PITCHES[index % len(DEMO_PITCHES)],
+            source_origin=Application.SourceOrigin.LINK
+            if partner.join_source.key
+            else Application.SourceOrigin.DEFAULT,
+            requested_source=partner.join_source.key or "",
+            submitted_at=timezone.make_aware(
+                datetime.combine(partner.applied_at, datetime.min.time()).replace(hour=10)
+            ),
+        )
 
 
 def _ensure_partner_user(partner: Partner) -> None:

@@ -118,6 +118,16 @@ class TestDefaultDemoProgram:
         assert not referred.filter(referred_by__joined_at__gt=F("applied_at")).exists()
         assert not Partner.objects.filter(joined_at__isnull=False, manager__isnull=True).exists()
 
+    def test_the_newest_pending_applicants_have_what_they_told_us_at_apply(self):
+        from partners.models import Application
+
+        applications = Application.objects.select_related("partner")
+        assert applications.count() == 6
+        assert {a.partner.status for a in applications} == {"applied"}
+        newest_pending = Partner.objects.filter(status="applied").order_by("-applied_at", "-pk")[:6]
+        assert {a.partner_id for a in applications} == {p.pk for p in newest_pending}
+        assert all(a.contact_email.startswith("partners@") and a.pitch for a in applications)
+
     def test_activity_comes_only_from_approved_partners(self):
         assert not Touch.objects.filter(partner__joined_at__isnull=True).exists()
         assert not DealRegistration.objects.filter(partner__joined_at__isnull=True).exists()

@@ -27,6 +27,10 @@ def test_screenshots_command_writes_a_png_per_page(tmp_path, monkeypatch):
     assert names == sorted(
         f"{n}.png"
         for n in (
+            "apply",
+            "applications",
+            "portal-users",
+            "portal-profile",
             "overview",
             "join-sources",
             "partners",

@@ -24,6 +24,7 @@ STAFF_PAGES = [
     ("overview", "/dashboard/"),
     ("join-sources", "/dashboard/join-sources/"),
     ("partners", "/dashboard/partners/"),
+    ("applications", "/dashboard/applications/"),
     ("registrations", "/dashboard/registrations/"),
     ("attribution", "/dashboard/attribution/"),
     ("reconciliation", "/dashboard/reconciliation/"),
@@ -32,6 +33,13 @@ PARTNER_PAGES = [
     ("portal-home", "/portal/"),
     ("portal-register", "/portal/register/"),
     ("portal-registrations", "/portal/registrations/"),
+    # The partner login must be a partner admin (seed_demo's is) for the users page.
+    ("portal-users", "/portal/users/"),
+    ("portal-profile", "/portal/profile/"),
+]
+# Before any login.
+PUBLIC_PAGES = [
+    ("apply", "/apply/"),
 ]
 
 
@@ -70,6 +78,11 @@ class Command(BaseCommand):
                 if mobile:
                     sizes.append(("-phone", {"width": 390, "height": 844}))
                 for suffix, viewport in sizes:
+                    context = browser.new_context(viewport=viewport, device_scale_factor=1)
+                    page = context.new_page()
+                    for name, path in PUBLIC_PAGES:
+                        written.append(self._shoot(page, url + path, out / f"{name}{suffix}.png"))
+                    context.close()
                     for login, pages in ((manager, STAFF_PAGES), (partner, PARTNER_PAGES)):
                         context = browser.new_context(viewport=viewport, device_scale_factor=1)
                         page = context.new_page()
