@@ -460,7 +460,7 @@ def _demo_applications() -> None:
     pending = (
         Partner.objects.filter(status=Partner.Status.APPLIED, application__isnull=True)
         .order_by("-applied_at", "-pk")
-        .select_related("join_source")[:DEMO_APPLICATIONS]
+        .select_related("join_source", "referred_by")[:DEMO_APPLICATIONS]
     )
     for index, partner in enumerate(pending):
         slug = "".join(ch for ch in partner.name.lower() if ch.isalnum())[:30] or f"applicant{partner.pk}"
@@ -470,14 +470,21 @@ def _demo_applications() -> None:
             contact_email=f"partners@{slug}.example",
             website=f"https://{slug}.example",
             pitch=DEMO_PITCHES[index % len(DEMO_PITCHES)],
-            source_origin=Application.SourceOrigin.LINK
-            if partner.join_source.key
-            else Application.SourceOrigin.DEFAULT,
+            source_origin=_demo_origin(partner),
             requested_source=partner.join_source.key or "",
+            requested_ref=partner.referred_by.export_key if partner.referred_by else "",
             submitted_at=timezone.make_aware(
                 datetime.combine(partner.applied_at, datetime.min.time()).replace(hour=10)
             ),
         )
+
+
+def _demo_origin(partner: Partner) -> str:
+    from partners.models import Application
+
+    if partner.referred_by_id:
+        return Application.SourceOrigin.REFERRAL
+    return Application.SourceOrigin.LINK if partner.join_source.key else Application.SourceOrigin.DEFAULT
 
 
 def _ensure_partner_user(partner: Partner) -> None:
