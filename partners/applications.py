@@ -159,23 +159,25 @@ def application_submit(
         ).exists()
     ):
         errors["contact_email"] = [ALREADY_PENDING]
-    resolved = resolve_join_source(source=source, ref=ref, chosen=chosen_source)
     application = Application(
         contact_name=contact_name,
         contact_email=contact_email,
         website=(website or "").strip(),
         pitch=(pitch or "").strip(),
-        source_origin=resolved.origin,
         requested_source=(source or "")[:KEY_MAX_LENGTH],
         requested_ref=(ref or "")[:KEY_MAX_LENGTH],
         client_address=client_address or None,
         submitted_at=timezone.now(),
     )
     try:
-        application.full_clean(exclude={"partner", *errors}, validate_constraints=False)
+        application.full_clean(exclude={"partner", "source_origin", *errors}, validate_constraints=False)
     except ValidationError as exc:
         errors = {**exc.message_dict, **errors}
     with transaction.atomic():
+        # Inside the transaction: a default or referral source created on first need is rolled
+        # back with a refused application.
+        resolved = resolve_join_source(source=source, ref=ref, chosen=chosen_source)
+        application.source_origin = resolved.origin
         try:
             partner = partner_apply(
                 name=company,

@@ -79,3 +79,35 @@ def test_the_registration_form_labels_every_control_even_with_errors(client):
 
 def test_the_login_form_labels_its_fields(client):
     assert unlabelled(client.get(reverse("login")).content.decode()) == []
+
+
+def test_the_onboarding_pages_label_every_control_even_with_errors(client):
+    from partners.invitations import invitation_create
+
+    admin = PartnerUserFactory(role="admin")
+    manager = StaffUserFactory()
+    issued = invitation_create(
+        partner=admin.partner, email="new@example.com", role="member", invited_by=manager
+    )
+    pages = [
+        client.get(reverse("apply")),
+        client.post(reverse("apply"), {"company": ""}),
+        client.get(issued.path),
+        client.post(issued.path, {"username": "", "password": "1"}),
+    ]
+    client.force_login(admin.user)
+    pages += [
+        client.get(reverse("portal:users")),
+        client.post(reverse("portal:users"), {"email": "nope"}),
+        client.get(reverse("portal:profile")),
+        client.post(reverse("portal:profile"), {"contact_email": "nope"}),
+    ]
+    client.force_login(manager)
+    pages += [
+        client.get(reverse("dashboards:applications")),
+        client.get(reverse("dashboards:partner_detail", args=[admin.partner_id])),
+    ]
+    for response in pages:
+        html = response.content.decode()
+        assert unlabelled(html) == [], response.wsgi_request.path
+        assert '<main id="main" tabindex="-1">' in html
