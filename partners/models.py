@@ -29,8 +29,10 @@ class JoinSource(models.Model):
     key = models.CharField(max_length=100, unique=True, null=True, blank=True)
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    # A database default too: the demo seeder writes join sources with COPY, naming its own columns.
     offered_on_application = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="Listed on the public application form for applicants to say how they found us.",
     )
 
