@@ -319,7 +319,7 @@ def _admin_forms(world: PartnerWorld) -> dict[str, dict[str, str]]:
             "touched_at_1": "10:00:00",
         },
         "kpis/costentry": {"date": "2026-03-31", "amount": "250.00", "category": "mdf", "note": ""},
-        "kpis/target": {"metric": "sourced_revenue", "grain": "month", "period": "2026-03", "value": "1000"},
+        "kpis/target": {"metric": "sourced_revenue", "period": "2026-03", "value": "1000"},
         "partners/partner": {
             "name": "Fuzzed partner",
             "type": "reseller",
@@ -350,7 +350,7 @@ ADMIN_FORM_FIELDS = {
     ),
     "deals/touch": ("deal", "partner", "kind", "touched_at_0", "touched_at_1"),
     "kpis/costentry": ("date", "amount", "category", "partner", "join_source", "note"),
-    "kpis/target": ("metric", "grain", "period", "value", "partner", "join_source"),
+    "kpis/target": ("metric", "period", "value", "partner", "join_source"),
     "partners/partner": (
         "name",
         "type",
