@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import views
+from dashboards import audit_views, views
 
 app_name = "dashboards"
 
@@ -8,10 +8,12 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("recompute/", views.recompute, name="recompute"),
     path("runs/<int:run_id>/status.json", views.run_status, name="run_status"),
+    path("runs/<int:run_id>/release/", views.release_run, name="release_run"),
     path("join-sources/", views.join_sources, name="join_sources"),
     path("partners/", views.partners, name="partners"),
     path("partners/<int:partner_id>/", views.partner_detail, name="partner_detail"),
     path("registrations/", views.registrations, name="registrations"),
     path("attribution/", views.attribution, name="attribution"),
     path("reconciliation/", views.reconciliation, name="reconciliation"),
+    path("audit/", audit_views.audit_trail, name="audit"),
 ]

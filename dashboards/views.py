@@ -23,6 +23,7 @@ from dashboards.permissions import staff_required
 from deals.models import DealRegistration, Touch
 from deals.selectors import pending_registrations
 from deals.services import registration_approve, registration_reject
+from kpis import recovery
 from kpis.metrics import AttributionModel, Scope
 from kpis.models import KpiRun, ProgramSettings
 from kpis.selectors import active_run, kpi_series, latest_successful_run
@@ -122,6 +123,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             stacked=True,
         ),
         active_run=running,
+        active_run_stuck=running is not None and running.is_stuck(),
         can_recompute=access.can_trigger_recompute(request.user),
     )
     return render(request, "dashboards/overview.html", context)
@@ -145,14 +147,38 @@ def recompute(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied
 
     run = kpi_recompute_request(trigger=KpiRun.Trigger.MANUAL, requested_by=request.user)
+    return _queued(request, run, f"KPI recompute #{run.pk} is {run.get_status_display().lower()}")
+
+
+@require_POST
+@staff_required
+def release_run(request: HttpRequest, run_id: int) -> HttpResponse:
+    """End a stuck KPI run (its worker died, or its message was lost) and queue one in its place."""
+    if not access.can_trigger_recompute(request.user):
+        raise PermissionDenied
+    try:
+        released, run = recovery.release_run(run_id, by=f"dashboard user {request.user.get_username()}")
+    except ValidationError as exc:
+        problem = "; ".join(exc.message_dict["run"])
+        if request.headers.get("X-Requested-With") == "fetch":
+            return JsonResponse({"error": problem}, status=409)
+        messages.error(request, problem)
+        return _back(request)
+    return _queued(request, run, f"KPI run #{released.pk} released; KPI recompute #{run.pk} is queued")
+
+
+def _queued(request: HttpRequest, run: KpiRun, status: str) -> HttpResponse:
+    """A queued run's answer: its status URL for the page's script, or a message and the way back."""
     if request.headers.get("X-Requested-With") == "fetch":
         status_url = reverse("dashboards:run_status", args=[run.pk])
         return JsonResponse({"id": run.pk, "status": run.status, "status_url": status_url}, status=202)
     messages.info(
-        request,
-        f"KPI recompute #{run.pk} is {run.get_status_display().lower()}; "
-        "the numbers update when it finishes (reload this page to see its progress).",
+        request, f"{status}; the numbers update when it finishes (reload this page to see its progress)."
     )
+    return _back(request)
+
+
+def _back(request: HttpRequest) -> HttpResponse:
     target = request.POST.get("next") or reverse("dashboards:overview")
     if not target.startswith("/") or target.startswith("//"):
         target = reverse("dashboards:overview")
@@ -163,6 +189,7 @@ def recompute(request: HttpRequest) -> HttpResponse:
 @staff_required
 def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
     run = get_object_or_404(KpiRun, pk=run_id)
+    stuck = run.is_stuck()
     return JsonResponse(
         {
             "id": run.pk,
@@ -171,6 +198,10 @@ def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
             "done": run.status in (KpiRun.Status.SUCCEEDED, KpiRun.Status.FAILED),
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
             "error": run.error,
+            # A queued or running run that lost its worker: the page offers to release it.
+            "stuck": stuck,
+            "stuck_reason": recovery.describe_silence(run) if stuck else "",
+            "release_url": reverse("dashboards:release_run", args=[run.pk]) if stuck else None,
         }
     )
 

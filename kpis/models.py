@@ -1,11 +1,13 @@
 """Program settings, costs, targets, and the published KPI set with the runs that computed it."""
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from kpis.metrics import METRIC_NAMES, TARGETABLE_METRICS, AttributionModel, Grain, Scope
 from program.fields import MoneyField, PlausibleDateField, TargetValueField
@@ -128,6 +130,40 @@ class Target(models.Model):
         return f"{self.metric} {self.period} ({scope}): {self.value}"
 
 
+def _abandoned(now: datetime) -> Q:
+    cutoff = now - timedelta(seconds=settings.KPI_RUN_LEASE_SECONDS)
+    return Q(status="running") & (
+        Q(heartbeat_at__lt=cutoff)
+        | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+        | Q(heartbeat_at__isnull=True, started_at__isnull=True, created_at__lt=cutoff)
+    )
+
+
+def _unclaimed(now: datetime) -> Q:
+    cutoff = now - timedelta(seconds=settings.KPI_RUN_QUEUED_RESEND_SECONDS)
+    return Q(status="queued") & (
+        Q(dispatched_at__lt=cutoff) | Q(dispatched_at__isnull=True, created_at__lt=cutoff)
+    )
+
+
+class KpiRunQuerySet(models.QuerySet):
+    """Runs that lost their worker, by the lease settings as they are when the query is built."""
+
+    def abandoned(self, now: datetime | None = None) -> "KpiRunQuerySet":
+        """Running, with no heartbeat (nor start) within the last KPI_RUN_LEASE_SECONDS."""
+        return self.filter(_abandoned(now or timezone.now()))
+
+    def unclaimed(self, now: datetime | None = None) -> "KpiRunQuerySet":
+        """Queued, and neither sent nor created within the last KPI_RUN_QUEUED_RESEND_SECONDS: no
+        worker took its message, which may be lost."""
+        return self.filter(_unclaimed(now or timezone.now()))
+
+    def stuck(self, now: datetime | None = None) -> "KpiRunQuerySet":
+        """Abandoned or unclaimed."""
+        now = now or timezone.now()
+        return self.filter(_abandoned(now) | _unclaimed(now))
+
+
 class KpiRun(models.Model):
     class Trigger(models.TextChoices):
         NIGHTLY = "nightly", "Nightly schedule"
@@ -173,6 +209,25 @@ class KpiRun(models.Model):
     # an incremental run whose fingerprint equals the last successful run's has nothing to do.
     source_fingerprint = models.CharField(max_length=1000, blank=True, default="")
     celery_task_id = models.CharField(max_length=64, blank=True, default="")
+    # Recovery (docs/kpis.md "Runs that recover by themselves"). The process executing a running
+    # run stamps `heartbeat_at` every KPI_RUN_HEARTBEAT_SECONDS; once the stamp is older than
+    # KPI_RUN_LEASE_SECONDS the run's worker is taken for dead and the run is replaced.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When its task message was last sent, and to which queue ("": the default one). A queued run
+    # that no worker took within KPI_RUN_QUEUED_RESEND_SECONDS is sent again.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    queue = models.CharField(max_length=200, blank=True, default="")
+    # 1 for a requested run; a replacement queued by recovery counts one more than the run it replaces.
+    attempt = models.PositiveSmallIntegerField(default=1)
+    # The abandoned run this one took the place of (its own row stays, failed, for the history).
+    replaces = models.OneToOneField(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replaced_by"
+    )
+    # Who ended an abandoned or stuck run: "reaper", a redelivered task, a new request, the
+    # `kpi_runs` command (with the OS user) or a dashboard user.
+    released_by = models.CharField(max_length=200, blank=True, default="")
+
+    objects = KpiRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -180,6 +235,25 @@ class KpiRun(models.Model):
 
     def __str__(self) -> str:
         return f"KPI run #{self.pk} ({self.trigger}, {self.mode}, {self.status})"
+
+    @property
+    def last_sign_of_life(self) -> datetime:
+        """Running: its last heartbeat (else its start); queued: when its message was last sent
+        (else its creation)."""
+        if self.status == self.Status.QUEUED:
+            return self.dispatched_at or self.created_at
+        return self.heartbeat_at or self.started_at or self.created_at
+
+    def is_stuck(self, now: datetime | None = None) -> bool:
+        """The rule of KpiRunQuerySet.stuck, on this row as loaded."""
+        now = now or timezone.now()
+        if self.status == self.Status.RUNNING:
+            lease = settings.KPI_RUN_LEASE_SECONDS
+        elif self.status == self.Status.QUEUED:
+            lease = settings.KPI_RUN_QUEUED_RESEND_SECONDS
+        else:
+            return False
+        return self.last_sign_of_life < now - timedelta(seconds=lease)
 
 
 class KpiValue(models.Model):

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -60,14 +60,21 @@ from kpis.models import (
     Target,
 )
 from kpis.periods import parse_period
+from kpis.recovery import (
+    RunReleased,
+    describe_silence,
+    dispatch,
+    end_run,
+    ensure_running,
+    heartbeat,
+    recover_abandoned,
+)
+from kpis.recovery import lock_runs as _lock_runs
 from kpis.selectors import publication_version
 from partners.models import JoinSource, Partner
 from program.validation import amount_errors, date_errors, decimal_from_input, target_value_errors
 
 logger = logging.getLogger(__name__)
-
-# A queued or running run older than this is considered abandoned (its worker died for good).
-STALE_RUN_SECONDS = getattr(settings, "KPI_RUN_STALE_SECONDS", 6 * 3600)
 
 
 class PublishedSetChanged(RuntimeError):
@@ -85,21 +92,8 @@ def program_today() -> date:
     return timezone.now().astimezone(ZoneInfo(ProgramSettings.load().time_zone)).date()
 
 
-def _lock_runs() -> None:
-    """Serialise run bookkeeping: a row lock on the settings singleton (SQLite: the write lock)."""
-    ProgramSettings.load()
-    list(ProgramSettings.objects.select_for_update().filter(pk=1).values_list("pk", flat=True))
-
-
-def _fail_stale_runs() -> None:
-    cutoff = timezone.now() - timedelta(seconds=STALE_RUN_SECONDS)
-    KpiRun.objects.filter(
-        status__in=[KpiRun.Status.QUEUED, KpiRun.Status.RUNNING], created_at__lt=cutoff
-    ).update(
-        status=KpiRun.Status.FAILED, finished_at=timezone.now(), error="abandoned: no worker finished it"
-    )
-    # A run whose worker died for good leaves its tables behind; the published set's state stays.
-    _drop_unused_namespaces(keep=_state_run_id())
+def _requester(trigger: str, requested_by) -> str:
+    return f"a new {trigger} request" + (f" ({requested_by.get_username()})" if requested_by else "")
 
 
 def _drop_unused_namespaces(*, keep: int | None) -> None:
@@ -149,7 +143,11 @@ def _keep_only_state(run_id: int, computation: KpiComputation | None = None) -> 
 def kpi_run_create(
     *, trigger: str, mode: str = KpiRun.Mode.FULL, requested_by=None, as_of: date | None = None
 ) -> tuple[KpiRun, bool]:
-    """A new queued run, or (active_run, False) when one is already queued or running."""
+    """A new queued run, or (active_run, False) when one is already queued or running.
+
+    An active run that is stuck (running with an expired lease, or queued with no worker taking it:
+    `KpiRun.is_stuck`) does not block the request: it is ended, and the new run takes its place.
+    """
     errors: dict[str, list[str]] = {}
     if trigger not in KpiRun.Trigger.values:
         errors["trigger"] = [f"must be one of {', '.join(KpiRun.Trigger.values)}"]
@@ -161,12 +159,19 @@ def kpi_run_create(
         raise ValidationError(errors)
     with transaction.atomic():
         _lock_runs()
-        _fail_stale_runs()
         active = (
             KpiRun.objects.filter(status__in=[KpiRun.Status.QUEUED, KpiRun.Status.RUNNING])
             .order_by("created_at", "id")
             .first()
         )
+        superseded = None
+        if active is not None and active.is_stuck():
+            superseded = active
+            by = _requester(trigger, requested_by)
+            end_run(active, by=by, reason=f"abandoned: {describe_silence(active)}; superseded by {by}")
+            active = None
+        # A run whose worker died leaves its tables behind; the published set's state stays.
+        _drop_unused_namespaces(keep=_state_run_id())
         if active is not None:
             return active, False
         run = KpiRun.objects.create(
@@ -175,7 +180,11 @@ def kpi_run_create(
             requested_by=requested_by,
             as_of=as_of,
             attribution_model=ProgramSettings.load().attribution_model,
+            replaces=superseded,
         )
+        if superseded is not None:
+            superseded.error = f"{superseded.error} (run #{run.pk})"[:5000]
+            superseded.save(update_fields=["error"])
         return run, True
 
 
@@ -183,36 +192,55 @@ def kpi_recompute_request(
     *, trigger: str, mode: str = KpiRun.Mode.FULL, requested_by=None, as_of: date | None = None
 ) -> KpiRun:
     """Queue a recompute and enqueue the Celery task on commit; returns the active run if one exists."""
-    run, created = kpi_run_create(trigger=trigger, mode=mode, requested_by=requested_by, as_of=as_of)
-    if created:
-        from kpis.tasks import recompute_kpis
-
-        run_id = run.pk
-        transaction.on_commit(lambda: recompute_kpis.delay(run_id=run_id, trigger=trigger, mode=mode))
+    with transaction.atomic():
+        run, created = kpi_run_create(trigger=trigger, mode=mode, requested_by=requested_by, as_of=as_of)
+        if created:
+            dispatch(run)
     return run
 
 
-def _claim(run_id: int) -> KpiRun | None:
-    """Mark the run running; None when it is finished or another run is running."""
+def _claim(run_id: int, *, task_id: str = "", queue: str | None = None) -> KpiRun | None:
+    """Mark the run running (with this task's id and queue, and a first heartbeat) and return it;
+    None when it has finished, when its worker is alive (a duplicate delivery), or when another
+    live run is running.
+
+    A run found running whose lease expired is a redelivery after its worker died: the run is
+    replaced (`recover_abandoned`) and this delivery claims the replacement instead.
+    """
     with transaction.atomic():
         _lock_runs()
         run = KpiRun.objects.select_for_update().get(pk=run_id)
         if run.status in (KpiRun.Status.SUCCEEDED, KpiRun.Status.FAILED):
             return None
-        other = KpiRun.objects.filter(status=KpiRun.Status.RUNNING).exclude(pk=run.pk).exists()
-        if other:
-            run.status = KpiRun.Status.FAILED
-            run.error = "another KPI run was running"
-            run.finished_at = timezone.now()
-            run.save(update_fields=["status", "error", "finished_at"])
-            return None
-        # A run found "running" is a redelivery after its worker died: this attempt takes it over.
+        if run.status == KpiRun.Status.RUNNING:
+            if not run.is_stuck():
+                logger.info("KPI run %s is running on a live worker; this delivery does nothing", run_id)
+                return None
+            run = recover_abandoned(run, by="its redelivered task")
+            if run is None:
+                return None
+        for other in (
+            KpiRun.objects.select_for_update().filter(status=KpiRun.Status.RUNNING).exclude(pk=run.pk)
+        ):
+            if not other.is_stuck():
+                end_run(run, by="its task", reason=f"another KPI run (#{other.pk}) was running")
+                return None
+            end_run(other, by=f"run #{run.pk}'s task", reason=f"abandoned: {describe_silence(other)}")
+        now = timezone.now()
         run.status = KpiRun.Status.RUNNING
-        run.started_at = timezone.now()
+        run.started_at = now
+        run.heartbeat_at = now
         run.error = ""
         run.as_of = run.as_of or program_today()
         run.attribution_model = ProgramSettings.load().attribution_model
-        run.save(update_fields=["status", "started_at", "error", "as_of", "attribution_model"])
+        fields = ["status", "started_at", "heartbeat_at", "error", "as_of", "attribution_model"]
+        if task_id:
+            run.celery_task_id = task_id[:64]
+            fields.append("celery_task_id")
+        if queue is not None:
+            run.queue = queue[:200]
+            fields.append("queue")
+        run.save(update_fields=fields)
         return run
 
 
@@ -229,8 +257,11 @@ def _record_failure(run_id: int, status: str, message: str) -> None:
             connection.close()  # a broken connection: the next query reconnects
 
 
-def kpi_run_execute(*, run_id: int, dispatch: str = "threads", queue: str | None = None) -> KpiRun:
-    """Compute and publish the run (what the Celery task and the command call).
+def kpi_run_execute(
+    *, run_id: int, dispatch: str = "threads", queue: str | None = None, task_id: str = ""
+) -> KpiRun:
+    """Compute and publish the run (what the Celery task and the command call); returns it, or the
+    run that replaced it when its worker had died (`_claim`).
 
     With KPI_CHUNKS > 1 (PostgreSQL) the shared facts are computed here and the scopes in chunks:
     `dispatch="celery"` queues one task per chunk (on `queue`, default the default queue) for any
@@ -240,14 +271,19 @@ def kpi_run_execute(*, run_id: int, dispatch: str = "threads", queue: str | None
 
     Database outages (OperationalError / InterfaceError) put the run back to queued and re-raise,
     so the task's autoretry picks it up again; any other error fails the run. Either way the
-    published set is untouched unless the publishing transaction committed.
+    published set is untouched unless the publishing transaction committed. A run ended meanwhile
+    (taken for dead, released by hand) stops at its publication and publishes nothing.
     """
-    run = _claim(run_id)
+    run = _claim(run_id, task_id=task_id, queue=queue)
     if run is None:
         return KpiRun.objects.get(pk=run_id)
     started = time.monotonic()
     try:
-        _execute(run, started, dispatch=dispatch, queue=queue)
+        with heartbeat(run.pk):
+            _execute(run, started, dispatch=dispatch, queue=queue)
+    except RunReleased as exc:
+        _drop_quietly(run.pk)
+        logger.warning("%s", exc)
     except (OperationalError, InterfaceError) as exc:
         _drop_quietly(run.pk)
         _record_failure(run.pk, KpiRun.Status.QUEUED, f"database unavailable, will retry: {exc}")
@@ -339,7 +375,7 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
     if last is not None and last.as_of == run.as_of:
         fingerprint = source_fingerprint(as_of=run.as_of, program=program)
         if last.source_fingerprint == fingerprint:
-            KpiRun.objects.filter(pk=run.pk).update(
+            KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.RUNNING).update(
                 status=KpiRun.Status.SUCCEEDED,
                 finished_at=timezone.now(),
                 duration_seconds=time.monotonic() - started,
@@ -602,7 +638,13 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
     """
     run = KpiRun.objects.get(pk=run_id)
     if run.status != KpiRun.Status.RUNNING:
-        return  # failed meanwhile, or already published by a redelivered sibling
+        return  # failed or ended meanwhile, or already published by a redelivered sibling
+    with heartbeat(run_id):
+        _chunk_execute(run, number)
+
+
+def _chunk_execute(run: KpiRun, number: int) -> None:
+    run_id = run.pk
     schema = run_schema(run_id)
     try:
         (planned,) = _planned_chunks(schema, number)
@@ -652,6 +694,8 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
                 stats = publish(run=run, on_published=finish, diffed=True, started_version=restaged_from)
         logger.info("KPI run %s: published %s in %.1f s", run_id, stats, time.monotonic() - started)
         _keep_only_state(run_id)
+    except RunReleased as exc:
+        logger.warning("%s (chunk %s)", exc, number)
     except (OperationalError, InterfaceError):
         raise
     except Exception as exc:
@@ -818,9 +862,12 @@ def publish(
         (changed_periods,) = cursor.fetchone()
         with transaction.atomic():
             _lock_runs()
-            if diffed and not KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.RUNNING).exists():
+            if diffed and KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.SUCCEEDED).exists():
                 # A redelivered chunk that also came last: its sibling published the run already.
                 return {"inserted": 0, "updated": 0, "deleted": 0, "changed_periods": 0}
+            # A run ended meanwhile (its worker taken for dead and the run replaced, or released by
+            # hand) never publishes: only one run's set is ever published.
+            ensure_running(run.pk)
             if diffed:
                 # In the transaction: the chunks' shared differences are whole again if it fails,
                 # for the retry (and a sibling publishing at the same time waits, then returns).

@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from kpis.models import KpiRun
+from kpis.recovery import reap
 from kpis.services import kpi_chunk_execute, kpi_run_create, kpi_run_execute
 
 # Late acks with reject-on-worker-lost: a killed worker's task is redelivered; database outages
@@ -32,13 +32,19 @@ def recompute_kpis(
         if not created:
             return run.pk
         run_id = run.pk
-    KpiRun.objects.filter(pk=run_id).update(celery_task_id=self.request.id or "")
-    # Chunks of a split run go to the queue this task came from.
+    # Chunks of a split run, and a replacement of the run, go to the queue this task came from.
     queue = (self.request.delivery_info or {}).get("routing_key") or None
-    return kpi_run_execute(run_id=run_id, dispatch="celery", queue=queue).pk
+    return kpi_run_execute(run_id=run_id, dispatch="celery", queue=queue, task_id=self.request.id or "").pk
 
 
 @shared_task(**PRODUCTION_SAFE)
 def compute_kpi_chunk(run_id: int, number: int) -> None:
     """One chunk of a run split by KPI_CHUNKS; any worker takes it, the last one publishes."""
     kpi_chunk_execute(run_id=run_id, number=number)
+
+
+@shared_task
+def reap_kpi_runs() -> None:
+    """Beat, every KPI_REAPER_SECONDS: replace the runs whose worker died, send again the queued
+    runs no worker took (kpis.recovery.reap)."""
+    reap()

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from audit.selectors import registration_history
 from dashboards import readers
 from dashboards.periods import parse, period_of
 from dashboards.permissions import partner_required
@@ -160,8 +161,11 @@ def registration_detail(request: HttpRequest, registration_id: int) -> HttpRespo
     registration = get_object_or_404(
         access.visible_registrations(request.user).select_related("account", "deal"), pk=registration_id
     )
+    history = registration_history(registration=registration, partner=request.partner)
     return render(
-        request, "portal/registration_detail.html", {"registration": registration, "now": timezone.now()}
+        request,
+        "portal/registration_detail.html",
+        {"registration": registration, "history": history, "now": timezone.now()},
     )
 
 

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "program",
+    "auditlog",
     "partners",
     "deals",
     "kpis",
@@ -47,6 +48,8 @@ INSTALLED_APPS = [
     "dashboards",
     "portal",
     "api",
+    # After auditlog, whose LogEntry admin it replaces with a read-only one.
+    "audit",
     "notifications",
     "account",
 ]
@@ -60,6 +63,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who acts through what (page, admin, API) for the audit trail; see prm/acting.py.
+    "prm.acting.ActingContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -254,6 +259,21 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- KPI runs that recover by themselves (docs/kpis.md) ----------------------------------------
+# The process executing a run stamps its heartbeat this often; a running run whose heartbeat is
+# older than the lease has lost its worker and is replaced by the reaper, a beat task run this often.
+KPI_RUN_HEARTBEAT_SECONDS = env_int("KPI_RUN_HEARTBEAT_SECONDS", 15)
+KPI_RUN_LEASE_SECONDS = env_int("KPI_RUN_LEASE_SECONDS", 120)
+if not 0 < 2 * KPI_RUN_HEARTBEAT_SECONDS <= KPI_RUN_LEASE_SECONDS:
+    raise ValueError("KPI_RUN_LEASE_SECONDS must be at least twice KPI_RUN_HEARTBEAT_SECONDS (> 0)")
+# A queued run that no worker took for this long is sent to its queue again (its message may be lost).
+KPI_RUN_QUEUED_RESEND_SECONDS = env_int("KPI_RUN_QUEUED_RESEND_SECONDS", 300)
+# The reaper replaces a run whose worker died this many times in a row once, then gives up.
+KPI_RUN_MAX_ATTEMPTS = env_int("KPI_RUN_MAX_ATTEMPTS", 3)
+KPI_REAPER_SECONDS = env_int("KPI_REAPER_SECONDS", 60)
+# The queue beat sends the reaper to (empty: the default queue); a worker must listen on it.
+KPI_REAPER_QUEUE = env_str("KPI_REAPER_QUEUE", "")
+
 # --- Celery -----------------------------------------------------------------------------------
 # Production uses Redis. Without REDIS_URL (make run, make test on a bare machine) Celery uses
 # kombu's filesystem transport, so the worker and beat still run for real, with no server.
@@ -269,8 +289,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # Well above the longest recompute, so Redis never re-delivers a task that is still running.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 4 * 3600)}
+    # How long Redis waits for the ack of a delivered task before delivering it again. Set, it is
+    # used as is; unset (0), a worker derives it when it starts (kpis.recovery.visibility_timeout:
+    # the longest measured KPI run times 3, at least 10 x (lease + reaper interval)).
+    CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 0)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT or 10 * (KPI_RUN_LEASE_SECONDS + KPI_REAPER_SECONDS)
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -295,6 +320,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deals.tasks.expire_registrations",
         "schedule": crontab(minute=15),
     },
+    "reap-kpi-runs": {
+        "task": "kpis.tasks.reap_kpi_runs",
+        "schedule": float(KPI_REAPER_SECONDS),
+        # A reaper message older than its interval is dropped: the next one does the same work.
+        "options": {"expires": KPI_REAPER_SECONDS}
+        | ({"queue": KPI_REAPER_QUEUE} if KPI_REAPER_QUEUE else {}),
+    },
     "warn-expiring-registrations": {
         "task": "deals.tasks.warn_expiring_registrations",
         "schedule": crontab(hour=7, minute=0),
@@ -302,6 +334,8 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-pending-emails": {
         "task": "notifications.tasks.requeue_pending_emails",
         "schedule": 60.0,
+        # A requeue message older than its interval is dropped: the next one does the same work.
+        "options": {"expires": 60},
     },
 }
 
@@ -352,12 +386,20 @@ AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES) if AXES_COOLOFF_MINU
 # Attempts while locked are refused without being counted, so the retry time shown stays true.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_RESET_ON_SUCCESS = True
+# axes logs an INFO banner in every process that loads Django (each manage.py command, each worker).
+AXES_VERBOSE = env_bool("AXES_VERBOSE", False)
 AXES_LOCKOUT_CALLABLE = "ops.lockout.lockout_response"
 AXES_USERNAME_CALLABLE = "ops.lockout.lockout_username"
 AXES_CLIENT_IP_CALLABLE = "ops.client_ip.client_ip_address"
 # Reverse proxies in front of the app that append to X-Forwarded-For (0: use the connection's
 # address). Set it to exactly the number of proxies: one too many lets clients forge their address.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+# --- Audit trail (django-auditlog; docs/audit.md) ------------------------------------------
+# One correlation id per request, task or command groups the entries it made.
+AUDITLOG_CID_GETTER = "prm.acting.correlation_id"
+# Changes are stored as text on both sides ("1000.00" -> "1500.00"), as auditlog does by default.
+AUDITLOG_STORE_JSON_CHANGES = False
 
 LOGGING = {
     "version": 1,

@@ -81,14 +81,30 @@ def broker(tmp_path):
     if redis_url:
         _ping_redis(redis_url)
         return redis_url, {}, {"REDIS_URL": redis_url}
+    return _filesystem_broker(tmp_path)
+
+
+@pytest.fixture(params=["redis", "filesystem"])
+def each_broker(request, tmp_path):
+    """`broker` on Redis (skipped without REDIS_URL; CI=true: fails), then on the filesystem broker
+    whatever REDIS_URL says: the two lose a dead worker's message differently."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        return url, {}, {"REDIS_URL": url}
+    return _filesystem_broker(tmp_path)
+
+
+def _filesystem_broker(tmp_path):
     folder = tmp_path / "celery-broker"
     options = {
         "data_folder_in": str(folder / "out"),
         "data_folder_out": str(folder / "out"),
         "processed_folder": str(folder / "processed"),
+        # Where kombu records queue bindings (by default `control` in the working directory).
+        "control_folder": str(folder / "control"),
         "store_processed": False,
     }
-    for key in ("data_folder_in", "processed_folder"):
+    for key in ("data_folder_in", "processed_folder", "control_folder"):
         Path(options[key]).mkdir(parents=True, exist_ok=True)
     return "filesystem://", options, {"REDIS_URL": ""}
 

@@ -44,7 +44,10 @@ def child_env(var_dir: Path, **extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def celery_worker(tmp_path: Path, queue: str, *options: str, **env: str):
-    """A real `celery -A prm worker` on `queue` (output in .stdout), stopped on exit."""
+    """A real `celery -A prm worker` on `queue` (output in .stdout), stopped on exit.
+
+    It leads a process group of its own (its pool processes too), so a test can kill it whole.
+    """
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "prm", "worker", "-Q", queue, "--loglevel=INFO", *options],
         cwd=ROOT,
@@ -52,6 +55,7 @@ def celery_worker(tmp_path: Path, queue: str, *options: str, **env: str):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     try:
         yield worker
@@ -62,6 +66,8 @@ def celery_worker(tmp_path: Path, queue: str, *options: str, **env: str):
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)  # pool processes left behind
 
 
 def small_program():
@@ -104,7 +110,7 @@ def test_a_real_worker_runs_the_nightly_task_and_publishes_the_kpis(tmp_path, br
         assert KpiValue.objects.filter(run=run).count() == run.rows_written > 0
 
 
-def test_a_run_killed_while_publishing_leaves_the_published_set_and_a_rerun_completes_it(tmp_path):
+def test_a_run_killed_while_publishing_leaves_the_published_set_and_a_rerun_completes_it(tmp_path, settings):
     from deals.models import Deal
     from kpis.services import kpi_run_create, kpi_run_execute
 
@@ -121,7 +127,9 @@ def test_a_run_killed_while_publishing_leaves_the_published_set_and_a_rerun_comp
             f"print('start', flush=True); kpi_run_execute(run_id={run.pk})",
         ],
         cwd=ROOT,
-        env=child_env(tmp_path, PRM_KPI_PAUSE_IN_PUBLISH="60"),
+        env=child_env(
+            tmp_path, PRM_KPI_PAUSE_IN_PUBLISH="60", KPI_RUN_HEARTBEAT_SECONDS="1", KPI_RUN_LEASE_SECONDS="2"
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -135,9 +143,20 @@ def test_a_run_killed_while_publishing_leaves_the_published_set_and_a_rerun_comp
     after = set(KpiValue.objects.values_list("scope", "scope_key", "grain", "period", "metric", "value"))
     assert after == before
     run.refresh_from_db()
-    assert run.status == "running"  # the dead worker never finished it
-    # The redelivered task (same run id) takes the run over and completes it.
-    assert kpi_run_execute(run_id=run.pk).status == "succeeded"
+    assert run.status == "running" and run.heartbeat_at  # the dead worker never finished it
+    settings.KPI_RUN_HEARTBEAT_SECONDS, settings.KPI_RUN_LEASE_SECONDS = 1, 2
+    # Within the lease the worker may be alive: a second delivery of its task does nothing.
+    if not run.is_stuck():
+        assert kpi_run_execute(run_id=run.pk).pk == run.pk
+        assert KpiRun.objects.get(pk=run.pk).status == "running" and KpiRun.objects.count() == 2
+    wait_for(lambda: KpiRun.objects.abandoned().filter(pk=run.pk).exists(), 10, "the lease to expire")
+    # Then the redelivered task replaces the run and completes the replacement.
+    replacement = kpi_run_execute(run_id=run.pk)
+    assert replacement.status == "succeeded" and replacement.replaces_id == run.pk
+    assert replacement.attempt == 2 and replacement.trigger == "manual"
+    run.refresh_from_db()
+    assert (run.status, run.released_by) == ("failed", "its redelivered task")
+    assert run.error.startswith("abandoned: ") and f"replaced by run #{replacement.pk}" in run.error
     assert t.value("sourced_revenue", "2026-02", scope="partner", key="a") == Decimal("999.00")
 
 

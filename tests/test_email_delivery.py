@@ -137,6 +137,7 @@ def test_the_beat_schedule_requeues_every_minute_and_warns_daily():
     assert beat["requeue-pending-emails"] == {
         "task": "notifications.tasks.requeue_pending_emails",
         "schedule": 60.0,
+        "options": {"expires": 60},
     }
     assert beat["warn-expiring-registrations"]["task"] == "deals.tasks.warn_expiring_registrations"
     celery_app.loader.import_default_modules()  # what a worker does at start

@@ -2,6 +2,7 @@
 
 import zipfile
 
+from django.db import transaction
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
@@ -13,7 +14,9 @@ from api import serializers as s
 from api.permissions import Importer
 from api.schema import ErrorSerializer, errors
 from api.throttling import ScopedThrottle
+from audit.services import import_record
 from interchange.importer import ImportFailed, import_program
+from prm.acting import Channel, acting
 
 
 @extend_schema(
@@ -81,8 +84,14 @@ class ProgramImportView(APIView):
             raise drf_serializers.ValidationError({"file": ["Upload a .zip of the INTERCHANGE CSV files."]})
         file.seek(0)
         try:
-            with zipfile.ZipFile(file) as archive:
+            # The import and its one audit trail entry commit together (or not at all).
+            with zipfile.ZipFile(file) as archive, transaction.atomic(), acting(channel=Channel.IMPORT):
                 result = import_program(archive)
+                if result.files:
+                    import_record(
+                        source=file.name or "upload.zip",
+                        files={name: vars(summary) for name, summary in result.files.items()},
+                    )
         except ImportFailed as exc:
             raise drf_serializers.ValidationError({"file": exc.errors}) from exc
         except zipfile.BadZipFile as exc:

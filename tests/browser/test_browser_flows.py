@@ -1,5 +1,6 @@
 """What a manager and a partner do in a real browser (headless Chromium, Playwright)."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -130,3 +131,33 @@ def test_partner_cannot_reach_another_partners_pages_or_any_manager_page(browser
     ):
         assert page.goto(f"{live_server.url}{path}").status == 403
     assert "Hooli" not in page.goto(f"{live_server.url}/portal/registrations/").text()
+
+
+def test_manager_sees_a_run_get_stuck_releases_it_and_the_replacement_publishes(browser_page, live_server):
+    page = browser_page
+    web = kt.join_source("web")
+    kt.deal(
+        "4000.00", created="2026-02-01 09:00", closed="2026-03-05 10:00", sourced_by=kt.partner("alpha", web)
+    )
+    run = KpiRun.objects.create(trigger="nightly", mode="full", status=KpiRun.Status.RUNNING)
+    KpiRun.objects.filter(pk=run.pk).update(started_at=timezone.now(), heartbeat_at=timezone.now())
+    StaffUserFactory(username="maria")
+
+    log_in(page, live_server, "maria", DEFAULT_PASSWORD)
+    release = page.locator("form[data-release]")
+    assert release.is_hidden()  # alive: nothing to release
+    # Its worker dies: no heartbeat any more. The page, polling the run, offers to release it.
+    KpiRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+    release.wait_for(state="visible")
+    assert re.search(rf"KPI run #{run.pk} looks stuck: no sign of life for 60\d s", release.inner_text())
+    page.get_by_role("button", name="Release it and recompute").click()
+    page.wait_for_function("document.querySelector('.run-progress').textContent.includes('queued')")
+    replacement = KpiRun.objects.get(replaces=run)
+    run.refresh_from_db()
+    assert (run.status, run.released_by) == ("failed", "dashboard user maria")
+    celery_app.control.purge()  # no worker here: the test runs the replacement itself
+    kpi_run_execute(run_id=replacement.pk)
+    page.wait_for_function(
+        f"document.querySelector('.data-as-of p').textContent.includes('(KPI run #{replacement.pk}')",
+        timeout=20_000,
+    )

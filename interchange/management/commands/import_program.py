@@ -5,8 +5,11 @@ import zipfile
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
+from audit.services import import_record
 from interchange.importer import ImportFailed, import_program
+from prm.acting import Actor, Channel, acting
 
 
 class Command(BaseCommand):
@@ -22,11 +25,20 @@ class Command(BaseCommand):
         if not source.exists():
             raise CommandError(f"{source}: no such folder or zip file.")
         try:
-            if source.is_file() and zipfile.is_zipfile(source):
-                with zipfile.ZipFile(source) as archive:
-                    result = import_program(archive, progress=progress)
-            else:
-                result = import_program(source, progress=progress)
+            # The import and its one audit trail entry commit together (or not at all).
+            with (
+                transaction.atomic(),
+                acting(channel=Channel.IMPORT, actor=Actor.command("import_program")),
+            ):
+                if source.is_file() and zipfile.is_zipfile(source):
+                    with zipfile.ZipFile(source) as archive:
+                        result = import_program(archive, progress=progress)
+                else:
+                    result = import_program(source, progress=progress)
+                if result.files:
+                    import_record(
+                        source=source.name, files={name: vars(s) for name, s in result.files.items()}
+                    )
         except ImportFailed as failed:
             for line in failed.errors:
                 self.stderr.write(line)

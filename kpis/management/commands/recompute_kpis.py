@@ -2,6 +2,7 @@ from datetime import date
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from kpis.models import KpiRun
 from kpis.services import kpi_recompute_request, kpi_run_create, kpi_run_execute
@@ -32,7 +33,12 @@ class Command(BaseCommand):
                 "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.message_dict.items())
             ) from exc
         if not created:
-            raise CommandError(f"KPI run #{run.pk} is already {run.status}; try again when it has finished")
+            # A stuck run would have been replaced: this one is alive (`kpi_runs` lists it).
+            seconds = (timezone.now() - run.last_sign_of_life).total_seconds()
+            raise CommandError(
+                f"KPI run #{run.pk} is already {run.status} (last sign of life {seconds:.0f} s ago); "
+                "try again when it has finished (`manage.py kpi_runs` shows the runs)"
+            )
         try:
             run = kpi_run_execute(run_id=run.pk)
         except Exception as exc:
