@@ -198,3 +198,26 @@ def test_a_real_worker_mails_an_approval_to_the_partner_member_through_smtp(smtp
             lambda: OutboundEmail.objects.filter(status="sent").first(), 30, "the sent row", worker
         )
         assert (email.to, email.kind, email.attempts) == ("ana@example.com", "registration_approved", 1)
+
+
+@pytest.mark.django_db
+def test_an_operator_sends_failed_emails_again_from_the_admin(
+    admin_client, smtp_server, eager_tasks, django_capture_on_commit_callbacks
+):
+    failed = _queue_reset_mail("failed@example.com")
+    sent = _queue_reset_mail("sent@example.com")
+    OutboundEmail.objects.filter(pk=failed.pk).update(
+        status="failed", attempts=5, last_error="SMTPServerDisconnected"
+    )
+    OutboundEmail.objects.filter(pk=sent.pk).update(status="sent", attempts=1, sent_at=timezone.now())
+    assert admin_client.get("/admin/notifications/outboundemail/").status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/notifications/outboundemail/",
+            {"action": "retry_failed", "_selected_action": [failed.pk, sent.pk]},
+        )
+    assert response.status_code == 302
+    assert [m.rcpt_tos for m in smtp_server.wait_for(1)] == [["failed@example.com"]]
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts, failed.last_error) == ("sent", 1, "")
+    assert OutboundEmail.objects.get(pk=sent.pk).attempts == 1

@@ -206,3 +206,22 @@ def test_the_file_backend_delivers_into_its_folder(settings, tmp_path):
         and "Subject: You are invited to the Contoso partner portal" in content
     )
     assert "http://127.0.0.1:8000/i/abc/" in content
+
+
+def test_make_run_says_where_mail_goes(settings):
+    from prm.email import describe_mail_delivery
+
+    for name, value in email_settings("", default_file_path=Path("/srv/prm/var/mail")).items():
+        setattr(settings, name, value)
+    assert describe_mail_delivery() == (
+        "Mail is written as files to /srv/prm/var/mail (set EMAIL_URL=smtp://... to send it)"
+    )
+    for name, value in email_settings(
+        "smtp+tls://u:p@mail.example.com:587", default_file_path=Path("/x")
+    ).items():
+        setattr(settings, name, value)
+    assert describe_mail_delivery() == "Mail is sent through SMTP at mail.example.com:587 (TLS)"
+    assert (
+        "make run" in (ROOT / "scripts" / "run_local.sh").read_text()
+        and "describe_mail_delivery" in (ROOT / "scripts" / "run_local.sh").read_text()
+    )
