@@ -148,6 +148,8 @@ class DealRegistration(models.Model):
     decision_reason = models.TextField(blank=True, default="")
     # Until this moment no other partner can have a registration for the same account approved.
     protection_expires_at = models.DateTimeField(null=True, blank=True)
+    # When the partner was warned that the protection ends soon (registration_expiring); once only.
+    expiry_warning_sent_at = models.DateTimeField(null=True, blank=True)
     # The earlier registration by another partner for the same account found when this was submitted.
     conflict_with = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="conflicting_registrations"

@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from auditlog.models import LogEntry
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -29,6 +30,7 @@ from deals.rules import (
 )
 from deals.selectors import registration_blocking_claims, registration_conflicts
 from kpis.models import ProgramSettings
+from notifications import registrations as registration_notifications
 from partners.models import Partner, PartnerUser
 from program.validation import datetime_errors, decimal_from_input
 
@@ -206,6 +208,7 @@ def registration_submit(
         )
         _full_clean(registration, {})
         registration.save()
+        registration_notifications.registration_submitted(registration)
     return registration
 
 
@@ -304,6 +307,7 @@ def registration_approve(
             registration.conflict_override_reason = override_reason
         registration.deal = deal
         registration.save()
+        registration_notifications.registration_approved(registration)
     return registration
 
 
@@ -325,6 +329,7 @@ def registration_reject(
         registration.save(
             update_fields=["status", "decided_at", "decided_by", "decision_reason", "updated_at"]
         )
+        registration_notifications.registration_rejected(registration)
     return registration
 
 
@@ -333,7 +338,8 @@ def registrations_expire(*, now: datetime | None = None) -> int:
 
     Only undecided (submitted) registrations expire. Approved ones keep their status: approval is a
     recorded decision the pipeline KPIs count; their protection simply stops blocking others once the
-    window ends. Returns how many registrations expired. Safe to run any number of times.
+    window ends. Returns how many registrations expired. Safe to run any number of times; the
+    partner's users are told of each one (registration_expired).
     """
     now = now or timezone.now()
     protection_days = ProgramSettings.load().registration_protection_days
@@ -358,7 +364,35 @@ def registrations_expire(*, now: datetime | None = None) -> int:
         for registration in lapsing:
             registration.status = DealRegistration.Status.EXPIRED
             LogEntry.objects.log_create(registration, action=LogEntry.Action.UPDATE, changes=change)
+            registration_notifications.registration_expired(registration)
         return len(lapsing)
+
+
+def registrations_warn_expiring(*, now: datetime | None = None, within: timedelta | None = None) -> int:
+    """Tell each partner once that a submitted or approved registration's protection ends soon.
+
+    "Soon" is within REGISTRATION_EXPIRY_WARNING_DAYS of `now`; `expiry_warning_sent_at` records the
+    warning so no registration is warned twice. Returns how many were warned.
+    """
+    now = now or timezone.now()
+    within = within if within is not None else timedelta(days=settings.REGISTRATION_EXPIRY_WARNING_DAYS)
+    with transaction.atomic():
+        ending = list(
+            DealRegistration.objects.select_for_update(of=("self",), skip_locked=True, no_key=True)
+            .select_related("partner", "account")
+            .filter(
+                status__in=[DealRegistration.Status.SUBMITTED, DealRegistration.Status.APPROVED],
+                protection_expires_at__gt=now,
+                protection_expires_at__lte=now + within,
+                expiry_warning_sent_at__isnull=True,
+            )
+            .order_by("protection_expires_at", "pk")
+        )
+        DealRegistration.objects.filter(pk__in=[r.pk for r in ending]).update(expiry_warning_sent_at=now)
+        for registration in ending:
+            registration.expiry_warning_sent_at = now
+            registration_notifications.registration_expiring(registration)
+    return len(ending)
 
 
 # --- Deals --------------------------------------------------------------------------------------

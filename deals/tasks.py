@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from deals.services import registrations_expire
+from deals.services import registrations_expire, registrations_warn_expiring
 
 logger = logging.getLogger(__name__)
 
@@ -16,3 +16,9 @@ def expire_registrations() -> int:
     if expired:
         logger.info("Expired %d deal registration(s) past their protection window", expired)
     return expired
+
+
+@shared_task(name="deals.tasks.warn_expiring_registrations")
+def warn_expiring_registrations() -> int:
+    """Daily (beat): warn partners once of registrations whose protection ends within a week."""
+    return registrations_warn_expiring()

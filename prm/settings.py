@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 
+from prm.email import email_settings
 from prm.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -49,6 +50,8 @@ INSTALLED_APPS = [
     "api",
     # After auditlog, whose LogEntry admin it replaces with a read-only one.
     "audit",
+    "notifications",
+    "account",
 ]
 
 MIDDLEWARE = [
@@ -80,6 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "notifications.context_processors.notifications",
             ],
         },
     },
@@ -116,6 +120,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# "Remember me" on the login page keeps the session this long; unticked, it ends when the browser
+# closes. A password change ends the user's other sessions (docs/notifications.md).
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
+# How long a password reset link stays valid.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
 
 # --- Plausible values (program/validation.py, docs/domain.md) -------------------------------------
 # Dates and datetimes the domain accepts run from 1 January of this year to this many years ahead.
@@ -318,7 +327,39 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": KPI_REAPER_SECONDS}
         | ({"queue": KPI_REAPER_QUEUE} if KPI_REAPER_QUEUE else {}),
     },
+    "warn-expiring-registrations": {
+        "task": "deals.tasks.warn_expiring_registrations",
+        "schedule": crontab(hour=7, minute=0),
+    },
+    "requeue-pending-emails": {
+        "task": "notifications.tasks.requeue_pending_emails",
+        "schedule": 60.0,
+        # A requeue message older than its interval is dropped: the next one does the same work.
+        "options": {"expires": 60},
+    },
 }
+
+# --- Email and notifications (notifications/, docs/notifications.md) ---------------------------
+# EMAIL_URL: smtp://user:pass@host:25, smtp+tls://user:pass@host:587 (STARTTLS), smtp+ssl://host:465,
+# console://, file:///absolute/folder, ... (dj-email-url; user and password URL-quoted). Unset: every
+# email is written as a file under var/mail, so nothing leaves the machine until SMTP is set.
+EMAIL_URL = env_str("EMAIL_URL", "")
+EMAIL_DEFAULT_FILE_PATH = VAR_DIR / "mail"
+globals().update(email_settings(EMAIL_URL, default_file_path=EMAIL_DEFAULT_FILE_PATH))
+EMAIL_FROM = env_str("EMAIL_FROM", "PRM <prm@localhost>")
+DEFAULT_FROM_EMAIL = EMAIL_FROM
+SERVER_EMAIL = EMAIL_FROM
+# Receives registration_submitted when the partner has no manager, and application_received.
+NOTIFICATIONS_PROGRAM_INBOX = env_str("NOTIFICATIONS_PROGRAM_INBOX", "")
+# The address links in emails start with (no trailing slash needed).
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
+# Delivery: a temporary SMTP failure is retried after 1, 2, 4 ... minutes (capped), up to this many
+# attempts in all; then the email is marked failed.
+EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 5)
+EMAIL_RETRY_BACKOFF_SECONDS = env_int("EMAIL_RETRY_BACKOFF_SECONDS", 60)
+EMAIL_RETRY_BACKOFF_MAX_SECONDS = env_int("EMAIL_RETRY_BACKOFF_MAX_SECONDS", 3600)
+# Warn a partner once when a registration's protection ends within this many days.
+REGISTRATION_EXPIRY_WARNING_DAYS = env_int("REGISTRATION_EXPIRY_WARNING_DAYS", 7)
 
 # --- Health probes: /healthz and /readyz (ops/health.py) ---------------------------------------
 # Answered by ops.middleware.HealthProbeMiddleware before the Host header is validated, so a probe

@@ -2,13 +2,36 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from account.forms import NotifyingPasswordResetForm
+from account.views import LoginView, PasswordResetDoneView
 from dashboards.views import home
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", home, name="home"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Password reset and change: Django's views, our templates (templates/registration/); the reset
+    # mail is a notification, queued after commit. A change ends the user's other sessions.
+    path(
+        "password_reset/",
+        auth_views.PasswordResetView.as_view(form_class=NotifyingPasswordResetForm),
+        name="password_reset",
+    ),
+    path("password_reset/done/", PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path(
+        "reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path(
+        "password_change/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
+    path("account/", include("account.urls")),
     path("dashboard/", include("dashboards.urls")),
     path("portal/", include("portal.urls")),
     path("api/", include("api.urls")),

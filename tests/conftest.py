@@ -107,3 +107,28 @@ def _filesystem_broker(tmp_path):
     for key in ("data_folder_in", "processed_folder", "control_folder"):
         Path(options[key]).mkdir(parents=True, exist_ok=True)
     return "filesystem://", options, {"REDIS_URL": ""}
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server on 127.0.0.1 and EMAIL_URL pointing at it (tests/smtp.py)."""
+    from prm.email import email_settings
+    from tests.smtp import SmtpServer
+
+    with SmtpServer() as server:
+        settings.EMAIL_URL = server.url
+        for name, value in email_settings(server.url, default_file_path=Path("/nonexistent")).items():
+            setattr(settings, name, value)
+        yield server
+
+
+@pytest.fixture
+def eager_tasks():
+    """Queued Celery tasks run in this process at once (the .delay() call path is unchanged)."""
+    from prm.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False
