@@ -57,8 +57,18 @@ class TargetValueField(_PlainDecimalField):
         return target_value_errors(value)
 
 
+NOT_ASCII_MOMENT = "must be written with ASCII digits (e.g. 2026-03-31)"
+
+
+def _refuse_other_digits(value: Any) -> None:
+    # Django's date parsers match any script's digits, and int() reads them ("٢٠٢٦" is 2026).
+    if isinstance(value, str) and not value.isascii():
+        raise serializers.ValidationError(NOT_ASCII_MOMENT, code="invalid")
+
+
 class PlausibleDateField(serializers.DateField):
     def to_internal_value(self, value: Any) -> date:
+        _refuse_other_digits(value)
         parsed = super().to_internal_value(value)
         if errors := date_errors(parsed):
             raise serializers.ValidationError(errors, code="invalid")
@@ -69,6 +79,7 @@ class AwareDateTimeField(serializers.DateTimeField):
     """ISO 8601 with a UTC offset, within the plausible range; a naive value is refused."""
 
     def to_internal_value(self, value: Any) -> datetime:
+        _refuse_other_digits(value)
         if isinstance(value, str) and (parsed := _parse(value)) is not None and parsed.tzinfo is None:
             raise serializers.ValidationError(NAIVE_DATETIME, code="naive")
         moment = super().to_internal_value(value)

@@ -347,26 +347,25 @@ def registrations_expire(*, now: datetime | None = None) -> int:
         protection_expires_at__isnull=True, submitted_at__lte=now - timedelta(days=protection_days)
     )
     with transaction.atomic():
-        # Locked rows skipped here are being decided right now; the next run sees their outcome.
-        expiring = list(
-            DealRegistration.objects.select_for_update(of=("self",), skip_locked=True, no_key=True)
+        lapsing = list(
+            DealRegistration.objects.select_for_update(of=("self",), no_key=True)
             .select_related("partner", "account")
             .filter(lapsed, status=DealRegistration.Status.SUBMITTED)
             .order_by("pk")
         )
-        stamp = timezone.now()
-        for start in range(0, len(expiring), _EXPIRY_BATCH):
-            batch = expiring[start : start + _EXPIRY_BATCH]
+        expired_at = timezone.now()
+        for start in range(0, len(lapsing), _EXPIRY_BATCH):
+            batch = lapsing[start : start + _EXPIRY_BATCH]
             DealRegistration.objects.filter(pk__in=[r.pk for r in batch]).update(
-                status=DealRegistration.Status.EXPIRED, updated_at=stamp
+                status=DealRegistration.Status.EXPIRED, updated_at=expired_at
             )
         # A queryset update sends no signals, so each expiry is written to the audit trail here.
         change = {"status": [DealRegistration.Status.SUBMITTED.value, DealRegistration.Status.EXPIRED.value]}
-        for registration in expiring:
-            registration.status, registration.updated_at = DealRegistration.Status.EXPIRED, stamp
+        for registration in lapsing:
+            registration.status = DealRegistration.Status.EXPIRED
             LogEntry.objects.log_create(registration, action=LogEntry.Action.UPDATE, changes=change)
             registration_notifications.registration_expired(registration)
-    return len(expiring)
+        return len(lapsing)
 
 
 def registrations_warn_expiring(*, now: datetime | None = None, within: timedelta | None = None) -> int:

@@ -32,7 +32,8 @@ class TargetAdmin(admin.ModelAdmin):
     list_display = ("metric", "period", "grain", "value", "partner", "join_source")
     list_filter = ("grain", "metric")
     raw_id_fields = ("partner",)
-    readonly_fields = ("period_start",)
+    # Both follow from the period (Target.clean), so they cannot disagree with it.
+    readonly_fields = ("grain", "period_start")
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -4,12 +4,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from kpis.metrics import METRIC_NAMES, TARGETABLE_METRICS, AttributionModel, Grain, Scope
+from kpis.periods import parse_period
 from program.fields import MoneyField, PlausibleDateField, TargetValueField
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
@@ -128,6 +130,14 @@ class Target(models.Model):
     def __str__(self) -> str:
         scope = self.partner or self.join_source or "program"
         return f"{self.metric} {self.period} ({scope}): {self.value}"
+
+    def clean(self) -> None:
+        # The period label is what people type; its grain and first day follow from it.
+        try:
+            period = parse_period(self.period or "")
+        except ValueError as exc:
+            raise ValidationError({"period": [str(exc)]}) from exc
+        self.grain, self.period_start = period.grain.value, period.start
 
 
 def _abandoned(now: datetime) -> Q:

@@ -294,6 +294,22 @@ def emails_requeue_overdue(*, now: datetime | None = None) -> int:
     return len(overdue)
 
 
+def emails_retry_failed(*, email_ids: Iterable[int]) -> int:
+    """Give failed emails a fresh set of attempts (an operator fixed the cause); queued after commit."""
+    with transaction.atomic():
+        failed = list(
+            OutboundEmail.objects.select_for_update()
+            .filter(pk__in=list(email_ids), status=OutboundEmail.Status.FAILED)
+            .values_list("pk", flat=True)
+        )
+        OutboundEmail.objects.filter(pk__in=failed).update(
+            status=OutboundEmail.Status.PENDING, attempts=0, next_attempt_at=timezone.now()
+        )
+        if failed:
+            transaction.on_commit(partial(_enqueue_deliveries, failed))
+    return len(failed)
+
+
 # --- Inbox and preferences ----------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ the lifecycle table; the approve / reject actions call the partner services.
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
@@ -25,8 +26,32 @@ def describe_validation_error(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
 
+class SafeAutocompleteSelect(AutocompleteSelect):
+    """Django's autocomplete widget looks the posted value up to re-render a form with errors; a
+    value that is no id (`abc`, `1.5`) made that lookup raise. It is shown as no selection, and the
+    form field reports it."""
+
+    def optgroups(self, name, value, attr=None):
+        target = self.field.remote_field.model._meta.pk
+        ids = []
+        for item in value:
+            try:
+                target.to_python(item)
+            except ValidationError:
+                continue
+            ids.append(item)
+        return super().optgroups(name, ids, attr)
+
+
 class RoleAdminMixin:
     """Partner managers (and superusers) may change rows; sales ops may only look."""
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name in self.get_autocomplete_fields(request):
+            kwargs.setdefault(
+                "widget", SafeAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return is_staff_reader(request.user)

@@ -39,3 +39,18 @@ def email_settings(url: str, *, default_file_path: Path) -> dict[str, Any]:
         # A stalled SMTP server must not hold a worker (and the row it claimed) for ever.
         conf["EMAIL_TIMEOUT"] = DEFAULT_TIMEOUT_SECONDS
     return {name: value for name, value in conf.items() if value is not None}
+
+
+def describe_mail_delivery() -> str:
+    """Where the configured backend puts mail, in one line (`make run` prints it)."""
+    from django.conf import settings
+
+    backend = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
+    if backend == "filebased":
+        return f"Mail is written as files to {settings.EMAIL_FILE_PATH} (set EMAIL_URL=smtp://... to send it)"
+    if backend == "smtp":
+        security = " (TLS)" if settings.EMAIL_USE_TLS else " (SSL)" if settings.EMAIL_USE_SSL else ""
+        return f"Mail is sent through SMTP at {settings.EMAIL_HOST}:{settings.EMAIL_PORT}{security}"
+    if backend == "console":
+        return "Mail is printed to the Celery worker's log"
+    return f"Mail goes to Django's {backend} email backend"

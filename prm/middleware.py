@@ -29,7 +29,7 @@ class RejectNulMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if _has_nul(request):
-            if request.path.startswith("/api/"):
+            if request.path.startswith("/api/") or request.path.endswith(".json"):
                 body = {"error": {"status": 400, "code": "invalid", "detail": NUL_REFUSED, "fields": {}}}
                 return JsonResponse(body, status=400)
             html = render_to_string("400.html", {"reason": NUL_REFUSED}, request=None)

@@ -337,6 +337,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deals.tasks.expire_registrations",
         "schedule": crontab(minute=15),
     },
+    "reap-kpi-runs": {
+        "task": "kpis.tasks.reap_kpi_runs",
+        "schedule": float(KPI_REAPER_SECONDS),
+        # A reaper message older than its interval is dropped: the next one does the same work.
+        "options": {"expires": KPI_REAPER_SECONDS}
+        | ({"queue": KPI_REAPER_QUEUE} if KPI_REAPER_QUEUE else {}),
+    },
     "warn-expiring-registrations": {
         "task": "deals.tasks.warn_expiring_registrations",
         "schedule": crontab(hour=7, minute=0),
@@ -344,13 +351,8 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-pending-emails": {
         "task": "notifications.tasks.requeue_pending_emails",
         "schedule": 60.0,
-    },
-    "reap-kpi-runs": {
-        "task": "kpis.tasks.reap_kpi_runs",
-        "schedule": float(KPI_REAPER_SECONDS),
-        # A reaper message older than its interval is dropped: the next one does the same work.
-        "options": {"expires": KPI_REAPER_SECONDS}
-        | ({"queue": KPI_REAPER_QUEUE} if KPI_REAPER_QUEUE else {}),
+        # A requeue message older than its interval is dropped: the next one does the same work.
+        "options": {"expires": 60},
     },
 }
 

@@ -19,4 +19,5 @@ trap 'kill $CELERY_PID 2>/dev/null || true' EXIT INT TERM
 
 $PY manage.py demo_logins
 echo "Celery worker + beat log: $PRM_VAR_DIR/celery.log"
+$PY manage.py shell --no-imports -c "from prm.email import describe_mail_delivery; print(describe_mail_delivery())"
 $PY manage.py runserver 127.0.0.1:8000

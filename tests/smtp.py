@@ -1,5 +1,6 @@
 """A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps what it receives, for the mail tests."""
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -45,9 +46,21 @@ class _Handler:
     received: list[ReceivedMail] = field(default_factory=list)
     # Answer this many DATA commands with a temporary failure (451) before accepting mail.
     refuse_next: int = 0
+    # Recipients refused for good (550).
+    unknown_recipients: set[str] = field(default_factory=set)
+    # Seconds to wait before answering DATA (to overlap concurrent deliveries).
+    delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:  # noqa: N802
+        if address in self.unknown_recipients:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd's name)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             if self.refuse_next > 0:
                 self.refuse_next -= 1
