@@ -12,6 +12,7 @@ Reproducible: derandomized, no example database. FUZZ_EXAMPLES=N runs N examples
 """
 
 import re
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -58,6 +59,13 @@ PAGES = (
     "/portal/registrations/{registration}/",
     "/portal/deals/",
     "/portal/deals/{deal}/",
+    "/portal/users/",
+    "/portal/profile/",
+    "/partners/{partner}/logo/",
+    "/apply/",
+    "/apply/thanks/",
+    "/invitations/{partner}/",
+    "/dashboard/applications/",
 )
 # What the pages read (dashboards.forms.PeriodForm, dashboards.filters, pagination, the portal's
 # conflict check, the login redirect) and what the API's KPI endpoints read, in case a page adopts them.
@@ -82,6 +90,9 @@ PAGE_PARAMETERS = (
     "format",
     "domain",
     "next",
+    "source",
+    "ref",
+    "origin",
 )
 path_id = st.one_of(st.none(), st.none(), st.integers(0, 2**70))
 
@@ -396,3 +407,93 @@ def test_the_admin_form_fields_fuzzed_are_the_ones_the_pages_show(site):
         html = client.get(f"/admin/{page}/add/").content.decode()
         shown = set(re.findall(r'name="([^"]+)"', html))
         assert set(fields) <= shown, (page, set(fields) - shown)
+
+
+@fuzz_settings(max_examples=40)
+@given(
+    company=maybe_valid("Northwind Traders"),
+    partner_type=maybe_valid("reseller", "msp"),
+    contact_name=maybe_valid("Nora North"),
+    contact_email=maybe_valid("nora@northwind.example", "NORA@northwind.example"),
+    website=maybe_valid("", "northwind.example"),
+    pitch=maybe_valid("Nordic retail."),
+    join_source=maybe_valid("", "1"),
+    honeypot=maybe_valid(""),
+    pairs=query_pairs(("source", "ref"), max_size=2),
+)
+def test_the_application_form_never_answers_a_server_error(
+    site,
+    settings,
+    company,
+    partner_type,
+    contact_name,
+    contact_email,
+    website,
+    pitch,
+    join_source,
+    honeypot,
+    pairs,
+):
+    settings.APPLY_RATE_LIMIT = "10000/h"
+    data = {
+        "company": company,
+        "partner_type": partner_type,
+        "contact_name": contact_name,
+        "contact_email": contact_email,
+        "website": website,
+        "pitch": pitch,
+        "join_source": join_source,
+        "fax_number": honeypot,
+    }
+    path = f"/apply/?{query_string(pairs)}"
+    send(f"POST {path} {data!r}", lambda: Client().post(path, data))
+
+
+@fuzz_settings(max_examples=30)
+@given(
+    application=st.one_of(st.just("pending"), nasty_text),
+    decision=maybe_valid("approve", "reject"),
+    reason=maybe_valid("", "Not a fit."),
+    prefixed=st.booleans(),
+)
+def test_the_application_decision_form_never_answers_a_server_error(
+    site, application, decision, reason, prefixed
+):
+    from partners.applications import application_submit
+
+    pending = application_submit(
+        company="Applicant",
+        partner_type="reseller",
+        contact_name="A",
+        contact_email=f"{uuid.uuid4().hex}@example.com",  # examples share the database
+        website="",
+        pitch="Retail.",
+    )
+    application = str(pending.pk) if application == "pending" else application
+    prefix = f"a{application}-" if prefixed else ""
+    data = {"application": application, f"{prefix}decision": decision, f"{prefix}reason": reason}
+    send(
+        f"POST /dashboard/applications/ {data!r}",
+        lambda: site["clients"]["staff"].post("/dashboard/applications/", data),
+    )
+
+
+@fuzz_settings(max_examples=30)
+@given(
+    username=maybe_valid("newbie"),
+    password=maybe_valid("violet-harbour-lantern-42", "12345678"),
+    confirmation=maybe_valid("violet-harbour-lantern-42"),
+    tamper=st.booleans(),
+)
+def test_the_invitation_form_never_answers_a_server_error(site, username, password, confirmation, tamper):
+    from partners.invitations import invitation_create
+
+    issued = invitation_create(
+        partner=site["world_a"].partner,
+        email=f"{uuid.uuid4().hex}@example.com",
+        role="member",
+        invited_by=SuperUserFactory(),
+    )
+    path = issued.path if not tamper else issued.path.replace(":", "%3A", 1)
+    data = {"username": username, "password": password, "password_confirmation": confirmation}
+    send(f"POST {path} {data!r}", lambda: Client().post(path, data))
