@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 
 from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
 from kpis.services import kpi_recompute_request
+from program.admin import ReadOnlyAdminMixin
 
 
 @admin.register(ProgramSettings)
@@ -36,15 +37,8 @@ class TargetAdmin(admin.ModelAdmin):
     readonly_fields = ("grain", "period_start")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(KpiRun)
