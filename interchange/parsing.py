@@ -5,6 +5,7 @@ from datetime import date, datetime, time, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
+from kpis.periods import parse_period as kpi_period
 from program.validation import (
     AMOUNT_NOT_POSITIVE,
     MONEY_DECIMAL_PLACES,
@@ -103,6 +104,10 @@ def parse_period(text: str) -> tuple[str, date]:
     grain, start = _period(text)
     if errors := year_errors(start.year):
         raise CellError(errors[0])
+    try:
+        kpi_period(text)  # the engine's own reading: a period must end within the accepted months
+    except ValueError as exc:
+        raise CellError(str(exc)) from exc
     return grain, start
 
 

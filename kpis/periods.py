@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from kpis.metrics import Grain
-from program.validation import year_errors
+from program.validation import latest_month_index, year_errors
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$", re.ASCII)
@@ -94,6 +94,10 @@ def parse_period(label: str) -> Period:
         raise ValueError(f"period must look like 2026-03, 2026-Q1 or 2026, not {label!r}")
     if errors := year_errors(int(m.group(1))):
         raise ValueError(f"period {label!r}: {errors[0]}")
+    if period.last_month_index > latest_month_index():
+        raise ValueError(
+            f"period {label!r} ends after {month_start(latest_month_index()):%Y-%m}, the last accepted month"
+        )
     return period
 
 

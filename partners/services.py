@@ -18,6 +18,7 @@ from deals.rules import merge_errors, partner_errors, partner_transition_errors
 from kpis.models import ProgramSettings
 from partners.models import JoinSource, Partner, PartnerUser
 from partners.roles import StaffRole
+from program.validation import date_errors
 
 KEY_TAKEN = "{model} with key {key!r} already exists"
 
@@ -103,6 +104,8 @@ def partner_approve(*, partner: Partner, joined_at: date | None = None) -> Partn
             errors = partner_errors(
                 status=Partner.Status.ACTIVE, applied_at=partner.applied_at, joined_at=joined_at
             )
+            if messages := date_errors(joined_at):
+                errors.setdefault("joined_at", []).extend(messages)
         if errors:
             raise ValidationError(errors)
         partner.status = Partner.Status.ACTIVE

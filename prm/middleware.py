@@ -5,6 +5,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NUL_REFUSED = "The request contains a NUL character (%00), which no field accepts."
 
 
@@ -13,10 +14,10 @@ def _has_nul(request: HttpRequest) -> bool:
         return True
     if any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()):
         return True
-    content_type = request.META.get("CONTENT_TYPE", "")
-    if request.method == "POST" and content_type.startswith("application/x-www-form-urlencoded"):
-        # Form fields only (uploads stream elsewhere); a typed "%00" arrives encoded as %2500.
-        return b"%00" in request.body or b"\x00" in request.body
+    if request.method == "POST" and request.content_type in FORM_TYPES:
+        # request.content_type is lowercased, as Django's form parsing reads it; uploaded file names
+        # are cleaned by Django, the fields are checked here.
+        return any("\x00" in key or any("\x00" in v for v in values) for key, values in request.POST.lists())
     return False
 
 

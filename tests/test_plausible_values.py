@@ -289,3 +289,30 @@ def test_a_run_as_of_an_implausible_date_is_refused_with_a_message():
     with pytest.raises(CommandError) as exc_info:
         call_command("recompute_kpis", "--as-of", "0001-01-01")
     assert str(exc_info.value).startswith("as_of: 0001-01-01 is outside the accepted range 2000-01-01 to ")
+
+
+def test_a_nul_in_any_form_body_is_refused_whatever_the_content_type_spelling(client):
+    client.force_login(StaffUserFactory())
+    mixed = client.post(
+        "/dashboard/registrations/", "registration=a%00b", content_type="Application/X-WWW-Form-Urlencoded"
+    )
+    assert mixed.status_code == 400 and b"NUL character" in mixed.content
+    multipart = client.post("/dashboard/registrations/", {"registration": "a\x00b"})  # multipart by default
+    assert multipart.status_code == 400 and b"NUL character" in multipart.content
+
+
+def test_approving_a_partner_refuses_an_implausible_joined_at():
+    from partners.services import partner_approve
+
+    applicant = t.partner("applicant", t.join_source("web"), joined=None)
+    with pytest.raises(ValidationError) as exc_info:
+        partner_approve(partner=applicant, joined_at=date(2999, 1, 1))
+    assert exc_info.value.message_dict["joined_at"][0].startswith("2999-01-01 is outside the accepted range")
+
+
+def test_a_period_starting_after_the_last_accepted_month_is_refused(settings):
+    last = v.latest_date()
+    beyond = f"{last.year}-{last.month + 1:02d}" if last.month < 12 else f"{last.year + 1}-01"
+    with pytest.raises(ValueError):
+        parse_period(beyond)
+    assert parse_period(f"{last.year}-{last.month:02d}").label == f"{last.year}-{last.month:02d}"
