@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -22,7 +23,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from notifications.services import absolute_url, notify
-from partners.access import can_manage_partner_users
+from partners.access import can_manage_partner_users, can_write_all
 from partners.models import Invitation, Partner, PartnerUser
 from partners.services import partner_user_create
 
@@ -155,6 +156,12 @@ def _refuse_unless_open(invitation: Invitation) -> None:
         raise InvitationRefused(state)
     if not invitation.partner.has_joined or invitation.partner.status == Partner.Status.CHURNED:
         raise InvitationRefused("closed")
+    inviter = invitation.invited_by
+    if inviter is not None and not (
+        inviter.is_active and can_manage_partner_users(inviter, invitation.partner)
+    ):
+        # Whoever invited has lost the right to (a deactivated admin): the link no longer works.
+        raise InvitationRefused("withdrawn")
 
 
 def invitation_accept(*, invitation: Invitation, username: str, password: str) -> PartnerUser:
@@ -195,20 +202,68 @@ def invitation_revoke(*, invitation: Invitation, revoked_by: AbstractUser) -> In
 def partner_user_set_active(
     *, membership: PartnerUser, active: bool, changed_by: AbstractUser
 ) -> PartnerUser:
-    """Deactivate (the login stops working at once, sessions included) or re-activate a partner's user."""
+    """Deactivate (the login stops working at once, sessions included) or re-activate a partner's user.
+
+    Deactivating withdraws the invitations that user issued and still pending. A partner admin
+    cannot undo a deactivation made by the program's staff, nor leave its partner without an active
+    admin; two admins deactivating each other at once cannot both succeed (both logins are locked
+    and the actor must still be active).
+    """
     _refuse_unless_allowed(changed_by, membership.partner)
     if membership.user_id == changed_by.pk:
         raise ValidationError({"user": ["You cannot deactivate or re-activate your own login."]})
+    staff = can_write_all(changed_by)
     with transaction.atomic():
+        users = {
+            u.pk: u
+            for u in get_user_model()
+            .objects.select_for_update()
+            .filter(pk__in=[membership.user_id, changed_by.pk])
+            .order_by("pk")
+        }
         membership = (
             PartnerUser.objects.select_for_update().select_related("user", "partner").get(pk=membership.pk)
         )
         user = membership.user
+        if not users[changed_by.pk].is_active:
+            raise PermissionDenied("Your own login has been deactivated.")
         if user.is_active == active:
             return membership
+        if not staff:
+            _refuse_partner_admin_change(membership, active=active)
         user.is_active = active
         user.save(update_fields=["is_active"])
         membership.access_changed_at = timezone.now()
         membership.access_changed_by = changed_by
         membership.save(update_fields=["access_changed_at", "access_changed_by"])
+        if not active:
+            _withdraw_invitations_by(user, partner=membership.partner, revoked_by=changed_by)
     return membership
+
+
+def _refuse_partner_admin_change(membership: PartnerUser, *, active: bool) -> None:
+    last_by = membership.access_changed_by
+    if active and last_by is not None and can_write_all(last_by):
+        raise ValidationError(
+            {"user": ["The program team deactivated this login; ask your partner manager to re-activate it."]}
+        )
+    if not active and membership.is_admin:
+        others = PartnerUser.objects.filter(
+            partner_id=membership.partner_id, role=PartnerUser.Role.ADMIN, user__is_active=True
+        ).exclude(pk=membership.pk)
+        if not others.exists():
+            raise ValidationError({"user": ["A partner keeps at least one active admin."]})
+
+
+def _withdraw_invitations_by(user: AbstractUser, *, partner: Partner, revoked_by: AbstractUser) -> None:
+    now = timezone.now()
+    pending = Invitation.objects.select_for_update().filter(
+        partner=partner,
+        invited_by=user,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__gt=now,
+    )
+    for invitation in pending.filter(expires_at__gt=now):  # one save each: the trail records each
+        invitation.revoked_at, invitation.revoked_by = now, revoked_by
+        invitation.save(update_fields=["revoked_at", "revoked_by"])

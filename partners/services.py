@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from deals.rules import merge_errors, partner_errors, partner_transition_errors
@@ -177,10 +177,14 @@ def partner_user_create(
         errors["role"] = [f"must be one of {', '.join(PartnerUser.Role.values)}"]
     if errors:
         raise ValidationError(errors)
-    with transaction.atomic():
-        user.set_password(password)
-        user.save()
-        membership = PartnerUser.objects.create(user=user, partner=partner, role=role)
+    try:
+        with transaction.atomic():
+            user.set_password(password)
+            user.save()
+            membership = PartnerUser.objects.create(user=user, partner=partner, role=role)
+    except IntegrityError as exc:
+        # Two sign-ups with one username at once: the check above passed for both.
+        raise ValidationError({"username": ["A user with that username already exists."]}) from exc
     return membership
 
 
