@@ -1,22 +1,71 @@
 """The signed-in user's own pages: login, notification preferences and the in-app inbox.
 
-Password reset and change are Django's views (prm/urls.py) with our templates and reset form.
+Password reset and change are Django's views (prm/urls.py) with our templates and reset form; the
+reset request is rate limited here.
 """
+
+import logging
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
+from django_ratelimit.core import get_usage
 
-from account.forms import LoginForm, NotificationPreferencesForm
+from account.forms import LoginForm, NotificationPreferencesForm, NotifyingPasswordResetForm
 from notifications.selectors import email_preferences, has_inbox, inbox, kinds_for
 from notifications.services import notification_preferences_set, notifications_mark_all_read
+from ops.client_ip import client_ip_address
+
+logger = logging.getLogger(__name__)
 
 INBOX_PAGE_SIZE = 25
+RESET_EMAIL_RATE_GROUP = "account.password_reset.email"
+RESET_CLIENT_RATE_GROUP = "account.password_reset.client"
+
+
+def password_reset_limited(request: HttpRequest, email: str) -> bool:
+    """Count this reset request against the entered address's and the client's allowances (both,
+    every time); True when either is used up."""
+    entered = email.strip().lower()
+    by_email = get_usage(
+        request,
+        group=RESET_EMAIL_RATE_GROUP,
+        key=lambda group, request: entered,
+        rate=settings.PASSWORD_RESET_RATE_LIMIT,
+        method="POST",
+        increment=True,
+    )
+    by_client = get_usage(
+        request,
+        group=RESET_CLIENT_RATE_GROUP,
+        key=lambda group, request: client_ip_address(request) or "unknown",
+        rate=settings.PASSWORD_RESET_CLIENT_RATE_LIMIT,
+        method="POST",
+        increment=True,
+    )
+    return any(usage is not None and usage["should_limit"] for usage in (by_email, by_client))
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset request, sending our notification. Over the limit it answers exactly as usual
+    (the done page) but sends nothing, so the limit tells nobody whether an address has an account."""
+
+    form_class = NotifyingPasswordResetForm
+
+    def form_valid(self, form: NotifyingPasswordResetForm) -> HttpResponse:
+        if password_reset_limited(self.request, form.cleaned_data["email"]):
+            logger.warning(
+                "Password reset not sent: rate limit reached for %r from %s",
+                form.cleaned_data["email"],
+                client_ip_address(self.request) or "unknown",
+            )
+            return HttpResponseRedirect(self.get_success_url())
+        return super().form_valid(form)
 
 
 class PasswordResetDoneView(auth_views.PasswordResetDoneView):

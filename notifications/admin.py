@@ -1,7 +1,10 @@
-"""Outbound email, in-app notifications and preferences in the admin: read them; retry failed email."""
+"""Outbound email, in-app notifications and preferences in the admin: read them; retry failed email.
+
+The body of a secret kind (notifications/kinds.py) is never shown."""
 
 from django.contrib import admin, messages
 
+from notifications.kinds import KINDS
 from notifications.models import Notification, NotificationPreference, OutboundEmail
 from notifications.services import emails_retry_failed
 
@@ -22,6 +25,14 @@ class OutboundEmailAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     actions = ["retry_failed"]
     readonly_fields = [f.name for f in OutboundEmail._meta.fields]
+
+    def get_fields(self, request, obj=None) -> list[str]:
+        fields = list(super().get_fields(request, obj))
+        kind = KINDS.get(obj.kind) if obj is not None else None
+        if kind is not None and kind.secret:
+            # The body holds a working reset or invitation link until it is sent.
+            fields = [name for name in fields if name not in ("text", "html")]
+        return fields
 
     @admin.action(description="Send the selected failed emails again")
     def retry_failed(self, request, queryset) -> None:

@@ -26,6 +26,9 @@ class Kind:
     audience: Audience
     # A user may turn the email off; the in-app notification is always kept.
     optional: bool = True
+    # The body carries a live credential (a reset or invitation link): the outbox row's text and
+    # html are blanked once it is sent or given up on, and the admin never shows them.
+    secret: bool = False
 
 
 _KINDS = (
@@ -78,6 +81,7 @@ _KINDS = (
         "The applicant's contact address.",
         Audience.APPLICANT,
         optional=False,
+        secret=True,
     ),
     Kind(
         "invitation",
@@ -86,6 +90,7 @@ _KINDS = (
         "The invited address.",
         Audience.APPLICANT,
         optional=False,
+        secret=True,
     ),
     Kind(
         "password_reset",
@@ -94,6 +99,7 @@ _KINDS = (
         "The address of the account.",
         Audience.ANY_USER,
         optional=False,
+        secret=True,
     ),
 )
 

@@ -269,7 +269,13 @@ def email_deliver(*, email_id: int) -> str:
             email.status = OutboundEmail.Status.SENT
             email.sent_at = timezone.now()
             email.last_error = ""
-        email.save(update_fields=["attempts", "status", "sent_at", "last_error", "next_attempt_at"])
+        declared = KINDS.get(email.kind)
+        if email.status != OutboundEmail.Status.PENDING and declared is not None and declared.secret:
+            # Its link must not outlive the delivery in the database; subject, recipient and status stay.
+            email.text = email.html = ""
+        email.save(
+            update_fields=["attempts", "status", "sent_at", "last_error", "next_attempt_at", "text", "html"]
+        )
     if retry_in is not None:
         raise DeliveryDeferred(email.pk, retry_in, email.last_error)
     return email.status
@@ -295,11 +301,15 @@ def emails_requeue_overdue(*, now: datetime | None = None) -> int:
 
 
 def emails_retry_failed(*, email_ids: Iterable[int]) -> int:
-    """Give failed emails a fresh set of attempts (an operator fixed the cause); queued after commit."""
+    """Give failed emails a fresh set of attempts (an operator fixed the cause); queued after commit.
+
+    A failed email of a secret kind has no body left to send: it is not retried (its reader asks again).
+    """
     with transaction.atomic():
         failed = list(
             OutboundEmail.objects.select_for_update()
             .filter(pk__in=list(email_ids), status=OutboundEmail.Status.FAILED)
+            .exclude(text="", html="")
             .values_list("pk", flat=True)
         )
         OutboundEmail.objects.filter(pk__in=failed).update(

@@ -125,6 +125,10 @@ LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
 # How long a password reset link stays valid.
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
+# Password reset requests that send a mail, per entered address (any case) and per client address
+# (ops/client_ip.py): "3/h", "20/d". Beyond either, the page answers as usual and sends nothing.
+PASSWORD_RESET_RATE_LIMIT = env_str("PASSWORD_RESET_RATE_LIMIT", "3/h")
+PASSWORD_RESET_CLIENT_RATE_LIMIT = env_str("PASSWORD_RESET_CLIENT_RATE_LIMIT", "10/h")
 
 # --- Plausible values (program/validation.py, docs/domain.md) -------------------------------------
 # Dates and datetimes the domain accepts run from 1 January of this year to this many years ahead.

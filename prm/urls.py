@@ -2,8 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from account.forms import NotifyingPasswordResetForm
-from account.views import LoginView, PasswordResetDoneView
+from account.views import LoginView, PasswordResetDoneView, PasswordResetView
 from dashboards.views import home
 from portal import onboarding
 
@@ -17,12 +16,9 @@ urlpatterns = [
     path("invitations/<str:token>/", onboarding.accept_invitation, name="invitation_accept"),
     path("partners/<int:partner_id>/logo/", onboarding.partner_logo, name="partner_logo"),
     # Password reset and change: Django's views, our templates (templates/registration/); the reset
-    # mail is a notification, queued after commit. A change ends the user's other sessions.
-    path(
-        "password_reset/",
-        auth_views.PasswordResetView.as_view(form_class=NotifyingPasswordResetForm),
-        name="password_reset",
-    ),
+    # mail is a notification, queued after commit, and rate limited. A change ends the user's other
+    # sessions.
+    path("password_reset/", PasswordResetView.as_view(), name="password_reset"),
     path("password_reset/done/", PasswordResetDoneView.as_view(), name="password_reset_done"),
     path(
         "reset/<uidb64>/<token>/",

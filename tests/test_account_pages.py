@@ -1,6 +1,7 @@
 """Login with "remember me", password reset by email (through a real SMTP server), password change,
 notification settings and the inbox."""
 
+import logging
 import re
 from datetime import timedelta
 
@@ -107,6 +108,57 @@ def test_a_reset_for_an_unknown_address_sends_nothing_and_says_the_same(
         response = client.post("/password_reset/", {"email": "nobody@example.com"})
     assert response["Location"] == "/password_reset/done/"
     assert not OutboundEmail.objects.exists() and smtp_server.received == []
+
+
+def test_reset_requests_are_limited_per_entered_address_and_per_client_without_saying_so(
+    client_factory, ana, settings, caplog
+):
+    assert settings.PASSWORD_RESET_RATE_LIMIT == "3/h"
+    settings.PASSWORD_RESET_CLIENT_RATE_LIMIT = "5/h"
+    PartnerUserFactory(user__username="bob", user__email="bob@example.com")
+    here, elsewhere = client_factory(REMOTE_ADDR="203.0.113.7"), client_factory(REMOTE_ADDR="198.51.100.9")
+
+    def reset_mails(to: str) -> int:
+        return OutboundEmail.objects.filter(kind="password_reset", to=to).count()
+
+    with caplog.at_level(logging.WARNING, logger="account.views"):
+        answers = [
+            here.post("/password_reset/", {"email": email})
+            for email in ["ana@example.com", "ANA@example.com", "ana@example.com", "Ana@Example.COM"]
+        ]
+        # Over the limit the answer is the usual one: nothing tells whether the address has an account.
+        assert [(r.status_code, r["Location"]) for r in answers] == [(302, "/password_reset/done/")] * 4
+        assert reset_mails("ana@example.com") == 3
+
+        # Bob's address is fresh, but this client has used 4 of its 5 requests: the 5th sends, the 6th not.
+        assert (
+            here.post("/password_reset/", {"email": "bob@example.com"})["Location"] == "/password_reset/done/"
+        )
+        assert reset_mails("bob@example.com") == 1
+        assert (
+            here.post("/password_reset/", {"email": "bob@example.com"})["Location"] == "/password_reset/done/"
+        )
+        assert reset_mails("bob@example.com") == 1
+
+        # Another client: Bob's address has used 2 of its 3, Ana's is still used up.
+        elsewhere.post("/password_reset/", {"email": "bob@example.com"})
+        elsewhere.post("/password_reset/", {"email": "ana@example.com"})
+        assert (reset_mails("bob@example.com"), reset_mails("ana@example.com")) == (2, 3)
+
+    assert [r.getMessage() for r in caplog.records if r.name == "account.views"] == [
+        "Password reset not sent: rate limit reached for 'Ana@Example.COM' from 203.0.113.7",
+        "Password reset not sent: rate limit reached for 'bob@example.com' from 203.0.113.7",
+        "Password reset not sent: rate limit reached for 'ana@example.com' from 198.51.100.9",
+    ]
+
+
+def test_an_invalid_reset_form_does_not_count_against_the_limit(client, ana, settings):
+    settings.PASSWORD_RESET_RATE_LIMIT = "1/h"
+    assert client.post("/password_reset/", {"email": "not an address"}).status_code == 200
+    assert (
+        client.post("/password_reset/", {"email": "ana@example.com"})["Location"] == "/password_reset/done/"
+    )
+    assert OutboundEmail.objects.filter(kind="password_reset").count() == 1
 
 
 def test_a_password_change_keeps_this_session_and_ends_the_others(client_factory, ana):

@@ -13,11 +13,13 @@ from django.db import connection
 from django.utils import timezone
 
 from deals.services import registration_approve, registration_submit
+from notifications.kinds import KINDS
 from notifications.models import OutboundEmail
 from notifications.services import (
     DeliveryDeferred,
     email_deliver,
     emails_requeue_overdue,
+    emails_retry_failed,
     notify,
     retry_delay_seconds,
 )
@@ -86,6 +88,99 @@ def test_a_permanent_refusal_fails_at_once(smtp_server):
     email.refresh_from_db()
     assert (email.status, email.attempts) == ("failed", 1)
     assert "550" in email.last_error
+
+
+RESET_URL = "http://127.0.0.1:8000/reset/MQ/c0ffee-1234/"
+
+
+def _queue_secret_reset_mail(to: str = "ana@example.com") -> OutboundEmail:
+    notify(
+        kind="password_reset",
+        emails=[to],
+        context={"user": UserFactory(username="ana"), "reset_url": RESET_URL, "valid_hours": 72},
+    )
+    return OutboundEmail.objects.get(to=to)
+
+
+@pytest.mark.django_db
+def test_a_sent_reset_mail_keeps_no_link_in_the_outbox_but_a_plain_kind_keeps_its_body(smtp_server):
+    reset = _queue_secret_reset_mail()
+    assert RESET_URL in reset.text and RESET_URL in reset.html  # needed until it is sent
+    assert email_deliver(email_id=reset.pk) == "sent"
+    (mail,) = smtp_server.wait_for(1)
+    assert RESET_URL in mail.text and RESET_URL in mail.html
+    reset.refresh_from_db()
+    assert (reset.status, reset.text, reset.html) == ("sent", "", "")
+    assert (reset.to, reset.kind, reset.subject, reset.attempts) == (
+        "ana@example.com",
+        "password_reset",
+        "Reset your password",
+        1,
+    )
+
+    partner = PartnerFactory(name="Northwind")
+    PartnerUserFactory(partner=partner, user__username="bea", user__email="bea@example.com")
+    registration = registration_submit(
+        partner=partner, account_name="Acme", domain="acme.com", amount=Decimal("5000.00")
+    )
+    registration_approve(registration=registration, decided_by=None)
+    approved = OutboundEmail.objects.get(kind="registration_approved")
+    body = (approved.text, approved.html)
+    assert email_deliver(email_id=approved.pk) == "sent"
+    approved.refresh_from_db()
+    assert f"/portal/registrations/{registration.pk}/" in approved.text
+    assert (approved.status, approved.text, approved.html) == ("sent", *body)
+
+
+@pytest.mark.django_db
+def test_a_reset_mail_given_up_on_is_blanked_and_not_retried(smtp_server):
+    smtp_server.handler.unknown_recipients.add("gone@example.com")
+    reset = _queue_secret_reset_mail("gone@example.com")
+    assert email_deliver(email_id=reset.pk) == "failed"
+    reset.refresh_from_db()
+    assert (reset.status, reset.text, reset.html) == ("failed", "", "")
+    assert "550" in reset.last_error
+    # There is nothing left to send: the reader asks for a new link instead.
+    assert emails_retry_failed(email_ids=[reset.pk]) == 0
+    assert OutboundEmail.objects.get(pk=reset.pk).status == "failed"
+
+
+@pytest.mark.django_db
+def test_a_temporary_failure_keeps_the_secret_body_for_the_retry(smtp_server):
+    reset = _queue_secret_reset_mail()
+    smtp_server.refuse_next(1)
+    with pytest.raises(DeliveryDeferred):
+        email_deliver(email_id=reset.pk)
+    reset.refresh_from_db()
+    assert reset.status == "pending" and RESET_URL in reset.text
+
+
+def test_the_kinds_whose_mail_carries_a_live_link_are_secret():
+    assert sorted(kind.name for kind in KINDS.values() if kind.secret) == [
+        "application_decided",
+        "invitation",
+        "password_reset",
+    ]
+
+
+@pytest.mark.django_db
+def test_the_admin_never_shows_the_body_of_a_secret_kind(admin_client):
+    reset = _queue_secret_reset_mail()
+    page = admin_client.get(f"/admin/notifications/outboundemail/{reset.pk}/change/")
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert "Reset your password" in content and "ana@example.com" in content
+    assert "c0ffee-1234" not in content
+
+    plain = OutboundEmail.objects.create(
+        to="bea@example.com",
+        kind="application_received",
+        subject="Applied",
+        text="Pitch: we sell a lot",
+        next_attempt_at=timezone.now(),
+    )
+    page = admin_client.get(f"/admin/notifications/outboundemail/{plain.pk}/change/")
+    assert "Pitch: we sell a lot" in page.content.decode()
 
 
 @pytest.mark.django_db
