@@ -156,6 +156,11 @@ def _unclaimed(now: datetime) -> Q:
     )
 
 
+def _queued_too_long(now: datetime) -> Q:
+    cutoff = now - timedelta(seconds=settings.KPI_RUN_QUEUED_RESEND_SECONDS)
+    return Q(status="queued", created_at__lt=cutoff)
+
+
 class KpiRunQuerySet(models.QuerySet):
     """Runs that lost their worker, by the lease settings as they are when the query is built."""
 
@@ -169,9 +174,10 @@ class KpiRunQuerySet(models.QuerySet):
         return self.filter(_unclaimed(now or timezone.now()))
 
     def stuck(self, now: datetime | None = None) -> "KpiRunQuerySet":
-        """Abandoned or unclaimed."""
+        """Abandoned, or queued longer than KPI_RUN_QUEUED_RESEND_SECONDS since it was created (the
+        reaper's resends space out by the last send; they do not make a run no worker takes fresh)."""
         now = now or timezone.now()
-        return self.filter(_abandoned(now) | _unclaimed(now))
+        return self.filter(_abandoned(now) | _queued_too_long(now))
 
 
 class KpiRun(models.Model):
@@ -260,7 +266,8 @@ class KpiRun(models.Model):
         if self.status == self.Status.RUNNING:
             lease = settings.KPI_RUN_LEASE_SECONDS
         elif self.status == self.Status.QUEUED:
-            lease = settings.KPI_RUN_QUEUED_RESEND_SECONDS
+            # Since creation, not the last send: a resent message no worker takes is no sign of life.
+            return self.created_at < now - timedelta(seconds=settings.KPI_RUN_QUEUED_RESEND_SECONDS)
         else:
             return False
         return self.last_sign_of_life < now - timedelta(seconds=lease)

@@ -55,8 +55,9 @@ def lease(settings):
         ("running", "started_at", 125, True),  # never beat: its start counts
         ("queued", "created_at", 295, False),
         ("queued", "created_at", 305, True),
-        ("queued", "dispatched_at", 295, False),
-        ("queued", "dispatched_at", 305, True),
+        # Resent a moment ago but created long ago: no worker took it, so it is stuck all the same
+        # (the reaper's resends must not keep it fresh).
+        ("queued", "dispatched_at", 5, True),
         ("succeeded", "created_at", 10_000, False),
         ("failed", "created_at", 10_000, False),
     ],
@@ -65,6 +66,9 @@ def test_a_run_is_stuck_when_its_heartbeat_or_its_message_is_older_than_its_leas
     lease, status, field, ago, stuck
 ):
     run = make_run(status, ago=ago, field=field)
+    if field == "dispatched_at":  # created three hours ago, resent `ago` seconds ago
+        KpiRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(hours=3))
+        run.refresh_from_db()
     if field == "started_at":
         KpiRun.objects.filter(pk=run.pk).update(heartbeat_at=None)
         run.refresh_from_db()
