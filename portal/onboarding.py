@@ -16,7 +16,12 @@ from django_ratelimit.core import get_usage
 
 from ops.client_ip import client_ip_address
 from partners import access
-from partners.applications import application_submit, referring_partner, tracked_join_source
+from partners.applications import (
+    ALREADY_PENDING,
+    application_submit,
+    referring_partner,
+    tracked_join_source,
+)
 from partners.invitations import InvitationRefused, invitation_accept, invitation_from_token
 from partners.models import Partner, PartnerProfile
 from partners.profile import logo_content_type
@@ -92,16 +97,33 @@ def apply(request: HttpRequest) -> HttpResponse:
                     client_address=client_ip_address(request),
                 )
             except ValidationError as error:
-                add_service_errors(form, error)
+                errors = _without_pending_notice(error)
+                if errors:
+                    add_service_errors(form, ValidationError(errors))
+                else:
+                    # Answered as a success: telling the public that an address has an application
+                    # waiting would let anyone find out who applied. Nothing new is recorded.
+                    logger.info("Application from an address already waiting for review; not recorded")
+                    return _thanks(request, data)
             else:
-                messages.success(
-                    request,
-                    f"Thank you: we received the application of {data['company']} and sent a confirmation "
-                    f"to {data['contact_email']}. A partner manager will get back to you by email.",
-                )
-                return redirect("apply_done")
+                return _thanks(request, data)
     status = 400 if request.method == "POST" and form.errors else 200
     return render(request, "portal/apply.html", {"form": form, "from_link": from_link}, status=status)
+
+
+def _without_pending_notice(error: ValidationError) -> dict[str, list[str]]:
+    errors = {field: list(messages) for field, messages in error.message_dict.items()}
+    errors["contact_email"] = [m for m in errors.get("contact_email", []) if m != ALREADY_PENDING]
+    return {field: messages for field, messages in errors.items() if messages}
+
+
+def _thanks(request: HttpRequest, data: dict) -> HttpResponse:
+    messages.success(
+        request,
+        f"Thank you: we received the application of {data['company']} and sent a confirmation "
+        f"to {data['contact_email']}. A partner manager will get back to you by email.",
+    )
+    return redirect("apply_done")
 
 
 @require_GET

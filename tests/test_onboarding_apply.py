@@ -215,12 +215,16 @@ def test_invalid_input_comes_back_with_messages_never_a_server_error(client):
     assert not Partner.objects.exclude(status="applied").exists()
 
 
-def test_a_second_application_from_an_address_still_waiting_is_refused(client):
-    client.post(APPLY, form())
-    response = client.post(APPLY, form(company="Northwind Again", contact_email="NORA@northwind.example"))
+def test_a_second_application_from_an_address_still_waiting_is_not_recorded_nor_revealed(client):
+    first = client.post(APPLY, form())
+    again = client.post(APPLY, form(company="Northwind Again", contact_email="NORA@northwind.example"))
+    # The same answer as a new application, so nobody learns that the address applied before.
+    assert again.status_code == first.status_code == 302 and again.url == first.url
+    assert Partner.objects.count() == 1 and Application.objects.count() == 1
+    # With another error, that one is shown and the pending application still is not.
+    response = client.post(APPLY, form(contact_email="nora@northwind.example", pitch=""))
     assert response.status_code == 400
-    assert "already waiting for review" in response.context["form"].errors["contact_email"][0]
-    assert Partner.objects.count() == 1
+    assert set(response.context["form"].errors) == {"pitch"}
 
 
 def test_the_kpis_count_the_application_in_the_join_source_of_its_link(client):
