@@ -236,6 +236,10 @@ def _send(email: OutboundEmail) -> None:
     message.send()
 
 
+class RecipientDeactivated(Exception):
+    """A user's mail is not sent once the user can no longer log in (a deactivated partner user)."""
+
+
 def email_deliver(*, email_id: int) -> str:
     """Send one pending email; returns its status afterwards, or "skipped" when there was nothing to do.
 
@@ -256,7 +260,11 @@ def email_deliver(*, email_id: int) -> str:
             return "skipped"
         email.attempts += 1
         try:
+            if email.user_id is not None and not email.user.is_active:
+                raise RecipientDeactivated("the recipient's login was deactivated before the mail went out")
             _send(email)
+        except RecipientDeactivated as exc:
+            email.status, email.last_error = OutboundEmail.Status.FAILED, str(exc)
         except Exception as exc:  # every failure is recorded on the row; none is lost in a log only
             email.last_error = f"{type(exc).__name__}: {exc}"[:2000]
             if _is_permanent(exc) or email.attempts >= settings.EMAIL_MAX_ATTEMPTS:

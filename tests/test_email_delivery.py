@@ -316,3 +316,16 @@ def test_an_operator_sends_failed_emails_again_from_the_admin(
     failed.refresh_from_db()
     assert (failed.status, failed.attempts, failed.last_error) == ("sent", 1, "")
     assert OutboundEmail.objects.get(pk=sent.pk).attempts == 1
+
+
+@pytest.mark.django_db
+def test_a_mail_queued_for_a_user_deactivated_before_sending_is_not_sent(smtp_server):
+    user = UserFactory(username="leaving", email="leaving@example.com")
+    notify(kind="registration_approved", users=[user], context={"registration": None, "partner": None})
+    email = OutboundEmail.objects.get(to="leaving@example.com")
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    assert email_deliver(email_id=email.pk) == "failed"
+    email.refresh_from_db()
+    assert email.last_error == "the recipient's login was deactivated before the mail went out"
+    assert smtp_server.received == []
