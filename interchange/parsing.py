@@ -105,7 +105,7 @@ def parse_period(text: str) -> tuple[str, date]:
     if errors := year_errors(start.year):
         raise CellError(errors[0])
     try:
-        kpi_period(text)  # the engine's own reading: a period must end within the accepted months
+        kpi_period(text)  # the engine's own reading: no period starting after the last accepted month
     except ValueError as exc:
         raise CellError(str(exc)) from exc
     return grain, start

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.template.loader import render_to_string
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -12,13 +12,17 @@ NUL_REFUSED = "The request contains a NUL character (%00), which no field accept
 def _has_nul(request: HttpRequest) -> bool:
     if "\x00" in request.path:
         return True
-    if any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()):
+    if _any_nul(request.GET):
         return True
     if request.method == "POST" and request.content_type in FORM_TYPES:
         # request.content_type is lowercased, as Django's form parsing reads it; uploaded file names
         # are cleaned by Django, the fields are checked here.
-        return any("\x00" in key or any("\x00" in v for v in values) for key, values in request.POST.lists())
+        return _any_nul(request.POST)
     return False
+
+
+def _any_nul(data: QueryDict) -> bool:
+    return any("\x00" in key or any("\x00" in v for v in values) for key, values in data.lists())
 
 
 class RejectNulMiddleware:
