@@ -4,6 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.run-deps-stamp
+# `make test` runs the suite in this many processes (pytest-xdist; `auto`: one per core).
+TEST_PROCESSES ?= auto
 DEV_STAMP := $(VENV)/.dev-deps-stamp
 
 .PHONY: setup run test lint format bench screenshots clean
@@ -30,7 +32,7 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_PROCESSES)
 
 lint: setup
 	$(VENV)/bin/ruff check .
