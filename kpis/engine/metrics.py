@@ -17,6 +17,7 @@ ZERO_WHEN_EMPTY = frozenset(
         "attributed_revenue",
         "applications",
         "partners_joined",
+        "activated_partners",
         "active_partners",
         "first_sales",
         "leads_generated",
@@ -43,6 +44,8 @@ FORMULAS: dict[str, str] = {
     "partners_joined": f"m.joined_n * {SCALE}",
     "approval_rate_partners": rdiv("m.apps_ok", "m.apps_n", SCALE),
     "activation_rate": rdiv("m.activated_n", "m.joined_n", SCALE),
+    # The rate's numerator: the partners of the cohort activated within the window (KPIS.md).
+    "activated_partners": f"m.activated_n * {SCALE}",
     # prov: how many partners of the cohort are still inside their activation window.
     "activation_provisional": (
         f"(CASE WHEN m.joined_n > 0 THEN (CASE WHEN m.prov > 0 THEN {SCALE} ELSE 0 END) END)"
