@@ -86,20 +86,34 @@ def family_rows(ctx: RunContext, family: str, full: str, columns: str = "f.*", w
     return f"SELECT sign, {columns} FROM kx_signed_{family} f WHERE {where}"
 
 
+# The scopes a family of rows is counted for.
+ALL = ("program", "partner", "join_source")
+GROUPS = ("program", "join_source")
+PARTNERS = ("partner", "join_source")
+
+
 def build(ctx: RunContext) -> None:
     """kx_s: the components of every cell (scope, sid, grain, pidx) from the facts; when
-    patching cells, the changes of the additive ones (medians: `_patch_cells`)."""
-    patching = ctx.result.cells
+    patching cells, the changes of the additive ones (medians: `incremental.patching`)."""
     ctx.exec(f"CREATE TEMP TABLE kx_s ({CELL_DDL})")
-    ALL = ("program", "partner", "join_source")
-    GROUPS = ("program", "join_source")
-    PARTNERS = ("partner", "join_source")
+    dense_keys(ctx)
+    revenue(ctx)
+    recruitment(ctx)
+    active_partners(ctx)
+    pipeline(ctx)
+    opportunities_influenced(ctx)
+    costs(ctx)
+    new_customers(ctx)
 
+
+def dense_keys(ctx: RunContext) -> None:
+    """Every period for the program and every join source (kept with the cells)."""
     chunk = ctx.chunk
-    # Dense keys: every period for the program and every join source (kept with the cells).
-    if chunk.program and not patching:
+    if ctx.result.cells:
+        return
+    if chunk.program:
         insert(ctx, [], "SELECT 'program', 0, grain, pidx FROM kx_period")
-    if chunk.partners and not patching:
+    if chunk.partners:
         insert(
             ctx,
             [],
@@ -107,35 +121,31 @@ def build(ctx: RunContext) -> None:
             f"FROM kx_period p CROSS JOIN kx_js j WHERE {chunk.join_source_filter('j.id')}",
         )
 
-    def won(seg: str | None, what: str) -> str:
-        cond = "status = 'won'" + (f" AND seg = '{seg}'" if seg else "")
-        return f"SUM(CASE WHEN {cond} THEN sign * {what} ELSE 0 END)"
 
-    def lost(seg: str) -> str:
-        return f"SUM(CASE WHEN status = 'lost' AND seg = '{seg}' THEN sign ELSE 0 END)"
+def _won(seg: str | None, what: str) -> str:
+    cond = "status = 'won'" + (f" AND seg = '{seg}'" if seg else "")
+    return f"SUM(CASE WHEN {cond} THEN sign * {what} ELSE 0 END)"
 
+
+def _lost(seg: str) -> str:
+    return f"SUM(CASE WHEN status = 'lost' AND seg = '{seg}' THEN sign ELSE 0 END)"
+
+
+def revenue(ctx: RunContext) -> None:
+    """Revenue, win rates and sales cycles: deals closed in the period (the deals, influence and
+    attribution families)."""
     closed = "d.status IN ('won', 'lost')"
-    # Program revenue and win rates by segment, deals closed in the period.
-    if chunk.program:
+    # Program revenue and win rates by segment.
+    if ctx.chunk.program:
         additive(
             ctx,
             ["won_c", "won_n", "src_c", "src_n", "inf_c", "inf_n", "dir_c", "dir_n"]
             + ["lost_src", "lost_inf", "lost_dir"],
             "SELECT 'program' AS scope, 0 AS sid, d.* FROM "
             f"({family_rows(ctx, 'deals', f'SELECT d.* FROM kx_deal d WHERE {closed}')}) d",
-            [
-                won(None, "cents"),
-                won(None, "1"),
-                won("s", "cents"),
-                won("s", "1"),
-                won("i", "cents"),
-                won("i", "1"),
-                won("d", "cents"),
-                won("d", "1"),
-                lost("s"),
-                lost("i"),
-                lost("d"),
-            ],
+            [_won(None, "cents"), _won(None, "1")]
+            + [_won(seg, what) for seg in ("s", "i", "d") for what in ("cents", "1")]
+            + [_lost("s"), _lost("i"), _lost("d")],
             mi="closed_mi",
         )
     # Sourced deals per partner and join source.
@@ -151,7 +161,7 @@ def build(ctx: RunContext) -> None:
         ctx,
         ["src_c", "src_n", "lost_src"],
         scoped(ctx, sourced_rows, PARTNERS),
-        [won(None, "cents"), won(None, "1"), "SUM(CASE WHEN status = 'lost' THEN sign ELSE 0 END)"],
+        [_won(None, "cents"), _won(None, "1"), "SUM(CASE WHEN status = 'lost' THEN sign ELSE 0 END)"],
         mi="closed_mi",
     )
     # Influenced revenue: the full amount of every influenced deal the scope touched, once.
@@ -178,12 +188,17 @@ def build(ctx: RunContext) -> None:
         ctx, "attribution", "SELECT * FROM kx_attr", "deal_id, partner_id, js, closed_mi, cents"
     )
     additive(ctx, ["attr_c"], scoped(ctx, attributed, PARTNERS), ["SUM(sign * cents)"], mi="closed_mi")
-    # Sales cycle medians (won deals, whole local days created -> closed), from the rows.
-    if not patching:
+    # Sales cycle medians (won deals, whole local days created -> closed), from the rows; patched
+    # cells recompute the medians that changed themselves.
+    if not ctx.result.cells:
         for column, rows in median_rows(ctx).items():
             median(ctx, column, rows)
 
-    # Recruitment funnel (applications by applied month, cohorts by join month).
+
+def recruitment(ctx: RunContext) -> None:
+    """The recruitment funnel: applications by applied month; cohorts (joined, activated within
+    the window, provisional) and time to first sale by join month (the partners, cohorts and
+    first_sales families)."""
     applications = family_rows(
         ctx,
         "partners",
@@ -221,8 +236,11 @@ def build(ctx: RunContext) -> None:
         ["SUM(sign * has_sale)", "SUM(sign * v)"],
         mi="joined_mi",
     )
-    # Active partners: a qualifying activity within the 90 days ending on the period's last day.
-    # kx_actm keeps each partner's latest activity per month, so months end_mi-3..end_mi suffice.
+
+
+def active_partners(ctx: RunContext) -> None:
+    """Active partners: a qualifying activity within the 90 days ending on the period's last day.
+    kx_actm keeps each partner's latest activity per month, so months end_mi-3..end_mi suffice."""
     activities = family_rows(ctx, "activities", "SELECT * FROM kx_actm", "partner_id, js, mi, maxd")
     insert(
         ctx,
@@ -234,7 +252,9 @@ def build(ctx: RunContext) -> None:
         GROUP BY scope, sid, grain, pidx""",
     )
 
-    # Pipeline: registrations submitted, approved and rejected in the period.
+
+def pipeline(ctx: RunContext) -> None:
+    """Registrations submitted, approved and rejected in the period (the registrations family)."""
     reg_columns = "partner_id, js, status, submitted_mi, decided_mi"
     reg_rows = family_rows(ctx, "registrations", f"SELECT {reg_columns} FROM kx_reg", reg_columns)
     additive(ctx, ["leads_n"], scoped(ctx, reg_rows, ALL), ["SUM(sign)"], mi="submitted_mi")
@@ -248,12 +268,17 @@ def build(ctx: RunContext) -> None:
         ],
         mi="decided_mi",
     )
-    # Opportunities influenced: distinct deals with a counting touch in the period, per scope.
-    # kx_opp holds each (partner, deal, month) once; a row also counts for its quarter (year) when
-    # it is the deal's first month touched in that quarter (year), so one sorted pass gives all
-    # three grains and the quarters and years roll up from months like a sum. An incremental
-    # run keeps the months of whole periods: a deal's earlier month in the same period stays.
-    # Patching, each sign's rows are a deal's touches of their own (now, before), apart.
+
+
+def opportunities_influenced(ctx: RunContext) -> None:
+    """Distinct deals with a counting touch in the period, per scope (the opportunities family).
+
+    kx_opp holds each (partner, deal, month) once; a row also counts for its quarter (year) when
+    it is the deal's first month touched in that quarter (year), so one sorted pass gives all
+    three grains and the quarters and years roll up from months like a sum. An incremental run
+    keeps the months of whole periods: a deal's earlier month in the same period stays. Patching,
+    each sign's rows are a deal's touches of their own (now, before), apart."""
+    chunk, patching = ctx.chunk, ctx.result.cells
     opp_columns = "partner_id, js, deal_id, touched_mi"
     touches = family_rows(ctx, "opportunities", f"SELECT {opp_columns} FROM kx_touch", opp_columns)
     by_sign = "sign, " if patching else ""
@@ -300,25 +325,30 @@ def build(ctx: RunContext) -> None:
         GROUP BY m.scope, m.sid, g.grain, g.pidx""",
     )
 
-    # Cost: program all; partner its tagged costs; join source tagged with it or its partners, once.
-    costs = family_rows(
-        ctx, "costs", "SELECT * FROM kx_cost", "id, cents, mi, partner_id, tag_js, partner_js"
-    )
+
+def costs(ctx: RunContext) -> None:
+    """Cost: program all; partner its tagged costs; join source tagged with it or its partners,
+    each cost once (the costs family)."""
+    chunk = ctx.chunk
+    rows = family_rows(ctx, "costs", "SELECT * FROM kx_cost", "id, cents, mi, partner_id, tag_js, partner_js")
     cost_rows = []
     if chunk.program:
-        cost_rows.append(f"SELECT 'program' AS scope, 0 AS sid, sign, cents, mi FROM ({costs}) c")
+        cost_rows.append(f"SELECT 'program' AS scope, 0 AS sid, sign, cents, mi FROM ({rows}) c")
     if chunk.partners:
         cost_rows += [
-            f"SELECT 'partner' AS scope, partner_id AS sid, sign, cents, mi FROM ({costs}) c "
+            f"SELECT 'partner' AS scope, partner_id AS sid, sign, cents, mi FROM ({rows}) c "
             f"WHERE partner_id IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
             f"""SELECT 'join_source' AS scope, sid, sign, cents, mi FROM (
-                SELECT sign, id, tag_js AS sid, cents, mi FROM ({costs}) c WHERE tag_js IS NOT NULL
-                UNION SELECT sign, id, partner_js, cents, mi FROM ({costs}) c
+                SELECT sign, id, tag_js AS sid, cents, mi FROM ({rows}) c WHERE tag_js IS NOT NULL
+                UNION SELECT sign, id, partner_js, cents, mi FROM ({rows}) c
                 WHERE partner_js IS NOT NULL) j
             WHERE {chunk.join_source_filter("sid")}""",
         ]
     additive(ctx, ["cost_c"], " UNION ALL ".join(cost_rows), ["SUM(sign * cents)"])
-    # New customers (kx_newcust) in the period of their first won deal.
+
+
+def new_customers(ctx: RunContext) -> None:
+    """New customers (kx_newcust) in the period of their first won deal."""
     new_customers = family_rows(
         ctx, "new_customers", "SELECT * FROM kx_newcust", "deal_id, partner_id, js, closed_mi"
     )

@@ -116,11 +116,9 @@ def delta_facts(ctx: RunContext, base: tuple[date, tuple, int]) -> None:
     every contribution family for those keys are kept first (kx_before_*), so the comparison
     with the previous run reads only them.
     """
-    s = ctx.sql
     previous_as_of, mark, ctx.result.changed_rows = base
-    touch, reg = Touch._meta.db_table, DealRegistration._meta.db_table
     adopt_state(ctx)
-    if s.pg:
+    if ctx.sql.pg:
         # The affected keys are a sliver of the facts, which are in memory: index probes beat
         # scanning them all, which PostgreSQL's default page costs (for disks) would choose.
         ctx.exec("SET LOCAL random_page_cost = 1.1")
@@ -129,6 +127,17 @@ def delta_facts(ctx: RunContext, base: tuple[date, tuple, int]) -> None:
         f"FROM ({state.changes_since(ctx, mark)}) c"
     )
 
+    as_of_moved = affected_keys(ctx, previous_as_of)
+    keep_previous_rows(ctx, previous_as_of)
+    patch_facts(ctx, previous_as_of, as_of_moved=as_of_moved)
+
+
+def affected_keys(ctx: RunContext, previous_as_of: date) -> bool:
+    """kx_aff_* (deals, accounts, registrations, costs, partners) and kx_own_partner from the
+    changed rows (kx_chg), with the affected deals' rows and touches before and after patching;
+    returns whether the as-of date moved since the previous run."""
+    s = ctx.sql
+    touch, reg = Touch._meta.db_table, DealRegistration._meta.db_table
     keys = ctx.keys
 
     def changed(source: str) -> str:
@@ -215,7 +224,12 @@ def delta_facts(ctx: RunContext, base: tuple[date, tuple, int]) -> None:
     keys("kx_aff_partner", *partner_sets)
     # Read now: once kx_reg is patched it no longer holds a moved or deleted registration's partner.
     keys("kx_own_partner", *own_sets)
+    return as_of_moved
 
+
+def keep_previous_rows(ctx: RunContext, previous_as_of: date) -> None:
+    """The affected rows' month bounds, and every contribution family's rows of the affected keys
+    as the previous run read them (kx_before_*), before the facts are patched."""
     ctx.affected_bounds["before"] = periods.fact_bounds(ctx, affected="before")
 
     # The previous rows of the affected keys, as the previous run read them (its as-of date).
@@ -227,7 +241,13 @@ def delta_facts(ctx: RunContext, base: tuple[date, tuple, int]) -> None:
             f"SELECT {family.columns} FROM {family.source(affected_only=True)}"
         )
 
-    # Patch, each fact from what it depends on (partners first: the others carry their source).
+
+def patch_facts(ctx: RunContext, previous_as_of: date, *, as_of_moved: bool) -> None:
+    """Patch each fact of the affected keys from what it depends on."""
+    reg = DealRegistration._meta.db_table
+    in_changed_partners, in_deals = "IN (SELECT k FROM kx_chg_partner)", "IN (SELECT k FROM kx_aff_deal)"
+    keys = ctx.keys
+    # Partners first: the other facts carry their join source.
     ctx.fill(
         "kx_partner",
         facts.partner_select(ctx, f"p.id {in_changed_partners}"),

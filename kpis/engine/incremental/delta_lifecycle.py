@@ -81,6 +81,12 @@ def patch_lifecycle(ctx: RunContext, previous_as_of: date, *, as_of_moved: bool)
             for t in ("kx_act_gone", "kx_act_new", "kx_sale_gone", "kx_sale_new")
         ),
     )
+    patch_extremes(ctx)
+
+
+def patch_extremes(ctx: RunContext) -> None:
+    """kx_actm and kx_fs patched: new rows extend the kept extremes (kx_act_adj, kx_fs_adj), the
+    partners in kx_recalc_actm / kx_recalc_fs are recomputed from all their rows."""
     recalc_actm, recalc_fs = "IN (SELECT k FROM kx_recalc_actm)", "IN (SELECT k FROM kx_recalc_fs)"
     ctx.exec(
         f"""CREATE TEMP TABLE kx_act_adj AS

@@ -54,14 +54,21 @@ def patch_cells(ctx: RunContext) -> None:
 
     Additive components (sums, counts, distinct deals or partners per cell, each a sum over
     the facts' keys) change by the affected keys' rows now minus their rows before: the same
-    aggregates over rows signed +1 and -1 (`_rows`). Medians cannot be adjusted: a cell whose
+    aggregates over rows signed +1 and -1 (`components.family_rows`). Medians cannot be adjusted: a cell whose
     median rows changed (as multisets) has its median recomputed from all its rows. Targets'
     cells, before and now, are staged whole; so are the affected keys' reconciliation items.
     """
     ctx.result.cells = True
     signed_rows(ctx)
     components.build(ctx)
-    additive = [c for c in COMPONENTS if c not in MEDIAN_COMPONENTS]
+    changed_medians(ctx)
+    adjust_cells(ctx)
+    stage_patched_cells(ctx)
+
+
+def changed_medians(ctx: RunContext) -> None:
+    """kx_dmed: the cells whose median rows changed (as multisets); their medians recomputed from
+    all their rows into kx_s."""
     # The medians' rows net of those that cancel (a deal whose amount alone changed gives none).
     cycle_columns = "id, status, seg, sp, sp_js, created_d, closed_d, closed_mi"
     signed_deals = (
@@ -118,6 +125,12 @@ def patch_cells(ctx: RunContext) -> None:
             f"SELECT r.* FROM ({rows}) r WHERE EXISTS (SELECT 1 FROM kx_dmed m "
             f"WHERE m.col = '{column}' AND {cells.cell_match('m', 'r')})",
         )
+
+
+def adjust_cells(ctx: RunContext) -> None:
+    """kx_cells adjusted by kx_s: additive components plus the changes, medians replaced where
+    they were recomputed; kx_touched lists the cells that changed."""
+    additive = [c for c in COMPONENTS if c not in MEDIAN_COMPONENTS]
     ctx.analyze(f"kx_s ({CELL_NAMES})")
     cell = CELL_NAMES
     ctx.exec(
@@ -162,6 +175,12 @@ def patch_cells(ctx: RunContext) -> None:
         f"WHERE {cells.cell_match('kx_cells', 't')})"
     )
     ctx.exec(f"INSERT INTO kx_cells ({CELL_COLUMNS}, chunk) SELECT * FROM kx_newcell")
+
+
+def stage_patched_cells(ctx: RunContext) -> None:
+    """kx_pubcell (the changed cells and the targets' cells, before and now), their metrics and
+    kx_pub, and the affected keys' reconciliation items."""
+    cell = CELL_NAMES
     targets = [
         i for i, f in enumerate(changed_periods.contributions(ctx, plain, ctx.as_of)) if f.name == "targets"
     ]
