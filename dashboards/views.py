@@ -211,14 +211,17 @@ def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
 @staff_required
 def join_sources(request: HttpRequest) -> HttpResponse:
     period, context = _period_context(request)
-    values = readers.join_source_values(period, JOIN_SOURCE_METRICS, attribution_model=context["model"])
+    values = readers.join_source_values(
+        period, (*JOIN_SOURCE_METRICS, "activated_partners"), attribution_model=context["model"]
+    )
     rows = []
     for source in JoinSource.objects.order_by("name"):
         v = values.get(source.pk, {})
-        joined, rate = v.get("partners_joined"), v.get("activation_rate")
-        # The funnel's "activated" step is the cohort's activation rate applied to its size.
-        activated = round(joined * rate) if joined is not None and rate is not None else None
-        rows.append({"source": source, "values": v, "activated": activated})
+        # The funnel's "activated" step: the cohort's partners activated within the window.
+        activated = v.get("activated_partners")
+        rows.append(
+            {"source": source, "values": v, "activated": None if activated is None else int(activated)}
+        )
     context.update(
         rows=rows,
         metrics=JOIN_SOURCE_METRICS,

@@ -76,6 +76,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("partners_joined", _C, False, True, cohort=True),
     Metric("approval_rate_partners", _R, False, True),
     Metric("activation_rate", _R, False, True, cohort=True),
+    Metric("activated_partners", _C, False, True, cohort=True),
     Metric("activation_provisional", _F, False, True, cohort=True),
     Metric("active_partners", _C, False, True),
     Metric("first_sales", _C, True, True, cohort=True),

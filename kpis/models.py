@@ -370,7 +370,7 @@ class ReconciliationItem(models.Model):
     class Meta:
         ordering = ["kind", "id"]
         # deal_id and account_id: an incremental run replaces the items of the deals and accounts
-        # it patched (kpis.engine.reconciliation_items_replaced).
+        # it patched (kpis.engine.reconciliation.reconciliation_items_replaced).
         indexes = [
             models.Index(fields=["kind"]),
             models.Index(fields=["deal_id"]),
@@ -395,7 +395,7 @@ class KpiPublication(models.Model):
 
     version = models.CharField(max_length=32)
     changed_at = models.DateTimeField()
-    # The run whose facts (its state tables, kpis.engine.STATE_TABLES) describe the published set,
+    # The run whose facts (its state tables, kpis.engine.tables.STATE_TABLES) describe the published set,
     # and the version its publication left: an incremental run diffs its facts against that state
     # only while `version` still equals it. Nullable so SQLite adds the columns without a rebuild.
     state_run_id = models.BigIntegerField(null=True, blank=True)

@@ -158,13 +158,21 @@ def dispatch(run: KpiRun) -> None:
     A send that fails (the broker down) is logged, not raised: the run stays queued and the reaper
     sends it again once KPI_RUN_QUEUED_RESEND_SECONDS have passed.
     """
-    from kpis.tasks import recompute_kpis
-
     run.dispatched_at = timezone.now()
     KpiRun.objects.filter(pk=run.pk).update(dispatched_at=run.dispatched_at)
     kwargs = {"run_id": run.pk, "trigger": run.trigger, "mode": run.mode}
-    queue = run.queue or None
-    transaction.on_commit(lambda: recompute_kpis.apply_async(kwargs=kwargs, queue=queue), robust=True)
+    send_after_commit("kpis.tasks.recompute_kpis", kwargs, queue=run.queue or None, robust=True)
+
+
+def send_after_commit(
+    task: str, kwargs: dict[str, object], *, queue: str | None, robust: bool = False
+) -> None:
+    """Send the KPI task named `task` once the transaction commits. The task is looked up in the
+    Celery app's registry by name: kpis.tasks imports the services, which never import it back.
+    `robust`: a failed send is logged, not raised (the reaper sends a queued run again)."""
+    from prm.celery import app
+
+    transaction.on_commit(lambda: app.tasks[task].apply_async(kwargs=kwargs, queue=queue), robust=robust)
 
 
 # -- the reaper --------------------------------------------------------------------------------

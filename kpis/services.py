@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,35 +27,27 @@ from django.utils import timezone
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis.engine import (
-    PUBLISHED_COLUMNS,
-    PUBLISHED_KEY,
-    VANISHED_COLUMNS,
-    VANISHED_KEY,
     Chunk,
     EngineSettings,
     KpiComputation,
     SessionThread,
     drop_state,
-    grouped_diff,
     index_state,
     prune_change_log,
-    published_cells,
-    published_periods,
-    reconciliation_items_replaced,
+    publication,
     run_schema,
-    same_key,
+    state,
     state_exists,
     state_runs,
 )
+from kpis.engine import chunks as chunks_plan
 from kpis.metrics import TARGETABLE_METRICS, AttributionModel
 from kpis.models import (
     CostEntry,
     FactChange,
     KpiPublication,
     KpiRun,
-    KpiValue,
     ProgramSettings,
-    ReconciliationItem,
     Target,
 )
 from kpis.periods import parse_period
@@ -68,6 +59,7 @@ from kpis.recovery import (
     ensure_running,
     heartbeat,
     recover_abandoned,
+    send_after_commit,
 )
 from kpis.recovery import lock_runs as _lock_runs
 from kpis.selectors import publication_version
@@ -127,9 +119,7 @@ def _keep_only_state(run_id: int, computation: KpiComputation | None = None) -> 
         if computation is not None:
             computation.drop()
         if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                for table in ("kx_del", "kx_ins", "kx_chunks", "kx_tw", "kx_recon"):
-                    cursor.execute(f"DROP TABLE IF EXISTS {run_schema(run_id)}.{table}")
+            state.drop_work_tables(run_id)
         _drop_unused_namespaces(keep=run_id)
         prune_change_log(run_id)
         if connection.vendor == "postgresql":
@@ -197,6 +187,20 @@ def kpi_recompute_request(
         if created:
             dispatch(run)
     return run
+
+
+def kpi_task_run(
+    *, run_id: int | None, trigger: str, mode: str, queue: str | None, task_id: str
+) -> int | None:
+    """What the Celery task does: execute the queued run `run_id`; without one (the nightly beat
+    entry) create one first, unless another run is queued or running (it is left to that run).
+    Chunks of a split run, and a replacement of the run, go to `queue`, the task's own."""
+    if run_id is None:
+        run, created = kpi_run_create(trigger=trigger, mode=mode)
+        if not created:
+            return run.pk
+        run_id = run.pk
+    return kpi_run_execute(run_id=run_id, dispatch="celery", queue=queue, task_id=task_id).pk
 
 
 def _claim(run_id: int, *, task_id: str = "", queue: str | None = None) -> KpiRun | None:
@@ -409,9 +413,7 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
         return
     pg = connection.vendor == "postgresql"
     if pg:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP SCHEMA IF EXISTS {run_schema(run.pk)} CASCADE")
-            cursor.execute(f"CREATE SCHEMA {run_schema(run.pk)}")
+        state.create_run_schema(run.pk)
     computation = KpiComputation(
         EngineSettings.from_program(program),
         run.as_of,
@@ -529,10 +531,7 @@ def _execute_chunked(
     record_fingerprint: Callable[[], None] | None = None,
     started_version: str | None = None,
 ) -> None:
-    schema = run_schema(run.pk)
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        cursor.execute(f"CREATE SCHEMA {schema}")
+    state.create_run_schema(run.pk)
     previous = base[0] if base else None
     # A full run compares its cells with the state of the published set, if there is one: the
     # chunks then stage only the cells that changed (the facts and components are all rebuilt).
@@ -553,43 +552,32 @@ def _execute_chunked(
     logger.info(
         "KPI run %s: shared facts in %.1f s; %s chunks", run.pk, time.monotonic() - started, len(chunks)
     )
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TABLE {schema}.kx_chunks (n INTEGER PRIMARY KEY, program BOOLEAN NOT NULL, "
-            "join_sources TEXT NOT NULL, done BOOLEAN NOT NULL DEFAULT FALSE, periods INTEGER NOT NULL, "
-            "base_version TEXT, engine_settings TEXT NOT NULL, cell_base INTEGER, started_version TEXT)"
-        )
-        # Every chunk computes with the settings the shared facts were built with (and the state
-        # records), not with settings committed since: one run never mixes attribution models.
-        settings_json = json.dumps(dataclasses.asdict(computation.settings))
-        base_version = base[1] if base and result.restricted else None
-        if result.cell_base is not None:
-            # Unchanged cells keep their published rows: only while nothing else wrote the set.
-            base_version = cell_base[1]
-        for number, chunk in enumerate(chunks):
-            cursor.execute(
-                f"INSERT INTO {schema}.kx_chunks "
-                "(n, program, join_sources, periods, base_version, engine_settings, cell_base, "
-                "started_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                [
-                    number,
-                    chunk.program,
-                    ",".join(map(str, chunk.join_sources or ())),
-                    result.periods_recomputed,
-                    base_version,
-                    settings_json,
-                    result.cell_base,
-                    started_version,
-                ],
-            )
+    # Every chunk computes with the settings the shared facts were built with (and the state
+    # records), not with settings committed since: one run never mixes attribution models.
+    settings_json = json.dumps(dataclasses.asdict(computation.settings))
+    base_version = base[1] if base and result.restricted else None
+    if result.cell_base is not None and cell_base is not None:
+        # Unchanged cells keep their published rows: only while nothing else wrote the set.
+        base_version = cell_base[1]
+    plan = [
+        {
+            "n": number,
+            "program": chunk.program,
+            "join_sources": ",".join(map(str, chunk.join_sources or ())),
+            "periods": result.periods_recomputed,
+            "base_version": base_version,
+            "engine_settings": settings_json,
+            "cell_base": result.cell_base,
+            "started_version": started_version,
+        }
+        for number, chunk in enumerate(chunks)
+    ]
+    with transaction.atomic():
+        chunks_plan.write_plan(run.pk, plan)
         if dispatch == "celery":
-            from kpis.tasks import compute_kpi_chunk
-
             for number in range(len(chunks)):
-                transaction.on_commit(
-                    lambda n=number: compute_kpi_chunk.apply_async(
-                        kwargs={"run_id": run.pk, "number": n}, queue=queue
-                    )
+                send_after_commit(
+                    "kpis.tasks.compute_kpi_chunk", {"run_id": run.pk, "number": number}, queue=queue
                 )
     if dispatch == "celery":
         return
@@ -602,15 +590,6 @@ def _execute_chunked(
         # The chunk's own failure rather than a database error it may have caused a sibling.
         errors.sort(key=lambda exc: isinstance(exc, (OperationalError, InterfaceError)))
         raise errors[0]
-
-
-def _planned_chunks(schema: str, number: int | None = None) -> list[dict]:
-    """The rows of the run's chunk plan (kx_chunks), or the one of chunk `number`."""
-    with connection.cursor() as cursor:
-        where = "" if number is None else f" WHERE n = {int(number)}"
-        cursor.execute(f"SELECT * FROM {schema}.kx_chunks{where} ORDER BY n")
-        names = [column.name for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _chunk_computation(
@@ -645,24 +624,16 @@ def kpi_chunk_execute(*, run_id: int, number: int) -> None:
 
 def _chunk_execute(run: KpiRun, number: int) -> None:
     run_id = run.pk
-    schema = run_schema(run_id)
     try:
-        (planned,) = _planned_chunks(schema, number)
+        (planned,) = chunks_plan.planned_chunks(run_id, number)
         computation, chunk = _chunk_computation(run, planned)
         started = time.monotonic()
         rows = computation.run_chunk(number, chunk)
         logger.info(
             "KPI run %s: chunk %s, %s rows in %.1f s", run_id, number, rows, time.monotonic() - started
         )
-        with transaction.atomic(), connection.cursor() as cursor:
-            # Locking every chunk row serialises the "am I the last one?" check.
-            cursor.execute(f"SELECT n FROM {schema}.kx_chunks ORDER BY n FOR UPDATE")
-            cursor.execute(f"UPDATE {schema}.kx_chunks SET done = TRUE WHERE n = %s", [number])
-            cursor.execute(
-                f"SELECT SUM(CASE WHEN done THEN 0 ELSE 1 END), MAX(periods), MAX(base_version) "
-                f"FROM {schema}.kx_chunks"
-            )
-            remaining, periods, base_version = cursor.fetchone()
+        with transaction.atomic():
+            remaining, periods, base_version = chunks_plan.mark_chunk_done(run_id, number)
         if remaining:
             return
         started = time.monotonic()
@@ -685,10 +656,9 @@ def _chunk_execute(run: KpiRun, number: int) -> None:
                 # are staged again here and compared with every published row (a chunk delivered
                 # again meanwhile reads the plan without its cell base, and does the same).
                 logger.warning("KPI run %s: the published set changed; comparing every row", run_id)
-                with connection.cursor() as cursor:
-                    cursor.execute(f"UPDATE {schema}.kx_chunks SET cell_base = NULL")
+                chunks_plan.forget_cell_base(run_id)
                 restaged_from = publication_version()
-                for every in _planned_chunks(schema):
+                for every in chunks_plan.planned_chunks(run_id):
                     again, its_chunk = _chunk_computation(run, every, compare_cells=False)
                     again.run_chunk(every["n"], its_chunk)
                 stats = publish(run=run, on_published=finish, diffed=True, started_version=restaged_from)
@@ -711,259 +681,66 @@ def _chunk_execute(run: KpiRun, number: int) -> None:
         raise
 
 
-def _publish_checkpoint() -> None:
-    """Fault-injection point inside the publishing transaction (tests kill or fail the run here).
-
-    PRM_KPI_PAUSE_IN_PUBLISH=<seconds> makes a run wait after deleting the old rows and before
-    inserting the new ones; it is never set in production.
-    """
-    pause = os.environ.get("PRM_KPI_PAUSE_IN_PUBLISH")
-    if pause:
-        print("KPI run paused in publish", flush=True)  # noqa: T201 - the test waits for this line
-        time.sleep(float(pause))
-
-
-# A publication that changes at least this many rows, and this share of the table's rows as the
-# planner last counted them, refreshes PostgreSQL's planner statistics.
-ANALYZE_AFTER_CHANGED_ROWS = 10_000
-ANALYZE_AFTER_CHANGED_SHARE = 0.1
-
-
-def _stage_diff(cursor, *, restricted: bool, cells_of_model: str | None = None) -> None:
-    """Temp kx_del, kx_ins and kx_upd of an unchunked run: the staged set against KpiValue
-    (`restricted`: an incremental run's, against the published rows of the periods it recomputed;
-    `cells_of_model`: a patched-cells run's, against the published rows of its cells).
-
-    One grouping of both sides by key tells each published row with no staged row (kx_del), each
-    staged row with no published one (kx_ins), and each key whose value, partner or join source
-    differs (kx_upd, updated in place: see `_pair_updates`).
-    """
-    for table in ("kx_del", "kx_ins", "kx_upd", "kx_diff"):
-        cursor.execute(f"DROP TABLE IF EXISTS {table}")
-    pg = connection.vendor == "postgresql"
-    if pg:
-        # One in-memory hash aggregate.
-        cursor.execute("SET work_mem = '256MB'")
-    published = KpiValue._meta.db_table
-    if cells_of_model is not None:
-        cursor.execute("DROP TABLE IF EXISTS kx_pubslice")
-        cursor.execute(f"CREATE TEMP TABLE kx_pubslice AS SELECT * FROM {published_cells(cells_of_model)} k")
-        published = "kx_pubslice"
-    elif restricted:
-        published = f"(SELECT * FROM {published} k0 WHERE {published_periods('k0')})"
-
-    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {published} k)")
-    if cursor.fetchone()[0]:
-        diff = grouped_diff(staged="kx_pub", published=published)
-    else:
-        # A first publication: every staged row, in its order (grouped rows come in hash order,
-        # and inserting them so costs KpiValue's indexes far more).
-        diff = (
-            f"SELECT {', '.join(PUBLISHED_KEY)}, CAST(NULL AS BIGINT) AS id, 1 AS staged, 0 AS published, "
-            "value, partner_id, join_source_id, period_start FROM kx_pub"
-        )
-    cursor.execute(f"CREATE TEMP TABLE kx_diff AS {diff}")
-    cursor.execute(f"CREATE TEMP TABLE kx_del AS SELECT {VANISHED_COLUMNS} FROM kx_diff WHERE staged = 0")
-    cursor.execute(f"CREATE TEMP TABLE kx_ins AS SELECT {PUBLISHED_COLUMNS} FROM kx_diff WHERE published = 0")
-    cursor.execute(
-        f"CREATE TEMP TABLE kx_upd AS SELECT {VANISHED_COLUMNS}, value, partner_id, join_source_id, "
-        "period_start FROM kx_diff WHERE staged = 1 AND published = 1"
-    )
-    cursor.execute("DROP TABLE kx_diff")
-    if pg:
-        cursor.execute("RESET work_mem")
-
-
-def _pair_updates(cursor) -> None:
-    """A chunked run's differences, in its publishing transaction: turn each published row to
-    remove (kx_del) whose key is staged anew (kx_ins) into an update of that row in place (kx_upd),
-    and leave only the rows to add in kx_ins and the rows to remove in kx_del.
-
-    Both differences hold every key that changed value, partner or join source (a staged row with
-    a published key would otherwise break KpiValue's unique key). An update that leaves the indexed
-    columns alone writes no index entry when its page has room (KpiValue's fillfactor: a "HOT"
-    update on PostgreSQL), where a delete and an insert write one per index.
-    """
-    cursor.execute("DROP TABLE IF EXISTS kx_upd")
-    cursor.execute("SELECT EXISTS (SELECT 1 FROM kx_del) AND EXISTS (SELECT 1 FROM kx_ins)")
-    (both,) = cursor.fetchone()
-    if both and connection.vendor == "postgresql":
-        # Sized for the planner: a hash join (a merge join sorts the text keys by collation).
-        cursor.execute("ANALYZE kx_del, kx_ins")
-    cursor.execute(
-        f"""CREATE TEMP TABLE kx_upd AS
-        SELECT {", ".join(f"d.{column}" for column in VANISHED_KEY)},
-               i.value, i.partner_id, i.join_source_id, i.period_start
-        FROM kx_del d JOIN kx_ins i ON {same_key("d", "i")} WHERE {"1 = 1" if both else "1 = 0"}"""
-    )
-    if both:
-        cursor.execute(
-            f"DELETE FROM kx_ins WHERE EXISTS (SELECT 1 FROM kx_upd u WHERE {same_key('u', 'kx_ins')})"
-        )
-        cursor.execute("DELETE FROM kx_del WHERE id IN (SELECT id FROM kx_upd)")
-
-
-def _planner_rows(cursor, table: str) -> float:
-    """How many rows the planner last counted in `table` (-1: never analysed)."""
-    cursor.execute("SELECT reltuples FROM pg_class WHERE oid = CAST(%s AS regclass)", [table])
-    return cursor.fetchone()[0]
-
-
 def publish(
     *,
     run: KpiRun,
-    on_published=None,
+    on_published: Callable[[dict[str, int]], None] | None = None,
     diffed: bool = False,
     base_version: str | None = None,
     cells_of_model: str | None = None,
     started_version: str | None = None,
 ) -> dict[str, int]:
-    """Replace the published rows that differ from the staged set (kx_pub), in one transaction.
+    """Replace the published rows that differ from the staged set (kx_pub), in one transaction
+    (the SQL is kpis.engine.publication's; this is the run's side of it).
 
     `on_published(stats)` runs inside that transaction, so the run's bookkeeping commits with it.
     `diffed`: the chunks of a chunked run have filled the shared kx_del and kx_ins for their own
-    scopes already; only published rows outside every chunk (a deleted partner's) are added here.
-    `base_version`: an incremental run that recomputed only some periods, on the state of the set
-    published at that version; it publishes nothing if the set has been written since.
-    `cells_of_model`: such a run patched only some cells (kx_pubcell) of the set computed with this
-    model; only those cells' rows and the affected reconciliation items are replaced.
+    scopes already. `base_version`: an incremental run that recomputed only some periods, on the
+    state of the set published at that version; it publishes nothing if the set has been written
+    since. `cells_of_model`: such a run patched only some cells (kx_pubcell) of the set computed
+    with this model; only those cells' rows and the affected reconciliation items are replaced.
     The run's facts become the state of the new set (KpiPublication.state_run_id), in the same
     transaction. `started_version`: the set's version before the run read any of it; if the set
     has been written since (a row by hand after a chunk compared its scopes), the state is not tied
     to the new set (state_version NULL), so the next run compares every row instead of trusting it.
     """
-    value_table = KpiValue._meta.db_table
-    pg = connection.vendor == "postgresql"
-    columns = PUBLISHED_COLUMNS
-    with connection.cursor() as cursor:
-        # The diff is computed before the transaction so the publishing lock is held briefly.
+    changed_periods = publication.stage_changes(
+        diffed=diffed, on_base=base_version is not None, cells_of_model=cells_of_model
+    )
+    with transaction.atomic():
+        _lock_runs()
+        if diffed and KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.SUCCEEDED).exists():
+            # A redelivered chunk that also came last: its sibling published the run already.
+            return {"inserted": 0, "updated": 0, "deleted": 0, "changed_periods": 0}
+        # A run ended meanwhile (its worker taken for dead and the run replaced, or released by
+        # hand) never publishes: only one run's set is ever published.
+        ensure_running(run.pk)
         if diffed:
-            # Chunk -1: these rows, replaced when a publication is tried again.
-            cursor.execute("DELETE FROM kx_del WHERE chunk = -1")
-        if diffed and base_version is None:
-            # (On a base, nothing has written the set since it held no such row: a partner or join
-            # source deleted since would have taken its rows along, a write the base check sees.
-            # The scan of every published row costs 0.3 s at 1M deals.)
-            cursor.execute(
-                f"""INSERT INTO kx_del ({VANISHED_COLUMNS}, chunk)
-                SELECT {", ".join(f"k.{column}" for column in VANISHED_KEY)}, -1
-                FROM {value_table} k
-                WHERE NOT (k.scope = 'program'
-                           OR (k.scope = 'join_source' AND k.join_source_id IN (SELECT id FROM kx_js))
-                           OR (k.scope = 'partner' AND k.partner_id IN (SELECT id FROM kx_partner)))"""
+            # In the transaction: the chunks' shared differences are whole again if it fails,
+            # for the retry (and a sibling publishing at the same time waits, then returns).
+            publication.pair_chunk_differences()
+        # Locked: a write to the set from now on waits for this commit, then moves the version on.
+        locked = KpiPublication.objects.select_for_update().filter(pk=1)
+        current = locked.values_list("version", flat=True).first()
+        tied = started_version is None or current == started_version
+        if base_version is not None and current != base_version:
+            raise PublishedSetChanged(
+                "the published KPI set was written while this run computed from its state; "
+                "the next run recomputes every period and compares every row"
             )
-        if not diffed:
-            _stage_diff(cursor, restricted=base_version is not None, cells_of_model=cells_of_model)
-        updated_periods = "" if diffed else " UNION SELECT grain, period FROM kx_upd"
-        cursor.execute(
-            "SELECT COUNT(*) FROM (SELECT grain, period FROM kx_del "
-            f"UNION SELECT grain, period FROM kx_ins{updated_periods}) p"
+        stats = publication.write_changes(run.pk, cells_of_model=cells_of_model)
+        stats["changed_periods"] = changed_periods
+        if on_published is not None:
+            on_published(stats)
+        # After every write above, so the state is tied to the version they produced (a database
+        # flushed of the row, as tests do, gets it back first).
+        publication_version()
+        if not tied:
+            logger.warning("KPI run %s: the set was written meanwhile; its state is not tied to it", run.pk)
+        KpiPublication.objects.filter(pk=1).update(
+            state_run_id=run.pk, state_version=F("version") if tied else None
         )
-        (changed_periods,) = cursor.fetchone()
-        with transaction.atomic():
-            _lock_runs()
-            if diffed and KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.SUCCEEDED).exists():
-                # A redelivered chunk that also came last: its sibling published the run already.
-                return {"inserted": 0, "updated": 0, "deleted": 0, "changed_periods": 0}
-            # A run ended meanwhile (its worker taken for dead and the run replaced, or released by
-            # hand) never publishes: only one run's set is ever published.
-            ensure_running(run.pk)
-            if diffed:
-                # In the transaction: the chunks' shared differences are whole again if it fails,
-                # for the retry (and a sibling publishing at the same time waits, then returns).
-                _pair_updates(cursor)
-            # A statement that writes no row still counts as a write of the published set (its
-            # triggers give it a new version, so caches would start over after every no-op run).
-            cursor.execute(
-                "SELECT EXISTS (SELECT 1 FROM kx_del), EXISTS (SELECT 1 FROM kx_ins), "
-                "EXISTS (SELECT 1 FROM kx_upd)"
-            )
-            to_delete, to_insert, to_update = cursor.fetchone()
-            # Locked: a write to the set from now on waits for this commit, then moves the version on.
-            locked = KpiPublication.objects.select_for_update().filter(pk=1)
-            current = locked.values_list("version", flat=True).first()
-            tied = started_version is None or current == started_version
-            if base_version is not None and current != base_version:
-                raise PublishedSetChanged(
-                    "the published KPI set was written while this run computed from its state; "
-                    "the next run recomputes every period and compares every row"
-                )
-            if pg:
-                # Durability of this commit may lag a few ms; a crash then reruns the nightly job.
-                cursor.execute("SET LOCAL synchronous_commit = off")
-            deleted = inserted = updated = 0
-            if to_delete:
-                cursor.execute(f"DELETE FROM {value_table} WHERE id IN (SELECT id FROM kx_del)")
-                deleted = cursor.rowcount
-            _publish_checkpoint()
-            if to_update:
-                if pg:
-                    cursor.execute(
-                        f"""UPDATE {value_table} SET value = u.value, partner_id = u.partner_id,
-                            join_source_id = u.join_source_id, period_start = u.period_start,
-                            run_id = {int(run.pk)}
-                        FROM kx_upd u WHERE {value_table}.id = u.id"""
-                    )
-                else:
-                    # Row values, not UPDATE ... FROM (SQLite 3.33): Django 5.2 runs on 3.31.
-                    cursor.execute("CREATE INDEX IF NOT EXISTS kx_upd_id ON kx_upd (id)")
-                    cursor.execute(
-                        f"""UPDATE {value_table}
-                        SET (value, partner_id, join_source_id, period_start, run_id) = (
-                            SELECT u.value, u.partner_id, u.join_source_id, u.period_start, {int(run.pk)}
-                            FROM kx_upd u WHERE u.id = {value_table}.id)
-                        WHERE id IN (SELECT id FROM kx_upd)"""
-                    )
-                updated = cursor.rowcount
-            if to_insert:
-                cursor.execute(
-                    f"INSERT INTO {value_table} ({columns}, run_id) "
-                    f"SELECT {columns}, {int(run.pk)} FROM kx_ins"
-                )
-                inserted = cursor.rowcount
-            recon = ReconciliationItem._meta.db_table
-            if cells_of_model is not None:
-                cursor.execute(f"DELETE FROM {recon} WHERE {reconciliation_items_replaced(recon)}")
-            else:
-                cursor.execute(f"DELETE FROM {recon}")
-            cursor.execute(
-                f"""INSERT INTO {recon} (kind, description, deal_id, partner_id, touch_id, account_id,
-                                         registration_ids, run_id)
-                SELECT kind, detail, deal_id, partner_id, touch_id, account_id, registration_ids,
-                       {int(run.pk)}
-                FROM kx_recon"""
-            )
-            stats = {
-                "inserted": max(inserted, 0),
-                "updated": max(updated, 0),
-                "deleted": max(deleted, 0),
-                "changed_periods": changed_periods,
-            }
-            if on_published is not None:
-                on_published(stats)
-            # After every write above, so the state is tied to the version they produced (a database
-            # flushed of the row, as tests do, gets it back first).
-            publication_version()
-            if not tied:
-                logger.warning(
-                    "KPI run %s: the set was written meanwhile; its state is not tied to it", run.pk
-                )
-            KpiPublication.objects.filter(pk=1).update(
-                state_run_id=run.pk, state_version=F("version") if tied else None
-            )
-        if not diffed:
-            for table in ("kx_del", "kx_ins"):
-                cursor.execute(f"DROP TABLE IF EXISTS {table}")
-        cursor.execute("DROP TABLE IF EXISTS kx_upd")
-        changed = stats["inserted"] + stats["updated"] + stats["deleted"]
-        if (
-            pg
-            and changed >= ANALYZE_AFTER_CHANGED_ROWS
-            and changed >= ANALYZE_AFTER_CHANGED_SHARE * _planner_rows(cursor, value_table)
-        ):
-            # Autovacuum analyses late; until then the planner may scan the whole KPI table for the
-            # API's and dashboards' reads (seen: 4.8 s instead of 0.1 ms after a first publication).
-            cursor.execute(f"ANALYZE {value_table}")
+    publication.clean_up(diffed=diffed, changed=stats["inserted"] + stats["updated"] + stats["deleted"])
     return stats
 
 

@@ -4,7 +4,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from kpis.recovery import reap
-from kpis.services import kpi_chunk_execute, kpi_run_create, kpi_run_execute
+from kpis.services import kpi_chunk_execute, kpi_task_run
 
 # Late acks with reject-on-worker-lost: a killed worker's task is redelivered; database outages
 # retry with backoff.
@@ -23,18 +23,10 @@ PRODUCTION_SAFE = {
 def recompute_kpis(
     self, run_id: int | None = None, trigger: str = "manual", mode: str = "full"
 ) -> int | None:
-    """Execute a queued KPI run; without run_id (the nightly beat entry) create one first.
-
-    When another run is already queued or running, the scheduled trigger leaves it to that run.
-    """
-    if run_id is None:
-        run, created = kpi_run_create(trigger=trigger, mode=mode)
-        if not created:
-            return run.pk
-        run_id = run.pk
-    # Chunks of a split run, and a replacement of the run, go to the queue this task came from.
+    """Execute a queued KPI run, or create one first (kpis.services.kpi_task_run), on this
+    task's queue."""
     queue = (self.request.delivery_info or {}).get("routing_key") or None
-    return kpi_run_execute(run_id=run_id, dispatch="celery", queue=queue, task_id=self.request.id or "").pk
+    return kpi_task_run(run_id=run_id, trigger=trigger, mode=mode, queue=queue, task_id=self.request.id or "")
 
 
 @shared_task(**PRODUCTION_SAFE)

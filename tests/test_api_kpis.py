@@ -58,6 +58,22 @@ def test_staff_read_published_values_by_scope_metric_and_period(program, as_mana
     assert [r["value"] for r in program_rows] == ["3450.00"]
 
 
+def test_activated_partners_is_served_and_exported_for_program_and_join_source(program, as_manager):
+    # Alpha and bravo joined on 2026-01-05 and each sourced a deal created 27 days later.
+    for scope, key in (("program", ""), ("join_source", "web")):
+        rows = _values(
+            as_manager, scope=scope, metric="activated_partners", period_from="2026-01", period_to="2026-01"
+        )
+        assert [(r["scope_key"], r["value"]) for r in rows] == [(key, "2")]
+    assert _values(as_manager, scope="partner", metric="activated_partners") == []
+    exported = [
+        (r["scope"], r["scope_key"], r["value"])
+        for r in export_rows(grain="quarter")
+        if r["metric"] == "activated_partners" and r["period"] == "2026-Q1"
+    ]
+    assert exported == [("join_source", "web", "2"), ("program", "", "2")]
+
+
 def test_values_come_in_the_grain_asked_for(program, as_manager):
     rows = _values(
         as_manager,

@@ -22,6 +22,7 @@ from django.db import connection
 from kpis import testing as t
 from kpis.models import KpiRun, KpiValue
 from prm.celery import app as celery_app
+from tests.kpi_hooks import publication_blocked
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -119,27 +120,31 @@ def test_a_run_killed_while_publishing_leaves_the_published_set_and_a_rerun_comp
     before = set(KpiValue.objects.values_list("scope", "scope_key", "grain", "period", "metric", "value"))
     Deal.objects.update(amount=Decimal("999.00"))
     run, _ = kpi_run_create(trigger="manual")
-    publisher = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import django; django.setup(); from kpis.services import kpi_run_execute; "
-            f"print('start', flush=True); kpi_run_execute(run_id={run.pk})",
-        ],
-        cwd=ROOT,
-        env=child_env(
-            tmp_path, PRM_KPI_PAUSE_IN_PUBLISH="60", KPI_RUN_HEARTBEAT_SECONDS="1", KPI_RUN_LEASE_SECONDS="2"
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        # The pause sits after the old rows were deleted inside the publishing transaction.
-        wait_for(lambda: _in_publish(publisher), 60, "the publisher to reach the pause", publisher)
-    finally:
-        publisher.send_signal(signal.SIGKILL)
-        publisher.wait()
+
+    def running() -> bool:
+        return KpiRun.objects.filter(pk=run.pk, status="running").exists()
+
+    # Another session holds what the publication must write: the publisher waits inside its
+    # publishing transaction (SQLite: wherever it is once running), and is killed there.
+    with publication_blocked(running) as blocked:
+        publisher = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                f"import django; django.setup(); from kpis.services import kpi_run_execute; "
+                f"print('start', flush=True); kpi_run_execute(run_id={run.pk})",
+            ],
+            cwd=ROOT,
+            env=child_env(tmp_path, KPI_RUN_HEARTBEAT_SECONDS="1", KPI_RUN_LEASE_SECONDS="2"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_for(blocked, 60, "the publisher to wait for the lock", publisher)
+        finally:
+            publisher.send_signal(signal.SIGKILL)
+            publisher.wait()
     after = set(KpiValue.objects.values_list("scope", "scope_key", "grain", "period", "metric", "value"))
     assert after == before
     run.refresh_from_db()
@@ -158,9 +163,3 @@ def test_a_run_killed_while_publishing_leaves_the_published_set_and_a_rerun_comp
     assert (run.status, run.released_by) == ("failed", "its redelivered task")
     assert run.error.startswith("abandoned: ") and f"replaced by run #{replacement.pk}" in run.error
     assert t.value("sourced_revenue", "2026-02", scope="partner", key="a") == Decimal("999.00")
-
-
-def _in_publish(proc: subprocess.Popen) -> bool:
-    """True once the child has logged that it is paused inside the publishing transaction."""
-    line = proc.stdout.readline() if proc.stdout else ""
-    return "paused in publish" in line

@@ -135,6 +135,7 @@ def test_join_sources_page_shows_the_funnel_per_source(manager_client):
             (web, "2026-03", "applications", "10"),
             (web, "2026-03", "partners_joined", "4"),
             (web, "2026-03", "activation_rate", "0.7500"),
+            (web, "2026-03", "activated_partners", "3"),
             (web, "2026-03", "first_sales", "2"),
             (web, "2026-03", "ttfs_median_days", "20.5"),
             (web, "2026-03", "cac", "250.00"),

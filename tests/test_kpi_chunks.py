@@ -1,12 +1,11 @@
 """Chunked KPI runs (PostgreSQL): the scopes split over several sessions publish exactly what one
 session computing everything publishes, through threads and through real Celery workers."""
 
-import threading
 import uuid
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import Count, F
 from django.test import override_settings
 
@@ -20,6 +19,7 @@ from kpis.models import KpiRun, KpiValue, ProgramSettings, ReconciliationItem, T
 from kpis.services import plan_chunks, program_today
 from partners.models import JoinSource, Partner
 from prm.celery import app as celery_app
+from tests.kpi_hooks import failing_kpi_writes, in_another_session, on_statement
 from tests.test_celery_worker import celery_worker, wait_for
 from tests.test_kpi_runs import published
 
@@ -205,24 +205,21 @@ def test_a_chunk_plan_from_before_stored_settings_still_completes(settings, demo
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_the_periods_of_a_chunked_run_come_from_its_snapshot_too(settings, demo_program, monkeypatch):
+def test_the_periods_of_a_chunked_run_come_from_its_snapshot_too(settings, demo_program):
     """A far-future target created after the facts were read neither stretches the run's periods
     nor is half published: the next run publishes both."""
-    from kpis.engine import KpiComputation
     from kpis.services import target_set
 
     settings.KPI_CHUNKS = 2
     t.recompute()
     periods = set(KpiValue.objects.values_list("grain", "period").distinct())
-    original = KpiComputation._periods
 
-    def periods_after_a_new_target(self):
-        target_set(metric="sourced_revenue", period="2031-01", value="5.00")
-        return original(self)
+    def new_target(sql: str) -> None:
+        in_another_session(lambda: target_set(metric="sourced_revenue", period="2031-01", value="5.00"))
 
-    monkeypatch.setattr(KpiComputation, "_periods", periods_after_a_new_target)
-    t.recompute()
-    monkeypatch.setattr(KpiComputation, "_periods", original)
+    # Committed as the run starts on its periods, after it read its facts.
+    with on_statement(r"^CREATE UNLOGGED TABLE \w+\.kx_grain ", new_target):
+        t.recompute()
     assert set(KpiValue.objects.values_list("grain", "period").distinct()) == periods
     t.recompute()
     assert KpiValue.objects.filter(period="2031-01", metric="target", value=Decimal("5.0000")).exists()
@@ -300,7 +297,7 @@ def test_a_chunked_run_is_published_once_even_if_two_last_chunks_try(settings, d
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("fails_in", [None, "_lock_runs", "_publish_checkpoint"])
+@pytest.mark.parametrize("fails_in", [None, "_lock_runs", "a write"])
 def test_a_chunked_publication_retried_after_its_transaction_failed_publishes_every_change(
     monkeypatch, fails_in
 ):
@@ -332,8 +329,8 @@ def test_a_chunked_publication_retried_after_its_transaction_failed_publishes_ev
             "CREATE TEMP TABLE kx_recon AS SELECT kind, description AS detail, deal_id, partner_id, "
             "touch_id, account_id, registration_ids FROM kpis_reconciliationitem WHERE 1 = 0"
         )
-    if fails_in:
-        failing = getattr(services, fails_in)
+    if fails_in == "_lock_runs":
+        failing = services._lock_runs
 
         def fail_once() -> None:
             monkeypatch.setattr(services, fails_in, failing)
@@ -342,8 +339,12 @@ def test_a_chunked_publication_retried_after_its_transaction_failed_publishes_ev
         monkeypatch.setattr(services, fails_in, fail_once)
         with pytest.raises(OperationalError):
             services.publish(run=run, diffed=True)
-        changed.refresh_from_db()
-        assert changed.value != Decimal("12345")
+    elif fails_in == "a write":
+        # The update paired from the differences fails in the database.
+        with failing_kpi_writes("could not extend file"), pytest.raises(DatabaseError):
+            services.publish(run=run, diffed=True)
+    changed.refresh_from_db()
+    assert changed.value != Decimal("12345")
     stats = services.publish(run=run, diffed=True)
     changed.refresh_from_db()
     assert changed.value == Decimal("12345") and changed.run_id == run.pk
@@ -518,35 +519,25 @@ def test_a_key_renamed_while_a_chunked_run_computes_labels_with_the_runs_key_unt
     assert published() == whole_run_publishes()[0]
 
 
-def in_another_session(write) -> None:
-    """Commit `write()` from another database session, now."""
-
-    def run() -> None:
-        try:
-            write()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_key_renamed_inside_a_chunk_never_splits_its_scopes_labels(chunked_program, monkeypatch):
     deal = Deal.objects.filter(status="won", sourcing_partner__isnull=False).order_by("pk").first()
     partner = deal.sourcing_partner
     Deal.objects.filter(pk=deal.pk).update(amount=F("amount") + 7)  # some of its cells change
-    original = KpiComputation._metric_values
+    original = KpiComputation.run_chunk
 
-    def metric_values(self):
-        # Between comparing the cells and labelling the changed ones.
-        if self.cell_base is not None and partner.join_source_id in self.chunk.join_sources:
+    def run_chunk(self, number, chunk):
+        def rename(sql: str) -> None:
             in_another_session(lambda: Partner.objects.filter(pk=partner.pk).update(key="renamed-in-chunk"))
-        return original(self)
 
-    monkeypatch.setattr(KpiComputation, "_metric_values", metric_values)
+        if self.cell_base is None or partner.join_source_id not in (chunk.join_sources or ()):
+            return original(self, number, chunk)
+        # Between comparing the cells and labelling the changed ones (the metrics' values).
+        with on_statement(r"^CREATE TEMP TABLE kx_metric ", rename):
+            return original(self, number, chunk)
+
+    monkeypatch.setattr(KpiComputation, "run_chunk", run_chunk)
     run = t.recompute()
     assert run.status == "succeeded", run.error
     labels = set(

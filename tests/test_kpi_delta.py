@@ -7,14 +7,17 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis import engine
 from kpis import testing as t
+from kpis.engine import state
+from kpis.engine.incremental import delta_facts
 from kpis.models import CostEntry, FactChange, KpiRun, KpiValue, ReconciliationItem, Target
-from kpis.services import target_set
+from kpis.services import kpi_run_execute, target_set
 from partners.models import JoinSource, Partner
+from tests.kpi_hooks import on_statement, statements, terminate_backend
 from tests.test_kpi_incremental import (
     _mutate,
     demo_program,  # noqa: F401 - fixture
@@ -117,26 +120,24 @@ def published_months() -> list[str]:
 
 
 @pytest.mark.django_db
-def test_the_period_range_follows_the_changed_rows_and_is_scanned_only_when_its_bound_row_moved(
-    monkeypatch,
-):
+def test_the_period_range_follows_the_changed_rows_and_is_scanned_only_when_its_bound_row_moved():
     small_program(partners=2)
     t.recompute()
     assert published_months()[0] == "2026-01" and published_months()[-1] == "2026-12"
-    scans = []
-    fact_bounds = engine.KpiComputation._fact_bounds
+    # The run's statements that find the fact rows' first and last month: of the affected rows
+    # before and after patching, and (only when a bound row moved inward) of every fact row.
+    bounds = r"SELECT MIN\(lo\), MAX\(hi\)"
 
-    def spy(self, *, affected=None):
-        scans.append(affected)
-        return fact_bounds(self, affected=affected)
-
-    monkeypatch.setattr(engine.KpiComputation, "_fact_bounds", spy)
+    def scanned_rows(statement: str) -> str | None:
+        return next((when for when in ("before", "now") if f"kx_aff_deal_{when}" in statement), None)
 
     def step(edit, *, scanned: bool, months: tuple[str, str]) -> None:
         edit()
-        scans.clear()
-        assert incremental().changed_rows == 1
-        assert scans == ["before", "after"] + ([None] if scanned else [])
+        with statements(bounds) as seen:
+            assert incremental().changed_rows == 1
+        assert [scanned_rows(statement) for statement in seen] == ["before", "now"] + (
+            [None] if scanned else []
+        )
         after = published()
         assert (published_months()[0], published_months()[-1]) == months
         assert full_recompute_set() == after
@@ -192,7 +193,7 @@ def test_a_large_prune_empties_the_change_log_with_truncate(monkeypatch):
     deals = small_program(partners=2)
     t.recompute()
     Deal.objects.filter(pk__in=[d.pk for d in deals[:3]]).update(amount=D("123.00"))
-    monkeypatch.setattr(engine, "TRUNCATE_CHANGE_LOG_ROWS", 3)
+    monkeypatch.setattr(state, "TRUNCATE_CHANGE_LOG_ROWS", 3)
     assert incremental().changed_rows == 3
     assert not FactChange.objects.exists()
     with connection.cursor() as cursor:
@@ -204,10 +205,10 @@ def test_a_large_prune_empties_the_change_log_with_truncate(monkeypatch):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("truncate_from", [engine.TRUNCATE_CHANGE_LOG_ROWS, 1])
+@pytest.mark.parametrize("truncate_from", [state.TRUNCATE_CHANGE_LOG_ROWS, 1])
 def test_a_change_made_while_a_run_computes_waits_for_the_next_run(monkeypatch, truncate_from):
     # With truncate_from 1 every prune would empty the log with TRUNCATE, but for the later row.
-    monkeypatch.setattr(engine, "TRUNCATE_CHANGE_LOG_ROWS", truncate_from)
+    monkeypatch.setattr(state, "TRUNCATE_CHANGE_LOG_ROWS", truncate_from)
     deals = small_program(partners=2)
     t.recompute()
     march = next(d for d in deals if d.closed_at.month == 3)
@@ -235,8 +236,8 @@ def test_too_many_changed_rows_make_the_run_build_its_facts_in_full(monkeypatch)
     deals = small_program(partners=2)
     t.recompute()
     Deal.objects.filter(pk=deals[0].pk).update(amount=D("1.00"))
-    monkeypatch.setattr(engine, "DELTA_MAX_SHARE", 0)
-    monkeypatch.setattr(engine, "DELTA_MIN_ROWS", 0)
+    monkeypatch.setattr(delta_facts, "DELTA_MAX_SHARE", 0)
+    monkeypatch.setattr(delta_facts, "DELTA_MIN_ROWS", 0)
     run = incremental()
     assert run.changed_rows is None and run.periods_recomputed == 3
     after = published()
@@ -290,19 +291,11 @@ def reconciliation_items() -> Counter:
     )
 
 
-def _assert_delta_runs_equal_full(monkeypatch, rounds: int = 3, *, cells: bool = True) -> list[KpiRun]:
+def _assert_delta_runs_equal_full(rounds: int = 3, *, cells: bool = True) -> list[KpiRun]:
     """Rounds of every kind of edit, each followed by an incremental run on patched facts that must
-    equal a full run from scratch. `cells`: those runs patch cells (else they recompute periods)."""
-    patched_cells = []
-    patch_cells = engine.KpiComputation._patch_cells
-
-    def counting_patch_cells(self):
-        patched_cells.append(self)
-        return patch_cells(self)
-
-    monkeypatch.setattr(engine.KpiComputation, "_patch_cells", counting_patch_cells)
-    if not cells:
-        monkeypatch.setattr(engine.KpiComputation, "_cells_patchable", lambda self: False)
+    equal a full run from scratch. `cells`: those runs patch cells; else each round also adds a cost
+    in a month after the last period, so the periods change and the runs recompute the periods
+    that changed instead (cells are patched only while the periods stay the same)."""
     rng = random.Random(20261202)
     as_of = ["2026-08-20", "2026-09-02", "2026-09-02", "2026-11-30"]
     first = t.recompute(as_of=as_of[0])
@@ -311,9 +304,13 @@ def _assert_delta_runs_equal_full(monkeypatch, rounds: int = 3, *, cells: bool =
     for round_no in range(1, rounds + 1):
         _mutate(rng, round_no)
         _mutate_more(rng, round_no)
-        run = incremental(as_of=as_of[round_no])
+        if not cells:
+            CostEntry.objects.create(date=date(2030, round_no, 15), amount=D("3.00"), category="mdf")
+        # Patching cells starts by listing the cells whose medians changed (kx_dmed).
+        with statements(r"^CREATE TEMP TABLE kx_dmed ") as patching:
+            run = incremental(as_of=as_of[round_no])
         assert run.changed_rows, f"round {round_no}: the facts were built in full"
-        assert len(patched_cells) == (round_no if cells else 0), f"round {round_no}: patched cells?"
+        assert len(patching) == (1 if cells else 0), f"round {round_no}: patched cells?"
         runs.append(run)
         after, items = published(), reconciliation_items()
         # The full run from scratch leaves its own state; the next round patches that one.
@@ -325,11 +322,10 @@ def _assert_delta_runs_equal_full(monkeypatch, rounds: int = 3, *, cells: bool =
 @pytest.mark.django_db
 @pytest.mark.parametrize("cells", [True, False], ids=["patched cells", "recomputed periods"])
 def test_patched_facts_after_every_kind_of_change_equal_full_recomputes(
-    monkeypatch,
     demo_program,  # noqa: F811
     cells,
 ):
-    _assert_delta_runs_equal_full(monkeypatch, cells=cells)
+    _assert_delta_runs_equal_full(cells=cells)
 
 
 @pytest.mark.postgres
@@ -337,12 +333,11 @@ def test_patched_facts_after_every_kind_of_change_equal_full_recomputes(
 @pytest.mark.parametrize("cells", [True, False], ids=["patched cells", "recomputed periods"])
 def test_chunked_runs_on_patched_facts_equal_full_recomputes(
     settings,
-    monkeypatch,
     demo_program,  # noqa: F811
     cells,
 ):
     settings.KPI_CHUNKS = 2
-    _assert_delta_runs_equal_full(monkeypatch, rounds=2, cells=cells)
+    _assert_delta_runs_equal_full(rounds=2, cells=cells)
 
 
 @pytest.mark.postgres
@@ -368,27 +363,25 @@ def test_a_run_failing_on_patched_facts_leaves_the_next_run_to_build_them(
             return original(self, number, chunk)
 
         monkeypatch.setattr(engine.KpiComputation, "run_chunk", run_chunk)
-    else:
-
-        def patch_cells(self):
-            raise RuntimeError("the disk filled up")
-
-        monkeypatch.setattr(engine.KpiComputation, "_patch_cells", patch_cells)
-    with pytest.raises(RuntimeError):
-        t.recompute(mode="incremental")
-    failed = KpiRun.objects.order_by("-id").first()
-    assert failed.status == "failed"
-    if failing == "a chunk":  # a run failing before its facts are recorded leaves changed_rows empty
-        assert failed.changed_rows == 2
-    monkeypatch.undo()
-    run = incremental()
-    if failing == "a chunk":
+        with pytest.raises(RuntimeError):
+            t.recompute(mode="incremental")
+        failed = KpiRun.objects.order_by("-id").first()
+        # A run failing before its facts are recorded leaves changed_rows empty.
+        assert failed.status == "failed" and failed.changed_rows == 2
+        monkeypatch.undo()
         # The failed run had taken the previous facts over (committed): the next one builds its own.
-        assert run.changed_rows is None
+        assert incremental().changed_rows is None
     else:
-        # Patching cells fails inside the transaction that took the facts over: rolled back, the
-        # previous state is whole and the next run patches it again.
-        assert run.changed_rows == 1
+        # The run's backend is terminated as it starts patching the cells, inside the transaction
+        # that took the previous facts over: the run goes back to the queue (a database outage).
+        terminated = on_statement(r"^CREATE TEMP TABLE kx_dmed ", lambda sql: terminate_backend())
+        with terminated, pytest.raises((OperationalError, InterfaceError)):
+            t.recompute(mode="incremental")
+        failed = KpiRun.objects.order_by("-id").first()
+        assert failed.status == "queued" and "database unavailable" in failed.error
+        # Rolled back, the previous state is whole: the task's retry patches it again.
+        retried = kpi_run_execute(run_id=failed.pk)
+        assert retried.status == "succeeded" and retried.changed_rows == 1
     after = published()
     assert full_recompute_set() == after
 
@@ -427,18 +420,18 @@ def state_rows(run: KpiRun, table: str, columns: str) -> Counter:
 
 
 @pytest.mark.django_db
-def test_activities_and_first_sales_patched_by_their_extremes_equal_a_full_build(monkeypatch):
+def test_activities_and_first_sales_patched_by_their_extremes_equal_a_full_build():
     """Random edits around each partner's earliest and latest activities and earliest sale, the
     as-of date moving both ways: the patched kx_actm and kx_fs equal a full build's."""
     paths = Counter()
-    patch_lifecycle = engine.KpiComputation._patch_lifecycle
 
-    def counting(self, *args, **kwargs):
-        patch_lifecycle(self, *args, **kwargs)
-        for table in ("kx_act_adj", "kx_fs_adj", "kx_recalc_actm", "kx_recalc_fs"):
-            paths[table] += self._fetch(f"SELECT COUNT(*) FROM {table}")[0][0]
+    def count_paths(sql: str) -> None:
+        # After patching's last statement, in the run's session: the partners each path took.
+        with connection.cursor() as cursor:
+            for table in ("kx_act_adj", "kx_fs_adj", "kx_recalc_actm", "kx_recalc_fs"):
+                cursor.execute(f"SELECT COUNT(*) FROM {table}")
+                paths[table] += cursor.fetchone()[0]
 
-    monkeypatch.setattr(engine.KpiComputation, "_patch_lifecycle", counting)
     rng = random.Random(20261203)
     web = t.join_source("web")
     partners = [t.partner(f"p{i}", web, joined=f"2026-0{1 + i % 3}-05") for i in range(6)]
@@ -496,7 +489,9 @@ def test_activities_and_first_sales_patched_by_their_extremes_equal_a_full_build
             partner = rng.choice(partners)
             Partner.objects.filter(pk=partner.pk).update(joined_at=date(2026, rng.randint(1, 5), 5))
 
-        run = incremental(as_of=as_of)
+        # The last statement of patching the activities and first sales adds the recomputed ones.
+        with on_statement(r"^INSERT INTO kx_fs SELECT p\.id", count_paths, after=True):
+            run = incremental(as_of=as_of)
         assert run.changed_rows, f"{as_of}: the facts were built in full"
         activities = state_rows(run, "kx_actm", "partner_id, js, mi, mind, maxd")
         sales = state_rows(run, "kx_fs", "partner_id, fs_d")

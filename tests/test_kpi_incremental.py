@@ -92,10 +92,10 @@ def test_a_deal_moved_to_another_year_recomputes_both_places():
 def test_changes_in_most_months_recompute_every_period(monkeypatch):
     """On facts built in full (here: every change is too many to patch), a run that finds most
     months changed recomputes every period; patched cells recompute only the changed ones."""
-    from kpis import engine
+    from kpis.engine.incremental import delta_facts
 
-    monkeypatch.setattr(engine, "DELTA_MAX_SHARE", 0)
-    monkeypatch.setattr(engine, "DELTA_MIN_ROWS", 0)
+    monkeypatch.setattr(delta_facts, "DELTA_MAX_SHARE", 0)
+    monkeypatch.setattr(delta_facts, "DELTA_MIN_ROWS", 0)
     web = t.join_source("web")
     p = t.partner("p", web, joined="2026-01-02")
     for month in range(1, 13):
@@ -265,11 +265,11 @@ def test_a_renamed_key_or_a_written_set_makes_the_run_recompute_everything():
 
 @pytest.mark.django_db
 def test_a_state_left_by_other_kpi_code_makes_the_run_recompute_everything(monkeypatch):
-    from kpis import engine
+    from kpis.engine import state
 
     deals = small_program(partners=2)
     full = t.recompute()
-    monkeypatch.setattr(engine, "CODE_VERSION", "a-release-with-another-formula")
+    monkeypatch.setattr(state, "CODE_VERSION", "a-release-with-another-formula")
     Deal.objects.filter(pk=deals[0].pk).update(amount=D("4.00"), updated_at=timezone.now())
     assert incremental().periods_recomputed == full.periods_recomputed
     Deal.objects.filter(pk=deals[0].pk).update(amount=D("5.00"), updated_at=timezone.now())

@@ -1,10 +1,16 @@
 """Partner lifecycle: recruitment, activation cohorts, active partners, time to first sale."""
 
+from datetime import date
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from kpis import testing as t
+from kpis.models import KpiValue
+from partners.models import Partner
+from tests.test_kpi_incremental import full_recompute_set, incremental
+from tests.test_kpi_runs import published
 
 pytestmark = pytest.mark.django_db
 
@@ -100,3 +106,54 @@ def test_time_to_first_sale_is_keyed_by_cohort_and_leaves_out_partners_without_a
     assert t.value("first_sales", "2026-01", scope="partner", key="sixty") == D("1")
     assert t.value("first_sales", "2026-01", scope="partner", key="none") is None
     assert t.value("ttfs_mean_days", "2026-01", scope="join_source", key="web") == D("25.5")
+
+
+def activated(period: str) -> tuple:
+    """activated_partners of the program, web and event in `period`, and whether a partner row exists."""
+    return (
+        t.value("activated_partners", period),
+        t.value("activated_partners", period, scope="join_source", key="web"),
+        t.value("activated_partners", period, scope="join_source", key="event"),
+        KpiValue.objects.filter(metric="activated_partners", scope="partner").exists(),
+    )
+
+
+@pytest.mark.django_db(transaction=True)  # a chunked run's sessions read the committed data
+@pytest.mark.parametrize("chunks", [1, 2], ids=["whole", "chunked"])
+def test_activated_partners_counts_the_cohort_activated_within_the_window(january_cohort, settings, chunks):
+    """The activation rate's numerator, by join period, for the program and each join source (no
+    partner rows): p1 activated 90 days after joining (inside the window), p2 after 91, p3 never,
+    p4 only before it joined. Incremental runs (patched cells, then recomputed periods) and chunked
+    runs publish what a full run from scratch publishes."""
+    if chunks > 1 and connection.vendor != "postgresql":
+        pytest.skip("chunked runs need PostgreSQL")
+    settings.KPI_CHUNKS = chunks
+    _, _, p3, p4 = january_cohort
+    assert t.recompute(as_of="2026-06-30").status == "succeeded"
+    assert activated("2026-01") == (D("1"), D("1"), D("0"), False)
+    assert activated("2026-Q1") == (D("1"), D("1"), D("0"), False)
+    assert activated("2026") == (D("1"), D("1"), D("0"), False)
+    # A period without a cohort counts 0 (a count, unlike the rate, which is undefined there).
+    assert activated("2026-02") == (D("0"), D("0"), D("0"), False)
+    assert t.value("activation_rate", "2026-02") is None
+
+    # p3 registers a deal 40 days after joining: activated. p4 joins again in March, and is active
+    # within its window from then (the registration of 01-24 still predates it).
+    t.registration(p3, submitted="2026-03-01 12:00")
+    Partner.objects.filter(pk=p4.pk).update(joined_at=date(2026, 3, 2))
+    t.registration(p4, submitted="2026-05-30 12:00")
+    run = incremental(as_of="2026-06-30")
+    assert run.changed_rows == 3
+    assert activated("2026-01") == (D("2"), D("2"), D("0"), False)
+    assert activated("2026-03") == (D("1"), D("0"), D("1"), False)
+    assert activated("2026-Q1") == (D("3"), D("2"), D("1"), False)
+    assert t.value("activation_rate", "2026-Q1") == D("0.7500")
+    after = published()
+    assert full_recompute_set(as_of="2026-06-30") == after
+
+    # A later as-of date adds a period: the next incremental run recomputes the changed periods.
+    t.registration(p3, submitted="2026-07-02 12:00")
+    incremental(as_of="2026-07-31")
+    assert activated("2026-01") == (D("2"), D("2"), D("0"), False)
+    after = published()
+    assert full_recompute_set(as_of="2026-07-31") == after

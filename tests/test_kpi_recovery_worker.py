@@ -25,6 +25,7 @@ from kpis import testing as t
 from kpis.models import KpiRun, KpiValue
 from kpis.services import program_today
 from prm.celery import app as celery_app
+from tests.kpi_hooks import publication_blocked
 from tests.test_celery_worker import celery_worker, wait_for
 from tests.test_kpi_runs import published
 
@@ -97,22 +98,19 @@ def test_a_worker_killed_whole_mid_run_is_replaced_and_a_new_worker_finishes_the
     before = program
     _, _, env = each_broker
     queue = f"kpi-kill-{uuid.uuid4().hex[:8]}"
-    # The first worker stops inside the publishing transaction, after deleting the old rows.
-    with celery_worker(
-        tmp_path,
-        queue,
-        "--pool=prefork",
-        "--concurrency=1",
-        PRM_KPI_PAUSE_IN_PUBLISH="120",
-        **FAST_RECOVERY,
-        **env,
-    ) as first:
+    # The first worker waits inside the publishing transaction for rows another session holds
+    # (SQLite: for the database's write lock, wherever it is once running), and is killed there.
+    blocked = publication_blocked(lambda: KpiRun.objects.filter(status="running").exists())
+    with (
+        blocked as publishing,
+        celery_worker(tmp_path, queue, "--pool=prefork", "--concurrency=1", **FAST_RECOVERY, **env) as first,
+    ):
         first_log = Output(first)
         send(each_broker, queue, trigger="manual", mode="full")
         run = wait_for(lambda: KpiRun.objects.filter(status="running").first(), 90, "the run to start", first)
-        wait_for(lambda: "paused in publish" in first_log, 60, "the run to publish", first)
+        wait_for(publishing, 60, "the run to publish", first)
         if connection.vendor == "postgresql":
-            # (SQLite: the paused publication holds the write lock, which the heartbeat waits for.)
+            # (SQLite: the held write lock keeps the heartbeat from committing.)
             wait_for(
                 lambda: KpiRun.objects.filter(pk=run.pk, heartbeat_at__gt=F("started_at")).exists(),
                 10,

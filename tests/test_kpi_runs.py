@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import DatabaseError
 
 from deals.models import Deal
 from kpis import services
@@ -16,6 +17,7 @@ from kpis.models import KpiRun, KpiValue
 from kpis.selectors import kpi_card_values, kpi_series
 from kpis.services import kpi_recompute_request, kpi_run_create, reconciliation_report, target_set
 from partners.models import JoinSource
+from tests.kpi_hooks import failing_kpi_writes
 
 pytestmark = pytest.mark.django_db
 
@@ -59,24 +61,19 @@ def test_rerunning_on_unchanged_data_writes_nothing_and_keeps_every_value():
     assert published() == before
 
 
-def test_a_run_that_fails_while_publishing_leaves_the_published_set_unchanged(monkeypatch):
+def test_a_run_that_fails_while_publishing_leaves_the_published_set_unchanged():
     deals = small_program()
     t.recompute()
     before = published()
     Deal.objects.filter(pk=deals[0].pk).update(amount=D("999.00"))
-
-    def crash() -> None:
-        raise RuntimeError("worker died mid-publish")
-
-    monkeypatch.setattr(services, "_publish_checkpoint", crash)
     run, _ = kpi_run_create(trigger="manual")
-    with pytest.raises(RuntimeError):
+    # The publication's update of a changed row fails, after it deleted the rows that vanished.
+    with failing_kpi_writes("no space left on device"), pytest.raises(DatabaseError):
         services.kpi_run_execute(run_id=run.pk)
     run.refresh_from_db()
-    assert run.status == "failed" and "worker died" in run.error
+    assert run.status == "failed" and "no space left on device" in run.error
     assert published() == before
 
-    monkeypatch.undo()
     rerun = t.recompute()
     assert rerun.status == "succeeded" and rerun.rows_written > 0
     assert t.value("sourced_revenue", "2026-02", scope="partner", key="p0") == D("999.00")

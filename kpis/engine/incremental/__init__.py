@@ -1,0 +1,1 @@
+"""Incremental runs: delta facts, changed periods, patched cells."""
