@@ -90,14 +90,14 @@ class ProgramImportView(APIView):
                 if result.files:
                     import_record(
                         source=file.name or "upload.zip",
-                        files={name: vars(summary) for name, summary in result.files.items()},
+                        files={name: summary.counts() for name, summary in result.files.items()},
                     )
         except ImportFailed as exc:
             raise drf_serializers.ValidationError({"file": exc.errors}) from exc
         except zipfile.BadZipFile as exc:
             raise drf_serializers.ValidationError({"file": [f"Not a readable zip: {exc}"]}) from exc
         body = {
-            "files": {name: vars(summary) for name, summary in result.files.items()},
+            "files": {name: summary.counts() for name, summary in result.files.items()},
             "lines": result.lines(),
         }
         return Response(s.ImportResultSerializer(body).data, status=status.HTTP_200_OK)
