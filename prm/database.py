@@ -16,7 +16,8 @@ so a query whose client has gone (a killed worker, a closed psql) is cancelled w
 instead of running on until it writes its first row.
 
 Set per session from the `connection_created` signal: one SET when the connection opens, nothing
-per request.
+per request. `transaction_settings` runs a block with further settings (SET LOCAL), e.g. the KPI
+engine's work_mem for an engine path computed on request (kpis.services.ENGINE_SESSION_SETTINGS).
 """
 
 import contextlib
@@ -33,10 +34,6 @@ from django.db.utils import OperationalError
 ROLE_ENV = "PRM_DB_ROLE"
 ROLES = ("web", "task", "command")
 _role = os.environ.get(ROLE_ENV, "web")
-
-# The session settings a KPI run works with (kpis.engine sets the same in its transactions): every
-# on-request engine path runs under them too, through `heavy_read_settings`.
-HEAVY_READ_SETTINGS: dict[str, str] = {"work_mem": "256MB"}
 
 # SQLSTATE 57014 query_canceled: a statement timeout, or pg_cancel_backend.
 QUERY_CANCELED = "57014"
@@ -89,17 +86,20 @@ def connect_signals() -> None:
 
 
 @contextlib.contextmanager
-def heavy_read_settings(conn: BaseDatabaseWrapper = default_connection) -> Iterator[None]:
-    """Run an on-request engine read (attribution explorer, /api/v1/kpi-attribution/) with a KPI
-    run's session settings, inside a transaction so they end with it (SET LOCAL). The statement
-    timeout stays the role's: a request's engine path is cancelled like any other query."""
-    from django.db import transaction
+def transaction_settings(
+    settings_: dict[str, str], conn: BaseDatabaseWrapper = default_connection
+) -> Iterator[None]:
+    """Run the block in a transaction with these PostgreSQL settings (SET LOCAL: they end with it).
+    A setting the server refuses at this point (temp_buffers once the session used a temporary
+    table) is skipped. The statement timeout stays the process's: see `statement_timeout_seconds`."""
+    from django.db import DatabaseError, transaction
 
     with transaction.atomic(using=conn.alias):
         if conn.vendor == "postgresql":
             with conn.cursor() as cursor:
-                for name, value in HEAVY_READ_SETTINGS.items():
-                    cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+                for name, value in settings_.items():
+                    with contextlib.suppress(DatabaseError), transaction.atomic(using=conn.alias):
+                        cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
         yield
 
 

@@ -3,6 +3,7 @@ the request answers 503, leaving no query running (prm/database.py, docs/operati
 
 import threading
 import time
+from datetime import date
 
 import pytest
 from django.db import connection
@@ -26,13 +27,14 @@ def one_second_timeout(settings):
 
 
 @pytest.fixture
-def partners_locked():
-    """Another session holds an exclusive lock on the partners table, so any read of it waits (as a
-    runaway query would run); released after 20 s at the latest, so a missing timeout fails the
-    test instead of hanging it."""
+def locked(request):
+    """Another session holds an exclusive lock on a table (partners unless the test says), so any
+    read of it waits (as a runaway query would run); released after 20 s at the latest, so a missing
+    timeout fails the test instead of hanging it."""
+    table = getattr(request, "param", "partners_partner")
     raw = connection.get_new_connection(connection.get_connection_params())
     cursor = raw.cursor()
-    cursor.execute("LOCK TABLE partners_partner IN ACCESS EXCLUSIVE MODE")
+    cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
     cursor.execute("SELECT pg_backend_pid()")
     locker_pid = cursor.fetchone()[0]
     release = threading.Timer(20, raw.cancel)
@@ -67,19 +69,34 @@ def test_web_sessions_are_opened_with_the_web_timeout(db):
         assert cursor.fetchone()[0] == "5s"
 
 
+ATTRIBUTION = "model=linear&period_from=2026-01-01&period_to=2026-03-31"
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("api", [False, True], ids=["page", "api"])
+@pytest.mark.parametrize(
+    ("path", "locked"),
+    [
+        ("/dashboard/partners/", "partners_partner"),
+        ("/api/v1/partners/", "partners_partner"),
+        # The engine computed on request (issue 22): the attribution explorer and its API.
+        ("/dashboard/attribution/?period=2026-03", "deals_deal"),
+        (f"/api/v1/kpi-attribution/?{ATTRIBUTION}", "deals_deal"),
+    ],
+    indirect=["locked"],
+    ids=["page", "api", "attribution-page", "attribution-api"],
+)
 def test_a_request_whose_query_outlasts_the_timeout_gets_a_503_and_leaves_no_query_running(
-    api, one_second_timeout, partners_locked
+    path, one_second_timeout, locked
 ):
-    cursor, locker_pid = partners_locked
+    cursor, locker_pid = locked
+    api = path.startswith("/api/")
     manager = StaffUserFactory(username="manager", role=StaffRole.PARTNER_MANAGER)
     client = APIClient() if api else Client()
     client.force_login(manager)
 
     started = time.monotonic()
-    response = client.get("/api/v1/partners/" if api else "/dashboard/partners/")
+    response = client.get(path)
     waited = time.monotonic() - started
 
     assert response.status_code == 503
@@ -98,3 +115,25 @@ def test_a_request_whose_query_outlasts_the_timeout_gets_a_503_and_leaves_no_que
         own_pid = own.fetchone()[0]
     cursor.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", [own_pid])
     assert cursor.fetchone()[0] == "idle"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_attribution_on_request_runs_with_a_kpi_runs_settings_that_end_with_it():
+    from django.test.utils import CaptureQueriesContext
+
+    from kpis.services import ENGINE_SESSION_SETTINGS, attribution_by_partner
+
+    with CaptureQueriesContext(connection) as queries:
+        assert (
+            attribution_by_partner(model="linear", period_from=date(2026, 1, 1), period_to=date(2026, 3, 31))
+            == []
+        )
+    statements = [q["sql"] for q in queries.captured_queries]
+    first_engine = next(i for i, sql in enumerate(statements) if "kx_" in sql)
+    settings_set = [sql for sql in statements[:first_engine] if "set_config" in sql]
+    assert any("'work_mem', '256MB', true" in sql for sql in settings_set), settings_set
+    assert ENGINE_SESSION_SETTINGS["work_mem"] == "256MB"
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW work_mem")
+        assert cursor.fetchone()[0] != "256MB"  # SET LOCAL: the request's session is as it was
