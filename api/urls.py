@@ -7,7 +7,7 @@ from rest_framework.routers import DefaultRouter
 from api.views.auth import ApiTokenViewSet
 from api.views.base import not_found
 from api.views.deals import AccountViewSet, DealViewSet, RegistrationViewSet, TouchViewSet
-from api.views.interchange import ProgramImportView
+from api.views.interchange import ImportProgressView, ProgramImportView
 from api.views.kpis import (
     AttributionView,
     CostEntryViewSet,
@@ -40,6 +40,7 @@ v1 = [
     path("kpi-export/", KpiExportView.as_view(), name="kpi-export"),
     path("reconciliation/", ReconciliationView.as_view(), name="reconciliation"),
     path("imports/", ProgramImportView.as_view(), name="program-import"),
+    path("imports/progress/<str:progress_id>/", ImportProgressView.as_view(), name="program-import-progress"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="swagger-ui"),
     path(
