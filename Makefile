@@ -45,6 +45,7 @@ format: setup
 bench: setup
 	$(PY) -m bench.kpis
 	$(PY) -m bench.api
+	$(PY) -m bench.imports
 
 ## Screenshots of the main pages into docs/screenshots/ (Debian's chromium; seed_demo + recompute_kpis first).
 screenshots: setup

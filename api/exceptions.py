@@ -19,8 +19,18 @@ from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 
 from api.parsers import too_large
+from prm.database import is_query_timeout
+from prm.middleware import QUERY_TIMEOUT
 
 NON_FIELD_KEYS = {api_settings.NON_FIELD_ERRORS_KEY, "__all__"}
+
+
+class QueryTimeout(exceptions.APIException):
+    """A statement its timeout cancelled (prm/database.py): nothing is left running; try again."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = QUERY_TIMEOUT
+    default_code = "timeout"
 
 
 class Conflict(exceptions.APIException):
@@ -93,6 +103,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     elif isinstance(exc, TooManyFieldsSent):
         exc = exceptions.ParseError("The request has too many fields.")
+    elif is_query_timeout(exc):
+        exc = QueryTimeout()
     if not isinstance(exc, exceptions.APIException):
         return None  # a genuine server error: let Django report it
 
@@ -101,6 +113,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait))
+    elif isinstance(exc, QueryTimeout):
+        headers["Retry-After"] = "30"
 
     if isinstance(exc, exceptions.ValidationError):
         fields, general = _flatten_fields(exc.detail)

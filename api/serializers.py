@@ -502,6 +502,28 @@ class ImportInputSerializer(serializers.Serializer):
     file = serializers.FileField(
         help_text="A .zip of an INTERCHANGE folder (join_sources.csv, partners.csv, …)."
     )
+    progress_id = serializers.RegexField(
+        r"^[A-Za-z0-9_-]{8,64}$",
+        required=False,
+        help_text="A name you choose (8-64 letters, digits, - or _): poll "
+        "`GET /api/v1/imports/progress/<progress_id>/` for each file's rows done, rate and time left.",
+    )
+
+
+class ImportFileProgressSerializer(serializers.Serializer):
+    file = serializers.CharField()
+    rows = serializers.IntegerField(help_text="Rows read so far.")
+    total = serializers.IntegerField(required=False, help_text="Rows in the file (lines but the header).")
+    seconds = serializers.FloatField(required=False)
+    rows_per_second = serializers.IntegerField(required=False)
+    seconds_left = serializers.FloatField(required=False, allow_null=True)
+    stage = serializers.ChoiceField(choices=["reading", "writing", "done"])
+
+
+class ImportProgressSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["running", "done", "failed"])
+    files = serializers.DictField(child=ImportFileProgressSerializer())
+    errors = serializers.IntegerField(help_text="Bad rows found (the import was refused) when failed.")
 
 
 class CostEntryInputSerializer(serializers.Serializer):

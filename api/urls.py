@@ -7,7 +7,7 @@ from rest_framework.routers import DefaultRouter
 from api.views.auth import ApiTokenViewSet
 from api.views.base import not_found
 from api.views.deals import AccountViewSet, DealViewSet, RegistrationViewSet, TouchViewSet
-from api.views.interchange import ProgramImportView
+from api.views.interchange import ImportProgressView, ProgramImportView
 from api.views.kpis import (
     AttributionView,
     CostEntryViewSet,
@@ -40,6 +40,12 @@ v1 = [
     path("kpi-export/", KpiExportView.as_view(), name="kpi-export"),
     path("reconciliation/", ReconciliationView.as_view(), name="reconciliation"),
     path("imports/", ProgramImportView.as_view(), name="program-import"),
+    # The id's own characters only: anything else is not an import's id (404 before the view).
+    re_path(
+        r"^imports/progress/(?P<progress_id>[A-Za-z0-9_-]{8,64})/$",
+        ImportProgressView.as_view(),
+        name="program-import-progress",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="swagger-ui"),
     path(

@@ -104,6 +104,8 @@ def main() -> None:
     url = os.environ.get("DATABASE_URL", "")
     os.environ["DATABASE_URL"] = bench_database_url(url, command="bench.kpis")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prm.settings")
+    # A command an operator runs: no web statement timeout (prm/database.py).
+    os.environ.setdefault("PRM_DB_ROLE", "command")
     import django
 
     django.setup()

@@ -2,13 +2,14 @@
 
 import csv
 from datetime import datetime, time
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch, Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -26,9 +27,16 @@ from deals.selectors import pending_registrations
 from deals.services import registration_approve, registration_reject
 from kpis import recovery
 from kpis.metrics import AttributionModel, Scope
-from kpis.models import KpiRun, ProgramSettings
-from kpis.selectors import active_run, kpi_series, latest_successful_run
-from kpis.services import attribution_by_partner, kpi_recompute_request, reconciliation_report
+from kpis.models import KpiRun, ProgramSettings, ReconciliationItem
+from kpis.selectors import (
+    active_run,
+    kpi_series,
+    latest_successful_run,
+    reconciliation_counts,
+    reconciliation_item,
+    reconciliation_queryset,
+)
+from kpis.services import attribution_by_partner, kpi_recompute_request
 from partners import access
 from partners.models import JoinSource, Partner
 from prm.forms import add_service_errors
@@ -291,38 +299,47 @@ def partners(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboards/partners.html", context)
 
 
-def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period) -> HttpResponse:
+class _Echo:
+    """csv.writer target that hands each formatted line back (for a streamed response)."""
 
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    def write(self, line: str) -> str:
+        return line
+
+
+def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period) -> StreamingHttpResponse:
+    """Streamed: one line per partner as the rows come from the database (10,000 partners and more)."""
+    writer = csv.writer(_Echo())
+    header = [
+        "partner_key",
+        "name",
+        "type",
+        "tier",
+        "status",
+        "join_source",
+        "manager",
+        "period",
+        *LEADERBOARD_METRICS,
+    ]
+
+    def lines():
+        yield writer.writerow(header)
+        for p in board.qs.iterator(chunk_size=1000):
+            yield writer.writerow(
+                [
+                    p.export_key,
+                    p.name,
+                    p.type,
+                    p.tier,
+                    p.status,
+                    p.join_source.name,
+                    p.manager.get_username() if p.manager else "",
+                    period.label,
+                    *(export_string(m, getattr(p, f"kpi_{m}")) for m in LEADERBOARD_METRICS),
+                ]
+            )
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="partners-{period.label}.csv"'
-    writer = csv.writer(response)
-    writer.writerow(
-        [
-            "partner_key",
-            "name",
-            "type",
-            "tier",
-            "status",
-            "join_source",
-            "manager",
-            "period",
-            *LEADERBOARD_METRICS,
-        ]
-    )
-    for p in board.qs.iterator(chunk_size=1000):
-        writer.writerow(
-            [
-                p.export_key,
-                p.name,
-                p.type,
-                p.tier,
-                p.status,
-                p.join_source.name,
-                p.manager.get_username() if p.manager else "",
-                period.label,
-                *(export_string(m, getattr(p, f"kpi_{m}")) for m in LEADERBOARD_METRICS),
-            ]
-        )
     return response
 
 
@@ -580,12 +597,42 @@ def attribution(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboards/attribution.html", context)
 
 
+RECONCILIATION_PAGE_SIZE = 50
+
+
+class CountedPaginator(Paginator):
+    """A paginator told its count (already known from a grouped count), so it runs no COUNT(*)."""
+
+    def __init__(self, object_list, per_page: int, *, count: int) -> None:
+        super().__init__(object_list, per_page)
+        self._known_count = count
+
+    @property
+    def count(self) -> int:
+        return self._known_count
+
+
 @require_GET
 @staff_required
 def reconciliation(request: HttpRequest) -> HttpResponse:
-
-    facts = reconciliation_report()
-    return render(request, "dashboards/reconciliation.html", {"facts": [_linked(f) for f in facts]})
+    """The stored report, a page at a time (it grows with the program: tens of thousands of items at
+    1M deals), optionally one kind only."""
+    counts = reconciliation_counts()
+    kind = request.GET.get("kind", "")
+    if kind not in ReconciliationItem.Kind.values:
+        kind = ""
+    total = counts.get(kind, 0) if kind else sum(counts.values())
+    paginator = CountedPaginator(reconciliation_queryset(kind or None), RECONCILIATION_PAGE_SIZE, count=total)
+    page = paginator.get_page(request.GET.get("page"))
+    context = {
+        "facts": [_linked(reconciliation_item(item)) for item in page],
+        "page": page,
+        "query": urlencode({"kind": kind}) if kind else "",
+        "kind": kind,
+        "kinds": [(value, label, counts.get(value, 0)) for value, label in ReconciliationItem.Kind.choices],
+        "total": sum(counts.values()),
+    }
+    return render(request, "dashboards/reconciliation.html", context)
 
 
 _ADMIN_LINKS = {

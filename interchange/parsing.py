@@ -14,6 +14,8 @@ from program.validation import (
     TARGET_MAX_DIGITS,
     amount_errors,
     date_errors,
+    earliest_date,
+    latest_date,
     target_value_errors,
     year_errors,
 )
@@ -34,24 +36,32 @@ class CellError(ValueError):
     """A cell that cannot be read; the message is the reason shown to the user."""
 
 
-def parse_date(text: str, tz: tzinfo) -> date:
+Bounds = tuple[date, date]
+
+
+def plausible_bounds() -> Bounds:
+    """The accepted range of dates now (program.validation): computed once per import, not per cell."""
+    return earliest_date(), latest_date()
+
+
+def parse_date(text: str, tz: tzinfo, bounds: Bounds | None = None) -> date:
     """`2026-03-31`; a datetime with an offset is accepted and converted to its date in `tz`."""
     if _DATE.match(text):
         try:
             day = date.fromisoformat(text)
         except ValueError as exc:
             raise CellError(f"'{text}' is not a valid date") from exc
-        return _plausible(day)
+        return _plausible(day, bounds)
     if _DATETIME.match(text):
-        moment = parse_datetime(text, tz)
-        return _plausible(moment.astimezone(tz).date())
+        moment = parse_datetime(text, tz, bounds)
+        return _plausible(moment.astimezone(tz).date(), bounds)
     raise CellError(f"'{text}' is not an ISO 8601 date (YYYY-MM-DD)")
 
 
-def parse_datetime(text: str, tz: tzinfo) -> datetime:
+def parse_datetime(text: str, tz: tzinfo, bounds: Bounds | None = None) -> datetime:
     """ISO 8601 with an offset; a bare date means the start of that day in the program time zone."""
     if _DATE.match(text):
-        return datetime.combine(parse_date(text, tz), time.min, tzinfo=tz)
+        return datetime.combine(parse_date(text, tz, bounds), time.min, tzinfo=tz)
     if not _DATETIME.match(text):
         raise CellError(f"'{text}' is not an ISO 8601 datetime (e.g. 2026-03-31T17:05:00+00:00)")
     try:
@@ -60,10 +70,15 @@ def parse_datetime(text: str, tz: tzinfo) -> datetime:
         raise CellError(f"'{text}' is not a valid datetime") from exc
     if value.tzinfo is None:
         raise CellError(f"'{text}' has no UTC offset (e.g. 2026-03-31T17:05:00+00:00)")
-    return _plausible(value)
+    return _plausible(value, bounds)
 
 
-def _plausible(value: _Moment) -> _Moment:
+def _plausible(value: _Moment, bounds: Bounds | None = None) -> _Moment:
+    if (
+        bounds is not None
+        and bounds[0] <= (value.date() if isinstance(value, datetime) else value) <= bounds[1]
+    ):
+        return value  # inside the range date_errors checks, taken once for the whole import
     if errors := date_errors(value):
         raise CellError(errors[0])
     return value

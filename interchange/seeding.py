@@ -368,8 +368,14 @@ def _write_program(
     sink.write("targets", generator.target_rows())
 
 
-def _program_today() -> tuple[date, ZoneInfo]:
-    tz = ZoneInfo(ProgramSettings.load().time_zone)
+def _program_today(*, database: bool = True) -> tuple[date, ZoneInfo]:
+    """Today and the program time zone; `database=False` reads the settings only when they exist."""
+    if database or ProgramSettings._meta.db_table in connection.introspection.table_names():
+        name = ProgramSettings.load().time_zone
+    else:
+        # A fresh checkout (no migrated database): the time zone a new program starts with.
+        name = ProgramSettings._meta.get_field("time_zone").get_default()
+    tz = ZoneInfo(name)
     return timezone.now().astimezone(tz).date(), tz
 
 
@@ -377,7 +383,7 @@ def seed_to_folder(
     size: DemoSize, out: Path, *, progress: Callable[[str], None] = lambda _: None
 ) -> SeedSummary:
     started = clock.monotonic()
-    today, tz = _program_today()
+    today, tz = _program_today(database=False)
     sink = CsvSink(out)
     try:
         _write_program(ProgramGenerator(size, today=today, tz=tz), sink, progress)

@@ -4,14 +4,14 @@ The KpiValue table holds only the published set, so these never see a half-writt
 """
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from kpis.models import KpiPublication, KpiRun, KpiValue, ProgramSettings
+from kpis.models import KpiPublication, KpiRun, KpiValue, ProgramSettings, ReconciliationItem
 
 
 def published_values(
@@ -170,27 +170,44 @@ def kpi_series(
 
 
 def reconciliation_items() -> list[dict]:
-    """The reconciliation report stored by the last published run."""
-    from kpis.models import ReconciliationItem
+    """The reconciliation report stored by the last published run (all of it: see
+    `iter_reconciliation_items` and `reconciliation_queryset` for lists that grow with the program)."""
+    return list(iter_reconciliation_items())
 
-    report = []
-    for item in ReconciliationItem.objects.order_by("kind", "id"):
-        ids = {
-            name: value
-            for name, value in (
-                ("deal", item.deal_id),
-                ("partner", item.partner_id),
-                ("touch", item.touch_id),
-                ("account", item.account_id),
-            )
-            if value is not None
-        }
-        if item.registration_ids:
-            ids["registrations"] = [int(x) for x in item.registration_ids.split(",")]
-        report.append(
-            {"kind": item.kind, "description": _describe(item.kind, ids, item.description), "ids": ids}
+
+def reconciliation_queryset(kind: str | None = None) -> QuerySet:
+    """The stored items in report order (kind, id), optionally of one kind; for paginating."""
+    items = ReconciliationItem.objects.order_by("kind", "id")
+    return items.filter(kind=kind) if kind else items
+
+
+def reconciliation_counts() -> dict[str, int]:
+    """Items per kind (one grouped count)."""
+    rows = ReconciliationItem.objects.values_list("kind").annotate(n=Count("id")).order_by()
+    return dict(rows)
+
+
+def iter_reconciliation_items(kind: str | None = None) -> Iterator[dict]:
+    """The report item by item, read in chunks: memory stays flat however long it is."""
+    for item in reconciliation_queryset(kind).iterator(chunk_size=2000):
+        yield reconciliation_item(item)
+
+
+def reconciliation_item(item) -> dict:
+    """One stored ReconciliationItem as the report shows it: kind, description and the ids involved."""
+    ids = {
+        name: value
+        for name, value in (
+            ("deal", item.deal_id),
+            ("partner", item.partner_id),
+            ("touch", item.touch_id),
+            ("account", item.account_id),
         )
-    return report
+        if value is not None
+    }
+    if item.registration_ids:
+        ids["registrations"] = [int(x) for x in item.registration_ids.split(",")]
+    return {"kind": item.kind, "description": _describe(item.kind, ids, item.description), "ids": ids}
 
 
 def _describe(kind: str, ids: dict, detail: str) -> str:

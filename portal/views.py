@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,6 +23,8 @@ from partners import access
 from portal.forms import DealRegistrationForm
 from prm.forms import add_service_errors
 
+# Lists grow with the partner's history: a page at a time.
+PORTAL_PAGE_SIZE = 50
 HOME_CARDS = ("sourced_revenue", "influenced_revenue", "leads_generated", "opportunities_sourced")
 
 
@@ -152,7 +155,10 @@ def registrations(request: HttpRequest) -> HttpResponse:
         .select_related("account", "deal")
         .order_by("-submitted_at", "-id")
     )
-    return render(request, "portal/registrations.html", {"registrations": rows[:200], "now": timezone.now()})
+    page = Paginator(rows, PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request, "portal/registrations.html", {"registrations": page, "page": page, "now": timezone.now()}
+    )
 
 
 @require_GET
@@ -175,10 +181,13 @@ def deals(request: HttpRequest) -> HttpResponse:
     rows = (
         access.visible_deals(request.user)
         .select_related("account", "registration")
-        .order_by("-created_at", "-id")[:200]
+        .order_by("-created_at", "-id")
     )
+    page = Paginator(rows, PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
-        request, "portal/deals.html", {"deals": rows, "partner": request.partner, "now": timezone.now()}
+        request,
+        "portal/deals.html",
+        {"deals": page, "page": page, "partner": request.partner, "now": timezone.now()},
     )
 
 

@@ -29,6 +29,15 @@ def _create_filesystem_broker_folders(sender: Celery, source, **kwargs) -> None:
 
 
 @signals.worker_init.connect
+def _task_statement_timeout(sender=None, **kwargs) -> None:
+    # A worker's sessions get the task statement timeout, not a web request's (prm/database.py);
+    # pool processes forked later inherit the role.
+    from prm.database import set_role
+
+    set_role("task")
+
+
+@signals.worker_init.connect
 def _derive_visibility_timeout(sender=None, **kwargs) -> None:
     # Only a worker consumes, so only a worker needs Redis's visibility timeout; Django is set up by
     # now and the broker connection is not open yet.

@@ -66,6 +66,8 @@ MIDDLEWARE = [
     # Who acts through what (page, admin, API) for the audit trail; see prm/acting.py.
     "prm.acting.ActingContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # A statement cancelled by its timeout is a 503 page or API error (prm/database.py).
+    "prm.middleware.QueryTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
@@ -109,6 +111,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file (not :memory:) so tests can start a real Celery worker on the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+# Requests that end (prm/database.py, docs/operations.md): PostgreSQL cancels a web request's
+# statement after DB_STATEMENT_TIMEOUT_SECONDS, before gunicorn (`--timeout WEB_TIMEOUT_SECONDS`)
+# kills its worker; the request gets a 503. Celery tasks and manage.py commands have their own.
+WEB_TIMEOUT_SECONDS = env_int("WEB_TIMEOUT_SECONDS", 60)
+DB_STATEMENT_TIMEOUT_SECONDS = env_int("DB_STATEMENT_TIMEOUT_SECONDS", 30)
+TASK_STATEMENT_TIMEOUT_SECONDS = env_int("TASK_STATEMENT_TIMEOUT_SECONDS", 1800)
+COMMAND_STATEMENT_TIMEOUT_SECONDS = env_int("COMMAND_STATEMENT_TIMEOUT_SECONDS", 0)
+# PostgreSQL 14+: how often a running query checks that its client is still there.
+DB_CLIENT_CHECK_SECONDS = env_int("DB_CLIENT_CHECK_SECONDS", 5)
+if not 0 < DB_STATEMENT_TIMEOUT_SECONDS < WEB_TIMEOUT_SECONDS:
+    raise ValueError(
+        "DB_STATEMENT_TIMEOUT_SECONDS must be above 0 and below WEB_TIMEOUT_SECONDS (the gunicorn "
+        f"worker timeout): got {DB_STATEMENT_TIMEOUT_SECONDS} and {WEB_TIMEOUT_SECONDS}"
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -6,3 +6,9 @@ class ProgramConfig(AppConfig):
 
     name = "program"
     verbose_name = "Program"
+
+    def ready(self) -> None:
+        # Every database session gets its process's statement timeout (prm/database.py).
+        from prm.database import connect_signals
+
+        connect_signals()

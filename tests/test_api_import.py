@@ -69,3 +69,30 @@ def test_partner_users_cannot_import(world_a, as_admin_a):
     response = as_admin_a.post(f"{API}/imports/", {"file": _zip(DATA / "program_valid")}, format="multipart")
     assert response.status_code == 403
     assert not Deal.objects.filter(key__startswith="d-").exists()
+
+
+def test_an_upload_with_a_progress_id_reports_each_files_progress_to_its_uploader(as_salesops, as_manager):
+    upload = _zip(DATA / "program_valid")
+    response = as_salesops.post(
+        f"{API}/imports/", {"file": upload, "progress_id": "crm-sync-0001"}, format="multipart"
+    )
+    assert response.status_code == 200, response.content
+    progress = as_salesops.get(f"{API}/imports/progress/crm-sync-0001/")
+    assert progress.status_code == 200
+    body = progress.json()
+    assert body["state"] == "done" and body["errors"] == 0
+    deals = body["files"]["deals.csv"]
+    assert (deals["rows"], deals["total"], deals["stage"], deals["seconds_left"]) == (4, 4, "done", 0)
+    assert set(body["files"]) == {p.name for p in (DATA / "program_valid").glob("*.csv")}
+    # Another user (another import's caller) does not see it.
+    assert as_manager.get(f"{API}/imports/progress/crm-sync-0001/").status_code == 404
+
+
+def test_a_refused_upload_reports_failed_with_its_error_count(as_salesops):
+    upload = _zip(DATA / "program_bad")
+    response = as_salesops.post(
+        f"{API}/imports/", {"file": upload, "progress_id": "crm-sync-0002"}, format="multipart"
+    )
+    assert response.status_code == 400
+    body = as_salesops.get(f"{API}/imports/progress/crm-sync-0002/").json()
+    assert (body["state"], body["errors"]) == ("failed", 8)

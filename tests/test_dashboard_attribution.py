@@ -97,3 +97,24 @@ def test_reconciliation_stays_within_its_query_budget(manager_client, django_ass
     with django_assert_max_num_queries(6):
         response = manager_client.get(reverse("dashboards:reconciliation"))
     assert len(response.context["facts"]) == 5
+
+
+def test_reconciliation_is_paginated_and_filters_by_kind(manager_client):
+    web = kt.join_source("web")
+    late = kt.partner("late", web, joined="2026-03-15", applied="2026-03-01")
+    for _ in range(53):
+        kt.deal("500.00", created="2026-03-02 09:00", closed="2026-03-05 09:00", sourced_by=late)
+    on_time = kt.partner("on-time", web, joined="2026-02-01", applied="2026-01-20")
+    closed = kt.deal("100.00", created="2026-03-01 09:00", closed="2026-03-03 09:00")
+    kt.touch(closed, on_time, "2026-03-10 09:00")
+    kt.recompute(as_of="2026-03-31")
+    url = reverse("dashboards:reconciliation")
+
+    first = manager_client.get(url)
+    assert len(first.context["facts"]) == 50 and first.context["total"] == 54
+    assert "Page 1 of 2" in first.content.decode()
+    second = manager_client.get(url, {"page": 2})
+    assert len(second.context["facts"]) == 4
+    late_touches = manager_client.get(url, {"kind": "touch_after_close"})
+    assert [f["kind"] for f in late_touches.context["facts"]] == ["touch_after_close"]
+    assert "Touch after the deal closed (1)" in late_touches.content.decode()

@@ -355,3 +355,25 @@ def test_identical_cost_rows_are_one_cost_and_a_different_note_makes_another(tmp
 def test_a_folder_that_does_not_exist_is_a_clear_command_error(tmp_path):
     with pytest.raises(CommandError, match="no such folder"):
         call_command("import_program", str(tmp_path / "nowhere"), stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_bad_rows_near_the_end_of_a_large_file_are_reported_at_their_lines_and_nothing_is_written(tmp_path):
+    """Beyond any batch or COPY buffer: the rows are staged in bulk, and both a row's own problem and
+    one found by a set-based check (an unknown account) name their physical line."""
+    rows = 12_000
+    folder = tmp_path / "large"
+    folder.mkdir()
+    with (folder / "accounts.csv").open("w", encoding="utf-8") as accounts:
+        accounts.write("key,name,domain\n")
+        accounts.writelines(f"a-{n},Account {n},a{n}.example\n" for n in range(rows))
+    with (folder / "deals.csv").open("w", encoding="utf-8") as deals:
+        deals.write("key,account,amount,created_at,status\n")
+        for n in range(rows):
+            amount = "0.00" if n == rows - 3 else "125.50"
+            account = "a-missing" if n == rows - 1 else f"a-{n}"
+            deals.write(f"d-{n},{account},{amount},2025-03-01T10:00:00+00:00,open\n")
+    assert _errors(folder) == [
+        f"deals.csv:{rows - 1}: amount: must be greater than 0",
+        f"deals.csv:{rows + 1}: account: unknown account 'a-missing'",
+    ]
+    assert Account.objects.count() == 0 and Deal.objects.count() == 0

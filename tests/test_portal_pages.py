@@ -128,8 +128,9 @@ def test_portal_lists_stay_within_their_query_budget(client, membership, django_
         DealRegistrationFactory(partner=membership.partner)
         DealFactory(sourcing_partner=membership.partner)
     for name in ("portal:registrations", "portal:deals", "portal:register"):
-        # Session, user, membership, the access checks (roles, partner) and the list itself.
-        with django_assert_max_num_queries(8):
+        # Session, user, membership, the access checks (roles, partner), the list's count (pages)
+        # and the list itself.
+        with django_assert_max_num_queries(9):
             assert client.get(reverse(name)).status_code == 200
 
 
@@ -143,3 +144,11 @@ def test_the_register_form_refuses_implausible_amounts_and_dates(client, members
         assert response.status_code == 400
         assert message in response.content.decode(), value
     assert not DealRegistration.objects.exists()
+
+
+def test_portal_lists_are_paginated(client, membership):
+    for _ in range(53):
+        DealFactory(sourcing_partner=membership.partner)
+    first = client.get(reverse("portal:deals"))
+    assert len(first.context["deals"]) == 50 and "Page 1 of 2" in first.content.decode()
+    assert len(client.get(reverse("portal:deals"), {"page": 2}).context["deals"]) == 3

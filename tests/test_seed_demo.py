@@ -241,3 +241,34 @@ def test_importing_the_out_folder_into_an_empty_database_reproduces_the_seeded_p
     )
     import_program(tmp_path)
     assert _program() == seeded
+
+
+def test_out_needs_no_migrated_database(tmp_path: Path):
+    """A fresh checkout: `seed_demo --out` on a database file that does not exist yet (issue 22)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "seed_demo",
+            "--partners",
+            "5",
+            "--deals",
+            "20",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Wrote the demo program" in done.stdout
+    assert (tmp_path / "out" / "deals.csv").read_text(encoding="utf-8").count("\n") == 21

@@ -6,6 +6,7 @@ from django.db import transaction
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,6 +17,7 @@ from api.schema import ErrorSerializer, errors
 from api.throttling import ScopedThrottle
 from audit.services import import_record
 from interchange.importer import ImportFailed, import_program
+from interchange.progress import CachedProgress, read_progress
 from prm.acting import Channel, acting
 
 
@@ -80,24 +82,81 @@ class ProgramImportView(APIView):
         upload = s.ImportInputSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         file = upload.validated_data["file"]
+        progress_id = upload.validated_data.get("progress_id")
+        progress = CachedProgress(user_id=request.user.pk, progress_id=progress_id) if progress_id else None
         if not zipfile.is_zipfile(file):
             raise drf_serializers.ValidationError({"file": ["Upload a .zip of the INTERCHANGE CSV files."]})
         file.seek(0)
         try:
             # The import and its one audit trail entry commit together (or not at all).
             with zipfile.ZipFile(file) as archive, transaction.atomic(), acting(channel=Channel.IMPORT):
-                result = import_program(archive)
+                result = import_program(archive, on_progress=progress)
                 if result.files:
                     import_record(
                         source=file.name or "upload.zip",
-                        files={name: vars(summary) for name, summary in result.files.items()},
+                        files={name: summary.counts() for name, summary in result.files.items()},
                     )
         except ImportFailed as exc:
+            if progress is not None:
+                progress.failed(len(exc.errors))
             raise drf_serializers.ValidationError({"file": exc.errors}) from exc
         except zipfile.BadZipFile as exc:
             raise drf_serializers.ValidationError({"file": [f"Not a readable zip: {exc}"]}) from exc
+        if progress is not None:
+            progress.finished(result)
         body = {
-            "files": {name: vars(summary) for name, summary in result.files.items()},
+            "files": {name: summary.counts() for name, summary in result.files.items()},
             "lines": result.lines(),
         }
         return Response(s.ImportResultSerializer(body).data, status=status.HTTP_200_OK)
+
+
+@extend_schema(
+    tags=["interchange"],
+    summary="Progress of an import (by the progress_id given with the upload)",
+    description=(
+        "Each file's rows read, total rows, rate, seconds and time left, and its stage (`reading`: "
+        "rows streamed to the database; `writing`: set-based checks and upsert; `done`). Readable by "
+        "the user who uploaded, while the import runs and for a day after. 404 for an unknown id."
+    ),
+    responses={200: s.ImportProgressSerializer, **errors(403, 404)},
+    examples=[
+        OpenApiExample(
+            "Running",
+            value={
+                "state": "running",
+                "errors": 0,
+                "files": {
+                    "accounts.csv": {
+                        "file": "accounts.csv",
+                        "rows": 630878,
+                        "total": 630878,
+                        "seconds": 21.4,
+                        "rows_per_second": 29480,
+                        "seconds_left": 0,
+                        "stage": "done",
+                    },
+                    "deals.csv": {
+                        "file": "deals.csv",
+                        "rows": 420000,
+                        "total": 1000000,
+                        "seconds": 14.2,
+                        "rows_per_second": 29577,
+                        "seconds_left": 19.6,
+                        "stage": "reading",
+                    },
+                },
+            },
+            response_only=True,
+            status_codes=["200"],
+        )
+    ],
+)
+class ImportProgressView(APIView):
+    permission_classes = [Importer]
+
+    def get(self, request, progress_id: str):
+        state = read_progress(user_id=request.user.pk, progress_id=progress_id)
+        if state is None:
+            raise NotFound("No import with this progress_id.")
+        return Response(s.ImportProgressSerializer(state).data)

@@ -34,6 +34,7 @@ from kpis import services
 from kpis.export import export_rows, reads_published_set
 from kpis.metrics import AttributionModel, Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, Target
+from kpis.selectors import iter_reconciliation_items
 from partners import access
 
 EXPORT_COLUMNS = ["scope", "scope_key", "period", "metric", "value", "target_metric"]
@@ -294,7 +295,9 @@ class ReconciliationView(APIView):
     permission_classes = [StaffReader]
 
     def get(self, request):
-        return Response(s.ReconciliationItemSerializer(services.reconciliation_report(), many=True).data)
+        # Streamed, item by item: the report grows with the program (the same JSON array).
+        items = (s.ReconciliationItemSerializer(item).data for item in iter_reconciliation_items())
+        return StreamingHttpResponse(_json_array(items), content_type="application/json")
 
 
 class CSVRenderer(BaseRenderer):
@@ -318,6 +321,13 @@ def _csv_lines(rows: Iterable[dict]) -> Iterator[str]:
     yield writer.writeheader()
     for row in rows:
         yield writer.writerow({**row, "target_metric": row.get("target_metric", "")})
+
+
+def _json_array(items: Iterable[dict]) -> Iterator[str]:
+    yield "["
+    for index, item in enumerate(items):
+        yield ("," if index else "") + json.dumps(item)
+    yield "]"
 
 
 def _json_chunks(rows: Iterable[dict]) -> Iterator[str]:

@@ -37,7 +37,7 @@ class Command(BaseCommand):
                     result = import_program(source, progress=progress)
                 if result.files:
                     import_record(
-                        source=source.name, files={name: vars(s) for name, s in result.files.items()}
+                        source=source.name, files={name: s.counts() for name, s in result.files.items()}
                     )
         except ImportFailed as failed:
             for line in failed.errors:
@@ -46,5 +46,7 @@ class Command(BaseCommand):
         if not result.files:
             raise CommandError(f"{source}: no INTERCHANGE files found (join_sources.csv, partners.csv, ...).")
         for line in result.lines():
+            self.stdout.write(line)
+        for line in result.timing_lines():
             self.stdout.write(line)
         self.stdout.write(self.style.SUCCESS("Import complete."))

@@ -1,0 +1,237 @@
+"""The importer's database side: one staging table per file, loaded in bulk, checked and written set-based.
+
+A file's rows are streamed into the temporary table `imp_stage` (PostgreSQL: `COPY ... FROM STDIN`
+through psycopg2's `copy_expert`, fed by the parser as it reads, so parsing and loading overlap;
+SQLite: `executemany` in batches of BATCH_ROWS). Every row is staged, the refused ones too (with
+`ok` false), so references and duplicates are checked for every row and every bad row is listed.
+Then each check is one query over the whole file (unknown keys, duplicate keys, partners that may
+not act), the rows it refuses are flagged, and one `INSERT ... SELECT ... ON CONFLICT` writes the
+valid rows: new keys created, changed rows updated, identical rows left alone.
+
+Memory stays flat: the parser holds one row at a time; the checks return only the bad rows.
+"""
+
+import contextlib
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import DatabaseError, connection, models, transaction
+from django.utils import timezone
+
+STAGE = "imp_stage"
+BAD = "imp_bad"
+BATCH_ROWS = 2000
+# PostgreSQL: a file with at least this many rows is loaded with its table's foreign keys dropped and
+# re-added before the next file (one validating scan per key instead of a deferred check per row).
+BULK_ROWS = 50_000
+# The session settings of the import's transaction on PostgreSQL (as a KPI run's).
+PG_SETTINGS = {"work_mem": "256MB", "maintenance_work_mem": "256MB"}
+
+
+def pg() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def column_type(field: models.Field | None) -> str:
+    """A staging column's type: the model field's own (same storage, so comparisons are exact), text
+    for keys and for text fields (a refused row's over-long text must still stage)."""
+    if field is None or isinstance(field, models.CharField | models.TextField):
+        return "text"
+    return field.db_type(connection)
+
+
+class Stage:
+    """The staging table of the file being imported: `line`, `ok`, `key`, then the file's columns."""
+
+    def __init__(self) -> None:
+        self.columns: list[str] = []
+
+    # --- session ----------------------------------------------------------------------------
+    def begin(self) -> None:
+        with connection.cursor() as cursor:
+            if pg():
+                for name, value in PG_SETTINGS.items():
+                    cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+                # Temporary tables live in temp_buffers; settable only before the session's first
+                # temporary table, so it may fail on a reused session (then the default serves).
+                with contextlib.suppress(DatabaseError), transaction.atomic():
+                    cursor.execute("SET LOCAL temp_buffers = '512MB'")
+            cursor.execute(f"DROP TABLE IF EXISTS {BAD}")
+            cursor.execute(f"CREATE TEMPORARY TABLE {BAD} (line integer NOT NULL)")
+
+    def end(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+            cursor.execute(f"DROP TABLE IF EXISTS {BAD}")
+
+    # --- loading ----------------------------------------------------------------------------
+    def load(self, columns: Sequence[tuple[str, str]], rows: Iterable[tuple]) -> None:
+        """(Re)create the staging table with `columns` (name, SQL type) after line, ok, key and load
+        `rows` (tuples in that order) in bulk."""
+        self.columns = [name for name, _ in columns]
+        definitions = ", ".join(f"{q(name)} {sql_type}" for name, sql_type in columns)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+            cursor.execute(f"DELETE FROM {BAD}")
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {STAGE} (line integer NOT NULL, ok boolean NOT NULL, "
+                f"key text, {definitions})"
+            )
+            names = ", ".join(["line", "ok", "key", *(q(c) for c in self.columns)])
+            if pg():
+                # csv.writer quotes every value but numbers; FORCE_NULL reads an empty typed cell
+                # (None) as NULL, while an empty text cell stays ''.
+                typed = ", ".join(["key", *(q(name) for name, sql_type in columns if sql_type != "text")])
+                cursor.copy_expert(
+                    f"COPY {STAGE} ({names}) FROM STDIN WITH (FORMAT csv, FORCE_NULL ({typed}))",
+                    _CsvStream(rows),
+                    size=1 << 18,
+                )
+                cursor.execute(f"ANALYZE {STAGE}")
+            else:
+                placeholders = ", ".join(["%s"] * (3 + len(self.columns)))
+                sql = f"INSERT INTO {STAGE} ({names}) VALUES ({placeholders})"
+                batch: list[tuple] = []
+                for row in rows:
+                    batch.append(tuple(_sqlite_value(v) for v in row))
+                    if len(batch) >= BATCH_ROWS:
+                        cursor.executemany(sql, batch)
+                        batch = []
+                if batch:
+                    cursor.executemany(sql, batch)
+
+    # --- checks -----------------------------------------------------------------------------
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
+        """The rows of a check query, read in chunks (a file with a million bad rows lists them all)."""
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            while chunk := cursor.fetchmany(2000):
+                yield from chunk
+
+    def refuse_lines(self, lines: Iterable[int]) -> None:
+        """Flag the staged rows of these lines as refused (they are not written)."""
+        with connection.cursor() as cursor:
+            batch: list[tuple[int]] = []
+            for line in lines:
+                batch.append((line,))
+                if len(batch) >= BATCH_ROWS:
+                    cursor.executemany(f"INSERT INTO {BAD} (line) VALUES (%s)", batch)
+                    batch = []
+            if batch:
+                cursor.executemany(f"INSERT INTO {BAD} (line) VALUES (%s)", batch)
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {BAD})")
+            if cursor.fetchone()[0]:
+                cursor.execute(f"UPDATE {STAGE} SET ok = false WHERE ok AND line IN (SELECT line FROM {BAD})")
+                cursor.execute(f"DELETE FROM {BAD}")
+
+    def count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a write; returns the rows it wrote."""
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
+
+def constant_columns(
+    model: type[models.Model], given: Iterable[str], *, now: datetime
+) -> tuple[list[str], list[Any]]:
+    """The columns an import does not supply and the values a new row gets for them (the model's
+    defaults, `now` for auto_now / auto_now_add, NULL for nullable fields), adapted for the database."""
+    names, values = [], []
+    for field in model._meta.concrete_fields:
+        if field.primary_key or field.attname in given:
+            continue
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            value = now
+        elif field.has_default():
+            value = field.get_default()
+        elif field.null:
+            value = None
+        else:  # pragma: no cover - every imported table's other columns have a default
+            raise ValueError(f"{model.__name__}.{field.name} needs a value")
+        names.append(field.column)
+        values.append(field.get_db_prep_save(value, connection))
+    return names, values
+
+
+@contextlib.contextmanager
+def foreign_keys_dropped(model: type[models.Model], rows: int) -> Iterator[None]:
+    """PostgreSQL, large files: drop the table's own foreign keys while it is written and add them
+    back after (one set-based validation per key instead of a deferred trigger per row; the import
+    has already checked every reference). Holds the table's lock until the import commits."""
+    if not pg() or rows < BULK_ROWS:
+        yield
+        return
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass AND contype = 'f' ORDER BY conname",
+            [table],
+        )
+        dropped = cursor.fetchall()
+        for name, _definition in dropped:
+            cursor.execute(f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}")
+    yield
+    with connection.cursor() as cursor:
+        for name, definition in dropped:
+            cursor.execute(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} {definition}")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
+def now() -> datetime:
+    return timezone.now()
+
+
+# --- value encoding ----------------------------------------------------------------------------
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    if isinstance(value, date):
+        return connection.ops.adapt_datefield_value(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+class _CsvStream(io.RawIOBase):
+    """A readable file over rows, encoding them as COPY CSV only as fast as COPY reads them."""
+
+    def __init__(self, rows: Iterable[tuple]) -> None:
+        self.rows = iter(rows)
+        self.buffer = b""
+        self.text = io.StringIO()
+        self.writer = csv.writer(self.text, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.text.seek(0)
+        self.text.truncate()
+        write, text = self.writer.writerow, self.text
+        want = size - len(self.buffer)
+        while size < 0 or text.tell() < want:
+            row = next(self.rows, None)
+            if row is None:
+                break
+            write(row)
+        data = self.buffer + text.getvalue().encode("utf-8")
+        if size < 0 or len(data) <= size:
+            self.buffer = b""
+            return data
+        self.buffer = data[size:]
+        return data[:size]
