@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import integration_serializers as s
+from api.idempotency import IdempotentPostMixin
 from api.pagination import StandardPagination
 from api.permissions import acting_partner, can_write_all, is_staff_reader
 from api.schema import errors
@@ -133,6 +134,7 @@ class WebhookManager(BasePermission):
     ),
 )
 class WebhookEndpointViewSet(
+    IdempotentPostMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
