@@ -119,7 +119,12 @@ class WebhookManager(BasePermission):
         request=None,
         responses={202: s.WebhookDeliverySerializer, **errors(403, 404, 429)},
         examples=[
-            OpenApiExample("Queued", value={**DELIVERY_EXAMPLE, "status": "pending"}, response_only=True)
+            OpenApiExample(
+                "Queued",
+                value={**DELIVERY_EXAMPLE, "status": "pending"},
+                response_only=True,
+                status_codes=["202"],
+            )
         ],
     ),
     replay=extend_schema(
@@ -129,7 +134,12 @@ class WebhookManager(BasePermission):
         parameters=[OpenApiParameter("delivery_id", OpenApiTypes.INT, location=OpenApiParameter.PATH)],
         responses={202: s.WebhookDeliverySerializer, **errors(400, 403, 404, 429)},
         examples=[
-            OpenApiExample("Queued", value={**DELIVERY_EXAMPLE, "status": "pending"}, response_only=True)
+            OpenApiExample(
+                "Queued",
+                value={**DELIVERY_EXAMPLE, "status": "pending"},
+                response_only=True,
+                status_codes=["202"],
+            )
         ],
     ),
 )
