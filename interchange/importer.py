@@ -38,6 +38,7 @@ from deals.rules import (
     partner_errors,
     registration_errors,
 )
+from events.changes import record_changes
 from interchange.parsing import (
     CellError,
     parse_date,
@@ -503,6 +504,12 @@ class _ProgramImport:
             unique_fields=["key"],
             update_fields=[*fields, *(["updated_at"] if _has_field(model, "updated_at") else [])],
         )
+        # Bulk writes send no signals: the change feed (events.changes) is told here.
+        ids = dict(model.objects.filter(key__in=[obj.key for _, obj in pairs]).values_list("key", "id"))
+        for _, obj in pairs:
+            obj.pk = ids.get(obj.key)
+        record_changes(model, [obj for _, obj in pairs if obj.key not in existing], "created")
+        record_changes(model, [obj for _, obj in pairs if obj.key in existing], "updated")
 
     # --- files ----------------------------------------------------------------------------------
     def _join_sources(self, file: str) -> None:
@@ -710,6 +717,7 @@ class _ProgramImport:
             summary.created += 1
             pairs.append((row, model(**row.values)))
         self._bulk_write(model, pairs)
+        record_changes(model, [obj for _, obj in pairs], "created")  # touches: the change feed
 
     def _costs(self, file: str) -> None:
         summary = self.result.files[file]
