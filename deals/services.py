@@ -33,7 +33,6 @@ from events.changes import record_changes
 from events.services import record_event
 from events.types import EventType
 from kpis.models import ProgramSettings
-from notifications import registrations as registration_notifications
 from partners.models import Partner, PartnerUser
 from program.validation import datetime_errors, decimal_from_input
 
@@ -212,7 +211,6 @@ def registration_submit(
         _full_clean(registration, {})
         registration.save()
         record_event(type=EventType.REGISTRATION_SUBMITTED, obj=registration, partner_id=partner.pk)
-        registration_notifications.registration_submitted(registration)
     return registration
 
 
@@ -317,7 +315,6 @@ def registration_approve(
             partner_id=registration.partner_id,
             before={"status": DealRegistration.Status.SUBMITTED},
         )
-        registration_notifications.registration_approved(registration)
     return registration
 
 
@@ -345,7 +342,6 @@ def registration_reject(
             partner_id=registration.partner_id,
             before={"status": DealRegistration.Status.SUBMITTED},
         )
-        registration_notifications.registration_rejected(registration)
     return registration
 
 
@@ -389,7 +385,6 @@ def registrations_expire(*, now: datetime | None = None) -> int:
                 partner_id=registration.partner_id,
                 before={"status": DealRegistration.Status.SUBMITTED},
             )
-            registration_notifications.registration_expired(registration)
         return len(lapsing)
 
 
@@ -416,7 +411,9 @@ def registrations_warn_expiring(*, now: datetime | None = None, within: timedelt
         DealRegistration.objects.filter(pk__in=[r.pk for r in ending]).update(expiry_warning_sent_at=now)
         for registration in ending:
             registration.expiry_warning_sent_at = now
-            registration_notifications.registration_expiring(registration)
+            record_event(
+                type=EventType.REGISTRATION_EXPIRING, obj=registration, partner_id=registration.partner_id
+            )
     return len(ending)
 
 

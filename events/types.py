@@ -14,6 +14,7 @@ class EventType(StrEnum):
     REGISTRATION_SUBMITTED = "registration.submitted"
     REGISTRATION_APPROVED = "registration.approved"
     REGISTRATION_REJECTED = "registration.rejected"
+    REGISTRATION_EXPIRING = "registration.expiring"
     REGISTRATION_EXPIRED = "registration.expired"
     DEAL_WON = "deal.won"
     DEAL_LOST = "deal.lost"
@@ -33,6 +34,7 @@ LABELS = {
     EventType.REGISTRATION_SUBMITTED: "A deal registration was submitted",
     EventType.REGISTRATION_APPROVED: "A deal registration was approved (and became a deal)",
     EventType.REGISTRATION_REJECTED: "A deal registration was rejected",
+    EventType.REGISTRATION_EXPIRING: "A deal registration's protection ends within a few days (told once)",
     EventType.REGISTRATION_EXPIRED: "A deal registration's protection ended undecided",
     EventType.DEAL_WON: "A deal was closed as won",
     EventType.DEAL_LOST: "A deal was closed as lost",
