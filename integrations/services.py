@@ -270,7 +270,7 @@ def _post(delivery: WebhookDelivery) -> WebhookAttempt:
         attempt.error = f"refused target: {exc}"
     except httpx.TimeoutException as exc:
         attempt.error = f"timed out after {settings.WEBHOOK_TIMEOUT_SECONDS}s ({type(exc).__name__})"
-    except (httpx.HTTPError, OSError) as exc:
+    except Exception as exc:  # anything else (connection, protocol, a URL httpx refuses) is logged
         attempt.error = f"{type(exc).__name__}: {exc}"[:2000]
     attempt.latency_ms = round((time.monotonic() - started) * 1000)
     return attempt

@@ -10,11 +10,17 @@ WEBHOOK_ALLOW_LOOPBACK=1 (the tests) also allows 127.0.0.0/8 and ::1, and nothin
 """
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+
+# A host name as DNS knows it (letters, digits, hyphens, dots; IDN names in their xn-- form too).
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$"
+)
 
 
 class TargetRefused(ValueError):
@@ -46,6 +52,12 @@ def url_errors(url: str) -> list[str]:
     try:
         address = ipaddress.ip_address(parts.hostname)
     except ValueError:
+        try:
+            ascii_host = parts.hostname.encode("idna").decode("ascii").lower()
+        except (UnicodeError, ValueError):
+            return ["must name a valid host"]
+        if not _HOST_NAME.match(ascii_host):
+            return ["must name a valid host"]
         if parts.hostname.lower() in ("localhost", "localhost.localdomain") and not _loopback_allowed():
             return ["must not point at this server (localhost)"]
         return []

@@ -207,6 +207,10 @@ def test_the_lease_of_a_dead_attempt_expires_and_the_requeue_sends_it_again(mana
         "http://localhost/",
         "http://user:pw@crm.example.com/",
         "http://0.0.0.0/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://exa mple.com/",
+        "http://a..b/",
+        "http://crm.example.com:99999/",
     ],
 )
 def test_private_loopback_and_odd_urls_are_refused_in_production(url, settings, manager):
