@@ -246,3 +246,15 @@ def test_the_signature_covers_the_timestamp():
     assert not signing.verify("whsec_k", header, body, now=1_700_000_000 + 301)
     forged = header.replace("t=1700000000", "t=1700000100")
     assert not signing.verify("whsec_k", forged, body, now=1_700_000_100)
+
+
+def test_a_published_kpi_run_records_its_event_with_the_run(manager):
+    from kpis.services import kpi_run_create, kpi_run_execute
+
+    endpoint = endpoint_for("https://crm.example.com/kpis", manager, "kpi_run.published")
+    run, _ = kpi_run_create(trigger="manual")
+    assert kpi_run_execute(run_id=run.pk).status == "succeeded"
+    event = Event.objects.get(type="kpi_run.published")
+    assert event.object_type == "kpis.kpirun" and event.object_id == str(run.pk)
+    assert event.after["status"] == "succeeded" and event.after["trigger"] == "manual"
+    assert WebhookDelivery.objects.get().endpoint == endpoint
