@@ -14,6 +14,7 @@ from deals import services as deals
 from events.models import Event
 from integrations import services, signing, targets
 from integrations.models import WebhookDelivery, WebhookEndpoint
+from kpis.services import kpi_run_create, kpi_run_execute
 from notifications.models import Notification
 from tests.factories import PartnerFactory, StaffUserFactory
 from tests.webhooks import Receiver, down_url
@@ -249,8 +250,6 @@ def test_the_signature_covers_the_timestamp():
 
 
 def test_a_published_kpi_run_records_its_event_with_the_run(manager):
-    from kpis.services import kpi_run_create, kpi_run_execute
-
     endpoint = endpoint_for("https://crm.example.com/kpis", manager, "kpi_run.published")
     run, _ = kpi_run_create(trigger="manual")
     assert kpi_run_execute(run_id=run.pk).status == "succeeded"
