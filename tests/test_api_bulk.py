@@ -102,10 +102,19 @@ def test_every_bad_row_is_reported_by_index_and_field_and_nothing_is_written(as_
         {"system": "crm", "rows": "nope"},
         {"system": "crm", "rows": [{"external_id": {"a": 1}, "name": "x"}]},
         {"system": "crm", "rows": [{"external_id": "x" * 100, "name": "x"}]},
+        {"system": "crm", "rows": [{"external_id": "a\u0000b", "name": "x"}]},
+        {"system": "crm", "rows": [{"external_id": "1", "name": True}]},
     ],
 )
 def test_malformed_bulk_requests_are_400s(as_manager, body):
     response = as_manager.post(f"{API}/accounts/bulk/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert not Account.objects.exists()
+
+
+def test_a_lone_surrogate_in_a_row_is_a_400(as_manager):
+    raw = '{"system": "crm", "rows": [{"external_id": "1", "name": "x\\udc80"}]}'
+    response = as_manager.post(f"{API}/accounts/bulk/", raw, content_type="application/json")
     assert response.status_code == 400, response.content
     assert not Account.objects.exists()
 
