@@ -173,10 +173,8 @@ class WebhookEndpointViewSet(
         return Response(s.WebhookEndpointSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, pk=None):
-        endpoint = self.get_object()
-        endpoint = services.endpoint_update(
-            endpoint=endpoint, **self._input(s.WebhookEndpointUpdateSerializer)
-        )
+        fields = self._input(s.WebhookEndpointUpdateSerializer)  # a malformed body is a 400 before a 404
+        endpoint = services.endpoint_update(endpoint=self.get_object(), **fields)
         return Response(s.WebhookEndpointSerializer(endpoint).data)
 
     @action(detail=True, methods=["get"])
