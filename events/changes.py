@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.apps import apps
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -114,14 +114,44 @@ class Cursor:
         return cursor
 
 
+_SEES_EVERY_BACKEND = (
+    "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') "
+    "FROM pg_roles WHERE rolname = current_user"
+)
+_OUR_DATABASES_XIDS = (
+    "SELECT backend_xid::text FROM pg_stat_activity "
+    "WHERE datname = current_database() AND backend_xid IS NOT NULL "
+    "UNION ALL SELECT transaction::text FROM pg_prepared_xacts WHERE database = current_database()"
+)
+
+
 def visible_horizon() -> int | None:
-    """PostgreSQL: the oldest transaction id still in flight; rows at or above it are held back.
-    None elsewhere (SQLite serialises writers, so every committed row may be served)."""
+    """PostgreSQL: the oldest transaction id still in flight that could write rows to this
+    database; rows at or above it are held back. None elsewhere (SQLite serialises writers).
+
+    With the right to see every session (superuser or pg_read_all_stats), only transactions of this
+    database count: the snapshot's in-progress ids are matched against the sessions connected here
+    (read after the snapshot, so one that had an id then is listed). Without it, every transaction
+    on the server counts (pg_snapshot_xmin): still sound, but a long write elsewhere delays the feed.
+    """
     if connection.vendor != "postgresql":
         return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-        return int(cursor.fetchone()[0])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text, "
+            "ARRAY(SELECT x::text FROM pg_snapshot_xip(s) AS x) FROM (SELECT pg_current_snapshot() AS s) t"
+        )
+        xmin, xmax, in_progress = cursor.fetchone()
+        if not in_progress:
+            return int(xmax)
+        cursor.execute(_SEES_EVERY_BACKEND)
+        if not cursor.fetchone()[0]:
+            return int(xmin)
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # read the sessions now, not a cached view
+        cursor.execute(_OUR_DATABASES_XIDS)
+        ours = {int(xid) for (xid,) in cursor.fetchall()}
+    mine = [int(x) for x in in_progress if int(x) % 2**32 in ours]
+    return min(mine) if mine else int(xmax)
 
 
 def changes_after(cursor: Cursor, *, partner_id: int | None, staff: bool, limit: int) -> QuerySet:

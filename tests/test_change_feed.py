@@ -5,6 +5,7 @@ import threading
 import time
 from decimal import Decimal
 
+import psycopg2
 import pytest
 from django.db import connection, connections, transaction
 
@@ -117,3 +118,26 @@ def test_a_change_committed_late_is_not_skipped_by_a_client_polling_in_between()
     after, cursor = read_until(client, 2, cursor)
     assert after == [("deals", first.pk, "updated"), ("deals", second.pk, "updated")]
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_in_another_database_does_not_hold_the_feed_back():
+    client = client_for(StaffUserFactory(username="feed-reader-2"))
+    _, cursor = read_until(client, 0)
+    settings = connection.settings_dict
+    other = psycopg2.connect(
+        dbname="postgres",
+        user=settings["USER"],
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+    )
+    try:
+        with other.cursor() as elsewhere:
+            elsewhere.execute("SELECT pg_current_xact_id()")  # a write transaction, left open
+            deal = DealFactory()
+            seen, cursor = read_all(client, cursor)
+            assert ("deals", deal.pk, "created") in seen
+    finally:
+        other.rollback()
+        other.close()
