@@ -39,3 +39,28 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class IdempotencyKey(models.Model):
+    """The first answer to a POST sent with an Idempotency-Key, replayed to a retry with the same
+    key and request (api/idempotency.py). `status_code` is null while that first request runs."""
+
+    # Whose key: "token:<id>" for an API token, "user:<id>" for a session or Basic login.
+    scope = models.CharField(max_length=40)
+    key = models.CharField(max_length=255)
+    # SHA-256 of the method, path, query string and body: a reuse with another request is refused.
+    fingerprint = models.CharField(max_length=64)
+    path = models.CharField(max_length=500)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=200, blank=True, default="")
+    body = models.BinaryField(blank=True, default=b"")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotency_key_once_per_scope")
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_age")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}"

@@ -40,6 +40,11 @@ ERROR_EXAMPLES = {
     404: _example(404, "not_found", "No DealRegistration matches the given query."),
     409: _example(409, "conflict", "Another partner holds a protected registration for this account."),
     415: _example(415, "unsupported_media_type", 'Unsupported media type "text/plain" in request.'),
+    422: _example(
+        422,
+        "idempotency_key_reused",
+        "This Idempotency-Key was used with another request; use a new key for a new request.",
+    ),
     429: _example(429, "throttled", "Request was throttled. Expected available in 42 seconds."),
 }
 ERROR_DESCRIPTIONS = {
@@ -49,6 +54,7 @@ ERROR_DESCRIPTIONS = {
     404: "No such object, or not one this user may see.",
     409: "Conflict with the current state (e.g. a channel conflict on approval).",
     415: "The body's Content-Type is not one this operation reads (JSON, form or multipart).",
+    422: "The Idempotency-Key was already used with a different request (docs/integrations.md).",
     429: "Too many requests; `Retry-After` says when to retry.",
 }
 
@@ -69,6 +75,20 @@ DETAIL_ERRORS = (401, 404)
 WRITE_ERRORS = (400, 401, 403, 429)
 
 
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    pattern=r"^[!-~]{1,255}$",
+    description=(
+        "A key of your choice (e.g. a UUID). The same key with the same request replays the first answer "
+        "(header `Idempotent-Replayed: true`) instead of running again; with another request: 422. "
+        "Kept 24 hours, per API token."
+    ),
+)
+
+
 class ApiAutoSchema(AutoSchema):
     """Documents, for every operation, each error status it can answer, all in the one error shape.
 
@@ -77,6 +97,12 @@ class ApiAutoSchema(AutoSchema):
     refuse the method; 404 for object paths and for a stale cursor or page; 429 when a throttle
     applies to the method.
     """
+
+    def get_override_parameters(self):
+        parameters = list(super().get_override_parameters())
+        if self.method == "POST":
+            parameters.append(IDEMPOTENCY_KEY)
+        return parameters
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
@@ -98,6 +124,8 @@ class ApiAutoSchema(AutoSchema):
             codes.add(400)
         if not safe:
             codes.add(415)  # a body in a Content-Type no parser reads
+        if self.method == "POST":
+            codes |= {409, 422}  # Idempotency-Key still in flight / reused with another request
         for permission in self.view.get_permissions():
             if isinstance(permission, (AllowAny, IsAuthenticated)):  # noqa: UP038
                 continue

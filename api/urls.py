@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from api.views.auth import ApiTokenViewSet
 from api.views.base import not_found
 from api.views.deals import AccountViewSet, DealViewSet, RegistrationViewSet, TouchViewSet
+from api.views.integrations import ChangeFeedView, WebhookEndpointViewSet
 from api.views.interchange import ImportProgressView, ProgramImportView
 from api.views.kpis import (
     AttributionView,
@@ -34,6 +35,7 @@ router.register("targets", TargetViewSet, basename="target")
 router.register("kpi-values", KpiValueViewSet, basename="kpi-value")
 router.register("kpi-runs", KpiRunViewSet, basename="kpi-run")
 router.register("auth/tokens", ApiTokenViewSet, basename="api-token")
+router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
 
 v1 = [
     path("kpi-attribution/", AttributionView.as_view(), name="kpi-attribution"),
@@ -46,6 +48,7 @@ v1 = [
         ImportProgressView.as_view(),
         name="program-import-progress",
     ),
+    path("changes/", ChangeFeedView.as_view(), name="changes"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="swagger-ui"),
     path(

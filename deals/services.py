@@ -29,8 +29,10 @@ from deals.rules import (
     normalise_domain,
 )
 from deals.selectors import registration_blocking_claims, registration_conflicts
+from events.changes import record_changes
+from events.services import record_event
+from events.types import EventType
 from kpis.models import ProgramSettings
-from notifications import registrations as registration_notifications
 from partners.models import Partner, PartnerUser
 from program.validation import datetime_errors, decimal_from_input
 
@@ -208,7 +210,7 @@ def registration_submit(
         )
         _full_clean(registration, {})
         registration.save()
-        registration_notifications.registration_submitted(registration)
+        record_event(type=EventType.REGISTRATION_SUBMITTED, obj=registration, partner_id=partner.pk)
     return registration
 
 
@@ -307,7 +309,12 @@ def registration_approve(
             registration.conflict_override_reason = override_reason
         registration.deal = deal
         registration.save()
-        registration_notifications.registration_approved(registration)
+        record_event(
+            type=EventType.REGISTRATION_APPROVED,
+            obj=registration,
+            partner_id=registration.partner_id,
+            before={"status": DealRegistration.Status.SUBMITTED},
+        )
     return registration
 
 
@@ -329,7 +336,12 @@ def registration_reject(
         registration.save(
             update_fields=["status", "decided_at", "decided_by", "decision_reason", "updated_at"]
         )
-        registration_notifications.registration_rejected(registration)
+        record_event(
+            type=EventType.REGISTRATION_REJECTED,
+            obj=registration,
+            partner_id=registration.partner_id,
+            before={"status": DealRegistration.Status.SUBMITTED},
+        )
     return registration
 
 
@@ -361,10 +373,18 @@ def registrations_expire(*, now: datetime | None = None) -> int:
             )
         # A queryset update sends no signals, so each expiry is written to the audit trail here.
         change = {"status": [DealRegistration.Status.SUBMITTED.value, DealRegistration.Status.EXPIRED.value]}
+        # ... and to the change feed (record_changes), with one domain event each.
+        record_changes(DealRegistration, lapsing, "updated")
         for registration in lapsing:
             registration.status = DealRegistration.Status.EXPIRED
+            registration.updated_at = expired_at
             LogEntry.objects.log_create(registration, action=LogEntry.Action.UPDATE, changes=change)
-            registration_notifications.registration_expired(registration)
+            record_event(
+                type=EventType.REGISTRATION_EXPIRED,
+                obj=registration,
+                partner_id=registration.partner_id,
+                before={"status": DealRegistration.Status.SUBMITTED},
+            )
         return len(lapsing)
 
 
@@ -391,7 +411,9 @@ def registrations_warn_expiring(*, now: datetime | None = None, within: timedelt
         DealRegistration.objects.filter(pk__in=[r.pk for r in ending]).update(expiry_warning_sent_at=now)
         for registration in ending:
             registration.expiry_warning_sent_at = now
-            registration_notifications.registration_expiring(registration)
+            record_event(
+                type=EventType.REGISTRATION_EXPIRING, obj=registration, partner_id=registration.partner_id
+            )
     return len(ending)
 
 
@@ -414,12 +436,24 @@ def _deal_errors(deal: Deal, errors: Errors) -> Errors:
     return merge_errors(errors, {f: m for f, m in rule_errors.items() if f not in errors})
 
 
-def _validate_and_save_deal(deal: Deal, errors: Errors) -> Deal:
+_CLOSED_EVENTS = {Deal.Status.WON: EventType.DEAL_WON, Deal.Status.LOST: EventType.DEAL_LOST}
+
+
+def _validate_and_save_deal(deal: Deal, errors: Errors, *, was: str | None = None) -> Deal:
+    """Check and save the deal; `was` is its status before (None for a new deal): a deal that
+    becomes won or lost records deal.won / deal.lost."""
     errors = _deal_errors(deal, errors)
     _raise_if(errors)
     # model.clean() repeats the rules we just applied; the full_clean call adds field and key checks.
     _full_clean(deal, {})
     deal.save()
+    if deal.status in _CLOSED_EVENTS and deal.status != was:
+        record_event(
+            type=_CLOSED_EVENTS[deal.status],
+            obj=deal,
+            partner_id=deal.sourcing_partner_id,
+            before={"status": was} if was else {},
+        )
     return deal
 
 
@@ -466,6 +500,7 @@ def deal_update(*, deal: Deal, **fields: Any) -> Deal:
             deal = Deal.objects.select_for_update(of=("self",), no_key=True).get(pk=deal.pk)
         except Deal.DoesNotExist:
             raise ValidationError({"deal": ["unknown deal"]}) from None
+        was = deal.status
         errors: Errors = {}
         if "amount" in fields:
             fields["amount"] = _as_money(fields["amount"], "amount", errors)
@@ -481,7 +516,7 @@ def deal_update(*, deal: Deal, **fields: Any) -> Deal:
         for field, value in fields.items():
             if field not in errors:
                 setattr(deal, field, value)
-        return _validate_and_save_deal(deal, errors)
+        return _validate_and_save_deal(deal, errors, was=was)
 
 
 def deal_close(*, deal: Deal, status: str, closed_at: datetime) -> Deal:

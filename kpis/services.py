@@ -26,6 +26,8 @@ from django.db.models import Count, F, Max
 from django.utils import timezone
 
 from deals.models import Deal, DealRegistration, Touch
+from events.services import record_event
+from events.types import EventType
 from kpis.engine import (
     Chunk,
     EngineSettings,
@@ -475,6 +477,7 @@ def _finisher(run: KpiRun, *, periods: int):
             rows_deleted=stats["deleted"],
             periods_recomputed=periods,
         )
+        record_event(type=EventType.KPI_RUN_PUBLISHED, obj=KpiRun.objects.get(pk=run.pk))
 
     return finish
 

@@ -101,6 +101,14 @@ _KINDS = (
         optional=False,
         secret=True,
     ),
+    Kind(
+        "webhook_disabled",
+        "Webhook endpoint disabled",
+        "A webhook endpoint you registered kept failing for the whole retry window and was disabled.",
+        "The user who registered the endpoint.",
+        Audience.STAFF,
+        optional=False,
+    ),
 )
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in _KINDS}

@@ -1,6 +1,7 @@
 """Who hears about a deal registration's change, and what they read: one function per event.
 
-deals/services.py calls these inside the transaction that makes the change.
+`on_event` reads the domain event stream (events/): deals/services.py records each change's event
+in its transaction, and the notification is written in that same transaction.
 """
 
 from django.conf import settings
@@ -8,6 +9,8 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from deals.models import DealRegistration
+from events.models import Event
+from events.types import EventType
 from notifications.services import notify
 
 User = get_user_model()
@@ -59,3 +62,20 @@ def registration_expiring(registration: DealRegistration) -> None:
 
 def registration_expired(registration: DealRegistration) -> None:
     _notify_partner("registration_expired", registration)
+
+
+HANDLERS = {
+    EventType.REGISTRATION_SUBMITTED: registration_submitted,
+    EventType.REGISTRATION_APPROVED: registration_approved,
+    EventType.REGISTRATION_REJECTED: registration_rejected,
+    EventType.REGISTRATION_EXPIRING: registration_expiring,
+    EventType.REGISTRATION_EXPIRED: registration_expired,
+}
+
+
+def on_event(event: Event) -> None:
+    """The events consumer: notify about a registration's event, in the event's transaction."""
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        return
+    handler(DealRegistration.objects.select_related("partner__manager", "account").get(pk=event.object_id))

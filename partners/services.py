@@ -15,6 +15,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from deals.rules import merge_errors, partner_errors, partner_transition_errors
+from events.services import record_event
+from events.types import EventType
 from kpis.models import ProgramSettings
 from partners.models import JoinSource, Partner, PartnerUser
 from partners.roles import StaffRole
@@ -90,6 +92,7 @@ def partner_apply(
     _full_clean(partner, errors)
     with transaction.atomic():
         partner.save()
+        record_event(type=EventType.PARTNER_APPLIED, obj=partner, partner_id=partner.pk)
     return partner
 
 
@@ -111,6 +114,12 @@ def partner_approve(*, partner: Partner, joined_at: date | None = None) -> Partn
         partner.status = Partner.Status.ACTIVE
         partner.joined_at = joined_at
         partner.save(update_fields=["status", "joined_at", "updated_at"])
+        record_event(
+            type=EventType.PARTNER_APPROVED,
+            obj=partner,
+            partner_id=partner.pk,
+            before={"status": Partner.Status.APPLIED, "joined_at": None},
+        )
     return partner
 
 
@@ -123,6 +132,12 @@ def partner_reject(*, partner: Partner) -> Partner:
             )
         partner.status = Partner.Status.REJECTED
         partner.save(update_fields=["status", "updated_at"])
+        record_event(
+            type=EventType.PARTNER_REJECTED,
+            obj=partner,
+            partner_id=partner.pk,
+            before={"status": Partner.Status.APPLIED},
+        )
     return partner
 
 

@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "program",
+    # The stream of domain events and the change log every service writes to (events/).
+    "events",
     "auditlog",
     "partners",
     "deals",
@@ -51,6 +53,8 @@ INSTALLED_APPS = [
     # After auditlog, whose LogEntry admin it replaces with a read-only one.
     "audit",
     "notifications",
+    # Consumers of domain events: signed webhooks (integrations/).
+    "integrations",
     "account",
 ]
 
@@ -347,6 +351,29 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 KPI_CHUNKS = env_int("KPI_CHUNKS", 1)
 KPI_NIGHTLY_HOUR = env_int("KPI_NIGHTLY_HOUR", 2)
 KPI_NIGHTLY_MINUTE = env_int("KPI_NIGHTLY_MINUTE", 30)
+# --- Webhooks (integrations/, docs/integrations.md) ---------------------------------------------
+# One attempt waits this long for the receiver (connect, send and read each).
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+# Failed attempts are retried after 30 s, 1, 2, 4 ... minutes (capped at an hour), each x0.5-1.5
+# at random, for this long after the event; then the delivery fails and an endpoint with no
+# success in that time is disabled and its owner told.
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30)
+WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 3600)
+WEBHOOK_RETRY_WINDOW_SECONDS = env_int("WEBHOOK_RETRY_WINDOW_SECONDS", 24 * 3600)
+# An attempt in flight is leased this long (0: twice the timeout plus 30 s); a worker that dies
+# mid-attempt leaves it to expire, then the requeue (every WEBHOOK_REQUEUE_SECONDS) sends it again.
+WEBHOOK_LEASE_SECONDS = env_int("WEBHOOK_LEASE_SECONDS", 0)
+WEBHOOK_REQUEUE_SECONDS = env_int("WEBHOOK_REQUEUE_SECONDS", 60)
+# The Celery queue of delivery tasks (empty: the default queue).
+WEBHOOK_QUEUE = env_str("WEBHOOK_QUEUE", "")
+# Characters of the receiver's answer kept in the delivery log.
+WEBHOOK_RESPONSE_EXCERPT = 500
+# SSRF guard: webhooks go only to public addresses. 1 also allows loopback (127.0.0.0/8, ::1):
+# for tests and a receiver on the same machine, never in a shared deployment.
+WEBHOOK_ALLOW_LOOPBACK = env_bool("WEBHOOK_ALLOW_LOOPBACK", False)
+# Idempotency-Key: how long a key's first response is kept for replay.
+IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24)
+
 CELERY_BEAT_SCHEDULE = {
     "recompute-kpis-nightly": {
         "task": "kpis.tasks.recompute_kpis",
@@ -367,6 +394,15 @@ CELERY_BEAT_SCHEDULE = {
     "warn-expiring-registrations": {
         "task": "deals.tasks.warn_expiring_registrations",
         "schedule": crontab(hour=7, minute=0),
+    },
+    "requeue-webhook-deliveries": {
+        "task": "integrations.tasks.requeue_webhook_deliveries",
+        "schedule": float(WEBHOOK_REQUEUE_SECONDS),
+        "options": {"expires": WEBHOOK_REQUEUE_SECONDS} | ({"queue": WEBHOOK_QUEUE} if WEBHOOK_QUEUE else {}),
+    },
+    "expire-idempotency-keys": {
+        "task": "api.tasks.expire_idempotency_keys",
+        "schedule": crontab(minute=40),
     },
     "requeue-pending-emails": {
         "task": "notifications.tasks.requeue_pending_emails",

@@ -43,3 +43,5 @@ STORAGES = {
 # Serve static files straight from the finders, as DEBUG does, so tests need no collectstatic.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# Webhook tests post to a real receiver on 127.0.0.1 (docs/integrations.md, "SSRF").
+WEBHOOK_ALLOW_LOOPBACK = True

@@ -7,6 +7,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from api.authentication import ApiTokenAuthentication, LockoutAwareBasicAuthentication
+from api.idempotency import IdempotentPostMixin
 from api.models import ApiToken
 from api.pagination import StandardPagination
 from api.schema import errors
@@ -57,7 +58,11 @@ TOKEN_EXAMPLE = {
     ),
 )
 class ApiTokenViewSet(
-    mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+    IdempotentPostMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
 ):
     authentication_classes = [ApiTokenAuthentication, SessionAuthentication, LockoutAwareBasicAuthentication]
     permission_classes = [IsAuthenticated]
@@ -67,6 +72,8 @@ class ApiTokenViewSet(
     pagination_class = StandardPagination
     queryset = ApiToken.objects.none()
     filter_backends: list = []
+    # The secret is shown once: a replay of the creation answers without it (docs/integrations.md).
+    idempotency_leave_out = frozenset({"secret"})
 
     def initial(self, request, *args, **kwargs):
         # Throttle by client address before authenticating, so passwords cannot be guessed at speed.

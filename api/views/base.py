@@ -16,12 +16,15 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
+from api.idempotency import IdempotentPostMixin
 from api.pagination import IdCursorPagination
 from api.permissions import ReadScopedWriteManager
 from api.throttling import WRITE_SCOPE, WriteThrottle
 
 
-class ScopedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ScopedViewSet(
+    IdempotentPostMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     visible: Callable[..., QuerySet]
     select_related: tuple[str, ...] = ()
     permission_classes = [ReadScopedWriteManager]

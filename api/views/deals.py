@@ -16,6 +16,7 @@ from api.filters import AccountFilterSet, DealFilterSet, RegistrationFilterSet, 
 from api.permissions import RegistrationPermission, acting_partner, is_staff_reader
 from api.schema import DETAIL_ERRORS, READ_ERRORS, WRITE_ERRORS, conflict_response, errors
 from api.views.base import BigTableViewSet
+from api.views.bulk import bulk_action
 from deals import selectors, services
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import normalise_domain
@@ -69,6 +70,8 @@ class AccountViewSet(BigTableViewSet):
     serializer_class = s.AccountSerializer
     filterset_class = AccountFilterSet
     ordering_fields = ["id"]
+
+    bulk = bulk_action("accounts")
 
     def create(self, request):
         account = services.account_get_or_create(**self.validated(s.AccountInputSerializer))
@@ -193,6 +196,8 @@ class RegistrationViewSet(BigTableViewSet):
         if not inspecting and not is_staff_reader(self.request):
             return s.PartnerRegistrationSerializer
         return super().get_serializer_class()
+
+    bulk = bulk_action("registrations")
 
     def create(self, request):
         partner = acting_partner(request)
@@ -352,6 +357,8 @@ class DealViewSet(BigTableViewSet):
     def get_serializer_context(self) -> dict:
         return {**super().get_serializer_context(), "partner": acting_partner(self.request)}
 
+    bulk = bulk_action("deals")
+
     def create(self, request):
         deal = services.deal_create(**self.validated(s.DealInputSerializer))
         return self.output(deal, status=status.HTTP_201_CREATED)
@@ -400,6 +407,8 @@ class TouchViewSet(BigTableViewSet):
     serializer_class = s.TouchSerializer
     filterset_class = TouchFilterSet
     ordering_fields = ["id", "touched_at"]
+
+    bulk = bulk_action("touches")
 
     def create(self, request):
         touch = services.touch_add(**self.validated(s.TouchInputSerializer))

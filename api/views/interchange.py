@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import serializers as s
+from api.idempotency import IdempotentPostMixin
 from api.permissions import Importer
 from api.schema import ErrorSerializer, errors
 from api.throttling import ScopedThrottle
@@ -72,7 +73,7 @@ from prm.acting import Channel, acting
         )
     ],
 )
-class ProgramImportView(APIView):
+class ProgramImportView(IdempotentPostMixin, APIView):
     permission_classes = [Importer]
     parser_classes = [MultiPartParser, FormParser]
     throttle_classes = [ScopedThrottle]

@@ -25,6 +25,7 @@ from api import serializers as s
 from api.caching import PublishedSetCacheMixin, not_modified, published_etag, tag_response
 from api.examples import listed, one
 from api.filters import CostEntryFilterSet, KpiRunFilterSet, KpiValueFilterSet, TargetFilterSet
+from api.idempotency import IdempotentPostMixin
 from api.pagination import KpiValueCursorPagination, StandardPagination
 from api.permissions import RecomputeTrigger, StaffReader, acting_partner, is_staff_reader
 from api.schema import DETAIL_ERRORS, IF_NONE_MATCH, NOT_MODIFIED, READ_ERRORS, WRITE_ERRORS, errors
@@ -187,7 +188,11 @@ class KpiValueViewSet(PublishedSetCacheMixin, ScopedViewSet):
 )
 @extend_schema(tags=["kpis"])
 class KpiRunViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+    IdempotentPostMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
 ):
     queryset = KpiRun.objects.all()
     serializer_class = s.KpiRunSerializer

@@ -1,0 +1,46 @@
+"""Every domain event type, declared once: services record them, consumers subscribe to them.
+
+The value is what a webhook receiver reads in `type`; docs/integrations.md lists each with its
+object. Adding a type is one line here (and the call in the service that causes it).
+"""
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    PARTNER_APPLIED = "partner.applied"
+    PARTNER_APPROVED = "partner.approved"
+    PARTNER_REJECTED = "partner.rejected"
+    REGISTRATION_SUBMITTED = "registration.submitted"
+    REGISTRATION_APPROVED = "registration.approved"
+    REGISTRATION_REJECTED = "registration.rejected"
+    REGISTRATION_EXPIRING = "registration.expiring"
+    REGISTRATION_EXPIRED = "registration.expired"
+    DEAL_WON = "deal.won"
+    DEAL_LOST = "deal.lost"
+    KPI_RUN_PUBLISHED = "kpi_run.published"
+    # Sent to one webhook endpoint on request ("send a test event"); never by a change.
+    WEBHOOK_TEST = "webhook.test"
+
+    @property
+    def label(self) -> str:
+        return LABELS[self]
+
+
+LABELS = {
+    EventType.PARTNER_APPLIED: "An organisation applied to the program",
+    EventType.PARTNER_APPROVED: "A partner application was approved",
+    EventType.PARTNER_REJECTED: "A partner application was rejected",
+    EventType.REGISTRATION_SUBMITTED: "A deal registration was submitted",
+    EventType.REGISTRATION_APPROVED: "A deal registration was approved (and became a deal)",
+    EventType.REGISTRATION_REJECTED: "A deal registration was rejected",
+    EventType.REGISTRATION_EXPIRING: "A deal registration's protection ends within a few days (told once)",
+    EventType.REGISTRATION_EXPIRED: "A deal registration's protection ended undecided",
+    EventType.DEAL_WON: "A deal was closed as won",
+    EventType.DEAL_LOST: "A deal was closed as lost",
+    EventType.KPI_RUN_PUBLISHED: "A KPI run published new figures",
+    EventType.WEBHOOK_TEST: "A test event sent on request",
+}
+
+# What an endpoint may subscribe to: every type a change causes.
+SUBSCRIBABLE = tuple(t for t in EventType if t is not EventType.WEBHOOK_TEST)
