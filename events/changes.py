@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from django.apps import apps
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -166,3 +166,53 @@ def changes_after(cursor: Cursor, *, partner_id: int | None, staff: bool, limit:
     if not staff:
         qs = qs.filter(partner_id=partner_id) if partner_id is not None else qs.none()
     return qs.order_by("txid", "id")[:limit]
+
+
+def record_keyed_changes(model: type[Model], marks_table: str) -> int:
+    """Feed rows for a set-based write (the CSV import's upserts, which send no signals).
+    `marks_table` has a row (key, action) for each object the write created or changed, by its key;
+    built before the write, since afterwards nothing tells an updated row from an unchanged one."""
+    label = model._meta.label
+    if label not in FEED_MODELS:
+        return 0
+    resource, partner_field = FEED_MODELS[label]
+    return _insert_changes(
+        model,
+        f"SELECT %s, %s, t.id, m.action, %s, {_partner_column(partner_field)} FROM {marks_table} m "
+        f"JOIN {_quoted(model)} t ON t.key = m.key ORDER BY t.id",
+        resource,
+    )
+
+
+def record_created_at(model: type[Model], created_at_param: object) -> int:
+    """Feed rows for the objects a set-based insert created, stamped `created_at_param` (the value
+    it wrote into created_at): the import's touches, which have no key."""
+    label = model._meta.label
+    if label not in FEED_MODELS:
+        return 0
+    resource, partner_field = FEED_MODELS[label]
+    return _insert_changes(
+        model,
+        f"SELECT %s, %s, t.id, 'created', %s, {_partner_column(partner_field)} FROM {_quoted(model)} t "
+        "WHERE t.created_at = %s ORDER BY t.id",
+        resource,
+        [created_at_param],
+    )
+
+
+def _quoted(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _partner_column(partner_field: str | None) -> str:
+    return f"t.{connection.ops.quote_name(partner_field)}" if partner_field else "NULL"
+
+
+def _insert_changes(model: type[Model], select: str, resource: str, extra: list | None = None) -> int:
+    table = connection.ops.quote_name(Change._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (txid, resource, object_id, action, changed_at, partner_id) {select}",
+            [_current_txid(), resource, timezone.now(), *(extra or [])],
+        )
+        return cursor.rowcount

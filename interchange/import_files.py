@@ -21,6 +21,7 @@ from deals.rules import (
     partner_errors,
     registration_errors,
 )
+from events.changes import record_created_at, record_keyed_changes
 from interchange.parsing import parse_money, parse_period, parse_target_value
 from interchange.staging import STAGE, column_type, constant_columns, foreign_keys_dropped, now, q
 from kpis.metrics import METRICS_BY_NAME, TARGETABLE_METRICS
@@ -40,6 +41,9 @@ TOUCH_KINDS = tuple(Touch.Kind.values)
 COST_CATEGORIES = tuple(CostEntry.Category.values)
 DEAL_ONLY_WHEN_APPROVED = "only an approved registration has a deal (status is {status})"
 TEXT = "text"
+
+# The keys an upsert creates or changes, with which (see _mark_for_the_feed).
+FEED_MARKS = "imp_feed_marks"
 
 
 def _field(model: type[models.Model], name: str) -> str:
@@ -168,11 +172,26 @@ class FileHandlers:
             f"SELECT COUNT(*) FROM {STAGE} s WHERE s.ok AND NOT EXISTS "
             f"(SELECT 1 FROM {table} t WHERE t.key = s.key)"
         )
+        self._mark_for_the_feed(table, values, joins)
         with foreign_keys_dropped(model, valid):
             written = self.guarded(file, lambda: self.stage.execute(sql, params))
+        record_keyed_changes(model, FEED_MARKS)
+        self.stage.execute(f"DROP TABLE {FEED_MARKS}")
         summary.created += created
         summary.updated += max(written - created, 0)
         summary.unchanged += valid - max(written, created)
+
+    def _mark_for_the_feed(self, table: str, values: dict[str, str], joins: str) -> None:
+        """FEED_MARKS: the key of each staged row the upsert will create or change, and which; the
+        change feed is told of exactly those (events.changes), as the services' signals would."""
+        differs = " OR ".join(f"w.{q(c)} IS DISTINCT FROM {expression}" for c, expression in values.items())
+        self.stage.execute(f"DROP TABLE IF EXISTS {FEED_MARKS}")
+        self.stage.execute(
+            f"CREATE TEMPORARY TABLE {FEED_MARKS} AS SELECT s.key AS key, "
+            "CASE WHEN w.id IS NULL THEN 'created' ELSE 'updated' END AS action "
+            f"FROM {STAGE} s {joins} LEFT JOIN {table} w ON w.key = s.key "
+            f"WHERE s.ok AND (w.id IS NULL OR {differs})"
+        )
 
     def _insert_new(self, file: str, model: type[models.Model], select: str, params: list[Any]) -> None:
         """For files whose identity is the whole row: insert what `select` gives (the new rows)."""
@@ -453,7 +472,8 @@ class FileHandlers:
         self._references(file, None, "deal", Deal, label="deal")
         self._acting_partners(file, None, "partner")
         given = ["deal_id", "partner_id", "kind", "touched_at"]
-        constants, params = constant_columns(Touch, given, now=now())
+        written_at = now()
+        constants, params = constant_columns(Touch, given, now=written_at)
         touches = q(Touch._meta.db_table)
         # Their creation order is their row order (it breaks attribution ties on equal touched_at);
         # an identical row repeated, or already stored, is one touch (the touch_unique_row constraint).
@@ -466,6 +486,8 @@ class FileHandlers:
             "ON p.key = s.partner WHERE s.ok ORDER BY s.line ON CONFLICT DO NOTHING",
             params,
         )
+        # Touches have no key: the new ones are those stamped with this insert's created_at.
+        record_created_at(Touch, params[constants.index("created_at")])
 
     def _costs(self, file: str) -> None:
         def parse(row: "_Row") -> tuple:

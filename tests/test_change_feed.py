@@ -8,11 +8,12 @@ from decimal import Decimal
 import psycopg2
 import pytest
 from django.db import connection, connections, transaction
+from django.db.models import Count
 
 from api.testing import *  # noqa: F403
 from api.testing import API, client_for, error_of
 from deals import services as deals
-from deals.models import Deal
+from deals.models import Deal, Touch
 from tests.factories import AccountFactory, DealFactory, StaffUserFactory
 
 
@@ -141,3 +142,42 @@ def test_a_transaction_in_another_database_does_not_hold_the_feed_back():
     finally:
         other.rollback()
         other.close()
+
+
+@pytest.mark.django_db
+def test_an_import_tells_the_feed_of_exactly_the_objects_it_created_or_changed(tmp_path):
+    """The import writes set-based (no signals): its feed rows come from the staged rows."""
+    import csv
+
+    from events.models import Change
+    from interchange.demo import DemoSize
+    from interchange.importer import import_program
+    from interchange.seeding import seed_to_folder
+    from partners.models import Partner
+
+    folder = tmp_path / "program"
+    seed_to_folder(DemoSize(partners=6, deals=30, seed=3), folder)
+    import_program(folder)
+    created = dict(
+        Change.objects.filter(action="created").values_list("resource").annotate(n=Count("id")).order_by()
+    )
+    assert created["deals"] == Deal.objects.count() == 30
+    assert created["partners"] == Partner.objects.count()
+    assert created["touches"] == Touch.objects.count() > 0
+    assert not Change.objects.exclude(action="created").exists()
+
+    # One deal's amount changes; everything else is imported again as it is.
+    with (folder / "deals.csv").open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    rows[4]["amount"] = str(Decimal(rows[4]["amount"]) + 1)
+    with (folder / "deals.csv").open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    before = Change.objects.count()
+    import_program(folder)
+    again = list(Change.objects.filter(id__gt=Change.objects.order_by("id")[before - 1].id))
+    changed = Deal.objects.get(key=rows[4]["key"])
+    assert [(c.resource, c.object_id, c.action, c.partner_id) for c in again] == [
+        ("deals", changed.id, "updated", changed.sourcing_partner_id)
+    ]
