@@ -14,10 +14,11 @@ from api.models import ApiToken
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import amount_errors, domain_errors, normalise_domain
 from kpis.export import format_value
-from kpis.metrics import METRIC_NAMES, AttributionModel, Grain, Scope
+from kpis.metrics import METRIC_NAMES, Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, Target
 from kpis.periods import parse_period
 from partners.models import JoinSource, Partner, PartnerUser
+from program.attribution import AttributionModel
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 CENT = Decimal("0.01")

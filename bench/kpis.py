@@ -112,9 +112,10 @@ def main() -> None:
     from django.db import connection
 
     from deals.models import Deal, Touch
-    from kpis.models import KpiValue, ProgramSettings
+    from kpis.models import KpiValue
     from kpis.services import kpi_run_create, kpi_run_execute
     from partners.models import Partner
+    from program.models import ProgramSettings
 
     print(f"KPI benchmark on {connection.settings_dict['NAME']}; {machine()}", flush=True)
     call_command("migrate", verbosity=0)

@@ -16,9 +16,9 @@ from dashboards import formatting
 from dashboards.periods import Period, months_ending, parse, period_of
 from kpis.engine import ZERO_WHEN_EMPTY
 from kpis.metrics import METRICS_BY_NAME, Grain, Scope
-from kpis.models import ProgramSettings
 from kpis.selectors import kpi_card_values, published_values
 from kpis.services import program_today
+from program.models import ProgramSettings
 
 LABELS = {
     "won_revenue": "Won revenue",

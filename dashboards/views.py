@@ -25,13 +25,15 @@ from deals.models import DealRegistration, Touch
 from deals.selectors import pending_registrations
 from deals.services import registration_approve, registration_reject
 from kpis import recovery
-from kpis.metrics import AttributionModel, Scope
-from kpis.models import KpiRun, ProgramSettings
+from kpis.metrics import Scope
+from kpis.models import KpiRun
 from kpis.selectors import active_run, kpi_series, latest_successful_run
 from kpis.services import attribution_by_partner, kpi_recompute_request, reconciliation_report
 from partners import access
 from partners.models import JoinSource, Partner
 from prm.forms import add_service_errors
+from program.attribution import AttributionModel
+from program.models import ProgramSettings
 
 LEADERBOARD_METRICS = (
     "sourced_revenue",

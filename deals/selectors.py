@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from deals.models import Account, DealRegistration
 from deals.rules import normalise_domain
-from kpis.models import ProgramSettings
 from partners.models import Partner
+from program.models import ProgramSettings
 
 # Statuses of a registration that still claims its account for its partner.
 CLAIMING_STATUSES = (DealRegistration.Status.SUBMITTED, DealRegistration.Status.APPROVED)

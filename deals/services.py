@@ -29,9 +29,9 @@ from deals.rules import (
     normalise_domain,
 )
 from deals.selectors import registration_blocking_claims, registration_conflicts
-from kpis.models import ProgramSettings
 from notifications import registrations as registration_notifications
 from partners.models import Partner, PartnerUser
+from program.models import ProgramSettings
 from program.validation import datetime_errors, decimal_from_input
 
 Errors = dict[str, list[str]]

@@ -47,8 +47,9 @@ from interchange.parsing import (
     parse_target_value,
 )
 from kpis.metrics import METRICS_BY_NAME, TARGETABLE_METRICS
-from kpis.models import CostEntry, ProgramSettings, Target
+from kpis.models import CostEntry, Target
 from partners.models import JoinSource, Partner
+from program.models import ProgramSettings
 
 BATCH_SIZE = 1000
 # Choice lists, built once (TextChoices.values builds a new list on every access).

@@ -32,9 +32,10 @@ from interchange.demo import (
     partner_key,
 )
 from interchange.parsing import parse_period
-from kpis.models import CostEntry, ProgramSettings, Target
+from kpis.models import CostEntry, Target
 from partners.models import JoinSource, Partner, PartnerUser
 from partners.roles import StaffRole
+from program.models import ProgramSettings
 
 # The INTERCHANGE.md column order of every file seed_demo --out writes.
 COLUMNS: dict[str, tuple[str, ...]] = {

@@ -1,21 +1,10 @@
-"""Admin for program settings, costs, targets, and read-only views of runs and published values."""
+"""Admin for costs, targets, and read-only views of runs and published values."""
 
 from django.contrib import admin, messages
 
-from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
+from kpis.models import CostEntry, KpiRun, KpiValue, ReconciliationItem, Target
 from kpis.services import kpi_recompute_request
 from program.admin import ReadOnlyAdminMixin
-
-
-@admin.register(ProgramSettings)
-class ProgramSettingsAdmin(admin.ModelAdmin):
-    list_display = ("currency", "time_zone", "attribution_model", "activation_window_days", "updated_at")
-
-    def has_add_permission(self, request) -> bool:
-        return not ProgramSettings.objects.exists()
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(CostEntry)

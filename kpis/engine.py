@@ -37,9 +37,10 @@ from django.db import DatabaseError, OperationalError, connection, transaction
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis.metrics import METRICS, AttributionModel, Grain
-from kpis.models import CostEntry, FactChange, KpiValue, ProgramSettings, ReconciliationItem, Target
+from kpis.models import CostEntry, FactChange, KpiValue, ReconciliationItem, Target
 from kpis.periods import Period, active_window_start
 from partners.models import JoinSource, Partner
+from program.models import ProgramSettings
 from program.validation import earliest_month_index, latest_month_index
 
 # KPIS.md: active partners look back over the 90 calendar days that end on the period's last day.

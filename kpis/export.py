@@ -6,8 +6,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db import transaction
 
 from kpis.engine import EngineSettings, KpiComputation, staged_rows
-from kpis.metrics import METRICS_BY_NAME, AttributionModel, Grain
-from kpis.models import KpiValue, ProgramSettings
+from kpis.metrics import METRICS_BY_NAME, Grain
+from kpis.models import KpiValue
+from program.attribution import AttributionModel
+from program.models import ProgramSettings
 
 EXPORT_COLUMNS = ("scope", "scope_key", "period", "metric", "value", "target_metric")
 

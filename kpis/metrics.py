@@ -7,6 +7,10 @@ and the dashboards share.
 from dataclasses import dataclass
 from enum import StrEnum
 
+# A program setting that lives in program/; re-exported because the engine and the migration
+# kpis/0001 (ProgramSettings' default, from before the model moved to program/) name it here.
+from program.attribution import AttributionModel as AttributionModel
+
 
 class Unit(StrEnum):
     MONEY = "money"  # 2 decimal places
@@ -26,14 +30,6 @@ class Grain(StrEnum):
     MONTH = "month"
     QUARTER = "quarter"
     YEAR = "year"
-
-
-class AttributionModel(StrEnum):
-    FIRST_TOUCH = "first_touch"
-    LAST_TOUCH = "last_touch"
-    LINEAR = "linear"
-    TIME_DECAY = "time_decay"
-    POSITION_BASED = "position_based"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from kpis.models import KpiRun, ProgramSettings
+from kpis.models import KpiRun
+from program.models import ProgramSettings
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from kpis.models import KpiPublication, KpiRun, KpiValue, ProgramSettings
+from kpis.models import KpiPublication, KpiRun, KpiValue
+from program.models import ProgramSettings
 
 
 def published_values(

@@ -55,7 +55,6 @@ from kpis.models import (
     KpiPublication,
     KpiRun,
     KpiValue,
-    ProgramSettings,
     ReconciliationItem,
     Target,
 )
@@ -72,6 +71,7 @@ from kpis.recovery import (
 from kpis.recovery import lock_runs as _lock_runs
 from kpis.selectors import publication_version
 from partners.models import JoinSource, Partner
+from program.models import ProgramSettings
 from program.validation import amount_errors, date_errors, decimal_from_input, target_value_errors
 
 logger = logging.getLogger(__name__)

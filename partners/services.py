@@ -15,9 +15,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from deals.rules import merge_errors, partner_errors, partner_transition_errors
-from kpis.models import ProgramSettings
 from partners.models import JoinSource, Partner, PartnerUser
 from partners.roles import StaffRole
+from program.models import ProgramSettings
 from program.validation import date_errors
 
 KEY_TAKEN = "{model} with key {key!r} already exists"

@@ -17,10 +17,10 @@ from deals.rules import normalise_domain
 from deals.selectors import registration_conflicts
 from deals.services import registration_submit
 from kpis.metrics import Grain, Scope
-from kpis.models import ProgramSettings
 from partners import access
 from portal.forms import DealRegistrationForm
 from prm.forms import add_service_errors
+from program.models import ProgramSettings
 
 HOME_CARDS = ("sourced_revenue", "influenced_revenue", "leads_generated", "opportunities_sourced")
 

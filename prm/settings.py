@@ -136,7 +136,7 @@ PLAUSIBLE_EARLIEST_YEAR = env_int("PLAUSIBLE_EARLIEST_YEAR", 2000)
 PLAUSIBLE_YEARS_AHEAD = env_int("PLAUSIBLE_YEARS_AHEAD", 10)
 
 LANGUAGE_CODE = "en-us"
-# Storage is always UTC; KPI periods use the program time zone from kpis.ProgramSettings.
+# Storage is always UTC; KPI periods use the program time zone from program.ProgramSettings.
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

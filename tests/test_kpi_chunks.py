@@ -15,11 +15,12 @@ from interchange.demo import DemoSize
 from interchange.seeding import seed_database
 from kpis import testing as t
 from kpis.engine import Chunk, KpiComputation
-from kpis.metrics import AttributionModel
-from kpis.models import KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
+from kpis.models import KpiRun, KpiValue, ReconciliationItem, Target
 from kpis.services import plan_chunks, program_today
 from partners.models import JoinSource, Partner
 from prm.celery import app as celery_app
+from program.attribution import AttributionModel
+from program.models import ProgramSettings
 from tests.test_celery_worker import celery_worker, wait_for
 from tests.test_kpi_runs import published
 

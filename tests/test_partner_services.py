@@ -8,7 +8,6 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from deals.rules import partner_transition_errors
-from kpis.models import ProgramSettings
 from partners.models import Partner, PartnerUser
 from partners.roles import StaffRole, is_partner_manager, is_sales_ops
 from partners.selectors import joined_partners, partners_referred_by, pending_applications
@@ -21,6 +20,7 @@ from partners.services import (
     program_today,
     staff_user_create,
 )
+from program.models import ProgramSettings
 from tests.factories import JoinSourceFactory, PartnerFactory
 
 pytestmark = pytest.mark.django_db

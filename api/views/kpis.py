@@ -32,9 +32,11 @@ from api.throttling import COMPUTE_SCOPE, WRITE_SCOPE, ScopedThrottle, WriteThro
 from api.views.base import ScopedViewSet
 from kpis import services
 from kpis.export import export_rows, reads_published_set
-from kpis.metrics import AttributionModel, Grain, Scope
-from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, Target
+from kpis.metrics import Grain, Scope
+from kpis.models import CostEntry, KpiRun, KpiValue, Target
 from partners import access
+from program.attribution import AttributionModel
+from program.models import ProgramSettings
 
 EXPORT_COLUMNS = ["scope", "scope_key", "period", "metric", "value", "target_metric"]
 

@@ -4,8 +4,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from kpis.export import EXPORT_COLUMNS, export_rows
-from kpis.metrics import AttributionModel, Grain
+from kpis.metrics import Grain
 from kpis.models import Target
+from program.attribution import AttributionModel
 
 
 class Command(BaseCommand):
