@@ -21,18 +21,17 @@ from django.utils import timezone
 
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import (
-    acting_partner_errors,
     amount_errors,
     deal_errors,
     domain_errors,
-    merge_errors,
     normalise_domain,
 )
 from deals.selectors import registration_blocking_claims, registration_conflicts
 from notifications import registrations as registration_notifications
 from partners.models import Partner, PartnerUser
+from partners.rules import acting_partner_errors
 from program.models import ProgramSettings
-from program.validation import datetime_errors, decimal_from_input
+from program.validation import datetime_errors, decimal_from_input, merge_errors
 
 Errors = dict[str, list[str]]
 

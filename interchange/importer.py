@@ -30,14 +30,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from deals.models import Account, Deal, DealRegistration, Touch
-from deals.rules import (
-    acting_partner_errors,
-    amount_errors,
-    deal_errors,
-    normalise_domain,
-    partner_errors,
-    registration_errors,
-)
+from deals.rules import amount_errors, deal_errors, normalise_domain, registration_errors
 from interchange.parsing import (
     CellError,
     parse_date,
@@ -49,6 +42,7 @@ from interchange.parsing import (
 from kpis.metrics import METRICS_BY_NAME, TARGETABLE_METRICS
 from kpis.models import CostEntry, Target
 from partners.models import JoinSource, Partner
+from partners.rules import acting_partner_errors, partner_errors
 from program.models import ProgramSettings
 
 BATCH_SIZE = 1000
@@ -407,7 +401,7 @@ class _ProgramImport:
     def _acting_partner(
         self, row: _Row, column: str, partners: dict[str, Partner], *, required: bool
     ) -> int | None:
-        """The id of a partner that may own a touch, registration or sourced deal (deals.rules)."""
+        """The id of a partner that may own a touch, registration or sourced deal (partners.rules)."""
         partner = self._reference(row, column, partners, "partner", label="partner", required=required)
         if partner is None:
             return None

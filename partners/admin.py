@@ -1,7 +1,7 @@
 """Admin for join sources, partners and their portal users.
 
 Access follows the staff roles (partners.access): partner managers and superusers change data,
-sales ops read it. Forms validate through the models' clean() (the shared rules in deals.rules) and
+sales ops read it. Forms validate through the models' clean() (the shared rules in partners.rules) and
 the lifecycle table; the approve / reject actions call the partner services.
 """
 
@@ -12,10 +12,10 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from deals.rules import partner_transition_errors
 from partners.access import can_write_all, is_staff_reader
 from partners.invitations import invitation_revoke
 from partners.models import Application, Invitation, JoinSource, Partner, PartnerProfile, PartnerUser
+from partners.rules import partner_transition_errors
 from partners.services import partner_approve, partner_reject
 
 

@@ -1,7 +1,7 @@
 """Writes for partners, their applications and lifecycle, and the logins that act for them.
 
 Every function validates first and raises `ValidationError({field: [messages]})` with nothing
-written; the rules themselves live in `deals.rules` so the admin and the importer share them.
+written; the rules themselves live in `partners.rules` so the admin and the importer share them.
 """
 
 from datetime import date
@@ -14,11 +14,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deals.rules import merge_errors, partner_errors, partner_transition_errors
 from partners.models import JoinSource, Partner, PartnerUser
 from partners.roles import StaffRole
+from partners.rules import partner_errors, partner_transition_errors
 from program.models import ProgramSettings
-from program.validation import date_errors
+from program.validation import date_errors, merge_errors
 
 KEY_TAKEN = "{model} with key {key!r} already exists"
 
@@ -127,7 +127,7 @@ def partner_reject(*, partner: Partner) -> Partner:
 
 
 def partner_set_status(*, partner: Partner, status: str) -> Partner:
-    """Move a joined partner between active, inactive and churned (see deals.rules.PARTNER_TRANSITIONS).
+    """Move a joined partner between active, inactive and churned (see partners.rules.PARTNER_TRANSITIONS).
 
     Applications go through `partner_approve` / `partner_reject`, which set or keep `joined_at`.
     """
