@@ -1,6 +1,7 @@
 """Role checks for API endpoints, cached per request so each role query runs at most once.
 
-Row visibility is not decided here: every queryset comes from `partners.access.visible_*`, so a
+Row visibility is not decided here: every queryset comes from a `visible_*` selector (scoped by
+`partners.access.row_scope`), so a
 partner user asking for another partner's object gets 404 (it is simply not in the queryset).
 These classes only decide which roles may call an endpoint or an unsafe method at all.
 """

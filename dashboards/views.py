@@ -22,7 +22,7 @@ from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_con
 from dashboards.periods import Period, parse
 from dashboards.permissions import staff_required
 from deals.models import DealRegistration, Touch
-from deals.selectors import pending_registrations
+from deals.selectors import pending_registrations, visible_deals
 from deals.services import registration_approve, registration_reject
 from kpis import recovery
 from kpis.metrics import Scope
@@ -343,7 +343,7 @@ def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
         attribution_model=context["model"],
     )
     deals = list(
-        access.visible_deals(request.user)
+        visible_deals(request.user)
         .filter(Q(sourcing_partner=partner) | Q(touches__partner=partner) | Q(registration__partner=partner))
         .distinct()
         .select_related("account", "sourcing_partner")

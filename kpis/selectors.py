@@ -1,4 +1,5 @@
-"""Reads of the published KPI set that the API, the dashboards and the export share.
+"""Reads of the published KPI set that the API, the dashboards, the portal and the export share,
+and the costs and targets a user may see (`visible_*`, scoped by `partners.access.row_scope`).
 
 The KpiValue table holds only the published set, so these never see a half-written run.
 """
@@ -11,7 +12,8 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from kpis.models import KpiPublication, KpiRun, KpiValue
+from kpis.models import CostEntry, KpiPublication, KpiRun, KpiValue, Target
+from partners.access import AnyUser, row_scope
 from program.models import ProgramSettings
 
 
@@ -217,3 +219,21 @@ def publication_version() -> str:
             pk=1, defaults={"version": secrets.token_hex(16), "changed_at": timezone.now()}
         )[0].version
     return row[0]
+
+
+def visible_costs(user: AnyUser) -> QuerySet[CostEntry]:
+    sees_all, partner = row_scope(user)
+    if sees_all:
+        return CostEntry.objects.all()
+    if partner is None:
+        return CostEntry.objects.none()
+    return CostEntry.objects.filter(partner=partner)
+
+
+def visible_targets(user: AnyUser) -> QuerySet[Target]:
+    sees_all, partner = row_scope(user)
+    if sees_all:
+        return Target.objects.all()
+    if partner is None:
+        return Target.objects.none()
+    return Target.objects.filter(partner=partner)

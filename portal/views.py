@@ -14,10 +14,9 @@ from dashboards.periods import parse, period_of
 from dashboards.permissions import partner_required
 from deals.models import Deal, DealRegistration
 from deals.rules import normalise_domain
-from deals.selectors import registration_conflicts
+from deals.selectors import registration_conflicts, visible_deals, visible_registrations, visible_touches
 from deals.services import registration_submit
 from kpis.metrics import Grain, Scope
-from partners import access
 from portal.forms import DealRegistrationForm
 from prm.forms import add_service_errors
 from program.models import ProgramSettings
@@ -35,7 +34,7 @@ def home(request: HttpRequest) -> HttpResponse:
     year = next((p for p in periods if p <= current.label), current.label)
 
     period = parse(year)
-    registrations = access.visible_registrations(request.user)
+    registrations = visible_registrations(request.user)
     by_status = dict(registrations.order_by().values_list("status").annotate(n=Count("pk")))
     return render(
         request,
@@ -50,7 +49,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "cohort": readers.partner_cohort_values(
                 partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=model
             ),
-            "deals_won": access.visible_deals(request.user).filter(status=Deal.Status.WON).count(),
+            "deals_won": visible_deals(request.user).filter(status=Deal.Status.WON).count(),
             "registration_counts": [
                 (label, by_status.get(value, 0)) for value, label in DealRegistration.Status.choices
             ],
@@ -148,9 +147,7 @@ def conflicts_json(request: HttpRequest) -> JsonResponse:
 @partner_required
 def registrations(request: HttpRequest) -> HttpResponse:
     rows = (
-        access.visible_registrations(request.user)
-        .select_related("account", "deal")
-        .order_by("-submitted_at", "-id")
+        visible_registrations(request.user).select_related("account", "deal").order_by("-submitted_at", "-id")
     )
     return render(request, "portal/registrations.html", {"registrations": rows[:200], "now": timezone.now()})
 
@@ -159,7 +156,7 @@ def registrations(request: HttpRequest) -> HttpResponse:
 @partner_required
 def registration_detail(request: HttpRequest, registration_id: int) -> HttpResponse:
     registration = get_object_or_404(
-        access.visible_registrations(request.user).select_related("account", "deal"), pk=registration_id
+        visible_registrations(request.user).select_related("account", "deal"), pk=registration_id
     )
     history = registration_history(registration=registration, partner=request.partner)
     return render(
@@ -173,7 +170,7 @@ def registration_detail(request: HttpRequest, registration_id: int) -> HttpRespo
 @partner_required
 def deals(request: HttpRequest) -> HttpResponse:
     rows = (
-        access.visible_deals(request.user)
+        visible_deals(request.user)
         .select_related("account", "registration")
         .order_by("-created_at", "-id")[:200]
     )
@@ -185,8 +182,8 @@ def deals(request: HttpRequest) -> HttpResponse:
 @require_GET
 @partner_required
 def deal_detail(request: HttpRequest, deal_id: int) -> HttpResponse:
-    deal = get_object_or_404(access.visible_deals(request.user).select_related("account"), pk=deal_id)
-    touches = access.visible_touches(request.user).filter(deal=deal).order_by("touched_at")
+    deal = get_object_or_404(visible_deals(request.user).select_related("account"), pk=deal_id)
+    touches = visible_touches(request.user).filter(deal=deal).order_by("touched_at")
     return render(
         request, "portal/deal_detail.html", {"deal": deal, "touches": touches, "partner": request.partner}
     )

@@ -19,6 +19,7 @@ from api.views.base import BigTableViewSet
 from deals import selectors, services
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import normalise_domain
+from deals.selectors import visible_accounts, visible_deals, visible_registrations, visible_touches
 from partners import access
 
 # What a partner user may never choose when submitting: the partner and any decision.
@@ -64,7 +65,7 @@ PARTNER_FORBIDDEN_FIELDS = (
 )
 @extend_schema(tags=["deals"])
 class AccountViewSet(BigTableViewSet):
-    visible = staticmethod(access.visible_accounts)
+    visible = staticmethod(visible_accounts)
     queryset = Account.objects.none()
     serializer_class = s.AccountSerializer
     filterset_class = AccountFilterSet
@@ -180,7 +181,7 @@ class AccountViewSet(BigTableViewSet):
 )
 @extend_schema(tags=["registrations"])
 class RegistrationViewSet(BigTableViewSet):
-    visible = staticmethod(access.visible_registrations)
+    visible = staticmethod(visible_registrations)
     select_related = ("partner", "account")
     queryset = DealRegistration.objects.none()
     serializer_class = s.RegistrationSerializer
@@ -336,7 +337,7 @@ class RegistrationViewSet(BigTableViewSet):
 )
 @extend_schema(tags=["deals"])
 class DealViewSet(BigTableViewSet):
-    visible = staticmethod(access.visible_deals)
+    visible = staticmethod(visible_deals)
     select_related = ("account",)
     queryset = Deal.objects.none()
     serializer_class = s.DealSerializer
@@ -395,7 +396,7 @@ class DealViewSet(BigTableViewSet):
 )
 @extend_schema(tags=["deals"])
 class TouchViewSet(BigTableViewSet):
-    visible = staticmethod(access.visible_touches)
+    visible = staticmethod(visible_touches)
     queryset = Touch.objects.none()
     serializer_class = s.TouchSerializer
     filterset_class = TouchFilterSet
