@@ -1,6 +1,6 @@
-"""Who may open which page: staff readers see the dashboards, portal users their own partner only.
+"""Who may open a dashboard page: staff readers (the portal guards its own pages, portal.permissions).
 
-Both rest on partners/access.py, the scoping the API uses too.
+It rests on partners/access.py, the scoping the API uses too.
 """
 
 from collections.abc import Callable
@@ -24,24 +24,6 @@ def staff_required(view: View) -> View:
             return redirect_to_login(request.get_full_path())
         if not access.is_staff_reader(request.user):
             raise PermissionDenied("This page is for partner managers and sales ops.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-def partner_required(view: View) -> View:
-    """Portal users; the view gets `request.partner`, the one partner they act for, and
-    `request.partner_membership` (its role)."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        membership = access.membership_of(request.user)
-        if membership is None:
-            raise PermissionDenied("This page is for partner users.")
-        request.partner = membership.partner
-        request.partner_membership = membership
         return view(request, *args, **kwargs)
 
     return wrapped

@@ -14,19 +14,20 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboards import charts, readers
+from dashboards import charts
 from dashboards.filters import SORTS, PartnerLeaderboardFilter
-from dashboards.formatting import export_string
 from dashboards.forms import PeriodForm, RegistrationDecisionForm, object_id
 from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_context
-from dashboards.periods import Period, parse
 from dashboards.permissions import staff_required
 from deals.models import DealRegistration, Touch
 from deals.selectors import pending_registrations, visible_deals
 from deals.services import registration_approve, registration_reject
 from kpis import recovery
+from kpis import selectors as kpi_selectors
+from kpis.formatting import export_string
 from kpis.metrics import Scope
 from kpis.models import KpiRun
+from kpis.periods import Period, period_or_none
 from kpis.selectors import active_run, kpi_series, latest_successful_run
 from kpis.services import attribution_by_partner, kpi_recompute_request, reconciliation_report
 from partners import access
@@ -34,6 +35,21 @@ from partners.models import JoinSource, Partner
 from prm.forms import add_service_errors
 from program.attribution import AttributionModel
 from program.models import ProgramSettings
+
+OVERVIEW_CARDS = (
+    "sourced_revenue",
+    "influenced_revenue",
+    "attributed_revenue",
+    "sourced_share",
+    "active_partners",
+    "activation_rate",
+    "ttfs_median_days",
+    "cac",
+    "roi",
+    "win_rate_sourced",
+    "win_rate_influenced",
+    "win_rate_direct",
+)
 
 LEADERBOARD_METRICS = (
     "sourced_revenue",
@@ -81,8 +97,8 @@ def _period_context(request: HttpRequest) -> tuple[Period, dict]:
     settings = ProgramSettings.load()
     model = settings.attribution_model
     requested = form.period_value()
-    period, periods = readers.choose_period(grain, requested, attribution_model=model)
-    if requested and parse(requested) is None:
+    period, periods = kpi_selectors.choose_period(grain, requested, attribution_model=model)
+    if requested and period_or_none(requested) is None:
         messages.warning(
             request,
             f"“{requested}” is not a period like 2026-03, 2026-Q1 or 2026; showing {period.label} instead.",
@@ -103,13 +119,13 @@ def _period_context(request: HttpRequest) -> tuple[Period, dict]:
 @staff_required
 def overview(request: HttpRequest) -> HttpResponse:
     period, context = _period_context(request)
-    revenue = readers.revenue_by_month(period, attribution_model=context["model"])
+    revenue = kpi_selectors.revenue_by_month(period, attribution_model=context["model"])
     running = active_run()
     context.update(
         cards=_with_provisional_flag(
-            readers.cards(
+            kpi_selectors.cards(
                 period,
-                (*readers.OVERVIEW_CARDS, "activation_provisional"),
+                (*OVERVIEW_CARDS, "activation_provisional"),
                 attribution_model=context["model"],
             )
         ),
@@ -132,7 +148,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboards/overview.html", context)
 
 
-def _with_provisional_flag(cards: list[readers.Card]) -> list[readers.Card]:
+def _with_provisional_flag(cards: list[kpi_selectors.Card]) -> list[kpi_selectors.Card]:
     """Drop the activation_provisional card and mark the activation rate card with it instead."""
     flag = next(c for c in cards if c.metric == "activation_provisional")
     shown = [c for c in cards if c is not flag]
@@ -213,7 +229,7 @@ def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
 @staff_required
 def join_sources(request: HttpRequest) -> HttpResponse:
     period, context = _period_context(request)
-    values = readers.join_source_values(period, JOIN_SOURCE_METRICS, attribution_model=context["model"])
+    values = kpi_selectors.join_source_values(period, JOIN_SOURCE_METRICS, attribution_model=context["model"])
     rows = []
     for source in JoinSource.objects.order_by("name"):
         v = values.get(source.pk, {})
@@ -242,7 +258,7 @@ def join_sources(request: HttpRequest) -> HttpResponse:
 
 
 def _leaderboard(request: HttpRequest, period: Period, model: str) -> PartnerLeaderboardFilter:
-    queryset = readers.annotate_partner_values(
+    queryset = kpi_selectors.annotate_partner_values(
         Partner.objects.select_related("join_source", "manager"),
         period,
         LEADERBOARD_METRICS,
@@ -335,7 +351,7 @@ def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
         pk=partner_id,
     )
     period, context = _period_context(request)
-    revenue = readers.revenue_by_month(
+    revenue = kpi_selectors.revenue_by_month(
         period,
         scope=Scope.PARTNER,
         partner_id=partner.pk,
@@ -361,14 +377,14 @@ def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
     )
     context.update(
         partner=partner,
-        cards=readers.cards(
+        cards=kpi_selectors.cards(
             period,
             PARTNER_CARDS,
             scope=Scope.PARTNER,
             scope_key=partner.export_key,
             attribution_model=context["model"],
         ),
-        cohort=readers.partner_cohort_values(
+        cohort=kpi_selectors.partner_cohort_values(
             partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=context["model"]
         ),
         revenue=revenue,

@@ -99,3 +99,33 @@ METRICS_BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 # Targets name any metric except the target rows themselves.
 TARGETABLE_METRICS: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n not in ("target", "target_progress"))
+
+# How the pages name a metric; the rest read as their name in words (`leads_generated` -> "Leads generated").
+LABELS = {
+    "won_revenue": "Won revenue",
+    "sourced_revenue": "Partner-sourced revenue",
+    "influenced_revenue": "Partner-influenced revenue",
+    "attributed_revenue": "Attributed revenue",
+    "sourced_share": "Sourced share of revenue",
+    "active_partners": "Active partners",
+    "activation_rate": "Activation rate",
+    "ttfs_median_days": "Median time to first sale",
+    "first_sales": "First sales",
+    "cac": "CAC (partner-sourced)",
+    "roi": "Program ROI",
+    "win_rate_sourced": "Win rate, sourced",
+    "win_rate_influenced": "Win rate, influenced",
+    "win_rate_direct": "Win rate, direct",
+    "applications": "Applications",
+    "partners_joined": "Partners joined",
+    "program_cost": "Program cost",
+    "new_customers_sourced": "New customers sourced",
+    "leads_generated": "Leads generated",
+    "opportunities_sourced": "Opportunities sourced",
+    "opportunities_influenced": "Opportunities influenced",
+}
+
+
+def label(metric: str) -> str:
+    """The metric's name for a person."""
+    return LABELS.get(metric, metric.replace("_", " ").capitalize())

@@ -20,7 +20,8 @@ from notifications.services import notify
 from partners.invitations import invitation_create
 from partners.models import Application, JoinSource, Partner, PartnerProfile, PartnerUser
 from partners.roles import StaffRole
-from partners.services import partner_apply, partner_approve, partner_reject, program_today
+from partners.services import partner_apply, partner_approve, partner_reject
+from program.models import program_today
 
 logger = logging.getLogger(__name__)
 

@@ -5,27 +5,20 @@ written; the rules themselves live in `partners.rules` so the admin and the impo
 """
 
 from datetime import date
-from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from partners.models import JoinSource, Partner, PartnerUser
 from partners.roles import StaffRole
 from partners.rules import partner_errors, partner_transition_errors
-from program.models import ProgramSettings
+from program.models import program_today
 from program.validation import date_errors, merge_errors
 
 KEY_TAKEN = "{model} with key {key!r} already exists"
-
-
-def program_today() -> date:
-    """Today's date in the program's time zone (KPI periods and default dates use it)."""
-    return timezone.localdate(timezone=ZoneInfo(ProgramSettings.load().time_zone))
 
 
 def _full_clean(instance, errors: dict[str, list[str]]) -> None:

@@ -14,11 +14,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from dashboards.permissions import partner_required
 from partners.invitations import invitation_create, invitation_revoke, partner_user_set_active
 from partners.models import Invitation, PartnerUser
 from partners.profile import PROFILE_FIELDS, partner_profile, partner_profile_update
 from portal.forms import InviteForm, ProfileForm
+from portal.permissions import partner_required
 from prm.forms import add_service_errors
 
 View = Callable[..., HttpResponse]

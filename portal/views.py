@@ -9,15 +9,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit.selectors import registration_history
-from dashboards import readers
-from dashboards.periods import parse, period_of
-from dashboards.permissions import partner_required
 from deals.models import Deal, DealRegistration
 from deals.rules import normalise_domain
 from deals.selectors import registration_conflicts, visible_deals, visible_registrations, visible_touches
 from deals.services import registration_submit
+from kpis import selectors as kpi_selectors
 from kpis.metrics import Grain, Scope
+from kpis.periods import period_of, period_or_none
 from portal.forms import DealRegistrationForm
+from portal.permissions import partner_required
 from prm.forms import add_service_errors
 from program.models import ProgramSettings
 
@@ -29,11 +29,11 @@ HOME_CARDS = ("sourced_revenue", "influenced_revenue", "leads_generated", "oppor
 def home(request: HttpRequest) -> HttpResponse:
     partner = request.partner
     model = ProgramSettings.load().attribution_model
-    periods = readers.available_periods(Grain.YEAR, attribution_model=model)
+    periods = kpi_selectors.available_periods(Grain.YEAR, attribution_model=model)
     current = period_of(timezone.localdate(), Grain.YEAR)
     year = next((p for p in periods if p <= current.label), current.label)
 
-    period = parse(year)
+    period = period_or_none(year)
     registrations = visible_registrations(request.user)
     by_status = dict(registrations.order_by().values_list("status").annotate(n=Count("pk")))
     return render(
@@ -43,10 +43,10 @@ def home(request: HttpRequest) -> HttpResponse:
             "partner": partner,
             "period": period,
             "period_in_progress": period.label == current.label,
-            "cards": readers.cards(
+            "cards": kpi_selectors.cards(
                 period, HOME_CARDS, scope=Scope.PARTNER, scope_key=partner.export_key, attribution_model=model
             ),
-            "cohort": readers.partner_cohort_values(
+            "cohort": kpi_selectors.partner_cohort_values(
                 partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=model
             ),
             "deals_won": visible_deals(request.user).filter(status=Deal.Status.WON).count(),

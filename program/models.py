@@ -5,11 +5,14 @@ moving data (program/migrations/0001 and kpis/migrations/0014 change only Django
 KPI publication triggers on the table stay as they are.
 """
 
+from datetime import date
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from program.attribution import AttributionModel
 
@@ -57,3 +60,8 @@ class ProgramSettings(models.Model):
     def load(cls) -> "ProgramSettings":
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
+
+
+def program_today() -> date:
+    """Today's date in the program's time zone (KPI periods and default dates use it)."""
+    return timezone.localdate(timezone=ZoneInfo(ProgramSettings.load().time_zone))

@@ -4,7 +4,7 @@ from django import template
 from django.forms import BoundField
 from django.utils.safestring import SafeString
 
-from dashboards import formatting
+from kpis import formatting
 
 register = template.Library()
 

@@ -1,0 +1,33 @@
+"""Who may open a portal page: the users of one partner, who see that partner only.
+
+It rests on partners/access.py, the scoping the API and the dashboards use too.
+"""
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+from partners import access
+
+View = Callable[..., HttpResponse]
+
+
+def partner_required(view: View) -> View:
+    """Portal users; the view gets `request.partner`, the one partner they act for, and
+    `request.partner_membership` (its role)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        membership = access.membership_of(request.user)
+        if membership is None:
+            raise PermissionDenied("This page is for partner users.")
+        request.partner = membership.partner
+        request.partner_membership = membership
+        return view(request, *args, **kwargs)
+
+    return wrapped
