@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from deals import events
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import (
     amount_errors,
@@ -27,7 +28,6 @@ from deals.rules import (
     normalise_domain,
 )
 from deals.selectors import registration_blocking_claims, registration_conflicts
-from notifications import registrations as registration_notifications
 from partners.models import Partner, PartnerUser
 from partners.rules import acting_partner_errors
 from program.models import ProgramSettings
@@ -207,7 +207,7 @@ def registration_submit(
         )
         _full_clean(registration, {})
         registration.save()
-        registration_notifications.registration_submitted(registration)
+        events.registration_submitted.send(sender=DealRegistration, registration=registration)
     return registration
 
 
@@ -306,7 +306,7 @@ def registration_approve(
             registration.conflict_override_reason = override_reason
         registration.deal = deal
         registration.save()
-        registration_notifications.registration_approved(registration)
+        events.registration_approved.send(sender=DealRegistration, registration=registration)
     return registration
 
 
@@ -328,7 +328,7 @@ def registration_reject(
         registration.save(
             update_fields=["status", "decided_at", "decided_by", "decision_reason", "updated_at"]
         )
-        registration_notifications.registration_rejected(registration)
+        events.registration_rejected.send(sender=DealRegistration, registration=registration)
     return registration
 
 
@@ -363,7 +363,7 @@ def registrations_expire(*, now: datetime | None = None) -> int:
         for registration in lapsing:
             registration.status = DealRegistration.Status.EXPIRED
             LogEntry.objects.log_create(registration, action=LogEntry.Action.UPDATE, changes=change)
-            registration_notifications.registration_expired(registration)
+            events.registration_expired.send(sender=DealRegistration, registration=registration)
         return len(lapsing)
 
 
@@ -390,7 +390,7 @@ def registrations_warn_expiring(*, now: datetime | None = None, within: timedelt
         DealRegistration.objects.filter(pk__in=[r.pk for r in ending]).update(expiry_warning_sent_at=now)
         for registration in ending:
             registration.expiry_warning_sent_at = now
-            registration_notifications.registration_expiring(registration)
+            events.registration_expiring.send(sender=DealRegistration, registration=registration)
     return len(ending)
 
 

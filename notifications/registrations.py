@@ -1,7 +1,10 @@
 """Who hears about a deal registration's change, and what they read: one function per event.
 
-deals/services.py calls these inside the transaction that makes the change.
+Connected to the signals of deals/events.py in notifications/apps.py; deals/services.py sends them
+inside the transaction that makes the change, and `notify` mails only after it commits.
 """
+
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -31,7 +34,7 @@ def _notify_partner(kind: str, registration: DealRegistration) -> None:
     )
 
 
-def registration_submitted(registration: DealRegistration) -> None:
+def registration_submitted(*, registration: DealRegistration, **_: Any) -> None:
     """To the partner's manager; to the program inbox when the partner has no (active) manager."""
     partner = registration.partner
     manager = partner.manager if partner.manager_id and partner.manager.is_active else None
@@ -45,17 +48,17 @@ def registration_submitted(registration: DealRegistration) -> None:
     )
 
 
-def registration_approved(registration: DealRegistration) -> None:
+def registration_approved(*, registration: DealRegistration, **_: Any) -> None:
     _notify_partner("registration_approved", registration)
 
 
-def registration_rejected(registration: DealRegistration) -> None:
+def registration_rejected(*, registration: DealRegistration, **_: Any) -> None:
     _notify_partner("registration_rejected", registration)
 
 
-def registration_expiring(registration: DealRegistration) -> None:
+def registration_expiring(*, registration: DealRegistration, **_: Any) -> None:
     _notify_partner("registration_expiring", registration)
 
 
-def registration_expired(registration: DealRegistration) -> None:
+def registration_expired(*, registration: DealRegistration, **_: Any) -> None:
     _notify_partner("registration_expired", registration)

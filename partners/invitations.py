@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from notifications.services import absolute_url, notify
+from partners import events
 from partners.access import can_manage_partner_users, can_write_all
 from partners.models import Invitation, Partner, PartnerUser
 from partners.services import partner_user_create
@@ -112,23 +112,10 @@ def invitation_create(
             token_hash=_hash(secret),
         )
         issued = IssuedInvitation(invitation, _signer().sign_object({"i": invitation.pk, "t": secret}))
-        notify(
-            kind="invitation",
-            emails=[email],
-            context={
-                "invitation_url": absolute_url(issued.path),
-                "inviter": _inviter_name(invited_by),
-                "partner": partner,
-                "expires_at": invitation.expires_at,
-                "role": invitation.get_role_display(),
-                "invitation": invitation,
-            },
+        events.invitation_issued.send(
+            sender=Invitation, invitation=invitation, path=issued.path, invited_by=invited_by
         )
     return issued
-
-
-def _inviter_name(user: AbstractUser) -> str:
-    return (user.get_full_name() or "").strip() or user.get_username()
 
 
 def invitation_from_token(token: str) -> Invitation:
