@@ -11,10 +11,10 @@ from django.db import connection
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis import engine
-from kpis import testing as t
 from kpis.models import CostEntry, FactChange, KpiRun, KpiValue, ReconciliationItem, Target
 from kpis.services import target_set
 from partners.models import JoinSource, Partner
+from tests.support import kpis as t
 from tests.test_kpi_incremental import (
     _mutate,
     demo_program,  # noqa: F401 - fixture
