@@ -285,7 +285,7 @@ class KpiValueFilterSet(filters.FilterSet):
 
     class Meta:
         model = KpiValue
-        fields = []
+        fields: list[str] = []
 
     def noop(self, queryset, name, value):
         return queryset  # applied all at once by published_values in filter_queryset

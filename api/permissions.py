@@ -8,7 +8,10 @@ These classes only decide which roles may call an endpoint or an unsafe method a
 
 from collections.abc import Callable
 
+from django.contrib.auth.models import User
+from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
 
 from partners import access
 
@@ -26,6 +29,14 @@ def can_write_all(request) -> bool:
 
 def is_staff_reader(request) -> bool:
     return _cached(request, "staff_reader", access.is_staff_reader)
+
+
+def acting_user(request: Request) -> User:
+    """The signed-in user a write is attributed to; anyone else is refused (401)."""
+    user = request.user
+    if not isinstance(user, User) or not user.is_authenticated:
+        raise exceptions.NotAuthenticated()
+    return user
 
 
 def acting_partner(request):

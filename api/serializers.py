@@ -6,6 +6,7 @@ field rules from deals.rules are also checked here so that one 400 lists every b
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from rest_framework import serializers
 
@@ -20,7 +21,7 @@ from kpis.periods import parse_period
 from partners.models import JoinSource, Partner, PartnerUser
 from program.attribution import AttributionModel
 
-MONEY = {"max_digits": 14, "decimal_places": 2}
+MONEY: dict[str, Any] = {"max_digits": 14, "decimal_places": 2}
 CENT = Decimal("0.01")
 
 
@@ -519,7 +520,7 @@ class CostEntryInputSerializer(serializers.Serializer):
 
 
 class TargetInputSerializer(serializers.Serializer):
-    metric = serializers.ChoiceField(choices=Target._meta.get_field("metric").choices)
+    metric = serializers.ChoiceField(choices=Target._meta.get_field("metric").choices or ())
     period = serializers.RegexField(
         r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", max_length=7, help_text="`2026-03`, `2026-Q1` or `2026`."
     )

@@ -1,7 +1,9 @@
 """Staff pages: thin views that read the published KPI set and call the domain services."""
 
 import csv
-from datetime import datetime, time
+from collections.abc import Iterable
+from datetime import date, datetime, time
+from typing import Any, TypedDict
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
@@ -19,7 +21,7 @@ from dashboards.filters import SORTS, PartnerLeaderboardFilter
 from dashboards.forms import PeriodForm, RegistrationDecisionForm, object_id
 from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_context
 from dashboards.permissions import staff_required
-from deals.models import DealRegistration, Touch
+from deals.models import Deal, DealRegistration, Touch
 from deals.selectors import pending_registrations, visible_deals
 from deals.services import registration_approve, registration_reject
 from kpis import recovery
@@ -33,6 +35,7 @@ from kpis.services import attribution_by_partner, kpi_recompute_request, reconci
 from partners import access
 from partners.models import JoinSource, Partner
 from prm.forms import add_service_errors
+from prm.http import AuthenticatedRequest
 from program.attribution import AttributionModel
 from program.models import ProgramSettings
 
@@ -117,7 +120,7 @@ def _period_context(request: HttpRequest) -> tuple[Period, dict]:
 
 @require_GET
 @staff_required
-def overview(request: HttpRequest) -> HttpResponse:
+def overview(request: AuthenticatedRequest) -> HttpResponse:
     period, context = _period_context(request)
     revenue = kpi_selectors.revenue_by_month(period, attribution_model=context["model"])
     running = active_run()
@@ -160,7 +163,7 @@ def _with_provisional_flag(cards: list[kpi_selectors.Card]) -> list[kpi_selector
 
 @require_POST
 @staff_required
-def recompute(request: HttpRequest) -> HttpResponse:
+def recompute(request: AuthenticatedRequest) -> HttpResponse:
     """Queue a KPI recompute; without JS the redirect's message is the status."""
     if not access.can_trigger_recompute(request.user):
         raise PermissionDenied
@@ -171,12 +174,13 @@ def recompute(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @staff_required
-def release_run(request: HttpRequest, run_id: int) -> HttpResponse:
+def release_run(request: AuthenticatedRequest, run_id: int) -> HttpResponse:
     """End a stuck KPI run (its worker died, or its message was lost) and queue one in its place."""
     if not access.can_trigger_recompute(request.user):
         raise PermissionDenied
     try:
         released, run = recovery.release_run(run_id, by=f"dashboard user {request.user.get_username()}")
+        assert run is not None  # release_run queues a replacement unless told not to (requeue=False)
     except ValidationError as exc:
         problem = "; ".join(exc.message_dict["run"])
         if request.headers.get("X-Requested-With") == "fetch":
@@ -206,7 +210,7 @@ def _back(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @staff_required
-def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
+def run_status(request: AuthenticatedRequest, run_id: int) -> JsonResponse:
     run = get_object_or_404(KpiRun, pk=run_id)
     stuck = run.is_stuck()
     return JsonResponse(
@@ -227,10 +231,10 @@ def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
 
 @require_GET
 @staff_required
-def join_sources(request: HttpRequest) -> HttpResponse:
+def join_sources(request: AuthenticatedRequest) -> HttpResponse:
     period, context = _period_context(request)
     values = kpi_selectors.join_source_values(period, JOIN_SOURCE_METRICS, attribution_model=context["model"])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for source in JoinSource.objects.order_by("name"):
         v = values.get(source.pk, {})
         joined, rate = v.get("partners_joined"), v.get("activation_rate")
@@ -269,7 +273,7 @@ def _leaderboard(request: HttpRequest, period: Period, model: str) -> PartnerLea
 
 @require_GET
 @staff_required
-def partners(request: HttpRequest) -> HttpResponse:
+def partners(request: AuthenticatedRequest) -> HttpResponse:
     period, context = _period_context(request)
     board = _leaderboard(request, period, context["model"])
     if request.GET.get("format") == "csv":
@@ -343,7 +347,7 @@ def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period) -> HttpRes
 
 @require_GET
 @staff_required
-def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
+def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpResponse:
     partner = get_object_or_404(
         access.visible_partners(request.user).select_related(
             "join_source", "manager", "referred_by", *PARTNER_PAGE_RELATED
@@ -429,13 +433,24 @@ def _partner_monthly(partner: Partner, revenue: list, model: str) -> list[dict]:
     return rows[::-1]
 
 
-def _as_moment(day) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min)) if day else None
+def _as_moment(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def _timeline(partner, deals, registrations, touches) -> list[dict]:
+class TimelineEvent(TypedDict):
+    at: datetime
+    text: str
+    kind: str
+
+
+def _timeline(
+    partner: Partner,
+    deals: Iterable[Deal],
+    registrations: Iterable[DealRegistration],
+    touches: Iterable[Touch],
+) -> list[TimelineEvent]:
     """The partner's recent activity, newest first, from rows already loaded for the page."""
-    events = []
+    events: list[TimelineEvent] = []
     if partner.joined_at:
         events.append({"at": _as_moment(partner.joined_at), "text": "Joined the program", "kind": "joined"})
     events.append({"at": _as_moment(partner.applied_at), "text": "Applied", "kind": "applied"})
@@ -481,7 +496,7 @@ def _timeline(partner, deals, registrations, touches) -> list[dict]:
 
 
 @staff_required
-def registrations(request: HttpRequest) -> HttpResponse:
+def registrations(request: AuthenticatedRequest) -> HttpResponse:
     """The review queue; POST decides one registration (approve, reject, override)."""
 
     bound_form, bound_id, refused = None, None, False
@@ -529,7 +544,9 @@ def registrations(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _decide(request: HttpRequest, registration: DealRegistration, form: RegistrationDecisionForm) -> bool:
+def _decide(
+    request: AuthenticatedRequest, registration: DealRegistration, form: RegistrationDecisionForm
+) -> bool:
 
     decision = form.cleaned_data["decision"]
     try:
@@ -556,7 +573,7 @@ def _decide(request: HttpRequest, registration: DealRegistration, form: Registra
 
 @require_GET
 @staff_required
-def attribution(request: HttpRequest) -> HttpResponse:
+def attribution(request: AuthenticatedRequest) -> HttpResponse:
 
     period, context = _period_context(request)
     models = [m.value for m in AttributionModel]
@@ -597,7 +614,7 @@ def attribution(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @staff_required
-def reconciliation(request: HttpRequest) -> HttpResponse:
+def reconciliation(request: AuthenticatedRequest) -> HttpResponse:
 
     facts = reconciliation_report()
     return render(request, "dashboards/reconciliation.html", {"facts": [_linked(f) for f in facts]})

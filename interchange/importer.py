@@ -17,7 +17,7 @@ import io
 import re
 import zipfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -276,6 +276,20 @@ class _SeenKeys:
             cursor.executemany(f"INSERT INTO {self.TABLE} (entity, row_key, line) VALUES (%s, %s, %s)", new)
 
 
+def _entity(model: type[models.Model]) -> str:
+    """The model's name as the import reports and keys it (`partner`, `deal`, ...)."""
+    name = model._meta.model_name
+    assert name is not None  # set for every concrete model
+    return name
+
+
+def _attname(model: type[models.Model], name: str) -> str:
+    """The column attribute of one of the model's own fields (`partner` -> `partner_id`)."""
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field)  # the import writes fields, never reverse relations
+    return field.attname
+
+
 class _ProgramImport:
     def __init__(self, folder: _DirFolder | _ZipFolder, *, progress: bool) -> None:
         self.folder = folder
@@ -396,7 +410,7 @@ class _ProgramImport:
         if not keys:
             return {}
         partners = Partner.objects.filter(key__in=keys).only("id", "key", "name", "status", "joined_at")
-        return {partner.key: partner for partner in partners}
+        return {partner.key: partner for partner in partners if partner.key is not None}
 
     def _acting_partner(
         self, row: _Row, column: str, partners: dict[str, Partner], *, required: bool
@@ -413,7 +427,7 @@ class _ProgramImport:
     def _resolve(model: type[models.Model], keys: set[str]) -> dict[str, int]:
         if not keys:
             return {}
-        return dict(model.objects.filter(key__in=keys).values_list("key", "id"))
+        return dict(model._default_manager.filter(key__in=keys).values_list("key", "id"))
 
     def _reference(
         self,
@@ -446,42 +460,42 @@ class _ProgramImport:
         return valid
 
     def _bulk_write(
-        self, model: type[models.Model], pairs: list[tuple[_Row, models.Model]], **options
+        self, model: type[models.Model], pairs: Sequence[tuple[_Row, models.Model]], **options: Any
     ) -> None:
         """Writes a batch; if the database still refuses it, pins the refusal on the rows that cause it."""
         if not pairs:
             return
         try:
             with transaction.atomic():
-                model.objects.bulk_create([obj for _, obj in pairs], **options)
+                model._default_manager.bulk_create([obj for _, obj in pairs], **options)
         except (IntegrityError, DataError):
             for row, obj in pairs:
                 try:
                     with transaction.atomic():
-                        model.objects.bulk_create([obj], **options)
+                        model._default_manager.bulk_create([obj], **options)
                 except (IntegrityError, DataError) as exc:
                     row.error("-", f"refused by the database: {str(exc).strip().splitlines()[0]}")
-                    self._refuse(row, model._meta.model_name)
+                    self._refuse(row, _entity(model))
 
     def _upsert_by_key(self, file: str, model: type[models.Model], rows: list[_Row]) -> None:
         """Creates new keys, updates changed rows, leaves identical rows (and their updated_at) alone."""
-        entity = model._meta.model_name
+        entity = _entity(model)
         self.seen.check_and_add(entity, rows)
         valid = self._split_valid(rows, entity)
         if not valid:
             return
         fields = list(valid[0].values)
-        attnames = [model._meta.get_field(name).attname for name in fields]
+        attnames = [_attname(model, name) for name in fields]
         existing = {
             row["key"]: row
-            for row in model.objects.filter(key__in=[r.key for r in valid]).values("key", *attnames)
+            for row in model._default_manager.filter(key__in=[r.key for r in valid]).values("key", *attnames)
         }
         summary = self.result.files[file]
         pairs = []
         for row in valid:
             old = existing.get(row.key)
             for name in row.keep_existing:
-                row.values[name] = old[model._meta.get_field(name).attname] if old else None
+                row.values[name] = old[_attname(model, name)] if old else None
             values = {attname: row.values[name] for name, attname in zip(fields, attnames, strict=True)}
             if old is None:
                 summary.created += 1
@@ -613,11 +627,12 @@ class _ProgramImport:
         for batch in self._batches(file):
             partners = self._acting_partners(self._keys_in(batch, "partner"))
             accounts = self._resolve(Account, self._keys_in(batch, "account"))
-            deals = {
+            deals: dict[str, tuple[int, int | None]] = {
                 key: (pk, sourcing_partner_id)
                 for key, pk, sourcing_partner_id in Deal.objects.filter(
                     key__in=self._keys_in(batch, "deal")
                 ).values_list("key", "id", "sourcing_partner_id")
+                if key is not None
             }
             linked = dict(
                 DealRegistration.objects.filter(deal_id__in=[pk for pk, _ in deals.values()]).values_list(

@@ -33,7 +33,7 @@ def reads_published_set(model: str | None, program: ProgramSettings | None = Non
     return not model or AttributionModel(model).value == published_model
 
 
-def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict]:
+def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict[str, str]]:
     """Rows in INTERCHANGE export columns, ordered by scope, key, period, metric.
 
     The published set is read as is. A `model` other than the published one is computed on
@@ -61,7 +61,9 @@ def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict]:
     yield from (_row(*r) for r in staged)
 
 
-def _row(scope, scope_key, period, metric, target_metric, value) -> dict:
+def _row(
+    scope: str, scope_key: str, period: str, metric: str, target_metric: str, value: object
+) -> dict[str, str]:
     if value is not None and not isinstance(value, Decimal):
         value = Decimal(str(value))
     return {

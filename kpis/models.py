@@ -116,7 +116,7 @@ def _queued_too_long(now: datetime) -> Q:
     return Q(status="queued", created_at__lt=cutoff)
 
 
-class KpiRunQuerySet(models.QuerySet):
+class KpiRunQuerySet(models.QuerySet["KpiRun"]):
     """Runs that lost their worker, by the lease settings as they are when the query is built."""
 
     def abandoned(self, now: datetime | None = None) -> "KpiRunQuerySet":

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from celery import Celery
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
@@ -262,7 +263,7 @@ def visibility_timeout() -> tuple[int, str]:
     return max(floor, derived), how
 
 
-def configure_visibility_timeout(app) -> int | None:
+def configure_visibility_timeout(app: Celery) -> int | None:
     """Set the app's Redis visibility timeout from `visibility_timeout()` (a worker calls this as it
     starts); None on another broker. With the database unreachable the configured floor stays."""
     options = dict(app.conf.broker_transport_options or {})
@@ -274,7 +275,7 @@ def configure_visibility_timeout(app) -> int | None:
         logger.warning(
             "Redis visibility timeout: database unreachable, keeping %s s", options["visibility_timeout"]
         )
-        return options["visibility_timeout"]
+        return int(options["visibility_timeout"])
     finally:
         connection.close()  # the worker forks its pool next: no child may share this session
     options["visibility_timeout"] = seconds

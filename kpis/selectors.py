@@ -6,12 +6,14 @@ The KpiValue table holds only the published set, so these never see a half-writt
 
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any, TypedDict
 
 from django.db import connection
 from django.db.models import CharField, DecimalField, F, OuterRef, QuerySet, Subquery, Value
+from django.db.models.expressions import BaseExpression
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
@@ -21,6 +23,7 @@ from kpis.metrics import label as metric_label
 from kpis.models import CostEntry, KpiPublication, KpiRun, KpiValue, Target
 from kpis.periods import Period, months_ending, parse_period, period_of, period_or_none
 from partners.access import AnyUser, row_scope
+from partners.models import Partner
 from program.models import ProgramSettings, program_today
 
 
@@ -79,6 +82,18 @@ def _zero_when_empty(metric: str) -> bool:
     return metric in ZERO_WHEN_EMPTY
 
 
+class CardValues(TypedDict):
+    """One metric's card: its value in the period, the period before, the same period a year
+    earlier, its target and progress to it (None where undefined or absent)."""
+
+    current: Decimal | None
+    previous: Decimal | None
+    last_year: Decimal | None
+    target: Decimal | None
+    target_progress: Decimal | None
+    period: str
+
+
 def kpi_card_values(
     *,
     metrics: Iterable[str],
@@ -87,7 +102,7 @@ def kpi_card_values(
     scope: str = "program",
     scope_key: str = "",
     attribution_model: str | None = None,
-) -> dict[str, dict]:
+) -> dict[str, CardValues]:
     """For each metric: the published value of `period` with the previous period, the same period a
     year earlier, the target and the target progress (None where undefined or absent).
 
@@ -111,20 +126,21 @@ def kpi_card_values(
     rows = rows.filter(metric__in=metrics) | rows.filter(
         metric__in=["target", "target_progress"], target_metric__in=metrics, period=current.label
     )
-    found: dict[tuple[str, str, str], object] = {
+    found: dict[tuple[str, str, str], Decimal | None] = {
         (v.metric, v.target_metric, v.period): v.value
         for v in rows.only("metric", "target_metric", "period", "value")
     }
     result = {}
     for metric in metrics:
-        entry = {}
-        for name, label in labels.items():
-            key = (metric, "", label)
-            entry[name] = found.get(key, Decimal(0) if _zero_when_empty(metric) else None)
-        entry["target"] = found.get(("target", metric, current.label))
-        entry["target_progress"] = found.get(("target_progress", metric, current.label))
-        entry["period"] = current.label
-        result[metric] = entry
+        empty = Decimal(0) if _zero_when_empty(metric) else None
+        result[metric] = CardValues(
+            current=found.get((metric, "", labels["current"]), empty),
+            previous=found.get((metric, "", labels["previous"]), empty),
+            last_year=found.get((metric, "", labels["last_year"]), empty),
+            target=found.get(("target", metric, current.label)),
+            target_progress=found.get(("target_progress", metric, current.label)),
+            period=current.label,
+        )
     return result
 
 
@@ -137,7 +153,7 @@ def kpi_series(
     scope: str = "program",
     scope_key: str = "",
     attribution_model: str | None = None,
-) -> dict[str, list[dict]]:
+) -> dict[str, list[dict[str, Any]]]:
     """Per metric, one entry per period from `period_from` to `period_to` (inclusive, same grain):
     {period, value, previous, last_year, target, target_progress}, read from the published set.
     """
@@ -159,7 +175,7 @@ def kpi_series(
         (v.metric, v.target_metric, v.period): v.value
         for v in rows.only("metric", "target_metric", "period", "value")
     }
-    series: dict[str, list[dict]] = {}
+    series: dict[str, list[dict[str, Any]]] = {}
     for metric in metrics:
         empty = Decimal(0) if _zero_when_empty(metric) else None
         points = []
@@ -179,13 +195,13 @@ def kpi_series(
     return series
 
 
-def reconciliation_items() -> list[dict]:
+def reconciliation_items() -> list[dict[str, Any]]:
     """The reconciliation report stored by the last published run."""
     from kpis.models import ReconciliationItem
 
     report = []
     for item in ReconciliationItem.objects.order_by("kind", "id"):
-        ids = {
+        ids: dict[str, int | list[int]] = {
             name: value
             for name, value in (
                 ("deal", item.deal_id),
@@ -203,7 +219,7 @@ def reconciliation_items() -> list[dict]:
     return report
 
 
-def _describe(kind: str, ids: dict, detail: str) -> str:
+def _describe(kind: str, ids: Mapping[str, object], detail: str) -> str:
     if kind == "sourced_before_joined":
         return f"Deal {ids.get('deal')} is sourced by partner {ids.get('partner')}, which {detail}."
     if kind == "touch_after_close":
@@ -211,7 +227,8 @@ def _describe(kind: str, ids: dict, detail: str) -> str:
             f"Touch {ids.get('touch')} by partner {ids.get('partner')} is dated after "
             f"deal {ids.get('deal')} closed."
         )
-    regs = ", ".join(str(r) for r in ids.get("registrations", []))
+    registrations = ids.get("registrations")
+    regs = ", ".join(str(r) for r in registrations) if isinstance(registrations, list) else ""
     return f"Registrations {regs} by different partners claim account {ids.get('account')}."
 
 
@@ -225,7 +242,7 @@ def publication_version() -> str:
         return KpiPublication.objects.get_or_create(
             pk=1, defaults={"version": secrets.token_hex(16), "changed_at": timezone.now()}
         )[0].version
-    return row[0]
+    return str(row[0])
 
 
 def visible_costs(user: AnyUser) -> QuerySet[CostEntry]:
@@ -454,12 +471,16 @@ def join_source_values(
 
 
 def annotate_partner_values(
-    queryset: QuerySet, period: Period, metrics: tuple[str, ...], *, attribution_model: str | None = None
-) -> QuerySet:
+    queryset: QuerySet[Partner],
+    period: Period,
+    metrics: tuple[str, ...],
+    *,
+    attribution_model: str | None = None,
+) -> QuerySet[Partner]:
     """Partners annotated `kpi_<metric>` with their published value for the period, in the database,
     so the leaderboard can sort and paginate on them."""
     model = attribution_model or ProgramSettings.load().attribution_model
-    annotations = {}
+    annotations: dict[str, BaseExpression] = {}
     for metric in metrics:
         value = (
             published_values(

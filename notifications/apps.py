@@ -1,4 +1,7 @@
+from collections.abc import Callable
+
 from django.apps import AppConfig
+from django.dispatch import Signal
 
 
 class NotificationsConfig(AppConfig):
@@ -12,7 +15,7 @@ class NotificationsConfig(AppConfig):
         from notifications import partners, registrations
         from partners import events as partner_events
 
-        receivers = [
+        receivers: list[tuple[Signal, Callable[..., None]]] = [
             (partner_events.application_received, partners.application_received),
             (partner_events.application_decided, partners.application_decided),
             (partner_events.invitation_issued, partners.invitation_issued),

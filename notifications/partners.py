@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from notifications.services import absolute_url, notify
@@ -16,7 +16,7 @@ from partners.models import Application, Invitation
 from partners.roles import StaffRole
 
 
-def partner_managers() -> QuerySet[AbstractUser]:
+def partner_managers() -> QuerySet[User]:
     """The active logins in the Partner managers group (they review applications)."""
     return get_user_model().objects.filter(groups__name=StaffRole.PARTNER_MANAGER.value, is_active=True)
 
@@ -59,11 +59,11 @@ def application_decided(*, application: Application, approved: bool, reason: str
     )
 
 
-def _inviter_name(user: AbstractUser) -> str:
+def _inviter_name(user: User) -> str:
     return (user.get_full_name() or "").strip() or user.get_username()
 
 
-def invitation_issued(*, invitation: Invitation, path: str, invited_by: AbstractUser, **_: Any) -> None:
+def invitation_issued(*, invitation: Invitation, path: str, invited_by: User, **_: Any) -> None:
     """To the invited address: the one-time link."""
     notify(
         kind="invitation",

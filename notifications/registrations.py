@@ -37,7 +37,7 @@ def _notify_partner(kind: str, registration: DealRegistration) -> None:
 def registration_submitted(*, registration: DealRegistration, **_: Any) -> None:
     """To the partner's manager; to the program inbox when the partner has no (active) manager."""
     partner = registration.partner
-    manager = partner.manager if partner.manager_id and partner.manager.is_active else None
+    manager = partner.manager if partner.manager is not None and partner.manager.is_active else None
     inbox = settings.NOTIFICATIONS_PROGRAM_INBOX
     notify(
         kind="registration_submitted",

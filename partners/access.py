@@ -9,13 +9,13 @@ registrations, and costs and targets tagged with it. Anyone else sees nothing.
 module, at the bottom of the domain, imports no model above partners.
 """
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from partners.models import Partner, PartnerUser
 from partners.roles import is_partner_manager, is_sales_ops
 
-AnyUser = AbstractBaseUser | AnonymousUser
+AnyUser = User | AnonymousUser
 
 
 def partner_of(user: AnyUser) -> Partner | None:

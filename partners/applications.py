@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -192,7 +192,7 @@ def _lock_application(application: Application) -> Application:
     )
 
 
-def application_approve(*, application: Application, decided_by: AbstractUser) -> Application:
+def application_approve(*, application: Application, decided_by: User) -> Application:
     """Approve: the partner becomes active (joined today, `partner_approve`), gets its profile from
     the application, and the contact is invited as its first partner admin."""
     with transaction.atomic():
@@ -221,7 +221,7 @@ def application_approve(*, application: Application, decided_by: AbstractUser) -
     return application
 
 
-def application_reject(*, application: Application, decided_by: AbstractUser, reason: str) -> Application:
+def application_reject(*, application: Application, decided_by: User, reason: str) -> Application:
     """Reject with a reason the applicant reads (`partner_reject`: the partner becomes `rejected`)."""
     reason = (reason or "").strip()
     if not reason:

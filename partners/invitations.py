@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
@@ -67,14 +67,12 @@ def _signer() -> signing.TimestampSigner:
     return signing.TimestampSigner(salt=SIGNING_SALT)
 
 
-def _refuse_unless_allowed(actor: AbstractUser, partner: Partner) -> None:
+def _refuse_unless_allowed(actor: User, partner: Partner) -> None:
     if actor is None or not can_manage_partner_users(actor, partner):
         raise PermissionDenied("Only partner managers and the partner's own admins manage its users.")
 
 
-def invitation_create(
-    *, partner: Partner, email: str, role: str, invited_by: AbstractUser
-) -> IssuedInvitation:
+def invitation_create(*, partner: Partner, email: str, role: str, invited_by: User) -> IssuedInvitation:
     """Invite `email` to act for `partner` in `role`; emails the link after commit.
 
     Earlier pending invitations of the same address to the same partner are revoked, so only the
@@ -172,7 +170,7 @@ def invitation_accept(*, invitation: Invitation, username: str, password: str) -
     return membership
 
 
-def invitation_revoke(*, invitation: Invitation, revoked_by: AbstractUser) -> Invitation:
+def invitation_revoke(*, invitation: Invitation, revoked_by: User) -> Invitation:
     _refuse_unless_allowed(revoked_by, invitation.partner)
     with transaction.atomic():
         invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
@@ -186,9 +184,7 @@ def invitation_revoke(*, invitation: Invitation, revoked_by: AbstractUser) -> In
     return invitation
 
 
-def partner_user_set_active(
-    *, membership: PartnerUser, active: bool, changed_by: AbstractUser
-) -> PartnerUser:
+def partner_user_set_active(*, membership: PartnerUser, active: bool, changed_by: User) -> PartnerUser:
     """Deactivate (the login stops working at once, sessions included) or re-activate a partner's user.
 
     Deactivating withdraws the invitations that user issued and still pending. A partner admin
@@ -242,7 +238,7 @@ def _refuse_partner_admin_change(membership: PartnerUser, *, active: bool) -> No
             raise ValidationError({"user": ["A partner keeps at least one active admin."]})
 
 
-def _withdraw_invitations_by(user: AbstractUser, *, partner: Partner, revoked_by: AbstractUser) -> None:
+def _withdraw_invitations_by(user: User, *, partner: Partner, revoked_by: User) -> None:
     now = timezone.now()
     pending = Invitation.objects.select_for_update().filter(
         partner=partner,

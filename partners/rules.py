@@ -34,8 +34,11 @@ PARTNER_TRANSITIONS: dict[str, tuple[str, ...]] = {
 JOINED_STATUSES = ("active", "inactive", "churned")
 
 
-def partner_errors(*, status: str, applied_at: date | None, joined_at: date | None) -> dict[str, list[str]]:
-    """A partner's dates must match its lifecycle status (joined_at is the approval date)."""
+def partner_errors(
+    *, status: str | None, applied_at: date | None, joined_at: date | None
+) -> dict[str, list[str]]:
+    """A partner's dates must match its lifecycle status (joined_at is the approval date; None: a
+    status the caller could not read, reported on its own)."""
     errors: dict[str, list[str]] = {}
     if joined_at is not None and applied_at is not None and joined_at < applied_at:
         errors["joined_at"] = [JOINED_BEFORE_APPLIED.format(joined_at=joined_at, applied_at=applied_at)]

@@ -7,7 +7,7 @@ written; the rules themselves live in `partners.rules` so the admin and the impo
 from datetime import date
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -53,7 +53,7 @@ def partner_apply(
     applied_at: date,
     tier: str = "",
     referred_by: Partner | None = None,
-    manager: AbstractUser | None = None,
+    manager: User | None = None,
     key: str | None = None,
 ) -> Partner:
     """Record an application; the organisation is not a partner until `partner_approve`."""
@@ -141,7 +141,7 @@ def partner_set_status(*, partner: Partner, status: str) -> Partner:
     return partner
 
 
-def _user_errors(*, username: str, email: str, password: str) -> tuple[AbstractUser, dict[str, list[str]]]:
+def _user_errors(*, username: str, email: str, password: str) -> tuple[User, dict[str, list[str]]]:
     user_model = get_user_model()
     errors: dict[str, list[str]] = {}
     username = (username or "").strip()
@@ -181,7 +181,7 @@ def partner_user_create(
     return membership
 
 
-def staff_user_create(*, username: str, email: str, password: str, role: StaffRole) -> AbstractUser:
+def staff_user_create(*, username: str, email: str, password: str, role: StaffRole) -> User:
     """A vendor-side login in one staff role; `is_staff` so it can use the admin its role allows."""
     user, errors = _user_errors(username=username, email=email, password=password)
     try:

@@ -3,7 +3,7 @@
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -15,9 +15,9 @@ from deals.selectors import registration_conflicts, visible_deals, visible_regis
 from deals.services import registration_submit
 from kpis import selectors as kpi_selectors
 from kpis.metrics import Grain, Scope
-from kpis.periods import period_of, period_or_none
+from kpis.periods import parse_period, period_of
 from portal.forms import DealRegistrationForm
-from portal.permissions import partner_required
+from portal.permissions import PartnerRequest, partner_required
 from prm.forms import add_service_errors
 from program.models import ProgramSettings
 
@@ -26,14 +26,14 @@ HOME_CARDS = ("sourced_revenue", "influenced_revenue", "leads_generated", "oppor
 
 @require_GET
 @partner_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: PartnerRequest) -> HttpResponse:
     partner = request.partner
     model = ProgramSettings.load().attribution_model
     periods = kpi_selectors.available_periods(Grain.YEAR, attribution_model=model)
     current = period_of(timezone.localdate(), Grain.YEAR)
     year = next((p for p in periods if p <= current.label), current.label)
 
-    period = period_or_none(year)
+    period = parse_period(year)  # a published label or the current year: always a year
     registrations = visible_registrations(request.user)
     by_status = dict(registrations.order_by().values_list("status").annotate(n=Count("pk")))
     return render(
@@ -71,7 +71,7 @@ def _conflict_warnings(partner, domain: str) -> list[dict]:
 
 
 @partner_required
-def register(request: HttpRequest) -> HttpResponse:
+def register(request: PartnerRequest) -> HttpResponse:
     """Register a deal in two steps: "Check" shows any duplicate claim, "Submit" registers.
 
     A form with errors comes back with everything typed still in it.
@@ -120,7 +120,7 @@ def register(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @partner_required
-def conflicts_json(request: HttpRequest) -> JsonResponse:
+def conflicts_json(request: PartnerRequest) -> JsonResponse:
     """The duplicate warning the register form fetches while the partner types the domain."""
     domain = normalise_domain(request.GET.get("domain", ""))
     if "." not in domain:
@@ -145,7 +145,7 @@ def conflicts_json(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 @partner_required
-def registrations(request: HttpRequest) -> HttpResponse:
+def registrations(request: PartnerRequest) -> HttpResponse:
     rows = (
         visible_registrations(request.user).select_related("account", "deal").order_by("-submitted_at", "-id")
     )
@@ -154,7 +154,7 @@ def registrations(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @partner_required
-def registration_detail(request: HttpRequest, registration_id: int) -> HttpResponse:
+def registration_detail(request: PartnerRequest, registration_id: int) -> HttpResponse:
     registration = get_object_or_404(
         visible_registrations(request.user).select_related("account", "deal"), pk=registration_id
     )
@@ -168,7 +168,7 @@ def registration_detail(request: HttpRequest, registration_id: int) -> HttpRespo
 
 @require_GET
 @partner_required
-def deals(request: HttpRequest) -> HttpResponse:
+def deals(request: PartnerRequest) -> HttpResponse:
     rows = (
         visible_deals(request.user)
         .select_related("account", "registration")
@@ -181,7 +181,7 @@ def deals(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @partner_required
-def deal_detail(request: HttpRequest, deal_id: int) -> HttpResponse:
+def deal_detail(request: PartnerRequest, deal_id: int) -> HttpResponse:
     deal = get_object_or_404(visible_deals(request.user).select_related("account"), pk=deal_id)
     touches = visible_touches(request.user).filter(deal=deal).order_by("touched_at")
     return render(

@@ -32,7 +32,7 @@ class ScopedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     def get_queryset(self) -> QuerySet:
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting the view
-            return self.queryset
+            return super().get_queryset()
         qs = type(self).visible(self.request.user)
         return qs.select_related(*self.select_related) if self.select_related else qs
 

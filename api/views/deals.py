@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schem
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.decorators import action
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api import examples as ex
@@ -13,7 +14,7 @@ from api import serializers as s
 from api.examples import listed, one
 from api.exceptions import Conflict
 from api.filters import AccountFilterSet, DealFilterSet, RegistrationFilterSet, TouchFilterSet
-from api.permissions import RegistrationPermission, acting_partner, is_staff_reader
+from api.permissions import RegistrationPermission, acting_partner, acting_user, is_staff_reader
 from api.schema import DETAIL_ERRORS, READ_ERRORS, WRITE_ERRORS, conflict_response, errors
 from api.views.base import BigTableViewSet
 from deals import selectors, services
@@ -213,19 +214,21 @@ class RegistrationViewSet(BigTableViewSet):
     def approve(self, request, pk=None):
         registration = self.get_object()
         data = self.validated(s.RegistrationApproveInputSerializer)
-        return self._approve(registration, **data)
+        return self._approve(request, registration, **data)
 
     @action(detail=True, methods=["post"])
     def override(self, request, pk=None):
         registration = self.get_object()
         data = self.validated(s.RegistrationOverrideInputSerializer)
-        return self._approve(registration, **data)
+        return self._approve(request, registration, **data)
 
-    def _approve(self, registration: DealRegistration, *, reason: str, override_reason: str) -> Response:
+    def _approve(
+        self, request: Request, registration: DealRegistration, *, reason: str, override_reason: str
+    ) -> Response:
         try:
             approved = services.registration_approve(
                 registration=registration,
-                decided_by=self.request.user,
+                decided_by=acting_user(request),
                 reason=reason,
                 override_reason=override_reason,
             )

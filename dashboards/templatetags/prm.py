@@ -17,7 +17,7 @@ def accessible(field: BoundField) -> SafeString:
         described_by.append(f"{field.auto_id}_help")
     if field.errors:
         described_by.append(f"{field.auto_id}_error")
-    attrs = {}
+    attrs: dict[str, str | bool] = {}
     if described_by:
         attrs["aria-describedby"] = " ".join(described_by)
     if field.errors:
