@@ -28,14 +28,16 @@ run: $(RUN_STAMP)
 	bash scripts/run_local.sh
 
 ## Lint and run the whole test suite (SQLite by default; PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set).
-test: setup
-	$(VENV)/bin/ruff check .
+test: lint
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest -n $(TEST_PROCESSES)
 
+## ruff, the direction of imports between apps (import-linter, pyproject.toml), and types (mypy).
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff check --fix .

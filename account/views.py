@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -20,6 +21,7 @@ from account.forms import LoginForm, NotificationPreferencesForm, NotifyingPassw
 from notifications.selectors import email_preferences, has_inbox, inbox, kinds_for
 from notifications.services import notification_preferences_set, notifications_mark_all_read
 from ops.client_ip import client_ip_address
+from prm.http import AuthenticatedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     form_class = NotifyingPasswordResetForm
 
-    def form_valid(self, form: NotifyingPasswordResetForm) -> HttpResponse:
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
         if password_reset_limited(self.request, form.cleaned_data["email"]):
             logger.warning(
                 "Password reset not sent: rate limit reached for %r from %s",
@@ -80,7 +82,7 @@ class LoginView(auth_views.LoginView):
     form_class = LoginForm
     redirect_authenticated_user = True
 
-    def form_valid(self, form: LoginForm) -> HttpResponse:
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         response = super().form_valid(form)
         if form.cleaned_data.get("remember_me"):
             self.request.session.set_expiry(settings.SESSION_COOKIE_AGE)
@@ -91,7 +93,7 @@ class LoginView(auth_views.LoginView):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def notification_preferences(request: HttpRequest) -> HttpResponse:
+def notification_preferences(request: AuthenticatedRequest) -> HttpResponse:
     kinds = kinds_for(request.user)
     form = NotificationPreferencesForm(
         request.POST or None, kinds=kinds, initial_choices=email_preferences(request.user)
@@ -109,7 +111,7 @@ def notification_preferences(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def notification_inbox(request: HttpRequest) -> HttpResponse:
+def notification_inbox(request: AuthenticatedRequest) -> HttpResponse:
     """Staff and partner users receive in-app notifications; anyone signed in sees their own (if any)."""
     page = Paginator(inbox(request.user), INBOX_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "account/inbox.html", {"page": page, "notifications": page.object_list})
@@ -117,7 +119,7 @@ def notification_inbox(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def notification_inbox_mark_read(request: HttpRequest) -> HttpResponse:
+def notification_inbox_mark_read(request: AuthenticatedRequest) -> HttpResponse:
     marked = notifications_mark_all_read(user=request.user)
     messages.success(request, f"Marked {marked} notification{'s' if marked != 1 else ''} as read.")
     return redirect("account:notification_inbox")

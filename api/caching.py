@@ -15,12 +15,15 @@ an older key nobody asks for again, never an older body under the newer key.
 """
 
 import hashlib
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpResponse, HttpResponseBase, HttpResponseNotModified
 from django.utils.cache import patch_vary_headers
 from django.utils.http import parse_etags
+from django_filters import FilterSet
+from rest_framework import mixins, viewsets
 from rest_framework.request import Request
 
 from api.filters import non_filter_parameters
@@ -48,7 +51,7 @@ def published_cache_key(request: Request, *, version: str) -> str:
         version,
         reader_visibility(request),
         request.accepted_media_type,  # with its parameters: `application/json; indent=4` differs
-        request.scheme,
+        request.scheme or "",
         request.get_host(),
         request.path,
         repr(query),
@@ -75,20 +78,24 @@ def published_etag(request: Request) -> tuple[str, str]:
     return key, f'"{key[-32:]}"'
 
 
-def not_modified(request: Request, etag: str) -> HttpResponse | None:
+def not_modified(request: Request, etag: str) -> HttpResponseBase | None:
     """304 when the client already holds this tag, else None."""
     if _matches(etag, request.headers.get("If-None-Match", "")):
         return tag_response(HttpResponseNotModified(), etag)
     return None
 
 
-class PublishedSetCacheMixin:
+class PublishedSetCacheMixin(mixins.ListModelMixin, viewsets.GenericViewSet):
     """For a list view whose rows come only from the published KPI set (KpiValue)."""
+
+    filterset_class: type[FilterSet]
 
     def cacheable_parameters(self) -> set[str]:
         return set(self.filterset_class.base_filters) | non_filter_parameters(self)
 
-    def list(self, request: Request, *args, **kwargs) -> HttpResponse:
+    # A cached body comes back as a plain HttpResponse (already rendered), not a DRF Response: DRF
+    # takes any HttpResponseBase from a handler, the stubs' ListModelMixin.list promises a Response.
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:  # type: ignore[override]
         # The browsable API renders per user; made-up parameters must not fill the cache.
         if request.accepted_renderer.format != "json" or not set(request.query_params) <= (
             self.cacheable_parameters()

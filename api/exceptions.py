@@ -109,10 +109,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None  # a genuine server error: let Django report it
 
     headers: dict[str, str] = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+    if auth_header := getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = auth_header
+    if wait := getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(wait))
     elif isinstance(exc, QueryTimeout):
         headers["Retry-After"] = "30"
 

@@ -19,10 +19,12 @@ from rest_framework.settings import api_settings
 from api.permissions import acting_partner
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import normalise_domain
-from kpis.metrics import METRIC_NAMES, AttributionModel, Grain, Scope
-from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, Target
+from kpis.metrics import METRIC_NAMES, Grain, Scope
+from kpis.models import CostEntry, KpiRun, KpiValue, Target
 from kpis.selectors import published_values
 from partners.models import JoinSource, Partner, PartnerUser
+from program.attribution import AttributionModel
+from program.models import ProgramSettings
 
 PERIOD_REGEX = r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$"
 
@@ -283,7 +285,7 @@ class KpiValueFilterSet(filters.FilterSet):
 
     class Meta:
         model = KpiValue
-        fields = []
+        fields: list[str] = []
 
     def noop(self, queryset, name, value):
         return queryset  # applied all at once by published_values in filter_queryset

@@ -1,5 +1,7 @@
 """Serializers of the integration endpoints: webhook endpoints, their delivery log, the change feed."""
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -12,7 +14,7 @@ EVENT_TYPE_CHOICES = [t.value for t in SUBSCRIBABLE]
 
 class WebhookEndpointSerializer(serializers.ModelSerializer):
     event_types = serializers.ListField(child=serializers.ChoiceField(choices=EVENT_TYPE_CHOICES))
-    owner = serializers.PrimaryKeyRelatedField(read_only=True)
+    owner: serializers.PrimaryKeyRelatedField[Any] = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta:
         model = WebhookEndpoint

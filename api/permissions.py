@@ -1,13 +1,17 @@
 """Role checks for API endpoints, cached per request so each role query runs at most once.
 
-Row visibility is not decided here: every queryset comes from `partners.access.visible_*`, so a
+Row visibility is not decided here: every queryset comes from a `visible_*` selector (scoped by
+`partners.access.row_scope`), so a
 partner user asking for another partner's object gets 404 (it is simply not in the queryset).
 These classes only decide which roles may call an endpoint or an unsafe method at all.
 """
 
 from collections.abc import Callable
 
+from django.contrib.auth.models import User
+from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
 
 from partners import access
 
@@ -25,6 +29,14 @@ def can_write_all(request) -> bool:
 
 def is_staff_reader(request) -> bool:
     return _cached(request, "staff_reader", access.is_staff_reader)
+
+
+def acting_user(request: Request) -> User:
+    """The signed-in user a write is attributed to; anyone else is refused (401)."""
+    user = request.user
+    if not isinstance(user, User) or not user.is_authenticated:
+        raise exceptions.NotAuthenticated()
+    return user
 
 
 def acting_partner(request):

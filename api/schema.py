@@ -14,7 +14,9 @@ class ErrorDetailSerializer(serializers.Serializer):
     status = serializers.IntegerField(help_text="The HTTP status, repeated for clients that lose it.")
     code = serializers.CharField(help_text="Machine-readable: invalid, not_authenticated, not_found, …")
     detail = serializers.CharField(help_text="A sentence for people.")
-    fields = serializers.DictField(
+    # The error body's key is `fields`, so this documentation-only serializer names a field after
+    # Serializer.fields; drf-spectacular reads the declared fields, never the property.
+    fields = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         help_text="Request field -> messages; empty when the error is not about a field.",
     )

@@ -6,6 +6,7 @@ field rules from deals.rules are also checked here so that one 400 lists every b
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from rest_framework import serializers
 
@@ -14,12 +15,13 @@ from api.models import ApiToken
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import amount_errors, domain_errors, normalise_domain
 from kpis.export import format_value
-from kpis.metrics import METRIC_NAMES, AttributionModel, Grain, Scope
+from kpis.metrics import METRIC_NAMES, Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, Target
 from kpis.periods import parse_period
 from partners.models import JoinSource, Partner, PartnerUser
+from program.attribution import AttributionModel
 
-MONEY = {"max_digits": 14, "decimal_places": 2}
+MONEY: dict[str, Any] = {"max_digits": 14, "decimal_places": 2}
 CENT = Decimal("0.01")
 
 
@@ -523,7 +525,10 @@ class ImportFileProgressSerializer(serializers.Serializer):
 class ImportProgressSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=["running", "done", "failed"])
     files = serializers.DictField(child=ImportFileProgressSerializer())
-    errors = serializers.IntegerField(help_text="Bad rows found (the import was refused) when failed.")
+    # The field's name is the API's (docs/api.md); this serializer only describes the response.
+    errors = serializers.IntegerField(  # type: ignore[assignment]
+        help_text="Bad rows found (the import was refused) when failed."
+    )
 
 
 class CostEntryInputSerializer(serializers.Serializer):
@@ -540,7 +545,7 @@ class CostEntryInputSerializer(serializers.Serializer):
 
 
 class TargetInputSerializer(serializers.Serializer):
-    metric = serializers.ChoiceField(choices=Target._meta.get_field("metric").choices)
+    metric = serializers.ChoiceField(choices=Target._meta.get_field("metric").choices or ())
     period = serializers.RegexField(
         r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", max_length=7, help_text="`2026-03`, `2026-Q1` or `2026`."
     )

@@ -9,9 +9,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import connection, models, transaction
+from django.db.models import ForeignObjectRel
 from django.utils import timezone
 
 from api.models import ApiToken, hash_token_secret, new_token_secret
@@ -22,7 +23,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_ACTIVE_TOKENS_PER_USER = 50
 
 
-def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
     """Create a token and return it with its secret, which is never stored and never shown again."""
     name = (name or "").strip()
     if not name:
@@ -94,6 +95,11 @@ class _TokenQuery:
     converters: list[list[tuple[Any, Any]]]
 
 
+def _column(field: models.Field[Any, Any] | ForeignObjectRel) -> str | None:
+    assert isinstance(field, models.Field)  # a through model's foreign key, not a reverse relation
+    return field.column
+
+
 @functools.cache
 def _token_query(vendor: str) -> _TokenQuery:
     """The active token by secret hash, its user's columns, then one flag per StaffRole (the
@@ -102,9 +108,14 @@ def _token_query(vendor: str) -> _TokenQuery:
     user_model = get_user_model()
     token_fields, user_fields = ApiToken._meta.concrete_fields, user_model._meta.concrete_fields
     groups = user_model._meta.get_field("groups").remote_field
+    assert groups.through is not None  # auth's User.groups, with its auto-created through model
     memberships, group_table = groups.through._meta, groups.model._meta.db_table
-    member, group = memberships.get_field("user").column, memberships.get_field("group").column
-    quote = connection.ops.quote_name
+    member, group = _column(memberships.get_field("user")), _column(memberships.get_field("group"))
+
+    def quote(name: str | None) -> str:
+        assert name is not None  # every concrete column has a name
+        return connection.ops.quote_name(name)
+
     user_pk = f"u.{quote(user_model._meta.pk.column)}"
     columns = [f"t.{quote(f.column)}" for f in token_fields] + [f"u.{quote(f.column)}" for f in user_fields]
     has_role = (

@@ -1,6 +1,6 @@
 """/api/v1/: the resources, token management, and the OpenAPI schema with its two viewers."""
 
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -37,7 +37,7 @@ router.register("kpi-runs", KpiRunViewSet, basename="kpi-run")
 router.register("auth/tokens", ApiTokenViewSet, basename="api-token")
 router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
 
-v1 = [
+v1: list[URLPattern | URLResolver] = [
     path("kpi-attribution/", AttributionView.as_view(), name="kpi-attribution"),
     path("kpi-export/", KpiExportView.as_view(), name="kpi-export"),
     path("reconciliation/", ReconciliationView.as_view(), name="reconciliation"),

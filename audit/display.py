@@ -4,6 +4,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from auditlog.models import LogEntry
 from django.core.exceptions import FieldDoesNotExist, ValidationError
@@ -78,17 +79,23 @@ def trail_actor(entry: LogEntry) -> str:
     return entry.actor_email or "system"
 
 
-def _field(model: type[models.Model] | None, name: str) -> models.Field | None:
+def _field(model: type[models.Model] | None, name: str) -> models.Field[Any, Any] | None:
+    """The model's own field of that name (the trail records fields, never reverse relations)."""
     if model is None:
         return None
     try:
-        return model._meta.get_field(name)
+        field = model._meta.get_field(name)
     except FieldDoesNotExist:
         return None
+    return field if isinstance(field, models.Field) else None
 
 
-def _is_foreign_key(field: models.Field | None) -> bool:
-    return field is not None and field.concrete and (field.many_to_one or field.one_to_one)
+def _related_model(field: models.Field[Any, Any] | None) -> type[models.Model] | None:
+    """The model a foreign key (or one-to-one) points at; None for any other field."""
+    if field is None or not field.concrete or not (field.many_to_one or field.one_to_one):
+        return None
+    related = field.related_model
+    return related if isinstance(related, type) else None
 
 
 def _related_names(entries: list[LogEntry], fields: Collection[str] | None) -> dict[tuple, str]:
@@ -96,12 +103,12 @@ def _related_names(entries: list[LogEntry], fields: Collection[str] | None) -> d
     for entry in entries:
         model = entry.content_type.model_class()
         for name, values in (entry.changes or {}).items():
-            field = _field(model, name)
-            if not _is_foreign_key(field) or (fields is not None and name not in fields):
+            related = _related_model(_field(model, name))
+            if related is None or (fields is not None and name not in fields):
                 continue
             for value in values if isinstance(values, list) else []:
                 if value not in (None, "", "None"):
-                    wanted[field.related_model].add(value)
+                    wanted[related].add(value)
     names = {}
     for related, raw_keys in wanted.items():
         keys = {}
@@ -155,8 +162,8 @@ def _value(field: models.Field | None, value, names: dict[tuple, str]) -> str:
     value = str(value)
     if field is None or value == SECRET:
         return value
-    if _is_foreign_key(field):
-        return names.get((field.related_model, value), f"#{value}")
+    if (related := _related_model(field)) is not None:
+        return names.get((related, value), f"#{value}")
     if field.choices:
         return str(dict(field.flatchoices).get(value, value))
     if isinstance(field, models.BooleanField):

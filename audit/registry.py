@@ -28,7 +28,7 @@ AUDITED_MODELS = (
     "deals.Touch",
     "kpis.CostEntry",
     "kpis.Target",
-    "kpis.ProgramSettings",
+    "program.ProgramSettings",
     "api.ApiToken",
 )
 # Bookkeeping that moves on every save (or every use) and says nothing about what changed.

@@ -71,7 +71,7 @@ def floor_seconds(tz: str) -> float:
         "FROM partners_partner GROUP BY 1, 2",
         "SELECT partner_id, date_trunc('month', date), SUM(amount) FROM kpis_costentry GROUP BY 1, 2",
     ]
-    best = None
+    best = float("inf")
     with connection.cursor() as cursor:
         cursor.execute("SET work_mem = '256MB'")
     for _ in range(2):
@@ -81,7 +81,7 @@ def floor_seconds(tz: str) -> float:
                 cursor.execute(statement)
                 cursor.fetchall()
         elapsed = time.perf_counter() - started
-        best = elapsed if best is None else min(best, elapsed)
+        best = min(best, elapsed)
     with connection.cursor() as cursor:
         cursor.execute("RESET work_mem")
     return best
@@ -114,9 +114,10 @@ def main() -> None:
     from django.db import connection
 
     from deals.models import Deal, Touch
-    from kpis.models import KpiValue, ProgramSettings
+    from kpis.models import KpiValue
     from kpis.services import kpi_run_create, kpi_run_execute
     from partners.models import Partner
+    from program.models import ProgramSettings
 
     print(f"KPI benchmark on {connection.settings_dict['NAME']}; {machine()}", flush=True)
     call_command("migrate", verbosity=0)

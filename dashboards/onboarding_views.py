@@ -17,6 +17,7 @@ from partners.applications import application_approve, application_reject
 from partners.invitations import invitation_create
 from partners.models import Application, Invitation, Partner, PartnerProfile, PartnerUser
 from prm.forms import add_service_errors
+from prm.http import AuthenticatedRequest
 
 PAGE_SIZE = 20
 # What the partner page selects with the partner for partner_people_context.
@@ -24,7 +25,7 @@ PARTNER_PAGE_RELATED = ("application__decided_by", "profile")
 
 
 @staff_required
-def applications(request: HttpRequest) -> HttpResponse:
+def applications(request: AuthenticatedRequest) -> HttpResponse:
     """Applications with filters (pending ones by default); POST approves or rejects one."""
     bound_form, bound_id = None, None
     if request.method == "POST":
@@ -76,7 +77,7 @@ def applications(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _decide(request: HttpRequest, application: Application, form: ApplicationDecisionForm) -> bool:
+def _decide(request: AuthenticatedRequest, application: Application, form: ApplicationDecisionForm) -> bool:
     try:
         if form.cleaned_data["decision"] == "reject":
             application_reject(
@@ -129,7 +130,7 @@ def partner_people_context(request: HttpRequest, partner: Partner) -> dict:
 
 @require_POST
 @staff_required
-def invite_partner_admin(request: HttpRequest, partner_id: int) -> HttpResponse:
+def invite_partner_admin(request: AuthenticatedRequest, partner_id: int) -> HttpResponse:
     if not access.can_write_all(request.user):
         raise PermissionDenied("Only partner managers invite partner admins.")
     partner = get_object_or_404(Partner, pk=partner_id)
@@ -149,11 +150,11 @@ def invite_partner_admin(request: HttpRequest, partner_id: int) -> HttpResponse:
                 request, f"{issued.invitation.email} was invited as a partner admin of {partner}."
             )
     for field, errors in form.errors.items():
-        for error in errors:
+        for message in errors:
             messages.error(
                 request,
-                f"Invitation not sent: {error}"
+                f"Invitation not sent: {message}"
                 if field == "__all__"
-                else f"Invitation not sent ({field}): {error}",
+                else f"Invitation not sent ({field}): {message}",
             )
     return redirect("dashboards:partner_detail", partner_id=partner.pk)

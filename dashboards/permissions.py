@@ -1,6 +1,6 @@
-"""Who may open which page: staff readers see the dashboards, portal users their own partner only.
+"""Who may open a dashboard page: staff readers (the portal guards its own pages, portal.permissions).
 
-Both rest on partners/access.py, the scoping the API uses too.
+It rests on partners/access.py, the scoping the API uses too.
 """
 
 from collections.abc import Callable
@@ -8,40 +8,24 @@ from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 
 from partners import access
 
-View = Callable[..., HttpResponse]
+# A page or a streamed download (StreamingHttpResponse is not an HttpResponse).
+View = Callable[..., HttpResponseBase]
 
 
 def staff_required(view: View) -> View:
     """Partner managers, sales ops and superusers; anyone else logged in gets 403."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not access.is_staff_reader(request.user):
             raise PermissionDenied("This page is for partner managers and sales ops.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-def partner_required(view: View) -> View:
-    """Portal users; the view gets `request.partner`, the one partner they act for, and
-    `request.partner_membership` (its role)."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        membership = access.membership_of(request.user)
-        if membership is None:
-            raise PermissionDenied("This page is for partner users.")
-        request.partner = membership.partner
-        request.partner_membership = membership
         return view(request, *args, **kwargs)
 
     return wrapped

@@ -6,9 +6,11 @@ at run time and no copy of the file in the repository. `collectstatic` picks it 
 """
 
 from pathlib import Path
+from typing import Any, Literal, overload
 
 import plotly
 from django.contrib.staticfiles.finders import BaseFinder
+from django.core.checks import CheckMessage
 from django.core.files.storage import FileSystemStorage
 
 PREFIX = "vendor/plotly"
@@ -20,12 +22,18 @@ class PlotlyFinder(BaseFinder):
         super().__init__(*args, **kwargs)
         self.location = Path(plotly.__file__).resolve().parent / "package_data"
         self.storage = FileSystemStorage(location=str(self.location))
-        self.storage.prefix = PREFIX
+        # collectstatic reads storage.prefix; Django's FileSystemFinder sets it the same way, but the
+        # stubs do not declare the attribute.
+        self.storage.prefix = PREFIX  # type: ignore[attr-defined]
 
-    def check(self, **kwargs) -> list:
+    def check(self, **kwargs: Any) -> list[CheckMessage]:
         return []
 
-    def find(self, path: str, find_all: bool = False, **kwargs) -> str | list[str]:
+    @overload
+    def find(self, path: str, find_all: Literal[False] = False) -> str | None: ...
+    @overload
+    def find(self, path: str, find_all: Literal[True]) -> list[str]: ...
+    def find(self, path: str, find_all: bool = False, **kwargs: Any) -> str | list[str] | None:
         # Like Django's own finders: the path (or a list of them with find_all), [] for no match.
         find_all = find_all or kwargs.get("all", False)
         for name in FILES:

@@ -1,7 +1,9 @@
 """Staff pages: thin views that read the published KPI set and call the domain services."""
 
 import csv
-from datetime import datetime, time
+from collections.abc import Iterable
+from datetime import date, datetime, time
+from typing import Any, TypedDict
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -15,19 +17,20 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboards import charts, readers
+from dashboards import charts
 from dashboards.filters import SORTS, PartnerLeaderboardFilter
-from dashboards.formatting import export_string
 from dashboards.forms import PeriodForm, RegistrationDecisionForm, object_id
 from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_context
-from dashboards.periods import Period, parse
 from dashboards.permissions import staff_required
-from deals.models import DealRegistration, Touch
-from deals.selectors import pending_registrations
+from deals.models import Deal, DealRegistration, Touch
+from deals.selectors import pending_registrations, visible_deals
 from deals.services import registration_approve, registration_reject
 from kpis import recovery
-from kpis.metrics import AttributionModel, Scope
-from kpis.models import KpiRun, ProgramSettings, ReconciliationItem
+from kpis import selectors as kpi_selectors
+from kpis.formatting import export_string
+from kpis.metrics import Scope
+from kpis.models import KpiRun, ReconciliationItem
+from kpis.periods import Period, period_or_none
 from kpis.selectors import (
     active_run,
     kpi_series,
@@ -40,6 +43,24 @@ from kpis.services import attribution_by_partner, kpi_recompute_request
 from partners import access
 from partners.models import JoinSource, Partner
 from prm.forms import add_service_errors
+from prm.http import AuthenticatedRequest
+from program.attribution import AttributionModel
+from program.models import ProgramSettings
+
+OVERVIEW_CARDS = (
+    "sourced_revenue",
+    "influenced_revenue",
+    "attributed_revenue",
+    "sourced_share",
+    "active_partners",
+    "activation_rate",
+    "ttfs_median_days",
+    "cac",
+    "roi",
+    "win_rate_sourced",
+    "win_rate_influenced",
+    "win_rate_direct",
+)
 
 LEADERBOARD_METRICS = (
     "sourced_revenue",
@@ -87,8 +108,8 @@ def _period_context(request: HttpRequest) -> tuple[Period, dict]:
     settings = ProgramSettings.load()
     model = settings.attribution_model
     requested = form.period_value()
-    period, periods = readers.choose_period(grain, requested, attribution_model=model)
-    if requested and parse(requested) is None:
+    period, periods = kpi_selectors.choose_period(grain, requested, attribution_model=model)
+    if requested and period_or_none(requested) is None:
         messages.warning(
             request,
             f"“{requested}” is not a period like 2026-03, 2026-Q1 or 2026; showing {period.label} instead.",
@@ -107,15 +128,15 @@ def _period_context(request: HttpRequest) -> tuple[Period, dict]:
 
 @require_GET
 @staff_required
-def overview(request: HttpRequest) -> HttpResponse:
+def overview(request: AuthenticatedRequest) -> HttpResponse:
     period, context = _period_context(request)
-    revenue = readers.revenue_by_month(period, attribution_model=context["model"])
+    revenue = kpi_selectors.revenue_by_month(period, attribution_model=context["model"])
     running = active_run()
     context.update(
         cards=_with_provisional_flag(
-            readers.cards(
+            kpi_selectors.cards(
                 period,
-                (*readers.OVERVIEW_CARDS, "activation_provisional"),
+                (*OVERVIEW_CARDS, "activation_provisional"),
                 attribution_model=context["model"],
             )
         ),
@@ -138,7 +159,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboards/overview.html", context)
 
 
-def _with_provisional_flag(cards: list[readers.Card]) -> list[readers.Card]:
+def _with_provisional_flag(cards: list[kpi_selectors.Card]) -> list[kpi_selectors.Card]:
     """Drop the activation_provisional card and mark the activation rate card with it instead."""
     flag = next(c for c in cards if c.metric == "activation_provisional")
     shown = [c for c in cards if c is not flag]
@@ -150,7 +171,7 @@ def _with_provisional_flag(cards: list[readers.Card]) -> list[readers.Card]:
 
 @require_POST
 @staff_required
-def recompute(request: HttpRequest) -> HttpResponse:
+def recompute(request: AuthenticatedRequest) -> HttpResponse:
     """Queue a KPI recompute; without JS the redirect's message is the status."""
     if not access.can_trigger_recompute(request.user):
         raise PermissionDenied
@@ -161,12 +182,13 @@ def recompute(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @staff_required
-def release_run(request: HttpRequest, run_id: int) -> HttpResponse:
+def release_run(request: AuthenticatedRequest, run_id: int) -> HttpResponse:
     """End a stuck KPI run (its worker died, or its message was lost) and queue one in its place."""
     if not access.can_trigger_recompute(request.user):
         raise PermissionDenied
     try:
         released, run = recovery.release_run(run_id, by=f"dashboard user {request.user.get_username()}")
+        assert run is not None  # release_run queues a replacement unless told not to (requeue=False)
     except ValidationError as exc:
         problem = "; ".join(exc.message_dict["run"])
         if request.headers.get("X-Requested-With") == "fetch":
@@ -196,7 +218,7 @@ def _back(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @staff_required
-def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
+def run_status(request: AuthenticatedRequest, run_id: int) -> JsonResponse:
     run = get_object_or_404(KpiRun, pk=run_id)
     stuck = run.is_stuck()
     return JsonResponse(
@@ -217,12 +239,12 @@ def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
 
 @require_GET
 @staff_required
-def join_sources(request: HttpRequest) -> HttpResponse:
+def join_sources(request: AuthenticatedRequest) -> HttpResponse:
     period, context = _period_context(request)
-    values = readers.join_source_values(
+    values = kpi_selectors.join_source_values(
         period, (*JOIN_SOURCE_METRICS, "activated_partners"), attribution_model=context["model"]
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for source in JoinSource.objects.order_by("name"):
         v = values.get(source.pk, {})
         # The funnel's "activated" step: the cohort's partners activated within the window.
@@ -251,7 +273,7 @@ def join_sources(request: HttpRequest) -> HttpResponse:
 
 
 def _leaderboard(request: HttpRequest, period: Period, model: str) -> PartnerLeaderboardFilter:
-    queryset = readers.annotate_partner_values(
+    queryset = kpi_selectors.annotate_partner_values(
         Partner.objects.select_related("join_source", "manager"),
         period,
         LEADERBOARD_METRICS,
@@ -262,7 +284,7 @@ def _leaderboard(request: HttpRequest, period: Period, model: str) -> PartnerLea
 
 @require_GET
 @staff_required
-def partners(request: HttpRequest) -> HttpResponse:
+def partners(request: AuthenticatedRequest) -> HttpResponse | StreamingHttpResponse:
     period, context = _period_context(request)
     board = _leaderboard(request, period, context["model"])
     if request.GET.get("format") == "csv":
@@ -345,7 +367,7 @@ def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period) -> Streami
 
 @require_GET
 @staff_required
-def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
+def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpResponse:
     partner = get_object_or_404(
         access.visible_partners(request.user).select_related(
             "join_source", "manager", "referred_by", *PARTNER_PAGE_RELATED
@@ -353,7 +375,7 @@ def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
         pk=partner_id,
     )
     period, context = _period_context(request)
-    revenue = readers.revenue_by_month(
+    revenue = kpi_selectors.revenue_by_month(
         period,
         scope=Scope.PARTNER,
         partner_id=partner.pk,
@@ -361,7 +383,7 @@ def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
         attribution_model=context["model"],
     )
     deals = list(
-        access.visible_deals(request.user)
+        visible_deals(request.user)
         .filter(Q(sourcing_partner=partner) | Q(touches__partner=partner) | Q(registration__partner=partner))
         .distinct()
         .select_related("account", "sourcing_partner")
@@ -379,14 +401,14 @@ def partner_detail(request: HttpRequest, partner_id: int) -> HttpResponse:
     )
     context.update(
         partner=partner,
-        cards=readers.cards(
+        cards=kpi_selectors.cards(
             period,
             PARTNER_CARDS,
             scope=Scope.PARTNER,
             scope_key=partner.export_key,
             attribution_model=context["model"],
         ),
-        cohort=readers.partner_cohort_values(
+        cohort=kpi_selectors.partner_cohort_values(
             partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=context["model"]
         ),
         revenue=revenue,
@@ -431,13 +453,24 @@ def _partner_monthly(partner: Partner, revenue: list, model: str) -> list[dict]:
     return rows[::-1]
 
 
-def _as_moment(day) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min)) if day else None
+def _as_moment(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
 
 
-def _timeline(partner, deals, registrations, touches) -> list[dict]:
+class TimelineEvent(TypedDict):
+    at: datetime
+    text: str
+    kind: str
+
+
+def _timeline(
+    partner: Partner,
+    deals: Iterable[Deal],
+    registrations: Iterable[DealRegistration],
+    touches: Iterable[Touch],
+) -> list[TimelineEvent]:
     """The partner's recent activity, newest first, from rows already loaded for the page."""
-    events = []
+    events: list[TimelineEvent] = []
     if partner.joined_at:
         events.append({"at": _as_moment(partner.joined_at), "text": "Joined the program", "kind": "joined"})
     events.append({"at": _as_moment(partner.applied_at), "text": "Applied", "kind": "applied"})
@@ -483,7 +516,7 @@ def _timeline(partner, deals, registrations, touches) -> list[dict]:
 
 
 @staff_required
-def registrations(request: HttpRequest) -> HttpResponse:
+def registrations(request: AuthenticatedRequest) -> HttpResponse:
     """The review queue; POST decides one registration (approve, reject, override)."""
 
     bound_form, bound_id, refused = None, None, False
@@ -531,7 +564,9 @@ def registrations(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _decide(request: HttpRequest, registration: DealRegistration, form: RegistrationDecisionForm) -> bool:
+def _decide(
+    request: AuthenticatedRequest, registration: DealRegistration, form: RegistrationDecisionForm
+) -> bool:
 
     decision = form.cleaned_data["decision"]
     try:
@@ -558,7 +593,7 @@ def _decide(request: HttpRequest, registration: DealRegistration, form: Registra
 
 @require_GET
 @staff_required
-def attribution(request: HttpRequest) -> HttpResponse:
+def attribution(request: AuthenticatedRequest) -> HttpResponse:
 
     period, context = _period_context(request)
     models = [m.value for m in AttributionModel]
@@ -614,7 +649,7 @@ class CountedPaginator(Paginator):
 
 @require_GET
 @staff_required
-def reconciliation(request: HttpRequest) -> HttpResponse:
+def reconciliation(request: AuthenticatedRequest) -> HttpResponse:
     """The stored report, a page at a time (it grows with the program: tens of thousands of items at
     1M deals), optionally one kind only."""
     counts = reconciliation_counts()

@@ -7,7 +7,7 @@ events (partners sync through the scoped change feed instead; docs/integrations.
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from dashboards.forms import object_id
@@ -17,6 +17,7 @@ from integrations import services
 from integrations.models import WebhookDelivery, WebhookEndpoint
 from partners import access
 from prm.forms import add_service_errors
+from prm.http import AuthenticatedRequest
 
 LOG_SIZE = 50
 
@@ -33,13 +34,13 @@ class WebhookEndpointForm(forms.Form):
     )
 
 
-def _managers_only(request: HttpRequest) -> None:
+def _managers_only(request: AuthenticatedRequest) -> None:
     if not access.can_write_all(request.user):
         raise PermissionDenied("Only partner managers manage webhooks.")
 
 
 @staff_required
-def webhooks(request: HttpRequest) -> HttpResponse:
+def webhooks(request: AuthenticatedRequest) -> HttpResponse:
     """The endpoints; POST registers one and shows its secret on its page."""
     _managers_only(request)
     form = WebhookEndpointForm(request.POST or None)
@@ -56,7 +57,7 @@ def webhooks(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
-def webhook_detail(request: HttpRequest, endpoint_id: int) -> HttpResponse:
+def webhook_detail(request: AuthenticatedRequest, endpoint_id: int) -> HttpResponse:
     """One endpoint and its delivery log; POST `action`: test, enable, disable, rotate, replay."""
     _managers_only(request)
     endpoint = get_object_or_404(WebhookEndpoint, pk=endpoint_id)
@@ -72,7 +73,7 @@ def webhook_detail(request: HttpRequest, endpoint_id: int) -> HttpResponse:
     return render(request, "dashboards/webhook_detail.html", {"endpoint": endpoint, "deliveries": deliveries})
 
 
-def _act(request: HttpRequest, endpoint: WebhookEndpoint) -> None:
+def _act(request: AuthenticatedRequest, endpoint: WebhookEndpoint) -> None:
     action = request.POST.get("action", "")
     try:
         if action == "test":

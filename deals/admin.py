@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.services import registration_approve, registration_reject
 from partners.admin import RoleAdminMixin, run_service_per_row
+from prm.http import AuthenticatedRequest
 
 
 @admin.register(Account)
@@ -114,12 +115,14 @@ class DealRegistrationAdmin(RoleAdminMixin, admin.ModelAdmin):
         "deal",
         "updated_at",
     ]
-    fields = readonly_fields[:5] + ["expected_close_date", "notes"] + readonly_fields[5:]
+    fields = (*readonly_fields[:5], "expected_close_date", "notes", *readonly_fields[5:])
     actions = ["approve_registrations", "reject_registrations", "override_and_approve_registrations"]
 
     @admin.display(description="Conflicts with", ordering="conflict_with")
     def conflict(self, obj: DealRegistration) -> str:
-        return f"#{obj.conflict_with_id} {obj.conflict_with.partner}" if obj.conflict_with_id else "—"
+        return (
+            f"#{obj.conflict_with_id} {obj.conflict_with.partner}" if obj.conflict_with is not None else "—"
+        )
 
     @admin.display(description="Deal", ordering="deal")
     def deal_number(self, obj: DealRegistration) -> str:
@@ -154,7 +157,9 @@ class DealRegistrationAdmin(RoleAdminMixin, admin.ModelAdmin):
         return None, TemplateResponse(request, "admin/deals/action_reason_form.html", context)
 
     @admin.action(description="Approve selected registrations", permissions=["change"])
-    def approve_registrations(self, request: HttpRequest, queryset: QuerySet[DealRegistration]) -> None:
+    def approve_registrations(
+        self, request: AuthenticatedRequest, queryset: QuerySet[DealRegistration]
+    ) -> None:
         run_service_per_row(
             self,
             request,
@@ -164,7 +169,7 @@ class DealRegistrationAdmin(RoleAdminMixin, admin.ModelAdmin):
         )
 
     @admin.action(description="Reject selected registrations…", permissions=["change"])
-    def reject_registrations(self, request: HttpRequest, queryset: QuerySet[DealRegistration]):
+    def reject_registrations(self, request: AuthenticatedRequest, queryset: QuerySet[DealRegistration]):
         reason, page = self._reason_page(
             request,
             queryset,
@@ -190,7 +195,9 @@ class DealRegistrationAdmin(RoleAdminMixin, admin.ModelAdmin):
     @admin.action(
         description="Approve selected registrations despite a channel conflict…", permissions=["change"]
     )
-    def override_and_approve_registrations(self, request: HttpRequest, queryset: QuerySet[DealRegistration]):
+    def override_and_approve_registrations(
+        self, request: AuthenticatedRequest, queryset: QuerySet[DealRegistration]
+    ):
         reason, page = self._reason_page(
             request,
             queryset,

@@ -7,14 +7,10 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
-from deals.rules import (
-    acting_partner_errors,
-    deal_errors,
-    merge_errors,
-    normalise_domain,
-    registration_errors,
-)
+from deals.rules import deal_errors, normalise_domain, registration_errors
+from partners.rules import acting_partner_errors
 from program.fields import MoneyField, PlausibleDateField, PlausibleDateTimeField
+from program.validation import merge_errors
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
 

@@ -1,14 +1,16 @@
-"""Reads of registrations and deals that the services, the portal, the API and the admin share."""
+"""Reads of registrations and deals that the services, the portal, the API and the admin share,
+and the rows of each a user may see (`visible_*`, scoped by `partners.access.row_scope`)."""
 
 from datetime import datetime, timedelta
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from deals.models import Account, DealRegistration
+from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import normalise_domain
-from kpis.models import ProgramSettings
+from partners.access import AnyUser, row_scope
 from partners.models import Partner
+from program.models import ProgramSettings
 
 # Statuses of a registration that still claims its account for its partner.
 CLAIMING_STATUSES = (DealRegistration.Status.SUBMITTED, DealRegistration.Status.APPROVED)
@@ -83,3 +85,49 @@ def pending_registrations() -> QuerySet[DealRegistration]:
         )
         .order_by("submitted_at", "id")
     )
+
+
+def visible_registrations(user: AnyUser) -> QuerySet[DealRegistration]:
+    sees_all, partner = row_scope(user)
+    if sees_all:
+        return DealRegistration.objects.all()
+    if partner is None:
+        return DealRegistration.objects.none()
+    return DealRegistration.objects.filter(partner=partner)
+
+
+def _partner_deals_q(partner: Partner) -> Q:
+    # A subquery on ids keeps the result free of duplicate rows from the touch join.
+    touched = Touch.objects.filter(partner=partner).values("deal_id")
+    registered = DealRegistration.objects.filter(partner=partner, deal__isnull=False).values("deal_id")
+    return Q(sourcing_partner=partner) | Q(pk__in=touched) | Q(pk__in=registered)
+
+
+def visible_deals(user: AnyUser) -> QuerySet[Deal]:
+    sees_all, partner = row_scope(user)
+    if sees_all:
+        return Deal.objects.all()
+    if partner is None:
+        return Deal.objects.none()
+    return Deal.objects.filter(_partner_deals_q(partner))
+
+
+def visible_touches(user: AnyUser) -> QuerySet[Touch]:
+    """A partner sees its own touches, never another partner's involvement in a shared deal."""
+    sees_all, partner = row_scope(user)
+    if sees_all:
+        return Touch.objects.all()
+    if partner is None:
+        return Touch.objects.none()
+    return Touch.objects.filter(partner=partner)
+
+
+def visible_accounts(user: AnyUser) -> QuerySet[Account]:
+    sees_all, partner = row_scope(user)
+    if sees_all:
+        return Account.objects.all()
+    if partner is None:
+        return Account.objects.none()
+    deal_accounts = Deal.objects.filter(_partner_deals_q(partner)).values("account_id")
+    registration_accounts = DealRegistration.objects.filter(partner=partner).values("account_id")
+    return Account.objects.filter(Q(pk__in=deal_accounts) | Q(pk__in=registration_accounts))

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from auditlog.models import LogEntry
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
@@ -21,20 +21,19 @@ from django.utils import timezone
 
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import (
-    acting_partner_errors,
     amount_errors,
     deal_errors,
     domain_errors,
-    merge_errors,
     normalise_domain,
 )
 from deals.selectors import registration_blocking_claims, registration_conflicts
 from events.changes import record_changes
 from events.services import record_event
 from events.types import EventType
-from kpis.models import ProgramSettings
 from partners.models import Partner, PartnerUser
-from program.validation import datetime_errors, decimal_from_input
+from partners.rules import acting_partner_errors
+from program.models import ProgramSettings
+from program.validation import datetime_errors, decimal_from_input, merge_errors
 
 Errors = dict[str, list[str]]
 
@@ -130,7 +129,7 @@ def account_get_or_create(*, name: str, domain: str, key: str | None = None) -> 
 # --- Registrations ------------------------------------------------------------------------------
 
 
-def _submitter_errors(submitted_by: AbstractBaseUser | None, partner: Partner) -> Errors:
+def _submitter_errors(submitted_by: User | None, partner: Partner) -> Errors:
     """A portal user may only register deals for the partner it acts for; staff may for any."""
     if submitted_by is None or partner is None:
         return {}
@@ -149,10 +148,10 @@ def registration_submit(
     partner: Partner,
     account_name: str,
     domain: str,
-    amount: Decimal,
+    amount: Decimal | str | None,
     expected_close_date: date | None = None,
     notes: str = "",
-    submitted_by: AbstractBaseUser | None = None,
+    submitted_by: User | None = None,
     submitted_at: datetime | None = None,
     key: str | None = None,
 ) -> DealRegistration:
@@ -185,6 +184,7 @@ def registration_submit(
     if key and DealRegistration.objects.filter(key=key).exists():
         errors["key"] = [f"a registration with key {key!r} already exists"]
     _raise_if(errors)
+    assert amount is not None  # else _as_money recorded an error and _raise_if raised it
 
     protection_days = program.registration_protection_days
     with transaction.atomic():
@@ -256,7 +256,7 @@ def _describe_claim(claim: DealRegistration) -> str:
 def registration_approve(
     *,
     registration: DealRegistration,
-    decided_by: AbstractBaseUser | None,
+    decided_by: User | None,
     reason: str = "",
     override_reason: str = "",
 ) -> DealRegistration:
@@ -319,7 +319,7 @@ def registration_approve(
 
 
 def registration_reject(
-    *, registration: DealRegistration, decided_by: AbstractBaseUser | None, reason: str
+    *, registration: DealRegistration, decided_by: User | None, reason: str
 ) -> DealRegistration:
     reason = (reason or "").strip()
     with transaction.atomic():
@@ -436,7 +436,10 @@ def _deal_errors(deal: Deal, errors: Errors) -> Errors:
     return merge_errors(errors, {f: m for f, m in rule_errors.items() if f not in errors})
 
 
-_CLOSED_EVENTS = {Deal.Status.WON: EventType.DEAL_WON, Deal.Status.LOST: EventType.DEAL_LOST}
+_CLOSED_EVENTS: dict[str, EventType] = {
+    Deal.Status.WON: EventType.DEAL_WON,
+    Deal.Status.LOST: EventType.DEAL_LOST,
+}
 
 
 def _validate_and_save_deal(deal: Deal, errors: Errors, *, was: str | None = None) -> Deal:
@@ -460,7 +463,7 @@ def _validate_and_save_deal(deal: Deal, errors: Errors, *, was: str | None = Non
 def deal_create(
     *,
     account: Account,
-    amount: Decimal,
+    amount: Decimal | str | None,
     created_at: datetime,
     name: str = "",
     status: str = Deal.Status.OPEN,
@@ -478,7 +481,7 @@ def deal_create(
         errors["sourcing_partner"] = ["unknown partner"]
     deal = Deal(
         account=account if "account" not in errors else None,
-        amount=amount,
+        amount=amount,  # type: ignore[misc]  # None when refused: the errors above already say so
         created_at=created_at,
         closed_at=closed_at,
         name=(name or "").strip(),

@@ -13,10 +13,11 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 import httpx
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q
@@ -66,7 +67,7 @@ def _endpoint_errors(*, url: str | None, event_types: Iterable[str] | None) -> d
 
 
 def endpoint_create(
-    *, url: str, event_types: Iterable[str], owner: AbstractBaseUser | None, description: str = ""
+    *, url: str, event_types: Iterable[str], owner: User | None, description: str = ""
 ) -> WebhookEndpoint:
     """Register an endpoint with a new secret (whose owner is told when it gets disabled)."""
     url = (url or "").strip()
@@ -157,10 +158,12 @@ def enqueue(delivery_ids: list[int], countdown: float | None = None) -> None:
     """Queue a delivery task for each; a broker that is down loses nothing (the requeue finds them)."""
     from integrations.tasks import deliver_webhook
 
-    queue = settings.WEBHOOK_QUEUE or None
+    options: dict[str, Any] = {"queue": settings.WEBHOOK_QUEUE} if settings.WEBHOOK_QUEUE else {}
+    if countdown is not None:
+        options["countdown"] = countdown
     for delivery_id in delivery_ids:
         try:
-            deliver_webhook.apply_async((delivery_id,), queue=queue, countdown=countdown)
+            deliver_webhook.apply_async((delivery_id,), **options)
         except Exception:
             logger.exception("Could not queue webhook delivery %s; the requeue will send it", delivery_id)
             return
@@ -346,7 +349,7 @@ def _disable_for_failures(
     reason = f"no successful delivery for {hours:g} hours; last attempt: {attempt.error}"
     _disable(endpoint, reason)
     logger.warning("Webhook endpoint %s (%s) disabled: %s", endpoint.pk, endpoint.url, reason)
-    if endpoint.owner_id is not None:
+    if endpoint.owner is not None:
         notify(
             kind="webhook_disabled",
             users=[endpoint.owner],

@@ -93,10 +93,10 @@ def resolve(url: str) -> Target:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise TargetRefused(f"cannot resolve {parts.hostname}: {exc}") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise TargetRefused(f"{parts.hostname} has no address")
     for text in addresses:
         if reason := _refused(ipaddress.ip_address(text.split("%", 1)[0])):
             raise TargetRefused(f"{parts.hostname} resolves to {reason} address {text}")
-    return Target(url=url, host=parts.hostname, address=addresses[0])
+    return Target(url=url, host=parts.hostname or "", address=addresses[0])

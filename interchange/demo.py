@@ -282,7 +282,11 @@ class ProgramGenerator:
                 name += f" {index // (len(_WORDS_A) * len(_WORDS_B)) + 1}"
             partner = DemoPartner(index, name, types.pick(rng), sources.pick(rng), applied_at)
             if partner.join_source == referral_source:
-                referrers = [p for p in joined[-200:] if p.joined_at <= applied_at and p.status != "churned"]
+                referrers = [
+                    p
+                    for p in joined[-200:]
+                    if p.joined_at is not None and p.joined_at <= applied_at and p.status != "churned"
+                ]
                 if referrers:
                     partner.referred_by = rng.choice(referrers).index
                 else:
@@ -429,19 +433,23 @@ class ProgramGenerator:
                     "created_at": created_at,
                     "closed_at": closed_at,
                     "status": status,
-                    "sourcing_partner": partner.index if segment == "sourced" else None,
+                    "sourcing_partner": partner.index
+                    if segment == "sourced" and partner is not None
+                    else None,
                 }
                 chunk["deals"].append(deal)
-                if status == "won":
+                if status == "won" and closed_at is not None:
                     program.won_by_year[closed_at.year] += amount
                 touchers: list[DemoPartner] = []
                 if segment == "sourced":
+                    assert partner is not None  # a sourced or influenced deal has its partner
                     reg_index = self._sourced_registration(chunk, deal, partner, reg_index, pool)
                     if rng.random() < 0.75:
                         touchers.append(partner)
                     if rng.random() < 0.2:
                         touchers.append(pool.pick(rng))
                 elif segment == "influenced":
+                    assert partner is not None
                     touchers.append(partner)
                     for _ in range(rng.choice((0, 0, 0, 1, 1, 2))):
                         touchers.append(pool.pick(rng))
@@ -471,6 +479,7 @@ class ProgramGenerator:
         created_at: datetime = deal["created_at"]
         submitted_at = created_at - timedelta(days=1 + self._below(12), hours=self._below(6))
         # A partner registers deals only once it is in the program.
+        assert partner.active_from is not None  # it acts on the deal's day, so it has
         submitted_at = max(submitted_at, datetime.combine(partner.active_from, time(9), tzinfo=self.tz))
         submitted_at = min(submitted_at, created_at)
         approved = {
@@ -501,7 +510,9 @@ class ProgramGenerator:
             claimed_at = submitted_at + timedelta(days=1 + self._below(20), hours=self._below(8))
             if rival is not partner and rival.acts_on(claimed_at.date()) and claimed_at < self.horizon:
                 pending = self.horizon - claimed_at < timedelta(days=14)
-                decided_at = min(claimed_at + timedelta(days=1 + self._below(3)), self.horizon)
+                decided_at: datetime | None = min(
+                    claimed_at + timedelta(days=1 + self._below(3)), self.horizon
+                )
                 chunk["registrations"].append(
                     {
                         "index": reg_index,

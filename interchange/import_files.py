@@ -13,23 +13,20 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection, models
 
 from deals.models import Account, Deal, DealRegistration, Touch
-from deals.rules import (
-    acting_partner_errors,
-    amount_errors,
-    deal_errors,
-    normalise_domain,
-    partner_errors,
-    registration_errors,
-)
+from deals.rules import amount_errors, deal_errors, normalise_domain, registration_errors
 from events.changes import record_created_at, record_keyed_changes
 from interchange.parsing import parse_money, parse_period, parse_target_value
 from interchange.staging import STAGE, column_type, constant_columns, foreign_keys_dropped, now, q
 from kpis.metrics import METRICS_BY_NAME, TARGETABLE_METRICS
 from kpis.models import CostEntry, Target
 from partners.models import JoinSource, Partner
+from partners.rules import acting_partner_errors, partner_errors
 
 if TYPE_CHECKING:
-    from interchange.importer import FileSummary, _Row
+    from datetime import date, datetime, timedelta
+
+    from interchange.importer import FileSummary, ImportResult, _Row
+    from interchange.staging import Stage
 
 # Choice lists, built once (TextChoices.values builds a new list on every access).
 JOIN_SOURCE_KINDS = tuple(JoinSource.Kind.values)
@@ -47,12 +44,29 @@ FEED_MARKS = "imp_feed_marks"
 
 
 def _field(model: type[models.Model], name: str) -> str:
-    return column_type(model._meta.get_field(name))
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field)  # the import stages fields, never reverse relations
+    return column_type(field)
 
 
 class FileHandlers:
     """Mixed into the importer (interchange.importer._ProgramImport), which supplies `rows`, `stage`,
     `error`, `refuse`, `refuse_staged`, `unknown`, `guarded`, the summaries and the date parsers."""
+
+    if TYPE_CHECKING:  # what the importer supplies, declared for the type checker
+        stage: Stage
+        result: ImportResult
+        protection: timedelta
+
+        def rows(self, file: str) -> Iterator[_Row]: ...
+        def refuse(self, row: _Row, entity: str | None) -> None: ...
+        def refuse_staged(
+            self, file: str, entity: str | None, line: int, key: str | None, column: str, reason: str
+        ) -> None: ...
+        def unknown(self, entity: str, label: str, key: str) -> str: ...
+        def date_value(self, text: str) -> date: ...
+        def datetime_value(self, text: str) -> datetime: ...
+        def guarded(self, file: str, write: Callable[[], int]) -> int: ...
 
     def handlers(self) -> dict[str, Callable[[str], None]]:
         return {
@@ -114,6 +128,7 @@ class FileHandlers:
         """Every non-empty `column` must name a row of `model` by key (written by an earlier file or
         import); an unknown key, or the key of a row refused in this import, refuses the row."""
         ref_entity = model._meta.model_name
+        assert ref_entity is not None  # set for every concrete model
         sql = (
             f"SELECT s.line, s.key, s.{q(column)} FROM {STAGE} s WHERE s.{q(column)} <> '' AND NOT EXISTS "
             f"(SELECT 1 FROM {q(model._meta.db_table)} r WHERE r.key = s.{q(column)}) ORDER BY s.line"

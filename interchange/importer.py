@@ -20,11 +20,11 @@ import time
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 from zoneinfo import ZoneInfo
 
 from django.db import DataError, IntegrityError, transaction
@@ -33,7 +33,7 @@ from tqdm import tqdm
 from interchange.import_files import FileHandlers
 from interchange.parsing import CellError, parse_date, parse_datetime, plausible_bounds
 from interchange.staging import Stage
-from kpis.models import ProgramSettings
+from program.models import ProgramSettings
 
 # file -> (required columns, optional columns), in import order (INTERCHANGE.md).
 FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -157,6 +157,14 @@ def import_program(
     """
     folder = _ZipFolder(source) if isinstance(source, zipfile.ZipFile) else _DirFolder(Path(source))
     return _ProgramImport(folder, progress=progress, on_progress=on_progress).run()
+
+
+class Folder(Protocol):
+    """Where the files come from: a folder, a zip archive, or one file in memory (interchange.rows)."""
+
+    def exists(self, name: str) -> bool: ...
+    def count_lines(self, name: str) -> int: ...
+    def open(self, name: str) -> AbstractContextManager[TextIO]: ...
 
 
 class _DirFolder:
@@ -287,9 +295,7 @@ def _count_lines(stream: Any) -> int:
 
 
 class _ProgramImport(FileHandlers):
-    def __init__(
-        self, folder: "_DirFolder | _ZipFolder", *, progress: bool, on_progress: ProgressCallback | None
-    ) -> None:
+    def __init__(self, folder: Folder, *, progress: bool, on_progress: ProgressCallback | None) -> None:
         self.folder = folder
         self.progress = progress
         self.on_progress = on_progress

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core.management.color import no_style
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -32,9 +32,10 @@ from interchange.demo import (
     partner_key,
 )
 from interchange.parsing import parse_period
-from kpis.models import CostEntry, ProgramSettings, Target
+from kpis.models import CostEntry, Target
 from partners.models import JoinSource, Partner, PartnerUser
 from partners.roles import StaffRole
+from program.models import ProgramSettings
 
 # The INTERCHANGE.md column order of every file seed_demo --out writes.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -163,7 +164,7 @@ class DbSink:
         self.managers = managers
         self.use_copy = connection.vendor == "postgresql"
         self.base = {
-            entity: model.objects.aggregate(top=models.Max("id"))["top"] or 0
+            entity: model._default_manager.aggregate(top=models.Max("id"))["top"] or 0
             for entity, model in self.MODELS.items()
         }
         self.next_id = dict(self.base)
@@ -171,6 +172,10 @@ class DbSink:
         self.dropped: list[tuple[str, str, str]] = []
         self.dropped_indexes: list[str] = []
 
+    @overload
+    def _id(self, entity: str, index: int) -> int: ...
+    @overload
+    def _id(self, entity: str, index: int | None) -> int | None: ...
     def _id(self, entity: str, index: int | None) -> int | None:
         return None if index is None else self.base[entity] + index + 1
 
@@ -321,7 +326,7 @@ class DbSink:
         if self.use_copy:
             self._copy(model, attrs)
         else:
-            model.objects.bulk_create([model(**a) for a in attrs], batch_size=2000)
+            model._default_manager.bulk_create([model(**a) for a in attrs], batch_size=2000)
         self.counts[entity] = self.counts.get(entity, 0) + len(rows)
 
     @staticmethod
@@ -415,7 +420,7 @@ def seed_database(size: DemoSize, *, progress: Callable[[str], None] = lambda _:
     )
 
 
-def _staff_users() -> list[AbstractUser]:
+def _staff_users() -> list[User]:
     """The demo logins plus two more partner managers, so partners have several owners."""
     from partners.services import staff_user_create
 

@@ -45,7 +45,9 @@ def column_type(field: models.Field | None) -> str:
     for keys and for text fields (a refused row's over-long text must still stage)."""
     if field is None or isinstance(field, models.CharField | models.TextField):
         return "text"
-    return field.db_type(connection)
+    db_type = field.db_type(connection)
+    assert db_type is not None  # the importer stages concrete columns only
+    return db_type
 
 
 class Stage:
@@ -161,6 +163,7 @@ def constant_columns(
             value = None
         else:  # pragma: no cover - every imported table's other columns have a default
             raise ValueError(f"{model.__name__}.{field.name} needs a value")
+        assert field.column is not None  # every concrete field has a column
         names.append(field.column)
         values.append(field.get_db_prep_save(value, connection))
     return names, values

@@ -1,25 +1,19 @@
-"""Admin for program settings, costs, targets, and read-only views of runs and published values."""
+"""Admin for costs, targets, and read-only views of runs and published values."""
+
+from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 
-from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
+from kpis.models import CostEntry, KpiRun, KpiValue, ReconciliationItem, Target
 from kpis.services import kpi_recompute_request
 from program.admin import ReadOnlyAdminMixin
 
 
-@admin.register(ProgramSettings)
-class ProgramSettingsAdmin(admin.ModelAdmin):
-    list_display = ("currency", "time_zone", "attribution_model", "activation_window_days", "updated_at")
-
-    def has_add_permission(self, request) -> bool:
-        return not ProgramSettings.objects.exists()
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(CostEntry)
-class CostEntryAdmin(admin.ModelAdmin):
+class CostEntryAdmin(admin.ModelAdmin[CostEntry]):
     list_display = ("date", "category", "amount", "partner", "join_source", "note")
     list_filter = ("category", "join_source")
     search_fields = ("note", "partner__name")
@@ -29,7 +23,7 @@ class CostEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Target)
-class TargetAdmin(admin.ModelAdmin):
+class TargetAdmin(admin.ModelAdmin[Target]):
     list_display = ("metric", "period", "grain", "value", "partner", "join_source")
     list_filter = ("grain", "metric")
     raw_id_fields = ("partner",)
@@ -37,7 +31,7 @@ class TargetAdmin(admin.ModelAdmin):
     readonly_fields = ("grain", "period_start")
 
 
-class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[Any]):
     pass
 
 
@@ -61,24 +55,25 @@ class KpiRunAdmin(ReadOnlyAdmin):
     actions = ["recompute_now"]
 
     @admin.action(description="Recompute KPIs now (full)")
-    def recompute_now(self, request, queryset) -> None:
+    def recompute_now(self, request: HttpRequest, queryset: QuerySet[KpiRun]) -> None:
         run = kpi_recompute_request(
             trigger=KpiRun.Trigger.MANUAL, mode=KpiRun.Mode.FULL, requested_by=request.user
         )
         self.message_user(request, f"KPI run #{run.pk} is {run.status}.", messages.SUCCESS)
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, object] | None = None
+    ) -> HttpResponse:
         # The action needs no selection: it starts one program-wide run.
         if (
             request.method == "POST"
             and request.POST.get("action") == "recompute_now"
-            and not request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+            and not request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
         ):
             post = request.POST.copy()
-            post.setlist(
-                admin.helpers.ACTION_CHECKBOX_NAME, [str(r.pk) for r in KpiRun.objects.all()[:1]] or ["0"]
-            )
-            request.POST = post
+            post.setlist(helpers.ACTION_CHECKBOX_NAME, [str(r.pk) for r in KpiRun.objects.all()[:1]] or ["0"])
+            # The stubs type request.POST as immutable; the admin itself replaces it the same way.
+            request.POST = post  # type: ignore[assignment]
         return super().changelist_view(request, extra_context)
 
 

@@ -6,8 +6,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db import transaction
 
 from kpis.engine import EngineSettings, KpiComputation, staged_rows
-from kpis.metrics import METRICS_BY_NAME, AttributionModel, Grain
-from kpis.models import KpiValue, ProgramSettings
+from kpis.metrics import METRICS_BY_NAME, Grain
+from kpis.models import KpiValue
+from program.attribution import AttributionModel
+from program.models import ProgramSettings, program_today
 
 EXPORT_COLUMNS = ("scope", "scope_key", "period", "metric", "value", "target_metric")
 
@@ -31,7 +33,7 @@ def reads_published_set(model: str | None, program: ProgramSettings | None = Non
     return not model or AttributionModel(model).value == published_model
 
 
-def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict]:
+def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict[str, str]]:
     """Rows in INTERCHANGE export columns, ordered by scope, key, period, metric.
 
     The published set is read as is. A `model` other than the published one is computed on
@@ -47,8 +49,6 @@ def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict]:
         )
         yield from (_row(*r) for r in rows.iterator(chunk_size=5000))
         return
-    from kpis.services import program_today
-
     computation = KpiComputation(EngineSettings.from_program(program, model=model), program_today())
     try:
         with transaction.atomic():
@@ -59,7 +59,9 @@ def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict]:
     yield from (_row(*r) for r in staged)
 
 
-def _row(scope, scope_key, period, metric, target_metric, value) -> dict:
+def _row(
+    scope: str, scope_key: str, period: str, metric: str, target_metric: str, value: object
+) -> dict[str, str]:
     if value is not None and not isinstance(value, Decimal):
         value = Decimal(str(value))
     return {

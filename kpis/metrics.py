@@ -7,6 +7,10 @@ and the dashboards share.
 from dataclasses import dataclass
 from enum import StrEnum
 
+# A program setting that lives in program/; re-exported because the engine and the migration
+# kpis/0001 (ProgramSettings' default, from before the model moved to program/) name it here.
+from program.attribution import AttributionModel as AttributionModel
+
 
 class Unit(StrEnum):
     MONEY = "money"  # 2 decimal places
@@ -26,14 +30,6 @@ class Grain(StrEnum):
     MONTH = "month"
     QUARTER = "quarter"
     YEAR = "year"
-
-
-class AttributionModel(StrEnum):
-    FIRST_TOUCH = "first_touch"
-    LAST_TOUCH = "last_touch"
-    LINEAR = "linear"
-    TIME_DECAY = "time_decay"
-    POSITION_BASED = "position_based"
 
 
 @dataclass(frozen=True)
@@ -104,3 +100,33 @@ METRICS_BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
 METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in METRICS)
 # Targets name any metric except the target rows themselves.
 TARGETABLE_METRICS: tuple[str, ...] = tuple(n for n in METRIC_NAMES if n not in ("target", "target_progress"))
+
+# How the pages name a metric; the rest read as their name in words (`leads_generated` -> "Leads generated").
+LABELS = {
+    "won_revenue": "Won revenue",
+    "sourced_revenue": "Partner-sourced revenue",
+    "influenced_revenue": "Partner-influenced revenue",
+    "attributed_revenue": "Attributed revenue",
+    "sourced_share": "Sourced share of revenue",
+    "active_partners": "Active partners",
+    "activation_rate": "Activation rate",
+    "ttfs_median_days": "Median time to first sale",
+    "first_sales": "First sales",
+    "cac": "CAC (partner-sourced)",
+    "roi": "Program ROI",
+    "win_rate_sourced": "Win rate, sourced",
+    "win_rate_influenced": "Win rate, influenced",
+    "win_rate_direct": "Win rate, direct",
+    "applications": "Applications",
+    "partners_joined": "Partners joined",
+    "program_cost": "Program cost",
+    "new_customers_sourced": "New customers sourced",
+    "leads_generated": "Leads generated",
+    "opportunities_sourced": "Opportunities sourced",
+    "opportunities_influenced": "Opportunities influenced",
+}
+
+
+def label(metric: str) -> str:
+    """The metric's name for a person."""
+    return LABELS.get(metric, metric.replace("_", " ").capitalize())

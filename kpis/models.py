@@ -1,64 +1,19 @@
-"""Program settings, costs, targets, and the published KPI set with the runs that computed it."""
+"""Costs, targets, and the published KPI set with the runs that computed it."""
 
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from kpis.metrics import METRIC_NAMES, TARGETABLE_METRICS, AttributionModel, Grain, Scope
+from kpis.metrics import METRIC_NAMES, TARGETABLE_METRICS, Grain, Scope
 from kpis.periods import parse_period
 from program.fields import MoneyField, PlausibleDateField, TargetValueField
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
-
-
-class ProgramSettings(models.Model):
-    """One row (pk=1): the program-wide settings KPIS.md refers to."""
-
-    currency = models.CharField(max_length=3, default="USD")
-    time_zone = models.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Berlin.")
-    attribution_model = models.CharField(
-        max_length=20,
-        choices=[(m.value, m.value.replace("_", " ").capitalize()) for m in AttributionModel],
-        default=AttributionModel.LINEAR,
-    )
-    activation_window_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1)])
-    time_decay_half_life_days = models.DecimalField(
-        max_digits=8, decimal_places=3, default=Decimal("7"), validators=[MinValueValidator(Decimal("0.001"))]
-    )
-    # How long an approved or pending registration protects the account from other partners' claims.
-    registration_protection_days = models.PositiveIntegerField(default=90, validators=[MinValueValidator(1)])
-    # Which facts count as a qualifying activity (KPIS.md "Partner lifecycle").
-    activity_registrations = models.BooleanField(default=True)
-    activity_sourced_deals = models.BooleanField(default=True)
-    activity_touches = models.BooleanField(default=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        verbose_name = "program settings"
-        verbose_name_plural = "program settings"
-        constraints = [
-            models.CheckConstraint(condition=Q(pk=1), name="program_settings_singleton"),
-            models.CheckConstraint(
-                condition=Q(activation_window_days__gte=1), name="activation_window_positive"
-            ),
-            models.CheckConstraint(
-                condition=Q(time_decay_half_life_days__gt=0), name="time_decay_half_life_positive"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"Program settings ({self.currency}, {self.time_zone}, {self.attribution_model})"
-
-    @classmethod
-    def load(cls) -> "ProgramSettings":
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
 
 class CostEntry(models.Model):
@@ -161,7 +116,7 @@ def _queued_too_long(now: datetime) -> Q:
     return Q(status="queued", created_at__lt=cutoff)
 
 
-class KpiRunQuerySet(models.QuerySet):
+class KpiRunQuerySet(models.QuerySet["KpiRun"]):
     """Runs that lost their worker, by the lease settings as they are when the query is built."""
 
     def abandoned(self, now: datetime | None = None) -> "KpiRunQuerySet":

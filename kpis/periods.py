@@ -104,3 +104,17 @@ def parse_period(label: str) -> Period:
 def active_window_start(period_end: date, days: int) -> date:
     """First day of the `days` calendar days that end on `period_end` (that day included)."""
     return period_end - timedelta(days=days - 1)
+
+
+def period_or_none(label: str | None) -> Period | None:
+    """The period a label names (`2026-03`, `2026-Q1`, `2026`), or None for anything else."""
+    try:
+        return parse_period(label or "")
+    except ValueError:
+        return None
+
+
+def months_ending(period: Period, count: int) -> list[Period]:
+    """The `count` months that end with the period's last month, oldest first."""
+    last = Period(Grain.MONTH, period.last_month_index)
+    return [last.shifted(-offset) for offset in range(count - 1, -1, -1)]

@@ -16,14 +16,17 @@ import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+from celery import Celery, current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from kpis.models import KpiRun, ProgramSettings
+from kpis.models import KpiRun
+from program.models import ProgramSettings
 
 logger = logging.getLogger(__name__)
 
@@ -168,11 +171,14 @@ def send_after_commit(
     task: str, kwargs: dict[str, object], *, queue: str | None, robust: bool = False
 ) -> None:
     """Send the KPI task named `task` once the transaction commits. The task is looked up in the
-    Celery app's registry by name: kpis.tasks imports the services, which never import it back.
+    Celery app's registry by name: kpis.tasks imports the services, which never import it back. The
+    app is Celery's current one (prm/celery.py, loaded with the prm package), so kpis/ does not
+    import the project's wiring above it (the import-linter layers, docs/architecture.md).
     `robust`: a failed send is logged, not raised (the reaper sends a queued run again)."""
-    from prm.celery import app
-
-    transaction.on_commit(lambda: app.tasks[task].apply_async(kwargs=kwargs, queue=queue), robust=robust)
+    options: dict[str, Any] = {"queue": queue} if queue else {}  # None: the task's default queue
+    transaction.on_commit(
+        lambda: current_app.tasks[task].apply_async(kwargs=kwargs, **options), robust=robust
+    )
 
 
 # -- the reaper --------------------------------------------------------------------------------
@@ -269,7 +275,7 @@ def visibility_timeout() -> tuple[int, str]:
     return max(floor, derived), how
 
 
-def configure_visibility_timeout(app) -> int | None:
+def configure_visibility_timeout(app: Celery) -> int | None:
     """Set the app's Redis visibility timeout from `visibility_timeout()` (a worker calls this as it
     starts); None on another broker. With the database unreachable the configured floor stays."""
     options = dict(app.conf.broker_transport_options or {})
@@ -281,7 +287,7 @@ def configure_visibility_timeout(app) -> int | None:
         logger.warning(
             "Redis visibility timeout: database unreachable, keeping %s s", options["visibility_timeout"]
         )
-        return options["visibility_timeout"]
+        return int(options["visibility_timeout"])
     finally:
         connection.close()  # the worker forks its pool next: no child may share this session
     options["visibility_timeout"] = seconds

@@ -1,17 +1,39 @@
-"""Reads of the published KPI set that the API, the dashboards and the export share.
+"""Reads of the published KPI set that the API, the dashboards, the portal and the export share,
+and the costs and targets a user may see (`visible_*`, scoped by `partners.access.row_scope`).
 
 The KpiValue table holds only the published set, so these never see a half-written run.
 """
 
 import secrets
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any, TypedDict
 
 from django.db import connection
-from django.db.models import Count, QuerySet
+from django.db.models import (
+    CharField,
+    Count,
+    DecimalField,
+    F,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.expressions import BaseExpression
+from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
-from kpis.models import KpiPublication, KpiRun, KpiValue, ProgramSettings, ReconciliationItem
+from kpis import formatting
+from kpis.metrics import METRICS_BY_NAME, Grain, Scope
+from kpis.metrics import label as metric_label
+from kpis.models import CostEntry, KpiPublication, KpiRun, KpiValue, ReconciliationItem, Target
+from kpis.periods import Period, months_ending, parse_period, period_of, period_or_none
+from partners.access import AnyUser, row_scope
+from partners.models import Partner
+from program.models import ProgramSettings, program_today
 
 
 def published_values(
@@ -69,6 +91,18 @@ def _zero_when_empty(metric: str) -> bool:
     return metric in ZERO_WHEN_EMPTY
 
 
+class CardValues(TypedDict):
+    """One metric's card: its value in the period, the period before, the same period a year
+    earlier, its target and progress to it (None where undefined or absent)."""
+
+    current: Decimal | None
+    previous: Decimal | None
+    last_year: Decimal | None
+    target: Decimal | None
+    target_progress: Decimal | None
+    period: str
+
+
 def kpi_card_values(
     *,
     metrics: Iterable[str],
@@ -77,7 +111,7 @@ def kpi_card_values(
     scope: str = "program",
     scope_key: str = "",
     attribution_model: str | None = None,
-) -> dict[str, dict]:
+) -> dict[str, CardValues]:
     """For each metric: the published value of `period` with the previous period, the same period a
     year earlier, the target and the target progress (None where undefined or absent).
 
@@ -101,20 +135,21 @@ def kpi_card_values(
     rows = rows.filter(metric__in=metrics) | rows.filter(
         metric__in=["target", "target_progress"], target_metric__in=metrics, period=current.label
     )
-    found: dict[tuple[str, str, str], object] = {
+    found: dict[tuple[str, str, str], Decimal | None] = {
         (v.metric, v.target_metric, v.period): v.value
         for v in rows.only("metric", "target_metric", "period", "value")
     }
     result = {}
     for metric in metrics:
-        entry = {}
-        for name, label in labels.items():
-            key = (metric, "", label)
-            entry[name] = found.get(key, Decimal(0) if _zero_when_empty(metric) else None)
-        entry["target"] = found.get(("target", metric, current.label))
-        entry["target_progress"] = found.get(("target_progress", metric, current.label))
-        entry["period"] = current.label
-        result[metric] = entry
+        empty = Decimal(0) if _zero_when_empty(metric) else None
+        result[metric] = CardValues(
+            current=found.get((metric, "", labels["current"]), empty),
+            previous=found.get((metric, "", labels["previous"]), empty),
+            last_year=found.get((metric, "", labels["last_year"]), empty),
+            target=found.get(("target", metric, current.label)),
+            target_progress=found.get(("target_progress", metric, current.label)),
+            period=current.label,
+        )
     return result
 
 
@@ -127,7 +162,7 @@ def kpi_series(
     scope: str = "program",
     scope_key: str = "",
     attribution_model: str | None = None,
-) -> dict[str, list[dict]]:
+) -> dict[str, list[dict[str, Any]]]:
     """Per metric, one entry per period from `period_from` to `period_to` (inclusive, same grain):
     {period, value, previous, last_year, target, target_progress}, read from the published set.
     """
@@ -149,7 +184,7 @@ def kpi_series(
         (v.metric, v.target_metric, v.period): v.value
         for v in rows.only("metric", "target_metric", "period", "value")
     }
-    series: dict[str, list[dict]] = {}
+    series: dict[str, list[dict[str, Any]]] = {}
     for metric in metrics:
         empty = Decimal(0) if _zero_when_empty(metric) else None
         points = []
@@ -169,13 +204,13 @@ def kpi_series(
     return series
 
 
-def reconciliation_items() -> list[dict]:
+def reconciliation_items() -> list[dict[str, Any]]:
     """The reconciliation report stored by the last published run (all of it: see
     `iter_reconciliation_items` and `reconciliation_queryset` for lists that grow with the program)."""
     return list(iter_reconciliation_items())
 
 
-def reconciliation_queryset(kind: str | None = None) -> QuerySet:
+def reconciliation_queryset(kind: str | None = None) -> QuerySet[ReconciliationItem]:
     """The stored items in report order (kind, id), optionally of one kind; for paginating."""
     items = ReconciliationItem.objects.order_by("kind", "id")
     return items.filter(kind=kind) if kind else items
@@ -184,18 +219,18 @@ def reconciliation_queryset(kind: str | None = None) -> QuerySet:
 def reconciliation_counts() -> dict[str, int]:
     """Items per kind (one grouped count)."""
     rows = ReconciliationItem.objects.values_list("kind").annotate(n=Count("id")).order_by()
-    return dict(rows)
+    return {kind: n for kind, n in rows}
 
 
-def iter_reconciliation_items(kind: str | None = None) -> Iterator[dict]:
+def iter_reconciliation_items(kind: str | None = None) -> Iterator[dict[str, Any]]:
     """The report item by item, read in chunks: memory stays flat however long it is."""
     for item in reconciliation_queryset(kind).iterator(chunk_size=2000):
         yield reconciliation_item(item)
 
 
-def reconciliation_item(item) -> dict:
+def reconciliation_item(item: ReconciliationItem) -> dict[str, Any]:
     """One stored ReconciliationItem as the report shows it: kind, description and the ids involved."""
-    ids = {
+    ids: dict[str, int | list[int]] = {
         name: value
         for name, value in (
             ("deal", item.deal_id),
@@ -210,7 +245,7 @@ def reconciliation_item(item) -> dict:
     return {"kind": item.kind, "description": _describe(item.kind, ids, item.description), "ids": ids}
 
 
-def _describe(kind: str, ids: dict, detail: str) -> str:
+def _describe(kind: str, ids: Mapping[str, object], detail: str) -> str:
     if kind == "sourced_before_joined":
         return f"Deal {ids.get('deal')} is sourced by partner {ids.get('partner')}, which {detail}."
     if kind == "touch_after_close":
@@ -218,7 +253,8 @@ def _describe(kind: str, ids: dict, detail: str) -> str:
             f"Touch {ids.get('touch')} by partner {ids.get('partner')} is dated after "
             f"deal {ids.get('deal')} closed."
         )
-    regs = ", ".join(str(r) for r in ids.get("registrations", []))
+    registrations = ids.get("registrations")
+    regs = ", ".join(str(r) for r in registrations) if isinstance(registrations, list) else ""
     return f"Registrations {regs} by different partners claim account {ids.get('account')}."
 
 
@@ -232,4 +268,275 @@ def publication_version() -> str:
         return KpiPublication.objects.get_or_create(
             pk=1, defaults={"version": secrets.token_hex(16), "changed_at": timezone.now()}
         )[0].version
-    return row[0]
+    return str(row[0])
+
+
+def visible_costs(user: AnyUser) -> QuerySet[CostEntry]:
+    sees_all, partner = row_scope(user)
+    if sees_all:
+        return CostEntry.objects.all()
+    if partner is None:
+        return CostEntry.objects.none()
+    return CostEntry.objects.filter(partner=partner)
+
+
+def visible_targets(user: AnyUser) -> QuerySet[Target]:
+    sees_all, partner = row_scope(user)
+    if sees_all:
+        return Target.objects.all()
+    if partner is None:
+        return Target.objects.none()
+    return Target.objects.filter(partner=partner)
+
+
+# The read side the dashboards and the portal share (it was dashboards/readers.py): every number
+# comes from `published_values`; nothing recomputes a KPI, and each function runs a fixed number of
+# queries, whatever the number of partners or periods.
+
+REVENUE_SERIES = ("won_revenue", "sourced_revenue", "influenced_revenue")
+
+
+@dataclass
+class Card:
+    """One KPI card: the period's value, the previous period, the same period a year earlier, and
+    the target and progress when a target names the metric; the display text of each."""
+
+    metric: str
+    value: Decimal | None = None
+    previous: Decimal | None = None
+    year_ago: Decimal | None = None
+    target: Decimal | None = None
+    progress: Decimal | None = None
+    # Activation rate of a cohort some of whose partners are still inside their window.
+    provisional: bool = False
+
+    @property
+    def label(self) -> str:
+        return metric_label(self.metric)
+
+    @property
+    def cohort(self) -> bool:
+        return METRICS_BY_NAME[self.metric].cohort
+
+    @property
+    def display(self) -> str:
+        return formatting.display(self.metric, self.value)
+
+    @property
+    def export_value(self) -> str:
+        return formatting.export_string(self.metric, self.value)
+
+    @property
+    def previous_display(self) -> str:
+        return formatting.display(self.metric, self.previous)
+
+    @property
+    def year_ago_display(self) -> str:
+        return formatting.display(self.metric, self.year_ago)
+
+    @property
+    def target_display(self) -> str:
+        return formatting.display(self.metric, self.target)
+
+    @property
+    def progress_percent(self) -> int | None:
+        """Progress to target for the bar, capped at 100 (the text shows the real figure)."""
+        if self.progress is None:
+            return None
+        return max(0, min(100, int(self.progress * 100)))
+
+    @property
+    def progress_display(self) -> str:
+        return formatting.percent(self.progress)
+
+    @property
+    def change(self) -> Decimal | None:
+        if self.value is None or self.previous is None:
+            return None
+        return self.value - self.previous
+
+
+_GRAIN_ORDER = {Grain.MONTH: 0, Grain.QUARTER: 1, Grain.YEAR: 2}
+
+
+def available_periods(grain: str, *, attribution_model: str | None = None) -> list[str]:
+    """Period labels of the grain that have a published program value, newest first."""
+    return list(
+        published_values(
+            grain=grain, attribution_model=attribution_model, scope=Scope.PROGRAM, metrics=["won_revenue"]
+        )
+        .order_by("-period_start")
+        .values_list("period", flat=True)
+    )
+
+
+def choose_period(
+    grain: str, requested: str | None, *, attribution_model: str | None = None
+) -> tuple[Period, list[str]]:
+    """The requested period when it is a label of the grain; otherwise the newest published period
+    that is already complete (a month or quarter still under way would compare a part with wholes),
+    or the current one when nothing complete is published."""
+    periods = available_periods(grain, attribution_model=attribution_model)
+    chosen = period_or_none(requested)
+    if chosen is not None and chosen.grain == grain:
+        return chosen, periods
+    if chosen is not None:
+        # Switching grain keeps the place: 2026-10 becomes 2026-Q4 or 2026; 2026-Q4 becomes its last month.
+        coarser = _GRAIN_ORDER[Grain(grain)] >= _GRAIN_ORDER[Grain(chosen.grain)]
+        return period_of(chosen.start if coarser else chosen.end, grain), periods
+    current = period_of(program_today(), grain)
+    complete = [parse_period(label_) for label_ in periods if parse_period(label_).index < current.index]
+    return (complete[0] if complete else current), periods
+
+
+def cards(
+    period: Period,
+    metrics: tuple[str, ...],
+    *,
+    scope: str = Scope.PROGRAM,
+    scope_key: str = "",
+    attribution_model: str | None = None,
+) -> list[Card]:
+    """One card per metric: the period's value, the previous period, the same period a year
+    earlier, and the target and progress when a target names the metric. One query, through the
+    KPI helper's card selector."""
+    values = kpi_card_values(
+        metrics=metrics,
+        grain=Grain(period.grain).value,
+        period=period.label,
+        scope=scope,
+        scope_key=scope_key,
+        attribution_model=attribution_model,
+    )
+    return [
+        Card(
+            metric=m,
+            value=values[m]["current"],
+            previous=values[m]["previous"],
+            year_ago=values[m]["last_year"],
+            target=values[m]["target"],
+            progress=values[m]["target_progress"],
+        )
+        for m in metrics
+    ]
+
+
+@dataclass
+class MonthlyRevenue:
+    period: str
+    won: Decimal = Decimal("0")
+    sourced: Decimal = Decimal("0")
+    influenced: Decimal = Decimal("0")
+    attributed: Decimal = Decimal("0")
+
+    @property
+    def direct(self) -> Decimal:
+        return self.won - self.sourced - self.influenced
+
+
+def revenue_by_month(
+    period: Period,
+    *,
+    months: int = 12,
+    scope: str = Scope.PROGRAM,
+    partner_id: int | None = None,
+    metrics: tuple[str, ...] = REVENUE_SERIES,
+    attribution_model: str | None = None,
+) -> list[MonthlyRevenue]:
+    """Monthly revenue for the `months` months ending with the period (zeros where nothing was won)."""
+    window = months_ending(period, months)
+    series = {p.label: MonthlyRevenue(period=p.label) for p in window}
+    rows = published_values(
+        grain=Grain.MONTH,
+        attribution_model=attribution_model,
+        scope=scope,
+        partner_id=partner_id,
+        metrics=list(metrics),
+        period_from=window[0].label,
+        period_to=window[-1].label,
+    )
+    if scope == Scope.PROGRAM:
+        rows = rows.filter(scope_key="")
+    attribute = {
+        "won_revenue": "won",
+        "sourced_revenue": "sourced",
+        "influenced_revenue": "influenced",
+        "attributed_revenue": "attributed",
+    }
+    for metric, period_label, value in rows.values_list("metric", "period", "value"):
+        if period_label in series and value is not None:
+            setattr(series[period_label], attribute[metric], value)
+    return list(series.values())
+
+
+@dataclass
+class ScopeRow:
+    """One partner's or join source's values for a period, by metric."""
+
+    id: int
+    values: dict[str, Decimal | None] = field(default_factory=dict)
+
+    def get(self, metric: str) -> Decimal | None:
+        return self.values.get(metric)
+
+
+def join_source_values(
+    period: Period, metrics: tuple[str, ...], *, attribution_model: str | None = None
+) -> dict[int, dict[str, Decimal | None]]:
+    """join_source_id -> metric -> value for the period. One query."""
+    result: dict[int, dict[str, Decimal | None]] = defaultdict(dict)
+    rows = published_values(
+        grain=period.grain,
+        attribution_model=attribution_model,
+        scope=Scope.JOIN_SOURCE,
+        metrics=list(metrics),
+    ).filter(period=period.label)
+    for source_id, metric, value in rows.values_list("join_source_id", "metric", "value"):
+        result[source_id][metric] = value
+    return result
+
+
+def annotate_partner_values(
+    queryset: QuerySet[Partner],
+    period: Period,
+    metrics: tuple[str, ...],
+    *,
+    attribution_model: str | None = None,
+) -> QuerySet[Partner]:
+    """Partners annotated `kpi_<metric>` with their published value for the period, in the database,
+    so the leaderboard can sort and paginate on them."""
+    model = attribution_model or ProgramSettings.load().attribution_model
+    annotations: dict[str, BaseExpression] = {}
+    for metric in metrics:
+        value = (
+            published_values(
+                grain=period.grain, attribution_model=model, scope=Scope.PARTNER, metrics=[metric]
+            )
+            .filter(scope_key=OuterRef("export_key_"), period=period.label)
+            .values("value")[:1]
+        )
+        # A partner without facts has no stored row: money and counts read 0, ratios stay undefined.
+        if _zero_when_empty(metric):
+            annotations[f"kpi_{metric}"] = Coalesce(
+                Subquery(value), Value(Decimal(0)), output_field=DecimalField()
+            )
+        else:
+            annotations[f"kpi_{metric}"] = Subquery(value)
+    # Matching on scope_key (the partner's export key) lets the lookup use the published set's
+    # unique index on every column it filters, on SQLite and PostgreSQL alike.
+    export_key = Coalesce(NullIf(F("key"), Value("")), Cast("pk", output_field=CharField()))
+    return queryset.annotate(export_key_=export_key).annotate(**annotations)
+
+
+def partner_cohort_values(
+    partner_id: int, metrics: tuple[str, ...], *, attribution_model: str | None = None
+) -> dict[str, Decimal | None]:
+    """A partner's own cohort row (first sales, time to first sale), keyed by its join month."""
+    rows = published_values(
+        grain=Grain.MONTH,
+        attribution_model=attribution_model,
+        scope=Scope.PARTNER,
+        partner_id=partner_id,
+        metrics=metrics,
+    )
+    return dict(rows.order_by("period_start").values_list("metric", "value"))

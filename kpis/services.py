@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -43,13 +42,12 @@ from kpis.engine import (
     state_runs,
 )
 from kpis.engine import chunks as chunks_plan
-from kpis.metrics import TARGETABLE_METRICS, AttributionModel
+from kpis.metrics import TARGETABLE_METRICS
 from kpis.models import (
     CostEntry,
     FactChange,
     KpiPublication,
     KpiRun,
-    ProgramSettings,
     Target,
 )
 from kpis.periods import parse_period
@@ -67,6 +65,8 @@ from kpis.recovery import lock_runs as _lock_runs
 from kpis.selectors import publication_version
 from partners.models import JoinSource, Partner
 from prm.database import transaction_settings
+from program.attribution import AttributionModel
+from program.models import ProgramSettings, program_today
 from program.validation import amount_errors, date_errors, decimal_from_input, target_value_errors
 
 logger = logging.getLogger(__name__)
@@ -82,11 +82,6 @@ def kpi_chunk_count() -> int:
 
 
 # -- runs --------------------------------------------------------------------------------------
-def program_today() -> date:
-    """Today's date in the program time zone (the default as-of date)."""
-    return timezone.now().astimezone(ZoneInfo(ProgramSettings.load().time_zone)).date()
-
-
 def _requester(trigger: str, requested_by) -> str:
     return f"a new {trigger} request" + (f" ({requested_by.get_username()})" if requested_by else "")
 

@@ -1,6 +1,8 @@
 """Celery tasks of the KPI engine: thin wrappers around kpis.services."""
 
-from celery import shared_task
+from typing import Any
+
+from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
 from kpis.recovery import reap
@@ -8,7 +10,7 @@ from kpis.services import kpi_chunk_execute, kpi_task_run
 
 # Late acks with reject-on-worker-lost: a killed worker's task is redelivered; database outages
 # retry with backoff.
-PRODUCTION_SAFE = {
+PRODUCTION_SAFE: dict[str, Any] = {
     "acks_late": True,
     "reject_on_worker_lost": True,
     "autoretry_for": (OperationalError, InterfaceError),
@@ -21,7 +23,7 @@ PRODUCTION_SAFE = {
 
 @shared_task(bind=True, **PRODUCTION_SAFE)
 def recompute_kpis(
-    self, run_id: int | None = None, trigger: str = "manual", mode: str = "full"
+    self: Task[Any, Any], run_id: int | None = None, trigger: str = "manual", mode: str = "full"
 ) -> int | None:
     """Execute a queued KPI run, or create one first (kpis.services.kpi_task_run), on this
     task's queue."""
@@ -29,7 +31,7 @@ def recompute_kpis(
     return kpi_task_run(run_id=run_id, trigger=trigger, mode=mode, queue=queue, task_id=self.request.id or "")
 
 
-@shared_task(**PRODUCTION_SAFE)
+@shared_task(bind=False, **PRODUCTION_SAFE)
 def compute_kpi_chunk(run_id: int, number: int) -> None:
     """One chunk of a run split by KPI_CHUNKS; any worker takes it, the last one publishes."""
     kpi_chunk_execute(run_id=run_id, number=number)

@@ -2,7 +2,10 @@
 
 The body of a secret kind (notifications/kinds.py) is never shown."""
 
+from typing import Any
+
 from django.contrib import admin, messages
+from django.http import HttpRequest
 
 from notifications.kinds import KINDS
 from notifications.models import Notification, NotificationPreference, OutboundEmail
@@ -26,7 +29,7 @@ class OutboundEmailAdmin(ReadOnlyAdmin):
     actions = ["retry_failed"]
     readonly_fields = [f.name for f in OutboundEmail._meta.fields]
 
-    def get_fields(self, request, obj=None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: OutboundEmail | None = None) -> list[Any]:
         fields = list(super().get_fields(request, obj))
         kind = KINDS.get(obj.kind) if obj is not None else None
         if kind is not None and kind.secret:

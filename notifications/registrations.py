@@ -1,8 +1,11 @@
 """Who hears about a deal registration's change, and what they read: one function per event.
 
 `on_event` reads the domain event stream (events/): deals/services.py records each change's event
-in its transaction, and the notification is written in that same transaction.
+in its transaction, and the notification is written in that same transaction (`notify` mails only
+after it commits).
 """
+
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -37,7 +40,7 @@ def _notify_partner(kind: str, registration: DealRegistration) -> None:
 def registration_submitted(registration: DealRegistration) -> None:
     """To the partner's manager; to the program inbox when the partner has no (active) manager."""
     partner = registration.partner
-    manager = partner.manager if partner.manager_id and partner.manager.is_active else None
+    manager = partner.manager if partner.manager is not None and partner.manager.is_active else None
     inbox = settings.NOTIFICATIONS_PROGRAM_INBOX
     notify(
         kind="registration_submitted",
@@ -64,7 +67,7 @@ def registration_expired(registration: DealRegistration) -> None:
     _notify_partner("registration_expired", registration)
 
 
-HANDLERS = {
+HANDLERS: dict[str, Callable[[DealRegistration], None]] = {
     EventType.REGISTRATION_SUBMITTED: registration_submitted,
     EventType.REGISTRATION_APPROVED: registration_approved,
     EventType.REGISTRATION_REJECTED: registration_rejected,

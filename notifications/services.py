@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.validators import validate_email
@@ -67,7 +67,9 @@ def absolute_url(link: str) -> str:
 
 def _render_plain(template_name: str, context: dict[str, Any]) -> str:
     # Plain text is not HTML: nothing is escaped, so "R&D" stays "R&D" in the subject and text body.
-    return get_template(template_name).template.render(Context(context, autoescape=False))
+    # The Django backend's template wraps the engine's (`.template`), which renders a Context with
+    # autoescape off; the stubs' backend-neutral template type does not declare it.
+    return get_template(template_name).template.render(Context(context, autoescape=False))  # type: ignore[attr-defined]
 
 
 def render_message(kind: str, context: dict[str, Any]) -> RenderedMessage:
@@ -79,7 +81,7 @@ def render_message(kind: str, context: dict[str, Any]) -> RenderedMessage:
     return RenderedMessage(subject=subject[:255], text=text, html=html)
 
 
-def _display_name(user: AbstractBaseUser) -> str:
+def _display_name(user: User) -> str:
     full_name = getattr(user, "get_full_name", lambda: "")()
     return (full_name or "").strip() or user.get_username()
 
@@ -87,7 +89,7 @@ def _display_name(user: AbstractBaseUser) -> str:
 # --- notify() -----------------------------------------------------------------------------------
 
 
-def _distinct_active_users(users: Iterable[AbstractBaseUser]) -> list[AbstractBaseUser]:
+def _distinct_active_users(users: Iterable[User]) -> list[User]:
     seen: set[int] = set()
     distinct = []
     for user in users:
@@ -113,7 +115,7 @@ def _valid_address(address: str) -> str:
 def notify(
     *,
     kind: str,
-    users: Iterable[AbstractBaseUser] = (),
+    users: Iterable[User] = (),
     emails: Iterable[str] = (),
     context: dict[str, Any],
     link: str = "",
@@ -148,7 +150,7 @@ def notify(
     outbox: list[OutboundEmail] = []
     addressed: set[str] = set()
 
-    def queue_email(address: str, message: RenderedMessage, user: AbstractBaseUser | None) -> None:
+    def queue_email(address: str, message: RenderedMessage, user: User | None) -> None:
         addressed.add(address.lower())
         outbox.append(
             OutboundEmail(
@@ -260,7 +262,7 @@ def email_deliver(*, email_id: int) -> str:
             return "skipped"
         email.attempts += 1
         try:
-            if email.user_id is not None and not email.user.is_active:
+            if email.user is not None and not email.user.is_active:
                 raise RecipientDeactivated("the recipient's login was deactivated before the mail went out")
             _send(email)
         except RecipientDeactivated as exc:
@@ -331,11 +333,11 @@ def emails_retry_failed(*, email_ids: Iterable[int]) -> int:
 # --- Inbox and preferences ----------------------------------------------------------------------
 
 
-def notifications_mark_all_read(*, user: AbstractBaseUser) -> int:
+def notifications_mark_all_read(*, user: User) -> int:
     return Notification.objects.filter(user_id=user.pk, read_at__isnull=True).update(read_at=timezone.now())
 
 
-def notification_preferences_set(*, user: AbstractBaseUser, email_enabled: dict[str, bool]) -> None:
+def notification_preferences_set(*, user: User, email_enabled: dict[str, bool]) -> None:
     """Store the user's email choice for each kind named; kinds nobody may turn off are ignored."""
     unknown = sorted(set(email_enabled) - set(KINDS))
     if unknown:

@@ -4,17 +4,18 @@ Staff readers (partner managers, sales ops, superusers) see every row. A portal 
 exactly one partner (`PartnerUser`) and sees only that partner's rows: its registrations, the deals
 it sourced, touched or registered, its own touches, the accounts behind those deals and
 registrations, and costs and targets tagged with it. Anyone else sees nothing.
+
+`row_scope` decides; each app's selectors apply it to their own models (`visible_*`), so this
+module, at the bottom of the domain, imports no model above partners.
 """
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, QuerySet
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import QuerySet
 
-from deals.models import Account, Deal, DealRegistration, Touch
-from kpis.models import CostEntry, Target
 from partners.models import Partner, PartnerUser
 from partners.roles import is_partner_manager, is_sales_ops
 
-AnyUser = AbstractBaseUser | AnonymousUser
+AnyUser = User | AnonymousUser
 
 
 def partner_of(user: AnyUser) -> Partner | None:
@@ -74,81 +75,20 @@ def can_import(user: AnyUser) -> bool:
     return is_staff_reader(user)
 
 
-def _scope(user: AnyUser) -> tuple[bool, Partner | None]:
-    """(sees everything, the partner whose rows it sees otherwise)."""
+def row_scope(user: AnyUser) -> tuple[bool, Partner | None]:
+    """(sees everything, the partner whose rows it sees otherwise): what every `visible_*` reads.
+
+    The `visible_*` querysets live with their models: partners here, deals, registrations, touches
+    and accounts in `deals.selectors`, costs and targets in `kpis.selectors`."""
     if is_staff_reader(user):
         return True, None
     return False, partner_of(user)
 
 
 def visible_partners(user: AnyUser) -> QuerySet[Partner]:
-    sees_all, partner = _scope(user)
+    sees_all, partner = row_scope(user)
     if sees_all:
         return Partner.objects.all()
     if partner is None:
         return Partner.objects.none()
     return Partner.objects.filter(pk=partner.pk)
-
-
-def visible_registrations(user: AnyUser) -> QuerySet[DealRegistration]:
-    sees_all, partner = _scope(user)
-    if sees_all:
-        return DealRegistration.objects.all()
-    if partner is None:
-        return DealRegistration.objects.none()
-    return DealRegistration.objects.filter(partner=partner)
-
-
-def _partner_deals_q(partner: Partner) -> Q:
-    # A subquery on ids keeps the result free of duplicate rows from the touch join.
-    touched = Touch.objects.filter(partner=partner).values("deal_id")
-    registered = DealRegistration.objects.filter(partner=partner, deal__isnull=False).values("deal_id")
-    return Q(sourcing_partner=partner) | Q(pk__in=touched) | Q(pk__in=registered)
-
-
-def visible_deals(user: AnyUser) -> QuerySet[Deal]:
-    sees_all, partner = _scope(user)
-    if sees_all:
-        return Deal.objects.all()
-    if partner is None:
-        return Deal.objects.none()
-    return Deal.objects.filter(_partner_deals_q(partner))
-
-
-def visible_touches(user: AnyUser) -> QuerySet[Touch]:
-    """A partner sees its own touches, never another partner's involvement in a shared deal."""
-    sees_all, partner = _scope(user)
-    if sees_all:
-        return Touch.objects.all()
-    if partner is None:
-        return Touch.objects.none()
-    return Touch.objects.filter(partner=partner)
-
-
-def visible_accounts(user: AnyUser) -> QuerySet[Account]:
-    sees_all, partner = _scope(user)
-    if sees_all:
-        return Account.objects.all()
-    if partner is None:
-        return Account.objects.none()
-    deal_accounts = Deal.objects.filter(_partner_deals_q(partner)).values("account_id")
-    registration_accounts = DealRegistration.objects.filter(partner=partner).values("account_id")
-    return Account.objects.filter(Q(pk__in=deal_accounts) | Q(pk__in=registration_accounts))
-
-
-def visible_costs(user: AnyUser) -> QuerySet[CostEntry]:
-    sees_all, partner = _scope(user)
-    if sees_all:
-        return CostEntry.objects.all()
-    if partner is None:
-        return CostEntry.objects.none()
-    return CostEntry.objects.filter(partner=partner)
-
-
-def visible_targets(user: AnyUser) -> QuerySet[Target]:
-    sees_all, partner = _scope(user)
-    if sees_all:
-        return Target.objects.all()
-    if partner is None:
-        return Target.objects.none()
-    return Target.objects.filter(partner=partner)

@@ -1,9 +1,11 @@
 """Admin for join sources, partners and their portal users.
 
 Access follows the staff roles (partners.access): partner managers and superusers change data,
-sales ops read it. Forms validate through the models' clean() (the shared rules in deals.rules) and
+sales ops read it. Forms validate through the models' clean() (the shared rules in partners.rules) and
 the lifecycle table; the approve / reject actions call the partner services.
 """
+
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -12,11 +14,12 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
-from deals.rules import partner_transition_errors
 from partners.access import can_write_all, is_staff_reader
 from partners.invitations import invitation_revoke
 from partners.models import Application, Invitation, JoinSource, Partner, PartnerProfile, PartnerUser
+from partners.rules import partner_transition_errors
 from partners.services import partner_approve, partner_reject
+from prm.http import AuthenticatedRequest
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -94,7 +97,7 @@ class JoinSourceAdmin(RoleAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Partners", ordering="partner_count")
     def partner_count(self, obj: JoinSource) -> int:
-        return obj.partner_count
+        return obj.partner_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
 
 class PartnerUserInline(RoleAdminMixin, admin.TabularInline):
@@ -123,14 +126,16 @@ class PartnerAdminForm(forms.ModelForm):
             "manager",
         ]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         # Model.clean() checks the dates against the status; the lifecycle also needs the old status.
         if self.instance.pk is not None and "status" in cleaned:
             old_status = Partner.objects.filter(pk=self.instance.pk).values_list("status", flat=True).first()
-            errors = partner_transition_errors(old_status=old_status, new_status=cleaned["status"])
-            for field, messages_ in errors.items():
-                self.add_error(field, messages_)
+            if old_status is not None:  # None: the partner was deleted meanwhile; saving will say so
+                errors = partner_transition_errors(old_status=old_status, new_status=cleaned["status"])
+                for field, messages_ in errors.items():
+                    self.add_error(field, messages_)
         return cleaned
 
 
@@ -222,7 +227,7 @@ class InvitationAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     actions = ["revoke"]
 
     @admin.action(description="Withdraw selected pending invitations")
-    def revoke(self, request: HttpRequest, queryset: QuerySet[Invitation]) -> None:
+    def revoke(self, request: AuthenticatedRequest, queryset: QuerySet[Invitation]) -> None:
         if not can_write_all(request.user):
             self.message_user(request, "Only partner managers withdraw invitations.", messages.ERROR)
             return

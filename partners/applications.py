@@ -10,17 +10,16 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from notifications.services import notify
+from partners import events
 from partners.invitations import invitation_create
 from partners.models import Application, JoinSource, Partner, PartnerProfile, PartnerUser
-from partners.roles import StaffRole
-from partners.services import partner_apply, partner_approve, partner_reject, program_today
+from partners.services import partner_apply, partner_approve, partner_reject
+from program.models import program_today
 
 logger = logging.getLogger(__name__)
 
@@ -111,23 +110,6 @@ def resolve_join_source(
     return ResolvedSource(default_join_source(), None, Application.SourceOrigin.DEFAULT)
 
 
-def partner_managers():
-    """The active logins in the Partner managers group (they review applications)."""
-    return get_user_model().objects.filter(groups__name=StaffRole.PARTNER_MANAGER.value, is_active=True)
-
-
-def _application_context(application: Application) -> dict:
-    partner = application.partner
-    return {
-        "application": application,
-        "partner": partner,
-        "company": partner.name,
-        "contact_name": application.contact_name,
-        "join_source": partner.join_source.name,
-        "referred_by": partner.referred_by.name if partner.referred_by else "",
-    }
-
-
 def application_submit(
     *,
     company: str,
@@ -192,18 +174,8 @@ def application_submit(
             raise ValidationError(errors)  # rolls back the partner
         application.partner = partner
         application.save()
-        context = _application_context(application)
-        notify(
-            kind="application_received",
-            emails=[contact_email],
-            context={**context, "for_applicant": True},
-        )
-        notify(
-            kind="application_received",
-            users=partner_managers(),
-            emails=[settings.NOTIFICATIONS_PROGRAM_INBOX] if settings.NOTIFICATIONS_PROGRAM_INBOX else [],
-            context={**context, "for_applicant": False},
-            link=f"/dashboard/applications/?status=applied#application-{application.pk}",
+        events.application_received.send(
+            sender=Application, application=application, contact_email=contact_email
         )
     return application
 
@@ -220,7 +192,7 @@ def _lock_application(application: Application) -> Application:
     )
 
 
-def application_approve(*, application: Application, decided_by: AbstractUser) -> Application:
+def application_approve(*, application: Application, decided_by: User) -> Application:
     """Approve: the partner becomes active (joined today, `partner_approve`), gets its profile from
     the application, and the contact is invited as its first partner admin."""
     with transaction.atomic():
@@ -245,15 +217,11 @@ def application_approve(*, application: Application, decided_by: AbstractUser) -
             role=PartnerUser.Role.ADMIN,
             invited_by=decided_by,
         )
-        notify(
-            kind="application_decided",
-            emails=[application.contact_email],
-            context={**_application_context(application), "approved": True, "reason": ""},
-        )
+        events.application_decided.send(sender=Application, application=application, approved=True, reason="")
     return application
 
 
-def application_reject(*, application: Application, decided_by: AbstractUser, reason: str) -> Application:
+def application_reject(*, application: Application, decided_by: User, reason: str) -> Application:
     """Reject with a reason the applicant reads (`partner_reject`: the partner becomes `rejected`)."""
     reason = (reason or "").strip()
     if not reason:
@@ -266,9 +234,7 @@ def application_reject(*, application: Application, decided_by: AbstractUser, re
         application.rejection_reason = reason
         application.full_clean(exclude={"partner"}, validate_constraints=False)
         application.save(update_fields=["decided_at", "decided_by", "rejection_reason"])
-        notify(
-            kind="application_decided",
-            emails=[application.contact_email],
-            context={**_application_context(application), "approved": False, "reason": reason},
+        events.application_decided.send(
+            sender=Application, application=application, approved=False, reason=reason
         )
     return application

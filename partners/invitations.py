@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from notifications.services import absolute_url, notify
+from partners import events
 from partners.access import can_manage_partner_users, can_write_all
 from partners.models import Invitation, Partner, PartnerUser
 from partners.services import partner_user_create
@@ -67,14 +67,12 @@ def _signer() -> signing.TimestampSigner:
     return signing.TimestampSigner(salt=SIGNING_SALT)
 
 
-def _refuse_unless_allowed(actor: AbstractUser, partner: Partner) -> None:
+def _refuse_unless_allowed(actor: User, partner: Partner) -> None:
     if actor is None or not can_manage_partner_users(actor, partner):
         raise PermissionDenied("Only partner managers and the partner's own admins manage its users.")
 
 
-def invitation_create(
-    *, partner: Partner, email: str, role: str, invited_by: AbstractUser
-) -> IssuedInvitation:
+def invitation_create(*, partner: Partner, email: str, role: str, invited_by: User) -> IssuedInvitation:
     """Invite `email` to act for `partner` in `role`; emails the link after commit.
 
     Earlier pending invitations of the same address to the same partner are revoked, so only the
@@ -112,23 +110,10 @@ def invitation_create(
             token_hash=_hash(secret),
         )
         issued = IssuedInvitation(invitation, _signer().sign_object({"i": invitation.pk, "t": secret}))
-        notify(
-            kind="invitation",
-            emails=[email],
-            context={
-                "invitation_url": absolute_url(issued.path),
-                "inviter": _inviter_name(invited_by),
-                "partner": partner,
-                "expires_at": invitation.expires_at,
-                "role": invitation.get_role_display(),
-                "invitation": invitation,
-            },
+        events.invitation_issued.send(
+            sender=Invitation, invitation=invitation, path=issued.path, invited_by=invited_by
         )
     return issued
-
-
-def _inviter_name(user: AbstractUser) -> str:
-    return (user.get_full_name() or "").strip() or user.get_username()
 
 
 def invitation_from_token(token: str) -> Invitation:
@@ -185,7 +170,7 @@ def invitation_accept(*, invitation: Invitation, username: str, password: str) -
     return membership
 
 
-def invitation_revoke(*, invitation: Invitation, revoked_by: AbstractUser) -> Invitation:
+def invitation_revoke(*, invitation: Invitation, revoked_by: User) -> Invitation:
     _refuse_unless_allowed(revoked_by, invitation.partner)
     with transaction.atomic():
         invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
@@ -199,9 +184,7 @@ def invitation_revoke(*, invitation: Invitation, revoked_by: AbstractUser) -> In
     return invitation
 
 
-def partner_user_set_active(
-    *, membership: PartnerUser, active: bool, changed_by: AbstractUser
-) -> PartnerUser:
+def partner_user_set_active(*, membership: PartnerUser, active: bool, changed_by: User) -> PartnerUser:
     """Deactivate (the login stops working at once, sessions included) or re-activate a partner's user.
 
     Deactivating withdraws the invitations that user issued and still pending. A partner admin
@@ -255,7 +238,7 @@ def _refuse_partner_admin_change(membership: PartnerUser, *, active: bool) -> No
             raise ValidationError({"user": ["A partner keeps at least one active admin."]})
 
 
-def _withdraw_invitations_by(user: AbstractUser, *, partner: Partner, revoked_by: AbstractUser) -> None:
+def _withdraw_invitations_by(user: User, *, partner: Partner, revoked_by: User) -> None:
     now = timezone.now()
     pending = Invitation.objects.select_for_update().filter(
         partner=partner,

@@ -9,8 +9,9 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from deals.rules import REFERRED_BY_ITSELF, merge_errors, partner_errors
+from partners.rules import REFERRED_BY_ITSELF, partner_errors
 from program.fields import PlausibleDateField
+from program.validation import merge_errors
 
 
 class JoinSource(models.Model):

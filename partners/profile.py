@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from io import BytesIO
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
@@ -84,7 +84,7 @@ def partner_profile(partner: Partner) -> PartnerProfile:
 def partner_profile_update(
     *,
     partner: Partner,
-    changed_by: AbstractUser,
+    changed_by: User,
     details: dict[str, str],
     logo: UploadedFile | None = None,
     remove_logo: bool = False,

@@ -2,7 +2,7 @@
 
 from enum import StrEnum
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 
 
 class StaffRole(StrEnum):
@@ -15,7 +15,7 @@ class StaffRole(StrEnum):
 STAFF_ROLES_ATTRIBUTE = "_prm_staff_roles"
 
 
-def has_staff_role(user: AbstractBaseUser | AnonymousUser, role: StaffRole) -> bool:
+def has_staff_role(user: User | AnonymousUser, role: StaffRole) -> bool:
     if not user.is_authenticated:
         return False
     if user.is_superuser:
@@ -26,9 +26,9 @@ def has_staff_role(user: AbstractBaseUser | AnonymousUser, role: StaffRole) -> b
     return user.groups.filter(name=role.value).exists()
 
 
-def is_partner_manager(user: AbstractBaseUser | AnonymousUser) -> bool:
+def is_partner_manager(user: User | AnonymousUser) -> bool:
     return has_staff_role(user, StaffRole.PARTNER_MANAGER)
 
 
-def is_sales_ops(user: AbstractBaseUser | AnonymousUser) -> bool:
+def is_sales_ops(user: User | AnonymousUser) -> bool:
     return has_staff_role(user, StaffRole.SALES_OPS)

@@ -1,33 +1,26 @@
 """Writes for partners, their applications and lifecycle, and the logins that act for them.
 
 Every function validates first and raises `ValidationError({field: [messages]})` with nothing
-written; the rules themselves live in `deals.rules` so the admin and the importer share them.
+written; the rules themselves live in `partners.rules` so the admin and the importer share them.
 """
 
 from datetime import date
-from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
-from deals.rules import merge_errors, partner_errors, partner_transition_errors
 from events.services import record_event
 from events.types import EventType
-from kpis.models import ProgramSettings
 from partners.models import JoinSource, Partner, PartnerUser
 from partners.roles import StaffRole
-from program.validation import date_errors
+from partners.rules import partner_errors, partner_transition_errors
+from program.models import program_today
+from program.validation import date_errors, merge_errors
 
 KEY_TAKEN = "{model} with key {key!r} already exists"
-
-
-def program_today() -> date:
-    """Today's date in the program's time zone (KPI periods and default dates use it)."""
-    return timezone.localdate(timezone=ZoneInfo(ProgramSettings.load().time_zone))
 
 
 def _full_clean(instance, errors: dict[str, list[str]]) -> None:
@@ -62,7 +55,7 @@ def partner_apply(
     applied_at: date,
     tier: str = "",
     referred_by: Partner | None = None,
-    manager: AbstractUser | None = None,
+    manager: User | None = None,
     key: str | None = None,
 ) -> Partner:
     """Record an application; the organisation is not a partner until `partner_approve`."""
@@ -142,7 +135,7 @@ def partner_reject(*, partner: Partner) -> Partner:
 
 
 def partner_set_status(*, partner: Partner, status: str) -> Partner:
-    """Move a joined partner between active, inactive and churned (see deals.rules.PARTNER_TRANSITIONS).
+    """Move a joined partner between active, inactive and churned (see partners.rules.PARTNER_TRANSITIONS).
 
     Applications go through `partner_approve` / `partner_reject`, which set or keep `joined_at`.
     """
@@ -163,7 +156,7 @@ def partner_set_status(*, partner: Partner, status: str) -> Partner:
     return partner
 
 
-def _user_errors(*, username: str, email: str, password: str) -> tuple[AbstractUser, dict[str, list[str]]]:
+def _user_errors(*, username: str, email: str, password: str) -> tuple[User, dict[str, list[str]]]:
     user_model = get_user_model()
     errors: dict[str, list[str]] = {}
     username = (username or "").strip()
@@ -203,7 +196,7 @@ def partner_user_create(
     return membership
 
 
-def staff_user_create(*, username: str, email: str, password: str, role: StaffRole) -> AbstractUser:
+def staff_user_create(*, username: str, email: str, password: str, role: StaffRole) -> User:
     """A vendor-side login in one staff role; `is_staff` so it can use the admin its role allows."""
     user, errors = _user_errors(username=username, email=email, password=password)
     try:

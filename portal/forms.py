@@ -1,4 +1,5 @@
 from decimal import Decimal
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -86,7 +87,8 @@ class ApplicationForm(forms.Form):
     def __init__(self, *args, offer_sources: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if offer_sources and offered_join_sources().exists():
-            self.fields["join_source"].queryset = offered_join_sources().order_by("name")
+            join_source = cast("forms.ModelChoiceField[JoinSource]", self.fields["join_source"])
+            join_source.queryset = offered_join_sources().order_by("name")
         else:
             del self.fields["join_source"]
         self.fields["fax_number"].widget.attrs.update({"tabindex": "-1", "autocomplete": "off"})
@@ -112,8 +114,9 @@ class InvitationAcceptForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if data.get("password") and data.get("password_confirmation") not in (None, data["password"]):
             self.add_error("password_confirmation", "The two passwords differ.")
         return data

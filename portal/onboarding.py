@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -172,7 +172,7 @@ def _refused(request: HttpRequest, refusal: InvitationRefused) -> HttpResponse:
 
 
 @require_GET
-def partner_logo(request: HttpRequest, partner_id: int) -> HttpResponse:
+def partner_logo(request: HttpRequest, partner_id: int) -> HttpResponseBase:
     """The partner's logo, to its own people and staff only (anyone else: 404, as if none existed)."""
     if not request.user.is_authenticated:
         return redirect(f"{reverse('login')}?next={request.path}")
@@ -186,7 +186,7 @@ def partner_logo(request: HttpRequest, partner_id: int) -> HttpResponse:
         handle = profile.logo.open("rb")
     except OSError:
         raise Http404 from None
-    response = FileResponse(handle, content_type=logo_content_type(profile.logo.name))
+    response = FileResponse(handle, content_type=logo_content_type(profile.logo.name or ""))
     response["Cache-Control"] = "private, max-age=300"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Content-Disposition"] = "inline"

@@ -9,16 +9,16 @@ from functools import wraps
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from dashboards.permissions import partner_required
 from partners.invitations import invitation_create, invitation_revoke, partner_user_set_active
 from partners.models import Invitation, PartnerUser
 from partners.profile import PROFILE_FIELDS, partner_profile, partner_profile_update
 from portal.forms import InviteForm, ProfileForm
+from portal.permissions import PartnerRequest, partner_required
 from prm.forms import add_service_errors
 
 View = Callable[..., HttpResponse]
@@ -29,7 +29,7 @@ def partner_admin_required(view: View) -> View:
 
     @partner_required
     @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def wrapped(request: PartnerRequest, *args, **kwargs) -> HttpResponse:
         if not request.partner_membership.is_admin:
             raise PermissionDenied("Only your partner's admins manage its users and profile.")
         return view(request, *args, **kwargs)
@@ -38,7 +38,7 @@ def partner_admin_required(view: View) -> View:
 
 
 @partner_admin_required
-def users(request: HttpRequest) -> HttpResponse:
+def users(request: PartnerRequest) -> HttpResponse:
     """The partner's logins and pending invitations; POST invites someone."""
     form = InviteForm(request.POST or None)
     if request.method == "POST":
@@ -77,7 +77,7 @@ def users(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @partner_admin_required
-def user_access(request: HttpRequest, membership_id: int) -> HttpResponse:
+def user_access(request: PartnerRequest, membership_id: int) -> HttpResponse:
     """Deactivate (`active=0`) or re-activate (`active=1`) one of the partner's logins."""
     membership = get_object_or_404(
         PartnerUser.objects.select_related("user", "partner"), pk=membership_id, partner=request.partner
@@ -95,7 +95,7 @@ def user_access(request: HttpRequest, membership_id: int) -> HttpResponse:
 
 @require_POST
 @partner_admin_required
-def revoke_invitation(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def revoke_invitation(request: PartnerRequest, invitation_id: int) -> HttpResponse:
     invitation = get_object_or_404(Invitation, pk=invitation_id, partner=request.partner)
     try:
         invitation_revoke(invitation=invitation, revoked_by=request.user)
@@ -107,7 +107,7 @@ def revoke_invitation(request: HttpRequest, invitation_id: int) -> HttpResponse:
 
 
 @partner_required
-def profile(request: HttpRequest) -> HttpResponse:
+def profile(request: PartnerRequest) -> HttpResponse:
     """Everyone of the partner reads its profile; its admins edit it."""
     current = partner_profile(request.partner)
     can_edit = request.partner_membership.is_admin

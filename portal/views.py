@@ -4,24 +4,23 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from audit.selectors import registration_history
-from dashboards import readers
-from dashboards.periods import parse, period_of
-from dashboards.permissions import partner_required
 from deals.models import Deal, DealRegistration
 from deals.rules import normalise_domain
-from deals.selectors import registration_conflicts
+from deals.selectors import registration_conflicts, visible_deals, visible_registrations, visible_touches
 from deals.services import registration_submit
+from kpis import selectors as kpi_selectors
 from kpis.metrics import Grain, Scope
-from kpis.models import ProgramSettings
-from partners import access
+from kpis.periods import parse_period, period_of
 from portal.forms import DealRegistrationForm
+from portal.permissions import PartnerRequest, partner_required
 from prm.forms import add_service_errors
+from program.models import ProgramSettings
 
 # Lists grow with the partner's history: a page at a time.
 PORTAL_PAGE_SIZE = 50
@@ -30,15 +29,15 @@ HOME_CARDS = ("sourced_revenue", "influenced_revenue", "leads_generated", "oppor
 
 @require_GET
 @partner_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: PartnerRequest) -> HttpResponse:
     partner = request.partner
     model = ProgramSettings.load().attribution_model
-    periods = readers.available_periods(Grain.YEAR, attribution_model=model)
+    periods = kpi_selectors.available_periods(Grain.YEAR, attribution_model=model)
     current = period_of(timezone.localdate(), Grain.YEAR)
     year = next((p for p in periods if p <= current.label), current.label)
 
-    period = parse(year)
-    registrations = access.visible_registrations(request.user)
+    period = parse_period(year)  # a published label or the current year: always a year
+    registrations = visible_registrations(request.user)
     by_status = dict(registrations.order_by().values_list("status").annotate(n=Count("pk")))
     return render(
         request,
@@ -47,13 +46,13 @@ def home(request: HttpRequest) -> HttpResponse:
             "partner": partner,
             "period": period,
             "period_in_progress": period.label == current.label,
-            "cards": readers.cards(
+            "cards": kpi_selectors.cards(
                 period, HOME_CARDS, scope=Scope.PARTNER, scope_key=partner.export_key, attribution_model=model
             ),
-            "cohort": readers.partner_cohort_values(
+            "cohort": kpi_selectors.partner_cohort_values(
                 partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=model
             ),
-            "deals_won": access.visible_deals(request.user).filter(status=Deal.Status.WON).count(),
+            "deals_won": visible_deals(request.user).filter(status=Deal.Status.WON).count(),
             "registration_counts": [
                 (label, by_status.get(value, 0)) for value, label in DealRegistration.Status.choices
             ],
@@ -75,7 +74,7 @@ def _conflict_warnings(partner, domain: str) -> list[dict]:
 
 
 @partner_required
-def register(request: HttpRequest) -> HttpResponse:
+def register(request: PartnerRequest) -> HttpResponse:
     """Register a deal in two steps: "Check" shows any duplicate claim, "Submit" registers.
 
     A form with errors comes back with everything typed still in it.
@@ -124,7 +123,7 @@ def register(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @partner_required
-def conflicts_json(request: HttpRequest) -> JsonResponse:
+def conflicts_json(request: PartnerRequest) -> JsonResponse:
     """The duplicate warning the register form fetches while the partner types the domain."""
     domain = normalise_domain(request.GET.get("domain", ""))
     if "." not in domain:
@@ -149,11 +148,9 @@ def conflicts_json(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 @partner_required
-def registrations(request: HttpRequest) -> HttpResponse:
+def registrations(request: PartnerRequest) -> HttpResponse:
     rows = (
-        access.visible_registrations(request.user)
-        .select_related("account", "deal")
-        .order_by("-submitted_at", "-id")
+        visible_registrations(request.user).select_related("account", "deal").order_by("-submitted_at", "-id")
     )
     page = Paginator(rows, PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
@@ -163,9 +160,9 @@ def registrations(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @partner_required
-def registration_detail(request: HttpRequest, registration_id: int) -> HttpResponse:
+def registration_detail(request: PartnerRequest, registration_id: int) -> HttpResponse:
     registration = get_object_or_404(
-        access.visible_registrations(request.user).select_related("account", "deal"), pk=registration_id
+        visible_registrations(request.user).select_related("account", "deal"), pk=registration_id
     )
     history = registration_history(registration=registration, partner=request.partner)
     return render(
@@ -177,11 +174,9 @@ def registration_detail(request: HttpRequest, registration_id: int) -> HttpRespo
 
 @require_GET
 @partner_required
-def deals(request: HttpRequest) -> HttpResponse:
+def deals(request: PartnerRequest) -> HttpResponse:
     rows = (
-        access.visible_deals(request.user)
-        .select_related("account", "registration")
-        .order_by("-created_at", "-id")
+        visible_deals(request.user).select_related("account", "registration").order_by("-created_at", "-id")
     )
     page = Paginator(rows, PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
@@ -193,9 +188,9 @@ def deals(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @partner_required
-def deal_detail(request: HttpRequest, deal_id: int) -> HttpResponse:
-    deal = get_object_or_404(access.visible_deals(request.user).select_related("account"), pk=deal_id)
-    touches = access.visible_touches(request.user).filter(deal=deal).order_by("touched_at")
+def deal_detail(request: PartnerRequest, deal_id: int) -> HttpResponse:
+    deal = get_object_or_404(visible_deals(request.user).select_related("account"), pk=deal_id)
+    touches = visible_touches(request.user).filter(deal=deal).order_by("touched_at")
     return render(
         request, "portal/deal_detail.html", {"deal": deal, "touches": touches, "partner": request.partner}
     )

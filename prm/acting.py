@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
     from django.http import HttpRequest, HttpResponse
 
 
@@ -46,7 +46,7 @@ class Actor:
     """`label` is what the trail shows: a username, `task:<name>`, `command:<name>` or `system`."""
 
     label: str
-    user: AbstractBaseUser | None = None
+    user: User | None = None
     token_id: int | None = None
     token_name: str = ""
 
@@ -168,7 +168,7 @@ class ActingContextMiddleware:
             _current.reset(token)
 
 
-_task_tokens: dict[str, Token] = {}
+_task_tokens: dict[str | None, Token[ActingContext | None]] = {}
 
 
 def _task_started(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:

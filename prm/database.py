@@ -72,7 +72,7 @@ def apply_session_settings(conn: BaseDatabaseWrapper) -> None:
         cursor.execute(
             "SELECT set_config('statement_timeout', %s, false)", [f"{statement_timeout_seconds()}s"]
         )
-        if conn.pg_version >= 140000:
+        if getattr(conn, "pg_version", 0) >= 140000:  # the PostgreSQL wrapper's attribute
             interval = f"{settings.DB_CLIENT_CHECK_SECONDS}s"
             cursor.execute("SELECT set_config('client_connection_check_interval', %s, false)", [interval])
 

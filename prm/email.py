@@ -47,7 +47,9 @@ def describe_mail_delivery() -> str:
 
     backend = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
     if backend == "filebased":
-        return f"Mail is written as files to {settings.EMAIL_FILE_PATH} (set EMAIL_URL=smtp://... to send it)"
+        # Not one of Django's default settings: the file backend's own (prm/email.py sets it with it).
+        path = getattr(settings, "EMAIL_FILE_PATH", "")
+        return f"Mail is written as files to {path} (set EMAIL_URL=smtp://... to send it)"
     if backend == "smtp":
         security = " (TLS)" if settings.EMAIL_USE_TLS else " (SSL)" if settings.EMAIL_USE_SSL else ""
         return f"Mail is sent through SMTP at {settings.EMAIL_HOST}:{settings.EMAIL_PORT}{security}"

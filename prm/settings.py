@@ -7,12 +7,17 @@ and ALLOWED_HOSTS.
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
+import django_stubs_ext
 from celery.schedules import crontab
 
 from prm.email import email_settings
 from prm.env import env_bool, env_int, env_list, env_str
+
+# Generic Django classes (ModelAdmin[Model], ...) accept the type arguments mypy checks at run time too.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PRM_VAR_DIR", str(BASE_DIR / "var")))
@@ -156,7 +161,7 @@ PLAUSIBLE_EARLIEST_YEAR = env_int("PLAUSIBLE_EARLIEST_YEAR", 2000)
 PLAUSIBLE_YEARS_AHEAD = env_int("PLAUSIBLE_YEARS_AHEAD", 10)
 
 LANGUAGE_CODE = "en-us"
-# Storage is always UTC; KPI periods use the program time zone from kpis.ProgramSettings.
+# Storage is always UTC; KPI periods use the program time zone from program.ProgramSettings.
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -212,6 +217,7 @@ X_FRAME_OPTIONS = "DENY"
 # database of its own: clearing the cache flushes it). Unset: each process keeps its own.
 CACHE_URL = env_str("CACHE_URL", "")
 # Cached responses have a cache of their own, so they never push throttle counters out.
+CACHES: dict[str, dict[str, Any]]
 if CACHE_URL.startswith(("redis://", "rediss://")):
     CACHES = {
         alias: {

@@ -25,7 +25,9 @@ from program.validation import (
 class PlainDecimalFormField(forms.DecimalField):
     """forms.DecimalField reads `1E+5` and `٣`; this one only ASCII digits in plain notation."""
 
-    def to_python(self, value: Any) -> Decimal | None:
+    # django-stubs gives DecimalField the to_python of IntegerField (int | None); Django's own
+    # DecimalField.to_python returns a Decimal, as this one does.
+    def to_python(self, value: Any) -> Decimal | None:  # type: ignore[override]
         if value in self.empty_values:
             return None
         try:
@@ -60,7 +62,7 @@ class MoneyField(_DjangoPath, models.DecimalField):
         kwargs["validators"] = [*kwargs.get("validators", []), validate_amount]
         super().__init__(*args, **kwargs)
 
-    def formfield(self, **kwargs: Any) -> forms.Field:
+    def formfield(self, **kwargs: Any) -> forms.Field | None:
         return super().formfield(**{"form_class": PlainDecimalFormField, **kwargs})
 
 
@@ -72,7 +74,7 @@ class TargetValueField(_DjangoPath, models.DecimalField):
         kwargs["validators"] = [*kwargs.get("validators", []), validate_target_value]
         super().__init__(*args, **kwargs)
 
-    def formfield(self, **kwargs: Any) -> forms.Field:
+    def formfield(self, **kwargs: Any) -> forms.Field | None:
         return super().formfield(**{"form_class": PlainDecimalFormField, **kwargs})
 
 

@@ -179,3 +179,12 @@ def validate_target_value(value: Decimal) -> None:
 
 def validate_no_nul(value: str) -> None:
     _raise(text_errors(value), "null_characters_not_allowed")
+
+
+def merge_errors(*error_dicts: dict[str, list[str]]) -> dict[str, list[str]]:
+    """One field -> messages dict from several, the messages of a field in order."""
+    merged: dict[str, list[str]] = {}
+    for errors in error_dicts:
+        for field, messages in errors.items():
+            merged.setdefault(field, []).extend(messages)
+    return merged

@@ -10,20 +10,16 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import AnonymousUser
 
+from deals.selectors import visible_accounts, visible_deals, visible_registrations, visible_touches
 from kpis.models import CostEntry, Target
+from kpis.selectors import visible_costs, visible_targets
 from partners.access import (
     can_import,
     can_trigger_recompute,
     can_write_all,
     is_staff_reader,
     partner_of,
-    visible_accounts,
-    visible_costs,
-    visible_deals,
     visible_partners,
-    visible_registrations,
-    visible_targets,
-    visible_touches,
 )
 from partners.roles import StaffRole
 from tests.factories import (

@@ -10,10 +10,10 @@ from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 
 from api.models import ApiToken, hash_token_secret
-from api.testing import *  # noqa: F403
-from api.testing import API, error_of, ids
 from partners.roles import StaffRole
 from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, error_of, ids
 
 
 def _bearer(secret: str) -> APIClient:

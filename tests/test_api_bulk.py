@@ -5,11 +5,11 @@ from decimal import Decimal
 
 import pytest
 
-from api.testing import *  # noqa: F403
-from api.testing import API, error_of
 from deals.models import Account, Deal, DealRegistration, Touch
 from events.models import Change
 from tests.factories import PartnerFactory
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, error_of
 
 pytestmark = pytest.mark.django_db
 

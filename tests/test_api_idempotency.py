@@ -10,10 +10,10 @@ from rest_framework.test import APIClient
 from api.idempotency import IdempotentPostMixin
 from api.models import IdempotencyKey
 from api.services import api_token_create
-from api.testing import *  # noqa: F403
-from api.testing import API, error_of
 from deals.models import Account
 from integrations.models import WebhookEndpoint
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, error_of
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from api.testing import *  # noqa: F403
-from api.testing import API, error_of
 from deals.models import Deal, Touch
 from partners.models import Partner
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, error_of
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,13 +10,14 @@ import pytest
 from django.db import connection, transaction
 from django.test import override_settings
 
-from api.testing import *  # noqa: F403
-from api.testing import API, client_for, count_queries
-from kpis import testing as k
-from kpis.models import KpiValue, ProgramSettings, ReconciliationItem
+from kpis.models import KpiValue, ReconciliationItem
 from kpis.selectors import publication_version
 from partners.models import PartnerUser
+from program.models import ProgramSettings
 from tests.factories import PartnerUserFactory
+from tests.support import kpis as k
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, client_for, count_queries
 
 SOURCED_MARCH = f"{API}/kpi-values/?metric=sourced_revenue&period_from=2026-03&period_to=2026-03"
 

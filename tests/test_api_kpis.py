@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from api.testing import *  # noqa: F403
-from api.testing import API, client_for, count_queries, error_of, ids
-from kpis import testing as k
 from kpis.export import export_rows
 from kpis.models import CostEntry, KpiRun, Target
 from partners.models import PartnerUser
 from tests.factories import PartnerUserFactory
+from tests.support import kpis as k
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, client_for, count_queries, error_of, ids
 
 
 @pytest.fixture

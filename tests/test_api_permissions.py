@@ -6,8 +6,8 @@ detail ids, or write endpoints — and another partner's object answers exactly 
 
 import pytest
 
-from api.testing import *  # noqa: F403
-from api.testing import API, error_of, ids
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, error_of, ids
 
 # (list path, the world attribute whose id appears there)
 ROW_RESOURCES = [

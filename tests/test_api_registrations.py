@@ -9,10 +9,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from api.testing import *  # noqa: F403
-from api.testing import API, client_for, error_of
 from deals.models import Deal, DealRegistration
 from tests.factories import AccountFactory, DealRegistrationFactory, PartnerFactory, PartnerUserFactory
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, client_for, error_of
 
 SUBMISSION = {"account_name": "Globex", "domain": "https://www.Globex.example/contact", "amount": "2500.00"}
 

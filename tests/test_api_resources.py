@@ -5,12 +5,12 @@ from decimal import Decimal
 
 import pytest
 
-from api.testing import *  # noqa: F403
-from api.testing import API, count_queries, error_of, ids, make_partner_world
 from deals.models import Account, Deal, Touch
 from kpis.models import CostEntry, Target
 from partners.models import Partner, PartnerUser
 from tests.factories import DealFactory, JoinSourceFactory, PartnerFactory, PartnerUserFactory
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, count_queries, error_of, ids, make_partner_world
 
 LIST_PATHS = [
     "join-sources",

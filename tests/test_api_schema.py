@@ -22,9 +22,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.services import api_token_create
-from api.testing import *  # noqa: F403
-from api.testing import API, error_of
 from tests.factories import StaffUserFactory
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, error_of
 
 # Generated in-process, exactly what /api/v1/schema/ serves; loading it needs no database.
 OPENAPI = SchemaGenerator().get_schema(request=None, public=True)

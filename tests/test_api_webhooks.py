@@ -2,10 +2,10 @@
 
 import pytest
 
-from api.testing import *  # noqa: F403
-from api.testing import API, error_of
 from integrations import services
 from integrations.models import WebhookDelivery, WebhookEndpoint
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, error_of
 from tests.webhooks import Receiver
 
 pytestmark = pytest.mark.django_db

@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from kpis import testing as t
 from kpis.services import attribution_by_partner
+from tests.support import kpis as t
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from api.services import api_token_create
-from api.testing import *  # noqa: F403
-from api.testing import API
 from deals.services import deal_update, registration_approve, registration_submit
 from deals.tasks import expire_registrations
 from partners.roles import StaffRole
@@ -25,6 +23,8 @@ from tests.factories import (
     StaffUserFactory,
     SuperUserFactory,
 )
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API
 from tests.test_audit_trail import _bearer, _entries
 from tests.test_dashboard_accessibility import unlabelled
 

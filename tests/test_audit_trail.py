@@ -17,8 +17,6 @@ from rest_framework.test import APIClient
 
 from api.models import ApiToken
 from api.services import api_token_create, api_token_revoke
-from api.testing import *  # noqa: F403
-from api.testing import API
 from audit.models import ImportRecord
 from deals.models import Deal, DealRegistration
 from deals.services import deal_update
@@ -35,6 +33,8 @@ from tests.factories import (
     PartnerUserFactory,
     SuperUserFactory,
 )
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API
 from tests.test_api_import import DATA, _zip
 
 pytestmark = pytest.mark.django_db

@@ -19,10 +19,10 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from kpis import testing as t
 from kpis.models import KpiRun, KpiValue
 from prm.celery import app as celery_app
 from tests.kpi_hooks import publication_blocked
+from tests.support import kpis as t
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.django_db(transaction=True)

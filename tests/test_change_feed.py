@@ -10,11 +10,11 @@ import pytest
 from django.db import connection, connections, transaction
 from django.db.models import Count
 
-from api.testing import *  # noqa: F403
-from api.testing import API, client_for, error_of
 from deals import services as deals
 from deals.models import Deal, Touch
 from tests.factories import AccountFactory, DealFactory, StaffUserFactory
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, client_for, error_of
 
 
 def read_until(client, count: int, cursor: str = "") -> tuple[list[tuple], str]:

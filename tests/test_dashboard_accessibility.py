@@ -5,9 +5,9 @@ from html.parser import HTMLParser
 import pytest
 from django.urls import reverse
 
-from dashboards.testing import publish
 from deals.services import registration_submit
 from tests.factories import PartnerFactory, PartnerUserFactory, StaffUserFactory
+from tests.support.dashboards import publish
 
 pytestmark = pytest.mark.django_db
 

@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from kpis import testing as kt
 from tests.factories import StaffUserFactory
+from tests.support import kpis as kt
 
 pytestmark = pytest.mark.django_db
 

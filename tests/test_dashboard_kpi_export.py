@@ -10,11 +10,11 @@ from html.parser import HTMLParser
 import pytest
 from django.urls import reverse
 
-from kpis import testing as kt
 from kpis.engine import ZERO_WHEN_EMPTY
 from kpis.export import export_rows, format_value
 from kpis.periods import parse_period
 from tests.factories import StaffUserFactory
+from tests.support import kpis as kt
 
 pytestmark = pytest.mark.django_db
 

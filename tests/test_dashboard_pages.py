@@ -5,7 +5,6 @@ import re
 import pytest
 from django.urls import reverse
 
-from dashboards.testing import publish
 from partners.roles import StaffRole
 from tests.factories import (
     JoinSourceFactory,
@@ -13,6 +12,7 @@ from tests.factories import (
     PartnerUserFactory,
     StaffUserFactory,
 )
+from tests.support.dashboards import publish
 
 pytestmark = pytest.mark.django_db
 

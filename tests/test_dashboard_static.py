@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django.test import override_settings
 from django.urls import reverse
 
-from dashboards.testing import publish
 from tests.factories import StaffUserFactory
+from tests.support.dashboards import publish
 
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from api.services import api_token_create
-from api.testing import *  # noqa: F403
-from api.testing import API, error_of
 from tests.factories import PartnerFactory
 from tests.fuzzing import fuzz_settings, nasty_text, query_pairs, query_string, send
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, error_of
 
 pytestmark = pytest.mark.django_db
 

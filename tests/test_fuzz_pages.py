@@ -22,9 +22,6 @@ from django.test import Client
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from api.testing import *  # noqa: F403
-from api.testing import PartnerWorld
-from dashboards.testing import publish
 from deals.services import registration_submit
 from kpis.models import KpiRun
 from tests.factories import DEFAULT_PASSWORD, T0, SuperUserFactory
@@ -37,6 +34,9 @@ from tests.fuzzing import (
     query_string,
     send,
 )
+from tests.support.api import *  # noqa: F403
+from tests.support.api import PartnerWorld
+from tests.support.dashboards import publish
 
 pytestmark = pytest.mark.django_db
 

@@ -21,12 +21,12 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from api.services import api_token_create
-from api.testing import *  # noqa: F403
-from api.testing import API, error_of
 from deals.models import Deal, DealRegistration, Touch
 from interchange.importer import ImportFailed, import_program
 from kpis.models import CostEntry, Target
 from tests.factories import PartnerFactory, SuperUserFactory
+from tests.support.api import *  # noqa: F403
+from tests.support.api import API, error_of
 
 pytestmark = pytest.mark.django_db
 

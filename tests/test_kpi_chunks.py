@@ -12,14 +12,15 @@ from django.test import override_settings
 from deals.models import Deal, Touch
 from interchange.demo import DemoSize
 from interchange.seeding import seed_database
-from kpis import testing as t
 from kpis.engine import Chunk, KpiComputation
-from kpis.metrics import AttributionModel
-from kpis.models import KpiRun, KpiValue, ProgramSettings, ReconciliationItem, Target
-from kpis.services import plan_chunks, program_today
+from kpis.models import KpiRun, KpiValue, ReconciliationItem, Target
+from kpis.services import plan_chunks
 from partners.models import JoinSource, Partner
 from prm.celery import app as celery_app
+from program.attribution import AttributionModel
+from program.models import ProgramSettings, program_today
 from tests.kpi_hooks import failing_kpi_writes, in_another_session, on_statement
+from tests.support import kpis as t
 from tests.test_celery_worker import celery_worker, wait_for
 from tests.test_kpi_runs import published
 

@@ -11,13 +11,13 @@ from django.db import InterfaceError, OperationalError, connection
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis import engine
-from kpis import testing as t
 from kpis.engine import state
 from kpis.engine.incremental import delta_facts
 from kpis.models import CostEntry, FactChange, KpiRun, KpiValue, ReconciliationItem, Target
 from kpis.services import kpi_run_execute, target_set
 from partners.models import JoinSource, Partner
 from tests.kpi_hooks import on_statement, statements, terminate_backend
+from tests.support import kpis as t
 from tests.test_kpi_incremental import (
     _mutate,
     demo_program,  # noqa: F401 - fixture

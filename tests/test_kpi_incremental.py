@@ -12,11 +12,11 @@ from django.utils import timezone
 from deals.models import Deal, DealRegistration, Touch
 from interchange.demo import DemoSize
 from interchange.seeding import seed_database
-from kpis import testing as t
 from kpis.engine import state_exists, state_table
 from kpis.models import CostEntry, KpiPublication, KpiRun, KpiValue
 from kpis.services import target_set
 from partners.models import JoinSource, Partner
+from tests.support import kpis as t
 from tests.test_kpi_runs import published, small_program
 
 D = Decimal

@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from kpis import testing as t
 from kpis.models import KpiValue
 from partners.models import Partner
+from tests.support import kpis as t
 from tests.test_kpi_incremental import full_recompute_set, incremental
 from tests.test_kpi_runs import published
 

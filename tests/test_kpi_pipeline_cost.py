@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from kpis import testing as t
 from kpis.services import cost_entry_create
+from tests.support import kpis as t
 
 pytestmark = pytest.mark.django_db
 

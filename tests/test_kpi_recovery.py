@@ -18,11 +18,11 @@ from django.db import connection
 from django.utils import timezone
 
 from kpis import recovery
-from kpis import testing as t
 from kpis.engine import KpiComputation
 from kpis.models import KpiRun, KpiValue
 from kpis.services import kpi_recompute_request, kpi_run_create, kpi_run_execute
 from tests.factories import StaffUserFactory
+from tests.support import kpis as t
 from tests.test_kpi_runs import published, small_program
 
 pytestmark = pytest.mark.django_db

@@ -21,11 +21,11 @@ from django.utils import timezone
 from deals.models import Deal
 from interchange.demo import DemoSize
 from interchange.seeding import seed_database
-from kpis import testing as t
 from kpis.models import KpiRun, KpiValue
-from kpis.services import program_today
 from prm.celery import app as celery_app
+from program.models import program_today
 from tests.kpi_hooks import publication_blocked
+from tests.support import kpis as t
 from tests.test_celery_worker import celery_worker, wait_for
 from tests.test_kpi_runs import published
 

@@ -11,13 +11,13 @@ from django.db import DatabaseError
 
 from deals.models import Deal
 from kpis import services
-from kpis import testing as t
 from kpis.export import export_rows
 from kpis.models import KpiRun, KpiValue
 from kpis.selectors import kpi_card_values, kpi_series
 from kpis.services import kpi_recompute_request, kpi_run_create, reconciliation_report, target_set
 from partners.models import JoinSource
 from tests.kpi_hooks import failing_kpi_writes
+from tests.support import kpis as t
 
 pytestmark = pytest.mark.django_db
 

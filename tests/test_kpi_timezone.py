@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from kpis import testing as t
+from tests.support import kpis as t
 
 pytestmark = pytest.mark.django_db
 

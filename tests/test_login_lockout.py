@@ -12,10 +12,10 @@ from django.test import RequestFactory
 from rest_framework.test import APIClient
 
 from api.models import ApiToken
-from api.testing import API, error_of
 from ops.client_ip import client_ip_address
 from prm import settings as base_settings
 from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.support.api import API, error_of
 
 LIMIT = 5
 LOCKED_TITLE = "Login temporarily locked"

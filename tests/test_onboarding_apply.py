@@ -5,11 +5,11 @@ import logging
 import pytest
 from django.urls import reverse
 
-from kpis import testing as kt
 from notifications.models import OutboundEmail
 from partners.models import Application, JoinSource, Partner
-from partners.services import program_today
+from program.models import program_today
 from tests.factories import JoinSourceFactory, PartnerFactory, StaffUserFactory
+from tests.support import kpis as kt
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from notifications.models import OutboundEmail
 from partners.applications import application_approve, application_reject, application_submit
 from partners.models import Application, Invitation, Partner, PartnerProfile
 from partners.roles import StaffRole
-from partners.services import program_today
+from program.models import program_today
 from tests.factories import JoinSourceFactory, PartnerUserFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db

@@ -7,10 +7,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from deals.rules import partner_transition_errors
-from kpis.models import ProgramSettings
 from partners.models import Partner, PartnerUser
 from partners.roles import StaffRole, is_partner_manager, is_sales_ops
+from partners.rules import partner_transition_errors
 from partners.selectors import joined_partners, partners_referred_by, pending_applications
 from partners.services import (
     partner_apply,
@@ -18,9 +17,9 @@ from partners.services import (
     partner_reject,
     partner_set_status,
     partner_user_create,
-    program_today,
     staff_user_create,
 )
+from program.models import ProgramSettings, program_today
 from tests.factories import JoinSourceFactory, PartnerFactory
 
 pytestmark = pytest.mark.django_db

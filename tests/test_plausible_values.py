@@ -11,12 +11,12 @@ from django.core.exceptions import ValidationError
 
 from api.services import api_token_create
 from interchange.importer import ImportFailed, import_program
-from kpis import testing as t
 from kpis.models import CostEntry, KpiValue, Target
 from kpis.periods import parse_period
 from kpis.services import cost_entry_create, target_set
 from program import validation as v
 from tests.factories import StaffUserFactory
+from tests.support import kpis as t
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,6 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboards.testing import publish
 from deals.models import DealRegistration
 from deals.services import registration_submit
 from tests.factories import (
@@ -18,6 +17,7 @@ from tests.factories import (
     StaffUserFactory,
     TouchFactory,
 )
+from tests.support.dashboards import publish
 
 pytestmark = pytest.mark.django_db
 VALID = {

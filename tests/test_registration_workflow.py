@@ -19,8 +19,8 @@ from deals.services import (
     registrations_expire,
 )
 from deals.tasks import expire_registrations
-from kpis.models import ProgramSettings
 from partners.services import partner_set_status
+from program.models import ProgramSettings
 from tests.factories import (
     AccountFactory,
     DealRegistrationFactory,

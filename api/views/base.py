@@ -1,8 +1,8 @@
 """The shape every resource shares (after NetBox's declarative viewsets).
 
-A resource declares, in one place: the rows a user may see (a `partners.access.visible_*`
-function), the joins its serializer needs, its serializer, filterset and ordering. The list and
-detail then cost a constant number of queries, whatever the page size.
+A resource declares, in one place: the rows a user may see (a `visible_*` selector, scoped by
+`partners.access.row_scope`), the joins its serializer needs, its serializer, filterset and
+ordering. The list and detail then cost a constant number of queries, whatever the page size.
 """
 
 from collections.abc import Callable, Mapping
@@ -35,7 +35,7 @@ class ScopedViewSet(
 
     def get_queryset(self) -> QuerySet:
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting the view
-            return self.queryset
+            return super().get_queryset()
         qs = type(self).visible(self.request.user)
         return qs.select_related(*self.select_related) if self.select_related else qs
 

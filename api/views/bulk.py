@@ -4,6 +4,8 @@ Validated by the CSV import itself (interchange.rows), all or nothing: a refusal
 row as `rows.<index>.<field>`. Partner managers and sales ops (those who may import).
 """
 
+from typing import Any
+
 from django.db import transaction
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -20,8 +22,8 @@ from interchange import rows as bulk_rows
 from prm.acting import Channel, acting
 
 KEYED = {"accounts": Account, "deals": Deal, "registrations": DealRegistration}
-_TEXT = {"required": False, "allow_blank": True, "allow_null": True}
-ROW_FIELDS = {
+_TEXT: dict[str, Any] = {"required": False, "allow_blank": True, "allow_null": True}
+ROW_FIELDS: dict[str, dict[str, serializers.Field]] = {
     "accounts": {
         "external_id": serializers.CharField(),
         "name": serializers.CharField(),

@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schem
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
 from rest_framework.decorators import action
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api import examples as ex
@@ -13,13 +14,14 @@ from api import serializers as s
 from api.examples import listed, one
 from api.exceptions import Conflict
 from api.filters import AccountFilterSet, DealFilterSet, RegistrationFilterSet, TouchFilterSet
-from api.permissions import RegistrationPermission, acting_partner, is_staff_reader
+from api.permissions import RegistrationPermission, acting_partner, acting_user, is_staff_reader
 from api.schema import DETAIL_ERRORS, READ_ERRORS, WRITE_ERRORS, conflict_response, errors
 from api.views.base import BigTableViewSet
 from api.views.bulk import bulk_action
 from deals import selectors, services
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import normalise_domain
+from deals.selectors import visible_accounts, visible_deals, visible_registrations, visible_touches
 from partners import access
 
 # What a partner user may never choose when submitting: the partner and any decision.
@@ -65,7 +67,7 @@ PARTNER_FORBIDDEN_FIELDS = (
 )
 @extend_schema(tags=["deals"])
 class AccountViewSet(BigTableViewSet):
-    visible = staticmethod(access.visible_accounts)
+    visible = staticmethod(visible_accounts)
     queryset = Account.objects.none()
     serializer_class = s.AccountSerializer
     filterset_class = AccountFilterSet
@@ -183,7 +185,7 @@ class AccountViewSet(BigTableViewSet):
 )
 @extend_schema(tags=["registrations"])
 class RegistrationViewSet(BigTableViewSet):
-    visible = staticmethod(access.visible_registrations)
+    visible = staticmethod(visible_registrations)
     select_related = ("partner", "account")
     queryset = DealRegistration.objects.none()
     serializer_class = s.RegistrationSerializer
@@ -217,19 +219,21 @@ class RegistrationViewSet(BigTableViewSet):
     def approve(self, request, pk=None):
         registration = self.get_object()
         data = self.validated(s.RegistrationApproveInputSerializer)
-        return self._approve(registration, **data)
+        return self._approve(request, registration, **data)
 
     @action(detail=True, methods=["post"])
     def override(self, request, pk=None):
         registration = self.get_object()
         data = self.validated(s.RegistrationOverrideInputSerializer)
-        return self._approve(registration, **data)
+        return self._approve(request, registration, **data)
 
-    def _approve(self, registration: DealRegistration, *, reason: str, override_reason: str) -> Response:
+    def _approve(
+        self, request: Request, registration: DealRegistration, *, reason: str, override_reason: str
+    ) -> Response:
         try:
             approved = services.registration_approve(
                 registration=registration,
-                decided_by=self.request.user,
+                decided_by=acting_user(request),
                 reason=reason,
                 override_reason=override_reason,
             )
@@ -341,7 +345,7 @@ class RegistrationViewSet(BigTableViewSet):
 )
 @extend_schema(tags=["deals"])
 class DealViewSet(BigTableViewSet):
-    visible = staticmethod(access.visible_deals)
+    visible = staticmethod(visible_deals)
     select_related = ("account",)
     queryset = Deal.objects.none()
     serializer_class = s.DealSerializer
@@ -402,7 +406,7 @@ class DealViewSet(BigTableViewSet):
 )
 @extend_schema(tags=["deals"])
 class TouchViewSet(BigTableViewSet):
-    visible = staticmethod(access.visible_touches)
+    visible = staticmethod(visible_touches)
     queryset = Touch.objects.none()
     serializer_class = s.TouchSerializer
     filterset_class = TouchFilterSet

@@ -33,10 +33,12 @@ from api.throttling import COMPUTE_SCOPE, WRITE_SCOPE, ScopedThrottle, WriteThro
 from api.views.base import ScopedViewSet
 from kpis import services
 from kpis.export import export_rows, reads_published_set
-from kpis.metrics import AttributionModel, Grain, Scope
-from kpis.models import CostEntry, KpiRun, KpiValue, ProgramSettings, Target
-from kpis.selectors import iter_reconciliation_items
+from kpis.metrics import Grain, Scope
+from kpis.models import CostEntry, KpiRun, KpiValue, Target
+from kpis.selectors import iter_reconciliation_items, visible_costs, visible_targets
 from partners import access
+from program.attribution import AttributionModel
+from program.models import ProgramSettings
 
 EXPORT_COLUMNS = ["scope", "scope_key", "period", "metric", "value", "target_metric"]
 
@@ -78,7 +80,7 @@ def visible_kpi_values(user):
 )
 @extend_schema(tags=["kpis"])
 class CostEntryViewSet(ScopedViewSet):
-    visible = staticmethod(access.visible_costs)
+    visible = staticmethod(visible_costs)
     queryset = CostEntry.objects.none()
     serializer_class = s.CostEntrySerializer
     filterset_class = CostEntryFilterSet
@@ -117,7 +119,7 @@ class CostEntryViewSet(ScopedViewSet):
 )
 @extend_schema(tags=["kpis"])
 class TargetViewSet(ScopedViewSet):
-    visible = staticmethod(access.visible_targets)
+    visible = staticmethod(visible_targets)
     queryset = Target.objects.none()
     serializer_class = s.TargetSerializer
     filterset_class = TargetFilterSet

@@ -4,7 +4,7 @@ from django import template
 from django.forms import BoundField
 from django.utils.safestring import SafeString
 
-from dashboards import formatting
+from kpis import formatting
 
 register = template.Library()
 
@@ -17,7 +17,7 @@ def accessible(field: BoundField) -> SafeString:
         described_by.append(f"{field.auto_id}_help")
     if field.errors:
         described_by.append(f"{field.auto_id}_error")
-    attrs = {}
+    attrs: dict[str, str | bool] = {}
     if described_by:
         attrs["aria-describedby"] = " ".join(described_by)
     if field.errors:

@@ -6,8 +6,8 @@ from datetime import date
 
 from kpis.engine import facts
 from kpis.engine.context import RunContext
-from kpis.metrics import AttributionModel
 from partners.models import Partner
+from program.attribution import AttributionModel
 
 
 def build(

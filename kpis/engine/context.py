@@ -12,8 +12,8 @@ from django.db import connection
 
 from kpis.engine.dialect import Dialect, session_setting
 from kpis.engine.tables import SCOPE_TABLES, TEMP_TABLES, run_schema
-from kpis.metrics import AttributionModel
-from kpis.models import ProgramSettings
+from program.attribution import AttributionModel
+from program.models import ProgramSettings
 
 
 @dataclass

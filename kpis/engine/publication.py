@@ -6,8 +6,9 @@ from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
 from kpis.engine.reconciliation import reconciliation_items_replaced
-from kpis.metrics import AttributionModel, Grain
+from kpis.metrics import Grain
 from kpis.models import KpiValue, ReconciliationItem
+from program.attribution import AttributionModel
 
 
 def published_periods(alias: str) -> str:

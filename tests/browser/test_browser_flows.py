@@ -9,12 +9,12 @@ from django.utils import timezone
 
 from deals.models import DealRegistration
 from deals.services import registration_submit
-from kpis import testing as kt
 from kpis.models import KpiRun
 from kpis.services import kpi_run_execute
 from prm.celery import app as celery_app
 from tests.browser.conftest import log_in
 from tests.factories import DEFAULT_PASSWORD, DealFactory, PartnerUserFactory, StaffUserFactory
+from tests.support import kpis as kt
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

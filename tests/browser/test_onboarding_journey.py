@@ -11,7 +11,7 @@ import pytest
 
 from deals.models import DealRegistration
 from partners.models import Partner, PartnerUser
-from partners.services import program_today
+from program.models import program_today
 from tests.browser.conftest import log_in
 from tests.factories import DEFAULT_PASSWORD, JoinSourceFactory, StaffUserFactory
 

@@ -3,8 +3,8 @@
 import pytest
 from django.core.management import call_command
 
-from dashboards.testing import publish
 from tests.factories import DEFAULT_PASSWORD, PartnerFactory, PartnerUserFactory, StaffUserFactory
+from tests.support.dashboards import publish
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

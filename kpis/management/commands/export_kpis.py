@@ -1,17 +1,19 @@
 import csv
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kpis.export import EXPORT_COLUMNS, export_rows
-from kpis.metrics import AttributionModel, Grain
+from kpis.metrics import Grain
 from kpis.models import Target
+from program.attribution import AttributionModel
 
 
 class Command(BaseCommand):
     help = "Write the published KPI set as INTERCHANGE.md CSV (scope, scope_key, period, metric, value)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--out", required=True, help="CSV file to write ('-' for stdout)")
         parser.add_argument("--grain", choices=[g.value for g in Grain], default=Grain.MONTH.value)
         parser.add_argument(
@@ -21,7 +23,7 @@ class Command(BaseCommand):
             help="attribution model; another than the program's is computed on request",
         )
 
-    def handle(self, *args, out, grain, model, **options):
+    def handle(self, *args: Any, out: Any, grain: Any, model: Any, **options: Any) -> None:
         # target_metric is an optional column: present when targets exist (INTERCHANGE.md).
         columns = list(EXPORT_COLUMNS if Target.objects.exists() else EXPORT_COLUMNS[:-1])
         path = None if out == "-" else Path(out)

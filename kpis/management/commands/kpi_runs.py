@@ -1,9 +1,11 @@
 import getpass
 import socket
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from kpis.models import KpiRun
@@ -25,7 +27,7 @@ class Command(BaseCommand):
         "(--release ID: it is marked failed and a replacement is queued); run the reaper once (--reap)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--limit", type=int, default=20, help="how many runs to list (default 20)")
         parser.add_argument("--stuck", action="store_true", help="list only stuck runs")
         parser.add_argument("--release", type=int, metavar="ID", help="release this stuck run")
@@ -40,7 +42,17 @@ class Command(BaseCommand):
             help="replace dead runs and send unclaimed ones again now (what the beat task does)",
         )
 
-    def handle(self, *args, limit, stuck, release, force, no_requeue, run_reaper, **options):
+    def handle(
+        self,
+        *args: Any,
+        limit: Any,
+        stuck: Any,
+        release: Any,
+        force: Any,
+        no_requeue: Any,
+        run_reaper: Any,
+        **options: Any,
+    ) -> None:
         if release is not None:
             self._release(release, force=force, requeue=not no_requeue)
         elif run_reaper:
@@ -71,8 +83,8 @@ class Command(BaseCommand):
 
     def _list(self, *, limit: int, stuck_only: bool) -> None:
         now = timezone.now()
-        runs = KpiRun.objects.stuck(now) if stuck_only else KpiRun.objects.all()
-        runs = list(runs.select_related("replaced_by").order_by("-id")[: max(limit, 1)])
+        chosen = KpiRun.objects.stuck(now) if stuck_only else KpiRun.objects.all()
+        runs = list(chosen.select_related("replaced_by").order_by("-id")[: max(limit, 1)])
         self.stdout.write(
             f"Lease {settings.KPI_RUN_LEASE_SECONDS} s, "
             f"heartbeat every {settings.KPI_RUN_HEARTBEAT_SECONDS} s, "
@@ -91,14 +103,14 @@ class Command(BaseCommand):
             self.stdout.write("(no stuck run)" if stuck_only else "(no run)")
 
 
-def _age(run: KpiRun, now) -> str:
+def _age(run: KpiRun, now: datetime) -> str:
     if run.status not in (KpiRun.Status.QUEUED, KpiRun.Status.RUNNING):
         return "-"
     seconds = (now - run.last_sign_of_life).total_seconds()
     return f"{seconds:.0f} s ago"
 
 
-def _state(run: KpiRun, now) -> str:
+def _state(run: KpiRun, now: datetime) -> str:
     replaced = getattr(run, "replaced_by", None)
     if run.status in (KpiRun.Status.QUEUED, KpiRun.Status.RUNNING):
         if not run.is_stuck(now):

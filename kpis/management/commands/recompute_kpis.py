@@ -1,7 +1,8 @@
 from datetime import date
+from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from kpis.models import KpiRun
@@ -11,7 +12,7 @@ from kpis.services import kpi_recompute_request, kpi_run_create, kpi_run_execute
 class Command(BaseCommand):
     help = "Recompute and publish the KPI set (synchronously in-process unless --async)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--mode", choices=KpiRun.Mode.values, default=KpiRun.Mode.FULL)
         parser.add_argument("--trigger", choices=KpiRun.Trigger.values, default=KpiRun.Trigger.COMMAND)
         parser.add_argument(
@@ -21,7 +22,7 @@ class Command(BaseCommand):
             "--async", action="store_true", dest="run_async", help="queue it for the Celery worker"
         )
 
-    def handle(self, *args, mode, trigger, as_of, run_async, **options):
+    def handle(self, *args: Any, mode: Any, trigger: Any, as_of: Any, run_async: Any, **options: Any) -> None:
         try:
             if run_async:
                 run = kpi_recompute_request(trigger=trigger, mode=mode, as_of=as_of)

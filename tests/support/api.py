@@ -2,7 +2,7 @@
 
 Two partners, A and B, each with data, and one persona per role: partner manager, sales ops,
 partner A's admin and member, partner B's admin, a signed-in user with no role, and anonymous.
-Import into a test module with `from api.testing import *  # noqa: F403`.
+Import into a test module with `from tests.support.api import *  # noqa: F403`.
 """
 
 from dataclasses import dataclass

@@ -6,8 +6,9 @@ from itertools import count
 from zoneinfo import ZoneInfo
 
 from deals.models import Account, Deal, DealRegistration, Touch
-from kpis.models import KpiValue, ProgramSettings
+from kpis.models import KpiValue
 from partners.models import JoinSource, Partner
+from program.models import ProgramSettings
 
 _seq = count(1)
 UTC = ZoneInfo("UTC")

@@ -5,8 +5,9 @@ from decimal import Decimal
 from django.utils import timezone
 
 from kpis.metrics import Grain, Scope
-from kpis.models import KpiRun, KpiValue, ProgramSettings
+from kpis.models import KpiRun, KpiValue
 from kpis.periods import parse_period
+from program.models import ProgramSettings
 
 
 def publish(values: list[tuple], *, attribution_model: str | None = None) -> KpiRun:
