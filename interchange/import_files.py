@@ -144,7 +144,7 @@ class FileHandlers:
 
     def _acting_partners(self, file: str, entity: str | None, column: str) -> None:
         """A touch, registration or sourced deal needs a known partner approved into the program
-        (deals.rules.acting_partner_errors, as the services)."""
+        (partners.rules.acting_partner_errors, as the services)."""
         sql = (
             f"SELECT s.line, s.key, s.{q(column)}, p.id, p.name, p.status FROM {STAGE} s "
             f"LEFT JOIN {q(Partner._meta.db_table)} p ON p.key = s.{q(column)} "
