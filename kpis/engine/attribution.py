@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from kpis.engine import facts
 from kpis.engine.context import RunContext
@@ -84,7 +85,7 @@ def build(
     )
 
 
-def totals(ctx: RunContext, date_from: date, date_to: date) -> list[dict]:
+def totals(ctx: RunContext, date_from: date, date_to: date) -> list[dict[str, Any]]:
     from decimal import Decimal
 
     facts.build(ctx)

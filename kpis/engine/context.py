@@ -141,7 +141,8 @@ class RunContext:
     def fetch(self, statement: str) -> list[tuple[Any, ...]]:
         with connection.cursor() as cursor:
             cursor.execute(statement)
-            return cursor.fetchall()
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
 
     def analyze(self, *tables: str) -> None:
         """Temp tables are never auto-analyzed on PostgreSQL; the planner needs their sizes. A table

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
 from datetime import date
 from zoneinfo import ZoneInfo
 
@@ -16,7 +17,7 @@ _TZ_NAME = re.compile(r"^[A-Za-z0-9_+\-/]+$")
 
 
 @contextlib.contextmanager
-def session_setting(name: str, value: str):
+def session_setting(name: str, value: str) -> Iterator[None]:
     """PostgreSQL: set a session setting for the block, then put the previous value back."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting(%s)", [name])
@@ -56,7 +57,7 @@ class Dialect:
         return f"(CAST(substr({day}, 1, 4) AS INTEGER) * 12 + CAST(substr({day}, 6, 2) AS INTEGER) - 1)"
 
     @contextlib.contextmanager
-    def session_time_zone(self):
+    def session_time_zone(self) -> Iterator[None]:
         """PostgreSQL: the session converts datetimes to dates in the program time zone meanwhile."""
         if not self.pg:
             yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 from kpis.engine.context import RunContext
@@ -77,7 +78,7 @@ def build(ctx: RunContext) -> None:
     ctx.analyze("kx_actm", "kx_fs")
 
 
-def cohort_rows(ctx: RunContext, table, as_of_date: date) -> str:
+def cohort_rows(ctx: RunContext, table: Callable[[str], str], as_of_date: date) -> str:
     """Each joined partner with its join month, whether it activated within the window, and
     whether its cohort is still inside the window on the as-of date (provisional)."""
     s = ctx.sql
@@ -94,7 +95,7 @@ def cohort_rows(ctx: RunContext, table, as_of_date: date) -> str:
         WHERE p.joined IS NOT NULL"""
 
 
-def first_sale_rows(ctx: RunContext, table) -> str:
+def first_sale_rows(ctx: RunContext, table: Callable[[str], str]) -> str:
     """Each joined partner with its join month and the days to its first sale (if any)."""
     return f"""SELECT p.id AS partner_id, p.js, p.joined_mi,
             CASE WHEN f.fs_d IS NULL THEN 0 ELSE 1 END AS has_sale,

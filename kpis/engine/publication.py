@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
@@ -92,7 +94,7 @@ def grouped_diff(*, staged: str, published: str) -> str:
         HAVING COUNT(*) = 1 OR NOT ({same("value")} AND {same("partner_id")} AND {same("join_source_id")})"""
 
 
-def staged_rows(*, grain: str | None = None) -> list[tuple]:
+def staged_rows(*, grain: str | None = None) -> list[tuple[Any, ...]]:
     """Rows of kx_pub in the current connection (after KpiComputation.run), export column order."""
     where = f"WHERE grain = '{Grain(grain)}'" if grain else ""
     with connection.cursor() as cursor:
@@ -100,7 +102,8 @@ def staged_rows(*, grain: str | None = None) -> list[tuple]:
             "SELECT scope, scope_key, period, metric, target_metric, value FROM kx_pub "
             f"{where} ORDER BY scope, scope_key, period_start, metric, target_metric"
         )
-        return cursor.fetchall()
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
 
 
 # A publication that changes at least this many rows, and this share of the table's rows as the
