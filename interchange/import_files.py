@@ -441,33 +441,31 @@ class FileHandlers:
                 )
             ),
         )
+
+        def claimed(sql: str) -> None:
+            """Flag the rows `sql` gives as (line, key, deal, the registration that holds the deal)."""
+            self._flag(
+                file,
+                entity,
+                (
+                    (line, key, "deal", f"deal '{deal}' already belongs to registration '{belongs_to}'")
+                    for line, key, deal, belongs_to in self.stage.fetch(sql)
+                ),
+            )
+
         owner = "COALESCE(r.key, '#' || CAST(r.id AS TEXT))"
-        self._flag(
-            file,
-            entity,
-            (
-                (line, key, "deal", f"deal '{deal}' already belongs to registration '{belongs_to}'")
-                for line, key, deal, belongs_to in self.stage.fetch(
-                    f"SELECT s.line, s.key, s.deal, {owner} FROM {STAGE} s JOIN {deals} d ON d.key = s.deal "
-                    f"JOIN {registrations} r ON r.deal_id = d.id "
-                    "WHERE r.key IS NULL OR r.key <> s.key ORDER BY s.line"
-                )
-            ),
+        claimed(
+            f"SELECT s.line, s.key, s.deal, {owner} FROM {STAGE} s JOIN {deals} d ON d.key = s.deal "
+            f"JOIN {registrations} r ON r.deal_id = d.id "
+            "WHERE r.key IS NULL OR r.key <> s.key ORDER BY s.line"
         )
         # Within the file: the first valid row naming a deal claims it.
-        self._flag(
-            file,
-            entity,
-            (
-                (line, key, "deal", f"deal '{deal}' already belongs to registration '{belongs_to}'")
-                for line, key, deal, belongs_to in self.stage.fetch(
-                    f"SELECT s.line, s.key, s.deal, o.key FROM {STAGE} s JOIN (SELECT deal, "
-                    f"MIN(line) AS first FROM {STAGE} WHERE ok AND deal <> '' GROUP BY deal) c "
-                    "ON c.deal = s.deal "
-                    f"JOIN {STAGE} o ON o.line = c.first "
-                    "WHERE s.line > c.first AND (s.key IS NULL OR s.key <> o.key) ORDER BY s.line"
-                )
-            ),
+        claimed(
+            f"SELECT s.line, s.key, s.deal, o.key FROM {STAGE} s JOIN (SELECT deal, "
+            f"MIN(line) AS first FROM {STAGE} WHERE ok AND deal <> '' GROUP BY deal) c "
+            "ON c.deal = s.deal "
+            f"JOIN {STAGE} o ON o.line = c.first "
+            "WHERE s.line > c.first AND (s.key IS NULL OR s.key <> o.key) ORDER BY s.line"
         )
 
     def _touches(self, file: str) -> None:
