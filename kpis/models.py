@@ -25,6 +25,13 @@ class CostEntry(models.Model):
         ENABLEMENT = "enablement", "Enablement"
         TOOLING = "tooling", "Tooling / people"
 
+    class Source(models.TextChoices):
+        # Entered by a person or a token (dashboard, API) or imported from costs.csv.
+        RECORDED = "recorded", "Recorded or imported"
+        # Booked by the program itself when money leaves it (economics/, mdf/): kpis.costs.
+        COMMISSION_PAYOUT = "commission_payout", "Commission payout"
+        MDF_REIMBURSEMENT = "mdf_reimbursement", "MDF reimbursement"
+
     date = PlausibleDateField()
     amount = MoneyField(**MONEY)
     category = models.CharField(max_length=20, choices=Category.choices)
@@ -35,6 +42,13 @@ class CostEntry(models.Model):
         "partners.JoinSource", on_delete=models.PROTECT, null=True, blank=True, related_name="costs"
     )
     note = models.CharField(max_length=500, blank=True, default="")
+    # db_default too: the bulk importer and the seeding insert with SQL of their own.
+    source = models.CharField(
+        max_length=20, choices=Source.choices, default=Source.RECORDED, db_default=Source.RECORDED
+    )
+    # What booked it (`payout:<id>`, `mdf-claim:<id>`): one cost per payout or claim, however
+    # often or concurrently the booking runs.
+    reference = models.CharField(max_length=64, blank=True, default="", db_default="")
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
@@ -49,10 +63,44 @@ class CostEntry(models.Model):
                 ),
                 name="cost_category_valid",
             ),
+            models.UniqueConstraint(
+                fields=["reference"], condition=~Q(reference=""), name="cost_reference_unique"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.date} {self.get_category_display()} {self.amount}"
+
+
+class CostEntryLink(models.Model):
+    """A deal or registration that a cost produced (an MDF activity's results): MDF return reads
+    the revenue of the deals reached this way, directly or through a registration's deal."""
+
+    cost_entry = models.ForeignKey(CostEntry, on_delete=models.CASCADE, related_name="links")
+    deal = models.ForeignKey(
+        "deals.Deal", on_delete=models.CASCADE, null=True, blank=True, related_name="cost_links"
+    )
+    registration = models.ForeignKey(
+        "deals.DealRegistration", on_delete=models.CASCADE, null=True, blank=True, related_name="cost_links"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(deal__isnull=False, registration__isnull=True)
+                | Q(deal__isnull=True, registration__isnull=False),
+                name="cost_link_names_one_row",
+            ),
+            models.UniqueConstraint(fields=["cost_entry", "deal"], name="cost_link_deal_once"),
+            models.UniqueConstraint(
+                fields=["cost_entry", "registration"], name="cost_link_registration_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"cost {self.cost_entry_id} -> " + (
+            f"deal {self.deal_id}" if self.deal_id else f"registration {self.registration_id}"
+        )
 
 
 class Target(models.Model):
