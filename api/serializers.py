@@ -531,6 +531,27 @@ class ImportProgressSerializer(serializers.Serializer):
     )
 
 
+class ImportJobSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    url = serializers.URLField(help_text="Poll it: GET this job.")
+    status = serializers.ChoiceField(choices=["queued", "running", "succeeded", "failed"])
+    filename = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    progress = ImportProgressSerializer(
+        allow_null=True, help_text="Each file's progress, once a worker runs it."
+    )
+    result = ImportResultSerializer(
+        allow_null=True, help_text="When succeeded: what an inline import returns."
+    )
+    error_count = serializers.IntegerField(help_text="When failed: bad rows found (nothing was written).")
+    # The field's name is the API's (docs/api.md); this serializer only describes the response.
+    errors = serializers.ListField(  # type: ignore[assignment]
+        child=serializers.CharField(),
+        help_text="When failed: the bad rows, `file:line: column: reason` (the first 1000).",
+    )
+
+
 class CostEntryInputSerializer(serializers.Serializer):
     date = PlausibleDateField()
     amount = MoneyField()

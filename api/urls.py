@@ -8,7 +8,7 @@ from api.views.auth import ApiTokenViewSet
 from api.views.base import not_found
 from api.views.deals import AccountViewSet, DealViewSet, RegistrationViewSet, TouchViewSet
 from api.views.integrations import ChangeFeedView, WebhookEndpointViewSet
-from api.views.interchange import ImportProgressView, ProgramImportView
+from api.views.interchange import ImportJobView, ImportProgressView, ProgramImportView
 from api.views.kpis import (
     AttributionView,
     CostEntryViewSet,
@@ -42,6 +42,7 @@ v1: list[URLPattern | URLResolver] = [
     path("kpi-export/", KpiExportView.as_view(), name="kpi-export"),
     path("reconciliation/", ReconciliationView.as_view(), name="reconciliation"),
     path("imports/", ProgramImportView.as_view(), name="program-import"),
+    path("imports/jobs/<uuid:job_id>/", ImportJobView.as_view(), name="import-job"),
     # The id's own characters only: anything else is not an import's id (404 before the view).
     re_path(
         r"^imports/progress/(?P<progress_id>[A-Za-z0-9_-]{8,64})/$",

@@ -277,6 +277,10 @@ REST_FRAMEWORK = {
 # uploads (the import's zip) are files, not held in memory, and not bound by it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2621440)
 API_MAX_JSON_BYTES = env_int("API_MAX_JSON_BYTES", DATA_UPLOAD_MAX_MEMORY_SIZE)
+# An import upload larger than this (bytes of zip) is queued as a job for a Celery worker instead of
+# imported within the request (which the web statement timeout would cut short); so is any upload
+# sent with `Prefer: respond-async`. docs/interchange.md.
+IMPORT_INLINE_MAX_BYTES = env_int("IMPORT_INLINE_MAX_BYTES", 5 * 1024 * 1024)
 API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32)
 SPECTACULAR_SETTINGS = {
     "TITLE": "PRM API",
@@ -409,6 +413,11 @@ CELERY_BEAT_SCHEDULE = {
     "expire-idempotency-keys": {
         "task": "api.tasks.expire_idempotency_keys",
         "schedule": crontab(minute=40),
+    },
+    "requeue-import-jobs": {
+        "task": "interchange.tasks.requeue_import_jobs",
+        "schedule": 600.0,
+        "options": {"expires": 600},
     },
     "requeue-pending-emails": {
         "task": "notifications.tasks.requeue_pending_emails",

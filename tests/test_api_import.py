@@ -7,7 +7,10 @@ from pathlib import Path
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from deals.models import Deal, Touch
+from interchange.jobs import import_job_run, import_job_submit
+from interchange.models import ImportJob
 from partners.models import Partner
+from prm.acting import Actor
 from tests.support.api import *  # noqa: F403
 from tests.support.api import API, error_of
 
@@ -96,3 +99,64 @@ def test_a_refused_upload_reports_failed_with_its_error_count(as_salesops):
     assert response.status_code == 400
     body = as_salesops.get(f"{API}/imports/progress/crm-sync-0002/").json()
     assert (body["state"], body["errors"]) == ("failed", 8)
+
+
+# -- imports queued for a worker (interchange/jobs.py) ----------------------------------------
+def _post_async(client, upload, **extra):
+    return client.post(
+        f"{API}/imports/", {"file": upload, **extra}, format="multipart", headers={"Prefer": "respond-async"}
+    )
+
+
+def test_an_upload_sent_with_respond_async_is_imported_by_a_worker_job(
+    as_salesops, as_manager, eager_tasks, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = _post_async(as_salesops, _zip(DATA / "program_valid"))
+    assert response.status_code == 202, response.content
+    job = response.json()
+    assert job["status"] == "queued" and job["result"] is None and job["progress"] is None
+    assert response["Location"] == job["url"] and job["url"].endswith(f"/imports/jobs/{job['id']}/")
+    assert Deal.objects.count() == 0  # nothing imported until the worker runs it
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for send in queued:  # the job's task, sent after commit; eager: it runs here
+            send()
+    done = as_salesops.get(job["url"]).json()
+    assert done["status"] == "succeeded" and done["errors"] == [] and done["error_count"] == 0
+    assert done["result"]["files"]["deals.csv"] == {"rows": 4, "created": 4, "updated": 0, "unchanged": 0}
+    assert done["progress"]["state"] == "done"
+    assert Deal.objects.count() == 4 and Touch.objects.count() == 5
+    stored = ImportJob.objects.get()
+    assert not stored.archive  # the upload is not kept once imported
+    # Only its uploader reads the job.
+    assert as_manager.get(job["url"]).status_code == 404
+
+
+def test_an_upload_over_the_inline_limit_is_queued_and_its_bad_rows_fail_the_job(
+    as_salesops, settings, eager_tasks, django_capture_on_commit_callbacks
+):
+    settings.IMPORT_INLINE_MAX_BYTES = 100
+    with django_capture_on_commit_callbacks(execute=True):
+        response = as_salesops.post(
+            f"{API}/imports/",
+            {"file": _zip(DATA / "program_bad"), "progress_id": "crm-sync-0003"},
+            format="multipart",
+        )
+    assert response.status_code == 202, response.content
+    job = as_salesops.get(response.json()["url"]).json()
+    assert job["status"] == "failed" and job["error_count"] == 8 and len(job["errors"]) == 8
+    assert "deals.csv:6: amount: must be greater than 0" in job["errors"]
+    assert Partner.objects.count() == 0 and Deal.objects.count() == 0
+    # The progress_id the client chose reports the same outcome.
+    assert as_salesops.get(f"{API}/imports/progress/crm-sync-0003/").json()["state"] == "failed"
+
+
+def test_a_job_delivered_twice_imports_once(salesops, django_capture_on_commit_callbacks):
+    upload = _zip(DATA / "program_valid")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = import_job_submit(upload=upload, actor=Actor(label=salesops.username, user=salesops))
+    assert import_job_run(job_id=str(job.pk)).status == "succeeded"
+    assert import_job_run(job_id=str(job.pk)) is None
+    assert Deal.objects.count() == 4
+    assert ImportJob.objects.get().result["files"]["deals.csv"]["created"] == 4

@@ -33,3 +33,23 @@ def test_configuring_celery_logs_no_error_and_makes_the_broker_folders(tmp_path,
         assert not broker_folder.exists()
     else:
         assert set(os.listdir(broker_folder)) == {"out", "processed", "control"}
+
+
+def test_tasks_sent_by_name_are_registered_in_a_web_process(tmp_path):
+    """A fresh process that only sets Django up (as gunicorn does) knows the tasks that services send
+    by name (a KPI run, an import job); Celery's own autodiscovery runs only in workers and beat."""
+    code = (
+        "import django; django.setup(); from celery import current_app; "
+        "print(sorted(n for n in current_app.tasks if not n.startswith('celery.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=child_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "kpis.tasks.recompute_kpis" in done.stdout
+    assert "interchange.tasks.run_import_job" in done.stdout

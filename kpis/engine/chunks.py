@@ -58,8 +58,8 @@ class SessionThread:
         return self.error
 
     def finish(self) -> None:
-        if self.join() is not None:
-            raise self.error
+        if (error := self.join()) is not None:
+            raise error
 
 
 def run_facts(ctx: RunContext) -> ComputeResult:
