@@ -23,7 +23,6 @@ from django.db import connection
 from deals.models import Account, DealRegistration
 from kpis.engine.dialect import Dialect
 from kpis.engine.periods import ACTIVE_LOOKBACK_DAYS
-from kpis.engine.state import state_exists
 from kpis.engine.tables import state_table
 from kpis.metrics import METRICS_BY_NAME, Scope
 from kpis.models import CostEntry, KpiPublication
@@ -153,9 +152,7 @@ PARTS: dict[str, tuple[Part, ...]] = {
     "sourced_revenue": (_deals(_WON, ("s",)),),
     "influenced_revenue": (Part("rows", "influence", "rows"),),
     "attributed_revenue": (Part("rows", "attribution", "rows"),),
-    "sourced_share": (
-        Part("rows", "deals", "numerator and denominator", status=_WON, counted="sourced"),
-    ),
+    "sourced_share": (Part("rows", "deals", "numerator and denominator", status=_WON, counted="sourced"),),
     "avg_deal_size_sourced": (_deals(_WON, ("s",), role="sum and count"),),
     "avg_deal_size_influenced": (_deals(_WON, ("i",), role="sum and count"),),
     "avg_deal_size_direct": (_deals(_WON, ("d",), role="sum and count"),),
@@ -194,7 +191,7 @@ PARTS: dict[str, tuple[Part, ...]] = {
 
 DRILLABLE: frozenset[str] = frozenset(PARTS)
 
-assert DRILLABLE <= set(METRICS_BY_NAME), "every drill-down names a metric of the catalogue"
+assert set(METRICS_BY_NAME) >= DRILLABLE, "every drill-down names a metric of the catalogue"
 assert set(METRICS_BY_NAME) - DRILLABLE == {"target", "target_progress"}, "every KPI value drills down"
 
 
@@ -215,6 +212,12 @@ class Facts:
 
     run_id: int
     as_of: date
+    time_zone: str = "UTC"
+    attribution_model: str = "linear"
+    activation_window_days: int = 90
+
+    def sql(self) -> Dialect:
+        return Dialect(self.time_zone)
 
     def t(self, name: str) -> str:
         return state_table(self.run_id, name)
@@ -223,12 +226,33 @@ class Facts:
 def published_facts() -> Facts:
     """The facts behind the published set; NoPublishedFacts when there are none."""
     run_id = KpiPublication.objects.filter(pk=1).values_list("state_run_id", flat=True).first()
-    if run_id is None or not state_exists(run_id):
+    if run_id is None or not _state_table_exists(run_id):
         raise NoPublishedFacts("no KPI run's facts describe the published values yet")
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT as_of FROM {state_table(run_id, 'kx_state')}")
-        as_of = cursor.fetchone()[0]
-    return Facts(int(run_id), as_of if isinstance(as_of, date) else date.fromisoformat(str(as_of)))
+        row = cursor.fetchone()
+    if row is None:  # an unlogged state emptied by a crash
+        raise NoPublishedFacts("the facts of the last KPI run were lost; the next run rebuilds them")
+    as_of, program = row[0], ProgramSettings.load()
+    return Facts(
+        int(run_id),
+        as_of if isinstance(as_of, date) else date.fromisoformat(str(as_of)),
+        program.time_zone,
+        program.attribution_model,
+        int(program.activation_window_days),
+    )
+
+
+def _state_table_exists(run_id: int) -> bool:
+    sentinel = state_table(run_id, "kx_state")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [sentinel])
+        else:
+            cursor.execute(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = %s", [sentinel]
+            )
+        return bool(cursor.fetchone()[0])
 
 
 # -- the rows of each family --------------------------------------------------------------------
@@ -295,8 +319,12 @@ def _deal_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
         where.append(f"d.sp = {int(q.sid)}")
     elif q.scope == Scope.JOIN_SOURCE:
         where.append(f"d.sp IN (SELECT id FROM {facts.t('kx_partner')} WHERE js = {int(q.sid)})")
-    counted = {"won": "CASE WHEN d.status = 'won' THEN 1 ELSE 0 END", "sourced": "CASE WHEN d.seg = 's' THEN 1 ELSE 0 END"}
-    return f"SELECT {_deal_columns(sql, counted.get(part.counted, '0'))} FROM {facts.t('kx_deal')} d WHERE {' AND '.join(where)}"
+    counted = {
+        "won": "CASE WHEN d.status = 'won' THEN 1 ELSE 0 END",
+        "sourced": "CASE WHEN d.seg = 's' THEN 1 ELSE 0 END",
+    }
+    columns = _deal_columns(sql, counted.get(part.counted, "0"))
+    return f"SELECT {columns} FROM {facts.t('kx_deal')} d WHERE {' AND '.join(where)}"
 
 
 def _influence_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
@@ -367,7 +395,7 @@ def _opportunity_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
 def _partner_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
     """Applications (applied in the period), a cohort (joined in it) or its first sales."""
     partner = _names()[0]
-    window = int(ProgramSettings.load().activation_window_days)
+    window = int(facts.activation_window_days)
     activated = f"""(SELECT MIN(m.mind) FROM {facts.t("kx_actm")} m WHERE m.partner_id = p.id)"""
     days_activated = sql.days_between("x.activated", "x.joined")
     where = _scope_where(q, "p.id", "p.js")
@@ -390,7 +418,7 @@ def _partner_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
             x.last_activity, {days} AS days, {counted} AS counted
         FROM (SELECT p.id AS partner_id, (SELECT n.name FROM {partner} n WHERE n.id = p.id) AS partner,
                      p.applied, p.joined, {activated} AS activated, {first_sale} AS first_sale,
-                     NULL AS last_activity
+                     CAST(NULL AS DATE) AS last_activity
               FROM {facts.t("kx_partner")} p WHERE {" AND ".join(where)}) x"""
 
 
@@ -399,10 +427,12 @@ def _active_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
     partner = _names()[0]
     start = sql.date_literal(active_window_start(q.period.end, ACTIVE_LOOKBACK_DAYS))
     end = int(q.period.last_month_index)
-    where = [f"a.mi BETWEEN {end - 3} AND {end}", f"a.maxd >= {start}"] + _scope_where(q, "a.partner_id", "a.js")
+    where = [f"a.mi BETWEEN {end - 3} AND {end}", f"a.maxd >= {start}"] + _scope_where(
+        q, "a.partner_id", "a.js"
+    )
     return f"""SELECT p.id AS partner_id, (SELECT n.name FROM {partner} n WHERE n.id = p.id) AS partner,
-            p.applied, p.joined, NULL AS activated, NULL AS first_sale, a.last_activity,
-            NULL AS days, 0 AS counted
+            p.applied, p.joined, CAST(NULL AS DATE) AS activated, CAST(NULL AS DATE) AS first_sale,
+            a.last_activity, CAST(NULL AS INTEGER) AS days, 0 AS counted
         FROM (SELECT a.partner_id, MAX(a.maxd) AS last_activity FROM {facts.t("kx_actm")} a
               WHERE {" AND ".join(where)} GROUP BY a.partner_id) a
         JOIN {facts.t("kx_partner")} p ON p.id = a.partner_id"""
@@ -416,7 +446,8 @@ def _cost_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
     elif q.scope == Scope.JOIN_SOURCE:  # tagged with the source or one of its partners, each once
         where.append(f"(c.tag_js = {int(q.sid)} OR c.partner_js = {int(q.sid)})")
     live = f"(SELECT {{}} FROM {cost} e WHERE e.id = c.id)"
-    return f"""SELECT c.id AS cost_id, {live.format("e.date")} AS date, {live.format("e.category")} AS category,
+    return f"""SELECT c.id AS cost_id, {live.format("e.date")} AS date,
+            {live.format("e.category")} AS category,
             (SELECT p.name FROM {partner} p WHERE p.id = c.partner_id) AS partner,
             {live.format("e.note")} AS description, c.cents AS amount, 0 AS counted
         FROM {facts.t("kx_cost")} c WHERE {" AND ".join(where)}"""
@@ -501,13 +532,22 @@ def order_clause(part: Part, sort: str) -> str:
 
 
 def page(
-    facts: Facts, q: Query, *, sort: str = "", offset: int = 0, limit: int = 50, sql: Dialect | None = None
+    facts: Facts,
+    q: Query,
+    *,
+    sort: str = "",
+    offset: int = 0,
+    limit: int = 50,
+    sql: Dialect | None = None,
+    known: Totals | None = None,
 ) -> Drill:
     """One page of the rows behind `q` and the totals of them all: a fixed number of queries."""
-    sql = sql or Dialect(ProgramSettings.load().time_zone)
+    sql = sql or facts.sql()
     part = q.the_part()
     rows = family_select(facts, q, part, sql)
-    result = Drill(q, part, FAMILY_COLUMNS[part.family], totals(facts, q, part, sql), parts=PARTS[q.metric])
+    result = Drill(
+        q, part, FAMILY_COLUMNS[part.family], known or totals(facts, q, part, sql), parts=PARTS[q.metric]
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT * FROM ({rows}) z {order_clause(part, sort)} LIMIT {int(limit)} OFFSET {int(offset)}"
@@ -517,9 +557,11 @@ def page(
     return result
 
 
-def iter_rows(facts: Facts, q: Query, *, sort: str = "", sql: Dialect | None = None) -> Iterator[dict[str, Any]]:
+def iter_rows(
+    facts: Facts, q: Query, *, sort: str = "", sql: Dialect | None = None
+) -> Iterator[dict[str, Any]]:
     """Every row behind `q`, in order, fetched in batches (a streamed CSV)."""
-    sql = sql or Dialect(ProgramSettings.load().time_zone)
+    sql = sql or facts.sql()
     part = q.the_part()
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT * FROM ({family_select(facts, q, part, sql)}) z {order_clause(part, sort)}")
@@ -563,7 +605,13 @@ def recompute(metric: str, parts: dict[str, Totals]) -> Decimal | None:
     rounds it: what the rows add up to."""
     r = parts.get("rows") or Totals()
     money = Decimal(r.cents) / 100
-    if metric in ("won_revenue", "sourced_revenue", "influenced_revenue", "attributed_revenue", "program_cost"):
+    if metric in (
+        "won_revenue",
+        "sourced_revenue",
+        "influenced_revenue",
+        "attributed_revenue",
+        "program_cost",
+    ):
         return money.quantize(_CENT)
     if metric in ("applications", "partners_joined", "active_partners", "first_sales", "leads_generated"):
         return Decimal(r.rows)
@@ -577,9 +625,11 @@ def recompute(metric: str, parts: dict[str, Totals]) -> Decimal | None:
         return _div(r.counted_cents, r.cents, "0.0001")
     if metric.startswith("avg_deal_size_"):
         return None if not r.rows else (_div(r.cents, r.rows, "1") or Decimal(0)) / 100
-    if metric in ("approval_rate_partners", "activation_rate", "registration_approval_rate") or metric.startswith(
-        "win_rate_"
-    ):
+    if metric in (
+        "approval_rate_partners",
+        "activation_rate",
+        "registration_approval_rate",
+    ) or metric.startswith("win_rate_"):
         return _div(r.counted, r.rows, "0.0001")
     if metric.startswith("sales_cycle_median_days_") or metric == "ttfs_median_days":
         return r.median_days
@@ -596,10 +646,108 @@ def recompute(metric: str, parts: dict[str, Totals]) -> Decimal | None:
 
 
 def all_totals(facts: Facts, q: Query, sql: Dialect | None = None) -> dict[str, Totals]:
-    sql = sql or Dialect(ProgramSettings.load().time_zone)
+    sql = sql or facts.sql()
     return {p.key: totals(facts, q, p, sql) for p in PARTS[q.metric]}
 
 
 def rows_add_up_to(facts: Facts, q: Query) -> Decimal | None:
     """What the rows behind `q` add up to (equal to the published value: tested per family)."""
     return recompute(q.metric, all_totals(facts, q))
+
+
+# -- what a page and a download show ------------------------------------------------------------
+@dataclass(frozen=True)
+class Paging:
+    """A page of a drill-down in the shape includes/pagination.html reads."""
+
+    number: int
+    num_pages: int
+    count: int
+
+    @property
+    def paginator(self) -> Paging:
+        return self
+
+    def has_other_pages(self) -> bool:
+        return self.num_pages > 1
+
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    def has_next(self) -> bool:
+        return self.number < self.num_pages
+
+    def previous_page_number(self) -> int:
+        return self.number - 1
+
+    def next_page_number(self) -> int:
+        return self.number + 1
+
+    @property
+    def start_index(self) -> int:
+        return 0 if not self.count else (self.number - 1) * PAGE_SIZE + 1
+
+
+PAGE_SIZE = 50
+
+
+def published_value(q: Query, model: str) -> Decimal | None:
+    """The published value `q` drills into (under `model`), None when absent."""
+    from kpis.models import KpiValue
+
+    qs = KpiValue.objects.filter(
+        attribution_model=model,
+        scope=q.scope,
+        grain=q.period.grain,
+        period=q.period.label,
+        metric=q.metric,
+        target_metric="",
+    )
+    if q.scope == Scope.PARTNER:
+        qs = qs.filter(partner_id=q.sid)
+    elif q.scope == Scope.JOIN_SOURCE:
+        qs = qs.filter(join_source_id=q.sid)
+    return qs.values_list("value", flat=True).first()
+
+
+def page_context(facts: Facts, q: Query, *, sort: str = "", page_number: object = 1) -> dict[str, Any]:
+    """Everything a drill-down page shows: the part's columns and one page of its rows, every part's
+    totals, what they add up to and the published value. A fixed number of queries."""
+    sql = facts.sql()
+    part = q.the_part()
+    parts = all_totals(facts, q, sql)
+    count = parts[part.key].rows
+    num_pages = max(1, -(-count // PAGE_SIZE))
+    try:
+        number = min(max(1, int(str(page_number))), num_pages)
+    except ValueError:
+        number = 1
+    drill = page(
+        facts, q, sort=sort, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE, sql=sql, known=parts[part.key]
+    )
+    return {
+        "drill": drill,
+        "part": part,
+        "parts": [(p, parts[p.key]) for p in PARTS[q.metric]],
+        "totals": parts[part.key],
+        "adds_up_to": recompute(q.metric, parts),
+        "published": published_value(q, facts.attribution_model),
+        "page": Paging(number, num_pages, count),
+        "sort": sort,
+        "columns": FAMILY_COLUMNS[part.family],
+    }
+
+
+def csv_header(part: Part) -> list[str]:
+    return [c[0] for c in FAMILY_COLUMNS[part.family]] + (["in_numerator"] if part.counted else [])
+
+
+def csv_rows(facts: Facts, q: Query, *, sort: str = "") -> Iterator[list[str]]:
+    """The header and every row behind `q` as CSV fields (amounts with two decimals, ISO dates)."""
+    part = q.the_part()
+    yield csv_header(part)
+    for row in iter_rows(facts, q, sort=sort):
+        fields = ["" if row[c[0]] is None else str(row[c[0]]) for c in FAMILY_COLUMNS[part.family]]
+        if part.counted:
+            fields.append("1" if row["counted"] else "0")
+        yield fields

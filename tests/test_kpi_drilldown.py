@@ -103,5 +103,10 @@ def test_the_rows_are_the_deals_touches_partners_and_costs_computed_by_hand(prog
     cac = rows("cac", "2026-03", part="denominator")
     assert [r["amount"] for r in cac.rows] == [D("300.00")]  # the one new partner-sourced customer
     leads = rows("leads_generated", "2026-03", sort="-submitted")
-    assert [r["submitted"] for r in leads.rows] == [date(2026, 3, 6), date(2026, 3, 5), date(2026, 3, 3), date(2026, 3, 1)]
+    assert [r["submitted"] for r in leads.rows] == [
+        date(2026, 3, 6),
+        date(2026, 3, 5),
+        date(2026, 3, 3),
+        date(2026, 3, 1),
+    ]
     assert METRICS_BY_NAME["roi"].partner
