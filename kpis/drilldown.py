@@ -751,3 +751,7 @@ def csv_rows(facts: Facts, q: Query, *, sort: str = "") -> Iterator[list[str]]:
         if part.counted:
             fields.append("1" if row["counted"] else "0")
         yield fields
+
+
+def cents(amount: int) -> Decimal:
+    return (Decimal(int(amount)) / 100).quantize(_CENT)
