@@ -31,6 +31,7 @@ from kpis.formatting import export_string
 from kpis.metrics import Scope
 from kpis.models import KpiRun, ReconciliationItem
 from kpis.periods import Period, period_or_none
+from kpis.published_attribution import explorer_rows
 from kpis.selectors import (
     active_run,
     kpi_series,
@@ -39,7 +40,7 @@ from kpis.selectors import (
     reconciliation_item,
     reconciliation_queryset,
 )
-from kpis.services import attribution_by_partner, kpi_recompute_request
+from kpis.services import kpi_recompute_request
 from partners import access
 from partners.models import JoinSource, Partner
 from prm.forms import add_service_errors
@@ -598,8 +599,10 @@ def attribution(request: AuthenticatedRequest) -> HttpResponse:
     period, context = _period_context(request)
     models = [m.value for m in AttributionModel]
     table: dict[int, dict] = {}
+    # From the published facts (kpis.published_attribution): no computation of every deal.
+    by_model = explorer_rows(models=models, period_from=period.start, period_to=period.end)
     for model in models:
-        for row in attribution_by_partner(model=model, period_from=period.start, period_to=period.end):
+        for row in by_model[model]:
             entry = table.setdefault(
                 row["partner_id"],
                 {
