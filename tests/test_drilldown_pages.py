@@ -155,3 +155,36 @@ def test_every_kpi_value_on_the_pages_links_to_its_rows(program, manager):
     assert f"/dashboard/drill/first_sales/?period=2026-01&amp;partner={a.pk}" in detail
     home = portal_user(a).get("/portal/").content.decode()
     assert "/portal/drill/sourced_revenue/?period=2026" in home
+
+
+def _staff_url(v) -> str:
+    scope = {"partner": f"&partner={v.partner_id}", "join_source": f"&join_source={v.join_source_id}"}
+    return f"/dashboard/drill/{v.metric}/?period={v.period}{scope.get(v.scope, '')}"
+
+
+@pytest.mark.parametrize("who", ["manager", "salesops", "admin", "member"])
+def test_for_every_family_and_role_the_page_rows_add_up_to_the_published_value(program, who, request):
+    """Every published value of March and Q1 2026 a role may see: the page's rows add up to it."""
+    from kpis.export import format_value
+    from kpis.models import KpiValue
+
+    a = program["a"]
+    if who in ("manager", "salesops"):
+        client = request.getfixturevalue(who)
+        values = KpiValue.objects.filter(target_metric="", period__in=["2026-03", "2026-Q1"])
+        url = _staff_url
+    else:
+        role = PartnerUser.Role.ADMIN if who == "admin" else PartnerUser.Role.MEMBER
+        client = portal_user(a, role)
+        values = KpiValue.objects.filter(target_metric="", partner=a)
+        url = lambda v: f"/portal/drill/{v.metric}/?period={v.period}"  # noqa: E731
+    families = set()
+    for v in values:
+        response = client.get(url(v))
+        assert response.status_code == 200, url(v)
+        expected = "" if v.value is None else format_value(v.metric, "", v.value)
+        assert shown(response) == (expected, expected), (url(v), shown(response), expected)
+        families |= {p.family for p in response.context["parts"] and [p for p, _ in response.context["parts"]]}
+    everything = {"deals", "influence", "attribution", "registrations", "opportunities", "costs", "new_customers"}
+    assert families >= everything | ({"applications", "cohort", "active"} if who in ("manager", "salesops") else set())
+    assert "first_sales" in families
