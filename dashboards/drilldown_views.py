@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from dashboards.permissions import staff_required
+from dashboards.templatetags.drilldown import drill_href
 from kpis import drilldown
 from kpis.metrics import Scope
 from kpis.metrics import label as metric_label
@@ -103,3 +104,24 @@ def _id(text: str) -> int:
     if not text.isdigit():
         raise Http404("No such partner or join source.")
     return int(text)
+
+
+def add_chart_links(
+    chart: dict,
+    metrics: list[str | None],
+    periods: list[str],
+    scope: str = "program",
+    sids: list | None = None,
+) -> dict:
+    """Give a chart (dashboards.charts.chart) the drill-down URL of each point: series i is the
+    metric `metrics[i]` (None: no rows to open), label j the period `periods[j]` and, for a chart
+    of join sources or partners, the scope id `sids[j]`. The chart's script opens a point's URL on
+    click and its table links each number."""
+    chart["links"] = [
+        [
+            drill_href(metric, period, scope, sids[j] if sids else 0) if metric else ""
+            for j, period in enumerate(periods)
+        ]
+        for metric in metrics
+    ]
+    return chart

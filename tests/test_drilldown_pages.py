@@ -153,6 +153,10 @@ def test_every_kpi_value_on_the_pages_links_to_its_rows(program, manager):
     assert f"/dashboard/drill/attributed_revenue/?period=2026-03&amp;partner={a.pk}" in board
     detail = manager.get(f"/dashboard/partners/{a.pk}/?grain=month&period=2026-03").content.decode()
     assert f"/dashboard/drill/first_sales/?period=2026-01&amp;partner={a.pk}" in detail
+    # Chart points: the numbers under each chart link to their rows, and the chart's data carries them.
+    assert overview.count('href="/dashboard/drill/influenced_revenue/?period=2026-03"') >= 2
+    assert f"/dashboard/drill/partners_joined/?period=2026-03&amp;join_source={web.pk}" in sources
+    assert f"/dashboard/drill/attributed_revenue/?period=2026-02&amp;partner={a.pk}" in detail
     home = portal_user(a).get("/portal/").content.decode()
     assert "/portal/drill/sourced_revenue/?period=2026" in home
 
@@ -184,7 +188,19 @@ def test_for_every_family_and_role_the_page_rows_add_up_to_the_published_value(p
         assert response.status_code == 200, url(v)
         expected = "" if v.value is None else format_value(v.metric, "", v.value)
         assert shown(response) == (expected, expected), (url(v), shown(response), expected)
-        families |= {p.family for p in response.context["parts"] and [p for p, _ in response.context["parts"]]}
-    everything = {"deals", "influence", "attribution", "registrations", "opportunities", "costs", "new_customers"}
-    assert families >= everything | ({"applications", "cohort", "active"} if who in ("manager", "salesops") else set())
+        families |= {
+            p.family for p in response.context["parts"] and [p for p, _ in response.context["parts"]]
+        }
+    everything = {
+        "deals",
+        "influence",
+        "attribution",
+        "registrations",
+        "opportunities",
+        "costs",
+        "new_customers",
+    }
+    assert families >= everything | (
+        {"applications", "cohort", "active"} if who in ("manager", "salesops") else set()
+    )
     assert "first_sales" in families

@@ -80,3 +80,24 @@ SEGMENTS = {"s": "sourced", "i": "influenced", "d": "direct"}
 @register.filter
 def segment(code: str) -> str:
     return SEGMENTS.get(code, code)
+
+
+@register.simple_tag
+def chart_cell(chart: dict, row: int, column: int, value: object) -> SafeString:
+    """One number of a chart's table, linked to its rows when the chart has drill-down links
+    (dashboards.drilldown_views.add_chart_links)."""
+    from django.template.defaultfilters import floatformat
+
+    from kpis import formatting
+
+    if value is None:
+        text = "—"
+    elif chart.get("value_kind") == "money":
+        text = formatting.money(value)  # type: ignore[arg-type]
+    else:
+        text = floatformat(value, "0")
+    links = chart.get("links") or []
+    href = links[column][row] if column < len(links) and row < len(links[column]) else ""
+    if not href:
+        return format_html("{}", text)
+    return format_html('<a class="drill-link" href="{}">{}</a>', href, text)
