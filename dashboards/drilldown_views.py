@@ -1,38 +1,24 @@
 """Drill-down pages for staff: the rows behind any published KPI value (kpis.drilldown)."""
 
-import csv
-from collections.abc import Iterator
-
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from dashboards.permissions import staff_required
 from dashboards.templatetags.drilldown import drill_href
-from kpis import drilldown
+from kpis import drilldown, drilldown_pages
 from kpis.metrics import Scope
 from kpis.metrics import label as metric_label
 from kpis.periods import period_or_none
 from partners.models import JoinSource, Partner
 
 
-class _Echo:
-    def write(self, line: str) -> str:
-        return line
-
-
-def csv_response(
-    facts: drilldown.Facts, q: drilldown.Query, *, sort: str, filename: str
-) -> StreamingHttpResponse:
+def csv_response(facts: drilldown.Facts, q: drilldown.Query, *, sort: str) -> StreamingHttpResponse:
     """Every row behind `q` as a streamed CSV download."""
-    writer = csv.writer(_Echo())
-
-    def lines() -> Iterator[str]:
-        for fields in drilldown.csv_rows(facts, q, sort=sort):
-            yield writer.writerow(fields)
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response = StreamingHttpResponse(
+        drilldown_pages.csv_lines(facts, q, sort=sort), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{drilldown_pages.csv_filename(q)}"'
     return response
 
 
@@ -46,28 +32,16 @@ def drill_response(
     except drilldown.NoPublishedFacts:
         return render(request, "dashboards/drilldown_unavailable.html", {"base_template": base}, status=503)
     if request.GET.get("format") == "csv":
-        name = f"{q.metric}-{q.period.label}-{q.scope}{'-' + str(q.sid) if q.sid else ''}-{q.part}.csv"
-        return csv_response(facts, q, sort=sort, filename=name)
-    context = drilldown.page_context(facts, q, sort=sort, page_number=request.GET.get("page", 1))
-    query = request.GET.copy()
-    query.pop("page", None)
-    sort_query = query.copy()
-    sort_query.pop("sort", None)
-    part_query = sort_query.copy()
-    part_query.pop("part", None)
-    csv_query = query.copy()
-    csv_query["format"] = "csv"
+        return csv_response(facts, q, sort=sort)
+    context = drilldown_pages.page_context(facts, q, sort=sort, page_number=request.GET.get("page", 1))
     context.update(
+        drilldown_pages.link_queries(request.GET),
         base_template=base,
         metric=q.metric,
         metric_label=metric_label(q.metric),
         subject=subject,
         period=q.period,
         back=back,
-        query=query.urlencode(),
-        sort_base=sort_query.urlencode(),
-        part_base=part_query.urlencode(),
-        csv_query=csv_query.urlencode(),
     )
     return render(request, "dashboards/drilldown.html", context)
 

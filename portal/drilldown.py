@@ -1,7 +1,5 @@
 """The partner's drill-down: the rows behind its own published figures, and nobody else's."""
 
-import csv
-from collections.abc import Iterator
 from typing import cast
 
 from django.http import Http404, HttpResponse, StreamingHttpResponse
@@ -9,18 +7,13 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from kpis import drilldown
+from kpis import drilldown, drilldown_pages
 from kpis.metrics import Scope
 from kpis.metrics import label as metric_label
 from kpis.periods import period_or_none
 from portal.permissions import PartnerRequest, partner_required
 
 BASE = "portal/base.html"
-
-
-class _Echo:
-    def write(self, line: str) -> str:
-        return line
 
 
 @require_GET
@@ -49,35 +42,20 @@ def drill(request: PartnerRequest, metric: str) -> HttpResponse:
     except drilldown.NoPublishedFacts:
         return render(request, "dashboards/drilldown_unavailable.html", {"base_template": BASE}, status=503)
     if request.GET.get("format") == "csv":
-        writer = csv.writer(_Echo())
-
-        def lines() -> Iterator[str]:
-            for fields in drilldown.csv_rows(facts, q, sort=sort):
-                yield writer.writerow(fields)
-
-        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{metric}-{period.label}-{q.part}.csv"'
+        response = StreamingHttpResponse(
+            drilldown_pages.csv_lines(facts, q, sort=sort), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{drilldown_pages.csv_filename(q)}"'
         # partner_required wraps pages; a streamed download is handed through it alike.
         return cast(HttpResponse, response)
-    context = drilldown.page_context(facts, q, sort=sort, page_number=request.GET.get("page", 1))
-    query = request.GET.copy()
-    query.pop("page", None)
-    sort_query = query.copy()
-    sort_query.pop("sort", None)
-    part_query = sort_query.copy()
-    part_query.pop("part", None)
-    csv_query = query.copy()
-    csv_query["format"] = "csv"
+    context = drilldown_pages.page_context(facts, q, sort=sort, page_number=request.GET.get("page", 1))
     context.update(
+        drilldown_pages.link_queries(request.GET),
         base_template=BASE,
         metric=metric,
         metric_label=metric_label(metric),
         subject=partner.name,
         period=period,
         back=reverse("portal:home"),
-        query=query.urlencode(),
-        sort_base=sort_query.urlencode(),
-        part_base=part_query.urlencode(),
-        csv_query=csv_query.urlencode(),
     )
     return render(request, "dashboards/drilldown.html", context)

@@ -1,7 +1,5 @@
 """The rows behind a published KPI value (kpis.drilldown), for the API: `rows_url` of a KPI value."""
 
-import csv
-from collections.abc import Iterator
 from typing import Any
 
 from django.http import StreamingHttpResponse
@@ -17,7 +15,7 @@ from api import examples as ex
 from api.permissions import acting_partner, is_staff_reader
 from api.schema import errors
 from api.views.kpis import CSVRenderer
-from kpis import drilldown
+from kpis import drilldown, drilldown_pages
 from kpis.export import format_value
 from kpis.metrics import Scope
 from kpis.periods import period_or_none
@@ -28,11 +26,6 @@ class NotPublished(exceptions.APIException):
     status_code = 503
     default_detail = "No KPI run has published its facts yet."
     default_code = "not_published"
-
-
-class _Echo:
-    def write(self, line: str) -> str:
-        return line
 
 
 def _id(text: str) -> int:
@@ -76,16 +69,14 @@ class KpiDrilldownView(APIView):
             raise NotPublished(str(exc)) from None
         sort = request.query_params.get("sort", "")
         if request.query_params.get("format") == "csv":
-            writer = csv.writer(_Echo())
-
-            def lines() -> Iterator[str]:
-                for fields in drilldown.csv_rows(facts, q, sort=sort):
-                    yield writer.writerow(fields)
-
-            response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-            response["Content-Disposition"] = f'attachment; filename="{metric}-{q.period.label}-{q.part}.csv"'
+            response = StreamingHttpResponse(
+                drilldown_pages.csv_lines(facts, q, sort=sort), content_type="text/csv; charset=utf-8"
+            )
+            response["Content-Disposition"] = f'attachment; filename="{drilldown_pages.csv_filename(q)}"'
             return response
-        page = drilldown.page_context(facts, q, sort=sort, page_number=request.query_params.get("page", 1))
+        page = drilldown_pages.page_context(
+            facts, q, sort=sort, page_number=request.query_params.get("page", 1)
+        )
         return Response(self._body(request, q, page))
 
     def _query(self, request: Request, metric: str) -> drilldown.Query:
@@ -115,7 +106,7 @@ class KpiDrilldownView(APIView):
         return drilldown.Query(metric, scope, sid, period, params.get("part", "rows"))
 
     def _body(self, request: Request, q: drilldown.Query, page: dict[str, Any]) -> dict[str, Any]:
-        paging: drilldown.Paging = page["page"]
+        paging: drilldown_pages.Paging = page["page"]
         base = request.build_absolute_uri(request.path)
         params = request.query_params.copy()
 
@@ -145,9 +136,9 @@ class KpiDrilldownView(APIView):
             ],
             "totals": {
                 "rows": totals.rows,
-                "amount": _text(drilldown.cents(totals.cents)),
+                "amount": _text(drilldown_pages.cents(totals.cents)),
                 "counted": totals.counted,
-                "counted_amount": _text(drilldown.cents(totals.counted_cents)),
+                "counted_amount": _text(drilldown_pages.cents(totals.counted_cents)),
                 "days": totals.days,
                 "median_days": _text(totals.median_days),
             },
