@@ -57,5 +57,7 @@ def drill(request: PartnerRequest, metric: str) -> HttpResponse:
         subject=partner.name,
         period=period,
         back=reverse("portal:home"),
+        # Every deal behind a partner's figure is one it sourced or touched: its portal page opens.
+        deal_url=reverse("portal:deals"),
     )
     return render(request, "dashboards/drilldown.html", context)

@@ -204,3 +204,22 @@ def test_for_every_family_and_role_the_page_rows_add_up_to_the_published_value(p
         {"applications", "cohort", "active"} if who in ("manager", "salesops") else set()
     )
     assert "first_sales" in families
+
+
+def test_before_any_run_published_the_pages_say_so(manager):
+    from tests.support.api import client_for as api_client
+
+    response = manager.get("/dashboard/drill/won_revenue/?period=2026-03")
+    assert response.status_code == 503
+    assert "once a KPI run has published them" in response.content.decode()
+    staff = StaffUserFactory(role=StaffRole.SALES_OPS)
+    assert api_client(staff).get("/api/v1/kpi-drilldown/won_revenue/?period=2026-03").status_code == 503
+
+
+def test_a_partners_deal_rows_link_to_its_deal_pages(program):
+    a = program["a"]
+    html = portal_user(a).get("/portal/drill/sourced_revenue/?period=2026-03").content.decode()
+    from deals.models import Deal
+
+    deal = Deal.objects.get(sourcing_partner=a, status="won")
+    assert f'href="/portal/deals/{deal.pk}/"' in html
