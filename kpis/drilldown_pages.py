@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.db import OperationalError, ProgrammingError, connection
 from django.http import QueryDict
 
 from kpis.drilldown import (
@@ -20,6 +21,7 @@ from kpis.drilldown import (
     all_totals,
     iter_rows,
     page,
+    published_facts,
     recompute,
 )
 from kpis.metrics import Scope
@@ -83,7 +85,23 @@ def published_value(q: Query, model: str) -> Decimal | None:
 
 def page_context(facts: Facts, q: Query, *, sort: str = "", page_number: object = 1) -> dict[str, Any]:
     """Everything a drill-down page shows: the part's columns and one page of its rows, every part's
-    totals, what they add up to and the published value. A fixed number of queries."""
+    totals, what they add up to and the published value. A fixed number of queries.
+
+    A run that publishes meanwhile drops the state this request began reading (its clean-up): the
+    page is then read once more from the new state (outside a transaction, where a failed
+    statement leaves the connection usable)."""
+    try:
+        return _page_context(facts, q, sort=sort, page_number=page_number)
+    except (ProgrammingError, OperationalError):  # no such table (PostgreSQL, SQLite)
+        if connection.in_atomic_block:
+            raise
+        fresh = published_facts()
+        if fresh.run_id == facts.run_id:
+            raise
+        return _page_context(fresh, q, sort=sort, page_number=page_number)
+
+
+def _page_context(facts: Facts, q: Query, *, sort: str, page_number: object) -> dict[str, Any]:
     sql = facts.sql()
     part = q.the_part()
     parts = all_totals(facts, q, sql)

@@ -121,3 +121,16 @@ def test_the_explorer_reads_the_published_facts_and_matches_the_computation(prog
         assert published(models=[model], period_from=start, period_to=end)[model] == computed(
             model=model, period_from=start, period_to=end
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_whose_state_was_dropped_meanwhile_is_read_from_the_new_one():
+    from kpis import drilldown_pages
+
+    build_program()
+    stale = drilldown.published_facts()
+    t.recompute(as_of="2026-04-15")  # publishes anew; its clean-up drops the previous state
+    assert drilldown.published_facts().run_id != stale.run_id
+    q = drilldown.Query("won_revenue", "program", 0, parse_period("2026-03"))
+    page = drilldown_pages.page_context(stale, q)
+    assert page["adds_up_to"] == page["published"] == D("1000.00")
