@@ -641,6 +641,8 @@ def attribution(request: AuthenticatedRequest) -> HttpResponse:
         rows=rows,
         models=models,
         program_model=context["model"],
+        # The program's model is the published one: its column drills into the published shares.
+        program_index=models.index(context["model"]),
         totals=[sum((r["models"].get(m) or 0) for r in rows) for m in models],
         attribution_chart=charts.chart(
             "attribution-chart",

@@ -223,3 +223,10 @@ def test_a_partners_deal_rows_link_to_its_deal_pages(program):
 
     deal = Deal.objects.get(sourcing_partner=a, status="won")
     assert f'href="/portal/deals/{deal.pk}/"' in html
+
+
+def test_the_explorer_links_the_published_models_cells_to_their_rows(program, manager):
+    a = program["a"]
+    html = manager.get("/dashboard/attribution/?grain=month&period=2026-03").content.decode()
+    assert f"/dashboard/drill/attributed_revenue/?period=2026-03&amp;partner={a.pk}" in html
+    assert f"/dashboard/drill/influenced_revenue/?period=2026-03&amp;partner={a.pk}" in html
