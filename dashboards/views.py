@@ -143,25 +143,24 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
             )
         ),
         revenue=revenue,
-        # Each bar opens its deals (direct revenue has no metric of its own).
-        revenue_chart=add_chart_links(
-            charts.chart(
-                "revenue-chart",
-                f"Revenue by month, {revenue[0].period} to {revenue[-1].period}",
-                [row.period for row in revenue],
-                [
-                    ("Sourced", [r.sourced for r in revenue]),
-                    ("Influenced", [r.influenced for r in revenue]),
-                    ("Direct", [r.direct for r in revenue]),
-                ],
-                stacked=True,
-            ),
-            ["sourced_revenue", "influenced_revenue", None],
+        revenue_chart=charts.chart(
+            "revenue-chart",
+            f"Revenue by month, {revenue[0].period} to {revenue[-1].period}",
             [row.period for row in revenue],
+            [
+                ("Sourced", [r.sourced for r in revenue]),
+                ("Influenced", [r.influenced for r in revenue]),
+                ("Direct", [r.direct for r in revenue]),
+            ],
+            stacked=True,
         ),
         active_run=running,
         active_run_stuck=running is not None and running.is_stuck(),
         can_recompute=access.can_trigger_recompute(request.user),
+    )
+    # Each bar opens its rows (direct revenue has no metric of its own).
+    add_chart_links(
+        context["revenue_chart"], ["sourced_revenue", "influenced_revenue", None], [r.period for r in revenue]
     )
     return render(request, "dashboards/overview.html", context)
 
@@ -262,25 +261,26 @@ def join_sources(request: AuthenticatedRequest) -> HttpResponse:
     context.update(
         rows=rows,
         metrics=JOIN_SOURCE_METRICS,
-        funnel_chart=add_chart_links(
-            charts.chart(
-                "funnel-chart",
-                f"Recruitment funnel by join source, {period.label}",
-                [r["source"].name for r in rows],
-                [
-                    ("Applications", [r["values"].get("applications") for r in rows]),
-                    ("Joined", [r["values"].get("partners_joined") for r in rows]),
-                    ("Activated", [r["activated"] for r in rows]),
-                    ("First sale", [r["values"].get("first_sales") for r in rows]),
-                ],
-                value_kind="count",
-                label_heading="Join source",
-            ),
-            ["applications", "partners_joined", "activated_partners", "first_sales"],
-            [period.label] * len(rows),
-            "join_source",
-            [r["source"].pk for r in rows],
+        funnel_chart=charts.chart(
+            "funnel-chart",
+            f"Recruitment funnel by join source, {period.label}",
+            [r["source"].name for r in rows],
+            [
+                ("Applications", [r["values"].get("applications") for r in rows]),
+                ("Joined", [r["values"].get("partners_joined") for r in rows]),
+                ("Activated", [r["activated"] for r in rows]),
+                ("First sale", [r["values"].get("first_sales") for r in rows]),
+            ],
+            value_kind="count",
+            label_heading="Join source",
         ),
+    )
+    add_chart_links(
+        context["funnel_chart"],
+        ["applications", "partners_joined", "activated_partners", "first_sales"],
+        [period.label] * len(rows),
+        "join_source",
+        [r["source"].pk for r in rows],
     )
     return render(request, "dashboards/join_sources.html", context)
 
@@ -425,22 +425,16 @@ def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpRespon
             partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=context["model"]
         ),
         revenue=revenue,
-        revenue_chart=add_chart_links(
-            charts.chart(
-                "partner-revenue-chart",
-                f"{partner.name}: revenue by month",
-                [r.period for r in revenue],
-                [
-                    ("Sourced", [r.sourced for r in revenue]),
-                    ("Influenced", [r.influenced for r in revenue]),
-                    ("Attributed", [r.attributed for r in revenue]),
-                ],
-                line_series=("Attributed",),
-            ),
-            ["sourced_revenue", "influenced_revenue", "attributed_revenue"],
+        revenue_chart=charts.chart(
+            "partner-revenue-chart",
+            f"{partner.name}: revenue by month",
             [r.period for r in revenue],
-            "partner",
-            [partner.pk] * len(revenue),
+            [
+                ("Sourced", [r.sourced for r in revenue]),
+                ("Influenced", [r.influenced for r in revenue]),
+                ("Attributed", [r.attributed for r in revenue]),
+            ],
+            line_series=("Attributed",),
         ),
         monthly=_partner_monthly(partner, revenue, context["model"]),
         deals=deals,
@@ -448,6 +442,13 @@ def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpRespon
         touches=touches,
         timeline=_timeline(partner, deals, registrations, touches),
         **partner_people_context(request, partner),
+    )
+    add_chart_links(
+        context["revenue_chart"],
+        ["sourced_revenue", "influenced_revenue", "attributed_revenue"],
+        [r.period for r in revenue],
+        "partner",
+        [partner.pk] * len(revenue),
     )
     return render(request, "dashboards/partner_detail.html", context)
 
