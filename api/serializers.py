@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.urls import reverse
 from rest_framework import serializers
 
 from api.fields import AwareDateTimeField, MoneyField, PlausibleDateField, TargetValueField
 from api.models import ApiToken
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import amount_errors, domain_errors, normalise_domain
+from kpis.drilldown import drillable
 from kpis.export import format_value
 from kpis.metrics import METRIC_NAMES, Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, Target
@@ -201,6 +203,10 @@ class TargetSerializer(serializers.ModelSerializer):
 
 
 class KpiValueSerializer(serializers.ModelSerializer):
+    rows_url = serializers.SerializerMethodField(
+        help_text="The rows behind the value, which add up to it (GET /api/v1/kpi-drilldown/...); "
+        "null for targets."
+    )
     value = serializers.SerializerMethodField(
         help_text="Decimal string formatted as in the export (money 2 places, rates 4, days 1); "
         "null when the metric is undefined (e.g. CAC with no new customers)."
@@ -222,10 +228,24 @@ class KpiValueSerializer(serializers.ModelSerializer):
             "attribution_model",
             "value",
             "run",
+            "rows_url",
         ]
 
     def get_value(self, obj) -> str | None:
         return format_value(obj.metric, obj.target_metric, obj.value) if obj.value is not None else None
+
+    def get_rows_url(self, obj) -> str | None:
+        """The rows behind this value (`/api/v1/kpi-drilldown/<metric>/`): null for targets."""
+        if obj.target_metric or not drillable(obj.metric, obj.scope):
+            return None
+        query = f"?period={obj.period}"
+        if obj.scope == "partner":
+            query += f"&partner={obj.partner_id}"
+        elif obj.scope == "join_source":
+            query += f"&join_source={obj.join_source_id}"
+        path = reverse("api:kpi-drilldown", args=[obj.metric]) + query
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
 
 
 class KpiRunSerializer(serializers.ModelSerializer):

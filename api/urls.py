@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from api.views.auth import ApiTokenViewSet
 from api.views.base import not_found
 from api.views.deals import AccountViewSet, DealViewSet, RegistrationViewSet, TouchViewSet
+from api.views.drilldown import KpiDrilldownView
 from api.views.integrations import ChangeFeedView, WebhookEndpointViewSet
 from api.views.interchange import ImportJobView, ImportProgressView, ProgramImportView
 from api.views.kpis import (
@@ -38,6 +39,7 @@ router.register("auth/tokens", ApiTokenViewSet, basename="api-token")
 router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
 
 v1: list[URLPattern | URLResolver] = [
+    path("kpi-drilldown/<slug:metric>/", KpiDrilldownView.as_view(), name="kpi-drilldown"),
     path("kpi-attribution/", AttributionView.as_view(), name="kpi-attribution"),
     path("kpi-export/", KpiExportView.as_view(), name="kpi-export"),
     path("reconciliation/", ReconciliationView.as_view(), name="reconciliation"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import audit_views, onboarding_views, views, webhook_views
+from dashboards import audit_views, drilldown_views, onboarding_views, views, webhook_views
 
 app_name = "dashboards"
 
@@ -20,6 +20,7 @@ urlpatterns = [
     path("applications/", onboarding_views.applications, name="applications"),
     path("registrations/", views.registrations, name="registrations"),
     path("attribution/", views.attribution, name="attribution"),
+    path("drill/<slug:metric>/", drilldown_views.drill, name="drill"),
     path("reconciliation/", views.reconciliation, name="reconciliation"),
     path("audit/", audit_views.audit_trail, name="audit"),
     path("webhooks/", webhook_views.webhooks, name="webhooks"),

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboards import charts
+from dashboards.drilldown_views import add_chart_links
 from dashboards.filters import SORTS, PartnerLeaderboardFilter
 from dashboards.forms import PeriodForm, RegistrationDecisionForm, object_id
 from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_context
@@ -31,6 +32,7 @@ from kpis.formatting import export_string
 from kpis.metrics import Scope
 from kpis.models import KpiRun, ReconciliationItem
 from kpis.periods import Period, period_or_none
+from kpis.published_attribution import explorer_rows
 from kpis.selectors import (
     active_run,
     kpi_series,
@@ -39,7 +41,7 @@ from kpis.selectors import (
     reconciliation_item,
     reconciliation_queryset,
 )
-from kpis.services import attribution_by_partner, kpi_recompute_request
+from kpis.services import kpi_recompute_request
 from partners import access
 from partners.models import JoinSource, Partner
 from prm.forms import add_service_errors
@@ -156,6 +158,10 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
         active_run_stuck=running is not None and running.is_stuck(),
         can_recompute=access.can_trigger_recompute(request.user),
     )
+    # Each bar opens its rows (direct revenue has no metric of its own).
+    add_chart_links(
+        context["revenue_chart"], ["sourced_revenue", "influenced_revenue", None], [r.period for r in revenue]
+    )
     return render(request, "dashboards/overview.html", context)
 
 
@@ -268,6 +274,13 @@ def join_sources(request: AuthenticatedRequest) -> HttpResponse:
             value_kind="count",
             label_heading="Join source",
         ),
+    )
+    add_chart_links(
+        context["funnel_chart"],
+        ["applications", "partners_joined", "activated_partners", "first_sales"],
+        [period.label] * len(rows),
+        "join_source",
+        [r["source"].pk for r in rows],
     )
     return render(request, "dashboards/join_sources.html", context)
 
@@ -429,6 +442,13 @@ def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpRespon
         touches=touches,
         timeline=_timeline(partner, deals, registrations, touches),
         **partner_people_context(request, partner),
+    )
+    add_chart_links(
+        context["revenue_chart"],
+        ["sourced_revenue", "influenced_revenue", "attributed_revenue"],
+        [r.period for r in revenue],
+        "partner",
+        [partner.pk] * len(revenue),
     )
     return render(request, "dashboards/partner_detail.html", context)
 
@@ -598,8 +618,10 @@ def attribution(request: AuthenticatedRequest) -> HttpResponse:
     period, context = _period_context(request)
     models = [m.value for m in AttributionModel]
     table: dict[int, dict] = {}
+    # From the published facts (kpis.published_attribution): no computation of every deal.
+    by_model = explorer_rows(models=models, period_from=period.start, period_to=period.end)
     for model in models:
-        for row in attribution_by_partner(model=model, period_from=period.start, period_to=period.end):
+        for row in by_model[model]:
             entry = table.setdefault(
                 row["partner_id"],
                 {
@@ -620,6 +642,8 @@ def attribution(request: AuthenticatedRequest) -> HttpResponse:
         rows=rows,
         models=models,
         program_model=context["model"],
+        # The program's model is the published one: its column drills into the published shares.
+        program_index=models.index(context["model"]),
         totals=[sum((r["models"].get(m) or 0) for r in rows) for m in models],
         attribution_chart=charts.chart(
             "attribution-chart",

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal import people, views
+from portal import drilldown, people, views
 
 app_name = "portal"
 
@@ -12,6 +12,7 @@ urlpatterns = [
     path("registrations/<int:registration_id>/", views.registration_detail, name="registration_detail"),
     path("deals/", views.deals, name="deals"),
     path("deals/<int:deal_id>/", views.deal_detail, name="deal_detail"),
+    path("drill/<slug:metric>/", drilldown.drill, name="drill"),
     path("users/", people.users, name="users"),
     path("users/<int:membership_id>/access/", people.user_access, name="user_access"),
     path("invitations/<int:invitation_id>/revoke/", people.revoke_invitation, name="revoke_invitation"),

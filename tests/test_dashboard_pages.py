@@ -97,7 +97,8 @@ def test_overview_cards_show_value_previous_year_ago_and_target(manager_client, 
     assert "40.0%" in card(html, "sourced_share")
     assert "31.5 days" in card(html, "ttfs_median_days")
     # CAC with no new customers is undefined: a dash, never 0.
-    assert '<p class="kpi-card__value">—</p>' in card(html, "cac")
+    # Undefined, yet its rows (the costs, no new customer) are one click away (the drill-down).
+    assert 'title="The rows behind this value">—</a></p>' in card(html, "cac")
 
 
 def test_overview_revenue_chart_splits_won_revenue_into_sourced_influenced_and_direct(

@@ -35,6 +35,7 @@ from kpis import services
 from kpis.export import export_rows, reads_published_set
 from kpis.metrics import Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, Target
+from kpis.published_attribution import explorer_rows
 from kpis.selectors import iter_reconciliation_items, visible_costs, visible_targets
 from partners import access
 from program.attribution import AttributionModel
@@ -262,11 +263,11 @@ class AttributionView(APIView):
         partner = None if staff else acting_partner(request)
         if not staff and partner is None:
             return Response([])
-        rows = services.attribution_by_partner(
-            model=data["model"] or _program_model(),
-            period_from=data["period_from"],
-            period_to=data["period_to"],
-        )
+        model = data["model"] or _program_model()
+        # From the published facts (kpis.published_attribution); computed only before any run.
+        rows = explorer_rows(models=[model], period_from=data["period_from"], period_to=data["period_to"])[
+            model
+        ]
         if partner is not None:
             rows = [row for row in rows if row["partner_id"] == partner.pk]
         return Response(s.AttributionRowSerializer(rows, many=True).data)

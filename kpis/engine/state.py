@@ -12,6 +12,7 @@ from kpis.engine.context import RunContext
 from kpis.engine.tables import (
     CELL_NAMES,
     DELTA_INDEXES,
+    DRILL_INDEXES,
     RUN_NAMESPACE_PREFIX,
     STATE_TABLES,
     delta_index,
@@ -111,12 +112,12 @@ def _truncate_change_log(cursor, included: str) -> int | None:
 
 
 def index_state(run_id: int, *, cells_changed: bool = True) -> None:
-    """PostgreSQL: build the lookups the next run patches a state's facts by (DELTA_INDEXES) and
-    analyse its cells, once the state describes the published set: after publishing, not in the
-    next run's time."""
+    """PostgreSQL: build the lookups the next run patches a state's facts by (DELTA_INDEXES) and the
+    drill-down reads it by (DRILL_INDEXES), and analyse its cells, once the state describes the
+    published set: after publishing, not in the next run's time."""
     with connection.cursor() as cursor:
         cursor.execute("SET maintenance_work_mem = '256MB'")
-        for table, columns in DELTA_INDEXES:
+        for table, columns in DELTA_INDEXES + DRILL_INDEXES:
             cursor.execute(delta_index(table, columns, schema=run_schema(run_id)))
         cursor.execute("RESET maintenance_work_mem")
         if cells_changed:  # not after a few cells were patched

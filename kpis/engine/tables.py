@@ -169,6 +169,20 @@ DELTA_INDEXES = [
 ]
 
 
+# (table, columns) lookups of the drill-down (kpis.drilldown), which reads the published state by
+# period and scope: built with the DELTA_INDEXES once the state describes the published set.
+DRILL_INDEXES = [
+    ("kx_deal", "closed_mi"),
+    ("kx_attr", "partner_id, closed_mi"),
+    ("kx_attr", "js, closed_mi"),
+    ("kx_touch_all", "touched_mi"),
+    ("kx_reg", "submitted_mi"),
+    ("kx_reg", "decided_mi"),
+    ("kx_cost", "mi"),
+    ("kx_newcust", "closed_mi"),
+]
+
+
 def set_aside(table: str) -> str:
     """The temp copy of the previous run's `table` (kx_js -> kx_prev_js) that patched facts keep."""
     return f"kx_prev_{table[3:]}"

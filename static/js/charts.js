@@ -30,6 +30,14 @@
     };
     window.Plotly.newPlot(el, traces, layout, { responsive: true, displaylogo: false, displayModeBar: false })
       .then(function () { el.dataset.rendered = "true"; });
+    if (spec.links) {
+      // A point opens the rows behind its value (the drill-down page).
+      el.on("plotly_click", function (event) {
+        var point = event.points && event.points[0];
+        var url = point && (spec.links[point.curveNumber] || [])[point.pointIndex];
+        if (url) { window.location.href = url; }
+      });
+    }
   }
   function start() {
     if (!window.Plotly) { return; }

@@ -98,6 +98,11 @@ class Command(BaseCommand):
                                 page.wait_for_load_state()
                                 path = out / f"portal-register-errors{suffix}.png"
                                 written.append(self._capture(page, path))
+                            if name in ("overview", "portal-home"):
+                                # The rows behind the first KPI card (the drill-down page).
+                                drill = page.locator(".kpi-card a.drill-link").first.get_attribute("href")
+                                shot = "drilldown" if name == "overview" else "portal-drilldown"
+                                written.append(self._shoot(page, url + drill, out / f"{shot}{suffix}.png"))
                             if name == "partners":
                                 # The leaderboard's top partner, whatever its id in this database.
                                 top = page.locator("#leaderboard tbody a").first.get_attribute("href")

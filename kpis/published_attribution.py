@@ -1,0 +1,129 @@
+"""The attribution explorer's figures from the published facts, not from a computation of every deal.
+
+Per partner: sourced, influenced and attributed revenue of the deals won between two local dates,
+under each attribution model asked for. The deals, touches and partners are the state of the run
+that published the KPI set (kpis.drilldown.published_facts), so the explorer agrees with the
+published values. The program's own model reads that run's shares (kx_attr) as they are; another
+model splits only the won influenced deals of those dates again, with the engine's own SQL
+(kpis.engine.attribution.build) over copies of their rows: exact, and bounded by the dates asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+
+from kpis.drilldown import Facts, published_facts
+from kpis.engine import attribution
+from kpis.engine.context import EngineSettings, RunContext
+from partners.models import Partner
+from prm.database import transaction_settings
+from program.attribution import AttributionModel
+from program.models import ProgramSettings
+
+# The temp tables and view this module writes (dropped again at the end of its transaction).
+_TEMP = ("kx_pa_deal", "kx_pa_touch", "kx_tw", "kx_attr", "kx_pa_base")
+_SESSION = {"work_mem": "256MB"}
+_CENT = Decimal("0.01")
+
+
+def explorer_rows(
+    *, models: Sequence[str], period_from: date, period_to: date
+) -> dict[str, list[dict[str, Any]]]:
+    """The explorer's rows per model: from the published facts, or (before any run published
+    them) computed on request by kpis.services.attribution_by_partner."""
+    from kpis.drilldown import NoPublishedFacts
+    from kpis.services import attribution_by_partner as computed
+
+    try:
+        return attribution_by_partner(models=models, period_from=period_from, period_to=period_to)
+    except NoPublishedFacts:
+        return {m: computed(model=m, period_from=period_from, period_to=period_to) for m in models}
+
+
+def attribution_by_partner(
+    *, models: Sequence[str], period_from: date, period_to: date, facts: Facts | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """{model: rows} with rows as kpis.engine.attribution.totals returns them (partner_id,
+    partner_key, partner_name, sourced, influenced, attributed), from the published facts.
+    Raises kpis.drilldown.NoPublishedFacts when no run has published any. One transaction: a
+    failed or cancelled statement rolls the temp tables back with it."""
+    facts = facts or published_facts()
+    models = [AttributionModel(m).value for m in models]
+    program = ProgramSettings.load()
+    with transaction_settings(_SESSION):
+        sql = facts.sql()
+        _drop(sql.pg)
+        lo, hi = sql.date_literal(period_from), sql.date_literal(period_to)
+        _exec(
+            f"""CREATE TEMP TABLE kx_pa_deal AS SELECT * FROM {facts.t("kx_deal")}
+            WHERE status = 'won' AND closed_d >= {lo} AND closed_d <= {hi}"""
+        )
+        _exec(
+            f"""CREATE TEMP TABLE kx_pa_touch AS
+            SELECT t.id, t.deal_id, t.partner_id, t.touched_at, t.js FROM {facts.t("kx_touch_all")} t
+            WHERE t.late = 0 AND t.deal_id IN (SELECT id FROM kx_pa_deal WHERE seg = 'i')"""
+        )
+        # Sourced and influenced revenue do not depend on the model.
+        _exec(
+            """CREATE TEMP TABLE kx_pa_base AS
+            SELECT sp AS partner_id, cents AS src, 0 AS inf FROM kx_pa_deal WHERE sp IS NOT NULL
+            UNION ALL
+            SELECT t.partner_id, 0, d.cents FROM (SELECT DISTINCT partner_id, deal_id FROM kx_pa_touch) t
+            JOIN kx_pa_deal d ON d.id = t.deal_id"""
+        )
+        result = {}
+        for model in models:
+            if model == facts.attribution_model:
+                shares = f"""SELECT a.partner_id, a.cents FROM {facts.t("kx_attr")} a
+                    WHERE a.deal_id IN (SELECT id FROM kx_pa_deal)"""
+            else:
+                ctx = RunContext(EngineSettings.from_program(program, model=model), facts.as_of)
+                _exec(f"CREATE TEMP VIEW kx_partner AS SELECT * FROM {facts.t('kx_partner')}")
+                attribution.build(ctx, deal_rows="kx_pa_deal", touch_rows="kx_pa_touch")
+                shares = "SELECT partner_id, cents FROM kx_attr"
+            result[model] = _totals(shares)
+            for name in ("kx_tw", "kx_attr"):
+                _exec(f"DROP TABLE IF EXISTS {name}")
+            _exec("DROP VIEW IF EXISTS kx_partner")
+        _drop(sql.pg)
+    return result
+
+
+def _totals(shares: str) -> list[dict[str, Any]]:
+    partner = Partner._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT p.id, p.key, p.name, SUM(x.src), SUM(x.inf), SUM(x.att) FROM (
+                SELECT partner_id, src, inf, 0 AS att FROM kx_pa_base
+                UNION ALL SELECT partner_id, 0, 0, cents FROM ({shares}) s
+            ) x JOIN {partner} p ON p.id = x.partner_id
+            GROUP BY p.id, p.key, p.name ORDER BY p.id"""
+        )
+        rows = cursor.fetchall()
+    return [
+        {
+            "partner_id": pid,
+            "partner_key": key or str(pid),
+            "partner_name": name,
+            "sourced": (Decimal(int(src)) / 100).quantize(_CENT),
+            "influenced": (Decimal(int(inf)) / 100).quantize(_CENT),
+            "attributed": (Decimal(int(att)) / 100).quantize(_CENT),
+        }
+        for pid, key, name, src, inf, att in rows
+    ]
+
+
+def _exec(statement: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+
+
+def _drop(pg: bool) -> None:
+    _exec("DROP VIEW IF EXISTS kx_partner")
+    for table in _TEMP:
+        _exec(f"DROP TABLE IF EXISTS {'pg_temp.' if pg else ''}{table}")
