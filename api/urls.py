@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from api.views.auth import ApiTokenViewSet
 from api.views.base import not_found
 from api.views.deals import AccountViewSet, DealViewSet, RegistrationViewSet, TouchViewSet
+from api.views.insights import ForecastView, HeatMapView
 from api.views.integrations import ChangeFeedView, WebhookEndpointViewSet
 from api.views.interchange import ImportProgressView, ProgramImportView
 from api.views.kpis import (
@@ -39,6 +40,8 @@ router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
 
 v1: list[URLPattern | URLResolver] = [
     path("kpi-attribution/", AttributionView.as_view(), name="kpi-attribution"),
+    path("kpi-heat-map/", HeatMapView.as_view(), name="kpi-heat-map"),
+    path("kpi-forecast/", ForecastView.as_view(), name="kpi-forecast"),
     path("kpi-export/", KpiExportView.as_view(), name="kpi-export"),
     path("reconciliation/", ReconciliationView.as_view(), name="reconciliation"),
     path("imports/", ProgramImportView.as_view(), name="program-import"),

@@ -11,13 +11,12 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from dashboards.permissions import staff_required
-from kpis import selectors as kpi_selectors
 from kpis.forecast import AGE_BUCKETS, pipeline_forecast
 from kpis.metrics import Grain
 from kpis.metrics import label as metric_label
-from kpis.peers import DEFAULT_METRICS, HEATMAP_METRICS, PeerGroup, heat_map
+from kpis.peers import HEATMAP_METRICS, heat_map, heat_map_arguments
 from kpis.periods import period_or_none
-from partners.models import JoinSource, Partner
+from partners.models import Partner
 from prm.http import AuthenticatedRequest
 from program.models import ProgramSettings
 
@@ -50,33 +49,12 @@ class HeatMapForm(forms.Form):
         return label
 
 
-def heatmap_params(data: dict[str, Any]) -> dict[str, Any]:
-    """The heat map's arguments from cleaned form (or API) data, with defaults."""
-    grain = data.get("grain") or Grain.QUARTER.value
-    period, _ = kpi_selectors.choose_period(grain, data.get("period") or None)
-    metrics = list(data.get("metrics") or DEFAULT_METRICS)
-    group = PeerGroup(data.get("group") or PeerGroup.TIER)
-    only = data.get("only") or None
-    if only is not None and group == PeerGroup.JOIN_SOURCE:
-        source = JoinSource.objects.filter(key=only).first() or JoinSource.objects.filter(name=only).first()
-        only = str(source.pk) if source else "0"
-    sort = data.get("sort") or metrics[0]
-    return {
-        "period": period,
-        "metrics": metrics,
-        "group": group,
-        "group_value": only,
-        "sort": sort if sort in metrics or sort == "name" else metrics[0],
-        "descending": (data.get("direction") or ("asc" if sort == "name" else "desc")) == "desc",
-    }
-
-
 @require_GET
 @staff_required
 def heatmap(request: AuthenticatedRequest) -> HttpResponse:
     form = HeatMapForm(request.GET or None)
     data = form.cleaned_data if form.is_bound and form.is_valid() else {}
-    params = heatmap_params(data)
+    params = heat_map_arguments(data)
     number = _page_number(request.GET.get("page"))
     total, rows = heat_map(**params, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
     page = Paginator(range(total), PAGE_SIZE).get_page(number)

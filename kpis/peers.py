@@ -24,9 +24,10 @@ from enum import StrEnum
 from typing import Any
 
 from django.db import connection
+from django.db.models import Q
 
 from kpis import formatting
-from kpis.metrics import METRICS_BY_NAME, Scope
+from kpis.metrics import METRICS_BY_NAME, Grain, Scope
 from kpis.metrics import label as metric_label
 from kpis.models import KpiValue
 from kpis.periods import Period
@@ -96,6 +97,34 @@ class HeatRow:
     join_source: str
     group: str
     cells: list[Cell] = field(default_factory=list)
+
+
+def heat_map_arguments(data: dict[str, Any]) -> dict[str, Any]:
+    """`heat_map`'s arguments from validated request data (grain, period, metrics, group, only,
+    sort, direction; each optional): the chosen or latest complete period, the default metrics,
+    peer group tier; `only` names one group (a tier, a type, or a join source's key or name)."""
+    from kpis.selectors import choose_period
+
+    grain = data.get("grain") or Grain.QUARTER.value
+    period, _ = choose_period(grain, data.get("period") or None)
+    metrics = check_metrics(list(data.get("metrics") or DEFAULT_METRICS))
+    group = PeerGroup(data.get("group") or PeerGroup.TIER)
+    only = data.get("only") or None
+    if only is not None and group == PeerGroup.JOIN_SOURCE:
+        source = JoinSource.objects.filter(Q(key=only) | Q(name=only)).order_by("pk").first()
+        only = str(source.pk) if source else "0"
+    sort = data.get("sort") or metrics[0]
+    if sort not in metrics and sort != "name":
+        sort = metrics[0]
+    direction = data.get("direction") or ("asc" if sort == "name" else "desc")
+    return {
+        "period": period,
+        "metrics": metrics,
+        "group": group,
+        "group_value": only,
+        "sort": sort,
+        "descending": direction == "desc",
+    }
 
 
 def _zero(metric: str) -> bool:

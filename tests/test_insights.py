@@ -242,3 +242,46 @@ def test_forecast_page_is_for_staff_with_a_constant_query_count(client, pipeline
 def test_partners_are_refused(client, peers, name):
     client.force_login(PartnerUserFactory(partner=peers["a"]).user)
     assert client.get(reverse(f"dashboards:{name}")).status_code == 403
+
+
+def api_client(user):
+    from tests.support.api import client_for
+
+    return client_for(user)
+
+
+def test_heat_map_api_gives_the_same_percentiles(peers):
+    client = api_client(StaffUserFactory())
+    response = client.get(
+        "/api/v1/kpi-heat-map/",
+        {"grain": "quarter", "period": "2026-Q1", "metrics": "win_rate_sourced,cac", "only": "gold"},
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["period"], body["group"], body["count"]) == ("2026-Q1", "tier", 4)
+    d = next(r for r in body["results"] if r["name"] == "D")
+    assert d["cells"][0] == {
+        "metric": "win_rate_sourced",
+        "value": "0.7500",
+        "percentile": 100,
+        "top": 34,
+        "peers": 3,
+    }
+    bad = client.get("/api/v1/kpi-heat-map/", {"metrics": "won_revenue,nope", "period": "2026-Q7"})
+    assert bad.status_code == 400
+    assert set(bad.json()["error"]["fields"]) == {"metrics", "period"}
+
+
+def test_forecast_api(pipeline):
+    client = api_client(StaffUserFactory())
+    response = client.get("/api/v1/kpi-forecast/")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert set(body) == {"quarter", "as_of", "rates", "program", "join_sources", "partners", "backtest"}
+    assert len(body["backtest"]) == 4
+
+
+@pytest.mark.parametrize("path", ["/api/v1/kpi-heat-map/", "/api/v1/kpi-forecast/"])
+def test_insight_apis_refuse_partners(peers, path):
+    client = api_client(PartnerUserFactory(partner=peers["a"]).user)
+    assert client.get(path).status_code == 403
