@@ -165,3 +165,25 @@ def test_partners_are_refused(client, world, name):
 
 def test_unknown_deal_is_404(manager_client, world):
     assert manager_client.get(reverse("dashboards:deal_detail", args=[999999])).status_code == 404
+
+
+def test_deal_api_filters_by_segment_and_join_source(world):
+    from tests.support.api import client_for
+
+    staff = client_for(StaffUserFactory())
+
+    def api_keys(client, **params):
+        response = client.get("/api/v1/deals/", params)
+        assert response.status_code == 200, response.content
+        return sorted(d["key"] for d in response.json()["results"])
+
+    assert api_keys(staff, segment="influenced") == ["d1", "d4"]
+    assert api_keys(staff, segment="direct") == ["d3"]
+    assert api_keys(staff, join_source=world["web"].pk) == ["d1", "d4", "d5"]
+    assert api_keys(staff, join_source=world["event"].pk) == ["d1", "d2"]
+    assert staff.get("/api/v1/deals/", {"segment": "nope"}).status_code == 400
+    # A partner user: its own involvement only, and nothing for another join source.
+    alpha = client_for(PartnerUserFactory(partner=world["alpha"]).user)
+    assert api_keys(alpha, join_source=world["web"].pk) == ["d1", "d5"]
+    assert api_keys(alpha, join_source=world["event"].pk) == []
+    assert api_keys(alpha, segment="sourced") == ["d5"]
