@@ -55,6 +55,12 @@ def heatmap(request: AuthenticatedRequest) -> HttpResponse:
     form = HeatMapForm(request.GET or None)
     data = form.cleaned_data if form.is_bound and form.is_valid() else {}
     params = heat_map_arguments(data)
+    if not form.errors:
+        # Show what is in force: the chosen period and metrics, checked.
+        shown = request.GET.copy()
+        shown.setlist("metrics", params["metrics"])
+        shown["grain"], shown["period"] = str(params["period"].grain), params["period"].label
+        form = HeatMapForm(shown)
     number = _page_number(request.GET.get("page"))
     total, rows = heat_map(**params, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
     page = Paginator(range(total), PAGE_SIZE).get_page(number)

@@ -28,6 +28,9 @@ STAFF_PAGES = [
     ("registrations", "/dashboard/registrations/"),
     ("attribution", "/dashboard/attribution/"),
     ("reconciliation", "/dashboard/reconciliation/"),
+    ("deals", "/dashboard/deals/?status=won&segment=influenced&sort=amount"),
+    ("heatmap", "/dashboard/insights/heat-map/?grain=quarter"),
+    ("forecast", "/dashboard/insights/forecast/"),
 ]
 PARTNER_PAGES = [
     ("portal-home", "/portal/"),
@@ -98,6 +101,10 @@ class Command(BaseCommand):
                                 page.wait_for_load_state()
                                 path = out / f"portal-register-errors{suffix}.png"
                                 written.append(self._capture(page, path))
+                            if name == "deals":
+                                # The largest won influenced deal: its timeline and five splits.
+                                top = page.locator("#deal-list tbody a").first.get_attribute("href")
+                                written.append(self._shoot(page, url + top, out / f"deal-detail{suffix}.png"))
                             if name == "partners":
                                 # The leaderboard's top partner, whatever its id in this database.
                                 top = page.locator("#leaderboard tbody a").first.get_attribute("href")
