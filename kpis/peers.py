@@ -73,7 +73,8 @@ class Cell:
     metric: str
     value: Decimal | None
     percentile: Decimal | None  # 0..100, None when undefined or alone in the group
-    top: int | None  # the "top N%" figure
+    top: int | None  # the "top N%" figure: the share of the group at least as good
+    bottom: int | None  # the share of the group at most as good ("bottom N%")
     peers: int  # partners ranked in the group on this metric
 
     @property
@@ -152,11 +153,13 @@ def _ranked_sql(
         f"SELECT '{m}' AS metric, {1 if _zero(m) else 0} AS zero, {-1 if m in LOWER_IS_BETTER else 1} AS sign"
         for m in metrics
     )
+    # The period's published partner rows of these metrics, read once (one index range per metric).
+    names = ", ".join(f"'{m}'" for m in metrics)
     params: list[Any] = [
         ProgramSettings.load().attribution_model,
         Scope.PARTNER.value,
         period.grain,
-        period.label,
+        period.start,
         period.end,
         *Partner.JOINED_STATUSES,
     ]
@@ -169,26 +172,34 @@ def _ranked_sql(
         SELECT id, grp, metric, value,
                PERCENT_RANK() OVER (PARTITION BY grp, metric ORDER BY ordv) AS pr,
                CUME_DIST() OVER (PARTITION BY grp, metric ORDER BY ordv DESC) AS top,
+               CUME_DIST() OVER (PARTITION BY grp, metric ORDER BY ordv) AS bottom,
                COUNT(*) OVER (PARTITION BY grp, metric) AS n
         FROM (SELECT p.id, {column} AS grp, m.metric,
                      CASE WHEN k.value IS NULL AND m.zero = 1 THEN 0 ELSE k.value END AS value,
                      CASE WHEN k.value IS NULL AND m.zero = 1 THEN 0 ELSE k.value END * m.sign AS ordv
               FROM {Partner._meta.db_table} p CROSS JOIN ({catalogue}) m
-              LEFT JOIN {KpiValue._meta.db_table} k
-                ON k.partner_id = p.id AND k.attribution_model = %s AND k.scope = %s AND k.grain = %s
-               AND k.period = %s AND k.metric = m.metric AND k.target_metric = ''
+              LEFT JOIN (SELECT partner_id, metric, value FROM {KpiValue._meta.db_table}
+                         WHERE attribution_model = %s AND scope = %s AND grain = %s AND period_start = %s
+                           AND target_metric = '' AND metric IN ({names})) k
+                ON k.partner_id = p.id AND k.metric = m.metric
               WHERE p.joined_at <= %s AND p.status IN ({statuses}){only_group}) v
         WHERE value IS NOT NULL"""
     return sql, params
 
 
-def _cell(metric: str, value: Any, pr: Any, top: Any, n: Any) -> Cell:
+def _cell(metric: str, value: Any, pr: Any, top: Any, bottom: Any, n: Any) -> Cell:
     if value is None:
-        return Cell(metric, None, None, None, 0)
+        return Cell(metric, None, None, None, None, 0)
     peers = int(n)
-    percentile = None if peers < 2 else (Decimal(str(pr)) * 100).quantize(Decimal("1"))
-    share = math.ceil(round(float(top) * 100, 6)) if peers >= 2 else None
-    return Cell(metric, Decimal(value), percentile, share, peers)
+    if peers < 2:
+        return Cell(metric, Decimal(value), None, None, None, peers)
+    percentile = (Decimal(str(pr)) * 100).quantize(Decimal("1"))
+    return Cell(metric, Decimal(value), percentile, _share(top), _share(bottom), peers)
+
+
+def _share(fraction: Any) -> int:
+    """A CUME_DIST as a whole percentage, rounded up (1 of 3 is 34%)."""
+    return math.ceil(round(float(fraction) * 100, 6))
 
 
 def heat_map(
@@ -209,7 +220,7 @@ def heat_map(
     pivot = ", ".join(
         f"MAX(CASE WHEN r.metric = '{m}' THEN r.{col} END) AS {col}{i}"
         for i, m in enumerate(metrics)
-        for col in ("value", "pr", "top", "n")
+        for col in ("value", "pr", "top", "bottom", "n")
     )
     if sort in metrics:
         key = f"x.value{metrics.index(sort)}"
@@ -239,7 +250,7 @@ def heat_map(
             pid, name, tier, types.get(type_, type_), js_name, _group_label(group, grp, tier, types, js_name)
         )
         for i, m in enumerate(metrics):
-            heat.cells.append(_cell(m, *cells[4 * i : 4 * i + 4]))
+            heat.cells.append(_cell(m, *cells[5 * i : 5 * i + 5]))
         result.append(heat)
     return total, result
 
@@ -282,7 +293,8 @@ class Standing:
             return f"{self.label}: undefined for this period"
         if cell.top is None:
             return f"{self.label}: the only {self.group_label} partner with a value"
-        return f"Top {cell.top}% of {cell.peers} {self.group_label} partners on {self.label.lower()}"
+        where = f"Top {cell.top}%" if cell.top <= 50 or cell.bottom is None else f"Bottom {cell.bottom}%"
+        return f"{where} of {cell.peers} {self.group_label} partners on {self.label.lower()}"
 
 
 def peer_standing(
@@ -303,11 +315,12 @@ def peer_standing(
         ranked, params = _ranked_sql(list(metrics), group, period, group_value=value)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT metric, value, pr, top, n FROM ({ranked}) r WHERE id = %s", [*params, partner.pk]
+                f"SELECT metric, value, pr, top, bottom, n FROM ({ranked}) r WHERE id = %s",
+                [*params, partner.pk],
             )
             found = {row[0]: row[1:] for row in cursor.fetchall()}
         for metric in metrics:
             standings.append(
-                Standing(group, group_label, _cell(metric, *found.get(metric, (None, None, None, 0))))
+                Standing(group, group_label, _cell(metric, *found.get(metric, (None, None, None, None, 0))))
             )
     return standings

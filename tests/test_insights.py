@@ -107,6 +107,10 @@ def test_partner_page_says_where_the_partner_stands(client, peers):
     assert standing[(PeerGroup.TIER, "win_rate_sourced")].sentence == (
         "Top 34% of 3 gold partners on win rate, sourced"
     )
+    # D has no sourced revenue (0): the worst of the four gold partners, so said from the bottom.
+    assert standing[(PeerGroup.TIER, "sourced_revenue")].sentence == (
+        "Bottom 25% of 4 gold partners on partner-sourced revenue"
+    )
     client.force_login(StaffUserFactory())
     response = client.get(
         reverse("dashboards:partner_detail", args=[peers["d"].pk]), {"grain": "quarter", "period": "2026-Q1"}
@@ -265,6 +269,7 @@ def test_heat_map_api_gives_the_same_percentiles(peers):
         "value": "0.7500",
         "percentile": 100,
         "top": 34,
+        "bottom": 100,
         "peers": 3,
     }
     bad = client.get("/api/v1/kpi-heat-map/", {"metrics": "won_revenue,nope", "period": "2026-Q7"})

@@ -67,7 +67,12 @@ class CellSerializer(serializers.Serializer):
     percentile = serializers.IntegerField(
         allow_null=True, help_text="0 the worst of its group, 100 the best."
     )
-    top = serializers.IntegerField(allow_null=True, help_text="Top N% of its group (N).")
+    top = serializers.IntegerField(
+        allow_null=True, help_text="Top N% of its group (N): the share at least as good."
+    )
+    bottom = serializers.IntegerField(
+        allow_null=True, help_text="Bottom N% of its group: the share at most as good."
+    )
     peers = serializers.IntegerField(help_text="Partners of the group ranked on this metric.")
 
 
@@ -103,7 +108,14 @@ HEAT_MAP_EXAMPLE = {
             "join_source": "Website",
             "group": "gold",
             "cells": [
-                {"metric": "win_rate_sourced", "value": "0.7500", "percentile": 100, "top": 34, "peers": 3}
+                {
+                    "metric": "win_rate_sourced",
+                    "value": "0.7500",
+                    "percentile": 100,
+                    "top": 34,
+                    "bottom": 100,
+                    "peers": 3,
+                }
             ],
         }
     ],
