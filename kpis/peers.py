@@ -143,7 +143,12 @@ def check_metrics(metrics: list[str]) -> list[str]:
 
 
 def _ranked_sql(
-    metrics: list[str], group: PeerGroup, period: Period, *, group_value: str | None
+    metrics: list[str],
+    group: PeerGroup,
+    period: Period,
+    *,
+    group_value: str | None,
+    attribution_model: str | None = None,
 ) -> tuple[str, list[Any]]:
     """(SQL, params): per partner of the population and metric, its value, percentile, top share
     and group size (ranked rows only: undefined values are left out)."""
@@ -156,7 +161,7 @@ def _ranked_sql(
     # The period's published partner rows of these metrics, read once (one index range per metric).
     names = ", ".join(f"'{m}'" for m in metrics)
     params: list[Any] = [
-        ProgramSettings.load().attribution_model,
+        attribution_model or ProgramSettings.load().attribution_model,
         Scope.PARTNER.value,
         period.grain,
         period.start,
@@ -298,29 +303,36 @@ class Standing:
 
 
 def peer_standing(
-    partner: Partner, period: Period, metrics: tuple[str, ...] = STANDING_METRICS
+    partner: Partner,
+    period: Period,
+    metrics: tuple[str, ...] = STANDING_METRICS,
+    *,
+    attribution_model: str | None = None,
 ) -> list[Standing]:
-    """Where `partner` stands among its tier, its type and its join source on each metric, for
-    the period. One query per peer group (three), whatever the number of partners."""
+    """Where `partner` stands among its tier (when it has one), its type and its join source on
+    each metric, for the period. One query for the three groups, whatever the number of partners."""
     types = dict(Partner.Type.choices)
     groups = [
-        (PeerGroup.TIER, partner.tier, partner.tier or "no-tier"),
+        (PeerGroup.TIER, partner.tier, partner.tier),
         (PeerGroup.TYPE, partner.type, types.get(partner.type, partner.type)),
         (PeerGroup.JOIN_SOURCE, str(partner.join_source_id), partner.join_source.name),
     ]
-    standings = []
-    for group, value, group_label in groups:
-        if group == PeerGroup.TIER and not value:
-            continue
-        ranked, params = _ranked_sql(list(metrics), group, period, group_value=value)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT metric, value, pr, top, bottom, n FROM ({ranked}) r WHERE id = %s",
-                [*params, partner.pk],
-            )
-            found = {row[0]: row[1:] for row in cursor.fetchall()}
-        for metric in metrics:
-            standings.append(
-                Standing(group, group_label, _cell(metric, *found.get(metric, (None, None, None, None, 0))))
-            )
-    return standings
+    groups = [g for g in groups if g[1]]
+    model = attribution_model or ProgramSettings.load().attribution_model
+    parts, params = [], []
+    for group, value, _ in groups:
+        ranked, ranked_params = _ranked_sql(
+            list(metrics), group, period, group_value=value, attribution_model=model
+        )
+        parts.append(
+            f"SELECT '{group.value}', metric, value, pr, top, bottom, n FROM ({ranked}) r WHERE id = %s"
+        )
+        params += [*ranked_params, partner.pk]
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        found = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+    return [
+        Standing(group, label, _cell(metric, *found.get((group.value, metric), (None, None, None, None, 0))))
+        for group, _, label in groups
+        for metric in metrics
+    ]

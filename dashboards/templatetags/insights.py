@@ -10,6 +10,6 @@ register = template.Library()
 
 
 @register.simple_tag
-def partner_peer_standing(partner: Partner, period: Period) -> list[Standing]:
-    """Where the partner stands among its tier, type and join source in the period (3 queries)."""
-    return peer_standing(partner, period)
+def partner_peer_standing(partner: Partner, period: Period, model: str | None = None) -> list[Standing]:
+    """Where the partner stands among its tier, type and join source in the period (one query)."""
+    return peer_standing(partner, period, attribution_model=model)
