@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal import people, views
+from portal import forecast_views, people, views
 
 app_name = "portal"
 
@@ -16,4 +16,5 @@ urlpatterns = [
     path("users/<int:membership_id>/access/", people.user_access, name="user_access"),
     path("invitations/<int:invitation_id>/revoke/", people.revoke_invitation, name="revoke_invitation"),
     path("profile/", people.profile, name="profile"),
+    path("forecast/", forecast_views.forecast, name="forecast"),
 ]

@@ -65,6 +65,7 @@ PAGES = (
     "/portal/deals/{deal}/",
     "/portal/users/",
     "/portal/profile/",
+    "/portal/forecast/",
     "/partners/{partner}/logo/",
     "/apply/",
     "/apply/thanks/",

@@ -290,3 +290,17 @@ def test_forecast_api(pipeline):
 def test_insight_apis_refuse_partners(peers, path):
     client = api_client(PartnerUserFactory(partner=peers["a"]).user)
     assert client.get(path).status_code == 403
+
+
+def test_portal_shows_a_partner_admin_its_own_forecast_only(client, pipeline):
+    from partners.models import PartnerUser
+
+    client.force_login(PartnerUserFactory(partner=pipeline["bravo"]).user)
+    response = client.get(reverse("portal:forecast"))
+    assert response.status_code == 200
+    own = response.context["own"]
+    assert own.name == "Bravo" and own.sourced == Decimal("0.00")
+    assert "Alpha" not in response.content.decode()
+    member = PartnerUserFactory(partner=pipeline["alpha"], role=PartnerUser.Role.MEMBER)
+    client.force_login(member.user)
+    assert client.get(reverse("portal:forecast")).status_code == 403

@@ -39,6 +39,7 @@ PARTNER_PAGES = [
     # The partner login must be a partner admin (seed_demo's is) for the users page.
     ("portal-users", "/portal/users/"),
     ("portal-profile", "/portal/profile/"),
+    ("portal-forecast", "/portal/forecast/"),
 ]
 # Before any login.
 PUBLIC_PAGES = [
