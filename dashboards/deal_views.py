@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -33,9 +34,8 @@ class DealListForm(forms.Form):
     segment = forms.ChoiceField(
         required=False, choices=[("", "Any segment"), *[(s, s.title()) for s in SEGMENTS]]
     )
-    partner = forms.ModelChoiceField(
-        required=False, queryset=Partner.objects.order_by("name"), empty_label="Any partner"
-    )
+    # A text field, not a select: a program may have ten thousand partners.
+    partner = forms.CharField(required=False, max_length=200, help_text="Its key, name or id")
     join_source = forms.ModelChoiceField(
         required=False,
         queryset=JoinSource.objects.order_by("name"),
@@ -68,6 +68,18 @@ class DealListForm(forms.Form):
     )
     sort = forms.ChoiceField(required=False, choices=[(k, k.title()) for k in DEAL_SORTS])
     direction = forms.ChoiceField(required=False, choices=[("desc", "Descending"), ("asc", "Ascending")])
+
+    def clean_partner(self) -> Partner | None:
+        text = (self.cleaned_data.get("partner") or "").strip()
+        if not text:
+            return None
+        match = Q(key=text) | Q(name__iexact=text)
+        if text.isdigit() and len(text) < 19:
+            match |= Q(pk=int(text))
+        found = Partner.objects.filter(match).order_by("pk").first()
+        if found is None:
+            raise forms.ValidationError("No partner has this key, name or id.")
+        return found
 
     def clean_period(self) -> str:
         label: str = self.cleaned_data.get("period") or ""

@@ -93,6 +93,10 @@ def test_list_page_filters_sorts_and_pages_with_a_constant_number_of_queries(
     assert "Influenced" in response.content.decode()
     response = manager_client.get(url, {"period": "2026-03", "status": "won"})
     assert [d.key for d in response.context["page"]] == ["d1"]
+    response = manager_client.get(url, {"partner": "alpha", "sort": "amount"})
+    assert [d.key for d in response.context["page"]] == ["d1", "d5"]
+    response = manager_client.get(url, {"partner": str(world["charlie"].pk), "sort": "amount"})
+    assert [d.key for d in response.context["page"]] == ["d2", "d1"]
     for _ in range(30):
         kt.deal("10.00", created="2026-04-01 09:00")
     with django_assert_max_num_queries(12):
@@ -103,11 +107,17 @@ def test_list_page_filters_sorts_and_pages_with_a_constant_number_of_queries(
 def test_bad_filters_are_form_errors_not_500(manager_client, world):
     response = manager_client.get(
         reverse("dashboards:deals"),
-        {"amount_min": "abc", "period": "2026-13", "date_from": "1200-01-01", "status": "bogus"},
+        {
+            "amount_min": "abc",
+            "period": "2026-13",
+            "date_from": "1200-01-01",
+            "status": "bogus",
+            "partner": "nobody",
+        },
     )
     assert response.status_code == 400
     errors = response.context["form"].errors
-    assert set(errors) == {"amount_min", "period", "date_from", "status"}
+    assert set(errors) == {"amount_min", "period", "date_from", "status", "partner"}
 
 
 def test_deal_page_splits_the_amount_under_all_five_models(
