@@ -19,6 +19,7 @@ from rest_framework.settings import api_settings
 from api.permissions import acting_partner
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import normalise_domain
+from deals.selectors import SEGMENTS, with_segment
 from kpis.metrics import METRIC_NAMES, Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, Target
 from kpis.selectors import published_values
@@ -181,10 +182,34 @@ class DealFilterSet(filters.FilterSet):
     created = MomentRangeFilter(field_name="created_at", help_text="created_after / created_before")
     closed = MomentRangeFilter(field_name="closed_at", help_text="closed_after / closed_before")
     amount = filters.RangeFilter(help_text="amount_min / amount_max")
+    segment = filters.ChoiceFilter(
+        choices=[(s, s) for s in SEGMENTS],
+        method="filter_segment",
+        help_text="sourced, influenced (no sourcing partner, a touch on or before the close) or direct.",
+    )
+    join_source = IdFilter(
+        method="filter_join_source", help_text="Deals sourced or touched by a partner of this join source id."
+    )
 
     class Meta:
         model = Deal
         fields = ["key", "account", "status", "sourcing_partner", "sourced"]
+
+    def filter_segment(self, queryset, name, value):
+        return with_segment(queryset).filter(segment=value)
+
+    def filter_join_source(self, queryset, name, value):
+        # A partner user learns nothing of other partners: only its own involvement counts, and
+        # only when it belongs to that join source.
+        partner = acting_partner(self.request) if self.request is not None else None
+        if partner is not None:
+            if partner.join_source_id != value:
+                return queryset.none()
+            touched = Touch.objects.filter(partner=partner).values("deal_id")
+            return queryset.filter(Q(sourcing_partner=partner) | Q(pk__in=touched))
+        members = Partner.objects.filter(join_source_id=value).values("pk")
+        touched = Touch.objects.filter(partner_id__in=members).values("deal_id")
+        return queryset.filter(Q(sourcing_partner_id__in=members) | Q(pk__in=touched))
 
     # A partner sees deals other partners sourced or touched (ones it touched too), but never who
     # those partners are: a filter on another partner's involvement finds nothing, and "sourced"

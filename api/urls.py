@@ -8,6 +8,7 @@ from api.views.auth import ApiTokenViewSet
 from api.views.base import not_found
 from api.views.deals import AccountViewSet, DealViewSet, RegistrationViewSet, TouchViewSet
 from api.views.drilldown import KpiDrilldownView
+from api.views.insights import ForecastView, HeatMapView
 from api.views.integrations import ChangeFeedView, WebhookEndpointViewSet
 from api.views.interchange import ImportJobView, ImportProgressView, ProgramImportView
 from api.views.kpis import (
@@ -41,6 +42,8 @@ router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
 v1: list[URLPattern | URLResolver] = [
     path("kpi-drilldown/<slug:metric>/", KpiDrilldownView.as_view(), name="kpi-drilldown"),
     path("kpi-attribution/", AttributionView.as_view(), name="kpi-attribution"),
+    path("kpi-heat-map/", HeatMapView.as_view(), name="kpi-heat-map"),
+    path("kpi-forecast/", ForecastView.as_view(), name="kpi-forecast"),
     path("kpi-export/", KpiExportView.as_view(), name="kpi-export"),
     path("reconciliation/", ReconciliationView.as_view(), name="reconciliation"),
     path("imports/", ProgramImportView.as_view(), name="program-import"),

@@ -1,6 +1,14 @@
 from django.urls import path
 
-from dashboards import audit_views, drilldown_views, onboarding_views, views, webhook_views
+from dashboards import (
+    audit_views,
+    deal_views,
+    drilldown_views,
+    insight_views,
+    onboarding_views,
+    views,
+    webhook_views,
+)
 
 app_name = "dashboards"
 
@@ -23,6 +31,10 @@ urlpatterns = [
     path("drill/<slug:metric>/", drilldown_views.drill, name="drill"),
     path("reconciliation/", views.reconciliation, name="reconciliation"),
     path("audit/", audit_views.audit_trail, name="audit"),
+    path("deals/", deal_views.deal_list_page, name="deals"),
+    path("deals/<int:deal_id>/", deal_views.deal_detail, name="deal_detail"),
+    path("insights/heat-map/", insight_views.heatmap, name="heatmap"),
+    path("insights/forecast/", insight_views.forecast, name="forecast"),
     path("webhooks/", webhook_views.webhooks, name="webhooks"),
     path("webhooks/<int:endpoint_id>/", webhook_views.webhook_detail, name="webhook_detail"),
 ]

@@ -1,9 +1,12 @@
 """Reads of registrations and deals that the services, the portal, the API and the admin share,
 and the rows of each a user may see (`visible_*`, scoped by `partners.access.row_scope`)."""
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, CharField, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from deals.models import Account, Deal, DealRegistration, Touch
@@ -131,3 +134,144 @@ def visible_accounts(user: AnyUser) -> QuerySet[Account]:
     deal_accounts = Deal.objects.filter(_partner_deals_q(partner)).values("account_id")
     registration_accounts = DealRegistration.objects.filter(partner=partner).values("account_id")
     return Account.objects.filter(Q(pk__in=deal_accounts) | Q(pk__in=registration_accounts))
+
+
+# -- the staff deal list and the deal page -----------------------------------------------------
+# Segments as KPIS.md defines them (docs/kpis.md, "Segments"): sourced when a partner sourced the
+# deal, influenced when not and some touch counts (dated on or before the close), direct otherwise.
+SEGMENTS = ("sourced", "influenced", "direct")
+DEAL_SORTS = {
+    "created": "created_at",
+    "closed": "closed_at",
+    "amount": "amount",
+    "name": "name",
+    "account": "account__name",
+}
+
+
+def _counting_touch() -> Exists:
+    return Exists(
+        Touch.objects.filter(deal_id=OuterRef("pk")).filter(
+            Q(touched_at__lte=OuterRef("closed_at")) | Q(deal__closed_at__isnull=True)
+        )
+    )
+
+
+def with_segment(deals: QuerySet[Deal]) -> QuerySet[Deal]:
+    """Deals annotated `segment` (sourced, influenced or direct), in the database."""
+    return deals.annotate(
+        segment=Case(
+            When(sourcing_partner__isnull=False, then=Value("sourced")),
+            When(_counting_touch(), then=Value("influenced")),
+            default=Value("direct"),
+            output_field=CharField(),
+        )
+    )
+
+
+def local_moment(day: date, *, tz: str | None = None) -> datetime:
+    """The first instant of a local calendar day in the program's time zone."""
+    zone = ZoneInfo(tz or ProgramSettings.load().time_zone)
+    return datetime.combine(day, time.min, tzinfo=zone)
+
+
+@dataclass(frozen=True)
+class DealListQuery:
+    """What the staff deal list is filtered and sorted by; None means no filter."""
+
+    status: str | None = None
+    segment: str | None = None
+    partner_id: int | None = None  # sourced or touched by the partner
+    join_source_id: int | None = None  # sourced or touched by a partner of the join source
+    date_from: date | None = None  # local dates, both included
+    date_to: date | None = None
+    date_basis: str = "closed"  # closed_at or created_at
+    amount_min: Decimal | None = None
+    amount_max: Decimal | None = None
+    sort: str = "created"
+    descending: bool = True
+
+
+def deal_list(query: DealListQuery) -> QuerySet[Deal]:
+    """Every deal matching `query`, with its segment, account and sourcing partner, sorted in the
+    database (ties by id) so that it pages cheaply. Staff only: callers check the role."""
+    deals = with_segment(Deal.objects.select_related("account", "sourcing_partner"))
+    if query.status:
+        deals = deals.filter(status=query.status)
+    if query.segment:
+        deals = deals.filter(**{"segment": query.segment})  # the annotation (the stubs see only fields)
+    if query.partner_id is not None:
+        touched = Touch.objects.filter(partner_id=query.partner_id).values("deal_id")
+        deals = deals.filter(Q(sourcing_partner_id=query.partner_id) | Q(pk__in=touched))
+    if query.join_source_id is not None:
+        members = Partner.objects.filter(join_source_id=query.join_source_id).values("pk")
+        touched = Touch.objects.filter(partner_id__in=members).values("deal_id")
+        deals = deals.filter(Q(sourcing_partner_id__in=members) | Q(pk__in=touched))
+    field = "closed_at" if query.date_basis == "closed" else "created_at"
+    if query.date_from is not None:
+        deals = deals.filter(**{f"{field}__gte": local_moment(query.date_from)})
+    if query.date_to is not None:
+        deals = deals.filter(**{f"{field}__lt": local_moment(query.date_to + timedelta(days=1))})
+    if query.amount_min is not None:
+        deals = deals.filter(amount__gte=query.amount_min)
+    if query.amount_max is not None:
+        deals = deals.filter(amount__lte=query.amount_max)
+    column = DEAL_SORTS.get(query.sort, "created_at")
+    order = F(column).desc(nulls_last=True) if query.descending else F(column).asc(nulls_last=True)
+    return deals.order_by(order, "-id" if query.descending else "id")
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str  # created, registered, decided, touch, closed
+    text: str
+    partner: Partner | None = None
+    counts: bool = True  # a touch dated after the close does not count
+
+
+def deal_timeline(deal: Deal) -> list[TimelineEntry]:
+    """The deal's story in time order: its registration (submitted, decided), its creation, every
+    touch (marked when it is dated after the close and so does not count), and its close.
+    Two queries."""
+    entries = [TimelineEntry(at=deal.created_at, kind="created", text="Deal created")]
+    registration = (
+        DealRegistration.objects.filter(deal_id=deal.pk).select_related("partner", "decided_by").first()
+    )
+    if registration is not None:
+        entries.append(
+            TimelineEntry(
+                at=registration.submitted_at,
+                kind="registered",
+                text=f"Registered by {registration.partner.name} for {registration.amount}",
+                partner=registration.partner,
+            )
+        )
+        if registration.decided_at is not None:
+            entries.append(
+                TimelineEntry(
+                    at=registration.decided_at,
+                    kind="decided",
+                    text=f"Registration {registration.get_status_display().lower()}",
+                    partner=registration.partner,
+                )
+            )
+    for touch in Touch.objects.filter(deal_id=deal.pk).select_related("partner").order_by("touched_at", "id"):
+        late = deal.closed_at is not None and touch.touched_at > deal.closed_at
+        entries.append(
+            TimelineEntry(
+                at=touch.touched_at,
+                kind="touch",
+                text=f"{touch.get_kind_display()} by {touch.partner.name}",
+                partner=touch.partner,
+                counts=not late,
+            )
+        )
+    if deal.closed_at is not None:
+        entries.append(
+            TimelineEntry(
+                at=deal.closed_at, kind="closed", text=f"Closed {deal.get_status_display().lower()}"
+            )
+        )
+    order = {"registered": 0, "decided": 1, "created": 2, "touch": 3, "closed": 4}
+    return sorted(entries, key=lambda e: (e.at, order[e.kind]))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal import drilldown, people, views
+from portal import drilldown, forecast_views, people, views
 
 app_name = "portal"
 
@@ -17,4 +17,5 @@ urlpatterns = [
     path("users/<int:membership_id>/access/", people.user_access, name="user_access"),
     path("invitations/<int:invitation_id>/revoke/", people.revoke_invitation, name="revoke_invitation"),
     path("profile/", people.profile, name="profile"),
+    path("forecast/", forecast_views.forecast, name="forecast"),
 ]

@@ -52,6 +52,10 @@ PAGES = (
     "/dashboard/attribution/",
     "/dashboard/reconciliation/",
     "/dashboard/runs/{run}/status.json",
+    "/dashboard/deals/",
+    "/dashboard/deals/{deal}/",
+    "/dashboard/insights/heat-map/",
+    "/dashboard/insights/forecast/",
     "/portal/",
     "/portal/register/",
     "/portal/register/conflicts.json",
@@ -61,6 +65,7 @@ PAGES = (
     "/portal/deals/{deal}/",
     "/portal/users/",
     "/portal/profile/",
+    "/portal/forecast/",
     "/partners/{partner}/logo/",
     "/apply/",
     "/apply/thanks/",
@@ -93,6 +98,16 @@ PAGE_PARAMETERS = (
     "source",
     "ref",
     "origin",
+    # The deal list and the heat map.
+    "segment",
+    "date_from",
+    "date_to",
+    "date_basis",
+    "amount_min",
+    "amount_max",
+    "metrics",
+    "group",
+    "only",
 )
 path_id = st.one_of(st.none(), st.none(), st.integers(0, 2**70))
 

@@ -28,6 +28,9 @@ STAFF_PAGES = [
     ("registrations", "/dashboard/registrations/"),
     ("attribution", "/dashboard/attribution/"),
     ("reconciliation", "/dashboard/reconciliation/"),
+    ("deals", "/dashboard/deals/?status=won&segment=influenced&sort=amount"),
+    ("heatmap", "/dashboard/insights/heat-map/?grain=quarter"),
+    ("forecast", "/dashboard/insights/forecast/"),
 ]
 PARTNER_PAGES = [
     ("portal-home", "/portal/"),
@@ -36,6 +39,7 @@ PARTNER_PAGES = [
     # The partner login must be a partner admin (seed_demo's is) for the users page.
     ("portal-users", "/portal/users/"),
     ("portal-profile", "/portal/profile/"),
+    ("portal-forecast", "/portal/forecast/"),
 ]
 # Before any login.
 PUBLIC_PAGES = [
@@ -103,6 +107,10 @@ class Command(BaseCommand):
                                 drill = page.locator(".kpi-card a.drill-link").first.get_attribute("href")
                                 shot = "drilldown" if name == "overview" else "portal-drilldown"
                                 written.append(self._shoot(page, url + drill, out / f"{shot}{suffix}.png"))
+                            if name == "deals":
+                                # The largest won influenced deal: its timeline and five splits.
+                                top = page.locator("#deal-list tbody a").first.get_attribute("href")
+                                written.append(self._shoot(page, url + top, out / f"deal-detail{suffix}.png"))
                             if name == "partners":
                                 # The leaderboard's top partner, whatever its id in this database.
                                 top = page.locator("#leaderboard tbody a").first.get_attribute("href")

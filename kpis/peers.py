@@ -1,0 +1,338 @@
+"""Where partners stand among their peers: the KPI heat map and a partner's peer standing.
+
+Read from the published KPI set only (partner rows of one grain and period), ranked in the
+database with window functions that PostgreSQL and SQLite share:
+
+- a **peer group** is the partners of one tier, one type or one join source (chosen by the
+  reader); the population is the partners that had joined by the period's last day;
+- a partner without a stored row reads 0 for money and count metrics and is left out of the
+  ranking for ratios, medians and the rest (undefined: no percentile);
+- **percentile** = `PERCENT_RANK()` over the peer group in the metric's better direction (higher
+  is better, except cost, CAC and day counts): 0 the worst, 100 the best, ties share a rank;
+- **top share** = `CUME_DIST()` in the better direction descending: the share of the group whose
+  value is at least as good ("top 20%" = at most a fifth of the group is as good or better).
+
+docs/kpis.md, "Peer percentiles", records these decisions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q
+
+from kpis import formatting
+from kpis.metrics import METRICS_BY_NAME, Grain, Scope
+from kpis.metrics import label as metric_label
+from kpis.models import KpiValue
+from kpis.periods import Period
+from partners.models import JoinSource, Partner
+from program.models import ProgramSettings
+
+
+class PeerGroup(StrEnum):
+    TIER = "tier"
+    TYPE = "type"
+    JOIN_SOURCE = "join_source"
+
+
+_GROUP_COLUMN = {
+    PeerGroup.TIER: "p.tier",
+    PeerGroup.TYPE: "p.type",
+    PeerGroup.JOIN_SOURCE: "p.join_source_id",
+}
+# Metrics where less is better (a cheaper partner, a shorter cycle ranks higher).
+LOWER_IS_BETTER = frozenset(
+    {"program_cost", "cac", "sales_cycle_median_days_sourced", "ttfs_median_days", "ttfs_mean_days"}
+)
+# Partner metrics of a period (the cohort metrics are keyed by join month, targets are not KPIs).
+HEATMAP_METRICS: tuple[str, ...] = tuple(
+    m.name
+    for m in METRICS_BY_NAME.values()
+    if m.partner and not m.cohort and m.name not in ("target", "target_progress")
+)
+DEFAULT_METRICS = (
+    "sourced_revenue",
+    "influenced_revenue",
+    "attributed_revenue",
+    "win_rate_sourced",
+    "leads_generated",
+    "roi",
+)
+STANDING_METRICS = ("sourced_revenue", "influenced_revenue", "win_rate_sourced", "leads_generated")
+HEATMAP_SORTS = ("name", *HEATMAP_METRICS)
+
+
+@dataclass(frozen=True)
+class Cell:
+    metric: str
+    value: Decimal | None
+    percentile: Decimal | None  # 0..100, None when undefined or alone in the group
+    top: int | None  # the "top N%" figure: the share of the group at least as good
+    bottom: int | None  # the share of the group at most as good ("bottom N%")
+    peers: int  # partners ranked in the group on this metric
+
+    @property
+    def display(self) -> str:
+        return formatting.display(self.metric, self.value)
+
+    @property
+    def band(self) -> int | None:
+        """0 (bottom fifth) to 4 (top fifth) for the cell's colour."""
+        if self.percentile is None:
+            return None
+        return min(4, int(self.percentile // 20))
+
+
+@dataclass
+class HeatRow:
+    partner_id: int
+    name: str
+    tier: str
+    type: str
+    join_source: str
+    group: str
+    cells: list[Cell] = field(default_factory=list)
+
+
+def heat_map_arguments(data: dict[str, Any]) -> dict[str, Any]:
+    """`heat_map`'s arguments from validated request data (grain, period, metrics, group, only,
+    sort, direction; each optional): the chosen or latest complete period, the default metrics,
+    peer group tier; `only` names one group (a tier, a type, or a join source's key or name)."""
+    from kpis.selectors import choose_period
+
+    grain = data.get("grain") or Grain.QUARTER.value
+    period, _ = choose_period(grain, data.get("period") or None)
+    metrics = check_metrics(list(data.get("metrics") or DEFAULT_METRICS))
+    group = PeerGroup(data.get("group") or PeerGroup.TIER)
+    only = data.get("only") or None
+    if only is not None and group == PeerGroup.JOIN_SOURCE:
+        source = JoinSource.objects.filter(Q(key=only) | Q(name=only)).order_by("pk").first()
+        only = str(source.pk) if source else "0"
+    sort = data.get("sort") or metrics[0]
+    if sort not in metrics and sort != "name":
+        sort = metrics[0]
+    direction = data.get("direction") or ("asc" if sort == "name" else "desc")
+    return {
+        "period": period,
+        "metrics": metrics,
+        "group": group,
+        "group_value": only,
+        "sort": sort,
+        "descending": direction == "desc",
+    }
+
+
+def _zero(metric: str) -> bool:
+    from kpis.engine import ZERO_WHEN_EMPTY
+
+    return metric in ZERO_WHEN_EMPTY
+
+
+def check_metrics(metrics: list[str]) -> list[str]:
+    """The metrics in catalogue form, or ValueError naming the first unknown one."""
+    for m in metrics:
+        if m not in HEATMAP_METRICS:
+            raise ValueError(f"{m!r} is not a partner metric of a period")
+    return list(dict.fromkeys(metrics))
+
+
+def _ranked_sql(
+    metrics: list[str],
+    group: PeerGroup,
+    period: Period,
+    *,
+    group_value: str | None,
+    attribution_model: str | None = None,
+) -> tuple[str, list[Any]]:
+    """(SQL, params): per partner of the population and metric, its value, percentile, top share
+    and group size (ranked rows only: undefined values are left out)."""
+    column = _GROUP_COLUMN[group]
+    # Metric names come from the catalogue (check_metrics), never from the request as such.
+    catalogue = " UNION ALL ".join(
+        f"SELECT '{m}' AS metric, {1 if _zero(m) else 0} AS zero, {-1 if m in LOWER_IS_BETTER else 1} AS sign"
+        for m in metrics
+    )
+    # The period's published partner rows of these metrics, read once (one index range per metric).
+    names = ", ".join(f"'{m}'" for m in metrics)
+    params: list[Any] = [
+        attribution_model or ProgramSettings.load().attribution_model,
+        Scope.PARTNER.value,
+        period.grain,
+        period.start,
+        period.end,
+        *Partner.JOINED_STATUSES,
+    ]
+    only_group = ""
+    if group_value is not None:
+        only_group = f" AND {column} = %s"
+        params.append(int(group_value) if group == PeerGroup.JOIN_SOURCE else group_value)
+    statuses = ", ".join(["%s"] * len(Partner.JOINED_STATUSES))
+    sql = f"""
+        SELECT id, grp, metric, value,
+               PERCENT_RANK() OVER (PARTITION BY grp, metric ORDER BY ordv) AS pr,
+               CUME_DIST() OVER (PARTITION BY grp, metric ORDER BY ordv DESC) AS top,
+               CUME_DIST() OVER (PARTITION BY grp, metric ORDER BY ordv) AS bottom,
+               COUNT(*) OVER (PARTITION BY grp, metric) AS n
+        FROM (SELECT p.id, {column} AS grp, m.metric,
+                     CASE WHEN k.value IS NULL AND m.zero = 1 THEN 0 ELSE k.value END AS value,
+                     CASE WHEN k.value IS NULL AND m.zero = 1 THEN 0 ELSE k.value END * m.sign AS ordv
+              FROM {Partner._meta.db_table} p CROSS JOIN ({catalogue}) m
+              LEFT JOIN (SELECT partner_id, metric, value FROM {KpiValue._meta.db_table}
+                         WHERE attribution_model = %s AND scope = %s AND grain = %s AND period_start = %s
+                           AND target_metric = '' AND metric IN ({names})) k
+                ON k.partner_id = p.id AND k.metric = m.metric
+              WHERE p.joined_at <= %s AND p.status IN ({statuses}){only_group}) v
+        WHERE value IS NOT NULL"""
+    return sql, params
+
+
+def _cell(metric: str, value: Any, pr: Any, top: Any, bottom: Any, n: Any) -> Cell:
+    if value is None:
+        return Cell(metric, None, None, None, None, 0)
+    peers = int(n)
+    if peers < 2:
+        return Cell(metric, Decimal(value), None, None, None, peers)
+    percentile = (Decimal(str(pr)) * 100).quantize(Decimal("1"))
+    return Cell(metric, Decimal(value), percentile, _share(top), _share(bottom), peers)
+
+
+def _share(fraction: Any) -> int:
+    """A CUME_DIST as a whole percentage, rounded up (1 of 3 is 34%)."""
+    return math.ceil(round(float(fraction) * 100, 6))
+
+
+def heat_map(
+    *,
+    period: Period,
+    metrics: list[str],
+    group: PeerGroup,
+    group_value: str | None = None,
+    sort: str = "sourced_revenue",
+    descending: bool = True,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[int, list[HeatRow]]:
+    """(number of partners, one page of rows): partners × metrics, each cell with its percentile
+    within the partner's peer group. Sorted and paged in the database; two queries."""
+    metrics = check_metrics(metrics)
+    ranked, params = _ranked_sql(metrics, group, period, group_value=group_value)
+    pivot = ", ".join(
+        f"MAX(CASE WHEN r.metric = '{m}' THEN r.{col} END) AS {col}{i}"
+        for i, m in enumerate(metrics)
+        for col in ("value", "pr", "top", "bottom", "n")
+    )
+    if sort in metrics:
+        key = f"x.value{metrics.index(sort)}"
+        way = "DESC" if descending else "ASC"
+        order = f"CASE WHEN {key} IS NULL THEN 1 ELSE 0 END, {key} {way}, x.name, x.id"
+    else:
+        order = f"x.name {'DESC' if descending else 'ASC'}, x.id"
+    column = _GROUP_COLUMN[group]
+    population, pop_params = _population(group, period, group_value)
+    sql = f"""
+        SELECT x.* FROM (
+            SELECT p.id, p.name, p.tier, p.type, j.name AS js_name, {column} AS grp, {pivot}
+            FROM ({population}) p JOIN {JoinSource._meta.db_table} j ON j.id = p.join_source_id
+            LEFT JOIN ({ranked}) r ON r.id = p.id
+            GROUP BY p.id, p.name, p.tier, p.type, j.name, {column}) x
+        ORDER BY {order} LIMIT %s OFFSET %s"""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM ({population}) p", pop_params)
+        total = int(cursor.fetchone()[0])
+        cursor.execute(sql, [*pop_params, *params, int(limit), int(offset)])
+        rows = cursor.fetchall()
+    types = dict(Partner.Type.choices)
+    result = []
+    for row in rows:
+        pid, name, tier, type_, js_name, grp, *cells = row
+        heat = HeatRow(
+            pid, name, tier, types.get(type_, type_), js_name, _group_label(group, grp, tier, types, js_name)
+        )
+        for i, m in enumerate(metrics):
+            heat.cells.append(_cell(m, *cells[5 * i : 5 * i + 5]))
+        result.append(heat)
+    return total, result
+
+
+def _population(group: PeerGroup, period: Period, group_value: str | None) -> tuple[str, list[Any]]:
+    statuses = ", ".join(["%s"] * len(Partner.JOINED_STATUSES))
+    sql = f"SELECT * FROM {Partner._meta.db_table} p WHERE p.joined_at <= %s AND p.status IN ({statuses})"
+    params: list[Any] = [period.end, *Partner.JOINED_STATUSES]
+    if group_value is not None:
+        sql += f" AND {_GROUP_COLUMN[group]} = %s"
+        params.append(int(group_value) if group == PeerGroup.JOIN_SOURCE else group_value)
+    return sql, params
+
+
+def _group_label(group: PeerGroup, value: Any, tier: str, types: dict[str, str], js_name: str) -> str:
+    if group == PeerGroup.TIER:
+        return tier or "no tier"
+    if group == PeerGroup.TYPE:
+        return types.get(value, str(value))
+    return js_name
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One metric's place of a partner within one peer group."""
+
+    group: PeerGroup
+    group_label: str
+    cell: Cell
+
+    @property
+    def label(self) -> str:
+        return metric_label(self.cell.metric)
+
+    @property
+    def sentence(self) -> str:
+        """ "Top 20% of Gold partners on win rate, sourced (3rd... of 12)"."""
+        cell = self.cell
+        if cell.value is None:
+            return f"{self.label}: undefined for this period"
+        if cell.top is None:
+            return f"{self.label}: the only {self.group_label} partner with a value"
+        where = f"Top {cell.top}%" if cell.top <= 50 or cell.bottom is None else f"Bottom {cell.bottom}%"
+        return f"{where} of {cell.peers} {self.group_label} partners on {self.label.lower()}"
+
+
+def peer_standing(
+    partner: Partner,
+    period: Period,
+    metrics: tuple[str, ...] = STANDING_METRICS,
+    *,
+    attribution_model: str | None = None,
+) -> list[Standing]:
+    """Where `partner` stands among its tier (when it has one), its type and its join source on
+    each metric, for the period. One query for the three groups, whatever the number of partners."""
+    types = dict(Partner.Type.choices)
+    groups = [
+        (PeerGroup.TIER, partner.tier, partner.tier),
+        (PeerGroup.TYPE, partner.type, types.get(partner.type, partner.type)),
+        (PeerGroup.JOIN_SOURCE, str(partner.join_source_id), partner.join_source.name),
+    ]
+    groups = [g for g in groups if g[1]]
+    model = attribution_model or ProgramSettings.load().attribution_model
+    parts, params = [], []
+    for group, value, _ in groups:
+        ranked, ranked_params = _ranked_sql(
+            list(metrics), group, period, group_value=value, attribution_model=model
+        )
+        parts.append(
+            f"SELECT '{group.value}', metric, value, pr, top, bottom, n FROM ({ranked}) r WHERE id = %s"
+        )
+        params += [*ranked_params, partner.pk]
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        found = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+    return [
+        Standing(group, label, _cell(metric, *found.get((group.value, metric), (None, None, None, None, 0))))
+        for group, _, label in groups
+        for metric in metrics
+    ]
