@@ -13,11 +13,9 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from kpis.models import CostEntry, CostEntryLink
+from kpis.models import BOOKED_SOURCES, CostEntry, CostEntryLink
 from partners.models import Partner
 from program.validation import amount_errors, date_errors
-
-BOOKED_SOURCES = (CostEntry.Source.COMMISSION_PAYOUT, CostEntry.Source.MDF_REIMBURSEMENT)
 
 
 def book_program_cost(

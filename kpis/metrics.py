@@ -92,6 +92,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("new_customers_sourced", _C, True, True),
     Metric("cac", _M, True, True),
     Metric("roi", _R, True, True),
+    Metric("commission_paid", _M, True, True),
+    Metric("commission_rate", _R, True, True),
+    Metric("mdf_spent", _M, True, True),
+    Metric("mdf_return", _R, True, True),
     Metric("target", _D, True, True),
     Metric("target_progress", _R, True, True),
 )
@@ -124,6 +128,10 @@ LABELS = {
     "leads_generated": "Leads generated",
     "opportunities_sourced": "Opportunities sourced",
     "opportunities_influenced": "Opportunities influenced",
+    "commission_paid": "Commission paid",
+    "commission_rate": "Commission rate",
+    "mdf_spent": "MDF spent",
+    "mdf_return": "MDF return",
 }
 
 
