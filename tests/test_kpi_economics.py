@@ -10,8 +10,11 @@ from django.db import connection
 
 from deals.models import Deal, DealRegistration
 from kpis.costs import book_program_cost
+from kpis.export import export_rows
 from kpis.models import CostEntry, CostEntryLink, FactChange
 from tests.support import kpis as t
+from tests.support.api import *  # noqa: F403 - fixtures
+from tests.support.api import API, error_of, ids
 from tests.test_kpi_incremental import full_recompute_set, incremental
 from tests.test_kpi_runs import published
 
@@ -204,3 +207,64 @@ def test_incremental_runs_after_each_economics_change_equal_full_runs():
 def test_chunked_incremental_runs_after_each_economics_change_equal_full_runs(settings):
     settings.KPI_CHUNKS = 2
     _assert_each_change_equals_a_full_run()
+
+
+def test_the_cost_api_shows_source_reference_and_counted_read_only(as_manager):
+    program = economics_program()
+    costs = program["costs"]
+    response = as_manager.get(f"{API}/costs/", {"partner": program["a"].pk, "category": "commission"})
+    assert response.status_code == 200, response.content
+    rows = {r["id"]: r for r in response.json()["results"]}
+    payout = rows[costs["a_payout"].pk]
+    assert (payout["source"], payout["reference"], payout["counted"]) == (
+        "commission_payout",
+        "payout:1",
+        True,
+    )
+    assert rows[costs["a_jan"].pk]["counted"] is True
+    assert (rows[costs["a_mar"].pk]["source"], rows[costs["a_mar"].pk]["counted"]) == ("recorded", False)
+    superseded = as_manager.get(f"{API}/costs/", {"counted": "false"})
+    assert ids(superseded) == {costs["a_mar"].pk, costs["a_apr"].pk, costs["b_mdf_feb"].pk}
+    booked_only = as_manager.get(f"{API}/costs/", {"source": ["commission_payout", "mdf_reimbursement"]})
+    assert ids(booked_only) == {costs["a_payout"].pk, costs["b_claim"].pk}
+
+
+def test_the_cost_api_refuses_booked_sources_and_references(as_manager):
+    a = economics_program()["a"]
+    body = {"date": "2026-06-30", "amount": "10.00", "category": "commission", "partner": a.pk}
+    for field, value in (
+        ("source", "commission_payout"),
+        ("source", "mdf_reimbursement"),
+        ("reference", "x:1"),
+    ):
+        response = as_manager.post(f"{API}/costs/", {**body, field: value}, format="json")
+        assert response.status_code == 400, response.content
+        assert field in error_of(response)["fields"]
+    created = as_manager.post(f"{API}/costs/", {**body, "source": "recorded"}, format="json")
+    assert created.status_code == 201, created.content
+    # A recorded commission of a in June, after its March payout: stored, listed, not counted.
+    assert (created.json()["source"], created.json()["reference"], created.json()["counted"]) == (
+        "recorded",
+        "",
+        False,
+    )
+
+
+def test_the_api_and_the_export_carry_the_economics_metrics(as_manager):
+    economics_program()
+    t.recompute()
+    response = as_manager.get(
+        f"{API}/kpi-values/",
+        {"scope": "partner", "scope_key": "b", "metric": "mdf_return", "grain": "quarter"},
+    )
+    assert response.status_code == 200, response.content
+    assert [(r["period"], r["value"]) for r in response.json()["results"]] == [("2026-Q1", "5.5556")]
+    rows = {
+        (r["scope"], r["scope_key"], r["period"], r["metric"]): r["value"]
+        for r in export_rows(grain="quarter")
+        if r["metric"] in ("commission_paid", "commission_rate", "mdf_spent", "mdf_return")
+    }
+    assert rows[("program", "", "2026-Q1", "commission_paid")] == "450.00"
+    assert rows[("program", "", "2026-Q1", "commission_rate")] == "0.0563"
+    assert rows[("join_source", "event", "2026-Q1", "mdf_spent")] == "540.00"
+    assert rows[("program", "", "2026-Q2", "mdf_return")] == ""  # revenue but no MDF spent
