@@ -1,7 +1,7 @@
 """Costs the program books itself when money leaves it: paid commission payouts (economics/) and
 reimbursed MDF claims (mdf/). They become cost entries of their category and partner, so CAC and
-ROI include them; `source` tells them from recorded and imported costs (docs/kpis.md, "Costs the
-program books").
+ROI include them; `source` tells them from recorded and imported costs (docs/kpis.md,
+"Commissions and MDF in the KPIs").
 """
 
 from __future__ import annotations
