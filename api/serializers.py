@@ -562,7 +562,8 @@ class CostEntryInputSerializer(serializers.Serializer):
         queryset=JoinSource.objects.all(), required=False, allow_null=True, default=None
     )
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    source = serializers.CharField(
+    # A declared field (the metaclass takes it out of the class), not Field.source.
+    source = serializers.CharField(  # type: ignore[assignment]
         required=False,
         default=CostEntry.Source.RECORDED,
         help_text="Only `recorded`: commission payouts and MDF reimbursements are booked by the program "
