@@ -39,6 +39,7 @@ class Metric:
     partner: bool
     join_source: bool
     cohort: bool = False  # keyed by the cohort's join period, not the period the facts happen in
+    multiple: bool = False  # a rate read as a multiple on pages (`12.50×`); exported like any rate
 
     @property
     def decimal_places(self) -> int:
@@ -95,7 +96,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("commission_paid", _M, True, True),
     Metric("commission_rate", _R, True, True),
     Metric("mdf_spent", _M, True, True),
-    Metric("mdf_return", _R, True, True),
+    Metric("mdf_return", _R, True, True, multiple=True),
     Metric("target", _D, True, True),
     Metric("target_progress", _R, True, True),
 )

@@ -268,3 +268,12 @@ def test_the_api_and_the_export_carry_the_economics_metrics(as_manager):
     assert rows[("program", "", "2026-Q1", "commission_rate")] == "0.0563"
     assert rows[("join_source", "event", "2026-Q1", "mdf_spent")] == "540.00"
     assert rows[("program", "", "2026-Q2", "mdf_return")] == ""  # revenue but no MDF spent
+
+
+def test_pages_read_mdf_return_as_a_multiple_and_the_export_as_a_rate():
+    from kpis.formatting import display, export_string
+
+    assert display("mdf_return", D("4.8387")) == "4.84×"
+    assert display("commission_rate", D("0.0563")) == "5.6%"
+    assert export_string("mdf_return", D("4.8387")) == "4.8387"
+    assert display("mdf_return", None) == "—"
