@@ -277,3 +277,18 @@ def test_pages_read_mdf_return_as_a_multiple_and_the_export_as_a_rate():
     assert display("commission_rate", D("0.0563")) == "5.6%"
     assert export_string("mdf_return", D("4.8387")) == "4.8387"
     assert display("mdf_return", None) == "—"
+
+
+def test_the_admin_lists_source_and_counted_and_keeps_source_read_only(client):
+    from django.urls import reverse
+
+    from tests.factories import SuperUserFactory
+
+    costs = economics_program()["costs"]
+    client.force_login(SuperUserFactory())
+    listing = client.get(reverse("admin:kpis_costentry_changelist"), {"source__exact": "recorded"})
+    assert listing.status_code == 200
+    assert listing.context["cl"].result_count == 8
+    change = client.get(reverse("admin:kpis_costentry_change", args=[costs["a_payout"].pk]))
+    assert change.status_code == 200
+    assert "source" not in change.context["adminform"].form.fields
