@@ -78,6 +78,9 @@ COST = {
     "partner": 12,
     "join_source": None,
     "note": "Q1 co-marketing webinar",
+    "source": "mdf_reimbursement",
+    "reference": "mdf-claim:41",
+    "counted": True,
     "updated_at": "2026-04-01T08:00:00Z",
 }
 TARGET = {

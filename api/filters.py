@@ -251,11 +251,13 @@ class CostEntryFilterSet(filters.FilterSet):
     partner = _id("partner_id", "Partner id.")
     join_source = _id("join_source_id", "Join source id.")
     category = filters.MultipleChoiceFilter(choices=CostEntry.Category.choices)
+    source = filters.MultipleChoiceFilter(choices=CostEntry.Source.choices)
+    counted = filters.BooleanFilter(help_text="Whether the KPIs count the cost (false: superseded).")
     date = filters.DateFromToRangeFilter(help_text="date_after / date_before")
 
     class Meta:
         model = CostEntry
-        fields = ["partner", "join_source", "category"]
+        fields = ["partner", "join_source", "category", "source"]
 
 
 class TargetFilterSet(filters.FilterSet):

@@ -191,9 +191,29 @@ class TouchSerializer(serializers.ModelSerializer):
 
 
 class CostEntrySerializer(serializers.ModelSerializer):
+    counted = serializers.BooleanField(
+        read_only=True,
+        help_text="Whether the KPIs count this cost: false for a recorded commission or MDF cost of a "
+        "partner for which the program booked that category in the cost's month or before "
+        "(docs/kpis.md, 'Booked costs are never counted twice').",
+    )
+
     class Meta:
         model = CostEntry
-        fields = ["id", "date", "amount", "category", "partner", "join_source", "note", "updated_at"]
+        fields = [
+            "id",
+            "date",
+            "amount",
+            "category",
+            "partner",
+            "join_source",
+            "note",
+            "source",
+            "reference",
+            "counted",
+            "updated_at",
+        ]
+        read_only_fields = ["source", "reference"]
 
 
 class TargetSerializer(serializers.ModelSerializer):
@@ -583,6 +603,29 @@ class CostEntryInputSerializer(serializers.Serializer):
         queryset=JoinSource.objects.all(), required=False, allow_null=True, default=None
     )
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    # A declared field (the metaclass takes it out of the class), not Field.source.
+    source = serializers.CharField(  # type: ignore[assignment]
+        required=False,
+        default=CostEntry.Source.RECORDED,
+        help_text="Only `recorded`: commission payouts and MDF reimbursements are booked by the program "
+        "when it pays them.",
+    )
+    reference = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Read-only: set by the program's bookings."
+    )
+
+    def validate_source(self, value: str) -> str:
+        if value != CostEntry.Source.RECORDED:
+            raise serializers.ValidationError(
+                f"only '{CostEntry.Source.RECORDED}' costs are recorded here: commission payouts and MDF "
+                "reimbursements are booked by the program when it pays them"
+            )
+        return value
+
+    def validate_reference(self, value: str) -> str:
+        if value:
+            raise serializers.ValidationError("is read-only: only the program's bookings set it")
+        return value
 
 
 class TargetInputSerializer(serializers.Serializer):

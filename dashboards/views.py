@@ -80,6 +80,11 @@ PARTNER_CARDS = (
     "opportunities_sourced",
     "cac",
     "roi",
+    # Partner economics (docs/kpis.md, "Commissions and MDF in the KPIs").
+    "commission_paid",
+    "commission_rate",
+    "mdf_spent",
+    "mdf_return",
 )
 JOIN_SOURCE_METRICS = (
     "applications",

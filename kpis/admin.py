@@ -14,12 +14,22 @@ from program.admin import ReadOnlyAdminMixin
 
 @admin.register(CostEntry)
 class CostEntryAdmin(admin.ModelAdmin[CostEntry]):
-    list_display = ("date", "category", "amount", "partner", "join_source", "note")
-    list_filter = ("category", "join_source")
-    search_fields = ("note", "partner__name")
+    list_display = ("date", "category", "amount", "partner", "join_source", "source", "counted", "note")
+    list_filter = ("category", "source", "join_source")
+    search_fields = ("note", "reference", "partner__name")
     date_hierarchy = "date"
     autocomplete_fields = ()
     raw_id_fields = ("partner",)
+    # Booked costs come from payouts and MDF claims (kpis.costs.book_program_cost), never from here.
+    readonly_fields = ("source", "reference")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CostEntry]:
+        return CostEntry.objects.with_counted()
+
+    @admin.display(boolean=True, description="counted in KPIs")
+    def counted(self, cost: CostEntry) -> bool:
+        """False for a recorded cost a booked one supersedes (docs/kpis.md)."""
+        return bool(getattr(cost, "counted", True))
 
 
 @admin.register(Target)

@@ -1,7 +1,7 @@
 """Costs the program books itself when money leaves it: paid commission payouts (economics/) and
 reimbursed MDF claims (mdf/). They become cost entries of their category and partner, so CAC and
-ROI include them; `source` tells them from recorded and imported costs (docs/kpis.md, "Costs the
-program books").
+ROI include them; `source` tells them from recorded and imported costs (docs/kpis.md,
+"Commissions and MDF in the KPIs").
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from kpis.models import CostEntry, CostEntryLink
+from kpis.models import BOOKED_SOURCES, CostEntry, CostEntryLink
 from partners.models import Partner
 from program.validation import amount_errors, date_errors
-
-BOOKED_SOURCES = (CostEntry.Source.COMMISSION_PAYOUT, CostEntry.Source.MDF_REIMBURSEMENT)
 
 
 def book_program_cost(

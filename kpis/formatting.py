@@ -31,13 +31,16 @@ def money(value: Decimal | None, currency: str = "USD") -> str:
 
 
 def display(metric: str, value: Decimal | None, currency: str = "USD") -> str:
-    """The value for a person: `$12,300.00`, `42.5%`, `31.5 days`, `12`, or `—` when undefined."""
+    """The value for a person: `$12,300.00`, `42.5%`, `12.50×` (MDF return), `31.5 days`, `12`, or
+    `—` when undefined."""
     if value is None or value == "":
         return UNDEFINED
     unit = METRICS_BY_NAME[metric].unit if metric in METRICS_BY_NAME else Unit.DAYS
     value = Decimal(value)
     if unit == Unit.MONEY:
         return money(value, currency)
+    if unit == Unit.RATE and METRICS_BY_NAME[metric].multiple:
+        return f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)}×"
     if unit == Unit.RATE:
         percent = (value * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
         return f"{percent}%"

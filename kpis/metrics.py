@@ -39,6 +39,7 @@ class Metric:
     partner: bool
     join_source: bool
     cohort: bool = False  # keyed by the cohort's join period, not the period the facts happen in
+    multiple: bool = False  # a rate read as a multiple on pages (`12.50×`); exported like any rate
 
     @property
     def decimal_places(self) -> int:
@@ -92,6 +93,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("new_customers_sourced", _C, True, True),
     Metric("cac", _M, True, True),
     Metric("roi", _R, True, True),
+    Metric("commission_paid", _M, True, True),
+    Metric("commission_rate", _R, True, True),
+    Metric("mdf_spent", _M, True, True),
+    Metric("mdf_return", _R, True, True, multiple=True),
     Metric("target", _D, True, True),
     Metric("target_progress", _R, True, True),
 )
@@ -124,6 +129,10 @@ LABELS = {
     "leads_generated": "Leads generated",
     "opportunities_sourced": "Opportunities sourced",
     "opportunities_influenced": "Opportunities influenced",
+    "commission_paid": "Commission paid",
+    "commission_rate": "Commission rate",
+    "mdf_spent": "MDF spent",
+    "mdf_return": "MDF return",
 }
 
 

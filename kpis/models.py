@@ -6,7 +6,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from kpis.metrics import METRIC_NAMES, TARGETABLE_METRICS, Grain, Scope
@@ -14,6 +15,31 @@ from kpis.periods import parse_period
 from program.fields import MoneyField, PlausibleDateField, TargetValueField
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
+
+
+class CostEntryQuerySet(models.QuerySet["CostEntry"]):
+    def with_counted(self) -> "CostEntryQuerySet":
+        """Each entry with `counted`: whether the KPIs count it (docs/kpis.md, "Booked costs are
+        never counted twice"). A recorded commission or MDF entry of a partner is superseded, and
+        not counted, once the program has booked that category for that partner in the entry's
+        month or before. The engine's twin is kpis.engine.facts.counted_cost (tested to agree)."""
+        booked_by_then = (
+            CostEntry.objects.filter(
+                partner=OuterRef("partner"), category=OuterRef("category"), source__in=BOOKED_SOURCES
+            )
+            .annotate(month=TruncMonth("date"))
+            .filter(month__lte=OuterRef("cost_month"))
+        )
+        superseded = Q(
+            source=CostEntry.Source.RECORDED, category__in=BOOKED_CATEGORIES, partner__isnull=False
+        ) & Exists(booked_by_then)
+        return self.annotate(cost_month=TruncMonth("date")).annotate(
+            counted=models.Case(
+                models.When(superseded, then=models.Value(False)),
+                default=models.Value(True),
+                output_field=models.BooleanField(),
+            )
+        )
 
 
 class CostEntry(models.Model):
@@ -51,6 +77,8 @@ class CostEntry(models.Model):
     reference = models.CharField(max_length=64, blank=True, default="", db_default="")
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
+    objects = CostEntryQuerySet.as_manager()
+
     class Meta:
         ordering = ["-date", "-id"]
         verbose_name_plural = "cost entries"
@@ -70,6 +98,12 @@ class CostEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.date} {self.get_category_display()} {self.amount}"
+
+
+# The sources the program books itself (kpis.costs.book_program_cost), and the categories they book:
+# a recorded entry of such a category can be superseded by a booked one (with_counted).
+BOOKED_SOURCES = (CostEntry.Source.COMMISSION_PAYOUT, CostEntry.Source.MDF_REIMBURSEMENT)
+BOOKED_CATEGORIES = (CostEntry.Category.COMMISSION, CostEntry.Category.MDF)
 
 
 class CostEntryLink(models.Model):

@@ -272,12 +272,13 @@ def publication_version() -> str:
 
 
 def visible_costs(user: AnyUser) -> QuerySet[CostEntry]:
+    """The costs `user` may see, each with `counted` (CostEntryQuerySet.with_counted)."""
     sees_all, partner = row_scope(user)
     if sees_all:
-        return CostEntry.objects.all()
+        return CostEntry.objects.with_counted()
     if partner is None:
         return CostEntry.objects.none()
-    return CostEntry.objects.filter(partner=partner)
+    return CostEntry.objects.with_counted().filter(partner=partner)
 
 
 def visible_targets(user: AnyUser) -> QuerySet[Target]:

@@ -45,6 +45,7 @@ from kpis.engine import chunks as chunks_plan
 from kpis.metrics import TARGETABLE_METRICS
 from kpis.models import (
     CostEntry,
+    CostEntryLink,
     FactChange,
     KpiPublication,
     KpiRun,
@@ -319,6 +320,9 @@ def source_fingerprint(*, as_of: date, program: ProgramSettings | None = None) -
     for model in (Deal, DealRegistration, CostEntry, Target, Partner, Touch):
         agg = model.objects.aggregate(n=Count("pk"), newest=Max("pk"), last=Max("updated_at"))
         parts.append(f"{model._meta.label}={agg['n']}:{agg['newest']}:{agg['last']}")
+    # Cost entry links have no updated_at: their count and newest id (MDF return reads them).
+    links = CostEntryLink.objects.aggregate(n=Count("pk"), newest=Max("pk"))
+    parts.append(f"{CostEntryLink._meta.label}={links['n']}:{links['newest']}")
     # Join sources have no updated_at; their keys label published rows, so a rename must count.
     parts.append(f"join_sources={list(JoinSource.objects.order_by('pk').values_list('pk', 'key'))}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest() + ":" + ";".join(parts)[:900]

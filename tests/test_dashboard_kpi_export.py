@@ -156,9 +156,9 @@ def test_partner_page_numbers_equal_the_export(manager_client, computed_program)
     cards = [n for n in numbers(html) if "data-period" not in n[3]]
     monthly = [n for n in numbers(html) if "data-period" in n[3]]
     assert (
-        compare_cards(html.split('id="partner-monthly"')[0], export, "partner", "alpha", "2026-03") == 8 * 3
+        compare_cards(html.split('id="partner-monthly"')[0], export, "partner", "alpha", "2026-03") == 12 * 3
     )
-    assert len(cards) == 8 * 3 and len(monthly) == 12 * 7
+    assert len(cards) == 12 * 3 and len(monthly) == 12 * 7
     for metric, _, shown, ctx in monthly:
         assert shown == expected(export, "partner", "alpha", ctx["data-period"], metric), (metric, ctx)
 

@@ -75,7 +75,7 @@ def test_a_truncate_is_logged():
     logged()
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's own inserts' deferred checks
-        cursor.execute("TRUNCATE kpis_costentry")
+        cursor.execute("TRUNCATE kpis_costentry CASCADE")
     assert logged() == {("truncate", 0, None)}
 
 
@@ -252,7 +252,7 @@ def test_a_truncated_table_makes_the_run_build_its_facts_in_full():
     t.recompute()
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the test's own inserts' deferred checks
-        cursor.execute("TRUNCATE kpis_costentry")
+        cursor.execute("TRUNCATE kpis_costentry CASCADE")
     run = incremental()
     assert run.changed_rows is None
     assert t.value("program_cost", "2026-02") == D("0")

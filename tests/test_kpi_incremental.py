@@ -2,7 +2,7 @@
 full recompute publishes (on SQLite, on PostgreSQL, and chunked on PostgreSQL)."""
 
 import random
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,8 +12,9 @@ from django.utils import timezone
 from deals.models import Deal, DealRegistration, Touch
 from interchange.demo import DemoSize
 from interchange.seeding import seed_database
+from kpis.costs import book_program_cost
 from kpis.engine import state_exists, state_table
-from kpis.models import CostEntry, KpiPublication, KpiRun, KpiValue
+from kpis.models import CostEntry, CostEntryLink, KpiPublication, KpiRun, KpiValue
 from kpis.services import target_set
 from partners.models import JoinSource, Partner
 from tests.support import kpis as t
@@ -189,6 +190,45 @@ def _mutate(rng: random.Random, round_no: int) -> None:
     CostEntry.objects.filter(pk__in=some(list(CostEntry.objects.values_list("id", flat=True)), 2)).delete()
     CostEntry.objects.create(date=f"2026-0{round_no + 1}-14", amount=D("123.45"), partner=p1, category="mdf")
     target_set(metric="won_revenue", period=f"2026-0{round_no + 5}", value="50000", partner=p2)
+    _mutate_economics(rng, round_no, p1, p2)
+
+
+def _mutate_economics(rng: random.Random, round_no: int, p1: Partner, p2: Partner) -> None:
+    """Booked costs and their links (docs/kpis.md, "Commissions and MDF in the KPIs"): a payout
+    superseding recorded commissions, an MDF claim with deals and a registration, a link moved to
+    another deal, a linked registration's deal taken away, a booked cost re-dated."""
+    month = round_no + 1
+    CostEntry.objects.create(date=date(2026, month, 20), amount=D("40.00"), partner=p1, category="commission")
+    book_program_cost(
+        source=CostEntry.Source.COMMISSION_PAYOUT,
+        reference=f"payout:{round_no}",
+        date=date(2026, month, 5),
+        amount=D("310.00"),
+        category=CostEntry.Category.COMMISSION,
+        partner=p1,
+    )
+    won = list(Deal.objects.filter(status="won").values_list("id", flat=True))
+    registrations = list(DealRegistration.objects.filter(deal__isnull=False).values_list("id", flat=True))
+    book_program_cost(
+        source=CostEntry.Source.MDF_REIMBURSEMENT,
+        reference=f"mdf-claim:{round_no}",
+        date=date(2026, month + 1, 1),
+        amount=D("900.00"),
+        category=CostEntry.Category.MDF,
+        partner=p2,
+        deal_ids=rng.sample(won, 2),
+        registration_ids=rng.sample(registrations, min(2, len(registrations))),
+    )
+    links = list(CostEntryLink.objects.filter(deal__isnull=False).values_list("id", "cost_entry_id"))
+    link_id, cost_id = rng.choice(links)
+    taken = set(CostEntryLink.objects.filter(cost_entry_id=cost_id).values_list("deal_id", flat=True))
+    CostEntryLink.objects.filter(pk=link_id).update(deal_id=rng.choice([d for d in won if d not in taken]))
+    linked = CostEntryLink.objects.filter(registration__deal__isnull=False).values_list(
+        "registration_id", flat=True
+    )
+    DealRegistration.objects.filter(pk__in=list(linked)[:1]).update(deal=None)
+    booked = list(CostEntry.objects.exclude(source=CostEntry.Source.RECORDED).values_list("id", flat=True))
+    CostEntry.objects.filter(pk=rng.choice(booked)).update(date=date(2026, rng.randint(1, 9), 28))
 
 
 @pytest.fixture

@@ -58,7 +58,9 @@ def visible_kpi_values(user):
     list=extend_schema(
         summary="List program costs",
         examples=[listed("A cost", ex.COST)],
-        description="Staff see all; a partner user sees the costs tagged with its partner.",
+        description="Staff see all; a partner user sees the costs tagged with its partner. `source` "
+        "tells recorded and imported costs from those the program booked (paid commission payouts, "
+        "reimbursed MDF claims); `counted` is false for a recorded cost a booked one supersedes.",
         responses={200: s.CostEntrySerializer(many=True), **errors(*READ_ERRORS)},
     ),
     retrieve=extend_schema(
@@ -68,6 +70,8 @@ def visible_kpi_values(user):
     ),
     create=extend_schema(
         summary="Record a program cost",
+        description="Records a cost of source `recorded`; a booked source (`commission_payout`, "
+        "`mdf_reimbursement`) or a reference is refused with a 400.",
         request=s.CostEntryInputSerializer,
         responses={201: s.CostEntrySerializer, **errors(*WRITE_ERRORS)},
         examples=[
@@ -88,8 +92,10 @@ class CostEntryViewSet(ScopedViewSet):
     ordering_fields = ["id", "date", "amount"]
 
     def create(self, request):
-        cost = services.cost_entry_create(**self.validated(s.CostEntryInputSerializer))
-        return self.output(cost, status=status.HTTP_201_CREATED)
+        fields = self.validated(s.CostEntryInputSerializer)
+        del fields["source"], fields["reference"]  # validated: recorded, no reference
+        cost = services.cost_entry_create(**fields)
+        return self.output(CostEntry.objects.with_counted().get(pk=cost.pk), status=status.HTTP_201_CREATED)
 
 
 @extend_schema_view(

@@ -86,7 +86,7 @@ def run_facts(ctx: RunContext) -> ComputeResult:
                 facts.facts_pipeline(ctx)
                 # This session finishes ~2 s before the touches' one: the lookups the next run
                 # patches these tables by are built in that wait, not after publishing.
-                facts.index_for_patching(ctx, "kx_deal", "kx_reg", "kx_cost")
+                facts.index_for_patching(ctx, "kx_deal", "kx_reg", "kx_cost", "kx_link")
 
     with transaction.atomic():
         ctx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -6,6 +6,7 @@ from kpis.engine import lifecycle
 from kpis.engine.context import RunContext
 from kpis.engine.incremental.changed_periods import plain
 from kpis.engine.tables import CELL_DDL
+from kpis.models import CostEntry
 
 
 def insert(ctx: RunContext, columns: list[str], select: str) -> None:
@@ -103,6 +104,7 @@ def build(ctx: RunContext) -> None:
     pipeline(ctx)
     opportunities_influenced(ctx)
     costs(ctx)
+    mdf_return(ctx)
     new_customers(ctx)
 
 
@@ -327,24 +329,71 @@ def opportunities_influenced(ctx: RunContext) -> None:
 
 
 def costs(ctx: RunContext) -> None:
-    """Cost: program all; partner its tagged costs; join source tagged with it or its partners,
-    each cost once (the costs family)."""
+    """Counted cost, and of it the commission and MDF categories: program all; partner its tagged
+    costs; join source tagged with it or its partners, each cost once (the costs family)."""
     chunk = ctx.chunk
-    rows = family_rows(ctx, "costs", "SELECT * FROM kx_cost", "id, cents, mi, partner_id, tag_js, partner_js")
+    rows = family_rows(
+        ctx, "costs", "SELECT * FROM kx_cost", "id, cents, mi, partner_id, tag_js, partner_js, cat"
+    )
     cost_rows = []
     if chunk.program:
-        cost_rows.append(f"SELECT 'program' AS scope, 0 AS sid, sign, cents, mi FROM ({rows}) c")
+        cost_rows.append(f"SELECT 'program' AS scope, 0 AS sid, sign, cents, cat, mi FROM ({rows}) c")
     if chunk.partners:
         cost_rows += [
-            f"SELECT 'partner' AS scope, partner_id AS sid, sign, cents, mi FROM ({rows}) c "
+            f"SELECT 'partner' AS scope, partner_id AS sid, sign, cents, cat, mi FROM ({rows}) c "
             f"WHERE partner_id IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
-            f"""SELECT 'join_source' AS scope, sid, sign, cents, mi FROM (
-                SELECT sign, id, tag_js AS sid, cents, mi FROM ({rows}) c WHERE tag_js IS NOT NULL
-                UNION SELECT sign, id, partner_js, cents, mi FROM ({rows}) c
+            f"""SELECT 'join_source' AS scope, sid, sign, cents, cat, mi FROM (
+                SELECT sign, id, tag_js AS sid, cents, cat, mi FROM ({rows}) c WHERE tag_js IS NOT NULL
+                UNION SELECT sign, id, partner_js, cents, cat, mi FROM ({rows}) c
                 WHERE partner_js IS NOT NULL) j
             WHERE {chunk.join_source_filter("sid")}""",
         ]
-    additive(ctx, ["cost_c"], " UNION ALL ".join(cost_rows), ["SUM(sign * cents)"])
+    of = "SUM(CASE WHEN cat = '{}' THEN sign * cents ELSE 0 END)".format
+    additive(
+        ctx,
+        ["cost_c", "comm_c", "mdf_c"],
+        " UNION ALL ".join(cost_rows),
+        ["SUM(sign * cents)", of(CostEntry.Category.COMMISSION), of(CostEntry.Category.MDF)],
+    )
+
+
+def mdf_return(ctx: RunContext) -> None:
+    """Revenue of the won deals linked to the scope's counted MDF costs (directly or through a
+    registration's deal), in the deal's close period, each deal once per scope (the mdf_deals
+    family): program all; partner the costs tagged with it; join source those tagged with it or
+    with one of its partners, as for the costs."""
+    chunk = ctx.chunk
+    rows = family_rows(
+        ctx,
+        "mdf_deals",
+        "SELECT l.cost_id, l.deal_id, c.partner_id, c.tag_js, c.partner_js, d.cents, d.closed_mi "
+        "FROM kx_link l JOIN kx_cost c ON c.id = l.cost_id JOIN kx_deal d ON d.id = l.deal_id "
+        f"WHERE c.cat = '{CostEntry.Category.MDF}' AND d.status = 'won'",
+        "cost_id, deal_id, partner_id, tag_js, partner_js, cents, closed_mi",
+    )
+    deal_rows = []
+    if chunk.program:
+        deal_rows.append(
+            f"SELECT sign, 'program' AS scope, 0 AS sid, deal_id, cents, closed_mi FROM ({rows}) r"
+        )
+    if chunk.partners:
+        deal_rows += [
+            f"SELECT sign, 'partner' AS scope, partner_id AS sid, deal_id, cents, closed_mi FROM ({rows}) r "
+            f"WHERE partner_id IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
+            f"SELECT sign, 'join_source' AS scope, tag_js AS sid, deal_id, cents, closed_mi FROM ({rows}) r "
+            f"WHERE tag_js IS NOT NULL AND {chunk.join_source_filter('tag_js')}",
+            f"SELECT sign, 'join_source' AS scope, partner_js AS sid, deal_id, cents, closed_mi "
+            f"FROM ({rows}) r WHERE partner_js IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
+        ]
+    # Each deal once per scope and sign (patching: the affected deals' rows now and before).
+    additive(
+        ctx,
+        ["mdfrev_c"],
+        "SELECT DISTINCT sign, scope, sid, deal_id, cents, closed_mi "
+        f"FROM ({' UNION ALL '.join(deal_rows)}) y",
+        ["SUM(sign * cents)"],
+        mi="closed_mi",
+    )
 
 
 def new_customers(ctx: RunContext) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from deals.models import Deal, DealRegistration, Touch
 from kpis.engine.context import RunContext
 from kpis.engine.tables import DELTA_INDEXES, delta_index
-from kpis.models import CostEntry, Target
+from kpis.models import BOOKED_CATEGORIES, BOOKED_SOURCES, CostEntry, CostEntryLink, Target
 from partners.models import JoinSource, Partner
 
 
@@ -92,11 +92,37 @@ def reg_select(ctx: RunContext, where: str = "1 = 1") -> str:
 
 
 def cost_select(ctx: RunContext, where: str = "1 = 1") -> str:
+    """kx_cost's rows: the cost entries the KPIs count (`cat`: the category), without the recorded
+    ones a booked cost supersedes (`counted_cost`)."""
     partners = f"(SELECT id, join_source_id AS js FROM {Partner._meta.db_table})"
     return f"""SELECT c.id, CAST(ROUND(c.amount * 100) AS BIGINT) AS cents,
                {ctx.sql.month_index("c.date")} AS mi,
-               c.partner_id, c.join_source_id AS tag_js, p.js AS partner_js
-        FROM {CostEntry._meta.db_table} c LEFT JOIN {partners} p ON p.id = c.partner_id WHERE {where}"""
+               c.partner_id, c.join_source_id AS tag_js, p.js AS partner_js, c.category AS cat
+        FROM {CostEntry._meta.db_table} c LEFT JOIN {partners} p ON p.id = c.partner_id
+        WHERE ({where}) AND {counted_cost(ctx, "c")}"""
+
+
+def counted_cost(ctx: RunContext, c: str) -> str:
+    """The condition on the cost entry `c` that the KPIs count it (docs/kpis.md, "Booked costs
+    are never counted twice"; the ORM's twin is kpis.costs.superseded): every booked entry and
+    every recorded one, except a recorded commission or MDF entry of a partner for which the
+    program has booked that category in the entry's month or before."""
+    table, month = CostEntry._meta.db_table, ctx.sql.month_index
+    booked = ", ".join(f"'{source}'" for source in BOOKED_SOURCES)
+    kinds = ", ".join(f"'{category}'" for category in BOOKED_CATEGORIES)
+    return f"""NOT ({c}.source = '{CostEntry.Source.RECORDED}' AND {c}.category IN ({kinds})
+        AND {c}.partner_id IS NOT NULL AND EXISTS (
+            SELECT 1 FROM {table} b WHERE b.partner_id = {c}.partner_id AND b.category = {c}.category
+            AND b.source IN ({booked}) AND {month("b.date")} <= {month(f"{c}.date")}))"""
+
+
+def link_select(where: str = "1 = 1") -> str:
+    """kx_link: each deal a cost entry produced (CostEntryLink), named directly or as a linked
+    registration's deal (a registration without a deal yet reaches none); each pair once."""
+    link, reg = CostEntryLink._meta.db_table, DealRegistration._meta.db_table
+    return f"""SELECT DISTINCT l.cost_entry_id AS cost_id, COALESCE(l.deal_id, r.deal_id) AS deal_id
+        FROM {link} l LEFT JOIN {reg} r ON r.id = l.registration_id
+        WHERE ({where}) AND COALESCE(l.deal_id, r.deal_id) IS NOT NULL"""
 
 
 def target_select(ctx: RunContext) -> str:
@@ -107,12 +133,13 @@ def target_select(ctx: RunContext) -> str:
 
 
 def facts_pipeline(ctx: RunContext) -> None:
-    """kx_reg, kx_cost and kx_tgt (the targets), from the live tables only (a session may build
-    them beside the one building kx_partner)."""
+    """kx_reg, kx_cost, kx_link and kx_tgt (the targets), from the live tables only (a session
+    may build them beside the one building kx_partner)."""
     ctx.fill("kx_reg", reg_select(ctx))
     ctx.fill("kx_cost", cost_select(ctx))
+    ctx.fill("kx_link", link_select())
     ctx.fill("kx_tgt", target_select(ctx))
-    ctx.analyze("kx_reg", "kx_cost", "kx_tgt")
+    ctx.analyze("kx_reg", "kx_cost", "kx_link", "kx_tgt")
 
 
 def deal_select(ctx: RunContext, *, segment_from_base: bool, where: str = "1 = 1") -> str:

@@ -25,8 +25,14 @@ ZERO_WHEN_EMPTY = frozenset(
         "opportunities_influenced",
         "program_cost",
         "new_customers_sourced",
+        "commission_paid",
+        "mdf_spent",
     }
 )
+
+
+# Attributed revenue in cents: the program's is sourced + influenced (KPIS.md).
+ATTRIBUTED_CENTS = "CASE WHEN m.scope = 'program' THEN m.src_c + m.inf_c ELSE m.attr_c END"
 
 
 # v4 formula per metric over kx_m columns (m.*). Program attributed revenue is sourced + influenced.
@@ -34,7 +40,7 @@ FORMULAS: dict[str, str] = {
     "won_revenue": "m.won_c * 100",
     "sourced_revenue": "m.src_c * 100",
     "influenced_revenue": "m.inf_c * 100",
-    "attributed_revenue": "(CASE WHEN m.scope = 'program' THEN m.src_c + m.inf_c ELSE m.attr_c END) * 100",
+    "attributed_revenue": f"({ATTRIBUTED_CENTS}) * 100",
     "sourced_share": rdiv("m.src_c", "m.won_c", SCALE),
     "avg_deal_size_sourced": f"{rdiv('m.src_c', 'm.src_n')} * 100",
     "avg_deal_size_influenced": f"{rdiv('m.inf_c', 'm.inf_n')} * 100",
@@ -68,6 +74,13 @@ FORMULAS: dict[str, str] = {
     "new_customers_sourced": f"m.newcust_n * {SCALE}",
     "cac": f"{rdiv('m.cost_c', 'm.newcust_n')} * 100",
     "roi": rdiv("m.src_c - m.cost_c", "m.cost_c", SCALE),
+    # Partner economics (docs/kpis.md, "Commissions and MDF in the KPIs"): counted commission cost
+    # over attributed revenue (sourced deals in full plus the attributed shares of influenced
+    # ones, each cent once); counted MDF cost; revenue of the won deals linked to MDF over it.
+    "commission_paid": "m.comm_c * 100",
+    "commission_rate": rdiv("m.comm_c", f"({ATTRIBUTED_CENTS})", SCALE),
+    "mdf_spent": "m.mdf_c * 100",
+    "mdf_return": rdiv("m.mdfrev_c", "m.mdf_c", SCALE),
 }
 
 

@@ -36,6 +36,10 @@ COMPONENTS = [
     "active_n",
     "cost_c",
     "newcust_n",
+    # Counted costs of the commission and MDF categories; revenue of the won deals linked to MDF.
+    "comm_c",
+    "mdf_c",
+    "mdfrev_c",
 ]
 
 
@@ -69,6 +73,7 @@ FACT_TABLES = [
     "kx_partner",
     "kx_reg",
     "kx_cost",
+    "kx_link",
     "kx_tgt",
     "kx_actm",
     "kx_fs",
@@ -101,6 +106,7 @@ SIGNED_FAMILIES = (
     "registrations",
     "costs",
     "new_customers",
+    "mdf_deals",
     "influence",
     "opportunities",
 )
@@ -131,7 +137,7 @@ DELTA_TABLES = (
         "kx_prev_allper",
         "kx_prev_state",
     ]
-    + [f"kx_before_{i}" for i in range(12)]
+    + [f"kx_before_{i}" for i in range(13)]
     + ["kx_aff_touch", "kx_aff_touch_now", "kx_aff_touch_live", "kx_aff_deal_before", "kx_aff_deal_now"]
     + ["kx_aff_claim"]
     # Patched cells (_patch_cells).
@@ -161,6 +167,8 @@ DELTA_INDEXES = [
     ("kx_reg", "partner_id"),
     ("kx_cost", "id"),
     ("kx_cost", "partner_id"),
+    ("kx_link", "cost_id"),
+    ("kx_link", "deal_id"),
     ("kx_actm", "partner_id"),
     ("kx_fs", "partner_id"),
     ("kx_attr", "deal_id"),
@@ -209,6 +217,7 @@ STATE_TABLES = [
     "kx_deal",
     "kx_reg",
     "kx_cost",
+    "kx_link",
     "kx_tgt",
     "kx_actm",
     "kx_fs",

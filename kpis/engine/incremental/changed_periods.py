@@ -11,6 +11,7 @@ from kpis.engine import lifecycle, state
 from kpis.engine.context import RunContext
 from kpis.engine.tables import set_aside, state_table
 from kpis.metrics import Grain
+from kpis.models import CostEntry
 
 # An incremental run that finds this share of the months changed recomputes every period.
 MOST_MONTHS_CHANGED = 0.75
@@ -158,7 +159,7 @@ def contributions(ctx: RunContext, table, as_of: date) -> list[Contribution]:
             name="registrations",
         ),
         Contribution(
-            "c.id, c.cents, c.mi, c.partner_id, c.tag_js, c.partner_js",
+            "c.id, c.cents, c.mi, c.partner_id, c.tag_js, c.partner_js, c.cat",
             f"{table('kx_cost')} c",
             ("mi",),
             key="c.id",
@@ -172,6 +173,19 @@ def contributions(ctx: RunContext, table, as_of: date) -> list[Contribution]:
             key="n.account_id",
             keys=accounts,
             name="new_customers",
+        ),
+        # MDF return: the won deals linked to counted MDF costs, in their close month. Keyed by
+        # the deal (a deal counts once per scope, however many costs link it): the affected
+        # deals include those linked to an affected cost or registration (delta_facts).
+        Contribution(
+            "l.cost_id, l.deal_id, c.partner_id, c.tag_js, c.partner_js, d.cents, d.closed_mi",
+            f"{table('kx_link')} l JOIN {table('kx_cost')} c ON c.id = l.cost_id "
+            f"JOIN {table('kx_deal')} d ON d.id = l.deal_id",
+            ("closed_mi",),
+            where=f"c.cat = '{CostEntry.Category.MDF}' AND d.status = 'won'",
+            key="l.deal_id",
+            keys=deals,
+            name="mdf_deals",
         ),
         # Targets (and their progress) are rows of their own period; few, compared whole.
         Contribution(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 
 from deals.models import DealRegistration, Touch
@@ -20,6 +21,7 @@ from kpis.engine.tables import (
     set_aside,
     state_table,
 )
+from kpis.models import CostEntry, CostEntryLink
 
 # Delta facts patch the previous run's facts while fewer rows than this share of its deals changed;
 # past it, building the facts again costs less than patching them.
@@ -145,6 +147,8 @@ def affected_keys(ctx: RunContext, previous_as_of: date) -> bool:
 
     keys("kx_chg_partner", changed("partner"))
     in_changed_partners = "IN (SELECT k FROM kx_chg_partner)"
+    affected_costs(ctx, changed)
+    in_costs = "IN (SELECT k FROM kx_aff_cost)"
     keys(
         "kx_aff_deal",
         changed("deal"),
@@ -152,6 +156,9 @@ def affected_keys(ctx: RunContext, previous_as_of: date) -> bool:
         # A partner's join source is in its touches' and sourced deals' rows.
         f"SELECT deal_id AS k FROM kx_touch_all WHERE partner_id {in_changed_partners}",
         f"SELECT id AS k FROM kx_deal WHERE sp {in_changed_partners}",
+        # The deals the affected costs produced, before and now (their mdf_deals rows).
+        f"SELECT deal_id AS k FROM kx_link WHERE cost_id {in_costs}",
+        f"SELECT deal_id AS k FROM ({facts.link_select(f'l.cost_entry_id {in_costs}')}) l",
     )
     in_deals = "IN (SELECT k FROM kx_aff_deal)"
     # The affected deals' rows and touches, before patching and after, each read once for the
@@ -180,11 +187,6 @@ def affected_keys(ctx: RunContext, previous_as_of: date) -> bool:
         "kx_aff_reg",
         changed("registration"),
         f"SELECT id AS k FROM kx_reg WHERE partner_id {in_changed_partners}",
-    )
-    keys(
-        "kx_aff_cost",
-        changed("cost"),
-        f"SELECT id AS k FROM kx_cost WHERE partner_id {in_changed_partners}",
     )
     # Partners whose rows may have changed: their own row, the partners of the affected deals and
     # registrations (before and now), and, when the as-of date moved, those it moves into or
@@ -225,6 +227,25 @@ def affected_keys(ctx: RunContext, previous_as_of: date) -> bool:
     # Read now: once kx_reg is patched it no longer holds a moved or deleted registration's partner.
     keys("kx_own_partner", *own_sets)
     return as_of_moved
+
+
+def affected_costs(ctx: RunContext, changed: Callable[[str], str]) -> None:
+    """kx_aff_cost: the costs whose fact rows (kx_cost, kx_link) may have changed. A cost written
+    (a write to one of its links is logged as one to the cost), every cost of a partner such a
+    cost names, before or now (a booked cost moves where the partner's recorded costs of its
+    category stop counting), every cost of a changed partner (its join source), and every cost
+    linked to a changed registration (the registration's deal)."""
+    cost, link = CostEntry._meta.db_table, CostEntryLink._meta.db_table
+    in_changed = f"IN ({changed('cost')})"
+    ctx.keys(
+        "kx_aff_cost",
+        changed("cost"),
+        "SELECT id AS k FROM kx_cost WHERE partner_id IN (SELECT k FROM kx_chg_partner)",
+        f"""SELECT id AS k FROM {cost} WHERE partner_id IN (
+            SELECT partner_id FROM kx_cost WHERE id {in_changed}
+            UNION SELECT partner_id FROM {cost} WHERE id {in_changed})""",
+        f"SELECT cost_entry_id AS k FROM {link} WHERE registration_id IN ({changed('registration')})",
+    )
 
 
 def keep_previous_rows(ctx: RunContext, previous_as_of: date) -> None:
@@ -273,6 +294,7 @@ def patch_facts(ctx: RunContext, previous_as_of: date, *, as_of_moved: bool) -> 
     ctx.exec(f"CREATE TEMP TABLE kx_aff_reg_now AS {facts.reg_select(ctx, f'r.id {in_regs}')}")
     ctx.fill("kx_reg", "SELECT * FROM kx_aff_reg_now", replace=f"id {in_regs}")
     ctx.fill("kx_cost", facts.cost_select(ctx, f"c.id {in_costs}"), replace=f"id {in_costs}")
+    ctx.fill("kx_link", facts.link_select(f"l.cost_entry_id {in_costs}"), replace=f"cost_id {in_costs}")
     ctx.exec("DROP TABLE kx_tgt")
     ctx.fill("kx_tgt", facts.target_select(ctx))
     delta_lifecycle.patch_lifecycle(ctx, previous_as_of, as_of_moved=as_of_moved)
