@@ -111,6 +111,7 @@ FAMILY_COLUMNS: dict[str, tuple[Column, ...]] = {
     "active": PARTNER_COLUMNS,
     "costs": COST_COLUMNS,
     "new_customers": NEW_CUSTOMER_COLUMNS,
+    "mdf_deals": DEAL_COLUMNS,
 }
 
 
@@ -127,6 +128,7 @@ class Part:
     segments: tuple[str, ...] = ()
     counted: str = ""  # "won", "sourced", "joined", "activated", "approved", "inside"
     order_by: str = ""  # the natural order (medians: the ordered values)
+    category: str = ""  # costs: only this category (commission, mdf)
 
 
 def _deals(status: tuple[str, ...], segments: tuple[str, ...] = (), role: str = "rows") -> Part:
@@ -185,6 +187,16 @@ PARTS: dict[str, tuple[Part, ...]] = {
     "roi": (
         Part("numerator", "deals", "sourced revenue", status=_WON, segments=("s",)),
         Part("denominator", "costs", "program cost"),
+    ),
+    "commission_paid": (Part("rows", "costs", "rows", category="commission"),),
+    "commission_rate": (
+        Part("numerator", "costs", "commission paid", category="commission"),
+        Part("denominator", "attribution", "attributed revenue"),
+    ),
+    "mdf_spent": (Part("rows", "costs", "rows", category="mdf"),),
+    "mdf_return": (
+        Part("numerator", "mdf_deals", "revenue of the deals MDF produced"),
+        Part("denominator", "costs", "MDF spent", category="mdf"),
     ),
 }
 
@@ -418,6 +430,8 @@ def recompute(metric: str, parts: dict[str, Totals]) -> Decimal | None:
         "influenced_revenue",
         "attributed_revenue",
         "program_cost",
+        "commission_paid",
+        "mdf_spent",
     ):
         return money.quantize(_CENT)
     if metric in ("applications", "partners_joined", "active_partners", "first_sales", "leads_generated"):
@@ -449,6 +463,8 @@ def recompute(metric: str, parts: dict[str, Totals]) -> Decimal | None:
         return None if not den.rows else (_div(num.cents, den.rows, "1") or Decimal(0)) / 100
     if metric == "roi":
         return _div(num.cents - den.cents, den.cents, "0.0001")
+    if metric in ("commission_rate", "mdf_return"):
+        return _div(num.cents, den.cents, "0.0001")
     raise KeyError(metric)
 
 

@@ -44,6 +44,7 @@ def family_select(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
         "active": _active_rows,
         "costs": _cost_rows,
         "new_customers": _new_customer_rows,
+        "mdf_deals": _mdf_deal_rows,
     }[part.family](facts, q, part, sql)
 
 
@@ -187,6 +188,8 @@ def _active_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
 def _cost_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
     partner, cost = _names()[0], CostEntry._meta.db_table
     where = [_months(q, "c.mi")]
+    if part.category:
+        where.append(_in("c.cat", (part.category,)))
     if q.scope == Scope.PARTNER:
         where.append(f"c.partner_id = {int(q.sid)}")
     elif q.scope == Scope.JOIN_SOURCE:  # tagged with the source or one of its partners, each once
@@ -197,6 +200,20 @@ def _cost_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
             (SELECT p.name FROM {partner} p WHERE p.id = c.partner_id) AS partner,
             {live.format("e.note")} AS description, c.cents AS amount, 0 AS counted
         FROM {facts.t("kx_cost")} c WHERE {" AND ".join(where)}"""
+
+
+def _mdf_deal_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:
+    """Won deals closed in the period and linked to the scope's counted MDF costs (directly or
+    through a registration's deal), each once (kpis.engine.components.mdf_return)."""
+    costs = [f"c.cat = '{CostEntry.Category.MDF}'"]
+    if q.scope == Scope.PARTNER:
+        costs.append(f"c.partner_id = {int(q.sid)}")
+    elif q.scope == Scope.JOIN_SOURCE:
+        costs.append(f"(c.tag_js = {int(q.sid)} OR c.partner_js = {int(q.sid)})")
+    linked = f"""SELECT l.deal_id FROM {facts.t("kx_link")} l JOIN {facts.t("kx_cost")} c ON c.id = l.cost_id
+        WHERE {" AND ".join(costs)}"""
+    where = [_months(q, "d.closed_mi"), "d.status = 'won'", f"d.id IN ({linked})"]
+    return f"SELECT {_deal_columns(sql)} FROM {facts.t('kx_deal')} d WHERE {' AND '.join(where)}"
 
 
 def _new_customer_rows(facts: Facts, q: Query, part: Part, sql: Dialect) -> str:

@@ -67,10 +67,11 @@ def test_bad_input_and_outsiders(program, manager, outsider):
 def test_ratios_have_two_parts_and_the_csv_streams_every_row(program, manager):
     client = client_for(manager)
     body = client.get("/api/v1/kpi-drilldown/cac/?period=2026-03").json()
-    assert [(p["part"], p["rows"]) for p in body["parts"]] == [("numerator", 2), ("denominator", 1)]
-    assert body["totals"]["amount"] == "1500.00"
+    assert [(p["part"], p["rows"]) for p in body["parts"]] == [("numerator", 4), ("denominator", 1)]
+    # $1,000 MDF + $500 tooling + the $30 commission payout + the $40 MDF reimbursement.
+    assert body["totals"]["amount"] == "1570.00"
     denominator = client.get(body["parts"][1]["url"]).json()
     assert [r["amount"] for r in denominator["results"]] == ["300.00"]
     response = client.get("/api/v1/kpi-drilldown/cac/?period=2026-03&format=csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert sorted(r["amount"] for r in rows) == ["1000.00", "500.00"]
+    assert sorted(r["amount"] for r in rows) == ["1000.00", "30.00", "40.00", "500.00"]

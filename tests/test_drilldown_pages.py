@@ -61,10 +61,12 @@ def test_staff_open_the_rows_behind_program_join_source_and_partner_values(progr
         (f"/dashboard/drill/opportunities_influenced/?period=2026-Q1&join_source={web.pk}", "2", 2),
         (f"/dashboard/drill/win_rate_sourced/?period=2026-03&partner={a.pk}", "0.5000", 2),
         ("/dashboard/drill/sales_cycle_median_days_sourced/?period=2026", "10.0", 1),
-        ("/dashboard/drill/cac/?period=2026-03&part=denominator", "1500.00", 1),
+        ("/dashboard/drill/cac/?period=2026-03&part=denominator", "1570.00", 1),
         (f"/dashboard/drill/activation_rate/?period=2026-01&join_source={web.pk}", "1.0000", 1),
         ("/dashboard/drill/active_partners/?period=2026-03", "3", 3),
-        (f"/dashboard/drill/program_cost/?period=2026-03&join_source={web.pk}", "500.00", 1),
+        (f"/dashboard/drill/program_cost/?period=2026-03&join_source={web.pk}", "530.00", 2),
+        (f"/dashboard/drill/commission_paid/?period=2026-03&partner={a.pk}", "30.00", 1),
+        (f"/dashboard/drill/mdf_return/?period=2026-03&partner={program['c'].pk}&part=numerator", "1.2500", 1),
     ]
     for url, value, rows in cases:
         response = client.get(url)

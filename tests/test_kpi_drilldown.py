@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 
 from kpis import drilldown
+from kpis.costs import book_program_cost
 from kpis.metrics import METRICS_BY_NAME
-from kpis.models import KpiValue
+from kpis.models import CostEntry, KpiValue
 from kpis.periods import parse_period
 from kpis.services import cost_entry_create
 from tests.support import kpis as t
@@ -23,7 +24,8 @@ def build_program() -> dict:
     March: A sources $300 won (cycle 10 days) and $100 lost; X ($200, won 2 Mar) touched by A
     (21 Feb) and B (1 Mar); Y ($50, won 5 Mar) touched by A and C; a direct $450 won and a $10
     lost. Registrations: A two approved in March, one rejected in April; B one submitted.
-    Costs: $1,000 MDF in March (program), $500 tagged A in March."""
+    Costs: $1,000 MDF in March (program), $500 tagged A in March; booked by the program: a $30
+    commission payout to A and a $40 MDF reimbursement to C whose activity produced Y."""
     web, event = t.join_source("web"), t.join_source("event", kind="event")
     a = t.partner("a", web, joined="2026-01-10")
     b = t.partner("b", web, joined="2026-02-01")
@@ -46,6 +48,23 @@ def build_program() -> dict:
     t.registration(b, submitted="2026-03-06 10:00")
     cost_entry_create(date=date(2026, 3, 15), amount="1000.00", category="mdf")
     cost_entry_create(date=date(2026, 3, 20), amount="500.00", category="tooling", partner=a)
+    book_program_cost(
+        source=CostEntry.Source.COMMISSION_PAYOUT,
+        reference="payout:1",
+        date=date(2026, 3, 31),
+        amount=D("30.00"),
+        category=CostEntry.Category.COMMISSION,
+        partner=a,
+    )
+    book_program_cost(
+        source=CostEntry.Source.MDF_REIMBURSEMENT,
+        reference="mdf-claim:1",
+        date=date(2026, 3, 25),
+        amount=D("40.00"),
+        category=CostEntry.Category.MDF,
+        partner=c,
+        deal_ids=[y.pk],
+    )
     t.recompute(as_of="2026-04-15")
     return {"web": web, "event": event, "a": a, "b": b, "c": c}
 
@@ -96,8 +115,13 @@ def test_the_rows_are_the_deals_touches_partners_and_costs_computed_by_hand(prog
     assert sorted(r["touches"] for r in opportunities.rows) == [1, 2]  # Y by A; X by A and B
     cohort = rows("activation_rate", "2026-01", "join_source", web.pk)
     assert [(r["partner"], r["activated"]) for r in cohort.rows] == [("A", date(2026, 2, 21))]
-    costs = rows("program_cost", "2026-03", "join_source", web.pk)
-    assert [r["amount"] for r in costs.rows] == [D("500.00")]
+    costs = rows("program_cost", "2026-03", "join_source", web.pk, sort="amount")
+    assert [r["amount"] for r in costs.rows] == [D("30.00"), D("500.00")]
+    commission = rows("commission_rate", "2026-03", "partner", a.pk, part="numerator")
+    assert [r["amount"] for r in commission.rows] == [D("30.00")]  # of A's $425 attributed: 0.0706
+    mdf_deals = rows("mdf_return", "2026-03", "partner", program["c"].pk, part="numerator")
+    assert [r["amount"] for r in mdf_deals.rows] == [D("50.00")]  # Y; over C's $40 of MDF: 1.25
+    assert rows("mdf_return", "2026-03", part="denominator").totals.cents == 104000
     cycle = rows("sales_cycle_median_days_direct", "2026-03")
     assert [r["days"] for r in cycle.rows] == [3]
     cac = rows("cac", "2026-03", part="denominator")
