@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "partners",
     "deals",
     "kpis",
+    # Commission plans and the commission ledger (docs/economics.md).
+    "economics",
     "interchange",
     "dashboards",
     "portal",

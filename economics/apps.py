@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class EconomicsConfig(AppConfig):
+    name = "economics"
+    verbose_name = "Partner economics"
