@@ -399,6 +399,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": KPI_REAPER_SECONDS}
         | ({"queue": KPI_REAPER_QUEUE} if KPI_REAPER_QUEUE else {}),
     },
+    # The commission ledger (economics/): pending entries for what was won or approved, clawbacks.
+    "build-commission-ledger-nightly": {
+        "task": "economics.tasks.build_commission_ledger",
+        "schedule": crontab(hour=3, minute=15),
+    },
     "warn-expiring-registrations": {
         "task": "deals.tasks.warn_expiring_registrations",
         "schedule": crontab(hour=7, minute=0),
