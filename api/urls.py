@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from api.views.auth import ApiTokenViewSet
 from api.views.base import not_found
 from api.views.deals import AccountViewSet, DealViewSet, RegistrationViewSet, TouchViewSet
+from api.views.economics import CommissionEntryViewSet, CommissionPlanViewSet
 from api.views.integrations import ChangeFeedView, WebhookEndpointViewSet
 from api.views.interchange import ImportProgressView, ProgramImportView
 from api.views.kpis import (
@@ -36,6 +37,8 @@ router.register("kpi-values", KpiValueViewSet, basename="kpi-value")
 router.register("kpi-runs", KpiRunViewSet, basename="kpi-run")
 router.register("auth/tokens", ApiTokenViewSet, basename="api-token")
 router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
+router.register("commission-plans", CommissionPlanViewSet, basename="commission-plan")
+router.register("commission-entries", CommissionEntryViewSet, basename="commission-entry")
 
 v1: list[URLPattern | URLResolver] = [
     path("kpi-attribution/", AttributionView.as_view(), name="kpi-attribution"),

@@ -393,9 +393,8 @@ def _apply(diff: list[tuple[Any, ...]], *, now: datetime) -> LedgerResult:
 
 def _aware(value: Any) -> datetime:
     """A datetime read back from SQL (naive UTC, or text, on SQLite) as an aware one."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
+    moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
 
 
 def _decimal(value: Any, places: str) -> Decimal | None:

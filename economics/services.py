@@ -72,9 +72,12 @@ def plan_save(
     plan: CommissionPlan,
     join_sources: Iterable[JoinSource] | None = None,
     partners: Iterable[Partner] | None = None,
+    rules: list[dict[str, Any]] | None = None,
 ) -> CommissionPlan:
-    """Create or change a plan (and, when given, the join sources and partners it names). Entries
-    already approved, paid or declined keep their terms (docs/economics.md)."""
+    """Create or change a plan and, when given, the join sources and partners it names and its
+    rules (`rules`: the whole list; an item with an `id` changes that rule, one without adds a
+    rule, a rule left out is deleted, which a rule with ledger entries refuses). Entries already
+    approved, paid or declined keep their terms (docs/economics.md)."""
     before = {} if plan.pk is None else _plan_state(CommissionPlan.objects.get(pk=plan.pk))
     _clean(plan, plan_errors(plan))
     plan.save()
@@ -82,8 +85,38 @@ def plan_save(
         plan.join_sources.set(list(join_sources))
     if partners is not None:
         plan.partners.set(list(partners))
+    if rules is not None:
+        _replace_rules(plan, rules)
     record_event(type=EventType.COMMISSION_PLAN_SAVED, obj=plan, before=before, after=_plan_state(plan))
     return plan
+
+
+def _replace_rules(plan: CommissionPlan, items: list[dict[str, Any]]) -> None:
+    existing = {r.pk: r for r in plan.rules.all()}
+    errors: list[str] = []
+    keep: set[int] = set()
+    for number, item in enumerate(items, start=1):
+        rule_id = item.get("id")
+        if rule_id is not None and rule_id not in existing:
+            errors.append(f"rule {number}: no rule {rule_id} in this plan")
+            continue
+        rule = existing[rule_id] if rule_id is not None else CommissionRule(plan=plan)
+        for name in ("kind", "rate", "amount", "cap"):
+            setattr(rule, name, item.get(name))
+        try:
+            _clean(rule, rule_errors(rule))
+        except ValidationError as exc:
+            errors += [f"rule {number}: {name}: {m}" for name, ms in exc.message_dict.items() for m in ms]
+            continue
+        rule.save()
+        keep.add(rule.pk)
+    for rule_id, rule in existing.items():
+        if rule_id not in keep and rule.entries.exists():
+            errors.append(f"rule {rule_id} has ledger entries and cannot be removed; end the plan instead")
+        elif rule_id not in keep:
+            rule.delete()
+    if errors:
+        raise ValidationError({"rules": errors})
 
 
 def _plan_state(plan: CommissionPlan) -> dict[str, Any]:

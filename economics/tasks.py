@@ -6,7 +6,7 @@ from economics.ledger import build_ledger
 from kpis.tasks import PRODUCTION_SAFE
 
 
-@shared_task(**PRODUCTION_SAFE)
+@shared_task(bind=False, **PRODUCTION_SAFE)
 def build_commission_ledger(
     deal_ids: list[int] | None = None, registration_ids: list[int] | None = None
 ) -> int:
