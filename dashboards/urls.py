@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import audit_views, onboarding_views, views, webhook_views
+from dashboards import audit_views, economics_views, onboarding_views, views, webhook_views
 
 app_name = "dashboards"
 
@@ -24,4 +24,10 @@ urlpatterns = [
     path("audit/", audit_views.audit_trail, name="audit"),
     path("webhooks/", webhook_views.webhooks, name="webhooks"),
     path("webhooks/<int:endpoint_id>/", webhook_views.webhook_detail, name="webhook_detail"),
+    path("commissions/plans/", economics_views.commission_plans, name="commission_plans"),
+    path("commissions/plans/new/", economics_views.commission_plan_edit, name="commission_plan_new"),
+    path(
+        "commissions/plans/<int:plan_id>/", economics_views.commission_plan_edit, name="commission_plan_edit"
+    ),
+    path("commissions/review/", economics_views.commission_review, name="commission_review"),
 ]
