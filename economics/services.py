@@ -103,6 +103,8 @@ def _replace_rules(plan: CommissionPlan, items: list[dict[str, Any]]) -> None:
         rule = existing[rule_id] if rule_id is not None else CommissionRule(plan=plan)
         for name in ("kind", "rate", "amount", "cap"):
             setattr(rule, name, item.get(name))
+        if item.get("key"):
+            rule.key = item["key"]
         try:
             _clean(rule, rule_errors(rule))
         except ValidationError as exc:
