@@ -107,8 +107,8 @@ def build_ledger(
             build_attributed_shares("ec_share", deal_ids=scope.deal_ids)
             _candidates(scope)
             _targets(scope)
-            diff = _fetch_diff()
-            return _apply(diff, now=now)
+            changed = _diff()
+            return _apply(changed, now=now)
         finally:
             _drop()
 
@@ -287,8 +287,9 @@ def _targets(scope: Scope) -> None:
     )
 
 
-def _fetch_diff() -> list[tuple[Any, ...]]:
-    """The keys whose pending entries differ from what they should be, with the wanted amount."""
+def _diff() -> int:
+    """ec_diff: the keys whose pending entries differ from what they should be, with the wanted
+    amount; returns how many."""
     handled, approved, target = "COALESCE(h.handled, 0)", "COALESCE(h.approved, 0)", "COALESCE(t.target, 0)"
     want = f"""CASE WHEN {target} > {handled} THEN {target} - {handled}
                     WHEN {target} < {handled} AND {approved} > 0 THEN
@@ -309,13 +310,14 @@ def _fetch_diff() -> list[tuple[Any, ...]]:
            OR ({want} <> 0 AND (h.pending_rule <> t.rule_id
                                 OR COALESCE(h.pending_base, -1) <> COALESCE(t.base_cents, -1)))"""
     )
-    return _fetch(
-        f"""SELECT x.partner_id, x.deal_id, x.registration_id, x.basis, x.want, x.rule_id, x.base_cents,
-                   x.rate, x.fixed_amount, x.cap, x.max_earning, x.max_clawback, d.closed_at, g.decided_at
-            FROM ec_diff x LEFT JOIN {DEAL} d ON d.id = x.deal_id
-            LEFT JOIN {REG} g ON g.id = x.registration_id
-            ORDER BY x.partner_id, x.deal_id, x.registration_id, x.basis"""
-    )
+    return int(_fetch("SELECT COUNT(*) FROM ec_diff")[0][0])
+
+
+DIFF_ROWS = f"""SELECT x.partner_id, x.deal_id, x.registration_id, x.basis, x.want, x.rule_id, x.base_cents,
+           x.rate, x.fixed_amount, x.cap, x.max_earning, x.max_clawback, d.closed_at, g.decided_at
+    FROM ec_diff x LEFT JOIN {DEAL} d ON d.id = x.deal_id
+    LEFT JOIN {REG} g ON g.id = x.registration_id"""
+CHUNK = 5000
 
 
 Key = tuple[int, int, int, str]
@@ -334,15 +336,34 @@ def _pending_by_key() -> dict[Key, list[CommissionEntry]]:
     return pending
 
 
-def _apply(diff: list[tuple[Any, ...]], *, now: datetime) -> LedgerResult:
-    result = LedgerResult(keys_changed=len(diff))
-    if not diff:
+def _apply(changed: int, *, now: datetime) -> LedgerResult:
+    """Write ec_diff: read in chunks (a server-side cursor on PostgreSQL), so memory stays flat
+    whatever the number of keys; pending entries are few (one review period's)."""
+    result = LedgerResult(keys_changed=changed)
+    if not changed:
         return result
     hold = timedelta(days=CommissionSettings.load().hold_days)
     pending = _pending_by_key()
+    before = CommissionEntry.objects.count()
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(DIFF_ROWS)
+        while rows := cursor.fetchmany(CHUNK):
+            _apply_chunk(rows, pending, result, hold=hold, now=now)
+    result.created = CommissionEntry.objects.count() - before + result.removed
+    return result
+
+
+def _apply_chunk(
+    rows: list[tuple[Any, ...]],
+    pending: dict[Key, list[CommissionEntry]],
+    result: LedgerResult,
+    *,
+    hold: timedelta,
+    now: datetime,
+) -> None:
     remove: list[int] = []
     create: list[CommissionEntry] = []
-    for row in diff:
+    for row in rows:
         partner_id, deal_id, reg_id, basis, want, rule_id, base_cents, rate, fixed, cap = row[:10]
         max_e, max_c, closed, decided = row[10:]
         entries = pending.get((partner_id, deal_id, reg_id, basis), [])
@@ -383,12 +404,9 @@ def _apply(diff: list[tuple[Any, ...]], *, now: datetime) -> LedgerResult:
             )
         )
     if remove:
-        result.removed = CommissionEntry.objects.filter(pk__in=remove, status="pending").delete()[0]
+        result.removed += CommissionEntry.objects.filter(pk__in=remove, status="pending").delete()[0]
     # The unique key makes a concurrent build's identical insert a no-op.
-    before = CommissionEntry.objects.count() if create else 0
     CommissionEntry.objects.bulk_create(create, batch_size=2000, ignore_conflicts=True)
-    result.created = CommissionEntry.objects.count() - before if create else 0
-    return result
 
 
 def _aware(value: Any) -> datetime:

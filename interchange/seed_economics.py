@@ -4,7 +4,8 @@ Two plans: every partner earns 5 % of its attributed revenue (capped at 2,500.00
 25.00 per approved registration; gold and platinum partners instead earn 10 % of what they source
 (priority 10, capped at 5,000.00) plus 250.00 per first sale. The ledger is built, then the
 entries earned more than two months ago are approved as a past monthly review would have done
-(one in fifty declined), so the review queue shows this month's and last month's work.
+(entries of deals of 40,000.00 or more declined), so the review queue shows this month's and
+last month's work.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from economics.ledger import build_ledger
 from economics.models import CommissionEntry, CommissionPlan, CommissionRule
-from economics.services import entries_approve, entries_decline, plan_save
+from economics.services import plan_save
 
 
 def seed_economics(today: date) -> int:
@@ -47,12 +48,13 @@ def seed_economics(today: date) -> int:
         ],
     )
     build_ledger()
+    # A bulk load, like the rest of the demo program: set-based, no domain event per entry.
     now = timezone.now()
-    old = list(
-        CommissionEntry.objects.filter(earned_at__lt=now - timedelta(days=60), hold_until__lte=now)
-        .order_by("id")
-        .values_list("id", flat=True)
+    old = CommissionEntry.objects.filter(
+        status="pending", earned_at__lt=now - timedelta(days=60), hold_until__lte=now
     )
-    entries_decline(entry_ids=old[::50], reason="Duplicate of an earlier deal (demo)", by=None, now=now)
-    entries_approve(entry_ids=[i for n, i in enumerate(old) if n % 50], by=None, now=now)
+    old.filter(deal_id__isnull=False, deal__amount__gte=Decimal("40000")).update(
+        status="declined", decided_at=now, decline_reason="Over the single-deal review limit (demo)"
+    )
+    old.update(status="approved", decided_at=now)
     return CommissionEntry.objects.count()
