@@ -299,7 +299,8 @@ def _diff() -> int:
     _exec(
         f"""CREATE TEMP TABLE ec_diff AS
         SELECT k.partner_id, k.deal_id, k.registration_id, k.basis, {want} AS want,
-               t.rule_id, t.base_cents, t.rate, t.fixed_amount, t.cap, h.max_earning, h.max_clawback
+               t.rule_id, t.base_cents, t.rate, t.fixed_amount, t.cap, h.max_earning, h.max_clawback,
+               COALESCE(h.n_pending, 0) AS n_pending
         FROM (SELECT partner_id, deal_id, registration_id, basis FROM ec_tgt
               UNION SELECT partner_id, deal_id, registration_id, basis FROM ec_have) k
         LEFT JOIN ec_tgt t ON t.partner_id = k.partner_id AND t.deal_id = k.deal_id
@@ -316,7 +317,8 @@ def _diff() -> int:
 DIFF_ROWS = f"""SELECT x.partner_id, x.deal_id, x.registration_id, x.basis, x.want, x.rule_id, x.base_cents,
            x.rate, x.fixed_amount, x.cap, x.max_earning, x.max_clawback, d.closed_at, g.decided_at
     FROM ec_diff x LEFT JOIN {DEAL} d ON d.id = x.deal_id
-    LEFT JOIN {REG} g ON g.id = x.registration_id"""
+    LEFT JOIN {REG} g ON g.id = x.registration_id
+    WHERE x.n_pending > 0"""
 CHUNK = 5000
 
 
@@ -337,20 +339,55 @@ def _pending_by_key() -> dict[Key, list[CommissionEntry]]:
 
 
 def _apply(changed: int, *, now: datetime) -> LedgerResult:
-    """Write ec_diff: read in chunks (a server-side cursor on PostgreSQL), so memory stays flat
-    whatever the number of keys; pending entries are few (one review period's)."""
+    """Write ec_diff. Keys without a pending entry (a first build: all of them) get theirs in one
+    INSERT ... SELECT; keys with pending entries (one review period's, few) are adjusted from
+    Python, read in chunks (a server-side cursor on PostgreSQL) so memory stays flat."""
     result = LedgerResult(keys_changed=changed)
     if not changed:
         return result
-    hold = timedelta(days=CommissionSettings.load().hold_days)
+    hold_days = CommissionSettings.load().hold_days
+    result.created = _insert_new(hold_days=hold_days, now=now)
     pending = _pending_by_key()
-    before = CommissionEntry.objects.count()
     with connection.chunked_cursor() as cursor:
         cursor.execute(DIFF_ROWS)
         while rows := cursor.fetchmany(CHUNK):
-            _apply_chunk(rows, pending, result, hold=hold, now=now)
-    result.created = CommissionEntry.objects.count() - before + result.removed
+            _apply_chunk(rows, pending, result, hold=timedelta(days=hold_days), now=now)
     return result
+
+
+def _insert_new(*, hold_days: int, now: datetime) -> int:
+    """The entries of the keys that have no pending one, set-based. The unique key makes a
+    concurrent build's identical insert a no-op (ON CONFLICT DO NOTHING / INSERT OR IGNORE)."""
+    pg = connection.vendor == "postgresql"
+    earned = "COALESCE(d.closed_at, g.decided_at)"
+    held = (
+        f"{earned} + INTERVAL '{int(hold_days)} days'"
+        if pg
+        else f"datetime({earned}, '+{int(hold_days)} days')"
+    )
+    at = connection.ops.adapt_datetimefield_value(now)
+    money = "CAST(x.{0} AS NUMERIC) / 100" if pg else "x.{0} / 100.0"
+    columns = (
+        "partner_id, rule_id, basis, kind, sequence, deal_id, registration_id, amount, base_amount, rate, "
+        "fixed_amount, cap, earned_at, hold_until, status, decline_reason, created_at, updated_at"
+    )
+    select = f"""SELECT x.partner_id, x.rule_id, x.basis,
+               CASE WHEN x.want > 0 THEN 'earning' ELSE 'clawback' END,
+               CASE WHEN x.want > 0 THEN COALESCE(x.max_earning + 1, 0)
+                    ELSE COALESCE(x.max_clawback + 1, 0) END,
+               NULLIF(x.deal_id, 0), NULLIF(x.registration_id, 0), {money.format("want")},
+               {money.format("base_cents")}, x.rate, x.fixed_amount, x.cap,
+               CASE WHEN x.want > 0 THEN {earned} ELSE %s END,
+               CASE WHEN x.want > 0 THEN {held} ELSE %s END,
+               'pending', '', %s, %s
+        FROM ec_diff x LEFT JOIN {DEAL} d ON d.id = x.deal_id LEFT JOIN {REG} g ON g.id = x.registration_id
+        WHERE x.n_pending = 0 AND x.want <> 0 AND x.rule_id IS NOT NULL"""
+    with connection.cursor() as cursor:
+        if pg:
+            cursor.execute(f"INSERT INTO {ENTRY} ({columns}) {select} ON CONFLICT DO NOTHING", [at] * 4)
+        else:
+            cursor.execute(f"INSERT OR IGNORE INTO {ENTRY} ({columns}) {select}", [at] * 4)
+        return max(int(cursor.rowcount), 0)
 
 
 def _apply_chunk(
@@ -407,6 +444,7 @@ def _apply_chunk(
         result.removed += CommissionEntry.objects.filter(pk__in=remove, status="pending").delete()[0]
     # The unique key makes a concurrent build's identical insert a no-op.
     CommissionEntry.objects.bulk_create(create, batch_size=2000, ignore_conflicts=True)
+    result.created += len(create)
 
 
 def _aware(value: Any) -> datetime:

@@ -28,6 +28,9 @@ STAFF_PAGES = [
     ("registrations", "/dashboard/registrations/"),
     ("attribution", "/dashboard/attribution/"),
     ("reconciliation", "/dashboard/reconciliation/"),
+    ("commission-plans", "/dashboard/commissions/plans/"),
+    ("commission-plan-edit", "/dashboard/commissions/plans/new/"),
+    ("commission-review", "/dashboard/commissions/review/"),
 ]
 PARTNER_PAGES = [
     ("portal-home", "/portal/"),
