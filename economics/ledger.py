@@ -124,6 +124,12 @@ def _fetch(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(cursor.fetchall())
 
 
+def _analyze(*tables: str) -> None:
+    """PostgreSQL never auto-analyzes temp tables; without sizes the planner nests loops."""
+    if connection.vendor == "postgresql":
+        _exec("ANALYZE " + ", ".join(tables))
+
+
 def _drop() -> None:
     for table in TABLES:
         _exec(f"DROP TABLE IF EXISTS {table}")
@@ -221,6 +227,7 @@ def _candidates(scope: Scope) -> None:
                                            ORDER BY priority DESC, rule_id) AS rn
             FROM ec_cand c) x WHERE rn = 1"""
     )
+    _analyze("ec_share", "ec_win")
 
 
 def _targets(scope: Scope) -> None:
@@ -265,6 +272,7 @@ def _targets(scope: Scope) -> None:
               FROM {ENTRY} e WHERE {in_scope} AND e.kind = 'earning' AND e.status <> 'pending') f
         JOIN {RULE} r ON r.id = f.rule_id WHERE f.rn = 1"""
     )
+    _analyze("ec_have", "ec_frozen")
     rate = "CAST(ROUND(f.rate * 10000) AS BIGINT)"
     amount = f"""CASE WHEN f.base_cents IS NULL THEN 0
                       WHEN f.rate IS NULL THEN CAST(ROUND(f.fixed_amount * 100) AS BIGINT)
@@ -290,6 +298,7 @@ def _targets(scope: Scope) -> None:
 def _diff() -> int:
     """ec_diff: the keys whose pending entries differ from what they should be, with the wanted
     amount; returns how many."""
+    _analyze("ec_tgt")
     handled, approved, target = "COALESCE(h.handled, 0)", "COALESCE(h.approved, 0)", "COALESCE(t.target, 0)"
     want = f"""CASE WHEN {target} > {handled} THEN {target} - {handled}
                     WHEN {target} < {handled} AND {approved} > 0 THEN
@@ -311,6 +320,7 @@ def _diff() -> int:
            OR ({want} <> 0 AND (h.pending_rule <> t.rule_id
                                 OR COALESCE(h.pending_base, -1) <> COALESCE(t.base_cents, -1)))"""
     )
+    _analyze("ec_diff")
     return int(_fetch("SELECT COUNT(*) FROM ec_diff")[0][0])
 
 
@@ -330,7 +340,7 @@ def _pending_by_key() -> dict[Key, list[CommissionEntry]]:
     rows = CommissionEntry.objects.raw(
         f"""SELECT e.* FROM {ENTRY} e JOIN ec_diff x ON x.partner_id = e.partner_id
             AND x.deal_id = COALESCE(e.deal_id, 0) AND x.registration_id = COALESCE(e.registration_id, 0)
-            AND x.basis = e.basis WHERE e.status = 'pending' ORDER BY e.id"""
+            AND x.basis = e.basis WHERE x.n_pending > 0 AND e.status = 'pending' ORDER BY e.id"""
     )
     for entry in rows:
         key = (entry.partner_id, entry.deal_id or 0, entry.registration_id or 0, entry.basis)
