@@ -306,3 +306,18 @@ def test_scoped_build_touches_only_its_rows():
     won(partner, "200.00")
     build_ledger(deal_ids=[d1.pk], registration_ids=[])
     assert ledger() == [(partner.pk, d1.pk, None, "revenue", "earning", 0, Decimal("10.00"), "pending")]
+
+
+def test_a_deal_won_through_the_service_builds_its_entry_after_commit(
+    eager_tasks, django_capture_on_commit_callbacks
+):
+    from deals import services as deals
+
+    partner = PartnerFactory()
+    plan(rules=[(CommissionRule.Kind.PERCENT_SOURCED, "10", None)])
+    deal = DealFactory(sourcing_partner=partner, amount=Decimal("250.00"))
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        deals.deal_close(deal=deal, status="won", closed_at=CLOSED)
+        assert not CommissionEntry.objects.exists()  # not before the commit
+    assert len(callbacks) >= 1
+    assert ledger() == [(partner.pk, deal.pk, None, "revenue", "earning", 0, Decimal("25.00"), "pending")]
