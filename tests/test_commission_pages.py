@@ -110,3 +110,13 @@ def test_manager_creates_and_edits_a_plan(db):
     assert bad.status_code == 200 and "no partner with key or id nope" in page
     wrong_rule = manager.post(f"{PLANS}{plan.pk}/", {**body, **rule_rows({"kind": "fixed_registration"})})
     assert "needs its amount" in wrong_rule.content.decode()
+
+
+def test_the_pages_label_every_control(entries):
+    from tests.test_dashboard_accessibility import unlabelled
+
+    manager = client_for(StaffUserFactory())
+    plan = CommissionPlan.objects.get()
+    for url in (PLANS, REVIEW, NEW, f"{PLANS}{plan.pk}/"):
+        html = manager.get(url).content.decode()
+        assert unlabelled(html) == [], url
