@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from dashboards.permissions import staff_required
 from economics import selectors, services
-from economics.models import Basis, CommissionEntry, CommissionPlan, CommissionRule
+from economics.models import Basis, CommissionEntry, CommissionPlan, CommissionRule, CommissionSettings
 from partners import access
 from partners.models import JoinSource, Partner
 from prm.http import AuthenticatedRequest
@@ -94,15 +94,38 @@ def _managers_only(request: AuthenticatedRequest) -> None:
         raise PermissionDenied("Only partner managers change commission plans and decide commissions.")
 
 
+class SettingsForm(forms.ModelForm):
+    class Meta:
+        model = CommissionSettings
+        fields = ["hold_days", "minimum_payout"]
+        labels = {"hold_days": "Hold period (days)", "minimum_payout": "Minimum payout"}
+
+
 @staff_required
 def commission_plans(request: AuthenticatedRequest) -> HttpResponse:
+    """The plans, and the commission settings (partner managers change them here)."""
+    settings_form = SettingsForm(request.POST or None, instance=CommissionSettings.load())
+    if request.method == "POST":
+        _managers_only(request)
+        if settings_form.is_valid():
+            try:
+                services.commission_settings_save(
+                    hold_days=settings_form.cleaned_data["hold_days"],
+                    minimum_payout=settings_form.cleaned_data["minimum_payout"],
+                )
+            except ValidationError as error:
+                for name, errors in error.message_dict.items():
+                    settings_form.add_error(name if name in settings_form.fields else None, errors)
+            else:
+                messages.success(request, "Commission settings saved.")
+                return redirect("dashboards:commission_plans")
     plans = CommissionPlan.objects.prefetch_related("rules", "join_sources", "partners").order_by(
         "-is_active", "-priority", "name", "id"
     )
     return render(
         request,
         "dashboards/commission_plans.html",
-        {"plans": plans, "can_edit": access.can_write_all(request.user)},
+        {"plans": plans, "can_edit": access.can_write_all(request.user), "settings_form": settings_form},
     )
 
 

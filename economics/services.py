@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -16,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from economics.models import CommissionEntry, CommissionPlan, CommissionRule
+from economics.models import CommissionEntry, CommissionPlan, CommissionRule, CommissionSettings
 from events.services import record_event
 from events.types import EventType
 from partners.models import JoinSource, Partner
@@ -56,7 +57,7 @@ def rule_errors(rule: CommissionRule) -> dict[str, list[str]]:
     return errors
 
 
-def _clean(obj: CommissionPlan | CommissionRule, errors: dict[str, list[str]]) -> None:
+def _clean(obj: CommissionPlan | CommissionRule | CommissionSettings, errors: dict[str, list[str]]) -> None:
     try:
         obj.full_clean(validate_constraints=False)
     except ValidationError as exc:
@@ -151,6 +152,19 @@ def rule_delete(*, rule: CommissionRule) -> None:
     plan = rule.plan
     rule.delete()
     record_event(type=EventType.COMMISSION_PLAN_SAVED, obj=plan, after=_plan_state(plan))
+
+
+@transaction.atomic
+def commission_settings_save(*, hold_days: int, minimum_payout: Decimal) -> CommissionSettings:
+    """Change the hold period (new and adjusted pending entries use it; a hold already set stays)
+    and the minimum payout."""
+    row = CommissionSettings.load()
+    before = {"hold_days": row.hold_days, "minimum_payout": str(row.minimum_payout)}
+    row.hold_days, row.minimum_payout = hold_days, minimum_payout
+    _clean(row, {})
+    row.save()
+    record_event(type=EventType.COMMISSION_SETTINGS_SAVED, obj=row, before=before)
+    return row
 
 
 @dataclass

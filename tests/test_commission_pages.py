@@ -120,3 +120,18 @@ def test_the_pages_label_every_control(entries):
     for url in (PLANS, REVIEW, NEW, f"{PLANS}{plan.pk}/"):
         html = manager.get(url).content.decode()
         assert unlabelled(html) == [], url
+
+
+def test_managers_change_the_commission_settings(db):
+    from economics.models import CommissionSettings
+    from events.models import Event
+
+    manager = client_for(StaffUserFactory())
+    bad = manager.post(PLANS, {"hold_days": "-3", "minimum_payout": "abc"})
+    assert bad.status_code == 200 and CommissionSettings.load().hold_days == 30
+    assert manager.post(PLANS, {"hold_days": "45", "minimum_payout": "100.00"}).status_code == 302
+    row = CommissionSettings.load()
+    assert (row.hold_days, row.minimum_payout) == (45, Decimal("100.00"))
+    assert Event.objects.filter(type="commission_settings.saved").count() == 1
+    sales_ops = client_for(StaffUserFactory(role=StaffRole.SALES_OPS))
+    assert sales_ops.post(PLANS, {"hold_days": "1", "minimum_payout": "1"}).status_code == 403
