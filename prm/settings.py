@@ -305,6 +305,10 @@ SPECTACULAR_SETTINGS = {
         "CostCategoryEnum": "kpis.models.CostEntry.Category",
         "KpiMetricEnum": "kpis.metrics.METRIC_NAMES",
         "TargetMetricEnum": "kpis.metrics.TARGETABLE_METRICS",
+        "CommissionRuleKindEnum": "economics.models.CommissionRule.Kind",
+        "CommissionEntryKindEnum": "economics.models.CommissionEntry.Kind",
+        "CommissionEntryStatusEnum": "economics.models.CommissionEntry.Status",
+        "CommissionBasisEnum": "economics.models.Basis",
     },
 }
 
