@@ -8,6 +8,7 @@ from api.views.auth import ApiTokenViewSet
 from api.views.base import not_found
 from api.views.deals import AccountViewSet, DealViewSet, RegistrationViewSet, TouchViewSet
 from api.views.drilldown import KpiDrilldownView
+from api.views.economics import CommissionEntryViewSet, CommissionPlanViewSet
 from api.views.insights import ForecastView, HeatMapView
 from api.views.integrations import ChangeFeedView, WebhookEndpointViewSet
 from api.views.interchange import ImportJobView, ImportProgressView, ProgramImportView
@@ -38,6 +39,8 @@ router.register("kpi-values", KpiValueViewSet, basename="kpi-value")
 router.register("kpi-runs", KpiRunViewSet, basename="kpi-run")
 router.register("auth/tokens", ApiTokenViewSet, basename="api-token")
 router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
+router.register("commission-plans", CommissionPlanViewSet, basename="commission-plan")
+router.register("commission-entries", CommissionEntryViewSet, basename="commission-entry")
 
 v1: list[URLPattern | URLResolver] = [
     path("kpi-drilldown/<slug:metric>/", KpiDrilldownView.as_view(), name="kpi-drilldown"),

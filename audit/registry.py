@@ -29,6 +29,10 @@ AUDITED_MODELS = (
     "kpis.CostEntry",
     "kpis.Target",
     "program.ProgramSettings",
+    # Commission terms (the ledger's entries are decided through services that record domain events).
+    "economics.CommissionPlan",
+    "economics.CommissionRule",
+    "economics.CommissionSettings",
     "api.ApiToken",
 )
 # Bookkeeping that moves on every save (or every use) and says nothing about what changed.

@@ -4,6 +4,7 @@ from dashboards import (
     audit_views,
     deal_views,
     drilldown_views,
+    economics_views,
     insight_views,
     onboarding_views,
     views,
@@ -37,4 +38,10 @@ urlpatterns = [
     path("insights/forecast/", insight_views.forecast, name="forecast"),
     path("webhooks/", webhook_views.webhooks, name="webhooks"),
     path("webhooks/<int:endpoint_id>/", webhook_views.webhook_detail, name="webhook_detail"),
+    path("commissions/plans/", economics_views.commission_plans, name="commission_plans"),
+    path("commissions/plans/new/", economics_views.commission_plan_edit, name="commission_plan_new"),
+    path(
+        "commissions/plans/<int:plan_id>/", economics_views.commission_plan_edit, name="commission_plan_edit"
+    ),
+    path("commissions/review/", economics_views.commission_review, name="commission_review"),
 ]

@@ -19,6 +19,10 @@ class EventType(StrEnum):
     DEAL_WON = "deal.won"
     DEAL_LOST = "deal.lost"
     KPI_RUN_PUBLISHED = "kpi_run.published"
+    COMMISSION_PLAN_SAVED = "commission_plan.saved"
+    COMMISSION_SETTINGS_SAVED = "commission_settings.saved"
+    COMMISSION_ENTRY_APPROVED = "commission_entry.approved"
+    COMMISSION_ENTRY_DECLINED = "commission_entry.declined"
     # Sent to one webhook endpoint on request ("send a test event"); never by a change.
     WEBHOOK_TEST = "webhook.test"
 
@@ -39,6 +43,10 @@ LABELS = {
     EventType.DEAL_WON: "A deal was closed as won",
     EventType.DEAL_LOST: "A deal was closed as lost",
     EventType.KPI_RUN_PUBLISHED: "A KPI run published new figures",
+    EventType.COMMISSION_PLAN_SAVED: "A commission plan or its rules were created or changed",
+    EventType.COMMISSION_SETTINGS_SAVED: "The commission hold period or minimum payout changed",
+    EventType.COMMISSION_ENTRY_APPROVED: "A commission ledger entry was approved for payout",
+    EventType.COMMISSION_ENTRY_DECLINED: "A commission ledger entry was declined (with a reason)",
     EventType.WEBHOOK_TEST: "A test event sent on request",
 }
 

@@ -15,6 +15,7 @@ from django.db import connection, models
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import amount_errors, deal_errors, normalise_domain, registration_errors
 from events.changes import record_created_at, record_keyed_changes
+from interchange.commission_plans import import_commission_plans
 from interchange.parsing import parse_money, parse_period, parse_target_value
 from interchange.staging import STAGE, column_type, constant_columns, foreign_keys_dropped, now, q
 from kpis.metrics import METRICS_BY_NAME, TARGETABLE_METRICS
@@ -78,6 +79,7 @@ class FileHandlers:
             "touches.csv": self._touches,
             "costs.csv": self._costs,
             "targets.csv": self._targets,
+            "commission_plans.csv": lambda file: import_commission_plans(self, file),  # type: ignore[arg-type]
         }
 
     # --- shared steps -----------------------------------------------------------------------------

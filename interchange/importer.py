@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from django.db import DataError, IntegrityError, transaction
 from tqdm import tqdm
 
+from interchange import commission_plans
 from interchange.import_files import FileHandlers
 from interchange.parsing import CellError, parse_date, parse_datetime, plausible_bounds
 from interchange.staging import Stage
@@ -54,6 +55,7 @@ FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "touches.csv": (("deal", "partner", "kind", "touched_at"), ()),
     "costs.csv": (("date", "amount", "category"), ("partner", "join_source", "note")),
     "targets.csv": (("metric", "period", "value"), ("partner", "join_source")),
+    "commission_plans.csv": (commission_plans.REQUIRED, commission_plans.OPTIONAL),
 }
 
 

@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "partners",
     "deals",
     "kpis",
+    # Commission plans and the commission ledger (docs/economics.md).
+    "economics",
     "interchange",
     "dashboards",
     "portal",
@@ -307,6 +309,10 @@ SPECTACULAR_SETTINGS = {
         "CostCategoryEnum": "kpis.models.CostEntry.Category",
         "KpiMetricEnum": "kpis.metrics.METRIC_NAMES",
         "TargetMetricEnum": "kpis.metrics.TARGETABLE_METRICS",
+        "CommissionRuleKindEnum": "economics.models.CommissionRule.Kind",
+        "CommissionEntryKindEnum": "economics.models.CommissionEntry.Kind",
+        "CommissionEntryStatusEnum": "economics.models.CommissionEntry.Status",
+        "CommissionBasisEnum": "economics.models.Basis",
     },
 }
 
@@ -400,6 +406,11 @@ CELERY_BEAT_SCHEDULE = {
         # A reaper message older than its interval is dropped: the next one does the same work.
         "options": {"expires": KPI_REAPER_SECONDS}
         | ({"queue": KPI_REAPER_QUEUE} if KPI_REAPER_QUEUE else {}),
+    },
+    # The commission ledger (economics/): pending entries for what was won or approved, clawbacks.
+    "build-commission-ledger-nightly": {
+        "task": "economics.tasks.build_commission_ledger",
+        "schedule": crontab(hour=3, minute=15),
     },
     "warn-expiring-registrations": {
         "task": "deals.tasks.warn_expiring_registrations",

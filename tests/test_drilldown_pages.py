@@ -54,7 +54,7 @@ def shown(response) -> tuple[str, str]:
 @pytest.mark.parametrize("who", ["manager", "salesops"])
 def test_staff_open_the_rows_behind_program_join_source_and_partner_values(program, who, request):
     client = request.getfixturevalue(who)
-    a, web = program["a"], program["web"]
+    a, c, web = program["a"], program["c"], program["web"]
     cases = [
         ("/dashboard/drill/influenced_revenue/?period=2026-03", "250.00", 2),
         (f"/dashboard/drill/attributed_revenue/?period=2026-03&partner={a.pk}", "425.00", 3),
@@ -66,7 +66,11 @@ def test_staff_open_the_rows_behind_program_join_source_and_partner_values(progr
         ("/dashboard/drill/active_partners/?period=2026-03", "3", 3),
         (f"/dashboard/drill/program_cost/?period=2026-03&join_source={web.pk}", "530.00", 2),
         (f"/dashboard/drill/commission_paid/?period=2026-03&partner={a.pk}", "30.00", 1),
-        (f"/dashboard/drill/mdf_return/?period=2026-03&partner={program['c'].pk}&part=numerator", "1.2500", 1),
+        (
+            f"/dashboard/drill/mdf_return/?period=2026-03&partner={program['c'].pk}&part=numerator",
+            "1.2500",
+            1,
+        ),
     ]
     for url, value, rows in cases:
         response = client.get(url)

@@ -71,6 +71,9 @@ PAGES = (
     "/apply/thanks/",
     "/invitations/{partner}/",
     "/dashboard/applications/",
+    "/dashboard/commissions/plans/",
+    "/dashboard/commissions/plans/new/",
+    "/dashboard/commissions/review/",
 )
 # What the pages read (dashboards.forms.PeriodForm, dashboards.filters, pagination, the portal's
 # conflict check, the login redirect) and what the API's KPI endpoints read, in case a page adopts them.

@@ -87,7 +87,20 @@ def _program() -> dict[str, list[tuple]]:
 
 
 def _delete_program() -> None:
-    for model in (Touch, DealRegistration, Deal, Account, CostEntry, Target, Partner, JoinSource):
+    from economics.models import CommissionEntry, CommissionPlan
+
+    for model in (
+        CommissionEntry,
+        CommissionPlan,
+        Touch,
+        DealRegistration,
+        Deal,
+        Account,
+        CostEntry,
+        Target,
+        Partner,
+        JoinSource,
+    ):
         model.objects.all().delete()
 
 

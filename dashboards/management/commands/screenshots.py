@@ -31,6 +31,9 @@ STAFF_PAGES = [
     ("deals", "/dashboard/deals/?status=won&segment=influenced&sort=amount"),
     ("heatmap", "/dashboard/insights/heat-map/?grain=quarter"),
     ("forecast", "/dashboard/insights/forecast/"),
+    ("commission-plans", "/dashboard/commissions/plans/"),
+    ("commission-plan-edit", "/dashboard/commissions/plans/new/"),
+    ("commission-review", "/dashboard/commissions/review/"),
 ]
 PARTNER_PAGES = [
     ("portal-home", "/portal/"),
