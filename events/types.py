@@ -19,6 +19,8 @@ class EventType(StrEnum):
     DEAL_WON = "deal.won"
     DEAL_LOST = "deal.lost"
     KPI_RUN_PUBLISHED = "kpi_run.published"
+    PAYOUT_BATCH_CREATED = "payout_batch.created"
+    PAYOUT_BATCH_PAID = "payout_batch.paid"
     # Sent to one webhook endpoint on request ("send a test event"); never by a change.
     WEBHOOK_TEST = "webhook.test"
 
@@ -39,6 +41,8 @@ LABELS = {
     EventType.DEAL_WON: "A deal was closed as won",
     EventType.DEAL_LOST: "A deal was closed as lost",
     EventType.KPI_RUN_PUBLISHED: "A KPI run published new figures",
+    EventType.PAYOUT_BATCH_CREATED: "A month's commission payout batch was made",
+    EventType.PAYOUT_BATCH_PAID: "A payout batch was marked paid (its payouts booked as costs)",
     EventType.WEBHOOK_TEST: "A test event sent on request",
 }
 
