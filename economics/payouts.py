@@ -125,7 +125,7 @@ def _settle(batch: PayoutBatch) -> int:
         decided_at__lt=month_cutoff(batch.month),
     )
     # Lock the entries this batch settles, so none changes between the sums and the lines.
-    entry_ids = list(eligible.select_for_update().values_list("id", flat=True))
+    entry_ids = list(eligible.select_for_update(of=("self",)).values_list("id", flat=True))
     totals = {
         row["partner_id"]: row["total"]
         for row in CommissionEntry.objects.filter(id__in=entry_ids)
