@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import audit_views, onboarding_views, views, webhook_views
+from dashboards import audit_views, onboarding_views, payout_views, views, webhook_views
 
 app_name = "dashboards"
 
@@ -24,4 +24,9 @@ urlpatterns = [
     path("audit/", audit_views.audit_trail, name="audit"),
     path("webhooks/", webhook_views.webhooks, name="webhooks"),
     path("webhooks/<int:endpoint_id>/", webhook_views.webhook_detail, name="webhook_detail"),
+    path("payouts/", payout_views.payout_batches, name="payout_batches"),
+    path("payouts/<int:batch_id>/", payout_views.payout_batch, name="payout_batch"),
+    path("payouts/<int:batch_id>/paid/", payout_views.payout_batch_paid, name="payout_batch_paid"),
+    path("payouts/<int:batch_id>/export.csv", payout_views.payout_batch_export, name="payout_batch_export"),
+    path("payouts/statements/<int:payout_id>/", payout_views.payout_statement, name="payout_statement"),
 ]

@@ -18,6 +18,11 @@ STATEMENT_COLUMNS = ["date", "kind", "basis", "source", "status", "amount"]
 AP_COLUMNS = ["partner", "partner_key", "amount", "currency", "period", "reference"]
 
 
+def text_cell(value: str) -> str:
+    """A text cell a spreadsheet will not run as a formula."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def sees_money(user: access.AnyUser) -> bool:
     """Staff readers and partner admins; a partner member never sees money."""
     return access.is_staff_reader(user) or access.is_partner_admin(user)
@@ -111,7 +116,7 @@ def statement_rows(payout: Payout) -> Iterator[list[str]]:
             f"{entry.earned_at:%Y-%m-%d}",
             entry.kind,
             entry.basis,
-            source_label(entry),
+            text_cell(source_label(entry)),
             entry.status,
             str(entry.amount),
         ]
@@ -125,8 +130,8 @@ def ap_rows(batch: PayoutBatch) -> Iterator[list[str]]:
     yield AP_COLUMNS
     for payout in batch.payouts.filter(amount__gt=0).select_related("partner").order_by("partner__name", "id"):
         yield [
-            payout.partner.name,
-            payout.partner.key or str(payout.partner.pk),
+            text_cell(payout.partner.name),
+            text_cell(payout.partner.key or str(payout.partner.pk)),
             str(payout.amount),
             batch.currency,
             batch.period,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal import people, views
+from portal import earnings, people, views
 
 app_name = "portal"
 
@@ -16,4 +16,6 @@ urlpatterns = [
     path("users/<int:membership_id>/access/", people.user_access, name="user_access"),
     path("invitations/<int:invitation_id>/revoke/", people.revoke_invitation, name="revoke_invitation"),
     path("profile/", people.profile, name="profile"),
+    path("earnings/", earnings.earnings, name="earnings"),
+    path("earnings/statements/<int:payout_id>/", earnings.statement, name="earnings_statement"),
 ]
