@@ -19,6 +19,7 @@ from api.views.kpis import (
     TargetViewSet,
 )
 from api.views.partners import JoinSourceViewSet, PartnerUserViewSet, PartnerViewSet
+from api.views.payouts import PayoutBatchViewSet, PayoutViewSet
 
 app_name = "api"
 
@@ -36,6 +37,8 @@ router.register("kpi-values", KpiValueViewSet, basename="kpi-value")
 router.register("kpi-runs", KpiRunViewSet, basename="kpi-run")
 router.register("auth/tokens", ApiTokenViewSet, basename="api-token")
 router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
+router.register("payout-batches", PayoutBatchViewSet, basename="payout-batch")
+router.register("payouts", PayoutViewSet, basename="payout")
 
 v1: list[URLPattern | URLResolver] = [
     path("kpi-attribution/", AttributionView.as_view(), name="kpi-attribution"),

@@ -305,6 +305,10 @@ SPECTACULAR_SETTINGS = {
         "CostCategoryEnum": "kpis.models.CostEntry.Category",
         "KpiMetricEnum": "kpis.metrics.METRIC_NAMES",
         "TargetMetricEnum": "kpis.metrics.TARGETABLE_METRICS",
+        "PayoutBatchStatusEnum": "economics.payout_models.PayoutBatch.Status",
+        "PayoutStatusEnum": "economics.payout_models.Payout.Status",
+        "CommissionEntryStatusEnum": "economics.models.CommissionEntry.Status",
+        "CommissionEntryKindEnum": "economics.models.CommissionEntry.Kind",
     },
 }
 
