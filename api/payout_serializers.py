@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from economics.models import CommissionEntry
 from economics.payout_models import Payout, PayoutBatch, PayoutLine
+from program.validation import date_errors
 
 
 class PayoutBatchSerializer(serializers.ModelSerializer):
@@ -41,12 +42,17 @@ class PayoutBatchSerializer(serializers.ModelSerializer):
 
 class PayoutBatchCreateSerializer(serializers.Serializer):
     month = serializers.RegexField(
-        r"^\d{4}-(0[1-9]|1[0-2])$", max_length=7, help_text="The month to settle, YYYY-MM."
+        r"^[0-9]{4}-(0[1-9]|1[0-2])$", max_length=7, help_text="The month to settle, YYYY-MM."
     )
 
     def validate_month(self, value: str) -> date:
         year, month = value.split("-")
-        return date(int(year), int(month), 1)
+        if int(year) < 1:
+            raise serializers.ValidationError("not a month")
+        first = date(int(year), int(month), 1)
+        if messages := date_errors(first):
+            raise serializers.ValidationError(messages)
+        return first
 
 
 class MarkPaidSerializer(serializers.Serializer):
