@@ -21,7 +21,9 @@ class PayoutBatchSerializer(serializers.ModelSerializer):
     carried_out = serializers.DecimalField(
         max_digits=14, decimal_places=2, read_only=True, help_text="Carried to the next month."
     )
-    payouts = serializers.IntegerField(source="payout_count", read_only=True, help_text="Partners in the batch.")
+    payouts = serializers.IntegerField(
+        source="payout_count", read_only=True, help_text="Partners in the batch."
+    )
 
     class Meta:
         model = PayoutBatch

@@ -104,7 +104,9 @@ def payout_batch(request: AuthenticatedRequest, batch_id: int) -> HttpResponse:
     return _batch_page(request, batch, MarkPaidForm(initial={"paid_on": program_today()}))
 
 
-def _batch_page(request: AuthenticatedRequest, batch: PayoutBatch, form: MarkPaidForm, status: int = 200) -> HttpResponse:
+def _batch_page(
+    request: AuthenticatedRequest, batch: PayoutBatch, form: MarkPaidForm, status: int = 200
+) -> HttpResponse:
     return render(
         request,
         "dashboards/payout_batch.html",
@@ -134,7 +136,9 @@ def payout_batch_paid(request: AuthenticatedRequest, batch_id: int) -> HttpRespo
             add_service_errors(form, error)
         else:
             if paid:
-                messages.success(request, f"Batch {batch.period} marked paid; its payouts are booked as costs.")
+                messages.success(
+                    request, f"Batch {batch.period} marked paid; its payouts are booked as costs."
+                )
             else:
                 messages.info(request, f"Batch {batch.period} was already paid on {batch.paid_on:%Y-%m-%d}.")
             return redirect("dashboards:payout_batch", batch_id=batch.pk)
@@ -154,7 +158,9 @@ def payout_batch_export(request: AuthenticatedRequest, batch_id: int) -> HttpRes
 def payout_statement(request: AuthenticatedRequest, payout_id: int) -> HttpResponse:
     payout = get_object_or_404(Payout.objects.select_related("batch", "partner"), pk=payout_id)
     if request.GET.get("format") == "csv":
-        return csv_response(statement_rows(payout), f"statement-{payout.batch.period}-{payout.partner_id}.csv")
+        return csv_response(
+            statement_rows(payout), f"statement-{payout.batch.period}-{payout.partner_id}.csv"
+        )
     return render(
         request,
         "dashboards/payout_statement.html",

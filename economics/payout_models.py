@@ -40,7 +40,9 @@ class PayoutBatch(models.Model):
         verbose_name_plural = "payout batches"
         constraints = [
             models.CheckConstraint(condition=Q(month__day=1), name="payout_batch_month_first_day"),
-            models.CheckConstraint(condition=Q(status__in=["open", "paid"]), name="payout_batch_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=["open", "paid"]), name="payout_batch_status_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(status="open") | (Q(paid_on__isnull=False) & Q(paid_at__isnull=False)),
                 name="payout_batch_paid_has_date",
@@ -89,7 +91,8 @@ class Payout(models.Model):
                 condition=Q(carried_out=F("balance") - F("amount")), name="payout_carried_out_adds_up"
             ),
             models.CheckConstraint(
-                condition=(Q(amount=0) & Q(status="carried")) | (Q(amount__gt=0) & Q(status__in=["payable", "paid"])),
+                condition=(Q(amount=0) & Q(status="carried"))
+                | (Q(amount__gt=0) & Q(status__in=["payable", "paid"])),
                 name="payout_status_matches_amount",
             ),
             models.CheckConstraint(

@@ -121,14 +121,23 @@ def statement_rows(payout: Payout) -> Iterator[list[str]]:
             str(entry.amount),
         ]
     yield ["", "balance", "", "", "", str(payout.balance)]
-    yield ["", "paid" if payout.status == Payout.Status.PAID else "payable", "", "", payout.status, str(payout.amount)]
+    yield [
+        "",
+        "paid" if payout.status == Payout.Status.PAID else "payable",
+        "",
+        "",
+        payout.status,
+        str(payout.amount),
+    ]
     yield ["", "carried_out", "", "", "", str(payout.carried_out)]
 
 
 def ap_rows(batch: PayoutBatch) -> Iterator[list[str]]:
     """The accounts-payable export: one row per partner paid in the batch."""
     yield AP_COLUMNS
-    for payout in batch.payouts.filter(amount__gt=0).select_related("partner").order_by("partner__name", "id"):
+    for payout in (
+        batch.payouts.filter(amount__gt=0).select_related("partner").order_by("partner__name", "id")
+    ):
         yield [
             text_cell(payout.partner.name),
             text_cell(payout.partner.key or str(payout.partner.pk)),

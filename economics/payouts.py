@@ -12,6 +12,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import User as AuthUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery, Sum
@@ -103,7 +104,7 @@ def payout_batch_create(*, month: date, created_by: User | None = None) -> tuple
                 month=month,
                 currency=ProgramSettings.load().currency,
                 minimum_payout=settings_row.minimum_payout,
-                created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+                created_by=created_by if isinstance(created_by, AuthUser) else None,
             )
             count = _settle(batch)
             record_event(
@@ -133,7 +134,9 @@ def _settle(batch: PayoutBatch) -> int:
         .annotate(total=Sum("amount"))
         .order_by()
     }
-    latest_carry = Payout.objects.filter(partner=OuterRef("pk")).order_by("-batch__month").values("carried_out")[:1]
+    latest_carry = (
+        Payout.objects.filter(partner=OuterRef("pk")).order_by("-batch__month").values("carried_out")[:1]
+    )
     carried = {
         row["id"]: row["carry"]
         for row in Partner.objects.annotate(carry=Subquery(latest_carry))
@@ -206,7 +209,7 @@ def payout_batch_mark_paid(
         locked.status = PayoutBatch.Status.PAID
         locked.paid_on = paid_on
         locked.paid_at = now
-        locked.paid_by = paid_by if paid_by is not None and paid_by.is_authenticated else None
+        locked.paid_by = paid_by if isinstance(paid_by, AuthUser) else None
         locked.save(update_fields=["status", "paid_on", "paid_at", "paid_by"])
         record_event(
             type=EventType.PAYOUT_BATCH_PAID,

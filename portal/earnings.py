@@ -46,4 +46,6 @@ def statement(request: PartnerRequest, payout_id: int) -> HttpResponse:
     )
     if request.GET.get("format") == "csv":
         return csv_response(statement_rows(payout), f"statement-{payout.batch.period}.csv")
-    return render(request, "portal/earnings_statement.html", {"payout": payout, "lines": statement_lines(payout)})
+    return render(
+        request, "portal/earnings_statement.html", {"payout": payout, "lines": statement_lines(payout)}
+    )

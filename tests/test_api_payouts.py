@@ -44,7 +44,12 @@ def test_a_manager_makes_a_batch_once_and_pays_it_once(as_manager, world_a):
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({"month": "2026-13"}, "month"), ({"month": "2099-01"}, "month"), ({}, "month"), ({"month": 5}, "month")],
+    [
+        ({"month": "2026-13"}, "month"),
+        ({"month": "2099-01"}, "month"),
+        ({}, "month"),
+        ({"month": 5}, "month"),
+    ],
 )
 def test_a_bad_month_is_a_400_with_its_field(as_manager, db, body, field):
     response = as_manager.post(f"{API}/payout-batches/", body, format="json")
@@ -54,14 +59,18 @@ def test_a_bad_month_is_a_400_with_its_field(as_manager, db, body, field):
 
 
 def test_a_payment_date_before_the_month_is_a_400(as_manager, batch):
-    response = as_manager.post(f"{API}/payout-batches/{batch.pk}/mark-paid/", {"paid_on": "2026-09-01"}, format="json")
+    response = as_manager.post(
+        f"{API}/payout-batches/{batch.pk}/mark-paid/", {"paid_on": "2026-09-01"}, format="json"
+    )
     assert response.status_code == 400 and "paid_on" in error_of(response)["fields"]
 
 
 def test_sales_ops_read_batches_but_do_not_change_them(as_salesops, batch):
     assert ids(as_salesops.get(f"{API}/payout-batches/")) == {batch.pk}
     assert as_salesops.post(f"{API}/payout-batches/", {"month": "2026-11"}, format="json").status_code == 403
-    paid = as_salesops.post(f"{API}/payout-batches/{batch.pk}/mark-paid/", {"paid_on": "2026-11-05"}, format="json")
+    paid = as_salesops.post(
+        f"{API}/payout-batches/{batch.pk}/mark-paid/", {"paid_on": "2026-11-05"}, format="json"
+    )
     assert paid.status_code == 403
 
 

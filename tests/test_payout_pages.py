@@ -47,8 +47,12 @@ def test_a_manager_makes_the_months_batch_pays_it_and_exports_it(as_manager, wor
 
     refused = as_manager.post(f"/dashboard/payouts/{made.pk}/paid/", {"paid_on": "2026-09-30"})
     assert refused.status_code == 400 and "on or after 2026-10-01" in refused.content.decode()
-    assert as_manager.post(f"/dashboard/payouts/{made.pk}/paid/", {"paid_on": "2026-11-03"}).status_code == 302
-    assert as_manager.post(f"/dashboard/payouts/{made.pk}/paid/", {"paid_on": "2026-11-04"}).status_code == 302
+    assert (
+        as_manager.post(f"/dashboard/payouts/{made.pk}/paid/", {"paid_on": "2026-11-03"}).status_code == 302
+    )
+    assert (
+        as_manager.post(f"/dashboard/payouts/{made.pk}/paid/", {"paid_on": "2026-11-04"}).status_code == 302
+    )
     assert list(CostEntry.objects.values_list("amount", "date")) == [(Decimal("80.00"), date(2026, 11, 3))]
 
     export = as_manager.get(f"/dashboard/payouts/{made.pk}/export.csv")
@@ -70,7 +74,9 @@ def test_sales_ops_read_batches_but_neither_make_nor_pay_them(as_salesops, batch
     assert as_salesops.get("/dashboard/payouts/").status_code == 200
     assert as_salesops.get(f"/dashboard/payouts/{batch.pk}/").status_code == 200
     assert as_salesops.post("/dashboard/payouts/", {"month": "2026-11"}).status_code == 403
-    assert as_salesops.post(f"/dashboard/payouts/{batch.pk}/paid/", {"paid_on": "2026-11-03"}).status_code == 403
+    assert (
+        as_salesops.post(f"/dashboard/payouts/{batch.pk}/paid/", {"paid_on": "2026-11-03"}).status_code == 403
+    )
 
 
 def test_a_manager_reads_any_partners_statement(as_manager, batch, world_b):
@@ -91,7 +97,9 @@ def test_portal_users_get_no_manager_payout_page(batch, admin_a, member_a):
             f"/dashboard/payouts/statements/{payout.pk}/",
         ):
             assert client.get(url).status_code == 403, url
-        assert client.post(f"/dashboard/payouts/{batch.pk}/paid/", {"paid_on": "2026-11-03"}).status_code == 403
+        assert (
+            client.post(f"/dashboard/payouts/{batch.pk}/paid/", {"paid_on": "2026-11-03"}).status_code == 403
+        )
 
 
 def test_a_partner_admin_sees_its_earnings_and_statements(as_admin_a, batch, world_a):

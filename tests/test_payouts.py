@@ -32,7 +32,14 @@ def payout(batch, partner) -> Payout:
 
 
 def figures(p: Payout) -> tuple[str, ...]:
-    return (str(p.carried_in), str(p.entries_total), str(p.balance), str(p.amount), str(p.carried_out), p.status)
+    return (
+        str(p.carried_in),
+        str(p.entries_total),
+        str(p.balance),
+        str(p.amount),
+        str(p.carried_out),
+        p.status,
+    )
 
 
 def test_a_balance_under_the_minimum_carries_to_the_next_month_and_is_paid_once_it_reaches_it():

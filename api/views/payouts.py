@@ -98,7 +98,12 @@ def batches_with_totals(user: AnyUser) -> QuerySet[PayoutBatch]:
             OpenApiExample("Paid", value={"paid_on": "2026-11-05"}, request_only=True),
             one(
                 "The paid batch",
-                {**ex.PAYOUT_BATCH, "status": "paid", "paid_on": "2026-11-05", "paid_at": "2026-11-05T10:00:00Z"},
+                {
+                    **ex.PAYOUT_BATCH,
+                    "status": "paid",
+                    "paid_on": "2026-11-05",
+                    "paid_at": "2026-11-05T10:00:00Z",
+                },
             ),
         ],
     ),
@@ -117,7 +122,9 @@ class PayoutBatchViewSet(ScopedViewSet):
     def create(self, request: Request) -> Response:
         data = self.validated(s.PayoutBatchCreateSerializer)
         batch, created = payout_batch_create(month=data["month"], created_by=request.user)
-        return self.output(self._fresh(batch), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return self.output(
+            self._fresh(batch), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
     @action(detail=True, methods=["post"], url_path="mark-paid")
     def mark_paid(self, request: Request, pk: str | None = None) -> Response:
