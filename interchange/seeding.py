@@ -32,6 +32,7 @@ from interchange.demo import (
     partner_key,
 )
 from interchange.parsing import parse_period
+from interchange.seed_payouts import seed_payouts
 from kpis.models import CostEntry, Target
 from partners.models import JoinSource, Partner, PartnerUser
 from partners.roles import StaffRole
@@ -413,6 +414,7 @@ def seed_database(size: DemoSize, *, progress: Callable[[str], None] = lambda _:
         if partner is not None:
             _ensure_partner_user(partner)
         _demo_applications()
+        seed_payouts(today)
     return SeedSummary(
         counts=sink.counts,
         seconds=clock.monotonic() - started,
