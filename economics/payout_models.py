@@ -62,7 +62,7 @@ class Payout(models.Model):
 
     class Status(models.TextChoices):
         PAYABLE = "payable", "Payable"
-        CARRIED = "carried", "Carried forward (nothing paid)"
+        CARRIED = "carried", "Carried forward"
         PAID = "paid", "Paid"
 
     batch = models.ForeignKey(PayoutBatch, on_delete=models.PROTECT, related_name="payouts")
