@@ -16,7 +16,7 @@ from django.db.models import F, Q
 
 class PayoutBatch(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open", "Open (awaiting payment)"
+        OPEN = "open", "Open"
         PAID = "paid", "Paid"
 
     # The first day of the month the batch settles; one batch per month.
