@@ -7,12 +7,14 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from hypothesis import example, given
 
 from economics.models import CommissionSettings
 from economics.payout_models import Payout, PayoutBatch
 from economics.payouts import payout_batch_create
 from kpis.models import CostEntry
 from tests.support.api import *  # noqa: F403
+from tests.fuzzing import fuzz_settings, maybe_valid, nasty_text, send
 from tests.support.api import client_for
 from tests.support.payouts import entry
 
@@ -132,3 +134,26 @@ def test_a_partner_member_gets_403_on_every_money_page(as_member_a, batch, world
     ):
         assert as_member_a.get(url).status_code == 403, url
     assert "/portal/earnings/" not in as_member_a.get("/portal/").content.decode()
+
+
+@fuzz_settings(max_examples=40)
+@given(
+    month=maybe_valid("2026-10", "2026-11", "2026-12"),
+    paid_on=maybe_valid("2026-11-05", "2026-09-30"),
+    statement=nasty_text,
+)
+@example(month="0000-01", paid_on="0001-01-01", statement="")
+@example(month="2026-11", paid_on="9999-12-31", statement="csv")
+def test_the_payout_forms_never_answer_a_server_error(
+    as_manager, as_admin_a, batch, month, paid_on, statement
+):
+    send(f"POST batches month={month!r}", lambda: as_manager.post("/dashboard/payouts/", {"month": month}))
+    send(
+        f"POST paid paid_on={paid_on!r}",
+        lambda: as_manager.post(f"/dashboard/payouts/{batch.pk}/paid/", {"paid_on": paid_on}),
+    )
+    payout = Payout.objects.filter(batch=batch).first()
+    send(
+        f"GET statement format={statement!r}",
+        lambda: as_admin_a.get(f"/portal/earnings/statements/{payout.pk}/", {"format": statement}),
+    )

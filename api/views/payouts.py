@@ -46,10 +46,14 @@ class MoneyReader(BasePermission):
 
 
 def batches_with_totals(user: AnyUser) -> QuerySet[PayoutBatch]:
-    return visible_batches(user).annotate(
-        amount=Sum("payouts__amount", default=0),
-        carried_out=Sum("payouts__carried_out", default=0),
-        payout_count=Count("payouts"),
+    return (
+        visible_batches(user)
+        .annotate(
+            amount=Sum("payouts__amount", default=0),
+            carried_out=Sum("payouts__carried_out", default=0),
+            payout_count=Count("payouts"),
+        )
+        .order_by("-month")
     )
 
 
