@@ -103,7 +103,7 @@ def _standalone_ledger(today: date, now: datetime) -> None:
             decided_at=now,
         )
         for deal in deals
-        if deal.closed_at is not None and deal.amount > 0
+        if deal.closed_at is not None and deal.sourcing_partner_id is not None and deal.amount > 0
     ]
     CommissionEntry.objects.bulk_create(entries)
     # Entries still in their hold are pending, as the review would have left them.

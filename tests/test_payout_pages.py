@@ -13,8 +13,8 @@ from economics.models import CommissionSettings
 from economics.payout_models import Payout, PayoutBatch
 from economics.payouts import payout_batch_create
 from kpis.models import CostEntry
-from tests.support.api import *  # noqa: F403
 from tests.fuzzing import fuzz_settings, maybe_valid, nasty_text, send
+from tests.support.api import *  # noqa: F403
 from tests.support.api import client_for
 from tests.support.payouts import entry
 
