@@ -66,6 +66,8 @@ PAGES = (
     "/apply/thanks/",
     "/invitations/{partner}/",
     "/dashboard/applications/",
+    "/dashboard/payouts/",
+    "/portal/earnings/",
 )
 # What the pages read (dashboards.forms.PeriodForm, dashboards.filters, pagination, the portal's
 # conflict check, the login redirect) and what the API's KPI endpoints read, in case a page adopts them.
