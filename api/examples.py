@@ -193,3 +193,49 @@ def listed(name: str, value: dict) -> OpenApiExample:
 
 def one(name: str, value: dict, status: str = "200") -> OpenApiExample:
     return OpenApiExample(name, value=value, response_only=True, status_codes=[status])
+
+
+PAYOUT_BATCH = {
+    "id": 7,
+    "month": "2026-10",
+    "status": "open",
+    "currency": "USD",
+    "minimum_payout": "50.00",
+    "amount": "1840.25",
+    "carried_out": "-80.00",
+    "payouts": 14,
+    "created_at": "2026-11-02T08:00:00Z",
+    "paid_on": None,
+    "paid_at": None,
+}
+PAYOUT = {
+    "id": 41,
+    "batch": 7,
+    "month": "2026-10",
+    "partner": 12,
+    "partner_name": "Northwind Consulting",
+    "currency": "USD",
+    "carried_in": "45.50",
+    "entries_total": "20.00",
+    "balance": "65.50",
+    "amount": "65.50",
+    "carried_out": "0.00",
+    "status": "payable",
+    "reference": "PAY-202610-41",
+    "paid_at": None,
+}
+STATEMENT = {
+    **PAYOUT,
+    "lines": [
+        {
+            "entry": 3301,
+            "kind": "earning",
+            "basis": "revenue",
+            "earned_at": "2026-09-12T16:30:00Z",
+            "deal": 9001,
+            "registration": None,
+            "status": "approved",
+            "amount": "20.00",
+        }
+    ],
+}

@@ -22,6 +22,7 @@ from api.views.kpis import (
     TargetViewSet,
 )
 from api.views.partners import JoinSourceViewSet, PartnerUserViewSet, PartnerViewSet
+from api.views.payouts import PayoutBatchViewSet, PayoutViewSet
 
 app_name = "api"
 
@@ -41,6 +42,8 @@ router.register("auth/tokens", ApiTokenViewSet, basename="api-token")
 router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
 router.register("commission-plans", CommissionPlanViewSet, basename="commission-plan")
 router.register("commission-entries", CommissionEntryViewSet, basename="commission-entry")
+router.register("payout-batches", PayoutBatchViewSet, basename="payout-batch")
+router.register("payouts", PayoutViewSet, basename="payout")
 
 v1: list[URLPattern | URLResolver] = [
     path("kpi-drilldown/<slug:metric>/", KpiDrilldownView.as_view(), name="kpi-drilldown"),

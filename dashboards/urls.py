@@ -7,6 +7,7 @@ from dashboards import (
     economics_views,
     insight_views,
     onboarding_views,
+    payout_views,
     views,
     webhook_views,
 )
@@ -44,4 +45,9 @@ urlpatterns = [
         "commissions/plans/<int:plan_id>/", economics_views.commission_plan_edit, name="commission_plan_edit"
     ),
     path("commissions/review/", economics_views.commission_review, name="commission_review"),
+    path("payouts/", payout_views.payout_batches, name="payout_batches"),
+    path("payouts/<int:batch_id>/", payout_views.payout_batch, name="payout_batch"),
+    path("payouts/<int:batch_id>/paid/", payout_views.payout_batch_paid, name="payout_batch_paid"),
+    path("payouts/<int:batch_id>/export.csv", payout_views.payout_batch_export, name="payout_batch_export"),
+    path("payouts/statements/<int:payout_id>/", payout_views.payout_statement, name="payout_statement"),
 ]

@@ -32,3 +32,5 @@ class CommissionEntryAdmin(admin.ModelAdmin[CommissionEntry]):
 
 
 admin.site.register(CommissionSettings)
+
+import economics.payout_admin  # noqa: E402, F401 - payout batches (read-only)

@@ -294,3 +294,6 @@ class CommissionEntry(models.Model):
     def __str__(self) -> str:
         source = f"deal {self.deal_id}" if self.deal_id else f"registration {self.registration_id}"
         return f"{self.get_kind_display()} {self.amount} for {source} ({self.get_status_display()})"
+
+
+from economics.payout_models import Payout, PayoutBatch, PayoutLine  # noqa: E402, F401 - payouts (docs/economics.md)

@@ -23,6 +23,8 @@ class EventType(StrEnum):
     COMMISSION_SETTINGS_SAVED = "commission_settings.saved"
     COMMISSION_ENTRY_APPROVED = "commission_entry.approved"
     COMMISSION_ENTRY_DECLINED = "commission_entry.declined"
+    PAYOUT_BATCH_CREATED = "payout_batch.created"
+    PAYOUT_BATCH_PAID = "payout_batch.paid"
     # Sent to one webhook endpoint on request ("send a test event"); never by a change.
     WEBHOOK_TEST = "webhook.test"
 
@@ -47,6 +49,8 @@ LABELS = {
     EventType.COMMISSION_SETTINGS_SAVED: "The commission hold period or minimum payout changed",
     EventType.COMMISSION_ENTRY_APPROVED: "A commission ledger entry was approved for payout",
     EventType.COMMISSION_ENTRY_DECLINED: "A commission ledger entry was declined (with a reason)",
+    EventType.PAYOUT_BATCH_CREATED: "A month's commission payout batch was made",
+    EventType.PAYOUT_BATCH_PAID: "A payout batch was marked paid (its payouts booked as costs)",
     EventType.WEBHOOK_TEST: "A test event sent on request",
 }
 

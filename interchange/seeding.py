@@ -33,6 +33,7 @@ from interchange.demo import (
 )
 from interchange.parsing import parse_period
 from interchange.seed_economics import seed_economics
+from interchange.seed_payouts import seed_payouts
 from kpis.models import CostEntry, Target
 from partners.models import JoinSource, Partner, PartnerUser
 from partners.roles import StaffRole
@@ -415,6 +416,7 @@ def seed_database(size: DemoSize, *, progress: Callable[[str], None] = lambda _:
             _ensure_partner_user(partner)
         _demo_applications()
         seed_economics(today)
+        seed_payouts(today)
     return SeedSummary(
         counts=sink.counts,
         seconds=clock.monotonic() - started,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal import drilldown, forecast_views, people, views
+from portal import drilldown, earnings, forecast_views, people, views
 
 app_name = "portal"
 
@@ -18,4 +18,6 @@ urlpatterns = [
     path("invitations/<int:invitation_id>/revoke/", people.revoke_invitation, name="revoke_invitation"),
     path("profile/", people.profile, name="profile"),
     path("forecast/", forecast_views.forecast, name="forecast"),
+    path("earnings/", earnings.earnings, name="earnings"),
+    path("earnings/statements/<int:payout_id>/", earnings.statement, name="earnings_statement"),
 ]

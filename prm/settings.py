@@ -313,6 +313,8 @@ SPECTACULAR_SETTINGS = {
         "CommissionEntryKindEnum": "economics.models.CommissionEntry.Kind",
         "CommissionEntryStatusEnum": "economics.models.CommissionEntry.Status",
         "CommissionBasisEnum": "economics.models.Basis",
+        "PayoutBatchStatusEnum": "economics.payout_models.PayoutBatch.Status",
+        "PayoutStatusEnum": "economics.payout_models.Payout.Status",
     },
 }
 

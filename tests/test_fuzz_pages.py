@@ -74,6 +74,8 @@ PAGES = (
     "/dashboard/commissions/plans/",
     "/dashboard/commissions/plans/new/",
     "/dashboard/commissions/review/",
+    "/dashboard/payouts/",
+    "/portal/earnings/",
 )
 # What the pages read (dashboards.forms.PeriodForm, dashboards.filters, pagination, the portal's
 # conflict check, the login redirect) and what the API's KPI endpoints read, in case a page adopts them.

@@ -71,8 +71,9 @@ def _program() -> dict[str, list[tuple]]:
         "touches": list(
             Touch.objects.order_by("id").values_list("deal__key", "partner__key", "kind", "touched_at")
         ),
+        # Recorded costs only: the folder carries no payouts, so no costs booked by paying them.
         "costs": sorted(
-            CostEntry.objects.values_list(
+            CostEntry.objects.filter(source=CostEntry.Source.RECORDED).values_list(
                 "date", "amount", "category", "partner__key", "join_source__key", "note"
             ),
             key=repr,
@@ -87,9 +88,12 @@ def _program() -> dict[str, list[tuple]]:
 
 
 def _delete_program() -> None:
-    from economics.models import CommissionEntry, CommissionPlan
+    from economics.models import CommissionEntry, CommissionPlan, Payout, PayoutBatch, PayoutLine
 
     for model in (
+        PayoutLine,
+        Payout,
+        PayoutBatch,
         CommissionEntry,
         CommissionPlan,
         Touch,

@@ -34,6 +34,8 @@ STAFF_PAGES = [
     ("commission-plans", "/dashboard/commissions/plans/"),
     ("commission-plan-edit", "/dashboard/commissions/plans/new/"),
     ("commission-review", "/dashboard/commissions/review/"),
+    # The newest batch and its first partner's statement are shot after the list (below).
+    ("payouts", "/dashboard/payouts/"),
 ]
 PARTNER_PAGES = [
     ("portal-home", "/portal/"),
@@ -43,11 +45,25 @@ PARTNER_PAGES = [
     ("portal-users", "/portal/users/"),
     ("portal-profile", "/portal/profile/"),
     ("portal-forecast", "/portal/forecast/"),
+    # Money pages: the partner login must be a partner admin; its newest statement follows.
+    ("portal-earnings", "/portal/earnings/"),
 ]
 # Before any login.
 PUBLIC_PAGES = [
     ("apply", "/apply/"),
 ]
+
+
+# After a list page: open its first link (CSS selector) and shoot it under this name; in order.
+FOLLOW_FIRST_LINK = {
+    "payouts": [("main table tbody th a", "payout-batch"), ("main table tbody th a", "payout-statement")],
+    "portal-earnings": [("main table tbody th a", "portal-earnings-statement")],
+}
+
+
+def _chosen(pages: list[tuple[str, str]], only: str) -> list[tuple[str, str]]:
+    names = {name.strip() for name in only.split(",") if name.strip()}
+    return [page for page in pages if not names or page[0] in names]
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -65,8 +81,9 @@ class Command(BaseCommand):
         parser.add_argument("--partner", default="partner:demo-partner-pass", help="USER:PASSWORD")
         parser.add_argument("--width", type=int, default=1366)
         parser.add_argument("--mobile", action="store_true", help="also take phone-sized shots (390 px wide)")
+        parser.add_argument("--only", default="", help="comma-separated page names (default: all)")
 
-    def handle(self, *args, url, out, manager, partner, width, mobile, **options):
+    def handle(self, *args, url, out, manager, partner, width, mobile, only, **options):
         if not os.path.exists(CHROMIUM):
             raise CommandError("Chromium not installed: apt-get install chromium")
         from playwright.sync_api import sync_playwright
@@ -87,10 +104,15 @@ class Command(BaseCommand):
                 for suffix, viewport in sizes:
                     context = browser.new_context(viewport=viewport, device_scale_factor=1)
                     page = context.new_page()
-                    for name, path in PUBLIC_PAGES:
+                    for name, path in _chosen(PUBLIC_PAGES, only):
                         written.append(self._shoot(page, url + path, out / f"{name}{suffix}.png"))
                     context.close()
-                    for login, pages in ((manager, STAFF_PAGES), (partner, PARTNER_PAGES)):
+                    for login, pages in (
+                        (manager, _chosen(STAFF_PAGES, only)),
+                        (partner, _chosen(PARTNER_PAGES, only)),
+                    ):
+                        if not pages:
+                            continue
                         context = browser.new_context(viewport=viewport, device_scale_factor=1)
                         page = context.new_page()
                         self._log_in(page, url, *login.split(":", 1))
@@ -114,6 +136,13 @@ class Command(BaseCommand):
                                 # The largest won influenced deal: its timeline and five splits.
                                 top = page.locator("#deal-list tbody a").first.get_attribute("href")
                                 written.append(self._shoot(page, url + top, out / f"deal-detail{suffix}.png"))
+                            if name in FOLLOW_FIRST_LINK:
+                                for selector, shot in FOLLOW_FIRST_LINK[name]:
+                                    link = page.locator(selector).first.get_attribute("href")
+                                    if link:
+                                        written.append(
+                                            self._shoot(page, url + link, out / f"{shot}{suffix}.png")
+                                        )
                             if name == "partners":
                                 # The leaderboard's top partner, whatever its id in this database.
                                 top = page.locator("#leaderboard tbody a").first.get_attribute("href")
