@@ -19,6 +19,13 @@ class EventType(StrEnum):
     DEAL_WON = "deal.won"
     DEAL_LOST = "deal.lost"
     KPI_RUN_PUBLISHED = "kpi_run.published"
+    # Market development funds (mdf/, docs/mdf.md).
+    MDF_REQUEST_SUBMITTED = "mdf_request.submitted"
+    MDF_REQUEST_DECIDED = "mdf_request.decided"
+    MDF_REQUEST_EXPIRED = "mdf_request.expired"
+    MDF_CLAIM_SUBMITTED = "mdf_claim.submitted"
+    MDF_CLAIM_DECIDED = "mdf_claim.decided"
+    MDF_CLAIM_REIMBURSED = "mdf_claim.reimbursed"
     # Sent to one webhook endpoint on request ("send a test event"); never by a change.
     WEBHOOK_TEST = "webhook.test"
 
@@ -39,6 +46,12 @@ LABELS = {
     EventType.DEAL_WON: "A deal was closed as won",
     EventType.DEAL_LOST: "A deal was closed as lost",
     EventType.KPI_RUN_PUBLISHED: "A KPI run published new figures",
+    EventType.MDF_REQUEST_SUBMITTED: "A partner requested market development funds",
+    EventType.MDF_REQUEST_DECIDED: "An MDF request was approved or rejected",
+    EventType.MDF_REQUEST_EXPIRED: "An approved MDF request's claim deadline passed unclaimed (funds released)",
+    EventType.MDF_CLAIM_SUBMITTED: "A partner claimed MDF with proof of performance",
+    EventType.MDF_CLAIM_DECIDED: "An MDF claim was approved (fully or in part) or rejected",
+    EventType.MDF_CLAIM_REIMBURSED: "An approved MDF claim was reimbursed (and booked as a cost)",
     EventType.WEBHOOK_TEST: "A test event sent on request",
 }
 
