@@ -48,7 +48,7 @@ LABELS = {
     EventType.KPI_RUN_PUBLISHED: "A KPI run published new figures",
     EventType.MDF_REQUEST_SUBMITTED: "A partner requested market development funds",
     EventType.MDF_REQUEST_DECIDED: "An MDF request was approved or rejected",
-    EventType.MDF_REQUEST_EXPIRED: "An approved MDF request's claim deadline passed unclaimed (funds released)",
+    EventType.MDF_REQUEST_EXPIRED: "An approved MDF request's claim deadline passed unclaimed",
     EventType.MDF_CLAIM_SUBMITTED: "A partner claimed MDF with proof of performance",
     EventType.MDF_CLAIM_DECIDED: "An MDF claim was approved (fully or in part) or rejected",
     EventType.MDF_CLAIM_REIMBURSED: "An approved MDF claim was reimbursed (and booked as a cost)",

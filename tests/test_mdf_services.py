@@ -17,7 +17,7 @@ from mdf.models import MdfClaim, MdfRequest
 from mdf.quarters import parse_quarter, quarter_of
 from mdf.selectors import budget_for, figures_of
 from tests.factories import DealFactory, DealRegistrationFactory, PartnerFactory, StaffUserFactory
-from tests.support.mdf import AFTER, LATE_DEADLINE, approve, claim, png_bytes, png_upload, submit
+from tests.support.mdf import AFTER, approve, claim, png_bytes, png_upload, submit
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -122,8 +122,8 @@ def test_approval_and_rejection_record_their_comment_and_event(partner, manager,
     assert "comment" in no_comment.value.message_dict
     decided = services.request_decide(request=request, decided_by=manager, approve=True, comment="Go",
                                       amount_approved=D("600.00"))  # fmt: skip
-    assert (decided.status, decided.amount_approved, decided.claim_deadline) == ("approved", D("600.00"),
-                                                                                 date(2026, 6, 11))  # fmt: skip
+    expected = ("approved", D("600.00"), date(2026, 6, 11))  # 60 days after the activity ends
+    assert (decided.status, decided.amount_approved, decided.claim_deadline) == expected
     assert figures_of(budget).remaining == D("9400.00")  # the 200 not approved is back
     with pytest.raises(ValidationError, match="already approved"):
         approve(request, manager)
@@ -257,12 +257,12 @@ def test_proof_files_are_checked_by_content_and_size(partner, manager, budget):
     )
     with pytest.raises(ValidationError, match="checked by its content"):
         claim(request, files=[html_as_png])
-    with override_settings(MDF_PROOF_MAX_BYTES=50):
-        with pytest.raises(ValidationError, match="the limit is 1 KB a file"):
-            claim(request, files=[png_upload()])
-    with override_settings(MDF_PROOF_MAX_FILES=1):
-        with pytest.raises(ValidationError, match="at most 1 files a claim"):
-            claim(request, files=[png_upload(), png_upload()])
+    too_big = pytest.raises(ValidationError, match="the limit is 1 KB a file")
+    with override_settings(MDF_PROOF_MAX_BYTES=50), too_big:
+        claim(request, files=[png_upload()])
+    too_many = pytest.raises(ValidationError, match="at most 1 files a claim")
+    with override_settings(MDF_PROOF_MAX_FILES=1), too_many:
+        claim(request, files=[png_upload(), png_upload()])
     # A PNG named .pdf is stored as what it is.
     accepted = claim(request, files=[SimpleUploadedFile("scan.pdf", png_bytes())])
     proof = accepted.files.get()
