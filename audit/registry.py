@@ -28,6 +28,9 @@ AUDITED_MODELS = (
     "deals.Touch",
     "kpis.CostEntry",
     "kpis.Target",
+    "mdf.MdfBudget",
+    "mdf.MdfRequest",
+    "mdf.MdfClaim",
     "program.ProgramSettings",
     "api.ApiToken",
 )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import audit_views, onboarding_views, views, webhook_views
+from dashboards import audit_views, mdf_views, onboarding_views, views, webhook_views
 
 app_name = "dashboards"
 
@@ -22,6 +22,9 @@ urlpatterns = [
     path("attribution/", views.attribution, name="attribution"),
     path("reconciliation/", views.reconciliation, name="reconciliation"),
     path("audit/", audit_views.audit_trail, name="audit"),
+    path("mdf/", mdf_views.budgets, name="mdf_budgets"),
+    path("mdf/requests/", mdf_views.requests_queue, name="mdf_requests"),
+    path("mdf/claims/", mdf_views.claims_queue, name="mdf_claims"),
     path("webhooks/", webhook_views.webhooks, name="webhooks"),
     path("webhooks/<int:endpoint_id>/", webhook_views.webhook_detail, name="webhook_detail"),
 ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal import people, views
+from portal import funds, people, views
 
 app_name = "portal"
 
@@ -16,4 +16,7 @@ urlpatterns = [
     path("users/<int:membership_id>/access/", people.user_access, name="user_access"),
     path("invitations/<int:invitation_id>/revoke/", people.revoke_invitation, name="revoke_invitation"),
     path("profile/", people.profile, name="profile"),
+    path("funds/", funds.funds, name="funds"),
+    path("funds/requests/new/", funds.request_new, name="funds_request_new"),
+    path("funds/requests/<int:request_id>/", funds.request_detail, name="funds_request"),
 ]

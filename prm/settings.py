@@ -409,6 +409,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "deals.tasks.warn_expiring_registrations",
         "schedule": crontab(hour=7, minute=0),
     },
+    # Approved MDF requests past their claim deadline with no claim give their funds back (docs/mdf.md).
+    "expire-mdf-requests": {
+        "task": "mdf.tasks.expire_requests",
+        "schedule": crontab(hour=0, minute=20),
+    },
     "requeue-webhook-deliveries": {
         "task": "integrations.tasks.requeue_webhook_deliveries",
         "schedule": float(WEBHOOK_REQUEUE_SECONDS),
