@@ -18,6 +18,7 @@ from api.views.kpis import (
     ReconciliationView,
     TargetViewSet,
 )
+from api.views.mdf import MdfBudgetViewSet, MdfClaimViewSet, MdfRequestViewSet
 from api.views.partners import JoinSourceViewSet, PartnerUserViewSet, PartnerViewSet
 
 app_name = "api"
@@ -36,6 +37,9 @@ router.register("kpi-values", KpiValueViewSet, basename="kpi-value")
 router.register("kpi-runs", KpiRunViewSet, basename="kpi-run")
 router.register("auth/tokens", ApiTokenViewSet, basename="api-token")
 router.register("webhooks", WebhookEndpointViewSet, basename="webhook")
+router.register("mdf-budgets", MdfBudgetViewSet, basename="mdf-budget")
+router.register("mdf-requests", MdfRequestViewSet, basename="mdf-request")
+router.register("mdf-claims", MdfClaimViewSet, basename="mdf-claim")
 
 v1: list[URLPattern | URLResolver] = [
     path("kpi-attribution/", AttributionView.as_view(), name="kpi-attribution"),
