@@ -15,7 +15,7 @@ MONEY = {"max_digits": 14, "decimal_places": 2, "read_only": True}
 
 
 class MdfBudgetSerializer(serializers.ModelSerializer):
-    partner_name = serializers.CharField(source="partner.name", read_only=True, default=None)
+    partner_name = serializers.CharField(source="partner.name", read_only=True, default=None, allow_null=True)
     pending = serializers.SerializerMethodField(help_text="Asked by requests awaiting a decision.")
     approved_open = serializers.SerializerMethodField(
         help_text="Approved, not yet covered by an approved claim."

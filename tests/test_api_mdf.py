@@ -78,9 +78,16 @@ def test_a_partner_member_gets_403_everywhere(as_member_a, as_outsider, funded, 
 
 @pytest.mark.parametrize(
     "path",
-    ["mdf-requests/{r}/approve/", "mdf-requests/{r}/reject/", "mdf-requests/{r}/claim-deadline/",
-     "mdf-claims/{c}/approve/", "mdf-claims/{c}/reject/", "mdf-claims/{c}/reimburse/", "mdf-claims/{c}/files/"],
-)  # fmt: skip
+    [
+        "mdf-requests/{r}/approve/",
+        "mdf-requests/{r}/reject/",
+        "mdf-requests/{r}/claim-deadline/",
+        "mdf-claims/{c}/files/",
+        "mdf-claims/{c}/approve/",
+        "mdf-claims/{c}/reject/",
+        "mdf-claims/{c}/reimburse/",
+    ],
+)
 def test_another_partner_gets_404_on_every_write_to_an_object(as_admin_b, funded, path):
     _, request, submitted = funded
     url = f"{API}/" + path.format(r=request.pk, c=submitted.pk)
