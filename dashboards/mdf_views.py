@@ -42,7 +42,9 @@ def _money(label: str, required: bool = True, help_text: str = "") -> PlainDecim
 
 
 class BudgetForm(forms.Form):
-    quarter = forms.RegexField(regex=r"^\d{4}-Q[1-4]$", max_length=7, help_text="2026-Q3")
+    quarter = forms.RegexField(
+        regex=r"^\d{4}-Q[1-4]$", max_length=7, help_text="A calendar quarter, e.g. 2026-Q3."
+    )
     partner = forms.ModelChoiceField(
         queryset=Partner.objects.filter(joined_at__isnull=False).order_by("name"),
         required=False,

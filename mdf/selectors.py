@@ -117,10 +117,12 @@ def budget_for(partner: Partner, quarter: str) -> MdfBudget | None:
 
 
 def partner_budgets(partner: Partner) -> QuerySet[MdfBudget]:
-    """The partner's own budgets and its tier's pools (every quarter)."""
+    """The budgets a partner draws from: its own, and its tier's pools of the quarters it has none of
+    its own for (every quarter)."""
     scope = Q(partner=partner)
     if partner.tier:
-        scope |= Q(tier=partner.tier)
+        own_quarters = MdfBudget.objects.filter(partner=partner).values("quarter")
+        scope |= Q(tier=partner.tier) & ~Q(quarter__in=own_quarters)
     return MdfBudget.objects.filter(scope).select_related("partner")
 
 

@@ -223,9 +223,12 @@ def request_detail(request: PartnerRequest, request_id: int) -> HttpResponse:
     """One request, its claims, and the claim form once it is approved; POST submits a claim."""
     funds_request = _own_request(request.partner, request_id)
     claims = funds_request.claims.prefetch_related("files", "registrations__account", "deals__account")
-    claimable = funds_request.status == MdfRequest.Status.APPROVED and not any(
+    today = program_today()
+    open_to_claim = funds_request.status == MdfRequest.Status.APPROVED and not any(
         c.status in MdfClaim.LIVE for c in claims
     )
+    deadline = funds_request.claim_deadline
+    claimable = open_to_claim and funds_request.ends_on <= today and (deadline is None or today <= deadline)
     form = ClaimForm(request.POST or None, request.FILES or None, request_obj=funds_request)
     if request.method == "POST":
         if not claimable:
@@ -257,7 +260,13 @@ def request_detail(request: PartnerRequest, request_id: int) -> HttpResponse:
     return render(
         request,
         "portal/funds_request.html",
-        {"funds_request": funds_request, "claims": claims, "form": form, "claimable": claimable},
+        {
+            "funds_request": funds_request,
+            "claims": claims,
+            "form": form,
+            "claimable": claimable,
+            "claim_later": open_to_claim and funds_request.ends_on > today,
+        },
         status=400 if form.errors else 200,
     )
 

@@ -28,6 +28,9 @@ STAFF_PAGES = [
     ("registrations", "/dashboard/registrations/"),
     ("attribution", "/dashboard/attribution/"),
     ("reconciliation", "/dashboard/reconciliation/"),
+    ("mdf-budgets", "/dashboard/mdf/"),
+    ("mdf-requests", "/dashboard/mdf/requests/"),
+    ("mdf-claims", "/dashboard/mdf/claims/?status="),
 ]
 PARTNER_PAGES = [
     ("portal-home", "/portal/"),
@@ -36,6 +39,8 @@ PARTNER_PAGES = [
     # The partner login must be a partner admin (seed_demo's is) for the users page.
     ("portal-users", "/portal/users/"),
     ("portal-profile", "/portal/profile/"),
+    ("portal-funds", "/portal/funds/"),
+    ("portal-funds-request", "/portal/funds/requests/new/"),
 ]
 # Before any login.
 PUBLIC_PAGES = [
