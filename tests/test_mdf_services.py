@@ -302,3 +302,16 @@ def test_concurrent_requests_that_together_exceed_the_budget_one_is_refused():
     refusal = next(o for o in outcomes if o != "accepted")
     assert "600.00 is above the remaining 2026-Q2 budget: 400.00 of 1000.00 is left" in refusal
     assert MdfRequest.objects.count() == 1
+
+
+def test_the_expire_command_says_how_many_it_expired(partner, manager, budget):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    approve(submit(partner), manager, deadline=date(2026, 5, 1))
+    out = StringIO()
+    call_command("expire_mdf", "--today", "2026-05-02", stdout=out)
+    assert out.getvalue().startswith("1 MDF request(s) expired")
+    with pytest.raises(CommandError, match="is not a date"):
+        call_command("expire_mdf", "--today", "tomorrow")
