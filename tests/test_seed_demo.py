@@ -71,8 +71,9 @@ def _program() -> dict[str, list[tuple]]:
         "touches": list(
             Touch.objects.order_by("id").values_list("deal__key", "partner__key", "kind", "touched_at")
         ),
+        # Recorded costs only: the demo's booked MDF reimbursement is not written to the CSV folder.
         "costs": sorted(
-            CostEntry.objects.values_list(
+            CostEntry.objects.filter(source=CostEntry.Source.RECORDED).values_list(
                 "date", "amount", "category", "partner__key", "join_source__key", "note"
             ),
             key=repr,
@@ -87,7 +88,23 @@ def _program() -> dict[str, list[tuple]]:
 
 
 def _delete_program() -> None:
-    for model in (Touch, DealRegistration, Deal, Account, CostEntry, Target, Partner, JoinSource):
+    from mdf.models import MdfBudget, MdfClaim, MdfProofFile, MdfRequest
+
+    # The demo MDF rows (interchange/seed_mdf.py) first: they protect their partners.
+    for model in (
+        MdfProofFile,
+        MdfClaim,
+        MdfRequest,
+        MdfBudget,
+        Touch,
+        DealRegistration,
+        Deal,
+        Account,
+        CostEntry,
+        Target,
+        Partner,
+        JoinSource,
+    ):
         model.objects.all().delete()
 
 
