@@ -105,7 +105,7 @@ def budget_set(
     _raise_if(errors)
     with transaction.atomic():
         existing = (
-            MdfBudget.objects.select_for_update()
+            MdfBudget.objects.select_for_update(of=("self",))
             .filter(quarter=period.label, **({"partner": partner} if partner else {"tier": tier}))
             .first()
         )
@@ -455,7 +455,7 @@ def claim_decide(
     _raise_if(errors)
     with transaction.atomic():
         _locked_budget(claim.request.budget_id)
-        locked = MdfClaim.objects.select_for_update().select_related("request").get(pk=claim.pk)
+        locked = MdfClaim.objects.select_for_update(of=("self",)).select_related("request").get(pk=claim.pk)
         if locked.status != MdfClaim.Status.SUBMITTED:
             raise ValidationError(
                 {"status": [f"this claim was already {locked.get_status_display().lower()}"]}
@@ -489,7 +489,11 @@ def claim_reimburse(*, claim: MdfClaim, reimbursed_by: User | None, on: date | N
     _day(on, "reimbursed_on", errors)
     _raise_if(errors)
     with transaction.atomic():
-        locked = MdfClaim.objects.select_for_update().select_related("request__partner").get(pk=claim.pk)
+        locked = (
+            MdfClaim.objects.select_for_update(of=("self",))
+            .select_related("request__partner")
+            .get(pk=claim.pk)
+        )
         if locked.status == MdfClaim.Status.REIMBURSED:
             return locked
         if locked.status != MdfClaim.Status.APPROVED:
