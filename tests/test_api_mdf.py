@@ -192,3 +192,17 @@ def _fake():
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile("evil.pdf", b"MZ\x90\x00 not a pdf at all")
+
+
+def test_lists_filter_by_status_and_the_schema_has_every_mdf_path(as_manager, world_a, funded):
+    _, request, submitted = funded
+    pending = submit(world_a.partner, amount="100.00", title="Pending")
+    assert ids(as_manager.get(f"{API}/mdf-requests/?status=submitted")) == {pending.pk}
+    assert ids(as_manager.get(f"{API}/mdf-claims/?status=submitted")) == {submitted.pk}
+    assert error_of(as_manager.get(f"{API}/mdf-claims/?status=nonsense"))["status"] == 400
+    paths = as_manager.get(f"{API}/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["paths"]
+    for path in ("mdf-budgets/", "mdf-requests/{id}/approve/", "mdf-requests/{id}/claim-deadline/",
+                 "mdf-claims/{id}/files/", "mdf-claims/{id}/reimburse/"):  # fmt: skip
+        assert f"{API}/{path}" in paths
+    upload = paths[f"{API}/mdf-claims/{{id}}/files/"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in upload

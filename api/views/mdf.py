@@ -265,7 +265,7 @@ class MdfRequestViewSet(ScopedViewSet):
     queryset = MdfRequest.objects.none()
     serializer_class = s.MdfRequestSerializer
     permission_classes = [MdfPermission]
-    filterset_class = None
+    filterset_fields = ["status", "activity_type"]
     ordering_fields = ["id"]
 
     def create(self, request: Request) -> Response:
@@ -394,7 +394,7 @@ class MdfClaimViewSet(ScopedViewSet):
     queryset = MdfClaim.objects.none()
     serializer_class = s.MdfClaimSerializer
     permission_classes = [MdfPermission]
-    filterset_class = None
+    filterset_fields = ["status"]
     ordering_fields = ["id"]
 
     def get_queryset(self) -> Any:
