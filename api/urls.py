@@ -21,6 +21,7 @@ from api.views.kpis import (
     ReconciliationView,
     TargetViewSet,
 )
+from api.views.mdf import MdfBudgetViewSet, MdfClaimViewSet, MdfRequestViewSet
 from api.views.partners import JoinSourceViewSet, PartnerUserViewSet, PartnerViewSet
 from api.views.payouts import PayoutBatchViewSet, PayoutViewSet
 
@@ -44,6 +45,9 @@ router.register("commission-plans", CommissionPlanViewSet, basename="commission-
 router.register("commission-entries", CommissionEntryViewSet, basename="commission-entry")
 router.register("payout-batches", PayoutBatchViewSet, basename="payout-batch")
 router.register("payouts", PayoutViewSet, basename="payout")
+router.register("mdf-budgets", MdfBudgetViewSet, basename="mdf-budget")
+router.register("mdf-requests", MdfRequestViewSet, basename="mdf-request")
+router.register("mdf-claims", MdfClaimViewSet, basename="mdf-claim")
 
 v1: list[URLPattern | URLResolver] = [
     path("kpi-drilldown/<slug:metric>/", KpiDrilldownView.as_view(), name="kpi-drilldown"),

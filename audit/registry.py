@@ -28,6 +28,9 @@ AUDITED_MODELS = (
     "deals.Touch",
     "kpis.CostEntry",
     "kpis.Target",
+    "mdf.MdfBudget",
+    "mdf.MdfRequest",
+    "mdf.MdfClaim",
     "program.ProgramSettings",
     # Commission terms (the ledger's entries are decided through services that record domain events).
     "economics.CommissionPlan",

@@ -25,6 +25,13 @@ class EventType(StrEnum):
     COMMISSION_ENTRY_DECLINED = "commission_entry.declined"
     PAYOUT_BATCH_CREATED = "payout_batch.created"
     PAYOUT_BATCH_PAID = "payout_batch.paid"
+    # Market development funds (mdf/, docs/mdf.md).
+    MDF_REQUEST_SUBMITTED = "mdf_request.submitted"
+    MDF_REQUEST_DECIDED = "mdf_request.decided"
+    MDF_REQUEST_EXPIRED = "mdf_request.expired"
+    MDF_CLAIM_SUBMITTED = "mdf_claim.submitted"
+    MDF_CLAIM_DECIDED = "mdf_claim.decided"
+    MDF_CLAIM_REIMBURSED = "mdf_claim.reimbursed"
     # Sent to one webhook endpoint on request ("send a test event"); never by a change.
     WEBHOOK_TEST = "webhook.test"
 
@@ -51,6 +58,12 @@ LABELS = {
     EventType.COMMISSION_ENTRY_DECLINED: "A commission ledger entry was declined (with a reason)",
     EventType.PAYOUT_BATCH_CREATED: "A month's commission payout batch was made",
     EventType.PAYOUT_BATCH_PAID: "A payout batch was marked paid (its payouts booked as costs)",
+    EventType.MDF_REQUEST_SUBMITTED: "A partner requested market development funds",
+    EventType.MDF_REQUEST_DECIDED: "An MDF request was approved or rejected",
+    EventType.MDF_REQUEST_EXPIRED: "An approved MDF request's claim deadline passed unclaimed",
+    EventType.MDF_CLAIM_SUBMITTED: "A partner claimed MDF with proof of performance",
+    EventType.MDF_CLAIM_DECIDED: "An MDF claim was approved (fully or in part) or rejected",
+    EventType.MDF_CLAIM_REIMBURSED: "An approved MDF claim was reimbursed (and booked as a cost)",
     EventType.WEBHOOK_TEST: "A test event sent on request",
 }
 

@@ -10,6 +10,8 @@ OBJECT_TYPES = {
     "deals.dealregistration": "registration",
     "deals.deal": "deal",
     "kpis.kpirun": "kpi_run",
+    "mdf.mdfrequest": "mdf_request",
+    "mdf.mdfclaim": "mdf_claim",
     "integrations.webhookendpoint": "webhook_endpoint",
 }
 

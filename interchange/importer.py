@@ -31,7 +31,7 @@ from django.db import DataError, IntegrityError, transaction
 from tqdm import tqdm
 
 from interchange import commission_plans
-from interchange.import_files import FileHandlers
+from interchange.mdf_budgets import MdfBudgetFile
 from interchange.parsing import CellError, parse_date, parse_datetime, plausible_bounds
 from interchange.staging import Stage
 from program.models import ProgramSettings
@@ -56,6 +56,7 @@ FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "costs.csv": (("date", "amount", "category"), ("partner", "join_source", "note")),
     "targets.csv": (("metric", "period", "value"), ("partner", "join_source")),
     "commission_plans.csv": (commission_plans.REQUIRED, commission_plans.OPTIONAL),
+    "mdf_budgets.csv": (("quarter", "amount"), ("partner", "tier", "note")),
 }
 
 
@@ -296,7 +297,7 @@ def _count_lines(stream: Any) -> int:
     return count
 
 
-class _ProgramImport(FileHandlers):
+class _ProgramImport(MdfBudgetFile):
     def __init__(self, folder: Folder, *, progress: bool, on_progress: ProgressCallback | None) -> None:
         self.folder = folder
         self.progress = progress

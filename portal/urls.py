@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal import drilldown, earnings, forecast_views, people, views
+from portal import drilldown, earnings, forecast_views, funds, people, views
 
 app_name = "portal"
 
@@ -20,4 +20,7 @@ urlpatterns = [
     path("forecast/", forecast_views.forecast, name="forecast"),
     path("earnings/", earnings.earnings, name="earnings"),
     path("earnings/statements/<int:payout_id>/", earnings.statement, name="earnings_statement"),
+    path("funds/", funds.funds, name="funds"),
+    path("funds/requests/new/", funds.request_new, name="funds_request_new"),
+    path("funds/requests/<int:request_id>/", funds.request_detail, name="funds_request"),
 ]

@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "kpis",
     # Commission plans and the commission ledger (docs/economics.md).
     "economics",
+    # Market development funds: budgets, requests, claims and their proof files (mdf/, docs/mdf.md).
+    "mdf",
     "interchange",
     "dashboards",
     "portal",
@@ -202,6 +204,12 @@ INVITATION_DAYS = env_int("INVITATION_DAYS", 7)
 # Partner logos: PNG, JPEG or WebP only, at most this many bytes and pixels a side.
 LOGO_MAX_BYTES = env_int("LOGO_MAX_BYTES", 1024 * 1024)
 LOGO_MAX_DIMENSION = env_int("LOGO_MAX_DIMENSION", 2000)
+# MDF proof of performance (docs/mdf.md): PDF, PNG, JPEG or WebP files, checked by their content, at
+# most this many bytes each and this many per claim; an approved request's claim deadline defaults to
+# this many days after the activity ends.
+MDF_PROOF_MAX_BYTES = env_int("MDF_PROOF_MAX_BYTES", 10 * 1024 * 1024)
+MDF_PROOF_MAX_FILES = env_int("MDF_PROOF_MAX_FILES", 10)
+MDF_CLAIM_DAYS = env_int("MDF_CLAIM_DAYS", 60)
 
 # --- Security: production defaults, relaxed only when DEBUG is on (make run). -------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -417,6 +425,11 @@ CELERY_BEAT_SCHEDULE = {
     "warn-expiring-registrations": {
         "task": "deals.tasks.warn_expiring_registrations",
         "schedule": crontab(hour=7, minute=0),
+    },
+    # Approved MDF requests past their claim deadline with no claim give their funds back (docs/mdf.md).
+    "expire-mdf-requests": {
+        "task": "mdf.tasks.expire_requests",
+        "schedule": crontab(hour=0, minute=20),
     },
     "requeue-webhook-deliveries": {
         "task": "integrations.tasks.requeue_webhook_deliveries",

@@ -4,7 +4,7 @@ from django.urls import include, path
 
 from account.views import LoginView, PasswordResetDoneView, PasswordResetView
 from dashboards.views import home
-from portal import onboarding
+from portal import funds, onboarding
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,6 +15,8 @@ urlpatterns = [
     path("apply/thanks/", onboarding.apply_done, name="apply_done"),
     path("invitations/<str:token>/", onboarding.accept_invitation, name="invitation_accept"),
     path("partners/<int:partner_id>/logo/", onboarding.partner_logo, name="partner_logo"),
+    # MDF proof files: to staff and the claiming partner's admins only (portal/funds.py).
+    path("mdf/files/<int:file_id>/", funds.proof_file, name="mdf_proof_file"),
     # Password reset and change: Django's views, our templates (templates/registration/); the reset
     # mail is a notification, queued after commit, and rate limited. A change ends the user's other
     # sessions.

@@ -71,7 +71,7 @@ def _program() -> dict[str, list[tuple]]:
         "touches": list(
             Touch.objects.order_by("id").values_list("deal__key", "partner__key", "kind", "touched_at")
         ),
-        # Recorded costs only: the folder carries no payouts, so no costs booked by paying them.
+        # Recorded costs only: the folder carries no payouts or MDF claims, so no costs booked by paying them.
         "costs": sorted(
             CostEntry.objects.filter(source=CostEntry.Source.RECORDED).values_list(
                 "date", "amount", "category", "partner__key", "join_source__key", "note"
@@ -89,13 +89,19 @@ def _program() -> dict[str, list[tuple]]:
 
 def _delete_program() -> None:
     from economics.models import CommissionEntry, CommissionPlan, Payout, PayoutBatch, PayoutLine
+    from mdf.models import MdfBudget, MdfClaim, MdfProofFile, MdfRequest
 
+    # The demo's payouts, ledger and MDF rows first: they protect their partners and deals.
     for model in (
         PayoutLine,
         Payout,
         PayoutBatch,
         CommissionEntry,
         CommissionPlan,
+        MdfProofFile,
+        MdfClaim,
+        MdfRequest,
+        MdfBudget,
         Touch,
         DealRegistration,
         Deal,

@@ -28,7 +28,8 @@ from prm.acting import Channel, acting
     summary="Import program data (a zip of INTERCHANGE CSV files)",
     description=(
         "Partner managers and sales ops. Upload a .zip holding any of join_sources.csv, partners.csv, "
-        "accounts.csv, deals.csv, registrations.csv, touches.csv, costs.csv and targets.csv (at the "
+        "accounts.csv, deals.csv, registrations.csv, touches.csv, costs.csv, targets.csv and "
+        "mdf_budgets.csv (at the "
         "root or in one folder). All or nothing: any bad row refuses the whole import with 400, every "
         "bad row listed as `file:line: column: reason` under `fields.file`, and nothing is written. "
         "Rows are upserted by key, so uploading the same zip twice changes nothing. An upload larger than "

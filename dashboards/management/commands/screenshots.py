@@ -36,6 +36,9 @@ STAFF_PAGES = [
     ("commission-review", "/dashboard/commissions/review/"),
     # The newest batch and its first partner's statement are shot after the list (below).
     ("payouts", "/dashboard/payouts/"),
+    ("mdf-budgets", "/dashboard/mdf/"),
+    ("mdf-requests", "/dashboard/mdf/requests/"),
+    ("mdf-claims", "/dashboard/mdf/claims/?status="),
 ]
 PARTNER_PAGES = [
     ("portal-home", "/portal/"),
@@ -47,6 +50,8 @@ PARTNER_PAGES = [
     ("portal-forecast", "/portal/forecast/"),
     # Money pages: the partner login must be a partner admin; its newest statement follows.
     ("portal-earnings", "/portal/earnings/"),
+    ("portal-funds", "/portal/funds/"),
+    ("portal-funds-request", "/portal/funds/requests/new/"),
 ]
 # Before any login.
 PUBLIC_PAGES = [

@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from interchange.demo import DemoSize
+from interchange.seed_mdf import seed_mdf
 from interchange.seeding import seed_database, seed_to_folder
 from partners.models import Partner
 
@@ -53,6 +54,7 @@ class Command(BaseCommand):
                 "(use --if-empty to skip quietly, or --out DIR to write CSV files)."
             )
         summary = seed_database(size, progress=progress)
+        seed_mdf()  # demo MDF budgets, requests and claims (interchange/seed_mdf.py)
         self._finish_progress()
         for line in summary.lines():
             self.stdout.write(line)
