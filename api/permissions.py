@@ -31,6 +31,17 @@ def is_staff_reader(request) -> bool:
     return _cached(request, "staff_reader", access.is_staff_reader)
 
 
+class MoneyReader(BasePermission):
+    """Money (commissions, payouts, MDF, costs): staff readers and partner admins; a partner member
+    (or a user without a role) is refused, whatever the method. Writes are decided by the view's
+    other permission."""
+
+    message = "Only partner admins and staff see money."
+
+    def has_permission(self, request, view) -> bool:
+        return request.user.is_authenticated and _cached(request, "money", access.sees_money)
+
+
 def acting_user(request: Request) -> User:
     """The signed-in user a write is attributed to; anyone else is refused (401)."""
     user = request.user

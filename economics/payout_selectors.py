@@ -23,11 +23,6 @@ def text_cell(value: str) -> str:
     return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def sees_money(user: access.AnyUser) -> bool:
-    """Staff readers and partner admins; a partner member never sees money."""
-    return access.is_staff_reader(user) or access.is_partner_admin(user)
-
-
 def visible_batches(user: access.AnyUser) -> QuerySet[PayoutBatch]:
     if access.is_staff_reader(user):
         return PayoutBatch.objects.all()

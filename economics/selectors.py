@@ -15,11 +15,6 @@ from partners.access import AnyUser
 from program.models import ProgramSettings
 
 
-def can_see_money(user: AnyUser) -> bool:
-    """Staff readers and partner admins; a partner member never (403 on money)."""
-    return access.is_staff_reader(user) or access.is_partner_admin(user)
-
-
 def visible_entries(user: AnyUser) -> QuerySet[CommissionEntry]:
     """Staff: every entry; a partner admin: its partner's; anyone else: none."""
     sees_all, partner = access.row_scope(user)

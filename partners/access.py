@@ -57,6 +57,11 @@ def can_see_partner_profile(user: AnyUser, partner: Partner) -> bool:
     return membership is not None and membership.partner_id == partner.pk
 
 
+def sees_money(user: AnyUser) -> bool:
+    """Commissions, payouts, MDF and costs: staff readers and partner admins; a partner member never."""
+    return is_staff_reader(user) or is_partner_admin(user)
+
+
 def is_staff_reader(user: AnyUser) -> bool:
     """Partner managers, sales ops and superusers may read everything."""
     return is_partner_manager(user) or is_sales_ops(user)

@@ -247,11 +247,14 @@ def test_a_manager_records_costs_and_targets_and_partners_see_only_theirs(progra
     )
     assert target.status_code == 201, target.content
     assert target.json()["grain"] == "quarter"
-    assert ids(as_alpha.get(f"{API}/costs/")) == set(
+    # Costs are money: the partner's admins read theirs, its members none.
+    alpha_admin = client_for(PartnerUserFactory(partner=alpha, role=PartnerUser.Role.ADMIN).user)
+    assert ids(alpha_admin.get(f"{API}/costs/")) == set(
         CostEntry.objects.filter(partner=alpha).values_list("id", flat=True)
     )
     assert ids(as_alpha.get(f"{API}/targets/")) == {Target.objects.get(partner=alpha).pk}
-    assert ids(as_alpha.get(f"{API}/costs/", {"partner": bravo.pk})) == set()
+    assert ids(alpha_admin.get(f"{API}/costs/", {"partner": bravo.pk})) == set()
+    assert as_alpha.get(f"{API}/costs/").status_code == 403
 
 
 def test_a_cost_must_be_positive(program, as_manager):
@@ -267,3 +270,16 @@ def test_sales_ops_cannot_record_costs(program, as_salesops):
         f"{API}/costs/", {"date": "2026-03-31", "amount": "1", "category": "mdf"}, format="json"
     )
     assert response.status_code == 403
+
+
+def test_costs_are_money_a_partner_member_is_refused_and_an_admin_reads_its_own(
+    world_a, as_member_a, as_admin_a
+):
+    from datetime import date
+
+    from kpis.services import cost_entry_create
+
+    cost_entry_create(date=date(2026, 3, 1), amount="12.00", category="mdf", partner=world_a.partner)
+    assert as_member_a.get(f"{API}/costs/").status_code == 403
+    body = as_admin_a.get(f"{API}/costs/").json()
+    assert [row["amount"] for row in body["results"]] == ["12.00"]

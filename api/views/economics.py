@@ -21,6 +21,7 @@ from api.schema import errors
 from api.throttling import WRITE_SCOPE, WriteThrottle
 from economics import selectors, services
 from economics.models import CommissionEntry, CommissionPlan
+from partners import access
 
 PLAN_EXAMPLE = {
     "id": 3,
@@ -110,7 +111,7 @@ class MoneyReader(BasePermission):
         if request.method not in SAFE_METHODS:
             self.message = "Only partner managers approve or decline commissions."
             return can_write_all(request)
-        return selectors.can_see_money(request.user)
+        return access.sees_money(request.user)
 
 
 @extend_schema_view(

@@ -27,7 +27,7 @@ from api.examples import listed, one
 from api.filters import CostEntryFilterSet, KpiRunFilterSet, KpiValueFilterSet, TargetFilterSet
 from api.idempotency import IdempotentPostMixin
 from api.pagination import KpiValueCursorPagination, StandardPagination
-from api.permissions import RecomputeTrigger, StaffReader, acting_partner, is_staff_reader
+from api.permissions import MoneyReader, RecomputeTrigger, StaffReader, acting_partner, is_staff_reader
 from api.schema import DETAIL_ERRORS, IF_NONE_MATCH, NOT_MODIFIED, READ_ERRORS, WRITE_ERRORS, errors
 from api.throttling import COMPUTE_SCOPE, WRITE_SCOPE, ScopedThrottle, WriteThrottle
 from api.views.base import ScopedViewSet
@@ -85,6 +85,8 @@ def visible_kpi_values(user):
 )
 @extend_schema(tags=["kpis"])
 class CostEntryViewSet(ScopedViewSet):
+    # Costs hold what partners were paid (commission payouts, MDF): money, which members never see.
+    permission_classes = [*ScopedViewSet.permission_classes, MoneyReader]
     visible = staticmethod(visible_costs)
     queryset = CostEntry.objects.none()
     serializer_class = s.CostEntrySerializer

@@ -16,11 +16,11 @@ from rest_framework.response import Response
 from api import examples as ex
 from api import payout_serializers as s
 from api.examples import listed, one
-from api.permissions import _cached, can_write_all, is_staff_reader
+from api.permissions import MoneyReader, can_write_all, is_staff_reader
 from api.schema import DETAIL_ERRORS, READ_ERRORS, WRITE_ERRORS, errors
 from api.views.base import ScopedViewSet
 from economics.payout_models import Payout, PayoutBatch
-from economics.payout_selectors import sees_money, visible_batches, visible_payouts
+from economics.payout_selectors import visible_batches, visible_payouts
 from economics.payouts import payout_batch_create, payout_batch_mark_paid
 from partners.access import AnyUser
 
@@ -34,15 +34,6 @@ class BatchPermission(BasePermission):
         if not request.user.is_authenticated or not is_staff_reader(request):
             return False
         return request.method in SAFE_METHODS or can_write_all(request)
-
-
-class MoneyReader(BasePermission):
-    """Staff readers and partner admins; a partner member (or a user without a role) is refused."""
-
-    message = "Only partner admins and staff see money."
-
-    def has_permission(self, request, view) -> bool:
-        return request.user.is_authenticated and _cached(request, "money", sees_money)
 
 
 def batches_with_totals(user: AnyUser) -> QuerySet[PayoutBatch]:
