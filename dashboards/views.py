@@ -22,6 +22,7 @@ from dashboards.filters import SORTS, PartnerLeaderboardFilter
 from dashboards.forms import PeriodForm, RegistrationDecisionForm, object_id
 from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_context
 from dashboards.permissions import staff_required
+from dashboards.selection import CardRequest, PartnerGroupForm, RangeForm, build_cards
 from deals.models import Deal, DealRegistration, Touch
 from deals.selectors import pending_registrations, visible_deals
 from deals.services import registration_approve, registration_reject
@@ -31,6 +32,7 @@ from kpis.formatting import export_string
 from kpis.metrics import Scope
 from kpis.models import KpiRun, ReconciliationItem
 from kpis.periods import Period, period_or_none
+from kpis.ranges import MonthRange
 from kpis.selectors import (
     active_run,
     kpi_series,
@@ -102,7 +104,9 @@ def home(request: HttpRequest) -> HttpResponse:
     raise PermissionDenied("This login has no role in the partner program.")
 
 
-def _period_context(request: HttpRequest) -> tuple[Period, dict]:
+def _period_context(request: HttpRequest, *, allow_range: bool = False) -> tuple[Period, dict]:
+    """The period the page shows (GET `grain`, `period`) and the context every page shares; with
+    `allow_range`, the custom range of months (`start`, `end`) as `span` when one is given."""
     form = PeriodForm(request.GET or None)
     grain = form.grain_value()
     settings = ProgramSettings.load()
@@ -115,7 +119,16 @@ def _period_context(request: HttpRequest) -> tuple[Period, dict]:
             f"“{requested}” is not a period like 2026-03, 2026-Q1 or 2026; showing {period.label} instead.",
         )
     run = latest_successful_run()
+    range_form = RangeForm(request.GET if allow_range and request.GET else None)
+    span: Period | MonthRange = period
+    if range_form.is_bound and range_form.is_valid() and range_form.cleaned_data["range"] is not None:
+        span = range_form.cleaned_data["range"]
+    elif range_form.is_bound:
+        for error in range_form.non_field_errors():
+            messages.warning(request, f"{error} Showing {period.label} instead.")
     return period, {
+        "span": span,
+        "range_form": range_form if allow_range else None,
         "model": model,
         "period_form": form,
         "period": period,
@@ -129,15 +142,21 @@ def _period_context(request: HttpRequest) -> tuple[Period, dict]:
 @require_GET
 @staff_required
 def overview(request: AuthenticatedRequest) -> HttpResponse:
-    period, context = _period_context(request)
+    period, context = _period_context(request, allow_range=True)
+    span = context["span"]
+    group = PartnerGroupForm(request.GET or None)
     revenue = kpi_selectors.revenue_by_month(period, attribution_model=context["model"])
     running = active_run()
     context.update(
+        group_form=group,
+        group_description=group.description(),
         cards=_with_provisional_flag(
-            kpi_selectors.cards(
-                period,
-                (*OVERVIEW_CARDS, "activation_provisional"),
-                attribution_model=context["model"],
+            build_cards(
+                CardRequest(
+                    span=span,
+                    selection=group.selection(context["model"]),
+                    metrics=(*OVERVIEW_CARDS, "activation_provisional"),
+                )
             )
         ),
         revenue=revenue,
@@ -165,7 +184,7 @@ def _with_provisional_flag(cards: list[kpi_selectors.Card]) -> list[kpi_selector
     shown = [c for c in cards if c is not flag]
     for card in shown:
         if card.metric == "activation_rate":
-            card.provisional = bool(flag.value)
+            card.provisional = bool(flag.value)  # a custom range or a group has no flag: None
     return shown
 
 

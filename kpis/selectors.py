@@ -309,6 +309,11 @@ class Card:
     progress: Decimal | None = None
     # Activation rate of a cohort some of whose partners are still inside their window.
     provisional: bool = False
+    # The values of the periods leading to this one, oldest first (kpis.ranges.with_trends).
+    trend: list[Decimal | None] = field(default_factory=list)
+    trend_labels: list[str] = field(default_factory=list)
+    # Why the value is undefined whatever the data (a ratio over a custom range), or "".
+    undefined_reason: str = ""
 
     @property
     def label(self) -> str:
@@ -323,8 +328,34 @@ class Card:
         return formatting.display(self.metric, self.value)
 
     @property
+    def compact(self) -> str:
+        """Money as `$2.22M` (the exact figure is `display`); other units as `display`."""
+        return formatting.compact(self.metric, self.value)
+
+    @property
     def export_value(self) -> str:
         return formatting.export_string(self.metric, self.value)
+
+    @property
+    def change_display(self) -> str:
+        """The change against the previous period: `+12.5%` (`+3.1 pts` for rates), or ""."""
+        return formatting.change(self.metric, self.value, self.previous)
+
+    @property
+    def change_direction(self) -> str:
+        """`up`, `down` or `flat` (empty when there is nothing to compare)."""
+        change = self.change
+        if change is None:
+            return ""
+        return "up" if change > 0 else "down" if change < 0 else "flat"
+
+    @property
+    def change_is_good(self) -> bool | None:
+        """Whether the change is an improvement (lower is better for costs and durations)."""
+        direction = self.change_direction
+        if direction in ("", "flat"):
+            return None
+        return (direction == "up") != formatting.lower_is_better(self.metric)
 
     @property
     def previous_display(self) -> str:
@@ -524,8 +555,12 @@ def annotate_partner_values(
             annotations[f"kpi_{metric}"] = Subquery(value)
     # Matching on scope_key (the partner's export key) lets the lookup use the published set's
     # unique index on every column it filters, on SQLite and PostgreSQL alike.
-    export_key = Coalesce(NullIf(F("key"), Value("")), Cast("pk", output_field=CharField()))
-    return queryset.annotate(export_key_=export_key).annotate(**annotations)
+    return queryset.annotate(export_key_=partner_export_key()).annotate(**annotations)
+
+
+def partner_export_key() -> BaseExpression:
+    """A partner's export key in SQL: its key, or its id when it has none."""
+    return Coalesce(NullIf(F("key"), Value("")), Cast("pk", output_field=CharField()))
 
 
 def partner_cohort_values(
