@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboards import audit_views, onboarding_views, views, webhook_views
+from dashboards import audit_views, onboarding_views, registration_views, views, webhook_views
 
 app_name = "dashboards"
 
@@ -18,7 +18,7 @@ urlpatterns = [
         name="invite_partner_admin",
     ),
     path("applications/", onboarding_views.applications, name="applications"),
-    path("registrations/", views.registrations, name="registrations"),
+    path("registrations/", registration_views.registrations, name="registrations"),
     path("attribution/", views.attribution, name="attribution"),
     path("reconciliation/", views.reconciliation, name="reconciliation"),
     path("audit/", audit_views.audit_trail, name="audit"),

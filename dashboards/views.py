@@ -3,6 +3,7 @@
 import csv
 from collections.abc import Iterable
 from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any, TypedDict
 from urllib.parse import urlencode
 
@@ -10,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -19,32 +20,31 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dashboards import charts
 from dashboards.filters import SORTS, PartnerLeaderboardFilter
-from dashboards.forms import PeriodForm, RegistrationDecisionForm, object_id
+from dashboards.forms import PeriodForm
 from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_context
 from dashboards.permissions import staff_required
 from dashboards.selection import CardRequest, PartnerGroupForm, RangeForm, build_cards
 from deals.models import Deal, DealRegistration, Touch
-from deals.selectors import pending_registrations, visible_deals
-from deals.services import registration_approve, registration_reject
+from deals.selectors import visible_deals
 from kpis import recovery
 from kpis import selectors as kpi_selectors
 from kpis.formatting import export_string
 from kpis.metrics import Scope
 from kpis.models import KpiRun, ReconciliationItem
 from kpis.periods import Period, period_or_none
-from kpis.ranges import MonthRange
+from kpis.ranges import MonthRange, Selection, trend_window, with_trends
 from kpis.selectors import (
     active_run,
     kpi_series,
     latest_successful_run,
     reconciliation_counts,
     reconciliation_item,
+    reconciliation_names,
     reconciliation_queryset,
 )
 from kpis.services import attribution_by_partner, kpi_recompute_request
 from partners import access
 from partners.models import JoinSource, Partner
-from prm.forms import add_service_errors
 from prm.http import AuthenticatedRequest
 from program.attribution import AttributionModel
 from program.models import ProgramSettings
@@ -81,6 +81,8 @@ PARTNER_CARDS = (
     "cac",
     "roi",
 )
+# The program-wide names read wrong on one partner's page ("Program ROI" is not the program's).
+PARTNER_CARD_TITLES = {"roi": "ROI (its sourced revenue against its costs)", "cac": "CAC (its new customers)"}
 JOIN_SOURCE_METRICS = (
     "applications",
     "partners_joined",
@@ -418,15 +420,22 @@ def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpRespon
         .select_related("deal__account")
         .order_by("-touched_at", "-id")[:50]
     )
-    context.update(
-        partner=partner,
-        cards=kpi_selectors.cards(
+    cards = with_trends(
+        kpi_selectors.cards(
             period,
             PARTNER_CARDS,
             scope=Scope.PARTNER,
             scope_key=partner.export_key,
             attribution_model=context["model"],
         ),
+        trend_window(period),
+        Selection(scope=Scope.PARTNER, scope_key=partner.export_key, attribution_model=context["model"]),
+    )
+    for card in cards:
+        card.title = PARTNER_CARD_TITLES.get(card.metric, "")
+    context.update(
+        partner=partner,
+        cards=cards,
         cohort=kpi_selectors.partner_cohort_values(
             partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=context["model"]
         ),
@@ -534,82 +543,6 @@ def _timeline(
     return events[:40]
 
 
-@staff_required
-def registrations(request: AuthenticatedRequest) -> HttpResponse:
-    """The review queue; POST decides one registration (approve, reject, override)."""
-
-    bound_form, bound_id, refused = None, None, False
-    if request.method == "POST":
-        if not access.can_write_all(request.user):
-            raise PermissionDenied("Only partner managers decide registrations.")
-        registration_id = object_id(request.POST.get("registration"))
-        if registration_id is None:
-            messages.error(request, "The decision did not name a registration of the queue; nothing changed.")
-            refused = True
-        else:
-            registration = get_object_or_404(DealRegistration, pk=registration_id)
-            form = RegistrationDecisionForm(request.POST, registration_id=registration.pk)
-            if form.is_valid() and _decide(request, registration, form):
-                return redirect(request.get_full_path())
-            bound_form, bound_id = form, registration.pk
-    elif request.method != "GET":
-        return HttpResponse(status=405)
-
-    queue = pending_registrations().prefetch_related(
-        Prefetch(
-            "conflicting_registrations",
-            queryset=DealRegistration.objects.select_related("partner").order_by("submitted_at"),
-        )
-    )
-    page = Paginator(queue, 20).get_page(request.GET.get("page"))
-    rows = [
-        {
-            "registration": r,
-            "form": bound_form if r.pk == bound_id else RegistrationDecisionForm(registration_id=r.pk),
-            "later_claims": [c for c in r.conflicting_registrations.all() if c.status == "submitted"],
-        }
-        for r in page
-    ]
-    if bound_form is not None and bound_id not in {r.pk for r in page}:
-        # Decided meanwhile (or on another page): its form is not shown, so say what went wrong here.
-        for errors in bound_form.errors.values():
-            for error in errors:
-                messages.error(request, f"Registration #{bound_id}: {error}")
-    return render(
-        request,
-        "dashboards/registrations.html",
-        {"rows": rows, "page": page, "query": "", "can_decide": access.can_write_all(request.user)},
-        status=400 if bound_form is not None or refused else 200,
-    )
-
-
-def _decide(
-    request: AuthenticatedRequest, registration: DealRegistration, form: RegistrationDecisionForm
-) -> bool:
-
-    decision = form.cleaned_data["decision"]
-    try:
-        if decision == "reject":
-            registration_reject(
-                registration=registration, decided_by=request.user, reason=form.cleaned_data["reason"]
-            )
-        else:
-            registration_approve(
-                registration=registration,
-                decided_by=request.user,
-                reason=form.cleaned_data["reason"],
-                override_reason=form.cleaned_data["override_reason"] if decision == "override" else "",
-            )
-    except ValidationError as error:
-        add_service_errors(form, error)
-        return False
-    verb = "rejected" if decision == "reject" else "approved"
-    messages.success(
-        request, f"Registration of {registration.account.name} by {registration.partner} {verb}."
-    )
-    return True
-
-
 @require_GET
 @staff_required
 def attribution(request: AuthenticatedRequest) -> HttpResponse:
@@ -635,11 +568,17 @@ def attribution(request: AuthenticatedRequest) -> HttpResponse:
     for r in rows:
         r["cells"] = [r["models"].get(m) for m in models]
     top = rows[:10]
+    sourced_total = sum((r["sourced"] or 0 for r in rows), Decimal(0))
+    model_totals = [sum((r["models"].get(m) or 0) for r in rows) for m in models]
     context.update(
+        sourced_total=sourced_total,
+        # Every model splits each deal exactly, so a model's total is sourced + influenced with each
+        # influenced deal once; the per-partner "influenced (full)" cells count a deal per partner.
+        influenced_total=(model_totals[0] - sourced_total) if rows else Decimal(0),
         rows=rows,
         models=models,
         program_model=context["model"],
-        totals=[sum((r["models"].get(m) or 0) for r in rows) for m in models],
+        totals=model_totals,
         attribution_chart=charts.chart(
             "attribution-chart",
             f"Attributed revenue by model, top partners, {period.label}",
@@ -678,8 +617,9 @@ def reconciliation(request: AuthenticatedRequest) -> HttpResponse:
     total = counts.get(kind, 0) if kind else sum(counts.values())
     paginator = CountedPaginator(reconciliation_queryset(kind or None), RECONCILIATION_PAGE_SIZE, count=total)
     page = paginator.get_page(request.GET.get("page"))
+    names = reconciliation_names(page.object_list)
     context = {
-        "facts": [_linked(reconciliation_item(item)) for item in page],
+        "facts": [_linked(reconciliation_item(item, names), names) for item in page],
         "page": page,
         "query": urlencode({"kind": kind}) if kind else "",
         "kind": kind,
@@ -697,14 +637,18 @@ _ADMIN_LINKS = {
 }
 
 
-def _linked(fact: dict) -> dict:
-    """The fact with a link per row it involves: partner pages for partners, admin pages otherwise."""
+def _linked(fact: dict, names: dict[tuple[str, int], str]) -> dict:
+    """The fact with a link per row it involves, by name: partner pages for partners, admin pages
+    otherwise."""
     links = []
     for kind, ids in (fact.get("ids") or {}).items():
         for pk in ids if isinstance(ids, list | tuple) else [ids]:
             if kind == "partner":
                 links.append(
-                    {"label": f"Partner #{pk}", "url": reverse("dashboards:partner_detail", args=[pk])}
+                    {
+                        "label": f"Partner {names.get(('partner', pk), f'#{pk}')}",
+                        "url": reverse("dashboards:partner_detail", args=[pk]),
+                    }
                 )
             elif kind in _ADMIN_LINKS:
                 name, text = _ADMIN_LINKS[kind]
@@ -712,5 +656,5 @@ def _linked(fact: dict) -> dict:
                     url = reverse(name, args=[pk])
                 except NoReverseMatch:  # a model without an admin page is listed without a link
                     url = ""
-                links.append({"label": f"{text} #{pk}", "url": url})
+                links.append({"label": f"{text} {names.get((kind, pk), f'#{pk}')}", "url": url})
     return {**fact, "links": links}

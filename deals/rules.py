@@ -19,6 +19,13 @@ CLOSED_BEFORE_CREATED = "closed_at is before created_at"
 CLOSED_STATUS_WITHOUT_CLOSED_AT = "a {status} deal needs closed_at"
 OPEN_WITH_CLOSED_AT = "an open deal has no closed_at; set status to won or lost to close it"
 
+# A partner holds one claim per customer at a time: a second registration while the first is still
+# submitted or approved and protected is refused (docs/domain.md "Registering the same customer twice").
+ALREADY_REGISTERED = (
+    "you already registered this customer: registration #{pk} ({status}, submitted {submitted}, "
+    "protected until {until}); update that one instead, or register again once it expires or is rejected"
+)
+
 DECIDED_BEFORE_SUBMITTED = "decided_at is before submitted_at"
 DECISION_WITHOUT_DECIDED_AT = "an {status} registration needs decided_at"
 

@@ -104,7 +104,19 @@ def test_the_conflict_points_at_the_oldest_protected_claim(first_claim, registra
     assert third.conflict_with == first_claim
 
 
-def test_the_same_partner_registering_again_is_not_a_conflict(first_claim):
+def test_the_same_partner_registering_a_customer_it_still_claims_is_refused_clearly(first_claim):
+    """Not a silent duplicate, nor a conflict with itself: the partner is told which claim it holds."""
+    with pytest.raises(ValidationError) as refused:
+        _submit(first_claim.partner)
+    [message] = refused.value.message_dict["domain"]
+    assert message.startswith(
+        f"you already registered this customer: registration #{first_claim.pk} (submitted,"
+    )
+    assert DealRegistration.objects.filter(partner=first_claim.partner).count() == 1
+
+
+def test_the_same_partner_may_register_again_once_its_claim_is_rejected_or_expired(first_claim):
+    DealRegistration.objects.filter(pk=first_claim.pk).update(status="expired")
     again = _submit(first_claim.partner)
     assert again.conflict_with is None
 
