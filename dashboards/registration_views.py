@@ -119,9 +119,8 @@ def _bulk(request: AuthenticatedRequest) -> bool:
         try:
             _decide(request, registration, decision, reason)
         except ValidationError as error:
-            refused.append(
-                f"#{registration.pk} {registration.account.name} ({registration.partner}): {_refusal_text(error)}"
-            )
+            who = f"#{registration.pk} {registration.account.name} ({registration.partner})"
+            refused.append(f"{who}: {_refusal_text(error)}")
         else:
             done += 1
     verb = "approved" if decision == "approve" else "rejected"
