@@ -32,7 +32,7 @@ from kpis.formatting import export_string
 from kpis.metrics import Scope
 from kpis.models import KpiRun, ReconciliationItem
 from kpis.periods import Period, period_or_none
-from kpis.ranges import MonthRange, Selection, trend_window, with_trends
+from kpis.ranges import MonthRange, Selection, annotate_partner_range_values, trend_window, with_trends
 from kpis.selectors import (
     active_run,
     kpi_series,
@@ -293,23 +293,24 @@ def join_sources(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "dashboards/join_sources.html", context)
 
 
-def _leaderboard(request: HttpRequest, period: Period, model: str) -> PartnerLeaderboardFilter:
-    queryset = kpi_selectors.annotate_partner_values(
-        Partner.objects.select_related("join_source", "manager"),
-        period,
-        LEADERBOARD_METRICS,
-        attribution_model=model,
-    )
+def _leaderboard(request: HttpRequest, span: Period | MonthRange, model: str) -> PartnerLeaderboardFilter:
+    partners = Partner.objects.select_related("join_source", "manager")
+    if isinstance(span, MonthRange):  # sums over the months; win rate is undefined (kpis.ranges)
+        queryset = annotate_partner_range_values(partners, span, LEADERBOARD_METRICS, attribution_model=model)
+    else:
+        queryset = kpi_selectors.annotate_partner_values(
+            partners, span, LEADERBOARD_METRICS, attribution_model=model
+        )
     return PartnerLeaderboardFilter(request.GET or None, queryset=queryset)
 
 
 @require_GET
 @staff_required
 def partners(request: AuthenticatedRequest) -> HttpResponse | StreamingHttpResponse:
-    period, context = _period_context(request)
-    board = _leaderboard(request, period, context["model"])
+    period, context = _period_context(request, allow_range=True)
+    board = _leaderboard(request, context["span"], context["model"])
     if request.GET.get("format") == "csv":
-        return _leaderboard_csv(board, period)
+        return _leaderboard_csv(board, context["span"])
     page = Paginator(board.qs, 25).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -349,7 +350,7 @@ class _Echo:
         return line
 
 
-def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period) -> StreamingHttpResponse:
+def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period | MonthRange) -> StreamingHttpResponse:
     """Streamed: one line per partner as the rows come from the database (10,000 partners and more)."""
     writer = csv.writer(_Echo())
     header = [
@@ -375,14 +376,14 @@ def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period) -> Streami
                     p.tier,
                     p.status,
                     p.join_source.name,
-                    p.manager.get_username() if p.manager else "",
+                    p.manager.get_username() if p.manager else "",  # the login: a stable key
                     period.label,
                     *(export_string(m, getattr(p, f"kpi_{m}")) for m in LEADERBOARD_METRICS),
                 ]
             )
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="partners-{period.label}.csv"'
+    response["Content-Disposition"] = f'attachment; filename="partners-{period.label.replace(" ", "-")}.csv"'
     return response
 
 
