@@ -27,7 +27,7 @@ from deals.rules import (
     domain_errors,
     normalise_domain,
 )
-from deals.selectors import own_protected_claim, registration_blocking_claims, registration_conflicts
+from deals.selectors import own_pending_claim, registration_blocking_claims, registration_conflicts
 from events.changes import record_changes
 from events.services import record_event
 from events.types import EventType
@@ -192,7 +192,7 @@ def registration_submit(
         _serialise_claims_on(domain)
         if stamp_on_lock:
             submitted_at = timezone.now()
-        own = own_protected_claim(partner=partner, domain=domain, at=submitted_at)
+        own = own_pending_claim(partner=partner, domain=domain, at=submitted_at)
         if own is not None:
             raise ValidationError({"domain": [_already_registered(own)]})
         account = account_get_or_create(name=account_name, domain=domain)

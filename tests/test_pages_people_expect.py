@@ -435,7 +435,7 @@ def test_pages_use_one_date_format(partner_client):
     assert "<td>5 Mar 2026</td>" in listed and "2026-03-05" not in listed
 
 
-def test_a_partner_registering_a_customer_it_still_claims_gets_a_clear_error(partner_client):
+def test_a_partner_registering_a_customer_still_awaiting_review_gets_a_clear_error(partner_client):
     client, partner = partner_client
     first = _claim(partner, "acme.com")
     data = {
@@ -446,7 +446,9 @@ def test_a_partner_registering_a_customer_it_still_claims_gets_a_clear_error(par
     }
     response = client.post(reverse("portal:register"), data)
     assert response.status_code == 400
-    assert f"you already registered this customer: registration #{first.pk}" in response.content.decode()
+    assert f"you already registered this customer and it awaits review: registration #{first.pk}" in (
+        response.content.decode()
+    )
     assert DealRegistration.objects.filter(partner=partner).count() == 1
     with pytest.raises(ValidationError):
         _claim(partner, "www.ACME.com")
