@@ -75,10 +75,13 @@ _SUFFIXES = ((Decimal(1000), "K"), (Decimal(10) ** 6, "M"), (Decimal(10) ** 9, "
 
 
 def compact_money(value: Decimal | None, currency: str = "USD") -> str:
-    """`$2.22M`, `$12.3K`, `$950`: three significant digits from a thousand up; `—` when undefined."""
+    """`$2.22M`, `$12.3K`: three significant digits from a thousand up; below that the exact amount
+    (`$950.40`); `—` when undefined."""
     if value is None or value == "":
         return UNDEFINED
     amount = Decimal(value)
+    if abs(amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)) < 1000:
+        return money(amount, currency)
     sign = "−" if amount < 0 else ""
     amount = abs(amount)
     whole = amount.quantize(Decimal(1), rounding=ROUND_HALF_UP)
