@@ -109,9 +109,8 @@ def test_the_same_partner_registering_a_customer_still_awaiting_review_is_refuse
     with pytest.raises(ValidationError) as refused:
         _submit(first_claim.partner)
     [message] = refused.value.message_dict["domain"]
-    assert message.startswith(
-        f"you already registered this customer and it awaits review: registration #{first_claim.pk} (submitted "
-    )
+    expected = f"you already registered this customer and it awaits review: registration #{first_claim.pk}"
+    assert message.startswith(f"{expected} (submitted ")
     assert DealRegistration.objects.filter(partner=first_claim.partner).count() == 1
 
 
