@@ -53,6 +53,15 @@ def home(request: PartnerRequest) -> HttpResponse:
         metrics=("sourced_revenue", "influenced_revenue"),
         attribution_model=model,
     )
+    pipeline_series = kpi_selectors.kpi_series(
+        metrics=("leads_generated", "opportunities_sourced"),
+        grain=Grain.MONTH,
+        period_from=revenue[0].period,
+        period_to=revenue[-1].period,
+        scope=Scope.PARTNER,
+        scope_key=partner.export_key,
+        attribution_model=model,
+    )
     return render(
         request,
         "portal/home.html",
@@ -76,6 +85,19 @@ def home(request: PartnerRequest) -> HttpResponse:
                 [r.period for r in revenue],
                 [("Sourced", [r.sourced for r in revenue]), ("Influenced", [r.influenced for r in revenue])],
                 stacked=True,
+            ),
+            "leads_chart": charts.chart(
+                "portal-leads-chart",
+                f"Your registrations by month, {revenue[0].period} to {revenue[-1].period}",
+                [r.period for r in revenue],
+                [
+                    ("Leads (submitted)", [p["value"] for p in pipeline_series["leads_generated"]]),
+                    (
+                        "Opportunities (approved)",
+                        [p["value"] for p in pipeline_series["opportunities_sourced"]],
+                    ),
+                ],
+                value_kind="count",
             ),
         },
     )

@@ -326,7 +326,7 @@ def test_year_so_far_is_whole_months_compared_with_the_same_months_a_year_earlie
     html = response.content.decode()
     assert "so far this year" in html and "Same months last year" in html
     assert "Deals won, all time" in html and "Registrations by status, all time" in html
-    assert 'id="portal-revenue-chart"' in html
+    assert 'id="portal-revenue-chart"' in html and 'id="portal-leads-chart"' in html
 
 
 def test_year_to_date_in_january_is_the_whole_previous_year():
