@@ -2,16 +2,16 @@
 
 from drf_spectacular.utils import OpenApiExample
 
-JOIN_SOURCE = {"id": 3, "key": "JS-EVENT", "name": "Partner summit 2025", "kind": "event"}
+JOIN_SOURCE = {"id": 3, "key": "js-summit", "name": "Partner Summit", "kind": "event"}
 PARTNER = {
     "id": 12,
-    "key": "P-0012",
+    "key": "p-00012",
     "name": "Northwind Consulting",
     "type": "reseller",
     "tier": "gold",
     "status": "active",
     "join_source": 3,
-    "join_source_name": "Partner summit 2025",
+    "join_source_name": "Partner Summit",
     "applied_at": "2026-01-05",
     "joined_at": "2026-01-19",
     "referred_by": None,
@@ -26,7 +26,7 @@ PARTNER_USER = {
     "email": "jane@northwind.example",
     "role": "admin",
 }
-ACCOUNT = {"id": 2045, "key": "A-2045", "name": "Acme Corp", "domain": "acme.com"}
+ACCOUNT = {"id": 2045, "key": "acct-0002045", "name": "Acme Corp", "domain": "acme.com"}
 REGISTRATION = {
     "id": 311,
     "key": None,
@@ -50,7 +50,7 @@ REGISTRATION = {
 }
 DEAL = {
     "id": 9001,
-    "key": "D-9001",
+    "key": "deal-0009001",
     "name": "Acme platform rollout",
     "account": 2045,
     "account_name": "Acme Corp",
@@ -96,7 +96,7 @@ TARGET = {
 KPI_VALUE = {
     "id": 551,
     "scope": "partner",
-    "scope_key": "P-0012",
+    "scope_key": "p-00012",
     "partner": 12,
     "join_source": None,
     "grain": "month",

@@ -345,6 +345,43 @@ class ExportQuerySerializer(serializers.Serializer):
         choices=[m.value for m in AttributionModel], required=False, allow_blank=True, default=""
     )
     format = serializers.ChoiceField(choices=["json", "csv"], required=False)
+    scope = serializers.ChoiceField(choices=[sc.value for sc in Scope], required=False)
+    scope_key = serializers.CharField(
+        required=False, max_length=100, help_text="The partner's or join source's key (with `scope`)."
+    )
+    period_from = serializers.CharField(
+        required=False, max_length=7, help_text="Inclusive, a label of the grain: `2026-01`."
+    )
+    period_to = serializers.CharField(
+        required=False, max_length=7, help_text="Inclusive, a label of the grain: `2026-06`."
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        errors: dict[str, list[str]] = {}
+        grain = attrs.get("grain") or Grain.MONTH.value
+        for name in ("period_from", "period_to"):
+            if name in attrs:
+                try:
+                    period = parse_period(attrs[name])
+                except ValueError as error:
+                    errors[name] = [str(error)]
+                    continue
+                if period.grain != grain:
+                    errors[name] = [f"{attrs[name]!r} is not a {grain} period (like 2026-03, 2026-Q1, 2026)"]
+                else:
+                    attrs[name] = period.label
+        if (
+            not errors
+            and attrs.get("period_from")
+            and attrs.get("period_to")
+            and parse_period(attrs["period_to"]).index < parse_period(attrs["period_from"]).index
+        ):
+            errors["period_to"] = ["must not be before period_from"]
+        if attrs.get("scope_key") and attrs.get("scope") in (None, Scope.PROGRAM.value):
+            errors["scope_key"] = ["needs scope=partner or scope=join_source"]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
 
 
 class ReconciliationIdsSerializer(serializers.Serializer):

@@ -27,7 +27,30 @@ from api.views.payouts import PayoutBatchViewSet, PayoutViewSet
 
 app_name = "api"
 
-router = DefaultRouter()
+# Endpoints outside the router that the API root lists too (name in this namespace).
+ROOT_EXTRAS = {
+    "kpi-attribution": "kpi-attribution",
+    "kpi-export": "kpi-export",
+    "reconciliation": "reconciliation",
+    "imports": "program-import",
+    "changes": "changes",
+    "schema": "schema",
+    "docs": "swagger-ui",
+    "redoc": "redoc",
+}
+
+
+class ProgramRouter(DefaultRouter):
+    """The router whose root (/api/v1/) lists every endpoint, not only the registered viewsets."""
+
+    def get_api_root_view(self, api_urls=None):
+        list_name = self.routes[0].name
+        api_root_dict = {prefix: list_name.format(basename=basename) for prefix, _, basename in self.registry}
+        api_root_dict.update(ROOT_EXTRAS)
+        return self.APIRootView.as_view(api_root_dict=dict(sorted(api_root_dict.items())))
+
+
+router = ProgramRouter()
 router.register("join-sources", JoinSourceViewSet, basename="join-source")
 router.register("partners", PartnerViewSet, basename="partner")
 router.register("partner-users", PartnerUserViewSet, basename="partner-user")

@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import F, Q
 
 from partners.models import Application, JoinSource, Partner
+from partners.selectors import manager_label, partner_managers, tiers_in_order
 
 # Leaderboard sort keys -> (field, label); KPI fields are the `kpi_<metric>` annotations.
 SORTS = {
@@ -23,11 +24,7 @@ class PartnerLeaderboardFilter(django_filters.FilterSet):
         queryset=JoinSource.objects.all(), empty_label="Any join source", label="Join source"
     )
     manager = django_filters.ModelChoiceFilter(
-        queryset=get_user_model()
-        .objects.filter(managed_partners__isnull=False)
-        .distinct()
-        .order_by("username"),
-        empty_label="Any manager",
+        queryset=get_user_model().objects.none(), empty_label="Any manager"
     )
     status = django_filters.ChoiceFilter(choices=Partner.Status.choices, empty_label="Any status")
     q = django_filters.CharFilter(field_name="name", lookup_expr="icontains", label="Name contains")
@@ -50,8 +47,10 @@ class PartnerLeaderboardFilter(django_filters.FilterSet):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        tiers = Partner.objects.exclude(tier="").order_by("tier").values_list("tier", flat=True).distinct()
-        self.filters["tier"].extra["choices"] = [(t, t) for t in tiers]
+        self.filters["tier"].extra["choices"] = [(t, t) for t in tiers_in_order()]
+        # Managers by name, named by their full name (not their login).
+        self.filters["manager"].queryset = partner_managers()
+        self.form.fields["manager"].label_from_instance = manager_label
 
     def keep(self, queryset, name, value):
         return queryset

@@ -9,6 +9,7 @@ from dashboards import (
     mdf_views,
     onboarding_views,
     payout_views,
+    registration_views,
     views,
     webhook_views,
 )
@@ -29,7 +30,7 @@ urlpatterns = [
         name="invite_partner_admin",
     ),
     path("applications/", onboarding_views.applications, name="applications"),
-    path("registrations/", views.registrations, name="registrations"),
+    path("registrations/", registration_views.registrations, name="registrations"),
     path("attribution/", views.attribution, name="attribution"),
     path("drill/<slug:metric>/", drilldown_views.drill, name="drill"),
     path("reconciliation/", views.reconciliation, name="reconciliation"),

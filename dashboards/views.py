@@ -3,6 +3,7 @@
 import csv
 from collections.abc import Iterable
 from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any, TypedDict
 from urllib.parse import urlencode
 
@@ -10,7 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -20,12 +21,12 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboards import charts
 from dashboards.drilldown_views import add_chart_links
 from dashboards.filters import SORTS, PartnerLeaderboardFilter
-from dashboards.forms import PeriodForm, RegistrationDecisionForm, object_id
+from dashboards.forms import PeriodForm
 from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_context
 from dashboards.permissions import staff_required
+from dashboards.selection import CardRequest, PartnerGroupForm, RangeForm, build_cards
 from deals.models import Deal, DealRegistration, Touch
-from deals.selectors import pending_registrations, visible_deals
-from deals.services import registration_approve, registration_reject
+from deals.selectors import visible_deals
 from kpis import recovery
 from kpis import selectors as kpi_selectors
 from kpis.formatting import export_string
@@ -33,18 +34,19 @@ from kpis.metrics import Scope
 from kpis.models import KpiRun, ReconciliationItem
 from kpis.periods import Period, period_or_none
 from kpis.published_attribution import explorer_rows
+from kpis.ranges import MonthRange, Selection, annotate_partner_range_values, trend_window, with_trends
 from kpis.selectors import (
     active_run,
     kpi_series,
     latest_successful_run,
     reconciliation_counts,
     reconciliation_item,
+    reconciliation_names,
     reconciliation_queryset,
 )
 from kpis.services import kpi_recompute_request
 from partners import access
 from partners.models import JoinSource, Partner
-from prm.forms import add_service_errors
 from prm.http import AuthenticatedRequest
 from program.attribution import AttributionModel
 from program.models import ProgramSettings
@@ -86,6 +88,8 @@ PARTNER_CARDS = (
     "mdf_spent",
     "mdf_return",
 )
+# The program-wide names read wrong on one partner's page ("Program ROI" is not the program's).
+PARTNER_CARD_TITLES = {"roi": "ROI (its sourced revenue against its costs)", "cac": "CAC (its new customers)"}
 JOIN_SOURCE_METRICS = (
     "applications",
     "partners_joined",
@@ -109,7 +113,9 @@ def home(request: HttpRequest) -> HttpResponse:
     raise PermissionDenied("This login has no role in the partner program.")
 
 
-def _period_context(request: HttpRequest) -> tuple[Period, dict]:
+def _period_context(request: HttpRequest, *, allow_range: bool = False) -> tuple[Period, dict]:
+    """The period the page shows (GET `grain`, `period`) and the context every page shares; with
+    `allow_range`, the custom range of months (`start`, `end`) as `span` when one is given."""
     form = PeriodForm(request.GET or None)
     grain = form.grain_value()
     settings = ProgramSettings.load()
@@ -122,7 +128,16 @@ def _period_context(request: HttpRequest) -> tuple[Period, dict]:
             f"“{requested}” is not a period like 2026-03, 2026-Q1 or 2026; showing {period.label} instead.",
         )
     run = latest_successful_run()
+    range_form = RangeForm(request.GET if allow_range and request.GET else None)
+    span: Period | MonthRange = period
+    if range_form.is_bound and range_form.is_valid() and range_form.cleaned_data["range"] is not None:
+        span = range_form.cleaned_data["range"]
+    elif range_form.is_bound:
+        for error in range_form.non_field_errors():
+            messages.warning(request, f"{error} Showing {period.label} instead.")
     return period, {
+        "span": span,
+        "range_form": range_form if allow_range else None,
         "model": model,
         "period_form": form,
         "period": period,
@@ -136,15 +151,21 @@ def _period_context(request: HttpRequest) -> tuple[Period, dict]:
 @require_GET
 @staff_required
 def overview(request: AuthenticatedRequest) -> HttpResponse:
-    period, context = _period_context(request)
+    period, context = _period_context(request, allow_range=True)
+    span = context["span"]
+    group = PartnerGroupForm(request.GET or None)
     revenue = kpi_selectors.revenue_by_month(period, attribution_model=context["model"])
     running = active_run()
     context.update(
+        group_form=group,
+        group_description=group.description(),
         cards=_with_provisional_flag(
-            kpi_selectors.cards(
-                period,
-                (*OVERVIEW_CARDS, "activation_provisional"),
-                attribution_model=context["model"],
+            build_cards(
+                CardRequest(
+                    span=span,
+                    selection=group.selection(context["model"]),
+                    metrics=(*OVERVIEW_CARDS, "activation_provisional"),
+                )
             )
         ),
         revenue=revenue,
@@ -176,7 +197,7 @@ def _with_provisional_flag(cards: list[kpi_selectors.Card]) -> list[kpi_selector
     shown = [c for c in cards if c is not flag]
     for card in shown:
         if card.metric == "activation_rate":
-            card.provisional = bool(flag.value)
+            card.provisional = bool(flag.value)  # a custom range or a group has no flag: None
     return shown
 
 
@@ -290,23 +311,24 @@ def join_sources(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "dashboards/join_sources.html", context)
 
 
-def _leaderboard(request: HttpRequest, period: Period, model: str) -> PartnerLeaderboardFilter:
-    queryset = kpi_selectors.annotate_partner_values(
-        Partner.objects.select_related("join_source", "manager"),
-        period,
-        LEADERBOARD_METRICS,
-        attribution_model=model,
-    )
+def _leaderboard(request: HttpRequest, span: Period | MonthRange, model: str) -> PartnerLeaderboardFilter:
+    partners = Partner.objects.select_related("join_source", "manager")
+    if isinstance(span, MonthRange):  # sums over the months; win rate is undefined (kpis.ranges)
+        queryset = annotate_partner_range_values(partners, span, LEADERBOARD_METRICS, attribution_model=model)
+    else:
+        queryset = kpi_selectors.annotate_partner_values(
+            partners, span, LEADERBOARD_METRICS, attribution_model=model
+        )
     return PartnerLeaderboardFilter(request.GET or None, queryset=queryset)
 
 
 @require_GET
 @staff_required
 def partners(request: AuthenticatedRequest) -> HttpResponse | StreamingHttpResponse:
-    period, context = _period_context(request)
-    board = _leaderboard(request, period, context["model"])
+    period, context = _period_context(request, allow_range=True)
+    board = _leaderboard(request, context["span"], context["model"])
     if request.GET.get("format") == "csv":
-        return _leaderboard_csv(board, period)
+        return _leaderboard_csv(board, context["span"])
     page = Paginator(board.qs, 25).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -335,6 +357,8 @@ def partners(request: AuthenticatedRequest) -> HttpResponse | StreamingHttpRespo
         csv_query=csv_query.urlencode(),
         sorts=SORTS,
         metrics=LEADERBOARD_METRICS,
+        # A custom range has no published value of its own: its cells are not links.
+        drill_period="" if context["span"].grain == "range" else period.label,
     )
     return render(request, "dashboards/partners.html", context)
 
@@ -346,7 +370,7 @@ class _Echo:
         return line
 
 
-def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period) -> StreamingHttpResponse:
+def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period | MonthRange) -> StreamingHttpResponse:
     """Streamed: one line per partner as the rows come from the database (10,000 partners and more)."""
     writer = csv.writer(_Echo())
     header = [
@@ -372,14 +396,14 @@ def _leaderboard_csv(board: PartnerLeaderboardFilter, period: Period) -> Streami
                     p.tier,
                     p.status,
                     p.join_source.name,
-                    p.manager.get_username() if p.manager else "",
+                    p.manager.get_username() if p.manager else "",  # the login: a stable key
                     period.label,
                     *(export_string(m, getattr(p, f"kpi_{m}")) for m in LEADERBOARD_METRICS),
                 ]
             )
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="partners-{period.label}.csv"'
+    response["Content-Disposition"] = f'attachment; filename="partners-{period.label.replace(" ", "-")}.csv"'
     return response
 
 
@@ -417,15 +441,22 @@ def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpRespon
         .select_related("deal__account")
         .order_by("-touched_at", "-id")[:50]
     )
-    context.update(
-        partner=partner,
-        cards=kpi_selectors.cards(
+    cards = with_trends(
+        kpi_selectors.cards(
             period,
             PARTNER_CARDS,
             scope=Scope.PARTNER,
             scope_key=partner.export_key,
             attribution_model=context["model"],
         ),
+        trend_window(period),
+        Selection(scope=Scope.PARTNER, scope_key=partner.export_key, attribution_model=context["model"]),
+    )
+    for card in cards:
+        card.title = PARTNER_CARD_TITLES.get(card.metric, "")
+    context.update(
+        partner=partner,
+        cards=cards,
         cohort=kpi_selectors.partner_cohort_values(
             partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=context["model"]
         ),
@@ -540,82 +571,6 @@ def _timeline(
     return events[:40]
 
 
-@staff_required
-def registrations(request: AuthenticatedRequest) -> HttpResponse:
-    """The review queue; POST decides one registration (approve, reject, override)."""
-
-    bound_form, bound_id, refused = None, None, False
-    if request.method == "POST":
-        if not access.can_write_all(request.user):
-            raise PermissionDenied("Only partner managers decide registrations.")
-        registration_id = object_id(request.POST.get("registration"))
-        if registration_id is None:
-            messages.error(request, "The decision did not name a registration of the queue; nothing changed.")
-            refused = True
-        else:
-            registration = get_object_or_404(DealRegistration, pk=registration_id)
-            form = RegistrationDecisionForm(request.POST, registration_id=registration.pk)
-            if form.is_valid() and _decide(request, registration, form):
-                return redirect(request.get_full_path())
-            bound_form, bound_id = form, registration.pk
-    elif request.method != "GET":
-        return HttpResponse(status=405)
-
-    queue = pending_registrations().prefetch_related(
-        Prefetch(
-            "conflicting_registrations",
-            queryset=DealRegistration.objects.select_related("partner").order_by("submitted_at"),
-        )
-    )
-    page = Paginator(queue, 20).get_page(request.GET.get("page"))
-    rows = [
-        {
-            "registration": r,
-            "form": bound_form if r.pk == bound_id else RegistrationDecisionForm(registration_id=r.pk),
-            "later_claims": [c for c in r.conflicting_registrations.all() if c.status == "submitted"],
-        }
-        for r in page
-    ]
-    if bound_form is not None and bound_id not in {r.pk for r in page}:
-        # Decided meanwhile (or on another page): its form is not shown, so say what went wrong here.
-        for errors in bound_form.errors.values():
-            for error in errors:
-                messages.error(request, f"Registration #{bound_id}: {error}")
-    return render(
-        request,
-        "dashboards/registrations.html",
-        {"rows": rows, "page": page, "query": "", "can_decide": access.can_write_all(request.user)},
-        status=400 if bound_form is not None or refused else 200,
-    )
-
-
-def _decide(
-    request: AuthenticatedRequest, registration: DealRegistration, form: RegistrationDecisionForm
-) -> bool:
-
-    decision = form.cleaned_data["decision"]
-    try:
-        if decision == "reject":
-            registration_reject(
-                registration=registration, decided_by=request.user, reason=form.cleaned_data["reason"]
-            )
-        else:
-            registration_approve(
-                registration=registration,
-                decided_by=request.user,
-                reason=form.cleaned_data["reason"],
-                override_reason=form.cleaned_data["override_reason"] if decision == "override" else "",
-            )
-    except ValidationError as error:
-        add_service_errors(form, error)
-        return False
-    verb = "rejected" if decision == "reject" else "approved"
-    messages.success(
-        request, f"Registration of {registration.account.name} by {registration.partner} {verb}."
-    )
-    return True
-
-
 @require_GET
 @staff_required
 def attribution(request: AuthenticatedRequest) -> HttpResponse:
@@ -643,13 +598,19 @@ def attribution(request: AuthenticatedRequest) -> HttpResponse:
     for r in rows:
         r["cells"] = [r["models"].get(m) for m in models]
     top = rows[:10]
+    sourced_total = sum((r["sourced"] or 0 for r in rows), Decimal(0))
+    model_totals = [sum((r["models"].get(m) or 0) for r in rows) for m in models]
     context.update(
+        sourced_total=sourced_total,
+        # Every model splits each deal exactly, so a model's total is sourced + influenced with each
+        # influenced deal once; the per-partner "influenced (full)" cells count a deal per partner.
+        influenced_total=(model_totals[0] - sourced_total) if rows else Decimal(0),
         rows=rows,
         models=models,
         program_model=context["model"],
         # The program's model is the published one: its column drills into the published shares.
         program_index=models.index(context["model"]),
-        totals=[sum((r["models"].get(m) or 0) for r in rows) for m in models],
+        totals=model_totals,
         attribution_chart=charts.chart(
             "attribution-chart",
             f"Attributed revenue by model, top partners, {period.label}",
@@ -688,8 +649,9 @@ def reconciliation(request: AuthenticatedRequest) -> HttpResponse:
     total = counts.get(kind, 0) if kind else sum(counts.values())
     paginator = CountedPaginator(reconciliation_queryset(kind or None), RECONCILIATION_PAGE_SIZE, count=total)
     page = paginator.get_page(request.GET.get("page"))
+    names = reconciliation_names(page.object_list)
     context = {
-        "facts": [_linked(reconciliation_item(item)) for item in page],
+        "facts": [_linked(reconciliation_item(item, names), names) for item in page],
         "page": page,
         "query": urlencode({"kind": kind}) if kind else "",
         "kind": kind,
@@ -707,14 +669,18 @@ _ADMIN_LINKS = {
 }
 
 
-def _linked(fact: dict) -> dict:
-    """The fact with a link per row it involves: partner pages for partners, admin pages otherwise."""
+def _linked(fact: dict, names: dict[tuple[str, int], str]) -> dict:
+    """The fact with a link per row it involves, by name: partner pages for partners, admin pages
+    otherwise."""
     links = []
     for kind, ids in (fact.get("ids") or {}).items():
         for pk in ids if isinstance(ids, list | tuple) else [ids]:
             if kind == "partner":
                 links.append(
-                    {"label": f"Partner #{pk}", "url": reverse("dashboards:partner_detail", args=[pk])}
+                    {
+                        "label": f"Partner {names.get(('partner', pk), f'#{pk}')}",
+                        "url": reverse("dashboards:partner_detail", args=[pk]),
+                    }
                 )
             elif kind in _ADMIN_LINKS:
                 name, text = _ADMIN_LINKS[kind]
@@ -722,5 +688,5 @@ def _linked(fact: dict) -> dict:
                     url = reverse(name, args=[pk])
                 except NoReverseMatch:  # a model without an admin page is listed without a link
                     url = ""
-                links.append({"label": f"{text} #{pk}", "url": url})
+                links.append({"label": f"{text} {names.get((kind, pk), f'#{pk}')}", "url": url})
     return {**fact, "links": links}

@@ -19,6 +19,15 @@ CLOSED_BEFORE_CREATED = "closed_at is before created_at"
 CLOSED_STATUS_WITHOUT_CLOSED_AT = "a {status} deal needs closed_at"
 OPEN_WITH_CLOSED_AT = "an open deal has no closed_at; set status to won or lost to close it"
 
+# A partner's second registration of a customer while its first still awaits review is a duplicate,
+# refused with this message. Once the first is decided (approved: a new opportunity at the same
+# customer is normal; rejected) or expired, the partner may register the customer again
+# (docs/domain.md "Registering the same customer twice").
+ALREADY_REGISTERED = (
+    "you already registered this customer and it awaits review: registration #{pk} (submitted "
+    "{submitted}, protected until {until}); wait for the decision instead of registering it again"
+)
+
 DECIDED_BEFORE_SUBMITTED = "decided_at is before submitted_at"
 DECISION_WITHOUT_DECIDED_AT = "an {status} registration needs decided_at"
 

@@ -56,6 +56,28 @@ def registration_conflicts(
     return claims.select_related("partner", "account").order_by("submitted_at", "id")
 
 
+def own_pending_claim(
+    *, partner: Partner, domain: str, at: datetime | None = None, account: Account | None = None
+) -> DealRegistration | None:
+    """The partner's own registration of the customer still awaiting review (submitted, protected
+    at `at`), oldest first: what a second registration of it by the same partner would duplicate."""
+    at = at or timezone.now()
+    domain = normalise_domain(domain)
+    same_customer = Q(account__domain=domain) if domain else Q()
+    if account is not None and account.pk is not None:
+        same_customer |= Q(account=account)
+    if not same_customer:
+        return None
+    return (
+        DealRegistration.objects.filter(
+            same_customer, protected_at(at), status=DealRegistration.Status.SUBMITTED
+        )
+        .filter(partner=partner)
+        .order_by("submitted_at", "id")
+        .first()
+    )
+
+
 def registration_blocking_claims(
     *, registration: DealRegistration, at: datetime | None = None
 ) -> QuerySet[DealRegistration]:

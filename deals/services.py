@@ -21,12 +21,13 @@ from django.utils import timezone
 
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import (
+    ALREADY_REGISTERED,
     amount_errors,
     deal_errors,
     domain_errors,
     normalise_domain,
 )
-from deals.selectors import registration_blocking_claims, registration_conflicts
+from deals.selectors import own_pending_claim, registration_blocking_claims, registration_conflicts
 from events.changes import record_changes
 from events.services import record_event
 from events.types import EventType
@@ -191,6 +192,9 @@ def registration_submit(
         _serialise_claims_on(domain)
         if stamp_on_lock:
             submitted_at = timezone.now()
+        own = own_pending_claim(partner=partner, domain=domain, at=submitted_at)
+        if own is not None:
+            raise ValidationError({"domain": [_already_registered(own)]})
         account = account_get_or_create(name=account_name, domain=domain)
         conflict = registration_conflicts(
             partner=partner, domain=domain, at=submitted_at, account=account
@@ -212,6 +216,17 @@ def registration_submit(
         registration.save()
         record_event(type=EventType.REGISTRATION_SUBMITTED, obj=registration, partner_id=partner.pk)
     return registration
+
+
+def _already_registered(claim: DealRegistration) -> str:
+    protection_days = ProgramSettings.load().registration_protection_days
+    until = claim.protection_expires_at or claim.submitted_at + timedelta(days=protection_days)
+    return ALREADY_REGISTERED.format(
+        pk=claim.pk,
+        status=claim.status,
+        submitted=f"{claim.submitted_at:%d %b %Y}",
+        until=f"{until:%d %b %Y}",
+    )
 
 
 def _lock_registration(registration: DealRegistration) -> DealRegistration:

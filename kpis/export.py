@@ -8,6 +8,7 @@ from django.db import transaction
 from kpis.engine import EngineSettings, KpiComputation, staged_rows
 from kpis.metrics import METRICS_BY_NAME, Grain
 from kpis.models import KpiValue
+from kpis.periods import parse_period
 from program.attribution import AttributionModel
 from program.models import ProgramSettings, program_today
 
@@ -33,8 +34,17 @@ def reads_published_set(model: str | None, program: ProgramSettings | None = Non
     return not model or AttributionModel(model).value == published_model
 
 
-def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict[str, str]]:
-    """Rows in INTERCHANGE export columns, ordered by scope, key, period, metric.
+def export_rows(
+    *,
+    grain: str,
+    model: str | None = None,
+    scope: str | None = None,
+    scope_key: str | None = None,
+    period_from: str | None = None,
+    period_to: str | None = None,
+) -> Iterator[dict[str, str]]:
+    """Rows in INTERCHANGE export columns, ordered by scope, key, period, metric; optionally of one
+    scope, one scope key and periods from `period_from` to `period_to` (inclusive labels of `grain`).
 
     The published set is read as is. A `model` other than the published one is computed on
     request: the whole set under that model, in temp tables of this connection, never published.
@@ -42,12 +52,19 @@ def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict[str, s
     grain = Grain(grain).value
     program = ProgramSettings.load()
     if reads_published_set(model, program):
-        rows = (
-            KpiValue.objects.filter(grain=grain, attribution_model=program.attribution_model)
-            .order_by("scope", "scope_key", "period_start", "metric", "target_metric")
-            .values_list("scope", "scope_key", "period", "metric", "target_metric", "value")
+        rows = KpiValue.objects.filter(grain=grain, attribution_model=program.attribution_model)
+        if scope:
+            rows = rows.filter(scope=scope)
+        if scope_key is not None:
+            rows = rows.filter(scope_key=scope_key)
+        if period_from:
+            rows = rows.filter(period_start__gte=parse_period(period_from).start)
+        if period_to:
+            rows = rows.filter(period_start__lte=parse_period(period_to).start)
+        ordered = rows.order_by("scope", "scope_key", "period_start", "metric", "target_metric").values_list(
+            "scope", "scope_key", "period", "metric", "target_metric", "value"
         )
-        yield from (_row(*r) for r in rows.iterator(chunk_size=5000))
+        yield from (_row(*r) for r in ordered.iterator(chunk_size=5000))
         return
     computation = KpiComputation(EngineSettings.from_program(program, model=model), program_today())
     try:
@@ -56,7 +73,18 @@ def export_rows(*, grain: str, model: str | None = None) -> Iterator[dict[str, s
             staged = staged_rows(grain=grain)
     finally:
         computation.drop()
-    yield from (_row(*r) for r in staged)
+    first = parse_period(period_from).index if period_from else None
+    last = parse_period(period_to).index if period_to else None
+    for r in staged:
+        index = parse_period(r[2]).index
+        if (
+            (scope and r[0] != scope)
+            or (scope_key is not None and r[1] != scope_key)
+            or (first is not None and index < first)
+            or (last is not None and index > last)
+        ):
+            continue
+        yield _row(*r)
 
 
 def _row(

@@ -228,8 +228,11 @@ def iter_reconciliation_items(kind: str | None = None) -> Iterator[dict[str, Any
         yield reconciliation_item(item)
 
 
-def reconciliation_item(item: ReconciliationItem) -> dict[str, Any]:
-    """One stored ReconciliationItem as the report shows it: kind, description and the ids involved."""
+def reconciliation_item(
+    item: ReconciliationItem, names: Mapping[tuple[str, int], str] | None = None
+) -> dict[str, Any]:
+    """One stored ReconciliationItem as the report shows it: kind, description and the ids involved;
+    with `names` (reconciliation_names), the description names the rows instead of numbering them."""
     ids: dict[str, int | list[int]] = {
         name: value
         for name, value in (
@@ -242,20 +245,62 @@ def reconciliation_item(item: ReconciliationItem) -> dict[str, Any]:
     }
     if item.registration_ids:
         ids["registrations"] = [int(x) for x in item.registration_ids.split(",")]
-    return {"kind": item.kind, "description": _describe(item.kind, ids, item.description), "ids": ids}
+    return {
+        "kind": item.kind,
+        "description": _describe(item.kind, ids, item.description, names or {}),
+        "ids": ids,
+    }
 
 
-def _describe(kind: str, ids: Mapping[str, object], detail: str) -> str:
+def reconciliation_names(items: Iterable[ReconciliationItem]) -> dict[tuple[str, int], str]:
+    """(kind, id) -> a readable name for the rows a page of items involves. Four queries."""
+    from deals.models import Account, Deal, DealRegistration
+
+    items = list(items)
+    wanted: dict[str, set[int]] = defaultdict(set)
+    for item in items:
+        for kind, pk in (("partner", item.partner_id), ("deal", item.deal_id), ("account", item.account_id)):
+            if pk is not None:
+                wanted[kind].add(pk)
+        if item.registration_ids:
+            wanted["registrations"].update(int(x) for x in item.registration_ids.split(","))
+    names: dict[tuple[str, int], str] = {}
+    for pk, name in Partner.objects.filter(pk__in=wanted["partner"]).values_list("pk", "name"):
+        names[("partner", pk)] = name
+    for pk, name, account in Deal.objects.filter(pk__in=wanted["deal"]).values_list(
+        "pk", "name", "account__name"
+    ):
+        names[("deal", pk)] = f"{name or f'#{pk}'} ({account})"
+    for pk, name in Account.objects.filter(pk__in=wanted["account"]).values_list("pk", "name"):
+        names[("account", pk)] = name
+    registrations = DealRegistration.objects.filter(pk__in=wanted["registrations"]).values_list(
+        "pk", "partner__name"
+    )
+    for pk, partner in registrations:
+        names[("registrations", pk)] = f"#{pk} by {partner}"
+    return names
+
+
+def _describe(kind: str, ids: Mapping[str, object], detail: str, names: Mapping[tuple[str, int], str]) -> str:
+    def named(what: str, key: str | None = None) -> str:
+        pk = ids.get(what)
+        found = names.get((key or what, pk)) if isinstance(pk, int) else None
+        return found if found is not None else str(pk)
+
     if kind == "sourced_before_joined":
-        return f"Deal {ids.get('deal')} is sourced by partner {ids.get('partner')}, which {detail}."
+        return f"Deal {named('deal')} is sourced by partner {named('partner')}, which {detail}."
     if kind == "touch_after_close":
         return (
-            f"Touch {ids.get('touch')} by partner {ids.get('partner')} is dated after "
-            f"deal {ids.get('deal')} closed."
+            f"Touch {ids.get('touch')} by partner {named('partner')} is dated after "
+            f"deal {named('deal')} closed."
         )
     registrations = ids.get("registrations")
-    regs = ", ".join(str(r) for r in registrations) if isinstance(registrations, list) else ""
-    return f"Registrations {regs} by different partners claim account {ids.get('account')}."
+    regs = (
+        ", ".join(names.get(("registrations", r), str(r)) for r in registrations)
+        if isinstance(registrations, list)
+        else ""
+    )
+    return f"Registrations {regs} by different partners claim account {named('account')}."
 
 
 def publication_version() -> str:
@@ -310,10 +355,20 @@ class Card:
     progress: Decimal | None = None
     # Activation rate of a cohort some of whose partners are still inside their window.
     provisional: bool = False
+    # The values of the periods leading to this one, oldest first (kpis.ranges.with_trends).
+    trend: list[Decimal | None] = field(default_factory=list)
+    trend_labels: list[str] = field(default_factory=list)
+    # Why the value is undefined whatever the data (a ratio over a custom range), or "".
+    undefined_reason: str = ""
+    # What `previous` is when not the period before (the portal compares a year so far with the
+    # same months a year earlier), or "".
+    previous_label: str = ""
+    # A page's own name for the metric (a partner's ROI is not "Program ROI"), or "".
+    title: str = ""
 
     @property
     def label(self) -> str:
-        return metric_label(self.metric)
+        return self.title or metric_label(self.metric)
 
     @property
     def cohort(self) -> bool:
@@ -324,8 +379,34 @@ class Card:
         return formatting.display(self.metric, self.value)
 
     @property
+    def compact(self) -> str:
+        """Money as `$2.22M` (the exact figure is `display`); other units as `display`."""
+        return formatting.compact(self.metric, self.value)
+
+    @property
     def export_value(self) -> str:
         return formatting.export_string(self.metric, self.value)
+
+    @property
+    def change_display(self) -> str:
+        """The change against the previous period: `+12.5%` (`+3.1 pts` for rates), or ""."""
+        return formatting.change(self.metric, self.value, self.previous)
+
+    @property
+    def change_direction(self) -> str:
+        """`up`, `down` or `flat` (empty when there is nothing to compare)."""
+        change = self.change
+        if change is None:
+            return ""
+        return "up" if change > 0 else "down" if change < 0 else "flat"
+
+    @property
+    def change_is_good(self) -> bool | None:
+        """Whether the change is an improvement (lower is better for costs and durations)."""
+        direction = self.change_direction
+        if direction in ("", "flat"):
+            return None
+        return (direction == "up") != formatting.lower_is_better(self.metric)
 
     @property
     def previous_display(self) -> str:
@@ -525,8 +606,12 @@ def annotate_partner_values(
             annotations[f"kpi_{metric}"] = Subquery(value)
     # Matching on scope_key (the partner's export key) lets the lookup use the published set's
     # unique index on every column it filters, on SQLite and PostgreSQL alike.
-    export_key = Coalesce(NullIf(F("key"), Value("")), Cast("pk", output_field=CharField()))
-    return queryset.annotate(export_key_=export_key).annotate(**annotations)
+    return queryset.annotate(export_key_=partner_export_key()).annotate(**annotations)
+
+
+def partner_export_key() -> BaseExpression:
+    """A partner's export key in SQL: its key, or its id when it has none."""
+    return Coalesce(NullIf(F("key"), Value("")), Cast("pk", output_field=CharField()))
 
 
 def partner_cohort_values(

@@ -70,3 +70,15 @@ def acting_partner_errors(
     if not allow_churned and partner.status == "churned":
         return {field: [PARTNER_LEFT.format(partner=partner)]}
     return {}
+
+
+# Tiers are free text (imported from CRMs); the usual ladder sorts from the top, anything else after
+# it alphabetically (docs/domain.md "Tiers").
+TIER_LADDER = ("diamond", "platinum", "gold", "silver", "bronze", "registered", "member")
+
+
+def tier_sort_key(tier: str) -> tuple[int, str]:
+    """Sort key that puts tiers in ladder order, highest first, unknown tiers after (A→Z)."""
+    name = tier.strip().lower()
+    rank = TIER_LADDER.index(name) if name in TIER_LADDER else len(TIER_LADDER)
+    return rank, name

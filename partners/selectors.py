@@ -29,3 +29,28 @@ def partners_referred_by(partner: Partner) -> QuerySet[Partner]:
     return (
         Partner.objects.filter(referred_by=partner).select_related("join_source").order_by("applied_at", "id")
     )
+
+
+def tiers_in_order() -> list[str]:
+    """The tiers partners hold, in tier order (partners.rules.tier_sort_key), not alphabetical."""
+    from partners.rules import tier_sort_key
+
+    tiers = Partner.objects.exclude(tier="").order_by().values_list("tier", flat=True).distinct()
+    return sorted(tiers, key=tier_sort_key)
+
+
+def partner_managers() -> QuerySet:
+    """Users who manage at least one partner, by name (last, first, then login)."""
+    from django.contrib.auth import get_user_model
+
+    return (
+        get_user_model()
+        .objects.filter(managed_partners__isnull=False)
+        .distinct()
+        .order_by("last_name", "first_name", "username")
+    )
+
+
+def manager_label(user) -> str:
+    """How pages name a manager: the full name, else the login."""
+    return user.get_full_name() or user.get_username()

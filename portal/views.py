@@ -1,9 +1,12 @@
 """The partner portal: a partner's own numbers, registrations and deals, nothing of anyone else's."""
 
+from datetime import date
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, Q, QuerySet, Sum
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -16,11 +19,14 @@ from deals.selectors import registration_conflicts, visible_deals, visible_regis
 from deals.services import registration_submit
 from kpis import selectors as kpi_selectors
 from kpis.metrics import Grain, Scope
-from kpis.periods import parse_period, period_of
+from kpis.periods import Period, period_of
+from kpis.ranges import MonthRange, Selection, summed_cards
+from partners.models import Partner
 from portal.forms import DealRegistrationForm
 from portal.permissions import PartnerRequest, partner_required
+from prm import charts
 from prm.forms import add_service_errors
-from program.models import ProgramSettings
+from program.models import ProgramSettings, program_today
 
 # Lists grow with the partner's history: a page at a time.
 PORTAL_PAGE_SIZE = 50
@@ -32,35 +38,96 @@ HOME_CARDS = ("sourced_revenue", "influenced_revenue", "leads_generated", "oppor
 def home(request: PartnerRequest) -> HttpResponse:
     partner = request.partner
     model = ProgramSettings.load().attribution_model
-    periods = kpi_selectors.available_periods(Grain.YEAR, attribution_model=model)
-    current = period_of(timezone.localdate(), Grain.YEAR)
-    year = next((p for p in periods if p <= current.label), current.label)
-
-    period = parse_period(year)  # a published label or the current year: always a year
+    span = year_to_date(program_today())
+    selection = Selection(scope=Scope.PARTNER, scope_key=partner.export_key, attribution_model=model)
+    cards = summed_cards(span, HOME_CARDS, selection)
+    for card in cards:  # "so far this year" is compared with the same months of the year before
+        card.previous, card.previous_label, card.year_ago = card.year_ago, "Same months last year", None
     registrations = visible_registrations(request.user)
+    deals = visible_deals(request.user)
     by_status = dict(registrations.order_by().values_list("status").annotate(n=Count("pk")))
+    revenue = kpi_selectors.revenue_by_month(
+        Period(Grain.MONTH, span.last.index),
+        scope=Scope.PARTNER,
+        partner_id=partner.pk,
+        metrics=("sourced_revenue", "influenced_revenue"),
+        attribution_model=model,
+    )
+    pipeline_series = kpi_selectors.kpi_series(
+        metrics=("leads_generated", "opportunities_sourced"),
+        grain=Grain.MONTH,
+        period_from=revenue[0].period,
+        period_to=revenue[-1].period,
+        scope=Scope.PARTNER,
+        scope_key=partner.export_key,
+        attribution_model=model,
+    )
     return render(
         request,
         "portal/home.html",
         {
             "partner": partner,
-            "period": period,
-            "period_in_progress": period.label == current.label,
-            "cards": kpi_selectors.cards(
-                period, HOME_CARDS, scope=Scope.PARTNER, scope_key=partner.export_key, attribution_model=model
-            ),
+            "span": span,
+            "period": span,
+            "hide_year_ago": True,
+            "cards": cards,
             "cohort": kpi_selectors.partner_cohort_values(
                 partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=model
             ),
-            "deals_won": visible_deals(request.user).filter(status=Deal.Status.WON).count(),
+            "deals_won": deals.filter(status=Deal.Status.WON).count(),
+            "pipeline": open_pipeline(deals, registrations, partner),
             "registration_counts": [
                 (label, by_status.get(value, 0)) for value, label in DealRegistration.Status.choices
             ],
-            "recent_registrations": registrations.select_related("account", "deal").order_by("-submitted_at")[
-                :5
-            ],
+            "revenue_chart": charts.chart(
+                "portal-revenue-chart",
+                f"Your revenue by month, {revenue[0].period} to {revenue[-1].period}",
+                [r.period for r in revenue],
+                [("Sourced", [r.sourced for r in revenue]), ("Influenced", [r.influenced for r in revenue])],
+                stacked=True,
+            ),
+            "leads_chart": charts.chart(
+                "portal-leads-chart",
+                f"Your registrations by month, {revenue[0].period} to {revenue[-1].period}",
+                [r.period for r in revenue],
+                [
+                    ("Leads (submitted)", [p["value"] for p in pipeline_series["leads_generated"]]),
+                    (
+                        "Opportunities (approved)",
+                        [p["value"] for p in pipeline_series["opportunities_sourced"]],
+                    ),
+                ],
+                value_kind="count",
+            ),
         },
     )
+
+
+def year_to_date(today: date) -> MonthRange:
+    """The complete months of this year so far (January to last month); in January, last year.
+
+    Published values are monthly, so "so far this year" stops at the last complete month and is
+    compared with the same months a year earlier, never with a whole year (docs/dashboards.md).
+    """
+    last_complete = period_of(today, Grain.MONTH).previous
+    first = Period(Grain.MONTH, last_complete.index - last_complete.index % 12)
+    return MonthRange(first, last_complete)
+
+
+def open_pipeline(deals: QuerySet[Deal], registrations: QuerySet[DealRegistration], partner: Partner) -> dict:
+    """The partner's open deals (count and amount, sourced vs worked on) and its pending
+    registrations, from the visible rows given (two queries)."""
+    deals = deals.filter(status=Deal.Status.OPEN)
+    sourced = Q(sourcing_partner=partner)
+    totals = deals.aggregate(
+        sourced_n=Count("pk", filter=sourced),
+        sourced_amount=Sum("amount", filter=sourced),
+        touched_n=Count("pk", filter=~sourced),
+        touched_amount=Sum("amount", filter=~sourced),
+    )
+    pending = registrations.filter(status=DealRegistration.Status.SUBMITTED)
+    registered = pending.aggregate(n=Count("pk"), amount=Sum("amount"))
+    return {**totals, "pending_n": registered["n"], "pending_amount": registered["amount"]}
 
 
 def _conflict_warnings(partner, domain: str) -> list[dict]:
@@ -146,15 +213,41 @@ def conflicts_json(request: PartnerRequest) -> JsonResponse:
     )
 
 
+def _search(request: PartnerRequest, statuses: list[tuple[str, str]]) -> tuple[str, str, str]:
+    """The list's search text and status (an unknown status is ignored), and the query to keep
+    across pages."""
+    q = request.GET.get("q", "").strip()[:100]
+    status = request.GET.get("status", "")
+    if status not in {value for value, _ in statuses}:
+        status = ""
+    kept = {k: v for k, v in (("q", q), ("status", status)) if v}
+    return q, status, urlencode(kept)
+
+
 @require_GET
 @partner_required
 def registrations(request: PartnerRequest) -> HttpResponse:
-    rows = (
-        visible_registrations(request.user).select_related("account", "deal").order_by("-submitted_at", "-id")
+    q, status, query = _search(request, DealRegistration.Status.choices)
+    rows = visible_registrations(request.user).select_related("account", "deal")
+    if q:
+        rows = rows.filter(Q(account__name__icontains=q) | Q(account__domain__icontains=q))
+    if status:
+        rows = rows.filter(status=status)
+    page = Paginator(rows.order_by("-submitted_at", "-id"), PORTAL_PAGE_SIZE).get_page(
+        request.GET.get("page")
     )
-    page = Paginator(rows, PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
-        request, "portal/registrations.html", {"registrations": page, "page": page, "now": timezone.now()}
+        request,
+        "portal/registrations.html",
+        {
+            "registrations": page,
+            "page": page,
+            "now": timezone.now(),
+            "q": q,
+            "status": status,
+            "query": query,
+            "statuses": DealRegistration.Status.choices,
+        },
     )
 
 
@@ -175,14 +268,28 @@ def registration_detail(request: PartnerRequest, registration_id: int) -> HttpRe
 @require_GET
 @partner_required
 def deals(request: PartnerRequest) -> HttpResponse:
-    rows = (
-        visible_deals(request.user).select_related("account", "registration").order_by("-created_at", "-id")
-    )
-    page = Paginator(rows, PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
+    q, status, query = _search(request, Deal.Status.choices)
+    rows = visible_deals(request.user).select_related("account", "registration")
+    if q:
+        rows = rows.filter(
+            Q(name__icontains=q) | Q(account__name__icontains=q) | Q(account__domain__icontains=q)
+        )
+    if status:
+        rows = rows.filter(status=status)
+    page = Paginator(rows.order_by("-created_at", "-id"), PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "portal/deals.html",
-        {"deals": page, "page": page, "partner": request.partner, "now": timezone.now()},
+        {
+            "deals": page,
+            "page": page,
+            "partner": request.partner,
+            "now": timezone.now(),
+            "q": q,
+            "status": status,
+            "query": query,
+            "statuses": Deal.Status.choices,
+        },
     )
 
 

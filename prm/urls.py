@@ -1,12 +1,22 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from account.views import LoginView, PasswordResetDoneView, PasswordResetView
 from dashboards.views import home
 from portal import funds, onboarding
 
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page says: send them to the static file."""
+    return redirect(static("favicon.ico"))
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("", home, name="home"),
     path("login/", LoginView.as_view(), name="login"),

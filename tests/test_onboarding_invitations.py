@@ -152,7 +152,7 @@ def test_password_validators_and_a_taken_username_are_refused_with_messages(clie
 
 def test_the_invitation_mail_names_inviter_partner_role_and_expiry(issued):
     mail = OutboundEmail.objects.get(kind="invitation")
-    expires = issued.invitation.expires_at.strftime("%Y-%m-%d %H:%M")
+    expires = f"{issued.invitation.expires_at:%-d %b %Y, %H:%M}"  # the one page and mail format
     assert mail.subject == "maria invites you to the Northwind partner portal"
     assert "maria invited you to act for Northwind in the partner portal as partner member" in mail.text
     assert f"the link works once, until {expires} UTC" in mail.text

@@ -83,8 +83,8 @@ def test_a_registration_ending_within_seven_days_is_warned_once(partner, setting
     approved.refresh_from_db()
     assert titles == sorted(
         [
-            f"Protection ends {soon.protection_expires_at:%Y-%m-%d}: Soon",
-            f"Protection ends {approved.protection_expires_at:%Y-%m-%d}: Ok",
+            f"Protection ends {soon.protection_expires_at:%-d %b %Y}: Soon",
+            f"Protection ends {approved.protection_expires_at:%-d %b %Y}: Ok",
         ]
     )
     body = Notification.objects.get(title__endswith=": Soon").body

@@ -104,7 +104,20 @@ def test_the_conflict_points_at_the_oldest_protected_claim(first_claim, registra
     assert third.conflict_with == first_claim
 
 
-def test_the_same_partner_registering_again_is_not_a_conflict(first_claim):
+def test_the_same_partner_registering_a_customer_still_awaiting_review_is_refused_clearly(first_claim):
+    """Not a silent duplicate, nor a conflict with itself: the partner is told which one awaits review."""
+    with pytest.raises(ValidationError) as refused:
+        _submit(first_claim.partner)
+    [message] = refused.value.message_dict["domain"]
+    expected = f"you already registered this customer and it awaits review: registration #{first_claim.pk}"
+    assert message.startswith(f"{expected} (submitted ")
+    assert DealRegistration.objects.filter(partner=first_claim.partner).count() == 1
+
+
+@pytest.mark.parametrize("status", ["approved", "rejected", "expired"])
+def test_the_same_partner_may_register_again_once_its_first_is_decided_or_expired(first_claim, status):
+    """After an approval a second opportunity at the same customer is normal; it never conflicts."""
+    DealRegistration.objects.filter(pk=first_claim.pk).update(status=status, decided_at=timezone.now())
     again = _submit(first_claim.partner)
     assert again.conflict_with is None
 

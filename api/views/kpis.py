@@ -405,7 +405,14 @@ class KpiExportView(APIView):
         etag = published_etag(request)[1] if reads_published_set(data["model"]) else None
         if etag is not None and (unchanged := not_modified(request, etag)) is not None:
             return unchanged
-        rows = export_rows(grain=data["grain"], model=data["model"] or None)
+        rows = export_rows(
+            grain=data["grain"],
+            model=data["model"] or None,
+            scope=data.get("scope"),
+            scope_key=data.get("scope_key"),
+            period_from=data.get("period_from"),
+            period_to=data.get("period_to"),
+        )
         if request.accepted_renderer.format == "csv":
             response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
             filename = f"kpis-{data['grain']}.csv"

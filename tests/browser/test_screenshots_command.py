@@ -32,6 +32,7 @@ def test_screenshots_command_writes_a_png_per_page(tmp_path, monkeypatch):
             "portal-users",
             "portal-profile",
             "overview",
+            "overview-range",
             "join-sources",
             "partners",
             "partner-detail",
@@ -42,6 +43,7 @@ def test_screenshots_command_writes_a_png_per_page(tmp_path, monkeypatch):
             "portal-register",
             "portal-register-errors",
             "portal-registrations",
+            "portal-deals",
         )
     )
     for png in tmp_path.glob("*.png"):

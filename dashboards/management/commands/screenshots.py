@@ -22,6 +22,8 @@ from dashboards.browser import CHROMIUM, CHROMIUM_ARGS
 MAX_HEIGHT = 1600
 STAFF_PAGES = [
     ("overview", "/dashboard/"),
+    # A custom range of whole months for the gold tier: sums, and "—" where a value does not add up.
+    ("overview-range", "/dashboard/?start=2026-01&end=2026-06&tier=gold"),
     ("join-sources", "/dashboard/join-sources/"),
     ("partners", "/dashboard/partners/"),
     ("applications", "/dashboard/applications/"),
@@ -44,6 +46,7 @@ PARTNER_PAGES = [
     ("portal-home", "/portal/"),
     ("portal-register", "/portal/register/"),
     ("portal-registrations", "/portal/registrations/"),
+    ("portal-deals", "/portal/deals/"),
     # The partner login must be a partner admin (seed_demo's is) for the users page.
     ("portal-users", "/portal/users/"),
     ("portal-profile", "/portal/profile/"),
