@@ -9,7 +9,6 @@ from dashboards.templatetags.drilldown import drill_href
 from kpis import drilldown, drilldown_pages
 from kpis.metrics import Scope
 from kpis.metrics import label as metric_label
-from kpis.periods import period_or_none
 from partners.models import JoinSource, Partner
 
 
@@ -49,7 +48,7 @@ def drill_response(
 @require_GET
 @staff_required
 def drill(request: HttpRequest, metric: str) -> HttpResponse | StreamingHttpResponse:
-    """`/dashboard/drill/<metric>/?period=2026-03[&partner=<id>|&join_source=<id>][&part=][&sort=]`."""
+    """`/dashboard/drill/<metric>/?period=2026-03|2026-01..2026-11[&partner=<id>|&join_source=<id>][&part=][&sort=]`."""
     scope, sid, subject = Scope.PROGRAM.value, 0, "Program"
     if "partner" in request.GET:
         partner = get_object_or_404(Partner, pk=_id(request.GET["partner"]))
@@ -59,15 +58,13 @@ def drill(request: HttpRequest, metric: str) -> HttpResponse | StreamingHttpResp
         scope, sid, subject = Scope.JOIN_SOURCE.value, source.pk, f"Join source {source.name}"
     if not drilldown.drillable(metric, scope):
         raise Http404("No such KPI in this scope.")
-    period = period_or_none(request.GET.get("period"))
-    if period is None:
+    try:
+        period = drilldown.drill_span(metric, request.GET.get("period"))
+    except ValueError as error:
         return render(
             request,
             "dashboards/drilldown_unavailable.html",
-            {
-                "base_template": "dashboards/base.html",
-                "error": "Choose a period like 2026-03, 2026-Q1 or 2026.",
-            },
+            {"base_template": "dashboards/base.html", "error": str(error)},
             status=400,
         )
     q = drilldown.Query(metric, scope, sid, period, request.GET.get("part", "rows"))

@@ -65,6 +65,16 @@ class PartnerGroupForm(forms.Form):
             return Selection(scope=Scope.JOIN_SOURCE, scope_key=source.export_key, attribution_model=model)
         return Selection(attribution_model=model)
 
+    def drill_target(self) -> tuple[str, int]:
+        """Where the cards' values drill: the program, the join source, or nowhere for a tier or
+        type (its sums are no published scope: "group" is no scope, so drill_href gives no link)."""
+        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
+        if data.get("tier") or data.get("type"):
+            return "group", 0
+        if data.get("join_source"):
+            return Scope.JOIN_SOURCE.value, data["join_source"].pk
+        return Scope.PROGRAM.value, 0
+
     def description(self) -> str:
         """`gold partners of type reseller from Website`, or "" for the whole program."""
         data = self.cleaned_data if self.is_bound and self.is_valid() else {}

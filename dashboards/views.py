@@ -34,7 +34,14 @@ from kpis.metrics import Scope
 from kpis.models import KpiRun, ReconciliationItem
 from kpis.periods import Period, period_or_none
 from kpis.published_attribution import explorer_rows
-from kpis.ranges import MonthRange, Selection, annotate_partner_range_values, trend_window, with_trends
+from kpis.ranges import (
+    MonthRange,
+    Selection,
+    annotate_partner_range_values,
+    span_param,
+    trend_window,
+    with_trends,
+)
 from kpis.selectors import (
     active_run,
     kpi_series,
@@ -156,9 +163,12 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
     group = PartnerGroupForm(request.GET or None)
     revenue = kpi_selectors.revenue_by_month(period, attribution_model=context["model"])
     running = active_run()
+    drill_scope, drill_sid = group.drill_target()
     context.update(
         group_form=group,
         group_description=group.description(),
+        drill_scope=drill_scope,
+        drill_sid=drill_sid,
         cards=_with_provisional_flag(
             build_cards(
                 CardRequest(
@@ -357,8 +367,8 @@ def partners(request: AuthenticatedRequest) -> HttpResponse | StreamingHttpRespo
         csv_query=csv_query.urlencode(),
         sorts=SORTS,
         metrics=LEADERBOARD_METRICS,
-        # A custom range has no published value of its own: its cells are not links.
-        drill_period="" if context["span"].grain == "range" else period.label,
+        # A custom range's cells open the rows of its months; win rate ("—" over a range) has no link.
+        drill_period=span_param(context["span"]),
     )
     return render(request, "dashboards/partners.html", context)
 

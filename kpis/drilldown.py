@@ -25,8 +25,10 @@ from kpis.drilldown_rows import family_select
 from kpis.engine.dialect import Dialect
 from kpis.engine.tables import state_table
 from kpis.metrics import METRICS_BY_NAME
+from kpis.metrics import label as metric_label
 from kpis.models import KpiPublication
 from kpis.periods import Period
+from kpis.ranges import MonthRange, defined_over_range, parse_span
 from program.models import ProgramSettings
 
 # Every family's columns: (name, label, kind). kind: money (cents), date, days, count, text, flag, id.
@@ -212,6 +214,23 @@ def drillable(metric: str, scope: str) -> bool:
     return m is not None and metric in PARTS and scope in m.scopes()
 
 
+PERIOD_HELP = "Choose a period like 2026-03, 2026-Q1 or 2026, or a range of months like 2026-01..2026-11."
+
+
+def drill_span(metric: str, text: str | None) -> Period | MonthRange:
+    """The `period` of a drill-down (page, portal, API): a period label or a range of whole months
+    (`2026-01..2026-11`); ValueError with the message to show when it is neither, or when the
+    metric has no value over a custom range (its card shows "—": kpis.ranges)."""
+    span = parse_span(text)
+    if span is None:
+        raise ValueError(PERIOD_HELP)
+    if isinstance(span, MonthRange) and not defined_over_range(metric):
+        raise ValueError(
+            f"{metric_label(metric)} has no value over a custom range: pick a month, quarter or year."
+        )
+    return span
+
+
 # -- where the facts are ------------------------------------------------------------------------
 class NoPublishedFacts(LookupError):
     """No run's state describes the published set (none published yet, or it was lost)."""
@@ -270,12 +289,12 @@ def _state_table_exists(run_id: int) -> bool:
 @dataclass(frozen=True)
 class Query:
     """What to drill into: a metric's value for a scope (sid: partner or join source id; 0 for the
-    program) and a period."""
+    program) and a period or a custom range of whole months (kpis.ranges: the rows of its months)."""
 
     metric: str
     scope: str
     sid: int
-    period: Period
+    period: Period | MonthRange
     part: str = "rows"
 
     def the_part(self) -> Part:

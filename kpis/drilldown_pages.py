@@ -24,7 +24,8 @@ from kpis.drilldown import (
     published_facts,
     recompute,
 )
-from kpis.metrics import Scope
+from kpis.metrics import Grain, Scope
+from kpis.ranges import MonthRange, Selection, range_value, span_param, window_sums
 
 _CENT = Decimal("0.01")
 
@@ -65,9 +66,12 @@ PAGE_SIZE = 50
 
 
 def published_value(q: Query, model: str) -> Decimal | None:
-    """The published value `q` drills into (under `model`), None when absent."""
+    """The published value `q` drills into (under `model`), None when absent. For a custom range:
+    the value its card shows, from the published values of its months (kpis.ranges)."""
     from kpis.models import KpiValue
 
+    if isinstance(q.period, MonthRange):
+        return range_card_value(q, q.period, model)
     qs = KpiValue.objects.filter(
         attribution_model=model,
         scope=q.scope,
@@ -81,6 +85,22 @@ def published_value(q: Query, model: str) -> Decimal | None:
     elif q.scope == Scope.JOIN_SOURCE:
         qs = qs.filter(join_source_id=q.sid)
     return qs.values_list("value", flat=True).first()
+
+
+def range_card_value(q: Query, span: MonthRange, model: str) -> Decimal | None:
+    """The metric over the range's months, summed and derived as a range card sums and derives it
+    (kpis.ranges.window_sums, range_value); the selection is the one the cards read."""
+    from partners.models import JoinSource, Partner
+
+    selection = Selection(attribution_model=model)
+    if q.scope != Scope.PROGRAM:
+        owner = Partner if q.scope == Scope.PARTNER else JoinSource
+        found = owner.objects.filter(pk=q.sid).first()
+        if found is None:
+            return None
+        selection = Selection(scope=q.scope, scope_key=found.export_key, attribution_model=model)
+    (sums,) = window_sums(selection, Grain.MONTH.value, [span.labels], [q.metric])
+    return range_value(q.metric, sums)
 
 
 def page_context(facts: Facts, q: Query, *, sort: str = "", page_number: object = 1) -> dict[str, Any]:
@@ -162,7 +182,7 @@ def csv_lines(facts: Facts, q: Query, *, sort: str = "") -> Iterator[str]:
 
 def csv_filename(q: Query) -> str:
     scope = f"-{q.scope}-{q.sid}" if q.sid else ""
-    return f"{q.metric}-{q.period.label}{scope}-{q.part}.csv"
+    return f"{q.metric}-{span_param(q.period)}{scope}-{q.part}.csv"
 
 
 def link_queries(params: QueryDict) -> dict[str, str]:

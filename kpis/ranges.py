@@ -28,7 +28,7 @@ from django.db.models.functions import Coalesce
 
 from kpis.metrics import METRICS_BY_NAME, Grain, Scope
 from kpis.models import KpiValue
-from kpis.periods import Period, parse_period
+from kpis.periods import Period, parse_period, period_or_none
 from kpis.selectors import Card, partner_export_key, published_values
 from partners.models import Partner
 
@@ -58,6 +58,7 @@ DERIVED: dict[str, tuple[str, str]] = {
 }
 
 MAX_RANGE_MONTHS = 120
+RANGE_SEPARATOR = ".."  # unreserved in URLs, so `2026-01..2026-11` round-trips unescaped
 
 
 def defined_over_range(metric: str) -> bool:
@@ -104,6 +105,11 @@ class MonthRange:
     def labels(self) -> list[str]:
         return [self.first.shifted(i).label for i in range(self.months)]
 
+    @property
+    def param(self) -> str:
+        """How a URL spells the range (`period=2026-01..2026-11`): `parse_span` reads it back."""
+        return f"{self.first.label}{RANGE_SEPARATOR}{self.last.label}"
+
     def shifted(self, months: int) -> "MonthRange":
         return MonthRange(self.first.shifted(months), self.last.shifted(months))
 
@@ -128,6 +134,23 @@ def month_range(first: str, last: str) -> MonthRange:
     if b.index - a.index + 1 > MAX_RANGE_MONTHS:
         raise ValueError(f"a custom range spans at most {MAX_RANGE_MONTHS} months")
     return MonthRange(a, b)
+
+
+def parse_span(text: str | None) -> "Period | MonthRange | None":
+    """A period label (`2026-03`, `2026-Q1`, `2026`) or a range of whole months as a URL spells it
+    (`2026-01..2026-11`, `MonthRange.param`); None when it is neither."""
+    if text and RANGE_SEPARATOR in text:
+        first, _, last = text.partition(RANGE_SEPARATOR)
+        try:
+            return month_range(first.strip(), last.strip())
+        except ValueError:
+            return None
+    return period_or_none(text)
+
+
+def span_param(span: "Period | MonthRange") -> str:
+    """The `period` query value of a period or a range (parse_span reads it back)."""
+    return span.param if isinstance(span, MonthRange) else span.label
 
 
 # Partner values that add up over a group of partners (a tier, a type): each fact belongs to one

@@ -10,7 +10,6 @@ from django.views.decorators.http import require_GET
 from kpis import drilldown, drilldown_pages
 from kpis.metrics import Scope
 from kpis.metrics import label as metric_label
-from kpis.periods import period_or_none
 from portal.permissions import PartnerRequest, partner_required
 
 BASE = "portal/base.html"
@@ -19,20 +18,21 @@ BASE = "portal/base.html"
 @require_GET
 @partner_required
 def drill(request: PartnerRequest, metric: str) -> HttpResponse:
-    """`/portal/drill/<metric>/?period=2026-03[&part=][&sort=][&format=csv]`: the partner's own
-    rows (its deals, its attribution shares, its touches, registrations and costs). A `partner`
+    """`/portal/drill/<metric>/?period=2026-03|2026-01..2026-11[&part=][&sort=][&format=csv]`: the
+    partner's own rows (its deals, its attribution shares, its touches, registrations and costs). A `partner`
     other than its own is a 404, like any other partner's row."""
     partner = request.partner
     if request.GET.get("partner", str(partner.pk)) != str(partner.pk):
         raise Http404("No such partner.")
     if not drilldown.drillable(metric, Scope.PARTNER):
         raise Http404("No such figure.")
-    period = period_or_none(request.GET.get("period"))
-    if period is None:
+    try:
+        period = drilldown.drill_span(metric, request.GET.get("period"))
+    except ValueError as error:
         return render(
             request,
             "dashboards/drilldown_unavailable.html",
-            {"base_template": BASE, "error": "Choose a period like 2026-03, 2026-Q1 or 2026."},
+            {"base_template": BASE, "error": str(error)},
             status=400,
         )
     q = drilldown.Query(metric, Scope.PARTNER.value, partner.pk, period, request.GET.get("part", "rows"))

@@ -232,3 +232,66 @@ def test_the_explorer_links_the_published_models_cells_to_their_rows(program, ma
     html = manager.get("/dashboard/attribution/?grain=month&period=2026-03").content.decode()
     assert f"/dashboard/drill/attributed_revenue/?period=2026-03&amp;partner={a.pk}" in html
     assert f"/dashboard/drill/influenced_revenue/?period=2026-03&amp;partner={a.pk}" in html
+
+
+def _card_value(html: str, metric: str) -> str:
+    """The exact value a KPI card carries (`data-value`) and its drill-down link."""
+    card = html.split(f'data-metric="{metric}" data-value="')[1]
+    return card.split('"')[0]
+
+
+def _card_href(html: str, metric: str) -> str:
+    card = html.split(f'data-metric="{metric}" data-value="')[1].split("</li>")[0]
+    return card.split('class="drill-link" href="')[1].split('"')[0].replace("&amp;", "&")
+
+
+def test_a_custom_range_opens_the_rows_of_its_months_and_they_add_up_to_its_card(program, manager):
+    """Feb to Apr 2026 (the data is in March): sourced revenue is A's $300 won deal; CAC is the
+    program cost (1,000 + 500 + 30 + 40) over its new customers; win rates show "—", no link."""
+    from kpis.ranges import parse_span
+
+    a = program["a"]
+    overview = manager.get(
+        "/dashboard/?grain=month&period=2026-03&start=2026-02&end=2026-04"
+    ).content.decode()
+    for metric in ("sourced_revenue", "cac"):
+        href = _card_href(overview, metric)
+        assert href == f"/dashboard/drill/{metric}/?period=2026-02..2026-04"
+        response = manager.get(href)
+        assert response.status_code == 200, href
+        assert "2026-02 to 2026-04" in response.content.decode()
+        assert shown(response) == (_card_value(overview, metric),) * 2, metric
+    assert (_card_value(overview, "sourced_revenue"), _card_value(overview, "cac")) == ("300.00", "1570.00")
+    assert 'data-metric="win_rate_sourced"' in overview
+    assert "/dashboard/drill/win_rate_sourced/?period=2026-02..2026-04" not in overview
+    # A range the card shows "—" for, a reversed or malformed range: a 400 that says why.
+    assert manager.get("/dashboard/drill/win_rate_sourced/?period=2026-02..2026-04").status_code == 400
+    assert manager.get("/dashboard/drill/sourced_revenue/?period=2026-04..2026-02").status_code == 400
+    assert manager.get("/dashboard/drill/sourced_revenue/?period=2026-Q1..2026-04").status_code == 400
+    # The leaderboard's cells in range mode open the partner's rows over the months.
+    board = manager.get("/dashboard/partners/?grain=month&period=2026-03&start=2026-02&end=2026-04")
+    assert (
+        f"/dashboard/drill/sourced_revenue/?period=2026-02..2026-04&amp;partner={a.pk}"
+        in board.content.decode()
+    )
+    assert "win_rate_sourced/?period=2026-02..2026-04" not in board.content.decode()
+    # The portal home's "so far this year" cards: the partner's own rows over those months.
+    client = portal_user(a)
+    home = client.get("/portal/").content.decode()
+    href = _card_href(home, "sourced_revenue")
+    span = parse_span(href.split("period=")[1])
+    assert span is not None and span.grain == "range" and span.param in href
+    response = client.get(href)
+    assert response.status_code == 200
+    assert shown(response) == (_card_value(home, "sourced_revenue"),) * 2 == ("300.00", "300.00")
+    # CAC for the partner over a range: its $500 cost and $30 commission over its one new customer.
+    response = client.get("/portal/drill/cac/?period=2026-01..2026-04")
+    assert response.status_code == 200
+    assert shown(response) == ("530.00", "530.00")
+    # The API reads the same syntax and echoes it.
+    body = manager.get("/api/v1/kpi-drilldown/cac/?period=2026-02..2026-04").json()
+    assert (body["period"], body["published"], body["adds_up_to"]) == (
+        "2026-02..2026-04",
+        _card_value(overview, "cac"),
+        _card_value(overview, "cac"),
+    )

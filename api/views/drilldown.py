@@ -18,7 +18,7 @@ from api.views.kpis import CSVRenderer
 from kpis import drilldown, drilldown_pages
 from kpis.export import format_value
 from kpis.metrics import Scope
-from kpis.periods import period_or_none
+from kpis.ranges import span_param
 from partners.models import JoinSource, Partner
 
 
@@ -47,7 +47,12 @@ def _id(text: str) -> int:
         "`format=csv` streams every row."
     ),
     parameters=[
-        OpenApiParameter("period", OpenApiTypes.STR, required=True, description="2026-03, 2026-Q1 or 2026"),
+        OpenApiParameter(
+            "period",
+            OpenApiTypes.STR,
+            required=True,
+            description="2026-03, 2026-Q1, 2026 or a range of months 2026-01..2026-11",
+        ),
         OpenApiParameter("partner", OpenApiTypes.INT, description="A partner's id (partner scope)"),
         OpenApiParameter("join_source", OpenApiTypes.INT, description="A join source's id"),
         OpenApiParameter("part", OpenApiTypes.STR, description="rows (default), numerator, denominator"),
@@ -100,9 +105,10 @@ class KpiDrilldownView(APIView):
             scope, sid = Scope.PARTNER.value, partner.pk
         if not drilldown.drillable(metric, scope):
             raise exceptions.NotFound("No such KPI in this scope.")
-        period = period_or_none(params.get("period"))
-        if period is None:
-            raise exceptions.ValidationError({"period": ["must look like 2026-03, 2026-Q1 or 2026"]})
+        try:
+            period = drilldown.drill_span(metric, params.get("period"))
+        except ValueError as error:
+            raise exceptions.ValidationError({"period": [str(error)]}) from error
         return drilldown.Query(metric, scope, sid, period, params.get("part", "rows"))
 
     def _body(self, request: Request, q: drilldown.Query, page: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +132,7 @@ class KpiDrilldownView(APIView):
             "scope": q.scope,
             "partner": q.sid if q.scope == Scope.PARTNER else None,
             "join_source": q.sid if q.scope == Scope.JOIN_SOURCE else None,
-            "period": q.period.label,
+            "period": span_param(q.period),
             "published": _value(q.metric, page["published"]),
             "adds_up_to": _value(q.metric, page["adds_up_to"]),
             "part": page["part"].key,

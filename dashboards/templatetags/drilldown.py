@@ -2,7 +2,8 @@
 
 Staff pages link to /dashboard/drill/<metric>/, portal pages (the request resolved in the portal's
 namespace) to /portal/drill/<metric>/ (the partner's own rows). A value with no rows to open (a
-target, a metric that does not exist in the scope) stays plain text.
+target, a metric that does not exist in the scope, a metric without a value over a custom range)
+stays plain text.
 """
 
 from urllib.parse import urlencode
@@ -13,6 +14,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from kpis.drilldown import drillable
+from kpis.ranges import RANGE_SEPARATOR, defined_over_range
 
 register = template.Library()
 
@@ -20,10 +22,13 @@ register = template.Library()
 def drill_href(
     metric: str, period: str, scope: str = "program", sid: object = 0, *, portal: bool = False
 ) -> str:
-    """The drill-down URL of one published value ("" when it has no rows to open)."""
+    """The drill-down URL of one published value ("" when it has no rows to open). `period`: a
+    period label or a custom range of whole months as a URL spells it (`MonthRange.param`)."""
     scope = scope or "program"
     if not period or not drillable(metric, scope):
         return ""
+    if RANGE_SEPARATOR in period and not defined_over_range(metric):
+        return ""  # its range card shows "—": no value to open (kpis.ranges)
     if portal:
         if scope != "partner":
             return ""
