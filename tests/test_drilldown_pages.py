@@ -295,3 +295,18 @@ def test_a_custom_range_opens_the_rows_of_its_months_and_they_add_up_to_its_card
         _card_value(overview, "cac"),
         _card_value(overview, "cac"),
     )
+
+
+def test_overview_cards_of_a_join_source_open_its_rows_and_of_a_type_none(program, manager):
+    """A join source's cards are its published values: they open its rows. A type's cards are sums
+    over its partners, no published scope: no link (never the program's rows)."""
+    web = program["web"]
+    url = "/dashboard/?grain=month&period=2026-03&start=2026-02&end=2026-04"
+    source = manager.get(f"{url}&join_source={web.pk}").content.decode()
+    href = _card_href(source, "sourced_revenue")
+    assert href == f"/dashboard/drill/sourced_revenue/?period=2026-02..2026-04&join_source={web.pk}"
+    response = manager.get(href)
+    assert shown(response) == (_card_value(source, "sourced_revenue"),) * 2 == ("300.00", "300.00")
+    group = manager.get(f"{url}&type=reseller").content.decode()
+    card = group.split('data-metric="sourced_revenue" data-value="')[1].split("</li>")[0]
+    assert "drill-link" not in card
