@@ -40,7 +40,7 @@ def build_attributed_shares(
     if not table.isidentifier():
         raise ValueError(f"not a table name: {table!r}")
     program = ProgramSettings.load()
-    names = [AttributionModel(m).value for m in models or [program.attribution_model]]
+    names = list(models or [program.attribution_model])
     ctx = RunContext(EngineSettings.from_program(program), program_today())
     ids = None if deal_ids is None else sorted({int(i) for i in deal_ids})
     _drop(ctx)
@@ -48,16 +48,32 @@ def build_attributed_shares(
     try:
         with ctx.sql.session_time_zone():
             _build_facts(ctx, ids)
-            for n, model in enumerate(names):
-                if n:  # the previous model's split
-                    ctx.exec("DROP TABLE IF EXISTS kx_attr")
-                    ctx.exec("DROP TABLE IF EXISTS kx_tw")
-                ctx.settings.attribution_model = model
-                attribution.build(ctx)
-                shares = f"SELECT '{model}' AS model, deal_id, partner_id, cents, seg FROM kx_attr"
-                ctx.exec(f"INSERT INTO {table} {shares}" if n else f"CREATE TEMP TABLE {table} AS {shares}")
+            split_shares(ctx, table, names)
     finally:
         _drop(ctx)
+
+
+def split_shares(
+    ctx: RunContext,
+    table: str,
+    models: Sequence[str],
+    *,
+    deal_rows: str = "kx_deal",
+    touch_rows: str = "kx_touch",
+) -> None:
+    """CREATE TEMP TABLE `table` (model, deal_id, partner_id, cents, seg): the engine's split
+    (kpis.engine.attribution.build) of the facts in this session (kx_partner, and `deal_rows`,
+    `touch_rows` as the engine's kx_deal and kx_touch) under each of `models` in turn. Leaves
+    the last model's kx_tw and kx_attr for the caller to drop (ctx.settings: the last model)."""
+    names = [AttributionModel(m).value for m in models]
+    for n, model in enumerate(names):
+        if n:  # the previous model's split
+            ctx.exec("DROP TABLE IF EXISTS kx_attr")
+            ctx.exec("DROP TABLE IF EXISTS kx_tw")
+        ctx.settings.attribution_model = model
+        attribution.build(ctx, deal_rows=deal_rows, touch_rows=touch_rows)
+        shares = f"SELECT '{model}' AS model, deal_id, partner_id, cents, seg FROM kx_attr"
+        ctx.exec(f"INSERT INTO {table} {shares}" if n else f"CREATE TEMP TABLE {table} AS {shares}")
 
 
 def _build_facts(ctx: RunContext, ids: list[int] | None) -> None:
