@@ -5,7 +5,9 @@ under each attribution model asked for. The deals, touches and partners are the 
 that published the KPI set (kpis.drilldown.published_facts), so the explorer agrees with the
 published values. The program's own model reads that run's shares (kx_attr) as they are; another
 model splits only the won influenced deals of those dates again, with the engine's own SQL
-(kpis.engine.attribution.build) over copies of their rows: exact, and bounded by the dates asked for.
+(kpis.shares.split_shares, i.e. kpis.engine.attribution.build) over copies of their rows: exact,
+and bounded by the dates asked for. It builds no facts of its own (kpis.shares.build_attributed_shares
+builds them from the deal tables as they are now; these are the publishing run's).
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ from typing import Any
 from django.db import connection
 
 from kpis.drilldown import Facts, published_facts
-from kpis.engine import attribution
 from kpis.engine.context import EngineSettings, RunContext
+from kpis.shares import split_shares
 from partners.models import Partner
 from prm.database import transaction_settings
 from program.attribution import AttributionModel
 from program.models import ProgramSettings
 
 # The temp tables and view this module writes (dropped again at the end of its transaction).
-_TEMP = ("kx_pa_deal", "kx_pa_touch", "kx_tw", "kx_attr", "kx_pa_base")
+_TEMP = ("kx_pa_deal", "kx_pa_touch", "kx_tw", "kx_attr", "kx_pa_base", "kx_pa_share")
 _SESSION = {"work_mem": "256MB"}
 _CENT = Decimal("0.01")
 
@@ -76,20 +78,20 @@ def attribution_by_partner(
             SELECT t.partner_id, 0, d.cents FROM (SELECT DISTINCT partner_id, deal_id FROM kx_pa_touch) t
             JOIN kx_pa_deal d ON d.id = t.deal_id"""
         )
+        # The other models: the engine's split of the copied rows (kpis.shares.split_shares).
+        others = [m for m in dict.fromkeys(models) if m != facts.attribution_model]
+        if others:
+            ctx = RunContext(EngineSettings.from_program(program), facts.as_of)
+            _exec(f"CREATE TEMP VIEW kx_partner AS SELECT * FROM {facts.t('kx_partner')}")
+            split_shares(ctx, "kx_pa_share", others, deal_rows="kx_pa_deal", touch_rows="kx_pa_touch")
         result = {}
         for model in models:
             if model == facts.attribution_model:
                 shares = f"""SELECT a.partner_id, a.cents FROM {facts.t("kx_attr")} a
                     WHERE a.deal_id IN (SELECT id FROM kx_pa_deal)"""
             else:
-                ctx = RunContext(EngineSettings.from_program(program, model=model), facts.as_of)
-                _exec(f"CREATE TEMP VIEW kx_partner AS SELECT * FROM {facts.t('kx_partner')}")
-                attribution.build(ctx, deal_rows="kx_pa_deal", touch_rows="kx_pa_touch")
-                shares = "SELECT partner_id, cents FROM kx_attr"
+                shares = f"SELECT partner_id, cents FROM kx_pa_share WHERE model = '{model}'"
             result[model] = _totals(shares)
-            for name in ("kx_tw", "kx_attr"):
-                _exec(f"DROP TABLE IF EXISTS {name}")
-            _exec("DROP VIEW IF EXISTS kx_partner")
         _drop(sql.pg)
     return result
 
