@@ -10,6 +10,8 @@ importer refuses the file with `file:line: column: reason` and no traceback.
 import io
 import json
 import zipfile
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -59,11 +61,31 @@ def tokens(manager, admin_a) -> dict[str, APIClient]:
     return clients
 
 
-def _path(path: str, world_a, applicant) -> str:
+def _path(path: str, world_a, applicant, more: dict[str, int] | None = None) -> str:
     """An operation's path with an id it can act on (a 404 would stop before the body is read)."""
     ids = {"deals": world_a.deal.pk, "registrations": world_a.registration.pk, "partners": applicant.pk}
+    ids.update(more or {})
     resource = path.removeprefix(f"{API}/").split("/", 1)[0]
     return path.replace("{id}", str(ids.get(resource, 1)))
+
+
+# Writes only a partner makes (an MDF request or claim is its own): its admin's token sends them.
+PARTNER_WRITES = {("POST", f"{API}/mdf-requests/"), ("POST", f"{API}/mdf-claims/")}
+
+
+def _money_objects(world_a, manager) -> dict[str, int]:
+    """An MDF request and claim of world A, and a payout batch, for the paths that act on one."""
+    from economics.payouts import payout_batch_create
+    from mdf import services as mdf
+    from tests.support.mdf import approve, claim, png_upload, submit
+    from tests.support.payouts import entry
+
+    mdf.budget_set(quarter="2026-Q2", amount=Decimal("5000.00"), partner=world_a.partner)
+    request = approve(submit(world_a.partner, amount="1000.00"), manager)
+    made = claim(request, amount="900.00", files=[png_upload()])
+    entry(world_a.partner, "80.00", approved_on=date(2026, 10, 2))
+    batch, _ = payout_batch_create(month=date(2026, 10, 1))
+    return {"mdf-requests": request.pk, "mdf-claims": made.pk, "payout-batches": batch.pk}
 
 
 def test_the_schema_yields_the_json_writes_the_next_test_covers():
@@ -71,10 +93,12 @@ def test_the_schema_yields_the_json_writes_the_next_test_covers():
 
 
 @pytest.mark.parametrize(("method", "path"), JSON_WRITES, ids=[f"{m} {p}" for m, p in JSON_WRITES])
-def test_a_deeply_nested_json_body_is_a_400_parse_error(tokens, world_a, method, path):
+def test_a_deeply_nested_json_body_is_a_400_parse_error(tokens, world_a, manager, method, path):
     applicant = PartnerFactory(applied=True)
-    response = tokens["manager"].generic(
-        method, _path(path, world_a, applicant), DEEPLY_NESTED, "application/json"
+    more = _money_objects(world_a, manager) if "/mdf-" in path or "/payout-" in path else {}
+    persona = "partner" if (method, path) in PARTNER_WRITES else "manager"
+    response = tokens[persona].generic(
+        method, _path(path, world_a, applicant, more), DEEPLY_NESTED, "application/json"
     )
     assert response.status_code == 400, response.content[:300]
     assert error_of(response)["code"] == "parse_error"

@@ -148,7 +148,9 @@ def _mutate(rng: random.Random, round_no: int) -> None:
         sourcing_partner_id=rng.choice(partner_ids), updated_at=now
     )
     Deal.objects.filter(pk__in=some(won, 2)).update(sourcing_partner=None, updated_at=now)
-    Deal.objects.filter(pk__in=some(deal_ids, 2)).delete()
+    # A deal with commission entries cannot be deleted (the ledger protects it): delete others.
+    deletable = list(Deal.objects.filter(commission_entries__isnull=True).values_list("id", flat=True))
+    Deal.objects.filter(pk__in=some(deletable, 2)).delete()
     # A new deal won this round, touched by two partners, and a late touch on an old deal.
     p1, p2 = Partner.objects.filter(pk__in=some(partner_ids, 2))
     new = t.deal(
@@ -165,7 +167,12 @@ def _mutate(rng: random.Random, round_no: int) -> None:
         status="approved", decided_at=now, updated_at=now
     )
     DealRegistration.objects.filter(
-        pk__in=some(list(DealRegistration.objects.values_list("id", flat=True)), 1)
+        pk__in=some(
+            list(
+                DealRegistration.objects.filter(commission_entries__isnull=True).values_list("id", flat=True)
+            ),
+            1,
+        )
     ).delete()
     # Partners: a join date corrected, one moved to another join source, one new that sold.
     for partner_id in some(partner_ids, 1):

@@ -62,10 +62,18 @@ PUBLIC_PAGES = [
 ]
 
 
-# After a list page: open its first link (CSS selector) and shoot it under this name; in order.
-FOLLOW_FIRST_LINK = {
-    "payouts": [("main table tbody th a", "payout-batch"), ("main table tbody th a", "payout-statement")],
-    "portal-earnings": [("main table tbody th a", "portal-earnings-statement")],
+# After a page: open the first link matching a CSS selector and shoot it under a name, in order
+# (each from the page reached before it); skipped when the program has nothing to open there.
+_FOLLOW: dict[str, list[tuple[str, str]]] = {
+    # The rows behind the first KPI card (the drill-down page).
+    "overview": [("drilldown", ".kpi-card a.drill-link")],
+    "portal-home": [("portal-drilldown", ".kpi-card a.drill-link")],
+    # The largest won influenced deal: its timeline and five splits.
+    "deals": [("deal-detail", "#deal-list tbody a")],
+    # The leaderboard's top partner, whatever its id in this database.
+    "partners": [("partner-detail", "#leaderboard tbody a")],
+    "payouts": [("payout-batch", "main table tbody th a"), ("payout-statement", "main table tbody th a")],
+    "portal-earnings": [("portal-earnings-statement", "main table tbody th a")],
 }
 
 
@@ -135,28 +143,13 @@ class Command(BaseCommand):
                                 page.wait_for_load_state()
                                 path = out / f"portal-register-errors{suffix}.png"
                                 written.append(self._capture(page, path))
-                            if name in ("overview", "portal-home"):
-                                # The rows behind the first KPI card (the drill-down page).
-                                drill = page.locator(".kpi-card a.drill-link").first.get_attribute("href")
-                                shot = "drilldown" if name == "overview" else "portal-drilldown"
-                                written.append(self._shoot(page, url + drill, out / f"{shot}{suffix}.png"))
-                            if name == "deals":
-                                # The largest won influenced deal: its timeline and five splits.
-                                top = page.locator("#deal-list tbody a").first.get_attribute("href")
-                                written.append(self._shoot(page, url + top, out / f"deal-detail{suffix}.png"))
-                            if name in FOLLOW_FIRST_LINK:
-                                for selector, shot in FOLLOW_FIRST_LINK[name]:
-                                    link = page.locator(selector).first.get_attribute("href")
-                                    if link:
-                                        written.append(
-                                            self._shoot(page, url + link, out / f"{shot}{suffix}.png")
-                                        )
-                            if name == "partners":
-                                # The leaderboard's top partner, whatever its id in this database.
-                                top = page.locator("#leaderboard tbody a").first.get_attribute("href")
-                                written.append(
-                                    self._shoot(page, url + top, out / f"partner-detail{suffix}.png")
-                                )
+                            for shot, selector in _FOLLOW.get(name, []):
+                                # A page reached from this one (a drill-down, a deal, a statement),
+                                # when the program has one to open.
+                                link = page.locator(selector).first
+                                if link.count():
+                                    href = link.get_attribute("href")
+                                    written.append(self._shoot(page, url + href, out / f"{shot}{suffix}.png"))
                         context.close()
                 browser.close()
         finally:
