@@ -8,8 +8,9 @@ import pytest
 from django.db import connection
 
 from economics import ledger, services
-from economics.models import CommissionEntry, CommissionPlan, CommissionRule
+from economics.models import CommissionEntry, CommissionPlan, CommissionRule, CommissionSettings
 from events.models import Event
+from program.models import ProgramSettings
 from tests.factories import DealFactory, PartnerFactory
 
 CLOSED = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
@@ -35,6 +36,11 @@ def run_in_threads(target, n=2):
 
 
 def setup_program():
+    # The settings rows exist in a running program (the first read creates them); created here,
+    # not by the first of two concurrent builds, whose uncommitted insert would hold the other
+    # one's before the barrier both wait at.
+    ProgramSettings.load()
+    CommissionSettings.load()
     partner = PartnerFactory()
     plan = CommissionPlan.objects.create(name="P", effective_from=date(2026, 1, 1))
     CommissionRule.objects.create(plan=plan, kind="percent_sourced", rate=Decimal("10"))
