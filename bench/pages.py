@@ -284,6 +284,9 @@ def main() -> None:
     parser.add_argument("--reseed", action="store_true", help="drop the bench program and seed again")
     parser.add_argument("--runs", type=int, default=7, help="timed requests per page (after one warm-up)")
     parser.add_argument("--only", default="", help="measure only the pages whose label contains this")
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="seed and publish when needed, then stop (run it niced)"
+    )
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the slowest query of a FAIL")
     args = parser.parse_args()
 
@@ -310,6 +313,8 @@ def main() -> None:
     database.set_role("command")  # seeding and publishing: no web statement timeout
     _prepare(args.partners, args.deals, args.reseed)
     manager, partner_user, partner_id = _users()
+    if args.prepare_only:
+        return
     cases = [c for c in _cases(partner_id) if args.only in c.label]
     print(
         f"  data: {Partner.objects.count()} partners, {Deal.objects.count()} deals, "
