@@ -66,7 +66,11 @@ def test_staff_open_the_rows_behind_program_join_source_and_partner_values(progr
         ("/dashboard/drill/active_partners/?period=2026-03", "3", 3),
         (f"/dashboard/drill/program_cost/?period=2026-03&join_source={web.pk}", "530.00", 2),
         (f"/dashboard/drill/commission_paid/?period=2026-03&partner={a.pk}", "30.00", 1),
-        (f"/dashboard/drill/mdf_return/?period=2026-03&partner={program['c'].pk}&part=numerator", "1.2500", 1),
+        (
+            f"/dashboard/drill/mdf_return/?period=2026-03&partner={program['c'].pk}&part=numerator",
+            "1.2500",
+            1,
+        ),
     ]
     for url, value, rows in cases:
         response = client.get(url)
