@@ -48,6 +48,7 @@ bench: setup
 	$(PY) -m bench.kpis
 	$(PY) -m bench.api
 	$(PY) -m bench.imports
+	$(PY) -m bench.pages
 
 ## Screenshots of the main pages into docs/screenshots/ (Debian's chromium; seed_demo + recompute_kpis first).
 screenshots: setup

@@ -239,7 +239,12 @@ def deal_list(query: DealListQuery) -> QuerySet[Deal]:
     if query.amount_max is not None:
         deals = deals.filter(amount__lte=query.amount_max)
     column = DEAL_SORTS.get(query.sort, "created_at")
-    order = F(column).desc(nulls_last=True) if query.descending else F(column).asc(nulls_last=True)
+    # NULLS LAST only where NULLs exist (closed_at): on a NOT NULL column it keeps PostgreSQL
+    # from reading the column's index backwards, and the first page sorted all 1M deals (0.6 s).
+    nulls_last = True if column == "closed_at" else None
+    order = (
+        F(column).desc(nulls_last=nulls_last) if query.descending else F(column).asc(nulls_last=nulls_last)
+    )
     return deals.order_by(order, "-id" if query.descending else "id")
 
 
