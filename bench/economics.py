@@ -44,6 +44,7 @@ def main() -> None:
     from deals.models import Deal
     from economics.ledger import build_ledger
     from economics.models import CommissionEntry
+    from economics.payout_models import Payout, PayoutBatch, PayoutLine
 
     print(f"Commission ledger benchmark on {connection.settings_dict['NAME']}; {machine()}", flush=True)
     call_command("migrate", verbosity=0)
@@ -61,7 +62,11 @@ def main() -> None:
         )
         print(f"  seed_demo --partners {args.partners} --deals {args.deals}: {seconds:.1f} s", flush=True)
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {CommissionEntry._meta.db_table} RESTART IDENTITY")
+        # The payouts made of the entries go with them (their lines reference the entries).
+        cursor.execute(
+            f"TRUNCATE {PayoutLine._meta.db_table}, {Payout._meta.db_table}, {PayoutBatch._meta.db_table}, "
+            f"{CommissionEntry._meta.db_table} RESTART IDENTITY"
+        )
         cursor.execute("VACUUM ANALYZE")
     won = Deal.objects.filter(status="won").count()
     print(f"  data: {Deal.objects.count()} deals, {won} won", flush=True)
