@@ -69,8 +69,3 @@ def deal_attribution_splits(deal: Deal) -> list[ModelSplit]:
             )
         cursor.execute(f"DROP TABLE {_TABLE}")
     return [ModelSplit(model=m, shares=tuple(shares[m])) for m in MODELS]
-
-
-def split_total_matches(splits: list[ModelSplit], amount: Decimal) -> bool:
-    """Every model's shares add up to the deal's amount (a won deal with partners involved)."""
-    return all(s.total == amount for s in splits if s.shares)
