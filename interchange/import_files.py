@@ -15,9 +15,30 @@ from django.db import connection, models
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import amount_errors, deal_errors, normalise_domain, registration_errors
 from events.changes import record_created_at, record_keyed_changes
+from events.models import Change
 from interchange.commission_plans import import_commission_plans
 from interchange.parsing import parse_money, parse_period, parse_target_value
-from interchange.staging import STAGE, column_type, constant_columns, foreign_keys_dropped, now, q
+from interchange.screen import (
+    DEAL_STATUSES,
+    KEY_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    REGISTRATION_STATUSES,
+    TOUCH_KINDS,
+    Screen,
+    deal_screen,
+    load_screened,
+    registration_screen,
+    touch_screen,
+)
+from interchange.staging import (
+    STAGE,
+    bulk_write,
+    column_type,
+    constant_columns,
+    now,
+    plain_indexes_dropped,
+    q,
+)
 from kpis.metrics import METRICS_BY_NAME, TARGETABLE_METRICS
 from kpis.models import CostEntry, Target
 from partners.models import JoinSource, Partner
@@ -27,15 +48,13 @@ if TYPE_CHECKING:
     from datetime import date, datetime, timedelta
 
     from interchange.importer import FileSummary, ImportResult, _Row
+    from interchange.parsing import Bounds
     from interchange.staging import Stage
 
 # Choice lists, built once (TextChoices.values builds a new list on every access).
 JOIN_SOURCE_KINDS = tuple(JoinSource.Kind.values)
 PARTNER_STATUSES = tuple(Partner.Status.values)
 PARTNER_TYPES = tuple(Partner.Type.values)
-DEAL_STATUSES = tuple(Deal.Status.values)
-REGISTRATION_STATUSES = tuple(DealRegistration.Status.values)
-TOUCH_KINDS = tuple(Touch.Kind.values)
 COST_CATEGORIES = tuple(CostEntry.Category.values)
 DEAL_ONLY_WHEN_APPROVED = "only an approved registration has a deal (status is {status})"
 TEXT = "text"
@@ -58,8 +77,11 @@ class FileHandlers:
         stage: Stage
         result: ImportResult
         protection: timedelta
+        bounds: Bounds
+        header: list[str]
 
         def rows(self, file: str) -> Iterator[_Row]: ...
+        def records(self, file: str) -> Iterator[tuple[int, list[str]]]: ...
         def refuse(self, row: _Row, entity: str | None) -> None: ...
         def refuse_staged(
             self, file: str, entity: str | None, line: int, key: str | None, column: str, reason: str
@@ -84,10 +106,19 @@ class FileHandlers:
 
     # --- shared steps -----------------------------------------------------------------------------
     def _load(
-        self, file: str, entity: str | None, columns: list[tuple[str, str]], parse: Callable[["_Row"], tuple]
+        self,
+        file: str,
+        entity: str | None,
+        columns: list[tuple[str, str]],
+        parse: Callable[["_Row"], tuple],
+        screen: Screen | None = None,
     ) -> None:
         """Read the file, check each row on its own, stream every row (refused ones flagged) into the
-        staging table."""
+        staging table. PostgreSQL, with a `screen`: only the rows it does not pass are parsed here
+        (interchange.screen)."""
+        if screen is not None and connection.vendor == "postgresql":
+            load_screened(self, file, entity, columns, parse, screen)
+            return
 
         def staged() -> Iterator[tuple]:
             for row in self.rows(file):
@@ -190,9 +221,10 @@ class FileHandlers:
             f"(SELECT 1 FROM {table} t WHERE t.key = s.key)"
         )
         self._mark_for_the_feed(table, values, joins)
-        with foreign_keys_dropped(model, valid):
-            written = self.guarded(file, lambda: self.stage.execute(sql, params))
-        record_keyed_changes(model, FEED_MARKS)
+        with bulk_write(model, valid) as write:
+            written = write.wrote(self.guarded(file, lambda: self.stage.execute(sql, params)))
+        with plain_indexes_dropped(Change, written):
+            record_keyed_changes(model, FEED_MARKS)
         self.stage.execute(f"DROP TABLE {FEED_MARKS}")
         summary.created += created
         summary.updated += max(written - created, 0)
@@ -214,8 +246,8 @@ class FileHandlers:
         """For files whose identity is the whole row: insert what `select` gives (the new rows)."""
         summary = self.result.files[file]
         valid = self.stage.count(f"SELECT COUNT(*) FROM {STAGE} WHERE ok")
-        with foreign_keys_dropped(model, valid):
-            created = self.guarded(file, lambda: self.stage.execute(select, params))
+        with bulk_write(model, valid) as write:
+            created = write.wrote(self.guarded(file, lambda: self.stage.execute(select, params)))
         summary.created += created
         summary.unchanged += valid - created
 
@@ -316,7 +348,7 @@ class FileHandlers:
 
     def _deals(self, file: str) -> None:
         def parse(row: "_Row") -> tuple:
-            row.key = row.text("key", required=True, max_length=100)
+            row.key = row.text("key", required=True, max_length=KEY_MAX_LENGTH)
             amount = row.parse("amount", parse_money, required=True)
             created_at = row.parse("created_at", self.datetime_value, required=True)
             closed_at = row.parse("closed_at", self.datetime_value)
@@ -325,7 +357,7 @@ class FileHandlers:
                 deal_errors(amount=amount, created_at=created_at, closed_at=closed_at, status=status or "")
             )
             account = row.text("account", required=True)
-            name = row.text("name", max_length=200)
+            name = row.text("name", max_length=NAME_MAX_LENGTH)
             return (
                 account,
                 name,
@@ -339,7 +371,7 @@ class FileHandlers:
         moment, money = _field(Deal, "created_at"), _field(Deal, "amount")
         columns = [("account", TEXT), ("name", TEXT), ("amount", money), ("created_at", moment),
                    ("closed_at", moment), ("status", TEXT), ("sourcing_partner", TEXT)]  # fmt: skip
-        self._load(file, "deal", columns, parse)
+        self._load(file, "deal", columns, parse, deal_screen(self.bounds))
         self._duplicates(file, "deal")
         self._references(file, "deal", "account", Account, label="account")
         self._acting_partners(file, "deal", "sourcing_partner")
@@ -361,7 +393,7 @@ class FileHandlers:
 
     def _registrations(self, file: str) -> None:
         def parse(row: "_Row") -> tuple:
-            row.key = row.text("key", required=True, max_length=100)
+            row.key = row.text("key", required=True, max_length=KEY_MAX_LENGTH)
             partner = row.text("partner", required=True)
             amount = row.parse("amount", parse_money, required=True)
             submitted_at = row.parse("submitted_at", self.datetime_value, required=True)
@@ -389,7 +421,9 @@ class FileHandlers:
         columns = [("partner", TEXT), ("account", TEXT), ("amount", money), ("submitted_at", moment),
                    ("status", TEXT), ("decided_at", moment), ("deal", TEXT),
                    ("protection", moment)]  # fmt: skip
-        self._load(file, "dealregistration", columns, parse)
+        self._load(
+            file, "dealregistration", columns, parse, registration_screen(self.bounds, self.protection)
+        )
         self._duplicates(file, "dealregistration")
         self._acting_partners(file, "dealregistration", "partner")
         self._references(file, "dealregistration", "deal", Deal, label="deal")
@@ -483,7 +517,7 @@ class FileHandlers:
             ("kind", TEXT),
             ("touched_at", _field(Touch, "touched_at")),
         ]
-        self._load(file, None, columns, parse)
+        self._load(file, None, columns, parse, touch_screen(self.bounds))
         self._references(file, None, "deal", Deal, label="deal")
         self._acting_partners(file, None, "partner")
         given = ["deal_id", "partner_id", "kind", "touched_at"]
@@ -502,7 +536,8 @@ class FileHandlers:
             params,
         )
         # Touches have no key: the new ones are those stamped with this insert's created_at.
-        record_created_at(Touch, params[constants.index("created_at")])
+        with plain_indexes_dropped(Change, self.result.files[file].created):
+            record_created_at(Touch, params[constants.index("created_at")])
 
     def _costs(self, file: str) -> None:
         def parse(row: "_Row") -> tuple:

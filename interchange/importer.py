@@ -314,6 +314,7 @@ class _ProgramImport(MdfBudgetFile):
         self.result = ImportResult()
         self.stage = Stage()
         self.file_order = {name: index for index, name in enumerate(FILES)}
+        self.header: list[str] = []  # the header of the file being read
 
     # --- driver ---------------------------------------------------------------------------------
     def run(self) -> ImportResult:
@@ -339,6 +340,15 @@ class _ProgramImport(MdfBudgetFile):
 
     def rows(self, file: str) -> Iterator[_Row]:
         """The file's records, one at a time, each checked for its field count and characters."""
+        for line, values in self.records(file):
+            row = _Row(file, line, dict(zip(self.header, map(str.strip, values), strict=True)))
+            if _bad_characters("".join(values)):  # one scan of the row; the cells only if needed
+                _check_characters(row)
+            yield row
+
+    def records(self, file: str) -> Iterator[tuple[int, list[str]]]:
+        """The file's records as (line, cells as read), past a valid header (`self.header`), each
+        with as many cells as the header; reports progress."""
         required, _optional = FILES[file]
         summary = self.result.files[file]
         total = self.folder.count_lines(file) - 1
@@ -362,6 +372,7 @@ class _ProgramImport(MdfBudgetFile):
                 self.error(file, 1, column, "column appears twice in the header")
             if missing or len(set(header)) != len(header):
                 return
+            self.header = header
             bar = tqdm(
                 desc=f"{file:<18}",
                 total=max(total, 0),
@@ -376,7 +387,7 @@ class _ProgramImport(MdfBudgetFile):
             try:
                 for values in reader:
                     line, previous_line = previous_line + 1, reader.line_num
-                    if not any(value.strip() for value in values):
+                    if not "".join(values).strip():
                         continue
                     summary.rows += 1
                     if summary.rows % PROGRESS_EVERY == 0:
@@ -385,10 +396,7 @@ class _ProgramImport(MdfBudgetFile):
                     if len(values) != width:
                         self.error(file, line, "-", f"has {len(values)} fields, the header has {width}")
                         continue
-                    row = _Row(file, line, dict(zip(header, map(str.strip, values), strict=True)))
-                    if _bad_characters("".join(values)):  # one scan of the row; the cells only if needed
-                        _check_characters(row)
-                    yield row
+                    yield line, values
             except csv.Error as exc:
                 self.error(file, reader.line_num, "-", f"malformed CSV: {exc}")
             finally:

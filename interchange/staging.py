@@ -22,6 +22,10 @@ from typing import Any
 from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 
+from deals.models import Deal
+from kpis.engine.incremental.delta_facts import builds_in_full
+from kpis.models import FactChange
+
 STAGE = "imp_stage"
 BAD = "imp_bad"
 BATCH_ROWS = 2000
@@ -75,9 +79,16 @@ class Stage:
             cursor.execute(f"DROP TABLE IF EXISTS {BAD}")
 
     # --- loading ----------------------------------------------------------------------------
-    def load(self, columns: Sequence[tuple[str, str]], rows: Iterable[tuple]) -> None:
+    def load(
+        self, columns: Sequence[tuple[str, str]], rows: Iterable[tuple], *, analyze: bool = True
+    ) -> None:
         """(Re)create the staging table with `columns` (name, SQL type) after line, ok, key and load
         `rows` (tuples in that order) in bulk."""
+        self.create(columns)
+        self.append(columns, rows)
+
+    def create(self, columns: Sequence[tuple[str, str]]) -> None:
+        """(Re)create the staging table, empty."""
         self.columns = [name for name, _ in columns]
         definitions = ", ".join(f"{q(name)} {sql_type}" for name, sql_type in columns)
         with connection.cursor() as cursor:
@@ -87,6 +98,12 @@ class Stage:
                 f"CREATE TEMPORARY TABLE {STAGE} (line integer NOT NULL, ok boolean NOT NULL, "
                 f"key text, {definitions})"
             )
+
+    def append(
+        self, columns: Sequence[tuple[str, str]], rows: Iterable[tuple], *, analyze: bool = True
+    ) -> None:
+        """Add `rows` to the staging table in bulk."""
+        with connection.cursor() as cursor:
             names = ", ".join(["line", "ok", "key", *(q(c) for c in self.columns)])
             if pg():
                 # csv.writer quotes every value but numbers; FORCE_NULL reads an empty typed cell
@@ -97,7 +114,8 @@ class Stage:
                     _CsvStream(rows),
                     size=1 << 18,
                 )
-                cursor.execute(f"ANALYZE {STAGE}")
+                if analyze:
+                    cursor.execute(f"ANALYZE {STAGE}")
             else:
                 placeholders = ", ".join(["%s"] * (3 + len(self.columns)))
                 sql = f"INSERT INTO {STAGE} ({names}) VALUES ({placeholders})"
@@ -109,6 +127,19 @@ class Stage:
                         batch = []
                 if batch:
                     cursor.executemany(sql, batch)
+
+    def load_raw(self, table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+        """PostgreSQL: (re)create `table` (line, py, then `columns` as text) and COPY `rows` into it."""
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+            definitions = ", ".join(f"{q(c)} text NOT NULL" for c in columns)
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {table} (line integer NOT NULL, py boolean NOT NULL, {definitions})"
+            )
+            names = ", ".join(["line", "py", *(q(c) for c in columns)])
+            cursor.copy_expert(
+                f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv)", _CsvStream(rows), size=1 << 18
+            )
 
     # --- checks -----------------------------------------------------------------------------
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple]:
@@ -169,13 +200,35 @@ def constant_columns(
     return names, values
 
 
+class BulkWrite:
+    """What `bulk_write` needs to know of the write it wraps: how many rows it wrote (`wrote`)."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def wrote(self, rows: int) -> int:
+        self.written = rows
+        return rows
+
+
 @contextlib.contextmanager
-def foreign_keys_dropped(model: type[models.Model], rows: int) -> Iterator[None]:
-    """PostgreSQL, large files: drop the table's own foreign keys while it is written and add them
-    back after (one set-based validation per key instead of a deferred trigger per row; the import
-    has already checked every reference). Holds the table's lock until the import commits."""
+def bulk_write(model: type[models.Model], rows: int) -> Iterator[BulkWrite]:
+    """PostgreSQL, large files: write the table as a bulk load does, then put it back as it was.
+
+    - Its foreign keys are dropped and added back after (one set-based validation per key instead
+      of a deferred trigger per row; the import has already checked every reference).
+    - When the file adds at least a quarter of the rows the table holds, its plain indexes (not
+      unique, so no upsert needs them) are dropped and built again after: a build sorts once, where
+      each inserted row cost a random probe into every index (a million touches into seven indexes:
+      most of PostgreSQL's time).
+    - When the write is so large that the next KPI run builds its facts in full anyway
+      (kpis.engine.incremental.delta_facts.builds_in_full), the fact change log's triggers are off
+      during it and the import logs one "truncate" row instead of one row per written row; a write
+      that changed nothing logs nothing (the next run may still patch its facts).
+    Holds the table's lock until the import commits."""
+    write = BulkWrite()
     if not pg() or rows < BULK_ROWS:
-        yield
+        yield write
         return
     table = model._meta.db_table
     with connection.cursor() as cursor:
@@ -188,11 +241,80 @@ def foreign_keys_dropped(model: type[models.Model], rows: int) -> Iterator[None]
         dropped = cursor.fetchall()
         for name, _definition in dropped:
             cursor.execute(f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}")
-    yield
+        indexes = _drop_plain_indexes(cursor, table, rows)
+        triggers = _fact_triggers(cursor, table) if _builds_facts_in_full(cursor, rows) else []
+        for name in triggers:
+            cursor.execute(f"ALTER TABLE {q(table)} DISABLE TRIGGER {q(name)}")
+    yield write
     with connection.cursor() as cursor:
+        for name in triggers:
+            cursor.execute(f"ALTER TABLE {q(table)} ENABLE TRIGGER {q(name)}")
+        if triggers and write.written:
+            cursor.execute(
+                f"INSERT INTO {q(FactChange._meta.db_table)} (source, row_id, xid) "
+                "VALUES (%s, 0, CAST(CAST(pg_current_xact_id() AS text) AS bigint))",
+                [FactChange.Source.TRUNCATE],
+            )
+        for _name, definition in indexes:
+            cursor.execute(definition)
         for name, definition in dropped:
             cursor.execute(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} {definition}")
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
+@contextlib.contextmanager
+def plain_indexes_dropped(model: type[models.Model], rows: int) -> Iterator[None]:
+    """PostgreSQL: the table's plain indexes dropped while `rows` rows are added to it (when they are
+    at least BULK_ROWS and a quarter of the table) and built again after (see bulk_write)."""
+    if not pg() or rows < BULK_ROWS:
+        yield
+        return
+    with connection.cursor() as cursor:
+        indexes = _drop_plain_indexes(cursor, model._meta.db_table, rows)
+    yield
+    with connection.cursor() as cursor:
+        for _name, definition in indexes:
+            cursor.execute(definition)
+
+
+def _drop_plain_indexes(cursor: Any, table: str, rows: int) -> list[tuple[str, str]]:
+    """Drop the table's indexes that back no constraint and are not unique when `rows` new rows are at
+    least a quarter of the table (the planner's count); returns (name, definition) to build them again."""
+    if rows * 4 < _planned_rows(cursor, table):
+        return []
+    cursor.execute(
+        "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass "
+        "AND NOT i.indisunique AND NOT i.indisprimary ORDER BY c.relname",
+        [table],
+    )
+    indexes = cursor.fetchall()
+    for name, _definition in indexes:
+        cursor.execute(f"DROP INDEX {q(name)}")
+    return indexes
+
+
+def _fact_triggers(cursor: Any, table: str) -> list[str]:
+    """The enabled triggers of `table` that log inserts and updates to the fact change log."""
+    cursor.execute(
+        "SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+        "WHERE t.tgrelid = %s::regclass AND p.proname = 'kpis_log_fact_change' AND t.tgenabled <> 'D' "
+        "AND (t.tgtype & 4 <> 0 OR t.tgtype & 16 <> 0) ORDER BY t.tgname",
+        [table],
+    )
+    return [name for (name,) in cursor.fetchall()]
+
+
+def _builds_facts_in_full(cursor: Any, rows: int) -> bool:
+    """Whether `rows` changed rows make the next KPI run build its facts in full (the planner's
+    count of the deals: the share is a threshold, not an exact figure)."""
+    return builds_in_full(rows, _planned_rows(cursor, Deal._meta.db_table))
+
+
+def _planned_rows(cursor: Any, table: str) -> float:
+    """The table's rows as the planner last counted them (0 for a table never analysed)."""
+    cursor.execute("SELECT GREATEST(reltuples, 0) FROM pg_class WHERE oid = %s::regclass", [table])
+    return cursor.fetchone()[0]
 
 
 def now() -> datetime:

@@ -42,6 +42,12 @@ def patched_facts(ctx: RunContext) -> bool:
     return base is not None
 
 
+def builds_in_full(changed_rows: int, deals: float) -> bool:
+    """Whether a run builds its facts in full (not patched) after `changed_rows` changed rows in a
+    program of `deals` deals: the CSV import logs one "truncate" row in place of such a write's rows."""
+    return changed_rows > max(DELTA_MAX_SHARE * deals, DELTA_MIN_ROWS)
+
+
 def delta_base(ctx: RunContext) -> tuple[date, tuple, int] | None:
     """(as-of date, change mark, changed rows) of the previous run's state when this run can
     patch its facts instead of building them: the state was computed by this code with these
@@ -58,8 +64,7 @@ def delta_base(ctx: RunContext) -> tuple[date, tuple, int] | None:
         f"""SELECT COUNT(*), SUM(CASE WHEN x.source = 'truncate' THEN 1 ELSE 0 END)
             FROM (SELECT DISTINCT source, row_id FROM ({state.changes_since(ctx, tuple(mark))}) c) x"""
     )[0]
-    deals = state_deals(ctx)
-    if truncated or changes > max(DELTA_MAX_SHARE * deals, DELTA_MIN_ROWS):
+    if truncated or builds_in_full(changes, state_deals(ctx)):
         return None
     return date.fromisoformat(str(as_of)[:10]), tuple(mark), changes
 
