@@ -242,12 +242,24 @@ class FileHandlers:
             f"WHERE s.ok AND (w.id IS NULL OR {differs})"
         )
 
-    def _insert_new(self, file: str, model: type[models.Model], select: str, params: list[Any]) -> None:
-        """For files whose identity is the whole row: insert what `select` gives (the new rows)."""
+    def _insert_new(
+        self,
+        file: str,
+        model: type[models.Model],
+        select: str,
+        params: list[Any],
+        *,
+        unique: str | None = None,
+        deduplicated: str = "",
+    ) -> None:
+        """For files whose identity is the whole row: insert what `select` gives (the new rows). When a
+        bulk write drops the `unique` constraint (staging.bulk_write), `deduplicated` is written
+        instead: the same rows, without the constraint's help."""
         summary = self.result.files[file]
         valid = self.stage.count(f"SELECT COUNT(*) FROM {STAGE} WHERE ok")
-        with bulk_write(model, valid) as write:
-            created = write.wrote(self.guarded(file, lambda: self.stage.execute(select, params)))
+        with bulk_write(model, valid, unique=unique) as write:
+            sql = deduplicated if write.unique_dropped else select
+            created = write.wrote(self.guarded(file, lambda: self.stage.execute(sql, params)))
         summary.created += created
         summary.unchanged += valid - created
 
@@ -526,14 +538,28 @@ class FileHandlers:
         touches = q(Touch._meta.db_table)
         # Their creation order is their row order (it breaks attribution ties on equal touched_at);
         # an identical row repeated, or already stored, is one touch (the touch_unique_row constraint).
+        insert = f"INSERT INTO {touches} ({', '.join([*given, *(q(c) for c in constants)])}) "
+        resolved = (
+            f"FROM {STAGE} s JOIN {q(Deal._meta.db_table)} d ON d.key = s.deal "
+            f"JOIN {q(Partner._meta.db_table)} p ON p.key = s.partner WHERE s.ok"
+        )
+        stamps = ", ".join(["%s"] * len(params))
         self._insert_new(
             file,
             Touch,
-            f"INSERT INTO {touches} ({', '.join([*given, *(q(c) for c in constants)])}) "
-            f"SELECT d.id, p.id, s.kind, s.touched_at, {', '.join(['%s'] * len(params))} FROM {STAGE} s "
-            f"JOIN {q(Deal._meta.db_table)} d ON d.key = s.deal JOIN {q(Partner._meta.db_table)} p "
-            "ON p.key = s.partner WHERE s.ok ORDER BY s.line ON CONFLICT DO NOTHING",
+            f"{insert} SELECT d.id, p.id, s.kind, s.touched_at, {stamps} {resolved} "
+            "ORDER BY s.line ON CONFLICT DO NOTHING",
             params,
+            unique="touch_unique_row",
+            # The constraint dropped for a bulk load: the first of identical rows, if not stored.
+            deduplicated=(
+                f"{insert} SELECT x.deal_id, x.partner_id, x.kind, x.touched_at, {stamps} FROM "
+                "(SELECT s.line, d.id AS deal_id, p.id AS partner_id, s.kind, s.touched_at, ROW_NUMBER() "
+                f"OVER (PARTITION BY d.id, p.id, s.kind, s.touched_at ORDER BY s.line) AS n {resolved}) x "
+                f"WHERE x.n = 1 AND NOT EXISTS (SELECT 1 FROM {touches} t WHERE t.deal_id = x.deal_id "
+                "AND t.partner_id = x.partner_id AND t.kind = x.kind AND t.touched_at = x.touched_at) "
+                "ORDER BY x.line"
+            ),
         )
         # Touches have no key: the new ones are those stamped with this insert's created_at.
         with plain_indexes_dropped(Change, self.result.files[file].created):

@@ -205,6 +205,7 @@ class BulkWrite:
 
     def __init__(self) -> None:
         self.written = 0
+        self.unique_dropped = False  # the write must keep the dropped unique constraint itself
 
     def wrote(self, rows: int) -> int:
         self.written = rows
@@ -212,7 +213,7 @@ class BulkWrite:
 
 
 @contextlib.contextmanager
-def bulk_write(model: type[models.Model], rows: int) -> Iterator[BulkWrite]:
+def bulk_write(model: type[models.Model], rows: int, *, unique: str | None = None) -> Iterator[BulkWrite]:
     """PostgreSQL, large files: write the table as a bulk load does, then put it back as it was.
 
     - Its foreign keys are dropped and added back after (one set-based validation per key instead
@@ -220,7 +221,8 @@ def bulk_write(model: type[models.Model], rows: int) -> Iterator[BulkWrite]:
     - When the file adds at least a quarter of the rows the table holds, its plain indexes (not
       unique, so no upsert needs them) are dropped and built again after: a build sorts once, where
       each inserted row cost a random probe into every index (a million touches into seven indexes:
-      most of PostgreSQL's time).
+      most of PostgreSQL's time). So is the constraint `unique` names, if any (`unique_dropped`
+      tells the write, which must then keep it itself; adding it back checks that it did).
     - When the write is so large that the next KPI run builds its facts in full anyway
       (kpis.engine.incremental.delta_facts.builds_in_full), the fact change log's triggers are off
       during it and the import logs one "truncate" row instead of one row per written row; a write
@@ -242,6 +244,17 @@ def bulk_write(model: type[models.Model], rows: int) -> Iterator[BulkWrite]:
         for name, _definition in dropped:
             cursor.execute(f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}")
         indexes = _drop_plain_indexes(cursor, table, rows)
+        constraints = []
+        if indexes and unique:
+            cursor.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = %s::regclass AND conname = %s",
+                [table, unique],
+            )
+            constraints = cursor.fetchall()
+            for name, _definition in constraints:
+                cursor.execute(f"ALTER TABLE {q(table)} DROP CONSTRAINT {q(name)}")
+            write.unique_dropped = bool(constraints)
         triggers = _fact_triggers(cursor, table) if _builds_facts_in_full(cursor, rows) else []
         for name in triggers:
             cursor.execute(f"ALTER TABLE {q(table)} DISABLE TRIGGER {q(name)}")
@@ -257,7 +270,7 @@ def bulk_write(model: type[models.Model], rows: int) -> Iterator[BulkWrite]:
             )
         for _name, definition in indexes:
             cursor.execute(definition)
-        for name, definition in dropped:
+        for name, definition in [*constraints, *dropped]:
             cursor.execute(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} {definition}")
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
