@@ -15,7 +15,6 @@ from django.db import connection, models
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import amount_errors, deal_errors, normalise_domain, registration_errors
 from events.changes import record_created_at, record_keyed_changes
-from events.models import Change
 from interchange.commission_plans import import_commission_plans
 from interchange.parsing import parse_money, parse_period, parse_target_value
 from interchange.screen import (
@@ -36,7 +35,6 @@ from interchange.staging import (
     column_type,
     constant_columns,
     now,
-    plain_indexes_dropped,
     q,
 )
 from kpis.metrics import METRICS_BY_NAME, TARGETABLE_METRICS
@@ -216,15 +214,11 @@ class FileHandlers:
         )
         summary = self.result.files[file]
         valid = self.stage.count(f"SELECT COUNT(*) FROM {STAGE} WHERE ok")
-        created = self.stage.count(
-            f"SELECT COUNT(*) FROM {STAGE} s WHERE s.ok AND NOT EXISTS "
-            f"(SELECT 1 FROM {table} t WHERE t.key = s.key)"
-        )
         self._mark_for_the_feed(table, values, joins)
+        created = self.stage.count(f"SELECT COUNT(*) FROM {FEED_MARKS} WHERE action = 'created'")
         with bulk_write(model, valid) as write:
             written = write.wrote(self.guarded(file, lambda: self.stage.execute(sql, params)))
-        with plain_indexes_dropped(Change, written):
-            record_keyed_changes(model, FEED_MARKS)
+        record_keyed_changes(model, FEED_MARKS)
         self.stage.execute(f"DROP TABLE {FEED_MARKS}")
         summary.created += created
         summary.updated += max(written - created, 0)
@@ -562,8 +556,7 @@ class FileHandlers:
             ),
         )
         # Touches have no key: the new ones are those stamped with this insert's created_at.
-        with plain_indexes_dropped(Change, self.result.files[file].created):
-            record_created_at(Touch, params[constants.index("created_at")])
+        record_created_at(Touch, params[constants.index("created_at")])
 
     def _costs(self, file: str) -> None:
         def parse(row: "_Row") -> tuple:

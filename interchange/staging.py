@@ -275,21 +275,6 @@ def bulk_write(model: type[models.Model], rows: int, *, unique: str | None = Non
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
-@contextlib.contextmanager
-def plain_indexes_dropped(model: type[models.Model], rows: int) -> Iterator[None]:
-    """PostgreSQL: the table's plain indexes dropped while `rows` rows are added to it (when they are
-    at least BULK_ROWS and a quarter of the table) and built again after (see bulk_write)."""
-    if not pg() or rows < BULK_ROWS:
-        yield
-        return
-    with connection.cursor() as cursor:
-        indexes = _drop_plain_indexes(cursor, model._meta.db_table, rows)
-    yield
-    with connection.cursor() as cursor:
-        for _name, definition in indexes:
-            cursor.execute(definition)
-
-
 def _drop_plain_indexes(cursor: Any, table: str, rows: int) -> list[tuple[str, str]]:
     """Drop the table's indexes that back no constraint and are not unique when `rows` new rows are at
     least a quarter of the table (the planner's count); returns (name, definition) to build them again."""
