@@ -235,6 +235,12 @@ def suspect_chunks(
         last = chunk[-1][0]
 
 
+def _cells(indexes: Iterable[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    """The cells at `indexes` of a record, always as a tuple (itemgetter of one index gives a str)."""
+    getter = itemgetter(*indexes, -1)  # -1: one more cell, dropped, so there are always two
+    return lambda values: getter(values)[:-1]
+
+
 def load_screened(
     importer: "FileHandlers",
     file: str,
@@ -260,8 +266,8 @@ def load_screened(
                 header = importer.header
                 # An absent optional column reads as "" (the cell after the last).
                 where = {c: header.index(c) if c in header else len(header) for c in screen.raw}
-                pick = itemgetter(*(where[c] for c in screen.raw))
-                check = itemgetter(*(where[c] for c in screen.formats))
+                pick = _cells(where[c] for c in screen.raw)
+                check = _cells(where[c] for c in screen.formats)
             if _bad_characters("".join(values)):
                 row = _Row(file, line, dict(zip(header, map(str.strip, values), strict=True)))
                 _check_characters(row)
