@@ -79,9 +79,7 @@ class Stage:
             cursor.execute(f"DROP TABLE IF EXISTS {BAD}")
 
     # --- loading ----------------------------------------------------------------------------
-    def load(
-        self, columns: Sequence[tuple[str, str]], rows: Iterable[tuple], *, analyze: bool = True
-    ) -> None:
+    def load(self, columns: Sequence[tuple[str, str]], rows: Iterable[tuple]) -> None:
         """(Re)create the staging table with `columns` (name, SQL type) after line, ok, key and load
         `rows` (tuples in that order) in bulk."""
         self.create(columns)
