@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 from deals.models import DealRegistration, Touch
 from kpis.engine import attribution, facts, periods, state
@@ -42,14 +43,14 @@ def patched_facts(ctx: RunContext) -> bool:
     return base is not None
 
 
-def delta_base(ctx: RunContext) -> tuple[date, tuple, int] | None:
+def delta_base(ctx: RunContext) -> tuple[date, tuple[Any, ...], int] | None:
     """(as-of date, change mark, changed rows) of the previous run's state when this run can
     patch its facts instead of building them: the state was computed by this code with these
     settings, no table was truncated since, and few rows changed (under DELTA_MAX_SHARE of the
     deals, or under DELTA_MIN_ROWS); None otherwise."""
     if ctx.previous is None:
         return None
-    old_state = state_table(ctx.previous, "kx_state")
+    old_state = state_table(ctx.previous_run(), "kx_state")
     (code,), *_ = ctx.fetch(f"SELECT code FROM {old_state}")
     if code != state.code_and_settings(ctx):
         return None  # another engine or other settings built those facts (nor has it a mark)
@@ -67,19 +68,19 @@ def delta_base(ctx: RunContext) -> tuple[date, tuple, int] | None:
 def state_deals(ctx: RunContext) -> float:
     """How many deals the previous run's facts hold: on PostgreSQL as its planner last counted
     them (enough for the share of changes, without reading a million rows)."""
-    table = state_table(ctx.previous, "kx_deal")
+    table = state_table(ctx.previous_run(), "kx_deal")
     if ctx.sql.pg:
         (estimate,), *_ = ctx.fetch(f"SELECT reltuples FROM pg_class WHERE oid = CAST('{table}' AS regclass)")
         if estimate >= 0:
-            return estimate
-    return ctx.fetch(f"SELECT COUNT(*) FROM {table}")[0][0]
+            return float(estimate)
+    return float(ctx.fetch(f"SELECT COUNT(*) FROM {table}")[0][0])
 
 
 def adopt_state(ctx: RunContext) -> None:
     """Take the previous run's facts as this run's, to patch: on PostgreSQL its schema becomes
     this run's (so a failure leaves no state, and the next run builds its facts in full), on
     SQLite its tables are copied into this session's temp tables."""
-    previous = ctx.previous
+    previous = ctx.previous_run()
     drop_delta_tables(ctx)
     if ctx.sql.pg:
         ctx.exec(f"DROP SCHEMA {ctx.schema} CASCADE")
@@ -106,7 +107,7 @@ def drop_delta_tables(ctx: RunContext) -> None:
         ctx.exec(f"DROP TABLE IF EXISTS {'pg_temp' if ctx.sql.pg else 'temp'}.{table}")
 
 
-def delta_facts(ctx: RunContext, base: tuple[date, tuple, int]) -> None:
+def delta_facts(ctx: RunContext, base: tuple[date, tuple[Any, ...], int]) -> None:
     """Patch the previous run's facts with the rows changed since it read them (FactChange).
 
     Every fact row is a function of some live rows: a deal's row of the deal and its touches, a

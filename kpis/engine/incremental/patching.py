@@ -24,14 +24,15 @@ def signed_rows(ctx: RunContext) -> None:
     families = changed_periods.contributions(ctx, affected_touches("kx_aff_touch_now"), ctx.as_of)
     assert {f.name for f in families if f.key} == set(SIGNED_FAMILIES), "a family to list"
     for i, now in enumerate(families):
-        if now.key is None:
+        key = now.key
+        if key is None:
             continue  # targets: staged whole
         before = f"SELECT -1, {now.names()} FROM kx_before_{i} b"
         if now.keys == "kx_aff_partner":
             # A partner's rows of these families change only with its own row, its activities or
             # its first sale (kx_recalc_partner): the other affected partners' rows cancel out.
             now = dataclasses.replace(now, keys="kx_recalc_partner")
-            before += f" WHERE b.{now.key.split('.')[-1]} IN (SELECT k FROM kx_recalc_partner)"
+            before += f" WHERE b.{key.split('.')[-1]} IN (SELECT k FROM kx_recalc_partner)"
         ctx.exec(
             f"CREATE TEMP TABLE kx_signed_{now.name} AS SELECT 1 AS sign, {now.columns} "
             f"FROM {now.source(affected_only=True)} UNION ALL {before}"
