@@ -97,7 +97,7 @@ def kpi_run_execute(
     *, run_id: int, dispatch: str = "threads", queue: str | None = None, task_id: str = ""
 ) -> KpiRun:
     """Compute and publish the run (what the Celery task and the command call); returns it, or the
-    run that replaced it when its worker had died (`_claim`).
+    run that replaced it when its worker had died (`claim`).
 
     With KPI_CHUNKS > 1 (PostgreSQL) the shared facts are computed here and the scopes in chunks:
     `dispatch="celery"` queues one task per chunk (on `queue`, default the default queue) for any
