@@ -51,6 +51,7 @@ def drop_unused_namespaces(*, keep: int | None) -> None:
 
 
 def state_run_id() -> int | None:
+    """The run whose facts (its state) describe the published set, if any."""
     return KpiPublication.objects.filter(pk=1).values_list("state_run_id", flat=True).first()
 
 
