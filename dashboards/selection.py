@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from django import forms
 
-from kpis import selectors as kpi_selectors
+from kpis import readers as kpi_readers
 from kpis.metrics import METRICS_BY_NAME, Scope
 from kpis.periods import Period
 from kpis.ranges import MonthRange, Selection, month_range, summed_cards, trend_window, with_trends
@@ -95,13 +95,13 @@ class CardRequest:
     metrics: tuple[str, ...]
 
 
-def build_cards(req: CardRequest) -> list[kpi_selectors.Card]:
+def build_cards(req: CardRequest) -> list[kpi_readers.Card]:
     """The cards for a span and selection: the published values themselves for a period of the
     program or a join source (ratios, medians and targets included), sums otherwise
     (kpis.ranges). Two queries either way."""
     sel = req.selection
     if isinstance(req.span, Period) and sel.partners is None:
-        cards = kpi_selectors.cards(
+        cards = kpi_readers.cards(
             req.span,
             req.metrics,
             scope=sel.scope,

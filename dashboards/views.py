@@ -27,8 +27,8 @@ from dashboards.permissions import staff_required
 from dashboards.selection import CardRequest, PartnerGroupForm, RangeForm, build_cards
 from deals.models import Deal, DealRegistration, Touch
 from deals.selectors import visible_deals
+from kpis import readers as kpi_readers
 from kpis import recovery
-from kpis import selectors as kpi_selectors
 from kpis.formatting import export_string
 from kpis.metrics import Scope
 from kpis.models import KpiRun, ReconciliationItem
@@ -42,15 +42,13 @@ from kpis.ranges import (
     trend_window,
     with_trends,
 )
-from kpis.selectors import (
-    active_run,
-    kpi_series,
-    latest_successful_run,
+from kpis.reconciliation import (
     reconciliation_counts,
     reconciliation_item,
     reconciliation_names,
     reconciliation_queryset,
 )
+from kpis.selectors import active_run, kpi_series, latest_successful_run
 from kpis.services import kpi_recompute_request
 from partners import access
 from partners.models import JoinSource, Partner
@@ -128,7 +126,7 @@ def _period_context(request: HttpRequest, *, allow_range: bool = False) -> tuple
     settings = ProgramSettings.load()
     model = settings.attribution_model
     requested = form.period_value()
-    period, periods = kpi_selectors.choose_period(grain, requested, attribution_model=model)
+    period, periods = kpi_readers.choose_period(grain, requested, attribution_model=model)
     if requested and period_or_none(requested) is None:
         messages.warning(
             request,
@@ -161,7 +159,7 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
     period, context = _period_context(request, allow_range=True)
     span = context["span"]
     group = PartnerGroupForm(request.GET or None)
-    revenue = kpi_selectors.revenue_by_month(period, attribution_model=context["model"])
+    revenue = kpi_readers.revenue_by_month(period, attribution_model=context["model"])
     running = active_run()
     drill_scope, drill_sid = group.drill_target()
     context.update(
@@ -201,7 +199,7 @@ def overview(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "dashboards/overview.html", context)
 
 
-def _with_provisional_flag(cards: list[kpi_selectors.Card]) -> list[kpi_selectors.Card]:
+def _with_provisional_flag(cards: list[kpi_readers.Card]) -> list[kpi_readers.Card]:
     """Drop the activation_provisional card and mark the activation rate card with it instead."""
     flag = next(c for c in cards if c.metric == "activation_provisional")
     shown = [c for c in cards if c is not flag]
@@ -283,7 +281,7 @@ def run_status(request: AuthenticatedRequest, run_id: int) -> JsonResponse:
 @staff_required
 def join_sources(request: AuthenticatedRequest) -> HttpResponse:
     period, context = _period_context(request)
-    values = kpi_selectors.join_source_values(
+    values = kpi_readers.join_source_values(
         period, (*JOIN_SOURCE_METRICS, "activated_partners"), attribution_model=context["model"]
     )
     rows: list[dict[str, Any]] = []
@@ -326,7 +324,7 @@ def _leaderboard(request: HttpRequest, span: Period | MonthRange, model: str) ->
     if isinstance(span, MonthRange):  # sums over the months; win rate is undefined (kpis.ranges)
         queryset = annotate_partner_range_values(partners, span, LEADERBOARD_METRICS, attribution_model=model)
     else:
-        queryset = kpi_selectors.annotate_partner_values(
+        queryset = kpi_readers.annotate_partner_values(
             partners, span, LEADERBOARD_METRICS, attribution_model=model
         )
     return PartnerLeaderboardFilter(request.GET or None, queryset=queryset)
@@ -427,7 +425,7 @@ def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpRespon
         pk=partner_id,
     )
     period, context = _period_context(request)
-    revenue = kpi_selectors.revenue_by_month(
+    revenue = kpi_readers.revenue_by_month(
         period,
         scope=Scope.PARTNER,
         partner_id=partner.pk,
@@ -452,7 +450,7 @@ def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpRespon
         .order_by("-touched_at", "-id")[:50]
     )
     cards = with_trends(
-        kpi_selectors.cards(
+        kpi_readers.cards(
             period,
             PARTNER_CARDS,
             scope=Scope.PARTNER,
@@ -467,7 +465,7 @@ def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpRespon
     context.update(
         partner=partner,
         cards=cards,
-        cohort=kpi_selectors.partner_cohort_values(
+        cohort=kpi_readers.partner_cohort_values(
             partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=context["model"]
         ),
         revenue=revenue,

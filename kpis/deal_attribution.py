@@ -17,9 +17,9 @@ from decimal import Decimal
 from django.db import connection
 
 from deals.models import Deal
+from kpis.engine.session import engine_transaction
 from kpis.shares import build_attributed_shares
 from partners.models import Partner
-from prm.database import transaction_settings
 from program.attribution import AttributionModel
 
 CENT = Decimal("0.01")
@@ -51,7 +51,7 @@ def deal_attribution_splits(deal: Deal) -> list[ModelSplit]:
     if deal.status != Deal.Status.WON:
         return [ModelSplit(model=m, shares=()) for m in MODELS]
     shares: dict[str, list[Share]] = {m: [] for m in MODELS}
-    with transaction_settings({}), connection.cursor() as cursor:
+    with engine_transaction(), connection.cursor() as cursor:
         build_attributed_shares(_TABLE, deal_ids=[deal.pk], models=MODELS)
         cursor.execute(
             f"""SELECT s.model, s.partner_id, p.name, s.cents, s.seg

@@ -3,9 +3,8 @@
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import transaction
-
 from kpis.engine import EngineSettings, KpiComputation, staged_rows
+from kpis.engine.session import engine_transaction
 from kpis.metrics import METRICS_BY_NAME, Grain
 from kpis.models import KpiValue
 from kpis.periods import parse_period
@@ -68,7 +67,10 @@ def export_rows(
         return
     computation = KpiComputation(EngineSettings.from_program(program, model=model), program_today())
     try:
-        with transaction.atomic():
+        # A KPI run's session settings (kpis.engine.session), under the request's statement timeout.
+        # Every period is computed: a period's values read the facts of the periods before it
+        # (cohorts, activity windows, year-earlier comparisons), as a run computes them.
+        with engine_transaction():
             computation.run()
             staged = staged_rows(grain=grain)
     finally:

@@ -104,7 +104,7 @@ def heat_map_arguments(data: dict[str, Any]) -> dict[str, Any]:
     """`heat_map`'s arguments from validated request data (grain, period, metrics, group, only,
     sort, direction; each optional): the chosen or latest complete period, the default metrics,
     peer group tier; `only` names one group (a tier, a type, or a join source's key or name)."""
-    from kpis.selectors import choose_period
+    from kpis.readers import choose_period
 
     grain = data.get("grain") or Grain.QUARTER.value
     period, _ = choose_period(grain, data.get("period") or None)

@@ -19,17 +19,17 @@ from typing import Any
 
 from django.db import connection
 
-from kpis.drilldown import Facts, published_facts
+from kpis.computed_attribution import attribution_by_partner as computed
+from kpis.drilldown import Facts, NoPublishedFacts, published_facts
 from kpis.engine.context import EngineSettings, RunContext
+from kpis.engine.session import engine_transaction
 from kpis.shares import split_shares
 from partners.models import Partner
-from prm.database import transaction_settings
 from program.attribution import AttributionModel
 from program.models import ProgramSettings
 
 # The temp tables and view this module writes (dropped again at the end of its transaction).
 _TEMP = ("kx_pa_deal", "kx_pa_touch", "kx_tw", "kx_attr", "kx_pa_base", "kx_pa_share")
-_SESSION = {"work_mem": "256MB"}
 _CENT = Decimal("0.01")
 
 
@@ -37,10 +37,7 @@ def explorer_rows(
     *, models: Sequence[str], period_from: date, period_to: date
 ) -> dict[str, list[dict[str, Any]]]:
     """The explorer's rows per model: from the published facts, or (before any run published
-    them) computed on request by kpis.services.attribution_by_partner."""
-    from kpis.drilldown import NoPublishedFacts
-    from kpis.services import attribution_by_partner as computed
-
+    them) computed on request by kpis.computed_attribution.attribution_by_partner."""
     try:
         return attribution_by_partner(models=models, period_from=period_from, period_to=period_to)
     except NoPublishedFacts:
@@ -53,11 +50,12 @@ def attribution_by_partner(
     """{model: rows} with rows as kpis.engine.attribution.totals returns them (partner_id,
     partner_key, partner_name, sourced, influenced, attributed), from the published facts.
     Raises kpis.drilldown.NoPublishedFacts when no run has published any. One transaction: a
-    failed or cancelled statement rolls the temp tables back with it."""
+    failed or cancelled statement rolls the temp tables back with it; a KPI run's session
+    settings (kpis.engine.session)."""
     facts = facts or published_facts()
     models = [AttributionModel(m).value for m in models]
     program = ProgramSettings.load()
-    with transaction_settings(_SESSION):
+    with engine_transaction():
         sql = facts.sql()
         _drop(sql.pg)
         lo, hi = sql.date_literal(period_from), sql.date_literal(period_to)

@@ -29,7 +29,8 @@ from django.db.models.functions import Coalesce
 from kpis.metrics import METRICS_BY_NAME, Grain, Scope
 from kpis.models import KpiValue
 from kpis.periods import Period, parse_period, period_or_none
-from kpis.selectors import Card, partner_export_key, published_values
+from kpis.readers import Card, partner_export_key
+from kpis.selectors import published_values
 from partners.models import Partner
 
 ADDITIVE = frozenset(

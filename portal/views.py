@@ -17,6 +17,7 @@ from deals.models import Deal, DealRegistration
 from deals.rules import normalise_domain
 from deals.selectors import registration_conflicts, visible_deals, visible_registrations, visible_touches
 from deals.services import registration_submit
+from kpis import readers as kpi_readers
 from kpis import selectors as kpi_selectors
 from kpis.metrics import Grain, Scope
 from kpis.periods import Period, period_of
@@ -46,7 +47,7 @@ def home(request: PartnerRequest) -> HttpResponse:
     registrations = visible_registrations(request.user)
     deals = visible_deals(request.user)
     by_status = dict(registrations.order_by().values_list("status").annotate(n=Count("pk")))
-    revenue = kpi_selectors.revenue_by_month(
+    revenue = kpi_readers.revenue_by_month(
         Period(Grain.MONTH, span.last.index),
         scope=Scope.PARTNER,
         partner_id=partner.pk,
@@ -71,7 +72,7 @@ def home(request: PartnerRequest) -> HttpResponse:
             "period": span,
             "hide_year_ago": True,
             "cards": cards,
-            "cohort": kpi_selectors.partner_cohort_values(
+            "cohort": kpi_readers.partner_cohort_values(
                 partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=model
             ),
             "deals_won": deals.filter(status=Deal.Status.WON).count(),

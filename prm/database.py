@@ -17,7 +17,7 @@ instead of running on until it writes its first row.
 
 Set per session from the `connection_created` signal: one SET when the connection opens, nothing
 per request. `transaction_settings` runs a block with further settings (SET LOCAL), e.g. the KPI
-engine's work_mem for an engine path computed on request (kpis.services.ENGINE_SESSION_SETTINGS).
+engine's settings for an engine path computed on request (kpis.engine.session).
 """
 
 import contextlib

@@ -14,7 +14,7 @@ from interchange.demo import DemoSize
 from interchange.seeding import seed_database
 from kpis.engine import Chunk, KpiComputation
 from kpis.models import KpiRun, KpiValue, ReconciliationItem, Target
-from kpis.services import plan_chunks
+from kpis.run_chunks import plan_chunks
 from partners.models import JoinSource, Partner
 from prm.celery import app as celery_app
 from program.attribution import AttributionModel
@@ -156,7 +156,7 @@ def test_chunks_read_the_targets_of_the_runs_snapshot(settings, demo_program, mo
 def test_chunks_compute_with_the_settings_their_facts_were_built_with(settings, demo_program, monkeypatch):
     """Settings committed after the shared facts were built (before the chunks load anything) wait
     for the next run: a run never labels one model's numbers with another's name."""
-    from kpis import services
+    from kpis import run_chunks
 
     settings.KPI_CHUNKS = 2
     model = ProgramSettings.load().attribution_model
@@ -164,15 +164,15 @@ def test_chunks_compute_with_the_settings_their_facts_were_built_with(settings, 
     t.recompute()
     before = published()
     assert {row[0] for row in before} == {model}
-    original = services.plan_chunks
+    original = run_chunks.plan_chunks
 
     def plan_after_a_settings_change(weights, count):
         ProgramSettings.objects.filter(pk=1).update(attribution_model=other, activation_window_days=7)
         return original(weights, count)
 
-    monkeypatch.setattr(services, "plan_chunks", plan_after_a_settings_change)
+    monkeypatch.setattr(run_chunks, "plan_chunks", plan_after_a_settings_change)
     run = t.recompute()
-    monkeypatch.setattr(services, "plan_chunks", original)
+    monkeypatch.setattr(run_chunks, "plan_chunks", original)
     assert run.status == KpiRun.Status.SUCCEEDED
     assert {row[0] for row in published()} == {model}
     assert not published() ^ before  # (not ==: pytest's diff of two large sets takes minutes)
@@ -185,19 +185,19 @@ def test_chunks_compute_with_the_settings_their_facts_were_built_with(settings, 
 @pytest.mark.django_db(transaction=True)
 def test_a_chunk_plan_from_before_stored_settings_still_completes(settings, demo_program, monkeypatch):
     """A run in flight across the upgrade: its kx_chunks has no engine_settings column."""
-    from kpis import services
+    from kpis import run_chunks
 
     t.recompute()
     whole = published()
     settings.KPI_CHUNKS = 2
-    original = services.kpi_chunk_execute
+    original = run_chunks.kpi_chunk_execute
 
     def chunk_of_an_older_plan(*, run_id, number):
         with connection.cursor() as cursor:
             cursor.execute(f"ALTER TABLE kpirun_{run_id}.kx_chunks DROP COLUMN IF EXISTS engine_settings")
         original(run_id=run_id, number=number)
 
-    monkeypatch.setattr(services, "kpi_chunk_execute", chunk_of_an_older_plan)
+    monkeypatch.setattr(run_chunks, "kpi_chunk_execute", chunk_of_an_older_plan)
     KpiValue.objects.all().delete()
     run = t.recompute()
     assert run.status == KpiRun.Status.SUCCEEDED
@@ -274,21 +274,25 @@ def test_the_schema_a_dead_chunked_run_left_is_dropped_when_the_next_run_starts(
 @pytest.mark.django_db(transaction=True)
 def test_a_chunked_run_is_published_once_even_if_two_last_chunks_try(settings, demo_program):
     """A chunk redelivered after its worker died can also find itself last: only one publishes."""
-    from kpis.services import _claim, _finisher, _shared_computation, kpi_run_create, publish, run_schema
+    from kpis.engine import run_schema
+    from kpis.run_chunks import shared_computation
+    from kpis.run_execution import claim
+    from kpis.run_publication import finisher, publish
+    from kpis.services import kpi_run_create
 
     settings.KPI_CHUNKS = 2
     created, _ = kpi_run_create(trigger="command", as_of=program_today())
-    run = _claim(created.pk)
+    run = claim(created.pk)
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE SCHEMA {run_schema(run.pk)}")
-    computation = _shared_computation(run)
+    computation = shared_computation(run)
     computation.run_facts()
     for number, chunk in enumerate(plan_chunks(computation.chunk_weights(), 2)):
         computation.run_chunk(number, chunk)
     with computation.search_path():
-        first = publish(run=run, on_published=_finisher(run, periods=1), diffed=True)
+        first = publish(run=run, on_published=finisher(run, periods=1), diffed=True)
         expected = published()
-        second = publish(run=run, on_published=_finisher(run, periods=1), diffed=True)
+        second = publish(run=run, on_published=finisher(run, periods=1), diffed=True)
     run.refresh_from_db()
     assert run.status == "succeeded" and first["inserted"] == run.rows_written == len(expected) > 1000
     assert second == {"inserted": 0, "updated": 0, "deleted": 0, "changed_periods": 0}
@@ -298,7 +302,7 @@ def test_a_chunked_run_is_published_once_even_if_two_last_chunks_try(settings, d
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("fails_in", [None, "_lock_runs", "a write"])
+@pytest.mark.parametrize("fails_in", [None, "lock_runs", "a write"])
 def test_a_chunked_publication_retried_after_its_transaction_failed_publishes_every_change(
     monkeypatch, fails_in
 ):
@@ -306,7 +310,7 @@ def test_a_chunked_publication_retried_after_its_transaction_failed_publishes_ev
     fails, so the chunk task's retry publishes the updates paired in them too."""
     from django.db import OperationalError
 
-    from kpis import services
+    from kpis import run_publication
     from kpis.engine import PUBLISHED_COLUMNS, VANISHED_COLUMNS
     from tests.test_kpi_runs import small_program
 
@@ -330,23 +334,23 @@ def test_a_chunked_publication_retried_after_its_transaction_failed_publishes_ev
             "CREATE TEMP TABLE kx_recon AS SELECT kind, description AS detail, deal_id, partner_id, "
             "touch_id, account_id, registration_ids FROM kpis_reconciliationitem WHERE 1 = 0"
         )
-    if fails_in == "_lock_runs":
-        failing = services._lock_runs
+    if fails_in == "lock_runs":
+        failing = run_publication.lock_runs
 
         def fail_once() -> None:
-            monkeypatch.setattr(services, fails_in, failing)
+            monkeypatch.setattr(run_publication, fails_in, failing)
             raise OperationalError("server closed the connection unexpectedly")
 
-        monkeypatch.setattr(services, fails_in, fail_once)
+        monkeypatch.setattr(run_publication, fails_in, fail_once)
         with pytest.raises(OperationalError):
-            services.publish(run=run, diffed=True)
+            run_publication.publish(run=run, diffed=True)
     elif fails_in == "a write":
         # The update paired from the differences fails in the database.
         with failing_kpi_writes("could not extend file"), pytest.raises(DatabaseError):
-            services.publish(run=run, diffed=True)
+            run_publication.publish(run=run, diffed=True)
     changed.refresh_from_db()
     assert changed.value != Decimal("12345")
-    stats = services.publish(run=run, diffed=True)
+    stats = run_publication.publish(run=run, diffed=True)
     changed.refresh_from_db()
     assert changed.value == Decimal("12345") and changed.run_id == run.pk
     assert stats == {"inserted": 0, "updated": 1, "deleted": 0, "changed_periods": 1}
@@ -490,22 +494,22 @@ def test_a_chunked_full_run_compares_every_row_when_the_published_set_or_a_label
 def test_a_key_renamed_while_a_chunked_run_computes_labels_with_the_runs_key_until_the_next_run(
     chunked_program, monkeypatch
 ):
-    from kpis import services
+    from kpis import run_chunks
 
     partner_id = KpiValue.objects.filter(scope="partner").order_by("pk").values("partner_id")[:1]
     partner = Partner.objects.get(pk=partner_id)
     rows = KpiValue.objects.filter(scope="partner", partner=partner)
     count, key = rows.count(), partner.key
-    original = services.plan_chunks
+    original = run_chunks.plan_chunks
 
     def plan_after_a_rename(weights, count):
         # After the facts step read the keys, before the chunks label rows.
         Partner.objects.filter(pk=partner.pk).update(key="renamed-meanwhile")
         return original(weights, count)
 
-    monkeypatch.setattr(services, "plan_chunks", plan_after_a_rename)
+    monkeypatch.setattr(run_chunks, "plan_chunks", plan_after_a_rename)
     assert t.recompute().status == "succeeded"
-    monkeypatch.setattr(services, "plan_chunks", original)
+    monkeypatch.setattr(run_chunks, "plan_chunks", original)
     # Every row keeps the key of the run's snapshot, which its state records...
     assert rows.count() == count and set(rows.values_list("scope_key", flat=True)) == {key}
     # ...so the next run sees the rename and relabels them all, and after a rename back the one

@@ -39,15 +39,15 @@ def incremental(as_of: str = "2026-12-31") -> KpiRun:
 
 def publish_after(monkeypatch, write) -> None:
     """Make every run commit `write()` just before it publishes (a write made while it computed)."""
-    from kpis import services
+    from kpis import run_publication
 
-    original = services.publish
+    original = run_publication.publish
 
     def publish(**kwargs):
         write()
         return original(**kwargs)
 
-    monkeypatch.setattr(services, "publish", publish)
+    monkeypatch.setattr(run_publication, "publish", publish)
 
 
 @pytest.mark.django_db
@@ -344,7 +344,8 @@ def test_a_missing_or_incomplete_state_makes_the_run_recompute_everything():
 @pytest.mark.django_db
 def test_a_set_written_during_an_incremental_run_fails_it_and_publishes_nothing(monkeypatch):
     from kpis import services
-    from kpis.services import PublishedSetChanged, kpi_run_create
+    from kpis.run_publication import PublishedSetChanged
+    from kpis.services import kpi_run_create
 
     deals = small_program(partners=2)
     t.recompute()
@@ -416,19 +417,19 @@ def test_settings_changed_while_a_run_computed_make_the_next_run_recompute_every
 def test_a_failed_clean_up_after_publishing_keeps_the_run_succeeded_and_its_state(monkeypatch):
     from django.db import OperationalError
 
-    from kpis import services
+    from kpis import run_publication
 
     deals = small_program(partners=2)
     first = t.recompute()
 
-    original = services._drop_unused_namespaces
+    original = run_publication.drop_unused_namespaces
 
     def lock_timeout(*, keep):
         if keep == first.pk:  # the clean-up when the run is created
             return original(keep=keep)
         raise OperationalError("lock timeout")  # the clean-up after it published
 
-    monkeypatch.setattr(services, "_drop_unused_namespaces", lock_timeout)
+    monkeypatch.setattr(run_publication, "drop_unused_namespaces", lock_timeout)
     Deal.objects.filter(pk=deals[0].pk).update(amount=D("6.00"), updated_at=timezone.now())
     run = incremental()
     assert run.periods_recomputed == 3
@@ -443,8 +444,8 @@ def test_a_failed_clean_up_after_publishing_keeps_the_run_succeeded_and_its_stat
 
 @pytest.mark.django_db
 def test_the_clean_up_keeps_the_tables_of_a_run_still_queued_or_running():
-    from kpis import services
     from kpis.engine import drop_state, state_runs
+    from kpis.run_publication import drop_unused_namespaces
 
     small_program(partners=1)
     done = t.recompute()
@@ -455,7 +456,7 @@ def test_the_clean_up_keeps_the_tables_of_a_run_still_queued_or_running():
             if connection.vendor == "postgresql":
                 cursor.execute(f"CREATE SCHEMA kpirun_{run.pk}")
             cursor.execute(f"CREATE TABLE {state_table(run.pk, 'kx_deal')} (id BIGINT)")
-    services._drop_unused_namespaces(keep=done.pk)
+    drop_unused_namespaces(keep=done.pk)
     assert state_runs() == {done.pk, queued.pk}
     drop_state(queued.pk)
 

@@ -327,14 +327,16 @@ def test_the_run_admin_recompute_now_action_queues_a_run(client, django_capture_
 def test_the_fingerprint_is_computed_alongside_a_run_with_changes_and_lets_the_next_one_skip(monkeypatch):
     import threading
 
+    from kpis.engine import fingerprint
+
     computed_on = []
-    source_fingerprint = services.source_fingerprint
+    source_fingerprint = fingerprint.source_fingerprint
 
     def spy(**kwargs):
         computed_on.append(threading.current_thread().name)
         return source_fingerprint(**kwargs)
 
-    monkeypatch.setattr(services, "source_fingerprint", spy)
+    monkeypatch.setattr(fingerprint, "source_fingerprint", spy)
     deals = small_program()
     first = t.recompute()
     # The log held the program's rows: no run could be skipped, so the facts did not wait for it.

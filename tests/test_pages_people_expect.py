@@ -15,7 +15,7 @@ from deals.models import DealRegistration
 from deals.services import registration_submit
 from kpis import formatting
 from kpis.ranges import MonthRange, month_range
-from kpis.selectors import Card
+from kpis.readers import Card
 from partners.selectors import tiers_in_order
 from portal.views import year_to_date
 from tests.factories import (

@@ -122,7 +122,8 @@ def test_a_request_whose_query_outlasts_the_timeout_gets_a_503_and_leaves_no_que
 def test_attribution_on_request_runs_with_a_kpi_runs_settings_that_end_with_it():
     from django.test.utils import CaptureQueriesContext
 
-    from kpis.services import ENGINE_SESSION_SETTINGS, attribution_by_partner
+    from kpis.engine.session import TRANSACTION_SETTINGS
+    from kpis.services import attribution_by_partner
 
     with CaptureQueriesContext(connection) as queries:
         assert (
@@ -133,7 +134,7 @@ def test_attribution_on_request_runs_with_a_kpi_runs_settings_that_end_with_it()
     first_engine = next(i for i, sql in enumerate(statements) if "kx_" in sql)
     settings_set = [sql for sql in statements[:first_engine] if "set_config" in sql]
     assert any("'work_mem', '256MB', true" in sql for sql in settings_set), settings_set
-    assert ENGINE_SESSION_SETTINGS["work_mem"] == "256MB"
+    assert TRANSACTION_SETTINGS["work_mem"] == "256MB"
     with connection.cursor() as cursor:
         cursor.execute("SHOW work_mem")
         assert cursor.fetchone()[0] != "256MB"  # SET LOCAL: the request's session is as it was

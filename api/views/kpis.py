@@ -36,7 +36,8 @@ from kpis.export import export_rows, reads_published_set
 from kpis.metrics import Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, Target
 from kpis.published_attribution import explorer_rows
-from kpis.selectors import iter_reconciliation_items, visible_costs, visible_targets
+from kpis.reconciliation import iter_reconciliation_items
+from kpis.selectors import visible_costs, visible_targets
 from partners import access
 from program.attribution import AttributionModel
 from program.models import ProgramSettings

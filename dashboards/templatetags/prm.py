@@ -6,7 +6,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from kpis import formatting
-from kpis.selectors import Card
+from kpis.readers import Card
 
 register = template.Library()
 

@@ -1,8 +1,9 @@
-"""Attribution: each won deal's amount split into partners' cents (kx_attr), and on-request totals."""
+"""Attribution: each won deal's amount split into partners' cents (kx_attr), and on-request totals
+of the deals won between two dates (from facts of only those deals)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from kpis.engine import facts
@@ -85,10 +86,47 @@ def build(
     )
 
 
-def totals(ctx: RunContext, date_from: date, date_to: date) -> list[dict[str, Any]]:
+def facts_won_between(ctx: RunContext, date_from: date, date_to: date) -> None:
+    """The facts attribution reads, of only the deals won on the local dates `date_from` to
+    `date_to` (both included): kx_partner (every partner), kx_deal (those deals), kx_touch_all and
+    the kx_touch view (their touches). The same rows as the whole program's facts hold for those
+    deals: a deal's row, segment and shares depend only on itself, its touches and partners."""
+    s = ctx.sql
+    lo, hi = s.date_literal(date_from), s.date_literal(date_to)
+    # Bounds on the stored instant the (status, closed_at) index can use: a local date lies within
+    # a day of the UTC date (offsets are under 24 hours), so these hold every deal of the range
+    # and a few around it; the local close date then decides, as for the whole program.
+    after = s.date_literal(date_from - timedelta(days=1))
+    before = s.date_literal(date_to + timedelta(days=2))
+    won = f"d.status = 'won' AND d.closed_at >= {after} AND d.closed_at < {before}"
+    ctx.fill("kx_partner", facts.partner_select(ctx))
+    # The segment from the touch table (kx_touch is built from kx_deal, after it): "influenced"
+    # when a touch on or before the close counts, as kx_touch would say.
+    ctx.fill(
+        "kx_deal",
+        f"""SELECT * FROM ({facts.deal_select(ctx, segment_from_base=True, where=won)}) w
+        WHERE w.closed_d >= {lo} AND w.closed_d <= {hi}""",
+    )
+    ctx.analyze("kx_deal")
+    ctx.fill("kx_touch_all", facts.touch_select(ctx, deals="kx_deal"))
+    facts.touch_view(ctx)
+    if not s.pg:  # as facts.facts_touches: SQLite's nested loops need it
+        ctx.exec("CREATE INDEX kx_touch_all_deal_id ON kx_touch_all (deal_id)")
+    ctx.analyze("kx_partner", "kx_touch_all")
+
+
+def totals(
+    ctx: RunContext, date_from: date, date_to: date, *, whole_program: bool = False
+) -> list[dict[str, Any]]:
+    """Per partner: sourced, influenced and attributed revenue of the deals won on the local dates
+    `date_from` to `date_to` (both included), from facts of only those deals (`whole_program`:
+    from the whole program's facts, as a run builds them; the same figures, for comparison)."""
     from decimal import Decimal
 
-    facts.build(ctx)
+    if whole_program:
+        facts.build(ctx)
+    else:
+        facts_won_between(ctx, date_from, date_to)
     build(ctx)
     lo, hi = ctx.sql.date_literal(date_from), ctx.sql.date_literal(date_to)
     in_range = f"d.status = 'won' AND d.closed_d >= {lo} AND d.closed_d <= {hi}"

@@ -34,7 +34,7 @@ def prepare_cells(ctx: RunContext) -> None:
     if restricted:
         ctx.exec(
             f"INSERT INTO kx_cells ({CELL_COLUMNS}, chunk) SELECT {CELL_COLUMNS}, -1 "
-            f"FROM {state_table(ctx.previous, 'kx_cells')} c WHERE {keep}"
+            f"FROM {state_table(ctx.previous_run(), 'kx_cells')} c WHERE {keep}"
         )
 
 
@@ -64,8 +64,8 @@ def keep_changed_cells(ctx: RunContext) -> None:
     components differ from the base's (or that it lacks, or that hold a target now or did
     then), listed with their periods in kx_pubcell; the other cells' published rows stand, as
     the same components give the same rows. kx_cells keeps every cell (stored before)."""
-    prev_cells = state_table(ctx.cell_base, "kx_cells")
-    prev_targets = state_table(ctx.cell_base, "kx_tgt")
+    prev_cells = state_table(ctx.cell_base_run(), "kx_cells")
+    prev_targets = state_table(ctx.cell_base_run(), "kx_tgt")
     cell, columns = CELL_NAMES, ", ".join(CELL_KEY + tuple(COMPONENTS))
     ctx.exec("DROP TABLE IF EXISTS pg_temp.kx_pubcell")
     ctx.exec(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connection, transaction
@@ -37,7 +38,13 @@ class SessionThread:
     """`work(*args)` on a thread with its own database session, started at once. `join()` returns
     what it raised (None when it succeeded); `finish()` joins and re-raises."""
 
-    def __init__(self, work, *args, name: str = "kpi-session", on_exit=None) -> None:
+    def __init__(
+        self,
+        work: Callable[..., object],
+        *args: object,
+        name: str = "kpi-session",
+        on_exit: Callable[[], object] | None = None,
+    ) -> None:
         self.error: BaseException | None = None
 
         def run() -> None:
@@ -277,8 +284,16 @@ def write_plan(run_id: int, rows: list[dict[str, Any]]) -> None:
     """Create the run's plan with one row per chunk (keys: n, program, join_sources, periods,
     base_version, engine_settings, cell_base, started_version), in the caller's transaction."""
     schema = run_schema(run_id)
-    columns = ("n", "program", "join_sources", "periods", "base_version", "engine_settings", "cell_base")
-    columns += ("started_version",)
+    columns = (
+        "n",
+        "program",
+        "join_sources",
+        "periods",
+        "base_version",
+        "engine_settings",
+        "cell_base",
+        "started_version",
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TABLE {schema}.kx_chunks (n INTEGER PRIMARY KEY, program BOOLEAN NOT NULL, "

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import connection
 
 from kpis.engine.dialect import Dialect, session_setting
+from kpis.engine.session import TRANSACTION_SETTINGS
 from kpis.engine.tables import SCOPE_TABLES, TEMP_TABLES, run_schema
 from program.attribution import AttributionModel
 from program.models import ProgramSettings
@@ -130,6 +131,18 @@ class RunContext:
         self.change_mark: tuple[str | None, int, int] = (None, 0, -1)
         self.fact_month_bounds: tuple[int | None, int | None] = (None, None)
 
+    def previous_run(self) -> int:
+        """`previous`, for the stages that read its state (they run only when there is one)."""
+        if self.previous is None:
+            raise RuntimeError("this computation has no previous run's state to read")
+        return self.previous
+
+    def cell_base_run(self) -> int:
+        """`cell_base`, for the stages that compare cells with its state (only when there is one)."""
+        if self.cell_base is None:
+            raise RuntimeError("this computation has no cell base to compare with")
+        return self.cell_base
+
     def fact_table(self, name: str) -> str:
         """`CREATE {fact_table(name)} AS ...`: a temp table, or in a run's schema an unlogged one."""
         return f"UNLOGGED TABLE {self.schema}.{name}" if self.schema else f"TEMP TABLE {name}"
@@ -179,9 +192,9 @@ class RunContext:
             )
 
     def begin_local(self) -> None:
-        # Only unlogged and temp tables are written: nothing to lose if a commit is not flushed.
-        self.exec("SET LOCAL synchronous_commit = off")
-        self.exec("SET LOCAL work_mem = '256MB'")
+        """This transaction's settings: a KPI run's (kpis.engine.session.TRANSACTION_SETTINGS)."""
+        for name, value in TRANSACTION_SETTINGS.items():
+            self.exec(f"SET LOCAL {name} = '{value}'")
 
     def share_cores(self) -> None:
         """This transaction's statements run beside another session's (a chunked run's facts and

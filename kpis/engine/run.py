@@ -13,7 +13,7 @@ import contextlib
 from datetime import date
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 
 from kpis.engine import (
     attribution,
@@ -29,6 +29,7 @@ from kpis.engine import (
 )
 from kpis.engine.context import Chunk, ComputeResult, EngineSettings, RunContext
 from kpis.engine.incremental import changed_periods, delta_facts, patching
+from kpis.engine.session import size_temp_buffers
 
 
 def compute(ctx: RunContext) -> ComputeResult:
@@ -94,10 +95,8 @@ class KpiComputation:
         write committed mid-run never half-appears (e.g. a deal without its touches)."""
         ctx = self.ctx
         if ctx.sql.pg and not connection.in_atomic_block:
-            # Temp tables live in backend-local buffers (8 MB by default); PostgreSQL accepts a new
-            # size only before the session's first temp table, so a refusal is harmless.
-            with contextlib.suppress(DatabaseError):
-                ctx.exec("SET temp_buffers = '1GB'")
+            # Temp tables live in backend-local buffers (8 MB by default): kpis.engine.session.
+            size_temp_buffers()
         ctx.drop()
         if ctx.sql.pg and not connection.in_atomic_block:
             with transaction.atomic():
@@ -122,7 +121,10 @@ class KpiComputation:
     def chunk_weights(self) -> list[tuple[int, int]]:
         return chunks.chunk_weights(self.ctx)
 
-    def attribution_totals(self, date_from: date, date_to: date) -> list[dict[str, Any]]:
-        """Per partner sourced / influenced / attributed revenue of deals won between two local dates."""
+    def attribution_totals(
+        self, date_from: date, date_to: date, *, whole_program: bool = False
+    ) -> list[dict[str, Any]]:
+        """Per partner sourced / influenced / attributed revenue of deals won between two local
+        dates, from facts of only those deals (kpis.engine.attribution.totals)."""
         with self.ctx.sql.session_time_zone():
-            return attribution.totals(self.ctx, date_from, date_to)
+            return attribution.totals(self.ctx, date_from, date_to, whole_program=whole_program)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from django.db import OperationalError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 
 from kpis.engine.context import RunContext
 from kpis.engine.tables import (
@@ -79,14 +80,14 @@ def prune_change_log(run_id: int) -> int:
             if truncated is not None:
                 return truncated
         cursor.execute(f"DELETE FROM {change_log} WHERE {included}")
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
 
 # A prune of at least this many log rows empties the table with TRUNCATE when it can (see below).
 TRUNCATE_CHANGE_LOG_ROWS = 10_000
 
 
-def _truncate_change_log(cursor, included: str) -> int | None:
+def _truncate_change_log(cursor: CursorWrapper, included: str) -> int | None:
     """PostgreSQL: when a prune would delete many rows and every row of the log is included, empty
     it with TRUNCATE instead and return how many rows went (None: delete them). Deleted rows stay
     in the table until autovacuum, and every run scans it: after a bulk load, millions of them.
@@ -106,7 +107,7 @@ def _truncate_change_log(cursor, included: str) -> int | None:
                 return None
             cursor.execute(f"TRUNCATE {change_log}")
             cursor.execute("SET LOCAL lock_timeout = DEFAULT")
-            return rows
+            return int(rows)
     except OperationalError:  # the lock was not granted in time
         return None
 
