@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET
 
 from dashboards.permissions import staff_required
 from deals.models import Deal
-from deals.selectors import DEAL_SORTS, SEGMENTS, DealListQuery, deal_list, deal_timeline, with_segment
+from deals.selectors import DEAL_SORTS, SEGMENTS, DealListQuery, deal_list, deal_timeline
 from kpis.deal_attribution import deal_attribution_splits
 from kpis.periods import period_or_none
 from partners.models import JoinSource, Partner
@@ -154,9 +154,7 @@ def _sort_links(kept: dict[str, str], query: DealListQuery) -> dict[str, dict[st
 @require_GET
 @staff_required
 def deal_detail(request: AuthenticatedRequest, deal_id: int) -> HttpResponse:
-    deal = get_object_or_404(
-        with_segment(Deal.objects.select_related("account", "sourcing_partner")), pk=deal_id
-    )
+    deal = get_object_or_404(Deal.objects.select_related("account", "sourcing_partner"), pk=deal_id)
     splits = deal_attribution_splits(deal)
     program_model = ProgramSettings.load().attribution_model
     partners = sorted(
