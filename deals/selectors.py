@@ -4,6 +4,7 @@ and the rows of each a user may see (`visible_*`, scoped by `partners.access.row
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db.models import F, Q, QuerySet
@@ -172,7 +173,7 @@ DEAL_SORTS = {
 }
 
 
-def involved_deal_ids(partners: QuerySet[Partner] | int) -> QuerySet[Deal]:
+def involved_deal_ids(partners: QuerySet[Partner] | int) -> QuerySet[Deal, Any]:
     """Ids of the deals sourced or touched by a partner (an id) or by any of `partners`.
 
     One indexed id set per kind, united: an OR of `sourcing_partner` and an IN (touches) cannot
