@@ -20,11 +20,19 @@ The rule is the KPI engine's (kpis/engine/facts.py `deal_select`): sourced when 
 sourcing partner; else influenced when some touch counts (the deal has no closed_at, or
 touched_at <= closed_at); else direct. tests/test_deal_segment.py compares the two.
 
+A segment is derived, not a KPI input: the KPI change log (kpis 0008) logs the write that
+changed it (the touch, or the deal's own columns), so its trigger on deals_deal is replaced by one
+that leaves out the rows whose only change is their segment (the touch triggers' updates).
+
 Like the triggers of kpis 0008, a later migration that makes Django rebuild deals_deal or
 deals_touch on SQLite drops these and must create them again (the tests fail until it does).
 """
 
+from importlib import import_module
+
 from django.db import migrations, models
+
+fact_change_log = import_module("kpis.migrations.0008_fact_change_log")
 
 SEGMENT_SQL = """CASE WHEN {d}.sourcing_partner_id IS NOT NULL THEN 'sourced'
     WHEN EXISTS (SELECT 1 FROM deals_touch t WHERE t.deal_id = {d}.id
@@ -114,11 +122,55 @@ SQLITE_DROP = [
 ]
 
 
+# kpis_log_fact_change('deal') for an UPDATE, less the rows whose only change is their segment.
+PG_LOG_FUNCTION = """
+CREATE OR REPLACE FUNCTION deals_log_deal_update() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+    writer BIGINT := pg_current_xact_id()::text::bigint;
+BEGIN
+    INSERT INTO kpis_factchange (source, row_id, xid)
+    SELECT 'deal', n.id, writer FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
+    WHERE o.id IS NULL OR o.segment IS NOT DISTINCT FROM n.segment
+       OR to_jsonb(o) - 'segment' IS DISTINCT FROM to_jsonb(n) - 'segment';
+    INSERT INTO kpis_factchange (source, row_id, xid)
+    SELECT 'deal', o.id, writer FROM (SELECT id FROM old_rows EXCEPT SELECT id FROM new_rows) o;
+    RETURN NULL;
+END
+$$
+"""
+PG_LOG_TRIGGER = (
+    "CREATE TRIGGER deals_deal_fact_upd AFTER UPDATE ON deals_deal "
+    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION deals_log_deal_update()"
+)
+
+
+def _original_log_trigger(pg: bool) -> str:
+    make = fact_change_log._pg_triggers if pg else fact_change_log._sqlite_triggers
+    args = ("deals_deal", "deal") if pg else ("deals_deal", "deal", None)
+    return next(s for s in make(*args) if "deals_deal_fact_upd" in s)
+
+
+def _sqlite_log_trigger(apps) -> str:
+    # SQLite's row trigger gets a WHEN: the segment unchanged, or some other column changed
+    # (the deal's columns as of this migration; a later column changed together with the
+    # segment alone, never by save(), which writes them all, would go unlogged on SQLite).
+    columns = [f.column for f in apps.get_model("deals", "Deal")._meta.concrete_fields if f.name != "segment"]
+    when = " OR ".join(["OLD.segment IS NEW.segment", *[f"OLD.{c} IS NOT NEW.{c}" for c in columns]])
+    original = _original_log_trigger(pg=False)
+    head = "AFTER UPDATE ON deals_deal BEGIN"
+    assert head in original
+    return original.replace(head, f"AFTER UPDATE ON deals_deal WHEN {when} BEGIN")
+
+
 def forward(apps, schema_editor):
     execute = schema_editor.execute
     if schema_editor.connection.vendor == "postgresql":
-        for statement in PG_FUNCTIONS + PG_TRIGGERS:
+        for statement in [*PG_FUNCTIONS, *PG_TRIGGERS, PG_LOG_FUNCTION]:
             execute(statement)
+        execute("DROP TRIGGER IF EXISTS deals_deal_fact_upd ON deals_deal")
+        execute(PG_LOG_TRIGGER)
         # The backfill in one set-based statement, the row triggers off: they would compute every
         # segment a second time, and the KPI change log (kpis 0008) would log a million deals
         # whose KPI inputs did not change. The migration's lock on the table keeps writers out.
@@ -128,6 +180,8 @@ def forward(apps, schema_editor):
     else:
         for statement in SQLITE_TRIGGERS:
             execute(statement)
+        execute("DROP TRIGGER IF EXISTS deals_deal_fact_upd")
+        execute(_sqlite_log_trigger(apps))
         execute(f"UPDATE deals_deal SET segment = {SEGMENT_SQL.format(d='deals_deal')}")
 
 
@@ -135,12 +189,17 @@ def backward(apps, schema_editor):
     pg = schema_editor.connection.vendor == "postgresql"
     for statement in PG_DROP if pg else SQLITE_DROP:
         schema_editor.execute(statement)
+    schema_editor.execute("DROP TRIGGER IF EXISTS deals_deal_fact_upd" + (" ON deals_deal" if pg else ""))
+    schema_editor.execute(_original_log_trigger(pg))
+    if pg:
+        schema_editor.execute("DROP FUNCTION IF EXISTS deals_log_deal_update()")
 
 
 class Migration(migrations.Migration):
     dependencies = [
         ("deals", "0004_registration_expiry_warning_sent_at"),
         ("partners", "0004_onboarding"),
+        ("kpis", "0008_fact_change_log"),  # its log trigger on deals_deal is replaced here
     ]
 
     operations = [
