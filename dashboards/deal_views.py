@@ -3,6 +3,7 @@ its attribution split under every model). Thin: the reads are deals.selectors an
 kpis.deal_attribution."""
 
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,6 +26,26 @@ from program.models import ProgramSettings
 from program.validation import validate_plausible_date
 
 PAGE_SIZE = 25
+# The list counts its deals up to this many, then says "more than": counting every one of a
+# broad filter's hundreds of thousands of deals (a join source's) costs more than the page.
+COUNT_CAP = 10_000
+
+
+class CappedPaginator(Paginator):
+    """Counts at most COUNT_CAP + 1 rows (one statement whose cost stops there); `capped` when
+    there are more, and then the pages end at the COUNT_CAP-th deal."""
+
+    @cached_property
+    def _counted(self) -> int:
+        return self.object_list.order_by()[: COUNT_CAP + 1].count()
+
+    @cached_property
+    def count(self) -> int:
+        return min(self._counted, COUNT_CAP)
+
+    @property
+    def capped(self) -> bool:
+        return self._counted > COUNT_CAP
 
 
 class DealListForm(forms.Form):
@@ -124,7 +145,7 @@ def deal_list_page(request: AuthenticatedRequest) -> HttpResponse:
     if form.is_bound:
         form.is_valid()  # errors are shown; the valid fields still filter
     query = form.query()
-    page = Paginator(deal_list(query), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CappedPaginator(deal_list(query), PAGE_SIZE).get_page(request.GET.get("page"))
     kept: dict[str, str] = {k: str(v) for k, v in request.GET.items() if k != "page" and v}
     return render(
         request,
