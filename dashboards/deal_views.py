@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -37,7 +37,8 @@ class CappedPaginator(Paginator):
 
     @cached_property
     def _counted(self) -> int:
-        return self.object_list.order_by()[: COUNT_CAP + 1].count()
+        deals: QuerySet[Deal] = self.object_list  # type: ignore[assignment]  # a deal_list() queryset
+        return deals.order_by()[: COUNT_CAP + 1].count()
 
     @cached_property
     def count(self) -> int:
