@@ -19,7 +19,7 @@ from rest_framework.settings import api_settings
 from api.permissions import acting_partner
 from deals.models import Account, Deal, DealRegistration, Touch
 from deals.rules import normalise_domain
-from deals.selectors import SEGMENTS, with_segment
+from deals.selectors import SEGMENTS
 from kpis.metrics import METRIC_NAMES, Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, Target
 from kpis.selectors import published_values
@@ -196,7 +196,7 @@ class DealFilterSet(filters.FilterSet):
         fields = ["key", "account", "status", "sourcing_partner", "sourced"]
 
     def filter_segment(self, queryset, name, value):
-        return with_segment(queryset).filter(segment=value)
+        return queryset.filter(segment=value)
 
     def filter_join_source(self, queryset, name, value):
         # A partner user learns nothing of other partners: only its own involvement counts, and

@@ -152,6 +152,7 @@ def _cases(partner_id: int) -> list[Case]:
 
     from deals.models import Deal, Touch
     from kpis import drilldown
+    from partners.models import Partner
 
     as_of = drilldown.published_facts().as_of
     month = date(as_of.year, as_of.month, 1)
@@ -166,6 +167,15 @@ def _cases(partner_id: int) -> list[Case]:
         .values_list("deal", flat=True)
         .first()
     ) or Deal.objects.order_by("id").values_list("id", flat=True).first()
+    # The join source with the most partners: the deal list's broadest join-source filter.
+    source_id = (
+        Partner.objects.exclude(join_source=None)
+        .values("join_source")
+        .annotate(n=Count("id"))
+        .order_by("-n", "join_source")
+        .values_list("join_source", flat=True)
+        .first()
+    )
     d, p = DASHBOARD_MS, partner_id
     cases = [
         Case("overview", "/dashboard/", "manager", d),
@@ -179,6 +189,33 @@ def _cases(partner_id: int) -> list[Case]:
         Case(
             "deals, won influenced by amount",
             "/dashboard/deals/?status=won&segment=influenced&sort=amount",
+            "manager",
+            d,
+        ),
+        # The deal list's other filters and sorts (each walks an index or counts one).
+        Case("deals, sourced by amount", "/dashboard/deals/?segment=sourced&sort=amount", "manager", d),
+        Case(
+            "deals, direct, closed last year, by name",
+            f"/dashboard/deals/?segment=direct&period={year}&sort=name",
+            "manager",
+            d,
+        ),
+        Case(
+            "deals, influenced, created last month, oldest first",
+            f"/dashboard/deals/?segment=influenced&period={last_month}&date_basis=created&direction=asc",
+            "manager",
+            d,
+        ),
+        Case("deals, of the partner, by amount", f"/dashboard/deals/?partner={p}&sort=amount", "manager", d),
+        Case(
+            "deals, of the largest join source, by account",
+            f"/dashboard/deals/?join_source={source_id}&sort=account",
+            "manager",
+            d,
+        ),
+        Case(
+            "deals, lost, 10,000-20,000, by close",
+            "/dashboard/deals/?status=lost&amount_min=10000&amount_max=20000&sort=closed",
             "manager",
             d,
         ),

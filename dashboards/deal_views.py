@@ -3,19 +3,20 @@ its attribution split under every model). Thin: the reads are deals.selectors an
 kpis.deal_attribution."""
 
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from dashboards.permissions import staff_required
 from deals.models import Deal
-from deals.selectors import DEAL_SORTS, SEGMENTS, DealListQuery, deal_list, deal_timeline, with_segment
+from deals.selectors import DEAL_SORTS, SEGMENTS, DealListQuery, deal_list, deal_timeline
 from kpis.deal_attribution import deal_attribution_splits
 from kpis.periods import period_or_none
 from partners.models import JoinSource, Partner
@@ -25,6 +26,27 @@ from program.models import ProgramSettings
 from program.validation import validate_plausible_date
 
 PAGE_SIZE = 25
+# The list counts its deals up to this many, then says "more than": counting every one of a
+# broad filter's hundreds of thousands of deals (a join source's) costs more than the page.
+COUNT_CAP = 10_000
+
+
+class CappedPaginator(Paginator):
+    """Counts at most COUNT_CAP + 1 rows (one statement whose cost stops there); `capped` when
+    there are more, and then the pages end at the COUNT_CAP-th deal."""
+
+    @cached_property
+    def _counted(self) -> int:
+        deals: QuerySet[Deal] = self.object_list  # type: ignore[assignment]  # a deal_list() queryset
+        return deals.order_by()[: COUNT_CAP + 1].count()
+
+    @cached_property
+    def count(self) -> int:
+        return min(self._counted, COUNT_CAP)
+
+    @property
+    def capped(self) -> bool:
+        return self._counted > COUNT_CAP
 
 
 class DealListForm(forms.Form):
@@ -124,7 +146,7 @@ def deal_list_page(request: AuthenticatedRequest) -> HttpResponse:
     if form.is_bound:
         form.is_valid()  # errors are shown; the valid fields still filter
     query = form.query()
-    page = Paginator(deal_list(query), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CappedPaginator(deal_list(query), PAGE_SIZE).get_page(request.GET.get("page"))
     kept: dict[str, str] = {k: str(v) for k, v in request.GET.items() if k != "page" and v}
     return render(
         request,
@@ -154,9 +176,7 @@ def _sort_links(kept: dict[str, str], query: DealListQuery) -> dict[str, dict[st
 @require_GET
 @staff_required
 def deal_detail(request: AuthenticatedRequest, deal_id: int) -> HttpResponse:
-    deal = get_object_or_404(
-        with_segment(Deal.objects.select_related("account", "sourcing_partner")), pk=deal_id
-    )
+    deal = get_object_or_404(Deal.objects.select_related("account", "sourcing_partner"), pk=deal_id)
     splits = deal_attribution_splits(deal)
     program_model = ProgramSettings.load().attribution_model
     partners = sorted(

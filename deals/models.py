@@ -24,7 +24,10 @@ class Account(models.Model):
 
     class Meta:
         ordering = ["name"]
-        indexes = [models.Index(fields=["domain"])]
+        indexes = [
+            models.Index(fields=["domain"]),
+            models.Index(fields=["name"], name="account_name"),  # the deal list sorted by account
+        ]
         constraints = [models.CheckConstraint(condition=~Q(name=""), name="account_name_not_blank")]
 
     def __str__(self) -> str:
@@ -61,6 +64,12 @@ class Deal(models.Model):
         related_name="sourced_deals",
     )
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    # sourced, influenced or direct (docs/kpis.md, "Segments"), kept by the database's triggers
+    # (deals/migrations/0005_deal_segment.py) on every write of the deal or of its touches,
+    # whatever writes it (ORM, queryset updates, the importer's COPY): the deal list filters on
+    # it without a per-deal EXISTS. Read only: what Django writes here is recomputed. NULL only
+    # in a Deal not saved yet (Django inserts NULL; the trigger fills it in).
+    segment = models.CharField(max_length=10, null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -68,6 +77,12 @@ class Deal(models.Model):
             models.Index(fields=["status", "closed_at"]),
             models.Index(fields=["sourcing_partner", "closed_at"]),
             models.Index(fields=["created_at"]),
+            # The deal list: a segment (and status) counted from the index alone, and sorted
+            # by amount within it; its other sorts walk their own column's index.
+            models.Index(fields=["segment", "status", "amount"], name="deal_segment_status_amount"),
+            models.Index(fields=["amount"], name="deal_amount"),
+            models.Index(fields=["closed_at"], name="deal_closed_at"),
+            models.Index(fields=["name"], name="deal_name"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=Decimal("0")), name="deal_amount_positive"),

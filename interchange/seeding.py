@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from importlib import import_module
 from pathlib import Path
 from typing import Any, overload
 from zoneinfo import ZoneInfo
@@ -300,6 +301,10 @@ class DbSink:
         with connection.cursor() as cursor:
             # No deferred trigger events may be pending when the constraints are re-added.
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            # The deals' segment triggers probe the touches of each deal written, and the touch
+            # index is dropped below: off for the load, the segments set in one statement at close.
+            for table, trigger in SEGMENT_TRIGGERS:
+                cursor.execute(f"ALTER TABLE {quote(table)} DISABLE TRIGGER {quote(trigger)}")
             for model in self.BULK_LOADED:
                 table = model._meta.db_table
                 cursor.execute(
@@ -356,9 +361,30 @@ class DbSink:
                     cursor.execute(definition)
                 for table, name, definition in self.dropped:
                     cursor.execute(f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} {definition}")
+                # Every deal's segment, as the triggers would have set it (the KPI change log's
+                # trigger off too: it logs no segment-only update anyway, after comparing each row).
+                segment = _segment_rule.SEGMENT_SQL.format(d="deals_deal")
+                cursor.execute("ALTER TABLE deals_deal DISABLE TRIGGER deals_deal_fact_upd")
+                cursor.execute(
+                    f"UPDATE deals_deal SET segment = {segment} WHERE segment IS DISTINCT FROM {segment}"
+                )
+                cursor.execute("ALTER TABLE deals_deal ENABLE TRIGGER deals_deal_fact_upd")
+                for table, trigger in SEGMENT_TRIGGERS:
+                    cursor.execute(f"ALTER TABLE {quote(table)} ENABLE TRIGGER {quote(trigger)}")
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
                 for statement in connection.ops.sequence_reset_sql(no_style(), list(self.MODELS.values())):
                     cursor.execute(statement)
+
+
+# Deal.segment's rule and triggers (deals/migrations/0005_deal_segment.py): the bulk load turns
+# them off and sets the segments once.
+_segment_rule = import_module("deals.migrations.0005_deal_segment")
+SEGMENT_TRIGGERS = (
+    ("deals_deal", "deals_deal_segment"),
+    ("deals_touch", "deals_touch_segment_ins"),
+    ("deals_touch", "deals_touch_segment_upd"),
+    ("deals_touch", "deals_touch_segment_del"),
+)
 
 
 def _write_program(

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
+from dashboards import deal_views
 from deals.selectors import DealListQuery, deal_list
 from kpis.deal_attribution import MODELS, deal_attribution_splits
 from tests.factories import PartnerUserFactory, StaffUserFactory
@@ -102,6 +103,20 @@ def test_list_page_filters_sorts_and_pages_with_a_constant_number_of_queries(
     with django_assert_max_num_queries(12):
         response = manager_client.get(url, {"page": "2"})
     assert len(response.context["page"]) == 10  # 35 deals, 25 a page
+
+
+def test_the_count_stops_at_its_cap_and_says_so(manager_client, world, monkeypatch):
+    monkeypatch.setattr(deal_views, "COUNT_CAP", 3)
+    url = reverse("dashboards:deals")
+    response = manager_client.get(url, {"sort": "amount"})  # 5 deals: over the cap
+    page = response.context["page"]
+    assert (page.paginator.count, page.paginator.capped, page.paginator.num_pages) == (3, True, 1)
+    assert [d.key for d in page] == ["d2", "d4", "d1"]
+    assert "More than 3 deals" in response.content.decode()
+    response = manager_client.get(url, {"status": "won"})  # 2 deals: counted
+    page = response.context["page"]
+    assert (page.paginator.count, page.paginator.capped) == (2, False)
+    assert "2 deals." in response.content.decode()
 
 
 def test_bad_filters_are_form_errors_not_500(manager_client, world):
