@@ -291,10 +291,12 @@ def _drop_plain_indexes(cursor: Any, table: str, rows: int) -> list[tuple[str, s
 
 
 def _fact_triggers(cursor: Any, table: str) -> list[str]:
-    """The enabled triggers of `table` that log inserts and updates to the fact change log."""
+    """The enabled triggers of `table` that log inserts and updates to the fact change log: kpis'
+    own, and the deal update's variant that leaves out segment-only updates (deals 0005)."""
     cursor.execute(
         "SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
-        "WHERE t.tgrelid = %s::regclass AND p.proname = 'kpis_log_fact_change' AND t.tgenabled <> 'D' "
+        "WHERE t.tgrelid = %s::regclass AND t.tgenabled <> 'D' "
+        "AND p.proname IN ('kpis_log_fact_change', 'deals_log_deal_update') "
         "AND (t.tgtype & 4 <> 0 OR t.tgtype & 16 <> 0) ORDER BY t.tgname",
         [table],
     )
