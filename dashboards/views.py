@@ -25,7 +25,7 @@ from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_con
 from dashboards.permissions import staff_required
 from dashboards.selection import CardRequest, PartnerGroupForm, RangeForm, build_cards
 from deals.models import Deal, DealRegistration, Touch
-from deals.selectors import partner_deal_ids, visible_deals
+from deals.selectors import PartnerDealList, visible_deals
 from kpis import recovery
 from kpis import selectors as kpi_selectors
 from kpis.formatting import export_string
@@ -433,12 +433,8 @@ def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpRespon
         metrics=("sourced_revenue", "influenced_revenue", "attributed_revenue"),
         attribution_model=context["model"],
     )
-    deals = list(
-        visible_deals(request.user)
-        .filter(pk__in=partner_deal_ids(partner))
-        .select_related("account", "sourcing_partner")
-        .order_by("-created_at", "-id")[:50]
-    )
+    base = visible_deals(request.user).select_related("account", "sourcing_partner")
+    deals = PartnerDealList(partner, base=base)[:50]
     registrations = list(
         DealRegistration.objects.filter(partner=partner)
         .select_related("account", "deal", "decided_by")

@@ -1,12 +1,16 @@
 """Reads of registrations and deals that the services, the portal, the API and the admin share,
 and the rows of each a user may see (`visible_*`, scoped by `partners.access.row_scope`)."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any, overload
 from zoneinfo import ZoneInfo
 
-from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, QuerySet, Sum, Value, When
+from django.db import connection
+from django.db.models import Case, CharField, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from deals.models import Account, Deal, DealRegistration, Touch
@@ -150,23 +154,97 @@ def partner_deals(partner: Partner | int) -> QuerySet[Deal]:
 def partner_deal_totals(partner: Partner | int) -> dict:
     """Counts over a partner's deals (`partner_deals`), in one query: `won_n` (all time), and the
     open pipeline, `sourced_n`/`sourced_amount` (open deals it sourced) and `touched_n`/
-    `touched_amount` (open deals it touched or registered but did not source).
+    `touched_amount` (open deals it touched or registered but did not source; amounts None when
+    there are none).
 
-    Filtered inside the aggregate, not in WHERE: with `status = 'won'` in WHERE, PostgreSQL
-    overestimated the id set and scanned every won deal (271,419 at 1M deals); without it, it
-    looks the partner's deals up by id."""
+    Each deal of the id set is looked up by id (a correlated subquery, its primary key index), not
+    joined: PostgreSQL misestimates the UNION (the sum of its parts: a touched deal counts once per
+    touch), so `status = 'won' AND id IN (...)` read all 271,419 won deals at 1M deals and a join
+    hashed the whole deal table; the lookups cost one index probe per deal of the partner."""
     partner_id = partner if isinstance(partner, int) else partner.pk
-    is_open = Q(status=Deal.Status.OPEN)
-    sourced = Q(sourcing_partner_id=partner_id)
-    not_sourced = ~sourced  # Django adds "OR sourcing_partner_id IS NULL" (a nullable column)
-    totals = partner_deals(partner_id).aggregate(
-        won_n=Count("pk", filter=Q(status=Deal.Status.WON)),
-        sourced_n=Count("pk", filter=is_open & sourced),
-        sourced_amount=Sum("amount", filter=is_open & sourced),
-        touched_n=Count("pk", filter=is_open & not_sourced),
-        touched_amount=Sum("amount", filter=is_open & not_sourced),
-    )
-    return totals
+    ids_sql, ids_params = partner_deal_ids(partner_id).query.sql_with_params()
+    table = Deal._meta.db_table
+    sql = f"""
+        SELECT kind, COUNT(*), SUM(amount)
+        FROM (SELECT (SELECT CASE WHEN d.status = %s THEN 'won'
+                                  WHEN d.status = %s AND d.sourcing_partner_id = %s THEN 'sourced'
+                                  WHEN d.status = %s THEN 'touched' END
+                      FROM {table} d WHERE d.id = u.id) AS kind,
+                     (SELECT d.amount FROM {table} d WHERE d.id = u.id) AS amount
+              FROM ({ids_sql}) u) x
+        GROUP BY kind"""
+    params = [Deal.Status.WON, Deal.Status.OPEN, partner_id, Deal.Status.OPEN, *ids_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = {kind: (int(n), amount) for kind, n, amount in cursor.fetchall()}
+    won_n = found.get("won", (0, None))[0]
+    sourced_n, sourced_amount = found.get("sourced", (0, None))
+    touched_n, touched_amount = found.get("touched", (0, None))
+    return {
+        "won_n": won_n,
+        "sourced_n": sourced_n,
+        "sourced_amount": _money(sourced_amount),
+        "touched_n": touched_n,
+        "touched_amount": _money(touched_amount),
+    }
+
+
+def _money(value: object) -> Decimal | None:
+    """A raw SUM of amounts as money (SQLite returns a float)."""
+    return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+class PartnerDealList:
+    """A partner's deals (`partner_deals`), newest first (created_at, then id), optionally of one
+    status, for a `Paginator`: counted and paged on the partner's id set, each deal looked up by
+    its primary key, so that the cost follows the partner's number of deals, not the program's
+    (the same misestimate as in `partner_deal_totals` made PostgreSQL hash or walk the whole deal
+    table). `base` gives the rows of the page (visibility, select_related); it must not narrow the
+    partner's deals further, the count does not see it."""
+
+    def __init__(
+        self, partner: Partner | int, *, status: str | None = None, base: QuerySet[Deal] | None = None
+    ) -> None:
+        self.partner_id = partner if isinstance(partner, int) else partner.pk
+        self.status = status
+        self.base = Deal.objects.all() if base is None else base
+
+    def _ids(self) -> tuple[str, list[Any]]:
+        ids_sql, ids_params = partner_deal_ids(self.partner_id).query.sql_with_params()
+        sql, params = f"SELECT u.id FROM ({ids_sql}) u", list(ids_params)
+        if self.status:
+            sql += f" WHERE (SELECT d.status FROM {Deal._meta.db_table} d WHERE d.id = u.id) = %s"
+            params.append(self.status)
+        return sql, params
+
+    def count(self) -> int:
+        sql, params = self._ids()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM ({sql}) n", params)
+            return int(cursor.fetchone()[0])
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __iter__(self) -> Iterator[Deal]:
+        return iter(self[0 : self.count()])
+
+    @overload
+    def __getitem__(self, index: int) -> Deal: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Deal]: ...
+    def __getitem__(self, index: int | slice) -> Deal | list[Deal]:
+        if isinstance(index, int):
+            return self[index : index + 1][0]
+        start = index.start or 0
+        stop = self.count() if index.stop is None else index.stop
+        sql, params = self._ids()
+        sql += (
+            f" ORDER BY (SELECT d.created_at FROM {Deal._meta.db_table} d WHERE d.id = u.id) DESC, u.id DESC"
+            " LIMIT %s OFFSET %s"
+        )
+        page = RawSQL(sql, (*params, max(stop - start, 0), start))
+        return list(self.base.filter(pk__in=page).order_by("-created_at", "-id"))
 
 
 def visible_deals(user: AnyUser) -> QuerySet[Deal]:

@@ -376,13 +376,11 @@ def _standing_counts(
             FROM {KpiValue._meta.db_table} k JOIN pop ON pop.id = k.partner_id JOIN m ON m.metric = k.metric
             WHERE k.attribution_model = %s AND k.scope = %s AND k.grain = %s AND k.period_start = %s
               AND k.target_metric = '' AND k.metric IN ({names}) AND k.value IS NOT NULL),
+        own AS (SELECT metric, value, ordv FROM v WHERE id = %s),
         me AS (
-            SELECT m.metric, m.zero,
-                   (SELECT COUNT(*) FROM pop WHERE pop.id = %s) AS member,
-                   (SELECT v.value FROM v WHERE v.id = %s AND v.metric = m.metric) AS value,
-                   COALESCE((SELECT v.ordv FROM v WHERE v.id = %s AND v.metric = m.metric),
-                            CASE WHEN m.zero = 1 THEN 0 END) AS mine
-            FROM m)
+            SELECT m.metric, m.zero, (SELECT COUNT(*) FROM pop WHERE pop.id = %s) AS member, own.value,
+                   COALESCE(own.ordv, CASE WHEN m.zero = 1 THEN 0 END) AS mine
+            FROM m LEFT JOIN own ON own.metric = m.metric)
         SELECT me.metric, me.zero, me.member, me.value, me.mine, {per_group}
         FROM me LEFT JOIN v ON v.metric = me.metric
         GROUP BY me.metric, me.zero, me.member, me.value, me.mine"""
@@ -395,7 +393,6 @@ def _standing_counts(
         Scope.PARTNER.value,
         period.grain,
         period.start,
-        partner_id,
         partner_id,
         partner_id,
     ]

@@ -16,6 +16,7 @@ from audit.selectors import registration_history
 from deals.models import Deal, DealRegistration
 from deals.rules import normalise_domain
 from deals.selectors import (
+    PartnerDealList,
     partner_deal_totals,
     registration_conflicts,
     visible_deals,
@@ -268,13 +269,17 @@ def registration_detail(request: PartnerRequest, registration_id: int) -> HttpRe
 def deals(request: PartnerRequest) -> HttpResponse:
     q, status, query = _search(request, Deal.Status.choices)
     rows = visible_deals(request.user).select_related("account", "registration")
+    listed: QuerySet[Deal] | PartnerDealList
     if q:
         rows = rows.filter(
             Q(name__icontains=q) | Q(account__name__icontains=q) | Q(account__domain__icontains=q)
         )
-    if status:
-        rows = rows.filter(status=status)
-    page = Paginator(rows.order_by("-created_at", "-id"), PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
+        if status:
+            rows = rows.filter(status=status)
+        listed = rows.order_by("-created_at", "-id")
+    else:  # counted and paged on the partner's deal ids (docs/benchmarks.md, "Pages")
+        listed = PartnerDealList(request.partner, status=status or None, base=rows)
+    page = Paginator(listed, PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "portal/deals.html",

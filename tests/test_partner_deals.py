@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from deals.selectors import partner_deal_totals, partner_deals
+from deals.selectors import PartnerDealList, partner_deal_totals, partner_deals
 from tests.factories import (
     T0,
     DealFactory,
@@ -90,6 +90,16 @@ def test_a_partners_deals_by_each_path_once(world):
     assert partner_deals(world["alpha"].pk).filter(status="won").count() == 2
     assert sorted(d.name for d in partner_deals(world["bravo"])) == ["d5", "d6", "d7", "d8"]
     assert not partner_deals(PartnerFactory()).exists()
+
+
+def test_a_partners_deal_list_pages_newest_first(world):
+    listed = PartnerDealList(world["alpha"])
+    assert listed.count() == 5
+    assert [d.name for d in listed[1:3]] == ["d4", "d3"]
+    assert [d.name for d in listed[4:50]] == ["d1"] and listed[5:10] == []
+    assert listed[0].name == "d5"
+    won = PartnerDealList(world["alpha"].pk, status="won")
+    assert won.count() == 2 and [d.name for d in won[0:50]] == ["d4", "d2"]
 
 
 def test_a_partners_deal_totals_by_hand(world):
