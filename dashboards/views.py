@@ -11,7 +11,6 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -26,7 +25,7 @@ from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_con
 from dashboards.permissions import staff_required
 from dashboards.selection import CardRequest, PartnerGroupForm, RangeForm, build_cards
 from deals.models import Deal, DealRegistration, Touch
-from deals.selectors import visible_deals
+from deals.selectors import PartnerDealList, visible_deals
 from kpis import readers as kpi_readers
 from kpis import recovery
 from kpis.formatting import export_string
@@ -432,13 +431,8 @@ def partner_detail(request: AuthenticatedRequest, partner_id: int) -> HttpRespon
         metrics=("sourced_revenue", "influenced_revenue", "attributed_revenue"),
         attribution_model=context["model"],
     )
-    deals = list(
-        visible_deals(request.user)
-        .filter(Q(sourcing_partner=partner) | Q(touches__partner=partner) | Q(registration__partner=partner))
-        .distinct()
-        .select_related("account", "sourcing_partner")
-        .order_by("-created_at", "-id")[:50]
-    )
+    base = visible_deals(request.user).select_related("account", "sourcing_partner")
+    deals = PartnerDealList(partner, base=base)[:50]
     registrations = list(
         DealRegistration.objects.filter(partner=partner)
         .select_related("account", "deal", "decided_by")

@@ -1,13 +1,16 @@
 """Reads of registrations and deals that the services, the portal, the API and the admin share,
 and the rows of each a user may see (`visible_*`, scoped by `partners.access.row_scope`)."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 from zoneinfo import ZoneInfo
 
+from django.db import connection
 from django.db.models import F, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from deals.models import Account, Deal, DealRegistration, Touch
@@ -122,11 +125,126 @@ def visible_registrations(user: AnyUser) -> QuerySet[DealRegistration]:
     return DealRegistration.objects.filter(partner=partner)
 
 
-def _partner_deals_q(partner: Partner) -> Q:
-    # A subquery on ids keeps the result free of duplicate rows from the touch join.
-    touched = Touch.objects.filter(partner=partner).values("deal_id")
-    registered = DealRegistration.objects.filter(partner=partner, deal__isnull=False).values("deal_id")
-    return Q(sourcing_partner=partner) | Q(pk__in=touched) | Q(pk__in=registered)
+def partner_deal_ids(partner: Partner | int) -> QuerySet:
+    """The ids of a partner's deals: those it sourced, touched or registered (a deal reached by two
+    paths once), as a subquery for `pk__in`.
+
+    A UNION of three indexed id sets (deals by sourcing partner, touches by partner, registrations
+    by partner), not `sourcing_partner = p OR id IN (...) OR id IN (...)`: an OR across subqueries
+    cannot use the indexes, and PostgreSQL scanned all 1M deals for it (docs/benchmarks.md, "Pages").
+    """
+    partner_id = partner if isinstance(partner, int) else partner.pk
+    sourced = Deal.objects.filter(sourcing_partner_id=partner_id).order_by().values("id")
+    touched = Touch.objects.filter(partner_id=partner_id).order_by().values("deal_id")
+    registered = (
+        DealRegistration.objects.filter(partner_id=partner_id, deal__isnull=False)
+        .order_by()
+        .values("deal_id")
+    )
+    return sourced.union(touched, registered)
+
+
+def partner_deals(partner: Partner | int) -> QuerySet[Deal]:
+    """A partner's deals (sourced, touched or registered by it), each once: what the portal lists
+    and counts, and what the staff partner page lists. Every page that lists or counts a partner's
+    deals reads them here."""
+    return Deal.objects.filter(pk__in=partner_deal_ids(partner))
+
+
+def partner_deal_totals(partner: Partner | int) -> dict:
+    """Counts over a partner's deals (`partner_deals`), in one query: `won_n` (all time), and the
+    open pipeline, `sourced_n`/`sourced_amount` (open deals it sourced) and `touched_n`/
+    `touched_amount` (open deals it touched or registered but did not source; amounts None when
+    there are none).
+
+    Each deal of the id set is looked up by id (a correlated subquery, its primary key index), not
+    joined: PostgreSQL misestimates the UNION (the sum of its parts: a touched deal counts once per
+    touch), so `status = 'won' AND id IN (...)` read all 271,419 won deals at 1M deals and a join
+    hashed the whole deal table; the lookups cost one index probe per deal of the partner."""
+    partner_id = partner if isinstance(partner, int) else partner.pk
+    ids_sql, ids_params = partner_deal_ids(partner_id).query.sql_with_params()
+    table = Deal._meta.db_table
+    sql = f"""
+        SELECT kind, COUNT(*), SUM(amount)
+        FROM (SELECT (SELECT CASE WHEN d.status = %s THEN 'won'
+                                  WHEN d.status = %s AND d.sourcing_partner_id = %s THEN 'sourced'
+                                  WHEN d.status = %s THEN 'touched' END
+                      FROM {table} d WHERE d.id = u.id) AS kind,
+                     (SELECT d.amount FROM {table} d WHERE d.id = u.id) AS amount
+              FROM ({ids_sql}) u) x
+        GROUP BY kind"""
+    params = [Deal.Status.WON, Deal.Status.OPEN, partner_id, Deal.Status.OPEN, *ids_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = {kind: (int(n), amount) for kind, n, amount in cursor.fetchall()}
+    won_n = found.get("won", (0, None))[0]
+    sourced_n, sourced_amount = found.get("sourced", (0, None))
+    touched_n, touched_amount = found.get("touched", (0, None))
+    return {
+        "won_n": won_n,
+        "sourced_n": sourced_n,
+        "sourced_amount": _money(sourced_amount),
+        "touched_n": touched_n,
+        "touched_amount": _money(touched_amount),
+    }
+
+
+def _money(value: object) -> Decimal | None:
+    """A raw SUM of amounts as money (SQLite returns a float)."""
+    return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+class PartnerDealList:
+    """A partner's deals (`partner_deals`), newest first (created_at, then id), optionally of one
+    status, for a `Paginator`: counted and paged on the partner's id set, each deal looked up by
+    its primary key, so that the cost follows the partner's number of deals, not the program's
+    (the same misestimate as in `partner_deal_totals` made PostgreSQL hash or walk the whole deal
+    table). `base` gives the rows of the page (visibility, select_related); it must not narrow the
+    partner's deals further, the count does not see it."""
+
+    def __init__(
+        self, partner: Partner | int, *, status: str | None = None, base: QuerySet[Deal] | None = None
+    ) -> None:
+        self.partner_id = partner if isinstance(partner, int) else partner.pk
+        self.status = status
+        self.base = Deal.objects.all() if base is None else base
+
+    def _ids(self) -> tuple[str, list[Any]]:
+        ids_sql, ids_params = partner_deal_ids(self.partner_id).query.sql_with_params()
+        sql, params = f"SELECT u.id FROM ({ids_sql}) u", list(ids_params)
+        if self.status:
+            sql += f" WHERE (SELECT d.status FROM {Deal._meta.db_table} d WHERE d.id = u.id) = %s"
+            params.append(self.status)
+        return sql, params
+
+    def count(self) -> int:
+        sql, params = self._ids()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM ({sql}) n", params)
+            return int(cursor.fetchone()[0])
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __iter__(self) -> Iterator[Deal]:
+        return iter(self[0 : self.count()])
+
+    @overload
+    def __getitem__(self, index: int) -> Deal: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Deal]: ...
+    def __getitem__(self, index: int | slice) -> Deal | list[Deal]:
+        if isinstance(index, int):
+            return self[index : index + 1][0]
+        start = index.start or 0
+        stop = self.count() if index.stop is None else index.stop
+        sql, params = self._ids()
+        sql += (
+            f" ORDER BY (SELECT d.created_at FROM {Deal._meta.db_table} d WHERE d.id = u.id) DESC, u.id DESC"
+            " LIMIT %s OFFSET %s"
+        )
+        page = RawSQL(sql, (*params, max(stop - start, 0), start))
+        return list(self.base.filter(pk__in=page).order_by("-created_at", "-id"))
 
 
 def visible_deals(user: AnyUser) -> QuerySet[Deal]:
@@ -135,7 +253,7 @@ def visible_deals(user: AnyUser) -> QuerySet[Deal]:
         return Deal.objects.all()
     if partner is None:
         return Deal.objects.none()
-    return Deal.objects.filter(_partner_deals_q(partner))
+    return partner_deals(partner)
 
 
 def visible_touches(user: AnyUser) -> QuerySet[Touch]:
@@ -154,7 +272,7 @@ def visible_accounts(user: AnyUser) -> QuerySet[Account]:
         return Account.objects.all()
     if partner is None:
         return Account.objects.none()
-    deal_accounts = Deal.objects.filter(_partner_deals_q(partner)).values("account_id")
+    deal_accounts = partner_deals(partner).values("account_id")
     registration_accounts = DealRegistration.objects.filter(partner=partner).values("account_id")
     return Account.objects.filter(Q(pk__in=deal_accounts) | Q(pk__in=registration_accounts))
 

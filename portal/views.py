@@ -15,14 +15,20 @@ from django.views.decorators.http import require_GET
 from audit.selectors import registration_history
 from deals.models import Deal, DealRegistration
 from deals.rules import normalise_domain
-from deals.selectors import registration_conflicts, visible_deals, visible_registrations, visible_touches
+from deals.selectors import (
+    PartnerDealList,
+    partner_deal_totals,
+    registration_conflicts,
+    visible_deals,
+    visible_registrations,
+    visible_touches,
+)
 from deals.services import registration_submit
 from kpis import readers as kpi_readers
 from kpis import selectors as kpi_selectors
 from kpis.metrics import Grain, Scope
 from kpis.periods import Period, period_of
 from kpis.ranges import MonthRange, Selection, summed_cards
-from partners.models import Partner
 from portal.forms import DealRegistrationForm
 from portal.permissions import PartnerRequest, partner_required
 from prm import charts
@@ -45,7 +51,7 @@ def home(request: PartnerRequest) -> HttpResponse:
     for card in cards:  # "so far this year" is compared with the same months of the year before
         card.previous, card.previous_label, card.year_ago = card.year_ago, "Same months last year", None
     registrations = visible_registrations(request.user)
-    deals = visible_deals(request.user)
+    deal_totals = partner_deal_totals(partner)
     by_status = dict(registrations.order_by().values_list("status").annotate(n=Count("pk")))
     revenue = kpi_readers.revenue_by_month(
         Period(Grain.MONTH, span.last.index),
@@ -75,8 +81,8 @@ def home(request: PartnerRequest) -> HttpResponse:
             "cohort": kpi_readers.partner_cohort_values(
                 partner.pk, ("first_sales", "ttfs_median_days"), attribution_model=model
             ),
-            "deals_won": deals.filter(status=Deal.Status.WON).count(),
-            "pipeline": open_pipeline(deals, registrations, partner),
+            "deals_won": deal_totals["won_n"],
+            "pipeline": open_pipeline(deal_totals, registrations),
             "registration_counts": [
                 (label, by_status.get(value, 0)) for value, label in DealRegistration.Status.choices
             ],
@@ -115,17 +121,10 @@ def year_to_date(today: date) -> MonthRange:
     return MonthRange(first, last_complete)
 
 
-def open_pipeline(deals: QuerySet[Deal], registrations: QuerySet[DealRegistration], partner: Partner) -> dict:
-    """The partner's open deals (count and amount, sourced vs worked on) and its pending
-    registrations, from the visible rows given (two queries)."""
-    deals = deals.filter(status=Deal.Status.OPEN)
-    sourced = Q(sourcing_partner=partner)
-    totals = deals.aggregate(
-        sourced_n=Count("pk", filter=sourced),
-        sourced_amount=Sum("amount", filter=sourced),
-        touched_n=Count("pk", filter=~sourced),
-        touched_amount=Sum("amount", filter=~sourced),
-    )
+def open_pipeline(deal_totals: dict, registrations: QuerySet[DealRegistration]) -> dict:
+    """The partner's open deals (count and amount, sourced vs worked on, from
+    `deals.selectors.partner_deal_totals`) and its pending registrations (one query)."""
+    totals = {k: deal_totals[k] for k in ("sourced_n", "sourced_amount", "touched_n", "touched_amount")}
     pending = registrations.filter(status=DealRegistration.Status.SUBMITTED)
     registered = pending.aggregate(n=Count("pk"), amount=Sum("amount"))
     return {**totals, "pending_n": registered["n"], "pending_amount": registered["amount"]}
@@ -271,13 +270,17 @@ def registration_detail(request: PartnerRequest, registration_id: int) -> HttpRe
 def deals(request: PartnerRequest) -> HttpResponse:
     q, status, query = _search(request, Deal.Status.choices)
     rows = visible_deals(request.user).select_related("account", "registration")
+    listed: QuerySet[Deal] | PartnerDealList
     if q:
         rows = rows.filter(
             Q(name__icontains=q) | Q(account__name__icontains=q) | Q(account__domain__icontains=q)
         )
-    if status:
-        rows = rows.filter(status=status)
-    page = Paginator(rows.order_by("-created_at", "-id"), PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
+        if status:
+            rows = rows.filter(status=status)
+        listed = rows.order_by("-created_at", "-id")
+    else:  # counted and paged on the partner's deal ids (docs/benchmarks.md, "Pages")
+        listed = PartnerDealList(request.partner, status=status or None, base=rows)
+    page = Paginator(listed, PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "portal/deals.html",

@@ -10,7 +10,8 @@ Every PostgreSQL session is opened with a `statement_timeout` that depends on wh
 - `command` (`manage.py` commands other than runserver: imports, seeding, recomputes an operator
   starts and can interrupt): `COMMAND_STATEMENT_TIMEOUT_SECONDS` (0, no limit).
 
-The role comes from `PRM_DB_ROLE` (manage.py sets it; unset means `web`); a Celery worker switches
+Web sessions also run without JIT compilation (its cost outweighed the short statements of a
+page). The role comes from `PRM_DB_ROLE` (manage.py sets it; unset means `web`); a Celery worker switches
 to `task` when it starts. Each session also sets `client_connection_check_interval` (PostgreSQL 14+),
 so a query whose client has gone (a killed worker, a closed psql) is cancelled within seconds
 instead of running on until it writes its first row.
@@ -72,6 +73,11 @@ def apply_session_settings(conn: BaseDatabaseWrapper) -> None:
         cursor.execute(
             "SELECT set_config('statement_timeout', %s, false)", [f"{statement_timeout_seconds()}s"]
         )
+        # Web requests read a page's worth of rows: JIT compilation, which PostgreSQL starts on a
+        # plan's estimated cost, took 0.1-2.8 s on this kind of statement (a partner's deals looked
+        # up by id: cost estimated on the per-touch row count, docs/benchmarks.md "Pages") for
+        # queries that run in 10-100 ms. Tasks and commands keep the server's default.
+        cursor.execute("SELECT set_config('jit', 'off', false)" if _role == "web" else "RESET jit")
         if getattr(conn, "pg_version", 0) >= 140000:  # the PostgreSQL wrapper's attribute
             interval = f"{settings.DB_CLIENT_CHECK_SECONDS}s"
             cursor.execute("SELECT set_config('client_connection_check_interval', %s, false)", [interval])

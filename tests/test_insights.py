@@ -9,8 +9,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from kpis.forecast import pipeline_forecast
-from kpis.peers import PeerGroup, heat_map, peer_standing
+from kpis.peers import Cell, PeerGroup, heat_map, peer_standing
 from kpis.periods import parse_period
+from partners.models import Partner
 from tests.factories import PartnerUserFactory, StaffUserFactory
 from tests.support import kpis as kt
 from tests.support.dashboards import publish
@@ -116,6 +117,56 @@ def test_partner_page_says_where_the_partner_stands(client, peers):
         reverse("dashboards:partner_detail", args=[peers["d"].pk]), {"grain": "quarter", "period": "2026-Q1"}
     )
     assert "Top 34% of 3 gold partners on win rate, sourced" in response.content.decode()
+
+
+def test_standing_is_the_heat_map_cell_for_every_partner_and_group(peers):
+    """The partner page counts where one partner stands; the heat map ranks everyone: same figures.
+
+    Added to the fixture: G (gold, a referral partner from "event", sourced 300: tied with B and C;
+    a stored but undefined win rate), H (gold, joined after the quarter: in no Q1 group).
+    """
+    event = kt.join_source("event")
+    g = tiered("g", event, "gold")
+    g.type = "referral"
+    g.save()
+    h = tiered("h", peers["web"], "gold")
+    h.joined_at = date(2026, 4, 2)
+    h.save()
+    publish(
+        [
+            (g, "2026-Q1", "sourced_revenue", "300"),
+            (g, "2026-Q1", "win_rate_sourced", None),
+            (h, "2026-Q1", "sourced_revenue", "900"),
+            (h, "2026-Q1", "win_rate_sourced", "0.9"),
+        ]
+    )
+    metrics = ("sourced_revenue", "win_rate_sourced", "cac", "leads_generated")
+    compared = 0
+    for group in PeerGroup:
+        _, rows = heat_map(period=Q1, metrics=list(metrics), group=group, limit=100)
+        assert len(rows) == 6  # A-E and G, not H
+        for row in rows:
+            partner = Partner.objects.get(pk=row.partner_id)
+            cells = {s.cell.metric: s.cell for s in peer_standing(partner, Q1, metrics) if s.group == group}
+            assert cells == {c.metric: c for c in row.cells}, (group, row.name)
+            compared += 1
+    assert compared == 18
+    # By hand: sourced among the 5 gold partners of Q1 (D 0, A 100, B = C = G 300): G ranks 3rd of
+    # 5 from the bottom (PERCENT_RANK 2/4), top 3/5, bottom 5/5; its win rate is undefined; it is
+    # the only referral partner and the only one from "event".
+    standing = {(s.group, s.cell.metric): s.cell for s in peer_standing(g, Q1, metrics)}
+    assert standing[(PeerGroup.TIER, "sourced_revenue")] == Cell(
+        "sourced_revenue", Decimal(300), Decimal(50), 60, 100, 5
+    )
+    assert standing[(PeerGroup.TIER, "win_rate_sourced")] == Cell(
+        "win_rate_sourced", None, None, None, None, 0
+    )
+    assert standing[(PeerGroup.TYPE, "sourced_revenue")].peers == 1
+    assert standing[(PeerGroup.JOIN_SOURCE, "leads_generated")] == Cell(
+        "leads_generated", Decimal(0), None, None, None, 1
+    )
+    # H had not joined by the end of the quarter: no standing at all.
+    assert {s.cell.value for s in peer_standing(h, Q1, metrics)} == {None}
 
 
 def test_heat_map_page_sorts_pages_and_keeps_its_query_count(client, peers):

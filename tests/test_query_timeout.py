@@ -67,6 +67,25 @@ def test_web_sessions_are_opened_with_the_web_timeout(db):
         assert cursor.fetchone()[0] == "30s"
         cursor.execute("SHOW client_connection_check_interval")
         assert cursor.fetchone()[0] == "5s"
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
+
+
+@pytest.mark.postgres
+def test_tasks_keep_the_servers_jit(db):
+    from prm.database import set_role
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reset_val FROM pg_settings WHERE name = 'jit'")
+        server = cursor.fetchone()[0]
+        try:
+            set_role("task")
+            cursor.execute("SHOW jit")
+            assert cursor.fetchone()[0] == server
+        finally:
+            set_role("web")
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
 
 
 ATTRIBUTION = "model=linear&period_from=2026-01-01&period_to=2026-03-31"
