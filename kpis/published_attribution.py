@@ -33,20 +33,6 @@ _SESSION = {"work_mem": "256MB"}
 _CENT = Decimal("0.01")
 
 
-def explorer_rows(
-    *, models: Sequence[str], period_from: date, period_to: date
-) -> dict[str, list[dict[str, Any]]]:
-    """The explorer's rows per model: from the published facts, or (before any run published
-    them) computed on request by kpis.services.attribution_by_partner."""
-    from kpis.drilldown import NoPublishedFacts
-    from kpis.services import attribution_by_partner as computed
-
-    try:
-        return attribution_by_partner(models=models, period_from=period_from, period_to=period_to)
-    except NoPublishedFacts:
-        return {m: computed(model=m, period_from=period_from, period_to=period_to) for m in models}
-
-
 def attribution_by_partner(
     *, models: Sequence[str], period_from: date, period_to: date, facts: Facts | None = None
 ) -> dict[str, list[dict[str, Any]]]:
