@@ -155,8 +155,9 @@ def _ranked_sql(
     column = _GROUP_COLUMN[group]
     # Metric names come from the catalogue (check_metrics), never from the request as such.
     catalogue = " UNION ALL ".join(
-        f"SELECT '{m}' AS metric, {1 if _zero(m) else 0} AS zero, {-1 if m in LOWER_IS_BETTER else 1} AS sign"
-        for m in metrics
+        f"SELECT '{m}' AS metric, {i} AS mi, {1 if _zero(m) else 0} AS zero, "
+        f"{-1 if m in LOWER_IS_BETTER else 1} AS sign"
+        for i, m in enumerate(metrics)
     )
     # The period's published partner rows of these metrics, read once (one index range per metric).
     names = ", ".join(f"'{m}'" for m in metrics)
@@ -173,6 +174,11 @@ def _ranked_sql(
         only_group = f" AND {column} = %s"
         params.append(int(group_value) if group == PeerGroup.JOIN_SOURCE else group_value)
     statuses = ", ".join(["%s"] * len(Partner.JOINED_STATUSES))
+    # The partitions only need equal keys: the metric's number, and on PostgreSQL a tier or type
+    # compared byte for byte (the database's collation would sort them by locale, for nothing).
+    partition = column
+    if connection.vendor == "postgresql" and group != PeerGroup.JOIN_SOURCE:
+        partition = f'{column} COLLATE "C"'
     # One window order (ascending) for every figure, so the rows are sorted once: the top share,
     # CUME_DIST() in descending order, is the share at least as good, (n - RANK() + 1) / n, the
     # same division of the same integers (float8, as CUME_DIST computes it).
@@ -183,7 +189,7 @@ def _ranked_sql(
                    / CAST(COUNT(*) OVER g AS DOUBLE PRECISION) AS top,
                CUME_DIST() OVER w AS bottom,
                COUNT(*) OVER g AS n
-        FROM (SELECT p.id, {column} AS grp, m.metric,
+        FROM (SELECT p.id, {column} AS grp, {partition} AS pgrp, m.metric, m.mi,
                      CASE WHEN k.value IS NULL AND m.zero = 1 THEN 0 ELSE k.value END AS value,
                      CASE WHEN k.value IS NULL AND m.zero = 1 THEN 0 ELSE k.value END * m.sign AS ordv
               FROM {Partner._meta.db_table} p CROSS JOIN ({catalogue}) m
@@ -193,7 +199,7 @@ def _ranked_sql(
                 ON k.partner_id = p.id AND k.metric = m.metric
               WHERE p.joined_at <= %s AND p.status IN ({statuses}){only_group}) v
         WHERE value IS NOT NULL
-        WINDOW g AS (PARTITION BY grp, metric), w AS (PARTITION BY grp, metric ORDER BY ordv)"""
+        WINDOW g AS (PARTITION BY pgrp, mi), w AS (PARTITION BY pgrp, mi ORDER BY ordv)"""
     return sql, params
 
 
