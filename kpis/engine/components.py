@@ -1,12 +1,15 @@
-"""Stage 3, components: additive sums and medians per cell (scope, sid, grain, pidx) into kx_s."""
+"""Stage 3, components: additive sums and medians per cell (scope, sid, grain, pidx) into kx_s,
+generated from the families' declarations (families.FAMILIES): the shapes of SQL an aggregate
+can take and the expansions of rows to scopes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kpis.engine import lifecycle
 from kpis.engine.context import RunContext
-from kpis.engine.incremental.changed_periods import plain
+from kpis.engine.families import FAMILIES, Aggregate, in_periods, plain
 from kpis.engine.tables import CELL_DDL
-from kpis.models import CostEntry
 
 
 def insert(ctx: RunContext, columns: list[str], select: str) -> None:
@@ -66,13 +69,6 @@ def additive(
     )
 
 
-def in_periods(ctx: RunContext, month: str) -> str:
-    """The condition keeping an incremental run's rows to the months of the periods it
-    recomputes, before they are grouped. Whole periods: kx_grain holds every month of each
-    (and a changed month's quarter and year are recomputed too)."""
-    return f"{month} IN (SELECT mi FROM kx_grain)" if ctx.result.restricted else "1 = 1"
-
-
 def family_rows(ctx: RunContext, family: str, full: str, columns: str = "f.*", where: str = "1 = 1") -> str:
     """One row source of the components, with a `sign` column: in a full computation `full`
     (every row, sign 1); when patching cells, the rows of the family `family` for the affected
@@ -87,25 +83,20 @@ def family_rows(ctx: RunContext, family: str, full: str, columns: str = "f.*", w
     return f"SELECT sign, {columns} FROM kx_signed_{family} f WHERE {where}"
 
 
-# The scopes a family of rows is counted for.
-ALL = ("program", "partner", "join_source")
-GROUPS = ("program", "join_source")
-PARTNERS = ("partner", "join_source")
-
-
 def build(ctx: RunContext) -> None:
-    """kx_s: the components of every cell (scope, sid, grain, pidx) from the facts; when
-    patching cells, the changes of the additive ones (medians: `incremental.patching`)."""
+    """kx_s: the components of every cell (scope, sid, grain, pidx) from the facts, each family's
+    aggregates in turn (families.FAMILIES); when patching cells, the changes of the additive ones
+    (medians: `incremental.patching`)."""
     ctx.exec(f"CREATE TEMP TABLE kx_s ({CELL_DDL})")
     dense_keys(ctx)
-    revenue(ctx)
-    recruitment(ctx)
-    active_partners(ctx)
-    pipeline(ctx)
-    opportunities_influenced(ctx)
-    costs(ctx)
-    mdf_return(ctx)
-    new_customers(ctx)
+    for family in FAMILIES:
+        for aggregate in family.aggregates:
+            if aggregate.shape == "medians":
+                medians(ctx, aggregate)
+                continue
+            assert aggregate.full is not None, f"{family.name}: the rows of {aggregate.components}"
+            rows = family_rows(ctx, family.name, aggregate.full(ctx), aggregate.columns, aggregate.where)
+            SHAPES[aggregate.shape](ctx, aggregate, rows)
 
 
 def dense_keys(ctx: RunContext) -> None:
@@ -124,156 +115,101 @@ def dense_keys(ctx: RunContext) -> None:
         )
 
 
-def _won(seg: str | None, what: str) -> str:
-    cond = "status = 'won'" + (f" AND seg = '{seg}'" if seg else "")
-    return f"SUM(CASE WHEN {cond} THEN sign * {what} ELSE 0 END)"
+def sums(ctx: RunContext, aggregate: Aggregate, rows: str) -> None:
+    """Sum-like components of rows expanded to the aggregate's scopes (of this chunk), a deal
+    kept once per scope and sign where it counts once (`distinct`)."""
+    scoped_rows = EXPANDERS[aggregate.expand](ctx, rows, aggregate.scopes)
+    if scoped_rows is None:
+        return  # none of the aggregate's scopes in this chunk
+    if aggregate.distinct:
+        scoped_rows = f"SELECT DISTINCT sign, scope, sid, {aggregate.distinct} FROM ({scoped_rows}) y"
+    if aggregate.having:
+        scoped_rows = f"SELECT * FROM ({scoped_rows}) r WHERE {aggregate.having}"
+    additive(ctx, list(aggregate.components), scoped_rows, list(aggregate.sums), mi=aggregate.month)
 
 
-def _lost(seg: str) -> str:
-    return f"SUM(CASE WHEN status = 'lost' AND seg = '{seg}' THEN sign ELSE 0 END)"
+def program_rows(ctx: RunContext, rows: str, scopes: tuple[str, ...]) -> str | None:
+    """The rows for the program scope only (the program's segments, which no partner has)."""
+    return f"SELECT 'program' AS scope, 0 AS sid, d.* FROM ({rows}) d" if ctx.chunk.program else None
 
 
-def revenue(ctx: RunContext) -> None:
-    """Revenue, win rates and sales cycles: deals closed in the period (the deals, influence and
-    attribution families)."""
-    closed = "d.status IN ('won', 'lost')"
-    # Program revenue and win rates by segment.
-    if ctx.chunk.program:
-        additive(
-            ctx,
-            ["won_c", "won_n", "src_c", "src_n", "inf_c", "inf_n", "dir_c", "dir_n"]
-            + ["lost_src", "lost_inf", "lost_dir"],
-            "SELECT 'program' AS scope, 0 AS sid, d.* FROM "
-            f"({family_rows(ctx, 'deals', f'SELECT d.* FROM kx_deal d WHERE {closed}')}) d",
-            [_won(None, "cents"), _won(None, "1")]
-            + [_won(seg, what) for seg in ("s", "i", "d") for what in ("cents", "1")]
-            + [_lost("s"), _lost("i"), _lost("d")],
-            mi="closed_mi",
+def tagged_costs(ctx: RunContext, rows: str, scopes: tuple[str, ...]) -> str | None:
+    """Costs per scope: program all; partner its tagged costs; join source those tagged with it
+    or with one of its partners, each cost once."""
+    chunk = ctx.chunk
+    cost_rows = []
+    if chunk.program:
+        cost_rows.append(f"SELECT 'program' AS scope, 0 AS sid, sign, cents, cat, mi FROM ({rows}) c")
+    if chunk.partners:
+        cost_rows += [
+            f"SELECT 'partner' AS scope, partner_id AS sid, sign, cents, cat, mi FROM ({rows}) c "
+            f"WHERE partner_id IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
+            f"""SELECT 'join_source' AS scope, sid, sign, cents, cat, mi FROM (
+                SELECT sign, id, tag_js AS sid, cents, cat, mi FROM ({rows}) c WHERE tag_js IS NOT NULL
+                UNION SELECT sign, id, partner_js, cents, cat, mi FROM ({rows}) c
+                WHERE partner_js IS NOT NULL) j
+            WHERE {chunk.join_source_filter("sid")}""",
+        ]
+    return " UNION ALL ".join(cost_rows) or None
+
+
+def tagged_deals(ctx: RunContext, rows: str, scopes: tuple[str, ...]) -> str | None:
+    """Linked deals per scope as for the costs linking them (program all; partner the costs
+    tagged with it; join source those tagged with it or one of its partners): a deal may come
+    twice, the aggregate keeps it once per scope (`distinct`)."""
+    chunk = ctx.chunk
+    deal_rows = []
+    if chunk.program:
+        deal_rows.append(
+            f"SELECT sign, 'program' AS scope, 0 AS sid, deal_id, cents, closed_mi FROM ({rows}) r"
         )
-    # Sourced deals per partner and join source.
-    sourced_rows = family_rows(
-        ctx,
-        "deals",
-        "SELECT d.sp AS partner_id, p.js, d.status, d.cents, d.closed_mi FROM kx_deal d "
-        f"JOIN kx_partner p ON p.id = d.sp WHERE d.sp IS NOT NULL AND {closed}",
-        "sp AS partner_id, sp_js AS js, status, cents, closed_mi",
-        "sp IS NOT NULL",
-    )
-    additive(
-        ctx,
-        ["src_c", "src_n", "lost_src"],
-        scoped(ctx, sourced_rows, PARTNERS),
-        [_won(None, "cents"), _won(None, "1"), "SUM(CASE WHEN status = 'lost' THEN sign ELSE 0 END)"],
-        mi="closed_mi",
-    )
-    # Influenced revenue: the full amount of every influenced deal the scope touched, once.
-    touched_won = family_rows(
-        ctx,
-        "influence",
-        # kx_attr holds each partner that touched a won influenced deal once (the touches
-        # joined to their deals are ~2.5x as many rows, read from a 3M-row table at 1M deals).
-        "SELECT a.partner_id, a.js, a.deal_id, a.deal_cents AS cents, a.closed_mi FROM kx_attr a "
-        # Before the DISTINCT below, which the planner does not push the months through.
-        f"WHERE a.seg = 'i' AND {in_periods(ctx, 'a.closed_mi')}",
-        "partner_id, js, deal_id, cents, closed_mi",
-    )
-    additive(
-        ctx,
-        ["inf_c", "inf_n"],
-        "SELECT DISTINCT sign, scope, sid, deal_id, cents, closed_mi "
-        f"FROM ({scoped(ctx, touched_won, PARTNERS)}) y",
-        ["SUM(sign * cents)", "SUM(sign)"],
-        mi="closed_mi",
-    )
-    # Attributed revenue: sums of the partners' cents (a join source's is its partners' sum).
-    attributed = family_rows(
-        ctx, "attribution", "SELECT * FROM kx_attr", "deal_id, partner_id, js, closed_mi, cents"
-    )
-    additive(ctx, ["attr_c"], scoped(ctx, attributed, PARTNERS), ["SUM(sign * cents)"], mi="closed_mi")
-    # Sales cycle medians (won deals, whole local days created -> closed), from the rows; patched
-    # cells recompute the medians that changed themselves.
-    if not ctx.result.cells:
-        for column, rows in median_rows(ctx).items():
+    if chunk.partners:
+        deal_rows += [
+            f"SELECT sign, 'partner' AS scope, partner_id AS sid, deal_id, cents, closed_mi FROM ({rows}) r "
+            f"WHERE partner_id IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
+            f"SELECT sign, 'join_source' AS scope, tag_js AS sid, deal_id, cents, closed_mi FROM ({rows}) r "
+            f"WHERE tag_js IS NOT NULL AND {chunk.join_source_filter('tag_js')}",
+            f"SELECT sign, 'join_source' AS scope, partner_js AS sid, deal_id, cents, closed_mi "
+            f"FROM ({rows}) r WHERE partner_js IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
+        ]
+    return " UNION ALL ".join(deal_rows) or None
+
+
+EXPANDERS: dict[str, Callable[[RunContext, str, tuple[str, ...]], str | None]] = {
+    "scoped": scoped,
+    "program": program_rows,
+    "tagged_costs": tagged_costs,
+    "tagged_deals": tagged_deals,
+}
+
+
+def medians(ctx: RunContext, aggregate: Aggregate) -> None:
+    """Median components from the rows, in full computations (patched cells recompute the
+    medians that changed themselves)."""
+    if ctx.result.cells:
+        return
+    for column, rows in median_rows(ctx).items():
+        if column in aggregate.components:
             median(ctx, column, rows)
 
 
-def recruitment(ctx: RunContext) -> None:
-    """The recruitment funnel: applications by applied month; cohorts (joined, activated within
-    the window, provisional) and time to first sale by join month (the partners, cohorts and
-    first_sales families)."""
-    applications = family_rows(
-        ctx,
-        "partners",
-        "SELECT id AS partner_id, js, joined, applied_mi FROM kx_partner",
-        "id AS partner_id, js, joined, applied_mi",
-    )
-    additive(
-        ctx,
-        ["apps_n", "apps_ok"],
-        scoped(ctx, applications, GROUPS),
-        ["SUM(sign)", "SUM(CASE WHEN joined IS NOT NULL THEN sign ELSE 0 END)"],
-        mi="applied_mi",
-    )
-    cohort = family_rows(
-        ctx,
-        "cohorts",
-        lifecycle.cohort_rows(ctx, plain, ctx.as_of),
-        "partner_id, js, joined_mi, activated, inside",
-    )
-    additive(
-        ctx,
-        ["joined_n", "activated_n", "prov"],
-        scoped(ctx, cohort, GROUPS),
-        ["SUM(sign)", "SUM(sign * activated)", "SUM(sign * inside)"],
-        mi="joined_mi",
-    )
-    # Time to first sale, keyed by the cohort (join period); partners without a sale left out.
-    ttfs = family_rows(
-        ctx, "first_sales", lifecycle.first_sale_rows(ctx, plain), "partner_id, js, joined_mi, has_sale, v"
-    )
-    additive(
-        ctx,
-        ["fs_n", "ttfs_sum"],
-        scoped(ctx, ttfs, ALL),
-        ["SUM(sign * has_sale)", "SUM(sign * v)"],
-        mi="joined_mi",
-    )
-
-
-def active_partners(ctx: RunContext) -> None:
+def active_partners(ctx: RunContext, aggregate: Aggregate, activities: str) -> None:
     """Active partners: a qualifying activity within the 90 days ending on the period's last day.
     kx_actm keeps each partner's latest activity per month, so months end_mi-3..end_mi suffice."""
-    activities = family_rows(ctx, "activities", "SELECT * FROM kx_actm", "partner_id, js, mi, maxd")
+    (column,) = aggregate.components
     insert(
         ctx,
-        ["active_n"],
+        [column],
         f"""SELECT scope, sid, grain, pidx, SUM(sign) FROM (
             SELECT DISTINCT x.sign, x.scope, x.sid, pe.grain, pe.pidx, x.partner_id
-            FROM kx_period pe JOIN ({scoped(ctx, activities, GROUPS)}) x
+            FROM kx_period pe JOIN ({scoped(ctx, activities, aggregate.scopes)}) x
               ON x.mi BETWEEN pe.end_mi - 3 AND pe.end_mi AND x.maxd >= pe.window_start) u
         GROUP BY scope, sid, grain, pidx""",
     )
 
 
-def pipeline(ctx: RunContext) -> None:
-    """Registrations submitted, approved and rejected in the period (the registrations family)."""
-    reg_columns = "partner_id, js, status, submitted_mi, decided_mi"
-    reg_rows = family_rows(ctx, "registrations", f"SELECT {reg_columns} FROM kx_reg", reg_columns)
-    additive(ctx, ["leads_n"], scoped(ctx, reg_rows, ALL), ["SUM(sign)"], mi="submitted_mi")
-    additive(
-        ctx,
-        ["regs_ok", "regs_rej"],
-        f"SELECT * FROM ({scoped(ctx, reg_rows, ALL)}) r WHERE r.status IN ('approved', 'rejected')",
-        [
-            "SUM(CASE WHEN status = 'approved' THEN sign ELSE 0 END)",
-            "SUM(CASE WHEN status = 'rejected' THEN sign ELSE 0 END)",
-        ],
-        mi="decided_mi",
-    )
-
-
-def opportunities_influenced(ctx: RunContext) -> None:
-    """Distinct deals with a counting touch in the period, per scope (the opportunities family).
+def opportunities_influenced(ctx: RunContext, aggregate: Aggregate, touches: str) -> None:
+    """Distinct deals with a counting touch in the period, per scope.
 
     kx_opp holds each (partner, deal, month) once; a row also counts for its quarter (year) when
     it is the deal's first month touched in that quarter (year), so one sorted pass gives all
@@ -281,8 +217,6 @@ def opportunities_influenced(ctx: RunContext) -> None:
     keeps the months of whole periods: a deal's earlier month in the same period stays. Patching,
     each sign's rows are a deal's touches of their own (now, before), apart."""
     chunk, patching = ctx.chunk, ctx.result.cells
-    opp_columns = "partner_id, js, deal_id, touched_mi"
-    touches = family_rows(ctx, "opportunities", f"SELECT {opp_columns} FROM kx_touch", opp_columns)
     by_sign = "sign, " if patching else ""
     ctx.exec(
         f"""CREATE TEMP TABLE kx_opp AS
@@ -315,11 +249,12 @@ def opportunities_influenced(ctx: RunContext) -> None:
                     FROM ({rows}) o) f) x
         GROUP BY sid, mi"""
         for scope, rows in scope_rows.items()
-        if scope_in_chunk(ctx, scope)
+        if scope in aggregate.scopes and scope_in_chunk(ctx, scope)
     )
+    (column,) = aggregate.components
     insert(
         ctx,
-        ["opp_inf"],
+        [column],
         f"""SELECT m.scope, m.sid, g.grain, g.pidx,
             SUM(CASE g.grain WHEN 'month' THEN m.n WHEN 'quarter' THEN m.nq ELSE m.ny END)
         FROM ({monthly}) m
@@ -328,80 +263,12 @@ def opportunities_influenced(ctx: RunContext) -> None:
     )
 
 
-def costs(ctx: RunContext) -> None:
-    """Counted cost, and of it the commission and MDF categories: program all; partner its tagged
-    costs; join source tagged with it or its partners, each cost once (the costs family)."""
-    chunk = ctx.chunk
-    rows = family_rows(
-        ctx, "costs", "SELECT * FROM kx_cost", "id, cents, mi, partner_id, tag_js, partner_js, cat"
-    )
-    cost_rows = []
-    if chunk.program:
-        cost_rows.append(f"SELECT 'program' AS scope, 0 AS sid, sign, cents, cat, mi FROM ({rows}) c")
-    if chunk.partners:
-        cost_rows += [
-            f"SELECT 'partner' AS scope, partner_id AS sid, sign, cents, cat, mi FROM ({rows}) c "
-            f"WHERE partner_id IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
-            f"""SELECT 'join_source' AS scope, sid, sign, cents, cat, mi FROM (
-                SELECT sign, id, tag_js AS sid, cents, cat, mi FROM ({rows}) c WHERE tag_js IS NOT NULL
-                UNION SELECT sign, id, partner_js, cents, cat, mi FROM ({rows}) c
-                WHERE partner_js IS NOT NULL) j
-            WHERE {chunk.join_source_filter("sid")}""",
-        ]
-    of = "SUM(CASE WHEN cat = '{}' THEN sign * cents ELSE 0 END)".format
-    additive(
-        ctx,
-        ["cost_c", "comm_c", "mdf_c"],
-        " UNION ALL ".join(cost_rows),
-        ["SUM(sign * cents)", of(CostEntry.Category.COMMISSION), of(CostEntry.Category.MDF)],
-    )
-
-
-def mdf_return(ctx: RunContext) -> None:
-    """Revenue of the won deals linked to the scope's counted MDF costs (directly or through a
-    registration's deal), in the deal's close period, each deal once per scope (the mdf_deals
-    family): program all; partner the costs tagged with it; join source those tagged with it or
-    with one of its partners, as for the costs."""
-    chunk = ctx.chunk
-    rows = family_rows(
-        ctx,
-        "mdf_deals",
-        "SELECT l.cost_id, l.deal_id, c.partner_id, c.tag_js, c.partner_js, d.cents, d.closed_mi "
-        "FROM kx_link l JOIN kx_cost c ON c.id = l.cost_id JOIN kx_deal d ON d.id = l.deal_id "
-        f"WHERE c.cat = '{CostEntry.Category.MDF}' AND d.status = 'won'",
-        "cost_id, deal_id, partner_id, tag_js, partner_js, cents, closed_mi",
-    )
-    deal_rows = []
-    if chunk.program:
-        deal_rows.append(
-            f"SELECT sign, 'program' AS scope, 0 AS sid, deal_id, cents, closed_mi FROM ({rows}) r"
-        )
-    if chunk.partners:
-        deal_rows += [
-            f"SELECT sign, 'partner' AS scope, partner_id AS sid, deal_id, cents, closed_mi FROM ({rows}) r "
-            f"WHERE partner_id IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
-            f"SELECT sign, 'join_source' AS scope, tag_js AS sid, deal_id, cents, closed_mi FROM ({rows}) r "
-            f"WHERE tag_js IS NOT NULL AND {chunk.join_source_filter('tag_js')}",
-            f"SELECT sign, 'join_source' AS scope, partner_js AS sid, deal_id, cents, closed_mi "
-            f"FROM ({rows}) r WHERE partner_js IS NOT NULL AND {chunk.join_source_filter('partner_js')}",
-        ]
-    # Each deal once per scope and sign (patching: the affected deals' rows now and before).
-    additive(
-        ctx,
-        ["mdfrev_c"],
-        "SELECT DISTINCT sign, scope, sid, deal_id, cents, closed_mi "
-        f"FROM ({' UNION ALL '.join(deal_rows)}) y",
-        ["SUM(sign * cents)"],
-        mi="closed_mi",
-    )
-
-
-def new_customers(ctx: RunContext) -> None:
-    """New customers (kx_newcust) in the period of their first won deal."""
-    new_customers = family_rows(
-        ctx, "new_customers", "SELECT * FROM kx_newcust", "deal_id, partner_id, js, closed_mi"
-    )
-    additive(ctx, ["newcust_n"], scoped(ctx, new_customers, ALL), ["SUM(sign)"], mi="closed_mi")
+# How an aggregate's rows become components (families.Aggregate.shape); medians: `medians`.
+SHAPES: dict[str, Callable[[RunContext, Aggregate, str], None]] = {
+    "sums": sums,
+    "active": active_partners,
+    "opportunities": opportunities_influenced,
+}
 
 
 def median_rows(

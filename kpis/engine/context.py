@@ -110,7 +110,7 @@ class RunContext:
         components differ from that state's (`cells.keep_changed_cells`), when the facts step finds
         the two comparable (`chunks.check_cell_base`)."""
         self.settings = settings
-        self.as_of = as_of
+        self.as_of: date = as_of  # annotated: families.py reads it across an import cycle
         self.previous = previous
         self.cell_base = cell_base
         self.state_of = state_of

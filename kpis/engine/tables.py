@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import connection
 
+from kpis.engine.families import FAMILIES, SIGNED_FAMILIES
+
 # The components kx_s holds; *_med are medians * 10, the rest integer sums (cents or counts).
 COMPONENTS = [
     "won_c",
@@ -95,21 +97,6 @@ CHANGE_TABLES = ["kx_dirty_mi", "kx_dirty_per", "kx_pubper", "kx_pubcell", "kx_p
 
 # Delta facts: the changed rows, the affected keys, the previous rows of those keys, and the previous
 # run's small tables that every run rebuilds.
-# Patched cells: the contribution families whose signed rows are written once (_signed_rows).
-SIGNED_FAMILIES = (
-    "deals",
-    "attribution",
-    "partners",
-    "cohorts",
-    "first_sales",
-    "activities",
-    "registrations",
-    "costs",
-    "new_customers",
-    "mdf_deals",
-    "influence",
-    "opportunities",
-)
 
 
 DELTA_TABLES = (
@@ -137,10 +124,10 @@ DELTA_TABLES = (
         "kx_prev_allper",
         "kx_prev_state",
     ]
-    + [f"kx_before_{i}" for i in range(13)]
+    + [f"kx_before_{i}" for i in range(len(FAMILIES))]
     + ["kx_aff_touch", "kx_aff_touch_now", "kx_aff_touch_live", "kx_aff_deal_before", "kx_aff_deal_now"]
     + ["kx_aff_claim"]
-    # Patched cells (_patch_cells).
+    # Patched cells (_patch_cells); kx_signed_<family>: the signed rows of each family compared by its keys.
     + ["kx_dmed", "kx_dmed_deals", "kx_dgrain", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
     + [f"kx_signed_{name}" for name in SIGNED_FAMILIES]
 )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, timedelta
 
 from deals.models import DealRegistration, Touch
-from kpis.engine import attribution, facts, periods, state
+from kpis.engine import attribution, facts, families, periods, state
 from kpis.engine.context import RunContext
-from kpis.engine.incremental import changed_periods, delta_lifecycle
-from kpis.engine.incremental.changed_periods import affected_touches
+from kpis.engine.incremental import delta_lifecycle
 from kpis.engine.tables import (
     CHANGE_TABLES,
     DELTA_INDEXES,
@@ -42,7 +40,11 @@ def patched_facts(ctx: RunContext) -> bool:
     return base is not None
 
 
-def delta_base(ctx: RunContext) -> tuple[date, tuple, int] | None:
+# The change log's mark a state was computed at (state.read_change_mark): snapshot, change id, own xid.
+Mark = tuple[str | None, int, int]
+
+
+def delta_base(ctx: RunContext) -> tuple[date, Mark, int] | None:
     """(as-of date, change mark, changed rows) of the previous run's state when this run can
     patch its facts instead of building them: the state was computed by this code with these
     settings, no table was truncated since, and few rows changed (under DELTA_MAX_SHARE of the
@@ -53,26 +55,29 @@ def delta_base(ctx: RunContext) -> tuple[date, tuple, int] | None:
     (code,), *_ = ctx.fetch(f"SELECT code FROM {old_state}")
     if code != state.code_and_settings(ctx):
         return None  # another engine or other settings built those facts (nor has it a mark)
-    (as_of, *mark), *_ = ctx.fetch(f"SELECT as_of, snap, change_id, own_xid FROM {old_state}")
+    (as_of, snap, change_id, own_xid), *_ = ctx.fetch(
+        f"SELECT as_of, snap, change_id, own_xid FROM {old_state}"
+    )
+    mark: Mark = (snap, change_id, own_xid)
     changes, truncated = ctx.fetch(
         f"""SELECT COUNT(*), SUM(CASE WHEN x.source = 'truncate' THEN 1 ELSE 0 END)
-            FROM (SELECT DISTINCT source, row_id FROM ({state.changes_since(ctx, tuple(mark))}) c) x"""
+            FROM (SELECT DISTINCT source, row_id FROM ({state.changes_since(ctx, mark)}) c) x"""
     )[0]
-    deals = state_deals(ctx)
+    deals = state_deals(ctx, ctx.previous)
     if truncated or changes > max(DELTA_MAX_SHARE * deals, DELTA_MIN_ROWS):
         return None
-    return date.fromisoformat(str(as_of)[:10]), tuple(mark), changes
+    return date.fromisoformat(str(as_of)[:10]), mark, int(changes)
 
 
-def state_deals(ctx: RunContext) -> float:
+def state_deals(ctx: RunContext, previous: int) -> float:
     """How many deals the previous run's facts hold: on PostgreSQL as its planner last counted
     them (enough for the share of changes, without reading a million rows)."""
-    table = state_table(ctx.previous, "kx_deal")
+    table = state_table(previous, "kx_deal")
     if ctx.sql.pg:
         (estimate,), *_ = ctx.fetch(f"SELECT reltuples FROM pg_class WHERE oid = CAST('{table}' AS regclass)")
         if estimate >= 0:
-            return estimate
-    return ctx.fetch(f"SELECT COUNT(*) FROM {table}")[0][0]
+            return float(estimate)
+    return float(ctx.fetch(f"SELECT COUNT(*) FROM {table}")[0][0])
 
 
 def adopt_state(ctx: RunContext) -> None:
@@ -80,6 +85,7 @@ def adopt_state(ctx: RunContext) -> None:
     this run's (so a failure leaves no state, and the next run builds its facts in full), on
     SQLite its tables are copied into this session's temp tables."""
     previous = ctx.previous
+    assert previous is not None, "a run patching its facts has a previous state"
     drop_delta_tables(ctx)
     if ctx.sql.pg:
         ctx.exec(f"DROP SCHEMA {ctx.schema} CASCADE")
@@ -106,7 +112,7 @@ def drop_delta_tables(ctx: RunContext) -> None:
         ctx.exec(f"DROP TABLE IF EXISTS {'pg_temp' if ctx.sql.pg else 'temp'}.{table}")
 
 
-def delta_facts(ctx: RunContext, base: tuple[date, tuple, int]) -> None:
+def delta_facts(ctx: RunContext, base: tuple[date, Mark, int]) -> None:
     """Patch the previous run's facts with the rows changed since it read them (FactChange).
 
     Every fact row is a function of some live rows: a deal's row of the deal and its touches, a
@@ -135,27 +141,50 @@ def delta_facts(ctx: RunContext, base: tuple[date, tuple, int]) -> None:
 
 
 def affected_keys(ctx: RunContext, previous_as_of: date) -> bool:
-    """kx_aff_* (deals, accounts, registrations, costs, partners) and kx_own_partner from the
-    changed rows (kx_chg), with the affected deals' rows and touches before and after patching;
-    returns whether the as-of date moved since the previous run."""
-    s = ctx.sql
-    touch, reg = Touch._meta.db_table, DealRegistration._meta.db_table
-    keys = ctx.keys
+    """kx_aff_* (deals, accounts, registrations, costs, partners: the key tables the families
+    name, families.Family.keys) and kx_own_partner from the changed rows (kx_chg), with the
+    affected deals' rows and touches before and after patching; returns whether the as-of date
+    moved since the previous run."""
+    ctx.keys("kx_chg_partner", changed("partner"))
+    affected_costs(ctx)
+    affected_deals(ctx)
+    ctx.keys(
+        "kx_aff_account",
+        "SELECT account_id AS k FROM kx_aff_deal_before",
+        "SELECT account_id AS k FROM kx_aff_deal_now",
+    )
+    ctx.keys(
+        "kx_aff_reg",
+        changed("registration"),
+        f"SELECT id AS k FROM kx_reg WHERE partner_id {IN_CHANGED_PARTNERS}",
+    )
+    return affected_partners(ctx, previous_as_of)
 
-    def changed(source: str) -> str:
-        return f"SELECT row_id AS k FROM kx_chg WHERE source = '{source}'"
 
-    keys("kx_chg_partner", changed("partner"))
-    in_changed_partners = "IN (SELECT k FROM kx_chg_partner)"
-    affected_costs(ctx, changed)
+# The tables of affected keys affected_keys writes, which a family may name (families.Family.keys).
+AFFECTED_KEYS = ("kx_aff_deal", "kx_aff_account", "kx_aff_reg", "kx_aff_cost", "kx_aff_partner")
+
+
+# The partners whose own row changed (kx_chg_partner).
+IN_CHANGED_PARTNERS = "IN (SELECT k FROM kx_chg_partner)"
+
+
+def changed(source: str) -> str:
+    """The keys of the changed rows of `source` (a deal, partner, touch... of the change log)."""
+    return f"SELECT row_id AS k FROM kx_chg WHERE source = '{source}'"
+
+
+def affected_deals(ctx: RunContext) -> None:
+    """kx_aff_deal: the deals whose rows (or touches) may have changed, and their rows and touches
+    before patching and after."""
     in_costs = "IN (SELECT k FROM kx_aff_cost)"
-    keys(
+    ctx.keys(
         "kx_aff_deal",
         changed("deal"),
         "SELECT related_id AS k FROM kx_chg WHERE source = 'touch' AND related_id IS NOT NULL",
         # A partner's join source is in its touches' and sourced deals' rows.
-        f"SELECT deal_id AS k FROM kx_touch_all WHERE partner_id {in_changed_partners}",
-        f"SELECT id AS k FROM kx_deal WHERE sp {in_changed_partners}",
+        f"SELECT deal_id AS k FROM kx_touch_all WHERE partner_id {IN_CHANGED_PARTNERS}",
+        f"SELECT id AS k FROM kx_deal WHERE sp {IN_CHANGED_PARTNERS}",
         # The deals the affected costs produced, before and now (their mdf_deals rows).
         f"SELECT deal_id AS k FROM kx_link WHERE cost_id {in_costs}",
         f"SELECT deal_id AS k FROM ({facts.link_select(f'l.cost_entry_id {in_costs}')}) l",
@@ -173,25 +202,21 @@ def affected_keys(ctx: RunContext, previous_as_of: date) -> bool:
     )
     ctx.exec(
         "CREATE TEMP TABLE kx_aff_touch_live AS SELECT t.id, t.deal_id, t.partner_id, t.touched_at "
-        f"FROM {touch} t WHERE t.deal_id {in_deals}"
+        f"FROM {Touch._meta.db_table} t WHERE t.deal_id {in_deals}"
     )
     ctx.analyze("kx_aff_touch", "kx_aff_deal_now")
     # Their counting touches (kx_touch's), before and (below) after.
     ctx.exec("CREATE TEMP TABLE kx_aff_count_before AS SELECT * FROM kx_aff_touch WHERE late = 0")
-    keys(
-        "kx_aff_account",
-        "SELECT account_id AS k FROM kx_aff_deal_before",
-        "SELECT account_id AS k FROM kx_aff_deal_now",
-    )
-    keys(
-        "kx_aff_reg",
-        changed("registration"),
-        f"SELECT id AS k FROM kx_reg WHERE partner_id {in_changed_partners}",
-    )
-    # Partners whose rows may have changed: their own row, the partners of the affected deals and
-    # registrations (before and now), and, when the as-of date moved, those it moves into or
-    # out of their activation window or past a first sale. Their rows are compared; only some
-    # of them have their activities and first sale recomputed (kx_recalc_partner, below).
+
+
+def affected_partners(ctx: RunContext, previous_as_of: date) -> bool:
+    """kx_aff_partner: partners whose rows may have changed: their own row, the partners of the
+    affected deals and registrations (before and now), and, when the as-of date moved, those it
+    moves into or out of their activation window or past a first sale. Their rows are compared;
+    only some of them have their activities and first sale recomputed (kx_recalc_partner,
+    delta_lifecycle). kx_own_partner: those whose own activities may have changed. Returns
+    whether the as-of date moved."""
+    reg = DealRegistration._meta.db_table
     own_sets = [
         "SELECT k FROM kx_chg_partner",
         "SELECT partner_id AS k FROM kx_reg WHERE id IN (SELECT k FROM kx_aff_reg)",
@@ -205,31 +230,37 @@ def affected_keys(ctx: RunContext, previous_as_of: date) -> bool:
     ]
     as_of_moved = previous_as_of != ctx.as_of
     if as_of_moved:
-        lo, hi = sorted((previous_as_of, ctx.as_of))
-        window_lo = s.date_literal(lo - timedelta(days=ctx.settings.activation_window_days + 1))
-        lo_d, hi_d = s.date_literal(lo), s.date_literal(hi)
-        # The other deals won between the two dates, whose sales may now count or no longer.
-        ctx.exec(
-            f"CREATE TEMP TABLE kx_asof_deal AS SELECT * FROM kx_deal WHERE status = 'won' "
-            f"AND closed_d > {lo_d} AND closed_d <= {hi_d} AND id NOT {in_deals}"
-        )
-        ctx.analyze("kx_asof_deal")
-        keys(
-            "kx_asof_partner",
-            f"SELECT id AS k FROM kx_partner WHERE joined >= {window_lo} AND joined <= {hi_d}",
-            "SELECT sp AS k FROM kx_asof_deal WHERE sp IS NOT NULL",
-            "SELECT t.partner_id AS k FROM kx_touch t JOIN kx_asof_deal d ON d.id = t.deal_id "
-            "WHERE d.seg = 'i'",
-        )
+        as_of_partners(ctx, previous_as_of)
         partner_sets.append("SELECT k FROM kx_asof_partner")
         own_sets.append("SELECT k FROM kx_asof_partner")
-    keys("kx_aff_partner", *partner_sets)
+    ctx.keys("kx_aff_partner", *partner_sets)
     # Read now: once kx_reg is patched it no longer holds a moved or deleted registration's partner.
-    keys("kx_own_partner", *own_sets)
+    ctx.keys("kx_own_partner", *own_sets)
     return as_of_moved
 
 
-def affected_costs(ctx: RunContext, changed: Callable[[str], str]) -> None:
+def as_of_partners(ctx: RunContext, previous_as_of: date) -> None:
+    """kx_asof_partner: the partners the as-of date's move (from `previous_as_of`) moves into or
+    out of their activation window, or past a first sale."""
+    s = ctx.sql
+    lo, hi = sorted((previous_as_of, ctx.as_of))
+    window_lo = s.date_literal(lo - timedelta(days=ctx.settings.activation_window_days + 1))
+    lo_d, hi_d = s.date_literal(lo), s.date_literal(hi)
+    # The other deals won between the two dates, whose sales may now count or no longer.
+    ctx.exec(
+        f"CREATE TEMP TABLE kx_asof_deal AS SELECT * FROM kx_deal WHERE status = 'won' "
+        f"AND closed_d > {lo_d} AND closed_d <= {hi_d} AND id NOT IN (SELECT k FROM kx_aff_deal)"
+    )
+    ctx.analyze("kx_asof_deal")
+    ctx.keys(
+        "kx_asof_partner",
+        f"SELECT id AS k FROM kx_partner WHERE joined >= {window_lo} AND joined <= {hi_d}",
+        "SELECT sp AS k FROM kx_asof_deal WHERE sp IS NOT NULL",
+        "SELECT t.partner_id AS k FROM kx_touch t JOIN kx_asof_deal d ON d.id = t.deal_id WHERE d.seg = 'i'",
+    )
+
+
+def affected_costs(ctx: RunContext) -> None:
     """kx_aff_cost: the costs whose fact rows (kx_cost, kx_link) may have changed. A cost written
     (a write to one of its links is logged as one to the cost), every cost of a partner such a
     cost names, before or now (a booked cost moves where the partner's recorded costs of its
@@ -255,7 +286,7 @@ def keep_previous_rows(ctx: RunContext, previous_as_of: date) -> None:
 
     # The previous rows of the affected keys, as the previous run read them (its as-of date).
     for i, family in enumerate(
-        changed_periods.contributions(ctx, affected_touches("kx_aff_touch"), previous_as_of)
+        families.contributions(ctx, families.affected_touches("kx_aff_touch"), previous_as_of)
     ):
         ctx.exec(
             f"CREATE TEMP TABLE kx_before_{i} AS "

@@ -4,34 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 
-from kpis.engine import cells, components, metrics, reconciliation
+from kpis.engine import cells, components, families, metrics, reconciliation
 from kpis.engine.context import RunContext
 from kpis.engine.incremental import changed_periods
-from kpis.engine.incremental.changed_periods import affected_touches, plain
-from kpis.engine.tables import (
-    CELL_COLUMNS,
-    CELL_NAMES,
-    COMPONENTS,
-    MEDIAN_COMPONENTS,
-    SIGNED_FAMILIES,
-    set_aside,
-)
+from kpis.engine.tables import CELL_COLUMNS, CELL_NAMES, COMPONENTS, MEDIAN_COMPONENTS, set_aside
 
 
 def signed_rows(ctx: RunContext) -> None:
     """kx_signed_<family>: each family's rows of the affected keys now (sign 1) and as the
     previous run read them (kx_before_*, sign -1), written once for the components to read."""
-    families = changed_periods.contributions(ctx, affected_touches("kx_aff_touch_now"), ctx.as_of)
-    assert {f.name for f in families if f.key} == set(SIGNED_FAMILIES), "a family to list"
-    for i, now in enumerate(families):
-        if now.key is None:
+    rows = families.contributions(ctx, families.affected_touches("kx_aff_touch_now"), ctx.as_of)
+    for i, now in enumerate(rows):
+        key = now.key
+        if key is None:
             continue  # targets: staged whole
         before = f"SELECT -1, {now.names()} FROM kx_before_{i} b"
         if now.keys == "kx_aff_partner":
             # A partner's rows of these families change only with its own row, its activities or
             # its first sale (kx_recalc_partner): the other affected partners' rows cancel out.
             now = dataclasses.replace(now, keys="kx_recalc_partner")
-            before += f" WHERE b.{now.key.split('.')[-1]} IN (SELECT k FROM kx_recalc_partner)"
+            before += f" WHERE b.{key.split('.')[-1]} IN (SELECT k FROM kx_recalc_partner)"
         ctx.exec(
             f"CREATE TEMP TABLE kx_signed_{now.name} AS SELECT 1 AS sign, {now.columns} "
             f"FROM {now.source(affected_only=True)} UNION ALL {before}"
@@ -181,15 +173,13 @@ def stage_patched_cells(ctx: RunContext) -> None:
     """kx_pubcell (the changed cells and the targets' cells, before and now), their metrics and
     kx_pub, and the affected keys' reconciliation items."""
     cell = CELL_NAMES
-    targets = [
-        i for i, f in enumerate(changed_periods.contributions(ctx, plain, ctx.as_of)) if f.name == "targets"
-    ]
+    targets = families.family_index("targets")
     ctx.exec(
         f"""CREATE TEMP TABLE kx_pubcell AS
         SELECT x.scope, x.sid, x.grain, x.pidx, pe.label, pe.start_d FROM (
             SELECT {cell} FROM kx_touched
             UNION SELECT {cell} FROM ({cells.target_cells(ctx, "kx_tgt")}) a
-            UNION SELECT {cell} FROM ({cells.target_cells(ctx, f"kx_before_{targets[0]}")}) b) x
+            UNION SELECT {cell} FROM ({cells.target_cells(ctx, f"kx_before_{targets}")}) b) x
         JOIN kx_period pe ON pe.grain = x.grain AND pe.pidx = x.pidx"""
     )
     ctx.analyze("kx_pubcell")
