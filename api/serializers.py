@@ -409,6 +409,15 @@ class AttributionRowSerializer(serializers.Serializer):
     attributed = serializers.DecimalField(**MONEY)
 
 
+class AttributionPageSerializer(serializers.Serializer):
+    """One page of AttributionRowSerializer rows in partner id order (api.pagination.StandardPagination)."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = AttributionRowSerializer(many=True)
+
+
 class ExportRowSerializer(serializers.Serializer):
     scope = serializers.ChoiceField(choices=[s.value for s in Scope])
     scope_key = serializers.CharField(allow_blank=True)

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from dashboards import (
+    attribution_views,
     audit_views,
     deal_views,
     drilldown_views,
@@ -31,7 +32,7 @@ urlpatterns = [
     ),
     path("applications/", onboarding_views.applications, name="applications"),
     path("registrations/", registration_views.registrations, name="registrations"),
-    path("attribution/", views.attribution, name="attribution"),
+    path("attribution/", attribution_views.attribution, name="attribution"),
     path("drill/<slug:metric>/", drilldown_views.drill, name="drill"),
     path("reconciliation/", views.reconciliation, name="reconciliation"),
     path("audit/", audit_views.audit_trail, name="audit"),

@@ -3,7 +3,6 @@
 import csv
 from collections.abc import Iterable
 from datetime import date, datetime, time
-from decimal import Decimal
 from typing import Any, TypedDict
 from urllib.parse import urlencode
 
@@ -32,7 +31,6 @@ from kpis.formatting import export_string
 from kpis.metrics import Scope
 from kpis.models import KpiRun, ReconciliationItem
 from kpis.periods import Period, period_or_none
-from kpis.published_attribution import explorer_rows
 from kpis.ranges import (
     MonthRange,
     Selection,
@@ -52,7 +50,6 @@ from kpis.services import kpi_recompute_request
 from partners import access
 from partners.models import JoinSource, Partner
 from prm.http import AuthenticatedRequest
-from program.attribution import AttributionModel
 from program.models import ProgramSettings
 
 OVERVIEW_CARDS = (
@@ -571,57 +568,6 @@ def _timeline(
         )
     events.sort(key=lambda e: e["at"], reverse=True)
     return events[:40]
-
-
-@require_GET
-@staff_required
-def attribution(request: AuthenticatedRequest) -> HttpResponse:
-
-    period, context = _period_context(request)
-    models = [m.value for m in AttributionModel]
-    table: dict[int, dict] = {}
-    # From the published facts (kpis.published_attribution): no computation of every deal.
-    by_model = explorer_rows(models=models, period_from=period.start, period_to=period.end)
-    for model in models:
-        for row in by_model[model]:
-            entry = table.setdefault(
-                row["partner_id"],
-                {
-                    "partner_id": row["partner_id"],
-                    "partner_key": row["partner_key"],
-                    "partner_name": row["partner_name"],
-                    "sourced": row["sourced"],
-                    "influenced": row["influenced"],
-                    "models": {},
-                },
-            )
-            entry["models"][model] = row["attributed"]
-    rows = sorted(table.values(), key=lambda r: (-max(r["models"].values(), default=0), r["partner_name"]))
-    for r in rows:
-        r["cells"] = [r["models"].get(m) for m in models]
-    top = rows[:10]
-    sourced_total = sum((r["sourced"] or 0 for r in rows), Decimal(0))
-    model_totals = [sum((r["models"].get(m) or 0) for r in rows) for m in models]
-    context.update(
-        sourced_total=sourced_total,
-        # Every model splits each deal exactly, so a model's total is sourced + influenced with each
-        # influenced deal once; the per-partner "influenced (full)" cells count a deal per partner.
-        influenced_total=(model_totals[0] - sourced_total) if rows else Decimal(0),
-        rows=rows,
-        models=models,
-        program_model=context["model"],
-        # The program's model is the published one: its column drills into the published shares.
-        program_index=models.index(context["model"]),
-        totals=model_totals,
-        attribution_chart=charts.chart(
-            "attribution-chart",
-            f"Attributed revenue by model, top partners, {period.label}",
-            [r["partner_name"] for r in top],
-            [(m.replace("_", " "), [r["models"].get(m) for r in top]) for m in models],
-            label_heading="Partner",
-        ),
-    )
-    return render(request, "dashboards/attribution.html", context)
 
 
 RECONCILIATION_PAGE_SIZE = 50

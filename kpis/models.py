@@ -476,3 +476,51 @@ class FactChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.row_id}"
+
+
+class ExplorerPeriod(models.Model):
+    """The attribution explorer's table for one published run and date range, computed once.
+
+    A run's facts never change once published (a new publication is a new run), so the per-partner
+    totals of every model (kpis.explorer) are stored on the first read of a range and read back by
+    every later one with an index, sorted and paged in the database. `settings_key` holds the
+    program settings the figures depend on besides the facts (kpis.explorer.settings_key): a change
+    of them computes the range again. Rows of other runs are deleted when a run's range is stored.
+    """
+
+    run_id = models.BigIntegerField()
+    period_from = models.DateField()
+    period_to = models.DateField()
+    settings_key = models.CharField(max_length=200)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run_id", "period_from", "period_to", "settings_key"], name="explorer_period_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Explorer run {self.run_id} {self.period_from}..{self.period_to}"
+
+
+class ExplorerRow(models.Model):
+    """One partner's revenue of an ExplorerPeriod in cents (exact integer sums on both databases):
+    sourced, influenced (each deal in full) and attributed under each attribution model."""
+
+    period = models.ForeignKey(ExplorerPeriod, on_delete=models.CASCADE, related_name="rows")
+    partner = models.ForeignKey("partners.Partner", on_delete=models.CASCADE, related_name="+")
+    sourced = models.BigIntegerField()
+    influenced = models.BigIntegerField()
+    first_touch = models.BigIntegerField()
+    last_touch = models.BigIntegerField()
+    linear = models.BigIntegerField()
+    time_decay = models.BigIntegerField()
+    position_based = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["period", "partner"], name="explorer_row_unique")]
+
+    def __str__(self) -> str:
+        return f"Explorer row {self.period_id}/{self.partner_id}"

@@ -155,8 +155,9 @@ def _ranked_sql(
     column = _GROUP_COLUMN[group]
     # Metric names come from the catalogue (check_metrics), never from the request as such.
     catalogue = " UNION ALL ".join(
-        f"SELECT '{m}' AS metric, {1 if _zero(m) else 0} AS zero, {-1 if m in LOWER_IS_BETTER else 1} AS sign"
-        for m in metrics
+        f"SELECT '{m}' AS metric, {i} AS mi, {1 if _zero(m) else 0} AS zero, "
+        f"{-1 if m in LOWER_IS_BETTER else 1} AS sign"
+        for i, m in enumerate(metrics)
     )
     # The period's published partner rows of these metrics, read once (one index range per metric).
     names = ", ".join(f"'{m}'" for m in metrics)
@@ -173,13 +174,22 @@ def _ranked_sql(
         only_group = f" AND {column} = %s"
         params.append(int(group_value) if group == PeerGroup.JOIN_SOURCE else group_value)
     statuses = ", ".join(["%s"] * len(Partner.JOINED_STATUSES))
+    # The partitions only need equal keys: the metric's number, and on PostgreSQL a tier or type
+    # compared byte for byte (the database's collation would sort them by locale, for nothing).
+    partition = column
+    if connection.vendor == "postgresql" and group != PeerGroup.JOIN_SOURCE:
+        partition = f'{column} COLLATE "C"'
+    # One window order (ascending) for every figure, so the rows are sorted once: the top share,
+    # CUME_DIST() in descending order, is the share at least as good, (n - RANK() + 1) / n, the
+    # same division of the same integers (float8, as CUME_DIST computes it).
     sql = f"""
         SELECT id, grp, metric, value,
-               PERCENT_RANK() OVER (PARTITION BY grp, metric ORDER BY ordv) AS pr,
-               CUME_DIST() OVER (PARTITION BY grp, metric ORDER BY ordv DESC) AS top,
-               CUME_DIST() OVER (PARTITION BY grp, metric ORDER BY ordv) AS bottom,
-               COUNT(*) OVER (PARTITION BY grp, metric) AS n
-        FROM (SELECT p.id, {column} AS grp, m.metric,
+               PERCENT_RANK() OVER w AS pr,
+               CAST(COUNT(*) OVER g - RANK() OVER w + 1 AS DOUBLE PRECISION)
+                   / CAST(COUNT(*) OVER g AS DOUBLE PRECISION) AS top,
+               CUME_DIST() OVER w AS bottom,
+               COUNT(*) OVER g AS n
+        FROM (SELECT p.id, {column} AS grp, {partition} AS pgrp, m.metric, m.mi,
                      CASE WHEN k.value IS NULL AND m.zero = 1 THEN 0 ELSE k.value END AS value,
                      CASE WHEN k.value IS NULL AND m.zero = 1 THEN 0 ELSE k.value END * m.sign AS ordv
               FROM {Partner._meta.db_table} p CROSS JOIN ({catalogue}) m
@@ -188,7 +198,8 @@ def _ranked_sql(
                            AND target_metric = '' AND metric IN ({names})) k
                 ON k.partner_id = p.id AND k.metric = m.metric
               WHERE p.joined_at <= %s AND p.status IN ({statuses}){only_group}) v
-        WHERE value IS NOT NULL"""
+        WHERE value IS NOT NULL
+        WINDOW g AS (PARTITION BY pgrp, mi), w AS (PARTITION BY pgrp, mi ORDER BY ordv)"""
     return sql, params
 
 
@@ -227,25 +238,33 @@ def heat_map(
         for i, m in enumerate(metrics)
         for col in ("value", "pr", "top", "bottom", "n")
     )
+    way = "DESC" if descending else "ASC"
     if sort in metrics:
-        key = f"x.value{metrics.index(sort)}"
-        way = "DESC" if descending else "ASC"
-        order = f"CASE WHEN {key} IS NULL THEN 1 ELSE 0 END, {key} {way}, x.name, x.id"
+        order = "CASE WHEN {v} IS NULL THEN 1 ELSE 0 END, {v} " + way + ", {t}.name, {t}.id"
+        sort_value = "s.value"
+        sort_join = f"LEFT JOIN r s ON s.id = p.id AND s.metric = '{sort}'"
     else:
-        order = f"x.name {'DESC' if descending else 'ASC'}, x.id"
+        order = "{t}.name " + way + ", {t}.id"
+        sort_value, sort_join = "NULL", ""
     column = _GROUP_COLUMN[group]
     population, pop_params = _population(group, period, group_value)
+    # Ranked once (every partner of the groups: a percentile needs its whole group), then the page
+    # chosen on the sort metric's rows alone, and only the page's partners pivoted to one row each.
     sql = f"""
-        SELECT x.* FROM (
-            SELECT p.id, p.name, p.tier, p.type, j.name AS js_name, {column} AS grp, {pivot}
+        WITH r AS ({ranked}),
+        page AS (
+            SELECT p.id, p.name, p.tier, p.type, j.name AS js_name, {column} AS grp, {sort_value} AS sv
             FROM ({population}) p JOIN {JoinSource._meta.db_table} j ON j.id = p.join_source_id
-            LEFT JOIN ({ranked}) r ON r.id = p.id
-            GROUP BY p.id, p.name, p.tier, p.type, j.name, {column}) x
-        ORDER BY {order} LIMIT %s OFFSET %s"""
+            {sort_join}
+            ORDER BY {order.format(v=sort_value, t="p")} LIMIT %s OFFSET %s)
+        SELECT x.id, x.name, x.tier, x.type, x.js_name, x.grp, {pivot}
+        FROM page x LEFT JOIN r ON r.id = x.id
+        GROUP BY x.id, x.name, x.tier, x.type, x.js_name, x.grp, x.sv
+        ORDER BY {order.format(v="x.sv", t="x")}"""
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*) FROM ({population}) p", pop_params)
         total = int(cursor.fetchone()[0])
-        cursor.execute(sql, [*pop_params, *params, int(limit), int(offset)])
+        cursor.execute(sql, [*params, *pop_params, int(limit), int(offset)])
         rows = cursor.fetchall()
     types = dict(Partner.Type.choices)
     result = []

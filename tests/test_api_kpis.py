@@ -169,14 +169,14 @@ def test_attribution_under_another_model_is_computed_on_request(program, as_mana
     params = {"model": "first_touch", "period_from": "2026-03-01", "period_to": "2026-03-31"}
     response = as_manager.get(f"{API}/kpi-attribution/", params)
     assert response.status_code == 200, response.content
-    by_key = {row["partner_key"]: row for row in response.json()}
+    by_key = {row["partner_key"]: row for row in response.json()["results"]}
     assert (by_key["alpha"]["sourced"], by_key["alpha"]["influenced"], by_key["alpha"]["attributed"]) == (
         "1000.00",
         "2000.00",
         "3000.00",
     )
     assert by_key["bravo"]["attributed"] == "450.00"
-    own = as_alpha.get(f"{API}/kpi-attribution/", params).json()
+    own = as_alpha.get(f"{API}/kpi-attribution/", params).json()["results"]
     assert [row["partner_key"] for row in own] == ["alpha"]
 
 

@@ -121,8 +121,9 @@ def test_attribution_on_request_takes_a_kpi_runs_session_settings(published, use
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from kpis.computed_attribution import attribution_by_partner as computed
     from kpis.engine.session import TEMP_BUFFERS, TRANSACTION_SETTINGS
-    from kpis.published_attribution import explorer_rows
+    from kpis.published_attribution import attribution_by_partner
 
     source = t.join_source("web")
     a = t.partner("a", source)
@@ -137,7 +138,12 @@ def test_attribution_on_request_takes_a_kpi_runs_session_settings(published, use
             cursor.execute("DROP TABLE kx_earlier")
     buffers_before = show("temp_buffers")
     with CaptureQueriesContext(connection) as queries:
-        rows = explorer_rows(models=["linear"], period_from=MARCH[0], period_to=MARCH[1])["linear"]
+        if published:
+            rows = attribution_by_partner(models=["linear"], period_from=MARCH[0], period_to=MARCH[1])[
+                "linear"
+            ]
+        else:
+            rows = computed(model="linear", period_from=MARCH[0], period_to=MARCH[1])
     assert figures(rows) == {"a": (D("0.00"), D("100.00"), D("100.00"))}
     statements = [q["sql"] for q in queries.captured_queries]
     # The first statement on the engine's temporary tables: dropping any left over.

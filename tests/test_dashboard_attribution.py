@@ -39,8 +39,8 @@ def test_explorer_shows_the_same_revenue_under_each_model_side_by_side(
         "time_decay",
         "position_based",
     ]
-    rows = {r["partner_key"]: r for r in response.context["rows"]}
-    alpha, bravo = rows["alpha"]["models"], rows["bravo"]["models"]
+    rows = {r.partner_key: r for r in response.context["rows"]}
+    alpha, bravo = rows["alpha"].models, rows["bravo"].models
     assert (str(alpha["first_touch"]), str(bravo["first_touch"])) == ("1000.00", "0.00")
     assert (str(alpha["last_touch"]), str(bravo["last_touch"])) == ("1000.00", "0.00")
     assert (str(alpha["linear"]), str(bravo["linear"])) == ("666.67", "333.33")

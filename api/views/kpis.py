@@ -4,6 +4,7 @@ reconciliation report and the KPI export."""
 import csv
 import json
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from django.http import StreamingHttpResponse
 from django.urls import reverse
@@ -32,10 +33,10 @@ from api.schema import DETAIL_ERRORS, IF_NONE_MATCH, NOT_MODIFIED, READ_ERRORS, 
 from api.throttling import COMPUTE_SCOPE, WRITE_SCOPE, ScopedThrottle, WriteThrottle
 from api.views.base import ScopedViewSet
 from kpis import services
+from kpis.explorer import explorer_table
 from kpis.export import export_rows, reads_published_set
 from kpis.metrics import Grain, Scope
 from kpis.models import CostEntry, KpiRun, KpiValue, Target
-from kpis.published_attribution import explorer_rows
 from kpis.reconciliation import iter_reconciliation_items
 from kpis.selectors import visible_costs, visible_targets
 from partners import access
@@ -231,8 +232,10 @@ class KpiRunViewSet(
     summary="Attribution by partner under any model, computed on request",
     description=(
         "Sourced, influenced and attributed revenue per partner for deals won in the date range, under "
-        "the attribution model asked for (default: the program's), computed now rather than read from the "
-        "published set. A partner user gets only its own row."
+        "the attribution model asked for (default: the program's), from the deals and touches of the "
+        "run that published the KPI set (each range computed once per run, then read back), rather "
+        "than read from the published values. Paginated like the other lists (`page`, `page_size`), "
+        "in partner id order. A partner user gets only its own row."
     ),
     parameters=[
         OpenApiParameter("model", OpenApiTypes.STR, enum=[m.value for m in AttributionModel]),
@@ -240,21 +243,30 @@ class KpiRunViewSet(
             "period_from", OpenApiTypes.DATE, required=True, description="First day, inclusive."
         ),
         OpenApiParameter("period_to", OpenApiTypes.DATE, required=True, description="Last day, inclusive."),
+        OpenApiParameter("page", OpenApiTypes.INT, description="Page number (partners in id order)."),
+        OpenApiParameter(
+            "page_size", OpenApiTypes.INT, description="Rows per page (default 50, at most 500)."
+        ),
     ],
-    responses={200: s.AttributionRowSerializer(many=True), **errors(400)},
+    responses={200: s.AttributionPageSerializer, **errors(400)},
     examples=[
         OpenApiExample(
             "One partner",
-            value=[
-                {
-                    "partner_id": 12,
-                    "partner_key": "P-0012",
-                    "partner_name": "Northwind Consulting",
-                    "sourced": "18000.00",
-                    "influenced": "4000.00",
-                    "attributed": "19333.33",
-                }
-            ],
+            value={
+                "count": 1,
+                "next": None,
+                "previous": None,
+                "results": [
+                    {
+                        "partner_id": 12,
+                        "partner_key": "P-0012",
+                        "partner_name": "Northwind Consulting",
+                        "sourced": "18000.00",
+                        "influenced": "4000.00",
+                        "attributed": "19333.33",
+                    }
+                ],
+            },
             response_only=True,
         )
     ],
@@ -271,15 +283,26 @@ class AttributionView(APIView):
         staff = is_staff_reader(request)
         partner = None if staff else acting_partner(request)
         if not staff and partner is None:
-            return Response([])
+            return Response({"count": 0, "next": None, "previous": None, "results": []})
         model = data["model"] or _program_model()
-        # From the published facts (kpis.published_attribution); computed only before any run.
-        rows = explorer_rows(models=[model], period_from=data["period_from"], period_to=data["period_to"])[
-            model
+        # From the published facts (kpis.explorer: stored once per published run and range, then
+        # paged in the database); computed only before any run, and then only this model.
+        table = explorer_table(period_from=data["period_from"], period_to=data["period_to"], models=[model])
+        rows: Any = table.ordered("id", False) if partner is None else table.partner_rows(partner.pk)
+        paginator = StandardPagination()
+        page = paginator.paginate_queryset(rows, request, view=self) or []
+        data = [
+            {
+                "partner_id": r.partner_id,
+                "partner_key": r.partner_key,
+                "partner_name": r.partner_name,
+                "sourced": r.sourced,
+                "influenced": r.influenced,
+                "attributed": r.models[model],
+            }
+            for r in page
         ]
-        if partner is not None:
-            rows = [row for row in rows if row["partner_id"] == partner.pk]
-        return Response(s.AttributionRowSerializer(rows, many=True).data)
+        return paginator.get_paginated_response(s.AttributionRowSerializer(data, many=True).data)
 
 
 def _program_model() -> str:
