@@ -42,11 +42,13 @@ from kpis.engine import (
     state_runs,
 )
 from kpis.engine import chunks as chunks_plan
+from kpis.forecast_store import forecast_after_publication
 from kpis.metrics import TARGETABLE_METRICS
 from kpis.models import (
     CostEntry,
     CostEntryLink,
     FactChange,
+    ForecastSnapshot,
     KpiPublication,
     KpiRun,
     Target,
@@ -390,6 +392,9 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
                 periods_recomputed=0,
                 source_fingerprint=fingerprint,
             )
+            if not ForecastSnapshot.objects.filter(as_of=run.as_of).exists():
+                # Nothing changed since the last run, but the forecast of this day is missing.
+                forecast_after_publication(run)
             return
         recorded = {"source_fingerprint": fingerprint}
         record_fingerprint = None
@@ -477,6 +482,8 @@ def _finisher(run: KpiRun, *, periods: int):
             periods_recomputed=periods,
         )
         record_event(type=EventType.KPI_RUN_PUBLISHED, obj=KpiRun.objects.get(pk=run.pk))
+        # Its own task once this commits: the publication is not held open by the forecast.
+        forecast_after_publication(run)
 
     return finish
 

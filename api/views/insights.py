@@ -1,21 +1,22 @@
 """Staff insights: the KPI heat map (peer percentiles) and the pipeline forecast with its backtest.
 
-Thin: kpis.peers and kpis.forecast compute in the database; these validate the query (400 with
-field errors) and shape the answer.
+Thin: kpis.peers computes in the database, the forecast is read as stored after the last KPI
+publication (kpis.forecast_store); these validate the query (400 with field errors) and shape the
+answer.
 """
 
 from typing import Any
 
+from django.utils.http import http_date
 from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.permissions import StaffReader
 from api.schema import errors
-from api.throttling import COMPUTE_SCOPE, ScopedThrottle
-from kpis.forecast import pipeline_forecast
+from kpis.forecast_store import forecast_requested, stored_forecast
 from kpis.metrics import Grain
 from kpis.peers import HEATMAP_METRICS, HEATMAP_SORTS, PeerGroup, heat_map, heat_map_arguments
 from kpis.periods import period_or_none
@@ -228,6 +229,16 @@ FORECAST_EXAMPLE = {
 }
 
 
+class ForecastNotComputed(exceptions.APIException):
+    status_code = 503
+    default_detail = (
+        "The forecast has not been computed yet: it is computed after each KPI publication, and has "
+        "been requested now."
+    )
+    default_code = "not_computed"
+    wait = 60  # Retry-After (api.exceptions)
+
+
 @extend_schema(
     tags=["kpis"],
     summary="Pipeline forecast of next quarter, with a four-quarter backtest",
@@ -236,16 +247,21 @@ FORECAST_EXAMPLE = {
         "amount × the historical win rate of its segment and age bucket (deals open at the start of each "
         "of the last four closed quarters, won during it). For the program, each join source (each deal "
         "once) and each partner; with the same method backtested at the start of the last four closed "
-        "quarters, its error in percent ((forecast − actual) / actual). docs/kpis.md, 'Forecast'."
+        "quarters, its error in percent ((forecast − actual) / actual). docs/kpis.md, 'Forecast'. "
+        "Read as stored after the last KPI publication (`Last-Modified`: when it was computed); 503 "
+        "with Retry-After before the first one."
     ),
     responses={200: ForecastSerializer, **errors(401, 403)},
     examples=[OpenApiExample("Forecast", value=FORECAST_EXAMPLE, response_only=True)],
 )
 class ForecastView(APIView):
     permission_classes = [StaffReader]
-    # Computed on request over the deals (a few grouped queries): throttled like the attribution.
-    throttle_classes = [ScopedThrottle]
-    throttle_scope = COMPUTE_SCOPE
 
     def get(self, request: Request) -> Response:
-        return Response(ForecastSerializer(pipeline_forecast()).data)
+        stored = stored_forecast(with_partners=True)
+        if stored is None:
+            forecast_requested()
+            raise ForecastNotComputed()
+        response = Response(ForecastSerializer(stored.forecast).data)
+        response["Last-Modified"] = http_date(stored.computed_at.timestamp())
+        return response
