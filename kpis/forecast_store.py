@@ -46,12 +46,17 @@ _MONEY = (
 
 
 def forecast_snapshot_compute(
-    *, run_id: int | None = None, as_of: date | None = None, now: datetime | None = None
+    *,
+    run_id: int | None = None,
+    again: bool = False,
+    as_of: date | None = None,
+    now: datetime | None = None,
 ) -> ForecastSnapshot:
     """Compute the forecast and store it as the latest snapshot (what the task and the command
-    call): as of today, from the deals open now (`as_of`, `now`: another moment, for tests). A
-    snapshot already stored for `run_id` (a redelivered task) is returned as is."""
-    if run_id is not None:
+    call): as of today, from the deals open now (`as_of`, `now`: another moment, for tests),
+    following the publication of run `run_id`. A snapshot already stored after that run (a
+    redelivered task, or the command was quicker) is returned as is, unless `again`."""
+    if run_id is not None and not again:
         done = ForecastSnapshot.objects.filter(run_id=run_id).first()
         if done is not None:
             return done
@@ -114,6 +119,15 @@ def _store(forecast: Forecast, *, run_id: int | None, now: datetime, seconds: fl
         seconds,
     )
     return snapshot
+
+
+def last_published_run_id() -> int | None:
+    return (
+        KpiRun.objects.filter(status=KpiRun.Status.SUCCEEDED)
+        .order_by("-finished_at", "-id")
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 def forecast_after_publication(run: KpiRun) -> None:

@@ -392,8 +392,9 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
                 periods_recomputed=0,
                 source_fingerprint=fingerprint,
             )
-            if not ForecastSnapshot.objects.filter(as_of=run.as_of).exists():
-                # Nothing changed since the last run, but the forecast of this day is missing.
+            if not ForecastSnapshot.objects.filter(as_of=program_today()).exists():
+                # Nothing changed since the last run, but today's forecast is missing (it ages the
+                # open deals on the day it is made).
                 forecast_after_publication(run)
             return
         recorded = {"source_fingerprint": fingerprint}

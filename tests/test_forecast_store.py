@@ -180,3 +180,39 @@ def test_a_real_worker_stores_the_forecast_after_the_nightly_publication(tmp_pat
     direct = pipeline_forecast(as_of=snapshot.as_of, now=snapshot.computed_at)
     assert stored_forecast(with_partners=True).forecast == direct
     assert snapshot.rows.filter(scope="partner", name="B").exists()  # its open deal
+
+
+def test_a_run_with_nothing_to_do_still_stores_the_missing_forecast(
+    pipeline,  # noqa: F811
+    eager_tasks,
+    django_capture_on_commit_callbacks,
+):
+    first = kt.recompute(as_of="2026-12-31")
+    with django_capture_on_commit_callbacks(execute=True) as sent:
+        nothing = kt.recompute(as_of="2026-12-31", mode="incremental")
+    assert (nothing.status, nothing.rows_written, nothing.source_fingerprint) == (
+        "succeeded",
+        0,
+        first.source_fingerprint,
+    )  # the nightly shortcut: nothing changed since the first run
+    assert len(sent) == 1 and latest_snapshot().run_id == nothing.pk
+    with django_capture_on_commit_callbacks(execute=True) as sent:
+        kt.recompute(as_of="2026-12-31", mode="incremental")
+    assert sent == [] and ForecastSnapshot.objects.count() == 1  # that day's forecast is there
+
+
+def test_the_command_stores_a_snapshot_after_the_last_publication(pipeline):  # noqa: F811
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    run = kt.recompute()
+    out = StringIO()
+    call_command("compute_forecast", stdout=out)
+    snapshot = latest_snapshot()
+    assert snapshot.run_id == run.pk and snapshot.rows.count() == 5
+    assert out.getvalue().startswith(
+        f"Forecast #{snapshot.pk} {snapshot.quarter}, as of {snapshot.as_of}: 5 scopes"
+    )
+    # The publication's task, delivered after it, finds the snapshot stored.
+    assert forecast_snapshot_compute(run_id=run.pk) == snapshot
