@@ -252,7 +252,7 @@ class ForecastNotComputed(exceptions.APIException):
         "Read as stored after the last KPI publication (`Last-Modified`: when it was computed); 503 "
         "with Retry-After before the first one."
     ),
-    responses={200: ForecastSerializer, **errors(401, 403)},
+    responses={200: ForecastSerializer, **errors(401, 403, 429, 503)},
     examples=[OpenApiExample("Forecast", value=FORECAST_EXAMPLE, response_only=True)],
 )
 class ForecastView(APIView):
