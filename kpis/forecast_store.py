@@ -35,7 +35,7 @@ TASK = "kpis.tasks.compute_forecast"
 # A page that finds no snapshot asks for one at most this often (the cache key below).
 REQUEST_EVERY_SECONDS = 300
 _REQUESTED_KEY = "kpis:forecast:requested"
-_MONEY = (
+MONEY_FIELDS = (
     "sourced",
     "influenced",
     "backtest_sourced",
@@ -100,7 +100,7 @@ def _store(forecast: Forecast, *, run_id: int | None, now: datetime, seconds: fl
                     scope_id=row.scope_id,
                     position=position,
                     name=row.name[:200],
-                    **{field: getattr(row, field) for field in _MONEY},
+                    **{field: getattr(row, field) for field in MONEY_FIELDS},
                 )
                 for position, row in rows
             ),
@@ -171,7 +171,7 @@ def scope_forecast(row: ForecastRow) -> ScopeForecast:
         scope=row.scope,
         scope_id=row.scope_id,
         name=row.name,
-        **{field: getattr(row, field) for field in _MONEY},
+        **{field: getattr(row, field) for field in MONEY_FIELDS},
     )
 
 

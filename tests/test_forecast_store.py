@@ -2,6 +2,7 @@
 is written once a KPI publication commits (a real worker, and in-process), replaces the previous
 one whole or not at all, and is what the pages and the API show."""
 
+import json
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -216,3 +217,24 @@ def test_the_command_stores_a_snapshot_after_the_last_publication(pipeline):  # 
     )
     # The publication's task, delivered after it, finds the snapshot stored.
     assert forecast_snapshot_compute(run_id=run.pk) == snapshot
+
+
+def test_the_api_gives_the_snapshot_as_the_serializer_would(pipeline):  # noqa: F811
+    from api.views.insights import ForecastSerializer
+    from tests.support.api import client_for
+
+    snapshot = snapshot_of_july()
+    response = client_for(StaffUserFactory()).get("/api/v1/kpi-forecast/")
+    assert response.status_code == 200
+    body = response.json()
+    direct = pipeline_forecast(as_of=AS_OF, now=kt.at(NOW))
+    assert body == json.loads(json.dumps(ForecastSerializer(direct).data))
+    alpha = body["partners"][0]
+    assert (alpha["name"], alpha["sourced"], alpha["backtest_sourced"], alpha["error_sourced"]) == (
+        "Alpha",
+        "1200.00",
+        "1050.00",
+        "-30.0",
+    )
+    assert body["partners"][1]["error_influenced"] is None  # Bravo: nothing influenced was won
+    assert response["Last-Modified"] == "Wed, 15 Jul 2026 12:00:00 GMT" and snapshot.computed_at == kt.at(NOW)
