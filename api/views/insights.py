@@ -174,8 +174,12 @@ class ScopeForecastSerializer(serializers.Serializer):
     error_influenced = percent_error()
 
 
-def _text(value: Decimal | None, places: str) -> str | None:
-    return None if value is None else f"{value.quantize(Decimal(places), rounding=ROUND_HALF_UP):f}"
+def _text(value: Decimal | None, places: int) -> str | None:
+    if value is None:
+        return None
+    if value.as_tuple().exponent != -places:  # stored with its places already, but for safety
+        value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{value:f}"
 
 
 def scope_json(r: ScopeForecast) -> dict[str, Any]:
@@ -184,9 +188,9 @@ def scope_json(r: ScopeForecast) -> dict[str, Any]:
         "scope": r.scope,
         "scope_id": r.scope_id,
         "name": r.name,
-        **{field: _text(getattr(r, field), "0.01") for field in MONEY_FIELDS},
-        "error_sourced": _text(r.error_sourced, "0.1"),
-        "error_influenced": _text(r.error_influenced, "0.1"),
+        **{field: _text(getattr(r, field), 2) for field in MONEY_FIELDS},
+        "error_sourced": _text(r.error_sourced, 1),
+        "error_influenced": _text(r.error_influenced, 1),
     }
 
 
