@@ -19,7 +19,13 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboards.permissions import staff_required
 from economics.models import CommissionSettings
 from economics.payout_models import Payout, PayoutBatch
-from economics.payout_selectors import ap_rows, batch_totals, statement_lines, statement_rows
+from economics.payout_selectors import (
+    ap_rows,
+    batch_totals,
+    batches_with_totals,
+    statement_lines,
+    statement_rows,
+)
 from economics.payouts import month_start, payout_batch_create, payout_batch_mark_paid
 from partners import access
 from prm.forms import add_service_errors
@@ -83,7 +89,7 @@ def payout_batches(request: AuthenticatedRequest) -> HttpResponse:
                 return redirect("dashboards:payout_batch", batch_id=batch.pk)
     elif request.method != "GET":
         return HttpResponse(status=405)
-    batches = [(batch, batch_totals(batch)) for batch in PayoutBatch.objects.order_by("-month")[:36]]
+    batches = batches_with_totals(PayoutBatch.objects.order_by("-month"), limit=36)
     return render(
         request,
         "dashboards/payout_batches.html",

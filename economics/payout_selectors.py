@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 
 from economics.models import CommissionEntry
 from economics.payout_models import Payout, PayoutBatch, PayoutLine
@@ -53,6 +53,33 @@ def batch_totals(batch: PayoutBatch) -> dict[str, Decimal | int]:
         "payouts": batch.payouts.count(),
         "payable": batch.payouts.filter(amount__gt=0).count(),
     }
+
+
+def batches_with_totals(
+    batches: QuerySet[PayoutBatch], *, limit: int
+) -> list[tuple[PayoutBatch, dict[str, Decimal | int]]]:
+    """The first `limit` batches, each with `batch_totals`' figures, summed in the one query that
+    reads them (not three queries a batch)."""
+    annotated = batches.annotate(
+        paid=Sum("payouts__amount"),
+        carried=Sum("payouts__carried_out"),
+        entries=Sum("payouts__entries_total"),
+        payout_count=Count("payouts"),
+        payable_count=Count("payouts", filter=Q(payouts__amount__gt=0)),
+    )
+    return [
+        (
+            batch,
+            {
+                "amount": batch.paid or ZERO,
+                "carried_out": batch.carried or ZERO,
+                "entries_total": batch.entries or ZERO,
+                "payouts": batch.payout_count,
+                "payable": batch.payable_count,
+            },
+        )
+        for batch in annotated[:limit]
+    ]
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,22 @@ def test_first_sale_is_the_accounts_first_won_deal():
     ]
 
 
+def test_first_sale_ties_go_to_the_lower_id_and_an_earlier_direct_win_counts():
+    partner = PartnerFactory()
+    plan(rules=[(CommissionRule.Kind.FIXED_FIRST_SALE, "100.00", None)])
+    tied = AccountFactory()
+    lower = won(partner, account=tied, closed_at=CLOSED)
+    won(partner, account=tied, closed_at=CLOSED)
+    # The account's first win had no sourcing partner: the partner's later win is not a first sale.
+    direct_first = AccountFactory()
+    won(None, account=direct_first, closed_at=CLOSED - timedelta(days=1))
+    won(partner, account=direct_first, closed_at=CLOSED)
+    build_ledger()
+    assert ledger(partner=partner) == [
+        (partner.pk, lower.pk, None, "first_sale", "earning", 0, Decimal("100.00"), "pending")
+    ]
+
+
 def test_hold_period_blocks_approval_until_it_ends():
     CommissionSettings.objects.update_or_create(pk=1, defaults={"hold_days": 10})
     partner = PartnerFactory()
