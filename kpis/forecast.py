@@ -7,8 +7,7 @@ age bucket (days since it was created, in the program's time zone). The win rate
 the share of the deals of that class open at the start of each of the four quarters before, that
 were won during that quarter (counts pooled over the four quarters). The forecast of a scope is
 the sum over its open deals of amount × the rate of the deal's class. Counting and summing is done
-in the database (grouped queries: the rates' counts of every quarter at once, then one per
-snapshot for the scope sums); only the few class sums are multiplied by their
+in the database (one grouped query per snapshot); only the few class sums are multiplied by their
 rates here, in exact decimals.
 """
 
@@ -136,9 +135,9 @@ def _segment_before(moment: datetime) -> tuple[str, list[Any]]:
     )
 
 
-def quarter_counts(quarters: list[Period], zone: ZoneInfo) -> dict[str, list[Rate]]:
-    """Per quarter (by label): of the deals open at its start (classed then), by class, how many
-    were won during it. One query; each quarter is read once however many windows pool it."""
+def history_rates(quarters: list[Period], zone: ZoneInfo) -> list[Rate]:
+    """Win rates by segment and age bucket over the quarters: of the deals open at each quarter's
+    start (classed then), the share won during that quarter. One query."""
     parts, params = [], []
     for q in quarters:
         start, end = _moment(q.start, zone), _moment(q.end + timedelta(days=1), zone)
@@ -146,41 +145,22 @@ def quarter_counts(quarters: list[Period], zone: ZoneInfo) -> dict[str, list[Rat
         bucket, bucket_params = _bucket_sql(zone, q.start)
         where, where_params = _open_at(start)
         parts.append(
-            f"""SELECT %s AS q, {seg} AS seg, {bucket} AS bucket,
+            f"""SELECT {seg} AS seg, {bucket} AS bucket,
                 CASE WHEN d.status = 'won' AND d.closed_at >= %s AND d.closed_at < %s THEN 1 ELSE 0 END AS won
             FROM {Deal._meta.db_table} d WHERE {where}"""
         )
-        params += [q.label, *seg_params, *bucket_params, start, end, *where_params]
-    counts: dict[str, list[Rate]] = {q.label: [] for q in quarters}
+        params += [*seg_params, *bucket_params, start, end, *where_params]
     if not parts:
-        return counts
+        return []
     union = " UNION ALL ".join(parts)
-    sql = f"""SELECT q, seg, bucket, COUNT(*), SUM(won) FROM ({union}) x WHERE seg <> 'd'
-        GROUP BY q, seg, bucket"""
+    sql = f"SELECT seg, bucket, COUNT(*), SUM(won) FROM ({union}) x WHERE seg <> 'd' GROUP BY seg, bucket"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        for label, seg, bucket, n, won in cursor.fetchall():
-            counts[label].append(Rate(SEGMENTS[seg], int(bucket), int(won or 0), int(n)))
-    return counts
-
-
-def pooled_rates(counts: dict[str, list[Rate]], quarters: list[Period]) -> list[Rate]:
-    """Win rates by segment and age bucket over the quarters: of the deals open at each quarter's
-    start (classed then), the share won during that quarter, counts pooled over the quarters."""
-    pooled: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
-    for q in quarters:
-        for r in counts[q.label]:
-            pooled[(r.segment, r.bucket)][0] += r.won
-            pooled[(r.segment, r.bucket)][1] += r.open
+        rows = cursor.fetchall()
     return sorted(
-        (Rate(seg, bucket, won, n) for (seg, bucket), (won, n) in pooled.items()),
+        (Rate(SEGMENTS[seg], int(bucket), int(won or 0), int(n)) for seg, bucket, n, won in rows),
         key=lambda r: (r.segment != "sourced", r.bucket),
     )
-
-
-def history_rates(quarters: list[Period], zone: ZoneInfo) -> list[Rate]:
-    """Win rates over the quarters (`pooled_rates` of their `quarter_counts`). One query."""
-    return pooled_rates(quarter_counts(quarters, zone), quarters)
 
 
 def _scope_sums(
@@ -269,8 +249,7 @@ def _apply(
 def pipeline_forecast(*, as_of: date | None = None, now: datetime | None = None) -> Forecast:
     """Next quarter's forecast from the deals open at `now`, and the backtest of the last four
     closed quarters, for the program, each join source and each partner with a forecast or history.
-    A fixed number of queries (one for the win-rate counts of the eight quarters, 2 per backtest
-    quarter, 1 for the forecast, 2 for names)."""
+    A fixed number of queries (3 per backtest quarter, 2 for the forecast, 2 for names)."""
     program = ProgramSettings.load()
     zone = ZoneInfo(program.time_zone)
     as_of = as_of or program_today()
@@ -278,10 +257,7 @@ def pipeline_forecast(*, as_of: date | None = None, now: datetime | None = None)
     current = period_of(as_of, Grain.QUARTER)
     target = current.shifted(1)
     closed = [current.shifted(-k) for k in range(HISTORY_QUARTERS, 0, -1)]
-    # Every quarter any window pools (the live one's four and each backtest quarter's four before
-    # it), counted once: eight quarters, not twenty.
-    counts = quarter_counts([current.shifted(-k) for k in range(2 * HISTORY_QUARTERS, 0, -1)], zone)
-    rates = pooled_rates(counts, closed)
+    rates = history_rates(closed, zone)
     live = _apply(_scope_sums(moment=now, age_on=target.start, zone=zone, won_in=None), _rate_lookup(rates))
     scopes: dict[tuple[str, int], ScopeForecast] = {}
 
@@ -297,7 +273,7 @@ def pipeline_forecast(*, as_of: date | None = None, now: datetime | None = None)
         start = _moment(quarter.start, zone)
         end = _moment(quarter.end + timedelta(days=1), zone)
         lookup = _rate_lookup(
-            pooled_rates(counts, [quarter.shifted(-k) for k in range(HISTORY_QUARTERS, 0, -1)])
+            history_rates([quarter.shifted(-k) for k in range(HISTORY_QUARTERS, 0, -1)], zone)
         )
         predicted = _apply(_scope_sums(moment=start, age_on=quarter.start, zone=zone, won_in=None), lookup)
         actual = _apply(_scope_sums(moment=start, age_on=quarter.start, zone=zone, won_in=(start, end)), None)
