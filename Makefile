@@ -50,7 +50,7 @@ bench: setup
 	$(PY) -m bench.imports
 	$(PY) -m bench.pages
 
-## Screenshots of the main pages into docs/screenshots/ (Debian's chromium; seed_demo + recompute_kpis first).
+## Screenshots of the main pages into docs/screenshots/ (Debian's chromium; seed_demo + recompute_kpis + compute_forecast first).
 screenshots: setup
 	$(PY) manage.py screenshots --mobile
 

@@ -48,6 +48,12 @@ ERROR_EXAMPLES = {
         "This Idempotency-Key was used with another request; use a new key for a new request.",
     ),
     429: _example(429, "throttled", "Request was throttled. Expected available in 42 seconds."),
+    503: _example(
+        503,
+        "not_computed",
+        "The forecast has not been computed yet: it is computed after each KPI publication, and has "
+        "been requested now.",
+    ),
 }
 ERROR_DESCRIPTIONS = {
     400: "Invalid input: `fields` says which field and why; nothing was written.",
@@ -58,6 +64,7 @@ ERROR_DESCRIPTIONS = {
     415: "The body's Content-Type is not one this operation reads (JSON, form or multipart).",
     422: "The Idempotency-Key was already used with a different request (docs/integrations.md).",
     429: "Too many requests; `Retry-After` says when to retry.",
+    503: "Not available yet (the forecast before its first computation); `Retry-After` says when.",
 }
 
 

@@ -1,5 +1,6 @@
 """Staff insight pages: the KPI heat map (partners × metrics, coloured by percentile within a peer
-group) and the pipeline forecast with its backtest. Thin: kpis.peers and kpis.forecast compute."""
+group) and the pipeline forecast with its backtest. Thin: kpis.peers computes; the forecast is
+read as stored after the last KPI publication (kpis.forecast_store)."""
 
 from typing import Any
 from urllib.parse import urlencode
@@ -11,7 +12,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from dashboards.permissions import staff_required
-from kpis.forecast import AGE_BUCKETS, pipeline_forecast
+from kpis.forecast import AGE_BUCKETS
+from kpis.forecast_store import forecast_requested, scope_forecast, stored_forecast
 from kpis.metrics import Grain
 from kpis.metrics import label as metric_label
 from kpis.peers import HEATMAP_METRICS, heat_map, heat_map_arguments
@@ -110,14 +112,21 @@ def _sort_url(kept: list[tuple[str, str]], key: str, params: dict[str, Any]) -> 
 @require_GET
 @staff_required
 def forecast(request: AuthenticatedRequest) -> HttpResponse:
-    result = pipeline_forecast()
-    page = Paginator(result.partners, PAGE_SIZE).get_page(request.GET.get("page"))
+    """The latest stored forecast (computed after each KPI publication); none yet: ask for one."""
+    stored = stored_forecast()
+    if stored is None:
+        forecast_requested()
+        return render(request, "dashboards/forecast.html", {"forecast": None, "page": None})
+    page = Paginator(stored.partner_rows(), PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [scope_forecast(row) for row in page.object_list]
     return render(
         request,
         "dashboards/forecast.html",
         {
-            "forecast": result,
+            "forecast": stored.forecast,
+            "computed_at": stored.computed_at,
             "page": page,
+            "rows": rows,
             "query": "",
             "buckets": [label for _, label in AGE_BUCKETS],
             "currency": ProgramSettings.load().currency,

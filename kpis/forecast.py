@@ -311,11 +311,3 @@ def _name(scopes: dict[tuple[str, int], ScopeForecast]) -> None:
     }
     for key, forecast in scopes.items():
         forecast.name = "Program" if key[0] == "program" else names.get(key, str(key[1]))
-
-
-def partner_forecast(partner: Partner) -> tuple[Forecast, ScopeForecast]:
-    """The forecast and the one partner's row of it (zero when it has no open deal or history):
-    what the portal shows a partner of its own pipeline."""
-    result = pipeline_forecast()
-    own = next((r for r in result.partners if r.scope_id == partner.pk), None)
-    return result, own or ScopeForecast("partner", partner.pk, partner.name)

@@ -524,3 +524,55 @@ class ExplorerRow(models.Model):
 
     def __str__(self) -> str:
         return f"Explorer row {self.period_id}/{self.partner_id}"
+
+
+class ForecastSnapshot(models.Model):
+    """The pipeline forecast (kpis.forecast) as computed once after a KPI publication, with its
+    rows (ForecastRow): the pages and the API read it instead of computing on request.
+
+    Written whole in one transaction (kpis.forecast_store), so a reader sees a complete snapshot
+    or the one before; the latest few are kept. `run`: the publication it followed (none when the
+    command or a page asked for it).
+    """
+
+    run = models.ForeignKey(KpiRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    as_of = models.DateField()
+    quarter = models.CharField(max_length=7)
+    # The moment the forecast describes: the deals open then.
+    computed_at = models.DateTimeField()
+    duration_seconds = models.FloatField(default=0)
+    # Small: [{segment, bucket, won, open}] and [{quarter, forecast_sourced, ...}] (money as text).
+    rates = models.JSONField(default=list)
+    backtest = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Forecast {self.quarter} as of {self.as_of} (#{self.pk})"
+
+
+class ForecastRow(models.Model):
+    """One scope's forecast in a snapshot: the program (scope id 0), a join source or a partner.
+    `position` is the order the page lists them in (largest forecast first), fixed when stored."""
+
+    snapshot = models.ForeignKey(ForecastSnapshot, on_delete=models.CASCADE, related_name="rows")
+    scope = models.CharField(max_length=12)
+    scope_id = models.BigIntegerField()
+    position = models.PositiveIntegerField()
+    name = models.CharField(max_length=200)
+    sourced = models.DecimalField(max_digits=20, decimal_places=2)
+    influenced = models.DecimalField(max_digits=20, decimal_places=2)
+    backtest_sourced = models.DecimalField(max_digits=20, decimal_places=2)
+    backtest_influenced = models.DecimalField(max_digits=20, decimal_places=2)
+    actual_sourced = models.DecimalField(max_digits=20, decimal_places=2)
+    actual_influenced = models.DecimalField(max_digits=20, decimal_places=2)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["snapshot", "scope", "scope_id"], name="forecast_row_scope_once")
+        ]
+        indexes = [models.Index(fields=["snapshot", "scope", "position"], name="forecast_row_listed")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.scope_id} in forecast #{self.snapshot_id}"

@@ -17,7 +17,8 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from kpis.engine import EngineSettings, KpiComputation, drop_state, fingerprint, run_schema, state
-from kpis.models import FactChange, KpiRun
+from kpis.forecast_store import forecast_after_publication
+from kpis.models import FactChange, ForecastSnapshot, KpiRun
 from kpis.recovery import (
     RunReleased,
     describe_silence,
@@ -179,6 +180,10 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
                 periods_recomputed=0,
                 source_fingerprint=found,
             )
+            if not ForecastSnapshot.objects.filter(as_of=program_today()).exists():
+                # Nothing changed since the last run, but today's forecast is missing (it ages the
+                # open deals on the day it is made).
+                forecast_after_publication(run)
             return
         recorded = {"source_fingerprint": found}
         record_fingerprint = None

@@ -30,6 +30,7 @@ from kpis.engine import (
     state_exists,
     state_runs,
 )
+from kpis.forecast_store import forecast_after_publication
 from kpis.models import KpiPublication, KpiRun
 from kpis.recovery import ensure_running, lock_runs
 from kpis.selectors import publication_version
@@ -135,6 +136,8 @@ def finisher(run: KpiRun, *, periods: int) -> Callable[[dict[str, int]], None]:
             periods_recomputed=periods,
         )
         record_event(type=EventType.KPI_RUN_PUBLISHED, obj=KpiRun.objects.get(pk=run.pk))
+        # Its own task once this commits: the publication is not held open by the forecast.
+        forecast_after_publication(run)
 
     return finish
 

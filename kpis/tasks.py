@@ -5,6 +5,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
+from kpis.forecast_store import forecast_snapshot_compute
 from kpis.recovery import reap
 from kpis.services import kpi_chunk_execute, kpi_task_run
 
@@ -42,3 +43,10 @@ def reap_kpi_runs() -> None:
     """Beat, every KPI_REAPER_SECONDS: replace the runs whose worker died, send again the queued
     runs no worker took (kpis.recovery.reap)."""
     reap()
+
+
+@shared_task(bind=False, **PRODUCTION_SAFE)
+def compute_forecast(run_id: int | None = None) -> int:
+    """The pipeline forecast, computed and stored once a KPI run's publication committed (`run_id`)
+    or when a page found none (kpis.forecast_store); returns the snapshot's id."""
+    return forecast_snapshot_compute(run_id=run_id).pk

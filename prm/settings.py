@@ -377,6 +377,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # PostgreSQL: split each KPI run into this many chunks that several Celery workers share (1: whole).
 KPI_CHUNKS = env_int("KPI_CHUNKS", 1)
+# The stored pipeline forecasts kept (kpis.forecast_store): the latest, and a few before it.
+FORECAST_SNAPSHOTS_KEPT = env_int("FORECAST_SNAPSHOTS_KEPT", 3)
 KPI_NIGHTLY_HOUR = env_int("KPI_NIGHTLY_HOUR", 2)
 KPI_NIGHTLY_MINUTE = env_int("KPI_NIGHTLY_MINUTE", 30)
 # --- Webhooks (integrations/, docs/integrations.md) ---------------------------------------------

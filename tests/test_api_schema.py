@@ -22,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.services import api_token_create
+from kpis.forecast_store import forecast_snapshot_compute
 from tests.factories import StaffUserFactory
 from tests.support.api import *  # noqa: F403
 from tests.support.api import API, error_of
@@ -117,6 +118,7 @@ def wsgi_keeps_the_test_connection():
 
 @pytest.fixture
 def manager_token(world_a, world_b, wsgi_keeps_the_test_connection) -> str:
+    forecast_snapshot_compute()  # what the KPI publication's task stores: the forecast endpoint reads it
     manager = StaffUserFactory(username="fuzz-manager")
     _, secret = api_token_create(user=manager, name="schemathesis")
     return secret

@@ -23,6 +23,7 @@ from events.types import EventType
 from integrations.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from integrations.services import endpoint_create
 from interchange.models import ImportJob
+from kpis.forecast_store import forecast_snapshot_compute
 from kpis.services import cost_entry_create, target_set
 from mdf.services import budget_set, claim_decide, claim_reimburse
 from partners.applications import application_submit
@@ -95,6 +96,8 @@ def program_grow(w: World, units: int, *, payout_month: int) -> None:
         delivery.attempts = 1
         delivery.save(update_fields=["attempts"])
     t.recompute(as_of=timezone.localdate().isoformat())
+    # What the publication's task stores once it commits (never here: the module's transaction).
+    forecast_snapshot_compute()
 
 
 def _unit(w: World, i: int, payout_month: int) -> None:

@@ -1,7 +1,8 @@
 """`python manage.py screenshots`: PNGs of the main pages in docs/screenshots/, by headless Chromium.
 
 Against a running server (`--url http://127.0.0.1:8000`) or, without --url, against a server this
-command starts itself on the current database (seed it first: `seed_demo` then `recompute_kpis`).
+command starts itself on the current database (seed it first: `seed_demo`, `recompute_kpis`,
+`compute_forecast`).
 Logs in with the demo logins printed by `demo_logins`.
 """
 
