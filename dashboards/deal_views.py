@@ -178,7 +178,7 @@ def _sort_links(kept: dict[str, str], query: DealListQuery) -> dict[str, dict[st
 def deal_detail(request: AuthenticatedRequest, deal_id: int) -> HttpResponse:
     deal = get_object_or_404(Deal.objects.select_related("account", "sourcing_partner"), pk=deal_id)
     splits = deal_attribution_splits(deal)
-    program_model = ProgramSettings.load().attribution_model
+    program = ProgramSettings.load()
     partners = sorted(
         {s.partner_id: s.partner_name for split in splits for s in split.shares}.items(), key=lambda p: p[1]
     )
@@ -202,8 +202,8 @@ def deal_detail(request: AuthenticatedRequest, deal_id: int) -> HttpResponse:
             "splits": splits,
             "split_rows": rows,
             "models": [AttributionModel(s.model) for s in splits],
-            "program_model": program_model,
-            "currency": ProgramSettings.load().currency,
+            "program_model": program.attribution_model,
+            "currency": program.currency,
         },
     )
 

@@ -41,7 +41,7 @@ def build_attributed_shares(
         raise ValueError(f"not a table name: {table!r}")
     program = ProgramSettings.load()
     names = list(models or [program.attribution_model])
-    ctx = RunContext(EngineSettings.from_program(program), program_today())
+    ctx = RunContext(EngineSettings.from_program(program), program_today(program))
     ids = None if deal_ids is None else sorted({int(i) for i in deal_ids})
     _drop(ctx)
     ctx.exec(f"DROP TABLE IF EXISTS {table}")

@@ -95,17 +95,17 @@ def connect_signals() -> None:
 def transaction_settings(
     settings_: dict[str, str], conn: BaseDatabaseWrapper = default_connection
 ) -> Iterator[None]:
-    """Run the block in a transaction with these PostgreSQL settings (SET LOCAL: they end with it).
-    A setting the server refuses at this point (temp_buffers once the session used a temporary
-    table) is skipped. The statement timeout stays the process's: see `statement_timeout_seconds`."""
-    from django.db import DatabaseError, transaction
+    """Run the block in a transaction with these PostgreSQL settings (SET LOCAL: they end with it),
+    set in one statement. Only settings a transaction may change (kpis.engine.session sets
+    temp_buffers apart, for the session). The statement timeout stays the process's: see
+    `statement_timeout_seconds`."""
+    from django.db import transaction
 
     with transaction.atomic(using=conn.alias):
-        if conn.vendor == "postgresql":
+        if conn.vendor == "postgresql" and settings_:
+            calls = ", ".join("set_config(%s, %s, true)" for _ in settings_)
             with conn.cursor() as cursor:
-                for name, value in settings_.items():
-                    with contextlib.suppress(DatabaseError), transaction.atomic(using=conn.alias):
-                        cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+                cursor.execute(f"SELECT {calls}", [part for item in settings_.items() for part in item])
         yield
 
 

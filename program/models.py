@@ -62,6 +62,7 @@ class ProgramSettings(models.Model):
         return obj
 
 
-def program_today() -> date:
-    """Today's date in the program's time zone (KPI periods and default dates use it)."""
-    return timezone.localdate(timezone=ZoneInfo(ProgramSettings.load().time_zone))
+def program_today(program: ProgramSettings | None = None) -> date:
+    """Today's date in the program's time zone (KPI periods and default dates use it); pass the
+    settings when already loaded, to spare the query."""
+    return timezone.localdate(timezone=ZoneInfo((program or ProgramSettings.load()).time_zone))

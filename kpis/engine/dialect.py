@@ -22,6 +22,10 @@ def session_setting(name: str, value: str) -> Iterator[None]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting(%s)", [name])
         previous = cursor.fetchone()[0]
+    if previous == value:  # already so (a program in UTC, Django's session zone): nothing to undo
+        yield
+        return
+    with connection.cursor() as cursor:
         cursor.execute("SELECT set_config(%s, %s, false)", [name, value])
     try:
         yield
