@@ -9,14 +9,14 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from dashboards.permissions import staff_required
 from deals.models import Deal
-from deals.selectors import DEAL_SORTS, SEGMENTS, DealListQuery, deal_list, deal_timeline
+from deals.selectors import DEAL_SORTS, SEGMENTS, DealListQuery, deal_list, deal_list_count, deal_timeline
 from kpis.deal_attribution import deal_attribution_splits
 from kpis.periods import period_or_none
 from partners.models import JoinSource, Partner
@@ -35,10 +35,13 @@ class CappedPaginator(Paginator):
     """Counts at most COUNT_CAP + 1 rows (one statement whose cost stops there); `capped` when
     there are more, and then the pages end at the COUNT_CAP-th deal."""
 
+    def __init__(self, query: DealListQuery, per_page: int) -> None:
+        super().__init__(deal_list(query), per_page)
+        self.query = query
+
     @cached_property
     def _counted(self) -> int:
-        deals: QuerySet[Deal] = self.object_list  # type: ignore[assignment]  # a deal_list() queryset
-        return deals.order_by()[: COUNT_CAP + 1].count()
+        return deal_list_count(self.query, COUNT_CAP)
 
     @cached_property
     def count(self) -> int:
@@ -146,7 +149,7 @@ def deal_list_page(request: AuthenticatedRequest) -> HttpResponse:
     if form.is_bound:
         form.is_valid()  # errors are shown; the valid fields still filter
     query = form.query()
-    page = CappedPaginator(deal_list(query), PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CappedPaginator(query, PAGE_SIZE).get_page(request.GET.get("page"))
     kept: dict[str, str] = {k: str(v) for k, v in request.GET.items() if k != "page" and v}
     return render(
         request,

@@ -9,7 +9,7 @@ from typing import Any, overload
 from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -306,6 +306,16 @@ def involved_deal_ids(partners: QuerySet[Partner] | int) -> QuerySet[Deal, Any]:
     return sourced.order_by().values("pk").union(touched.order_by().values("deal_id"))
 
 
+def _join_source_involved(join_source_id: int) -> Q:
+    """Sourced by a partner of the join source, or touched by one: tested deal by deal (a hashed
+    partner set and an EXISTS on the deal's touches) so that PostgreSQL walks the sort's index and
+    stops after the page. A join source is involved in a large share of the deals (~17% at 1M), so
+    the id UNION that `involved_deal_ids` builds for one partner cost 3 s here."""
+    members = Partner.objects.filter(join_source_id=join_source_id).values("pk")
+    touched = Touch.objects.filter(deal_id=OuterRef("pk"), partner__join_source_id=join_source_id)
+    return Q(sourcing_partner_id__in=members) | Q(Exists(touched))
+
+
 def local_moment(day: date, *, tz: str | None = None) -> datetime:
     """The first instant of a local calendar day in the program's time zone."""
     zone = ZoneInfo(tz or ProgramSettings.load().time_zone)
@@ -340,8 +350,7 @@ def deal_list(query: DealListQuery) -> QuerySet[Deal]:
     if query.partner_id is not None:
         deals = deals.filter(pk__in=involved_deal_ids(query.partner_id))
     if query.join_source_id is not None:
-        members = Partner.objects.filter(join_source_id=query.join_source_id)
-        deals = deals.filter(pk__in=involved_deal_ids(members))
+        deals = deals.filter(_join_source_involved(query.join_source_id))
     field = "closed_at" if query.date_basis == "closed" else "created_at"
     if query.date_from is not None:
         deals = deals.filter(**{f"{field}__gte": local_moment(query.date_from)})
@@ -359,6 +368,21 @@ def deal_list(query: DealListQuery) -> QuerySet[Deal]:
         F(column).desc(nulls_last=nulls_last) if query.descending else F(column).asc(nulls_last=nulls_last)
     )
     return deals.order_by(order, "-id" if query.descending else "id")
+
+
+def deal_list_count(query: DealListQuery, cap: int) -> int:
+    """How many deals `deal_list(query)` lists, counted up to `cap` + 1 (beyond, the count stops).
+
+    With a join source, its sourced deals alone are counted first (a cheap hashed test on a
+    column): when they reach the cap, so does the list, and the EXISTS on the touches of some
+    50,000 deals (0.4 s at 1M) is skipped."""
+    deals = deal_list(query).order_by()
+    if query.join_source_id is not None:
+        members = Partner.objects.filter(join_source_id=query.join_source_id).values("pk")
+        sourced = deals.filter(sourcing_partner_id__in=members)[: cap + 1].count()
+        if sourced > cap:
+            return sourced
+    return deals[: cap + 1].count()
 
 
 @dataclass(frozen=True)

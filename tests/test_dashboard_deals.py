@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from dashboards import deal_views
-from deals.selectors import DealListQuery, deal_list
+from deals.selectors import DealListQuery, deal_list, deal_list_count
 from kpis.deal_attribution import MODELS, deal_attribution_splits
 from tests.factories import PartnerUserFactory, StaffUserFactory
 from tests.support import kpis as kt
@@ -212,3 +212,39 @@ def test_deal_api_filters_by_segment_and_join_source(world):
     assert api_keys(alpha, join_source=world["web"].pk) == ["d1", "d5"]
     assert api_keys(alpha, join_source=world["event"].pk) == []
     assert api_keys(alpha, segment="sourced") == ["d5"]
+
+
+def test_join_source_filter_lists_each_involved_deal_once_and_counts_it():
+    """Sourced by a partner of the join source, or touched by one (any touch, late ones too):
+    e1 sourced by P1; e2 touched by P2 only; e3 touched by Q only (another join source: out);
+    e4 sourced by P1 and touched by P1 and P2 (listed once); e5 sourced by Q, touched by P2;
+    e6 neither. So e1, e2, e4, e5: 4 deals, 2 of them sourced by the join source."""
+    partners, other = kt.join_source("partners"), kt.join_source("other")
+    p1, p2, q = kt.partner("p1", partners), kt.partner("p2", partners), kt.partner("q", other)
+    kt.deal("100.00", created="2026-03-01 09:00", sourced_by=p1, key="e1")
+    e2 = kt.deal("200.00", created="2026-03-02 09:00", key="e2")
+    kt.touch(e2, p2, "2026-03-03 09:00")
+    e3 = kt.deal("300.00", created="2026-03-03 09:00", key="e3")
+    kt.touch(e3, q, "2026-03-04 09:00")
+    e4 = kt.deal("400.00", created="2026-03-04 09:00", closed="2026-03-10 09:00", sourced_by=p1, key="e4")
+    kt.touch(e4, p1, "2026-03-05 09:00")
+    kt.touch(e4, p2, "2026-03-20 09:00")  # after the close: still involves the join source
+    e5 = kt.deal("500.00", created="2026-03-05 09:00", sourced_by=q, key="e5")
+    kt.touch(e5, p2, "2026-03-06 09:00")
+    kt.deal("600.00", created="2026-03-06 09:00", key="e6")
+    query = DealListQuery(join_source_id=partners.pk, sort="amount")
+    assert keys(query) == ["e5", "e4", "e2", "e1"]
+    assert keys(DealListQuery(join_source_id=partners.pk, sort="created", descending=False)) == [
+        "e1",
+        "e2",
+        "e4",
+        "e5",
+    ]
+    assert keys(DealListQuery(join_source_id=partners.pk, status="won", sort="name")) == ["e4"]
+    assert keys(DealListQuery(join_source_id=other.pk, sort="amount")) == ["e5", "e3"]
+    # Counted up to the cap + 1: exactly when under it; the sourced deals alone (2) reach a cap
+    # of 1; a cap of 2 falls through to the whole filter, stopped at 3.
+    assert deal_list_count(query, 10) == 4
+    assert deal_list_count(query, 1) == 2
+    assert deal_list_count(query, 2) == 3
+    assert deal_list_count(DealListQuery(join_source_id=partners.pk, status="won"), 10) == 1
