@@ -9,7 +9,6 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import Paginator
-from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -20,6 +19,7 @@ from deals.selectors import DEAL_SORTS, SEGMENTS, DealListQuery, deal_list, deal
 from kpis.deal_attribution import deal_attribution_splits
 from kpis.periods import period_or_none
 from partners.models import JoinSource, Partner
+from partners.selectors import partner_by_reference
 from prm.http import AuthenticatedRequest
 from program.attribution import AttributionModel
 from program.models import ProgramSettings
@@ -98,10 +98,7 @@ class DealListForm(forms.Form):
         text = (self.cleaned_data.get("partner") or "").strip()
         if not text:
             return None
-        match = Q(key=text) | Q(name__iexact=text)
-        if text.isdigit() and len(text) < 19:
-            match |= Q(pk=int(text))
-        found = Partner.objects.filter(match).order_by("pk").first()
+        found = partner_by_reference(text)
         if found is None:
             raise forms.ValidationError("No partner has this key, name or id.")
         return found

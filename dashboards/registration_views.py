@@ -18,6 +18,7 @@ from deals.selectors import pending_registrations
 from deals.services import registration_approve, registration_reject
 from partners import access
 from partners.models import Partner
+from partners.selectors import partner_by_reference
 from prm.forms import add_service_errors
 from prm.http import AuthenticatedRequest
 
@@ -29,21 +30,17 @@ AGES = [("", "Any age"), ("7", "Waiting over 7 days"), ("14", "Over 14 days"), (
 
 class QueueFilterForm(forms.Form):
     conflicts = forms.BooleanField(required=False, label="Conflicts only")
-    partner = forms.ModelChoiceField(
-        queryset=Partner.objects.none(), required=False, empty_label="Any partner"
-    )
+    partner = forms.CharField(required=False, max_length=200, help_text="Its key, name or id")
     age = forms.ChoiceField(choices=AGES, required=False, label="Waiting")
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        field = self.fields["partner"]
-        assert isinstance(field, forms.ModelChoiceField)
-        # Only partners with something in the queue, by name.
-        field.queryset = (
-            Partner.objects.filter(registrations__status=DealRegistration.Status.SUBMITTED)
-            .distinct()
-            .order_by("name")
-        )
+    def clean_partner(self) -> Partner | None:
+        text = (self.cleaned_data.get("partner") or "").strip()
+        if not text:
+            return None
+        found = partner_by_reference(text)
+        if found is None:
+            raise forms.ValidationError("No partner has this key, name or id.")
+        return found
 
     def apply(self, queue: QuerySet[DealRegistration]) -> QuerySet[DealRegistration]:
         data = self.cleaned_data if self.is_bound and self.is_valid() else {}

@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from partners.models import Partner
 
@@ -54,3 +54,16 @@ def partner_managers() -> QuerySet:
 def manager_label(user) -> str:
     """How pages name a manager: the full name, else the login."""
     return user.get_full_name() or user.get_username()
+
+
+def partner_by_reference(text: str) -> Partner | None:
+    """The partner a person typed into a filter: its key, its name (any case) or its id. A text
+    field rather than a list: a program has thousands of partners (rendering them all as options
+    cost the review queue half a second at 10,000 partners)."""
+    text = text.strip()
+    if not text:
+        return None
+    match = Q(key=text) | Q(name__iexact=text)
+    if text.isdigit() and len(text) < 19:
+        match |= Q(pk=int(text))
+    return Partner.objects.filter(match).order_by("pk").first()

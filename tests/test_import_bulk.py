@@ -157,7 +157,7 @@ def test_a_bulk_write_puts_back_every_index_constraint_and_trigger_and_keeps_row
 ):
     monkeypatch.setattr(staging, "BULK_ROWS", 1)
     shape = _table_shape()
-    assert len(shape["deals_touch indexes"]) == 7 and shape["deals_touch triggers"]
+    assert len(shape["deals_touch indexes"]) == 8 and shape["deals_touch triggers"]
     import_program(VALID)
     assert _table_shape() == shape
     first = _dump()

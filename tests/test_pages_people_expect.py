@@ -235,7 +235,7 @@ def _claim(partner, domain, **kwargs):
 
 
 def test_queue_filters_conflicts_partner_and_age(manager_client):
-    alpha, bravo = PartnerFactory(name="Alpha"), PartnerFactory(name="Bravo")
+    alpha, bravo = PartnerFactory(name="Alpha", key="P-ALPHA"), PartnerFactory(name="Bravo")
     now = timezone.now()
     old = _claim(alpha, "old.example", submitted_at=now - timedelta(days=20))
     first = _claim(alpha, "shared.example", submitted_at=now - timedelta(days=2))
@@ -248,6 +248,11 @@ def test_queue_filters_conflicts_partner_and_age(manager_client):
     assert ids() == [old.pk, first.pk, second.pk]
     assert ids(conflicts="on") == [second.pk]
     assert ids(partner=alpha.pk) == [old.pk, first.pk]
+    # Typed, not picked from a list of every partner: its name (any case) or key works too.
+    assert ids(partner="bravo") == [second.pk]
+    assert ids(partner=alpha.key) == [old.pk, first.pk]
+    unknown = manager_client.get(url, {"partner": "Nobody"})
+    assert unknown.context["filters"].errors == {"partner": ["No partner has this key, name or id."]}
     assert ids(age="14") == [old.pk]
 
 
