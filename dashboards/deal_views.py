@@ -13,13 +13,13 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
+from dashboards.forms import PartnerReferenceField
 from dashboards.permissions import staff_required
 from deals.models import Deal
 from deals.selectors import DEAL_SORTS, SEGMENTS, DealListQuery, deal_list, deal_list_count, deal_timeline
 from kpis.deal_attribution import deal_attribution_splits
 from kpis.periods import period_or_none
-from partners.models import JoinSource, Partner
-from partners.selectors import partner_by_reference
+from partners.models import JoinSource
 from prm.http import AuthenticatedRequest
 from program.attribution import AttributionModel
 from program.models import ProgramSettings
@@ -60,7 +60,7 @@ class DealListForm(forms.Form):
         required=False, choices=[("", "Any segment"), *[(s, s.title()) for s in SEGMENTS]]
     )
     # A text field, not a select: a program may have ten thousand partners.
-    partner = forms.CharField(required=False, max_length=200, help_text="Its key, name or id")
+    partner = PartnerReferenceField()
     join_source = forms.ModelChoiceField(
         required=False,
         queryset=JoinSource.objects.order_by("name"),
@@ -93,15 +93,6 @@ class DealListForm(forms.Form):
     )
     sort = forms.ChoiceField(required=False, choices=[(k, k.title()) for k in DEAL_SORTS])
     direction = forms.ChoiceField(required=False, choices=[("desc", "Descending"), ("asc", "Ascending")])
-
-    def clean_partner(self) -> Partner | None:
-        text = (self.cleaned_data.get("partner") or "").strip()
-        if not text:
-            return None
-        found = partner_by_reference(text)
-        if found is None:
-            raise forms.ValidationError("No partner has this key, name or id.")
-        return found
 
     def clean_period(self) -> str:
         label: str = self.cleaned_data.get("period") or ""

@@ -1,6 +1,10 @@
+from typing import Any
+
 from django import forms
 
 from kpis.metrics import Grain
+from partners.models import Partner
+from partners.selectors import partner_by_reference
 
 GRAIN_CHOICES = [(Grain.MONTH.value, "Month"), (Grain.QUARTER.value, "Quarter"), (Grain.YEAR.value, "Year")]
 
@@ -96,3 +100,23 @@ class StaffInviteForm(forms.Form):
     """A partner manager invites a partner admin (who then invites the partner's members)."""
 
     email = forms.EmailField(label="Email of the new partner admin")
+
+
+class PartnerReferenceField(forms.CharField):
+    """A partner filter typed as its key, name or id (a program has thousands of partners: a list
+    of them all is too long to render or to pick from); cleans to the Partner, or None when empty."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", 200)
+        kwargs.setdefault("help_text", "Its key, name or id")
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> Partner | None:
+        text = (super().clean(value) or "").strip()
+        if not text:
+            return None
+        found = partner_by_reference(text)
+        if found is None:
+            raise forms.ValidationError("No partner has this key, name or id.")
+        return found

@@ -11,14 +11,12 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
-from dashboards.forms import RegistrationDecisionForm, object_id
+from dashboards.forms import PartnerReferenceField, RegistrationDecisionForm, object_id
 from dashboards.permissions import staff_required
 from deals.models import DealRegistration
 from deals.selectors import pending_registrations
 from deals.services import registration_approve, registration_reject
 from partners import access
-from partners.models import Partner
-from partners.selectors import partner_by_reference
 from prm.forms import add_service_errors
 from prm.http import AuthenticatedRequest
 
@@ -30,17 +28,8 @@ AGES = [("", "Any age"), ("7", "Waiting over 7 days"), ("14", "Over 14 days"), (
 
 class QueueFilterForm(forms.Form):
     conflicts = forms.BooleanField(required=False, label="Conflicts only")
-    partner = forms.CharField(required=False, max_length=200, help_text="Its key, name or id")
+    partner = PartnerReferenceField()
     age = forms.ChoiceField(choices=AGES, required=False, label="Waiting")
-
-    def clean_partner(self) -> Partner | None:
-        text = (self.cleaned_data.get("partner") or "").strip()
-        if not text:
-            return None
-        found = partner_by_reference(text)
-        if found is None:
-            raise forms.ValidationError("No partner has this key, name or id.")
-        return found
 
     def apply(self, queue: QuerySet[DealRegistration]) -> QuerySet[DealRegistration]:
         data = self.cleaned_data if self.is_bound and self.is_valid() else {}
