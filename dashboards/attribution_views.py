@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET
 
 from dashboards import charts
 from dashboards.permissions import staff_required
+from dashboards.selection import sort_links
 from dashboards.views import _period_context
 from kpis.explorer import MODELS, SORTS, Ordered, explorer_table
 from kpis.periods import Period
@@ -45,19 +46,7 @@ def attribution(request: AuthenticatedRequest) -> HttpResponse | StreamingHttpRe
     query.pop("page", None)
     csv_query = query.copy()
     csv_query["format"] = "csv"
-    sort_links = {}
-    for key in SORTS:
-        link = query.copy()
-        link["sort"] = key
-        # The column sorted now flips; another starts with the largest first (names A→Z).
-        if key == sort:
-            link["direction"] = "asc" if descending else "desc"
-        else:
-            link["direction"] = "asc" if key == "partner" else "desc"
-        sort_links[key] = {
-            "url": "?" + link.urlencode(),
-            "aria_sort": ("descending" if descending else "ascending") if key == sort else "none",
-        }
+    links = sort_links(query, SORTS, current=sort, descending=descending, ascending_first=("partner",))
     totals = table.totals
     context.update(
         rows=page.object_list,
@@ -66,8 +55,8 @@ def attribution(request: AuthenticatedRequest) -> HttpResponse | StreamingHttpRe
         csv_query=csv_query.urlencode(),
         sort=sort,
         descending=descending,
-        sort_links=sort_links,
-        model_links=[(m, sort_links[m]) for m in MODELS],
+        sort_links=links,
+        model_links=[(m, links[m]) for m in MODELS],
         total=totals,
         sourced_total=totals.sourced,
         influenced_total=totals.influenced,

@@ -1,9 +1,11 @@
 """What the overview covers: a period or a custom range of months, the whole program, one join source
 or a group of partners (tier, type). Turns the GET parameters into the cards to show."""
 
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from django import forms
+from django.http import QueryDict
 
 from kpis import readers as kpi_readers
 from kpis.metrics import METRICS_BY_NAME, Scope
@@ -113,3 +115,29 @@ def build_cards(req: CardRequest) -> list[kpi_readers.Card]:
                 card.undefined_reason = f"Not published per {Scope(sel.scope).value.replace('_', ' ')}."
         return with_trends(cards, trend_window(req.span), sel)
     return summed_cards(req.span, req.metrics, sel)
+
+
+def sort_links(
+    query: QueryDict,
+    keys: Iterable[str],
+    *,
+    current: str,
+    descending: bool,
+    ascending_first: Container[str] = (),
+) -> dict[str, dict[str, str]]:
+    """A table's column-header links (url and aria-sort) over the page's other parameters: the
+    column sorted now flips; another starts with the largest first, or A→Z (oldest first) for the
+    columns in `ascending_first` (names, dates)."""
+    links = {}
+    for key in keys:
+        link = query.copy()
+        link["sort"] = key
+        if key == current:
+            link["direction"] = "asc" if descending else "desc"
+        else:
+            link["direction"] = "asc" if key in ascending_first else "desc"
+        links[key] = {
+            "url": "?" + link.urlencode(),
+            "aria_sort": ("descending" if descending else "ascending") if key == current else "none",
+        }
+    return links

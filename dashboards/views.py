@@ -22,7 +22,7 @@ from dashboards.filters import SORTS, PartnerLeaderboardFilter
 from dashboards.forms import PeriodForm
 from dashboards.onboarding_views import PARTNER_PAGE_RELATED, partner_people_context
 from dashboards.permissions import staff_required
-from dashboards.selection import CardRequest, PartnerGroupForm, RangeForm, build_cards
+from dashboards.selection import CardRequest, PartnerGroupForm, RangeForm, build_cards, sort_links
 from deals.models import Deal, DealRegistration, Touch
 from deals.selectors import PartnerDealList, visible_deals
 from kpis import readers as kpi_readers
@@ -339,22 +339,11 @@ def partners(request: AuthenticatedRequest) -> HttpResponse | StreamingHttpRespo
     csv_query = query.copy()
     csv_query["format"] = "csv"
     current_sort, descending = board.sorting()
-    sort_links = {}
-    for key in SORTS:
-        link = query.copy()
-        link["sort"] = key
-        # Clicking the column sorted now flips it; a new column starts with the largest first
-        # (names and dates A→Z / oldest first).
-        if key == current_sort:
-            link["direction"] = "asc" if descending else "desc"
-        else:
-            link["direction"] = "asc" if key in ("name", "joined") else "desc"
-        sort_links[key] = {
-            "url": "?" + link.urlencode(),
-            "aria_sort": ("descending" if descending else "ascending") if key == current_sort else "none",
-        }
+    links = sort_links(
+        query, SORTS, current=current_sort, descending=descending, ascending_first=("name", "joined")
+    )
     context.update(
-        sort_links=sort_links,
+        sort_links=links,
         filter=board,
         page=page,
         query=query.urlencode(),
