@@ -134,14 +134,21 @@ def partner_deal_ids(partner: Partner | int) -> QuerySet:
     cannot use the indexes, and PostgreSQL scanned all 1M deals for it (docs/benchmarks.md, "Pages").
     """
     partner_id = partner if isinstance(partner, int) else partner.pk
-    sourced = Deal.objects.filter(sourcing_partner_id=partner_id).order_by().values("id")
-    touched = Touch.objects.filter(partner_id=partner_id).order_by().values("deal_id")
+    sourced, touched = _sourced_and_touched_ids(partner_id)
     registered = (
         DealRegistration.objects.filter(partner_id=partner_id, deal__isnull=False)
         .order_by()
         .values("deal_id")
     )
     return sourced.union(touched, registered)
+
+
+def _sourced_and_touched_ids(partner_id: int) -> tuple[QuerySet, QuerySet]:
+    """The ids of the deals a partner sourced, and of those it touched: one indexed set each."""
+    return (
+        Deal.objects.filter(sourcing_partner_id=partner_id).order_by().values("id"),
+        Touch.objects.filter(partner_id=partner_id).order_by().values("deal_id"),
+    )
 
 
 def partner_deals(partner: Partner | int) -> QuerySet[Deal]:
@@ -291,19 +298,13 @@ DEAL_SORTS = {
 }
 
 
-def involved_deal_ids(partners: QuerySet[Partner] | int) -> QuerySet[Deal, Any]:
-    """Ids of the deals sourced or touched by a partner (an id) or by any of `partners`.
+def involved_deal_ids(partner_id: int) -> QuerySet:
+    """Ids of the deals a partner sourced or touched (the staff deal list's partner filter).
 
     One indexed id set per kind, united: an OR of `sourcing_partner` and an IN (touches) cannot
     use the indexes, and PostgreSQL read every deal to test each (0.3-0.4 s at 1M deals)."""
-    if isinstance(partners, int):
-        sourced = Deal.objects.filter(sourcing_partner_id=partners)
-        touched = Touch.objects.filter(partner_id=partners)
-    else:
-        ids = partners.values("pk")
-        sourced = Deal.objects.filter(sourcing_partner_id__in=ids)
-        touched = Touch.objects.filter(partner_id__in=ids)
-    return sourced.order_by().values("pk").union(touched.order_by().values("deal_id"))
+    sourced, touched = _sourced_and_touched_ids(partner_id)
+    return sourced.union(touched)
 
 
 def _join_source_involved(join_source_id: int) -> Q:
