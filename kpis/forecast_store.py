@@ -121,15 +121,6 @@ def _store(forecast: Forecast, *, run_id: int | None, now: datetime, seconds: fl
     return snapshot
 
 
-def last_published_run_id() -> int | None:
-    return (
-        KpiRun.objects.filter(status=KpiRun.Status.SUCCEEDED)
-        .order_by("-finished_at", "-id")
-        .values_list("pk", flat=True)
-        .first()
-    )
-
-
 def forecast_after_publication(run: KpiRun) -> None:
     """Inside a run's publishing transaction: send the forecast's task once it commits (so the
     publication is not held open by it), on the run's queue."""

@@ -2,7 +2,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from kpis.forecast_store import forecast_snapshot_compute, last_published_run_id
+from kpis.forecast_store import forecast_snapshot_compute
+from kpis.selectors import latest_successful_run
 
 
 class Command(BaseCommand):
@@ -13,7 +14,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Tied to the last publication: its task, if still queued, then finds it done.
-        snapshot = forecast_snapshot_compute(run_id=last_published_run_id(), again=True)
+        run = latest_successful_run()
+        snapshot = forecast_snapshot_compute(run_id=run.pk if run else None, again=True)
         self.stdout.write(
             f"Forecast #{snapshot.pk} {snapshot.quarter}, as of {snapshot.as_of}: "
             f"{snapshot.rows.count()} scopes in {snapshot.duration_seconds:.2f} s"
