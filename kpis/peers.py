@@ -142,6 +142,17 @@ def check_metrics(metrics: list[str]) -> list[str]:
     return list(dict.fromkeys(metrics))
 
 
+def _catalogue(metrics: list[str]) -> str:
+    """The metrics as rows (metric, mi: its position, zero: a missing row reads 0, sign: -1 where
+    lower is better), for the ranking and the standing statements. Metric names come from the
+    catalogue (check_metrics), never from the request as such."""
+    return " UNION ALL ".join(
+        f"SELECT '{m}' AS metric, {i} AS mi, {1 if _zero(m) else 0} AS zero, "
+        f"{-1 if m in LOWER_IS_BETTER else 1} AS sign"
+        for i, m in enumerate(metrics)
+    )
+
+
 def _ranked_sql(
     metrics: list[str],
     group: PeerGroup,
@@ -153,12 +164,7 @@ def _ranked_sql(
     """(SQL, params): per partner of the population and metric, its value, percentile, top share
     and group size (ranked rows only: undefined values are left out)."""
     column = _GROUP_COLUMN[group]
-    # Metric names come from the catalogue (check_metrics), never from the request as such.
-    catalogue = " UNION ALL ".join(
-        f"SELECT '{m}' AS metric, {i} AS mi, {1 if _zero(m) else 0} AS zero, "
-        f"{-1 if m in LOWER_IS_BETTER else 1} AS sign"
-        for i, m in enumerate(metrics)
-    )
+    catalogue = _catalogue(metrics)
     # The period's published partner rows of these metrics, read once (one index range per metric).
     names = ", ".join(f"'{m}'" for m in metrics)
     params: list[Any] = [
@@ -366,11 +372,7 @@ def _standing_counts(
     check_metrics(metrics)
     if not groups:
         return {}
-    # Metric names come from the catalogue (check_metrics), never from the request as such.
-    catalogue = " UNION ALL ".join(
-        f"SELECT '{m}' AS metric, {1 if _zero(m) else 0} AS zero, {-1 if m in LOWER_IS_BETTER else 1} AS sign"
-        for m in metrics
-    )
+    catalogue = _catalogue(metrics)
     names = ", ".join(f"'{m}'" for m in metrics)
     statuses = ", ".join(["%s"] * len(Partner.JOINED_STATUSES))
     flags = ", ".join(
