@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from kpis.engine import Chunk, EngineSettings, KpiComputation, SessionThread, run_schema, state
+from kpis.engine import Chunk, ComputeResult, EngineSettings, KpiComputation, SessionThread, run_schema, state
 from kpis.engine import chunks as chunks_plan
 from kpis.models import KpiRun
 from kpis.recovery import RunReleased, heartbeat, send_after_commit
@@ -118,6 +118,27 @@ def execute_chunked(
     logger.info(
         "KPI run %s: shared facts in %.1f s; %s chunks", run.pk, time.monotonic() - started, len(chunks)
     )
+    plan = _chunk_plan(computation, result, chunks, base, cell_base, started_version)
+    with transaction.atomic():
+        chunks_plan.write_plan(run.pk, plan)
+        if dispatch == "celery":
+            for number in range(len(chunks)):
+                send_after_commit(
+                    "kpis.tasks.compute_kpi_chunk", {"run_id": run.pk, "number": number}, queue=queue
+                )
+    if dispatch != "celery":
+        _run_chunks_in_threads(run, len(chunks))
+
+
+def _chunk_plan(
+    computation: KpiComputation,
+    result: ComputeResult,
+    chunks: list[Chunk],
+    base: tuple[int, str] | None,
+    cell_base: tuple[int, str] | None,
+    started_version: str | None,
+) -> list[dict[str, Any]]:
+    """What each chunk's task reads to compute its scopes (kpis_chunk plan rows)."""
     # Every chunk computes with the settings the shared facts were built with (and the state
     # records), not with settings committed since: one run never mixes attribution models.
     settings_json = json.dumps(dataclasses.asdict(computation.settings))
@@ -125,7 +146,7 @@ def execute_chunked(
     if result.cell_base is not None and cell_base is not None:
         # Unchanged cells keep their published rows: only while nothing else wrote the set.
         base_version = cell_base[1]
-    plan = [
+    return [
         {
             "n": number,
             "program": chunk.program,
@@ -138,18 +159,13 @@ def execute_chunked(
         }
         for number, chunk in enumerate(chunks)
     ]
-    with transaction.atomic():
-        chunks_plan.write_plan(run.pk, plan)
-        if dispatch == "celery":
-            for number in range(len(chunks)):
-                send_after_commit(
-                    "kpis.tasks.compute_kpi_chunk", {"run_id": run.pk, "number": number}, queue=queue
-                )
-    if dispatch == "celery":
-        return
+
+
+def _run_chunks_in_threads(run: KpiRun, count: int) -> None:
+    """Compute the chunks side by side in this process, one database session each."""
     workers = [
         SessionThread(lambda n=n: kpi_chunk_execute(run_id=run.pk, number=n), name=f"kpi-chunk-{n}")
-        for n in range(len(chunks))
+        for n in range(count)
     ]
     errors = [error for error in (worker.join() for worker in workers) if error is not None]
     if errors:

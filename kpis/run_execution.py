@@ -154,6 +154,23 @@ def _fingerprint_alongside(run: KpiRun, program: ProgramSettings) -> Callable[[]
     return record
 
 
+def _succeed_unchanged(run: KpiRun, started: float, fingerprint_found: str) -> None:
+    """The program is as the last run found it: the run succeeds having written nothing."""
+    KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.RUNNING).update(
+        status=KpiRun.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        duration_seconds=time.monotonic() - started,
+        rows_written=0,
+        rows_deleted=0,
+        periods_recomputed=0,
+        source_fingerprint=fingerprint_found,
+    )
+    if not ForecastSnapshot.objects.filter(as_of=program_today()).exists():
+        # Nothing changed since the last run, but today's forecast is missing (it ages the
+        # open deals on the day it is made).
+        forecast_after_publication(run)
+
+
 def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: str | None = None) -> None:
     # One read of the settings for the whole run: its record, its fingerprint and every chunk.
     program = ProgramSettings.load()
@@ -171,19 +188,7 @@ def _execute(run: KpiRun, started: float, *, dispatch: str = "threads", queue: s
     if last is not None and last.as_of == run.as_of:
         found = fingerprint.source_fingerprint(as_of=run_as_of(run), program=program)
         if last.source_fingerprint == found:
-            KpiRun.objects.filter(pk=run.pk, status=KpiRun.Status.RUNNING).update(
-                status=KpiRun.Status.SUCCEEDED,
-                finished_at=timezone.now(),
-                duration_seconds=time.monotonic() - started,
-                rows_written=0,
-                rows_deleted=0,
-                periods_recomputed=0,
-                source_fingerprint=found,
-            )
-            if not ForecastSnapshot.objects.filter(as_of=program_today()).exists():
-                # Nothing changed since the last run, but today's forecast is missing (it ages the
-                # open deals on the day it is made).
-                forecast_after_publication(run)
+            _succeed_unchanged(run, started, found)
             return
         recorded = {"source_fingerprint": found}
         record_fingerprint = None

@@ -24,8 +24,6 @@ def build(
     `deals`: delta facts, replace only the shares of the deals in that table (column k), whose
     rows are `deal_rows` and whose counting touches are `touch_rows`.
     """
-    s = ctx.sql
-    model = ctx.settings.attribution_model
     ctx.exec(
         f"""CREATE {ctx.fact_table("kx_tw")} AS
         SELECT t.deal_id, t.partner_id, t.js, t.touched_at, d.closed_at, d.cents, d.closed_mi,
@@ -34,41 +32,7 @@ def build(
         FROM {touch_rows} t JOIN {deal_rows} d ON d.id = t.deal_id
         WHERE d.status = 'won' AND d.seg = 'i'"""
     )
-    if model == AttributionModel.TIME_DECAY:
-        # Weights relative to the deal's latest touch (the same shares, no underflow):
-        # 2^-((age - min_age) / half_life) with exact elapsed seconds.
-        divisor = repr(86400.0 * ctx.settings.half_life_days)
-        age = s.epoch_seconds_between("closed_at", "touched_at")
-        shares = f"""
-            SELECT deal_id, partner_id, js, cents, closed_mi, first_rn,
-                   CAST(cents AS DOUBLE PRECISION) * w / SUM(w) OVER (PARTITION BY deal_id) AS exact
-            FROM (SELECT deal_id, partner_id, js, cents, closed_mi, MIN(rn) AS first_rn, SUM(tw) AS w
-                  FROM (SELECT deal_id, partner_id, js, cents, closed_mi, rn,
-                               POWER(2.0, -(age - MIN(age) OVER (PARTITION BY deal_id)) / {divisor}) AS tw
-                        FROM (SELECT deal_id, partner_id, js, cents, closed_mi, rn, {age} AS age
-                              FROM kx_tw) a) b
-                  GROUP BY deal_id, partner_id, js, cents, closed_mi) c"""
-        floored = f"""
-            SELECT deal_id, partner_id, js, cents, closed_mi, first_rn, {s.floor_int("exact")} AS base,
-                   {s.round_double(f"exact - {s.floor_int('exact')}", 9)} AS rem
-            FROM ({shares}) e"""
-    else:
-        # Rational models in integer units u over a per-deal denominator den.
-        unit, den = {
-            AttributionModel.FIRST_TOUCH: ("CASE WHEN rn = 1 THEN 1 ELSE 0 END", "1"),
-            AttributionModel.LAST_TOUCH: ("CASE WHEN rn = n THEN 1 ELSE 0 END", "1"),
-            AttributionModel.LINEAR: ("1", "n"),
-            AttributionModel.POSITION_BASED: (
-                "CASE WHEN n <= 2 THEN 1 WHEN rn = 1 OR rn = n THEN 2 * (n - 2) ELSE 1 END",
-                "CASE WHEN n = 1 THEN 1 WHEN n = 2 THEN 2 ELSE 5 * (n - 2) END",
-            ),
-        }[AttributionModel(model)]
-        floored = f"""
-            SELECT deal_id, partner_id, js, cents, closed_mi, first_rn,
-                   cents * u / den AS base, cents * u - (cents * u / den) * den AS rem
-            FROM (SELECT deal_id, partner_id, js, cents, closed_mi, MIN(rn) AS first_rn,
-                         CAST(SUM({unit}) AS BIGINT) AS u, CAST(MAX({den}) AS BIGINT) AS den
-                  FROM kx_tw GROUP BY deal_id, partner_id, js, cents, closed_mi) c"""
+    floored = _floored_shares(ctx)
     ctx.fill(
         "kx_attr",
         f"""SELECT deal_id, partner_id, js, closed_mi,
@@ -84,6 +48,48 @@ def build(
         WHERE d.status = 'won' AND d.sp IS NOT NULL""",
         replace=f"deal_id IN (SELECT k FROM {deals})" if deals else None,
     )
+
+
+def _floored_shares(ctx: RunContext) -> str:
+    """SQL over kx_tw: each (deal, partner)'s share of the deal's cents under the program's
+    model, floored (base), with the remainder the leftover cents are placed by (rem) and the
+    partner's first touch (first_rn) for ties."""
+    s = ctx.sql
+    model = ctx.settings.attribution_model
+    if model == AttributionModel.TIME_DECAY:
+        # Weights relative to the deal's latest touch (the same shares, no underflow):
+        # 2^-((age - min_age) / half_life) with exact elapsed seconds.
+        divisor = repr(86400.0 * ctx.settings.half_life_days)
+        age = s.epoch_seconds_between("closed_at", "touched_at")
+        shares = f"""
+            SELECT deal_id, partner_id, js, cents, closed_mi, first_rn,
+                   CAST(cents AS DOUBLE PRECISION) * w / SUM(w) OVER (PARTITION BY deal_id) AS exact
+            FROM (SELECT deal_id, partner_id, js, cents, closed_mi, MIN(rn) AS first_rn, SUM(tw) AS w
+                  FROM (SELECT deal_id, partner_id, js, cents, closed_mi, rn,
+                               POWER(2.0, -(age - MIN(age) OVER (PARTITION BY deal_id)) / {divisor}) AS tw
+                        FROM (SELECT deal_id, partner_id, js, cents, closed_mi, rn, {age} AS age
+                              FROM kx_tw) a) b
+                  GROUP BY deal_id, partner_id, js, cents, closed_mi) c"""
+        return f"""
+            SELECT deal_id, partner_id, js, cents, closed_mi, first_rn, {s.floor_int("exact")} AS base,
+                   {s.round_double(f"exact - {s.floor_int('exact')}", 9)} AS rem
+            FROM ({shares}) e"""
+    # Rational models in integer units u over a per-deal denominator den.
+    unit, den = {
+        AttributionModel.FIRST_TOUCH: ("CASE WHEN rn = 1 THEN 1 ELSE 0 END", "1"),
+        AttributionModel.LAST_TOUCH: ("CASE WHEN rn = n THEN 1 ELSE 0 END", "1"),
+        AttributionModel.LINEAR: ("1", "n"),
+        AttributionModel.POSITION_BASED: (
+            "CASE WHEN n <= 2 THEN 1 WHEN rn = 1 OR rn = n THEN 2 * (n - 2) ELSE 1 END",
+            "CASE WHEN n = 1 THEN 1 WHEN n = 2 THEN 2 ELSE 5 * (n - 2) END",
+        ),
+    }[AttributionModel(model)]
+    return f"""
+        SELECT deal_id, partner_id, js, cents, closed_mi, first_rn,
+               cents * u / den AS base, cents * u - (cents * u / den) * den AS rem
+        FROM (SELECT deal_id, partner_id, js, cents, closed_mi, MIN(rn) AS first_rn,
+                     CAST(SUM({unit}) AS BIGINT) AS u, CAST(MAX({den}) AS BIGINT) AS den
+              FROM kx_tw GROUP BY deal_id, partner_id, js, cents, closed_mi) c"""
 
 
 def facts_won_between(ctx: RunContext, date_from: date, date_to: date) -> None:

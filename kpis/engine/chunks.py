@@ -79,6 +79,49 @@ def run_facts(ctx: RunContext) -> ComputeResult:
     first sales; attribution shares) side by side again, reading only those tables.
     """
     assert ctx.schema and not connection.in_atomic_block
+    with transaction.atomic():
+        ctx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        ctx.begin_local()
+        with ctx.sql.session_time_zone(), ctx.search_path():
+            if _patched_previous_facts(ctx):
+                return ctx.result
+        helper = _touch_and_deal_facts(ctx)
+    helper.finish()
+    _derived_facts(ctx)
+    with transaction.atomic():
+        ctx.begin_local()
+        with ctx.sql.session_time_zone(), ctx.search_path():
+            changed_periods.restrict_to_changed_periods(ctx)
+            cells.prepare_cells(ctx)
+            state.keep_state(ctx)
+            check_cell_base(ctx)
+    return ctx.result
+
+
+def _patched_previous_facts(ctx: RunContext) -> bool:
+    """Patch the previous run's facts in this session, on its snapshot, and when that worked
+    prepare the run's cells: True when the facts need no rebuilding."""
+    if not delta_facts.patched_facts(ctx):
+        return False
+    periods.build(ctx)
+    if patching.cells_patchable(ctx):
+        # Few cells to stage: this session stages and diffs them, no chunks.
+        patching.patch_cells(ctx)
+        # The publication reads the affected keys (the reconciliation items).
+        state.keep_state(ctx)
+    else:
+        create_shared_diff_tables(ctx)
+        changed_periods.restrict_to_changed_periods(ctx)
+        cells.prepare_cells(ctx)
+        state.keep_state(ctx)
+        delta_facts.drop_delta_tables(ctx)
+    return True
+
+
+def _touch_and_deal_facts(ctx: RunContext) -> SessionThread:
+    """Build the touches' facts in this session (inside its REPEATABLE READ transaction) while a
+    helper session builds the deals' on the same exported snapshot; returns the helper, which the
+    caller finishes after this transaction ends."""
     imported = threading.Event()
 
     def deals(snapshot: str) -> None:
@@ -95,36 +138,20 @@ def run_facts(ctx: RunContext) -> ComputeResult:
                 # patches these tables by are built in that wait, not after publishing.
                 facts.index_for_patching(ctx, "kx_deal", "kx_reg", "kx_cost", "kx_link")
 
-    with transaction.atomic():
-        ctx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        ctx.begin_local()
-        with ctx.sql.session_time_zone(), ctx.search_path():
-            # Patching the previous run's facts takes one session, on this snapshot.
-            patched = delta_facts.patched_facts(ctx)
-            if patched:
-                periods.build(ctx)
-                if patching.cells_patchable(ctx):
-                    # Few cells to stage: this session stages and diffs them, no chunks.
-                    patching.patch_cells(ctx)
-                    # The publication reads the affected keys (the reconciliation items).
-                    state.keep_state(ctx)
-                else:
-                    create_shared_diff_tables(ctx)
-                    changed_periods.restrict_to_changed_periods(ctx)
-                    cells.prepare_cells(ctx)
-                    state.keep_state(ctx)
-                    delta_facts.drop_delta_tables(ctx)
-        if patched:
-            return ctx.result
-        snapshot = ctx.fetch("SELECT pg_export_snapshot()")[0][0]
-        if not re.match(r"^[0-9A-F-]+$", snapshot):
-            raise ValueError(f"unexpected snapshot id {snapshot!r}")
-        helper = SessionThread(deals, snapshot, name="kpi-facts", on_exit=imported.set)
-        ctx.share_cores()
-        with ctx.sql.session_time_zone(), ctx.search_path():
-            facts.facts_touches(ctx)
-        imported.wait()  # an exported snapshot lives only as long as its transaction
-    helper.finish()
+    snapshot = ctx.fetch("SELECT pg_export_snapshot()")[0][0]
+    if not re.match(r"^[0-9A-F-]+$", snapshot):
+        raise ValueError(f"unexpected snapshot id {snapshot!r}")
+    helper = SessionThread(deals, snapshot, name="kpi-facts", on_exit=imported.set)
+    ctx.share_cores()
+    with ctx.sql.session_time_zone(), ctx.search_path():
+        facts.facts_touches(ctx)
+    imported.wait()  # an exported snapshot lives only as long as its transaction
+    return helper
+
+
+def _derived_facts(ctx: RunContext) -> None:
+    """The facts derived from the touches' and deals' (attribution shares in a helper session;
+    activities, first sales and periods in this one), side by side, reading only those tables."""
 
     def attribution_facts() -> None:
         with transaction.atomic():
@@ -145,14 +172,6 @@ def run_facts(ctx: RunContext) -> ComputeResult:
             periods.build(ctx)
             create_shared_diff_tables(ctx)
     helper.finish()
-    with transaction.atomic():
-        ctx.begin_local()
-        with ctx.sql.session_time_zone(), ctx.search_path():
-            changed_periods.restrict_to_changed_periods(ctx)
-            cells.prepare_cells(ctx)
-            state.keep_state(ctx)
-            check_cell_base(ctx)
-    return ctx.result
 
 
 def check_cell_base(ctx: RunContext) -> None:

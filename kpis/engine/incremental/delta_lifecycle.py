@@ -17,7 +17,7 @@ def patch_lifecycle(ctx: RunContext, previous_as_of: date, *, as_of_moved: bool)
     as the as-of date passes it: the other deals won between the two dates). New rows extend
     the extremes; a row gone that held one, or a partner's own change, recomputes that partner
     from all its rows (kx_recalc_actm, kx_recalc_fs)."""
-    s, keys = ctx.sql, ctx.keys
+    s = ctx.sql
 
     def joined(rows: str, columns: str, where: str = "") -> str:
         """`rows` of partners that joined, dated on or after it, not recomputed anyway."""
@@ -58,6 +58,15 @@ def patch_lifecycle(ctx: RunContext, previous_as_of: date, *, as_of_moved: bool)
         sales("kx_aff_deal_before", "kx_aff_count_before", previous_as_of),
         sales("kx_aff_deal_now", "kx_aff_count_now", ctx.as_of),
     )
+    _list_partners_to_recompute(ctx)
+    patch_extremes(ctx)
+
+
+def _list_partners_to_recompute(ctx: RunContext) -> None:
+    """From the rows compared (kx_act_* and kx_sale_*): the partners whose activity extremes
+    (kx_recalc_actm) or first sale (kx_recalc_fs) a row gone may have held, and every partner
+    whose partner-keyed rows may have changed (kx_recalc_partner)."""
+    keys = ctx.keys
     keys(
         "kx_recalc_actm",
         "SELECT k FROM kx_chg_partner",
@@ -81,7 +90,6 @@ def patch_lifecycle(ctx: RunContext, previous_as_of: date, *, as_of_moved: bool)
             for t in ("kx_act_gone", "kx_act_new", "kx_sale_gone", "kx_sale_new")
         ),
     )
-    patch_extremes(ctx)
 
 
 def patch_extremes(ctx: RunContext) -> None:
