@@ -9,12 +9,13 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from dashboards.forms import PartnerReferenceField
 from dashboards.permissions import staff_required
+from dashboards.selection import sort_links
 from deals.models import Deal
 from deals.selectors import DEAL_SORTS, SEGMENTS, DealListQuery, deal_list, deal_list_count, deal_timeline
 from kpis.deal_attribution import deal_attribution_splits
@@ -146,22 +147,13 @@ def deal_list_page(request: AuthenticatedRequest) -> HttpResponse:
             "form": form,
             "page": page,
             "query": urlencode(kept),
-            "sort_links": _sort_links(kept, query),
+            "sort_links": sort_links(
+                QueryDict(urlencode(kept)), DEAL_SORTS, current=query.sort, descending=query.descending
+            ),
             "currency": ProgramSettings.load().currency,
         },
         status=400 if form.errors else 200,
     )
-
-
-def _sort_links(kept: dict[str, str], query: DealListQuery) -> dict[str, dict[str, str]]:
-    links = {}
-    for key in DEAL_SORTS:
-        active = key == query.sort
-        direction = "asc" if active and query.descending else "desc"
-        params = {**kept, "sort": key, "direction": direction}
-        aria = ("descending" if query.descending else "ascending") if active else "none"
-        links[key] = {"url": "?" + urlencode(params), "aria_sort": aria}
-    return links
 
 
 @require_GET

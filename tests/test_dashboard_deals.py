@@ -105,6 +105,21 @@ def test_list_page_filters_sorts_and_pages_with_a_constant_number_of_queries(
     assert len(response.context["page"]) == 10  # 35 deals, 25 a page
 
 
+def test_column_links_flip_the_sorted_column_and_keep_the_filters(manager_client, world):
+    response = manager_client.get(
+        reverse("dashboards:deals"),
+        {"segment": "influenced", "sort": "amount", "direction": "asc", "page": "1"},
+    )
+    links = response.context["sort_links"]
+    assert links["amount"] == {
+        "url": "?segment=influenced&sort=amount&direction=desc",
+        "aria_sort": "ascending",
+    }
+    assert links["closed"] == {"url": "?segment=influenced&sort=closed&direction=desc", "aria_sort": "none"}
+    link = 'href="?segment=influenced&amp;sort=amount&amp;direction=desc"'
+    assert f'aria-sort="ascending"><a class="sort-link" {link}' in response.content.decode()
+
+
 def test_the_count_stops_at_its_cap_and_says_so(manager_client, world, monkeypatch):
     monkeypatch.setattr(deal_views, "COUNT_CAP", 3)
     url = reverse("dashboards:deals")
