@@ -6,6 +6,7 @@ once, gives one batch; marking a batch paid twice pays it once and books each pa
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -22,7 +23,7 @@ from economics.models import CommissionEntry, CommissionSettings
 from economics.payout_models import Payout, PayoutBatch, PayoutLine
 from events.services import record_event
 from events.types import EventType
-from kpis.costs import book_program_cost
+from kpis.costs import ProgramCost, book_program_costs
 from kpis.models import CostEntry
 from partners.models import Partner
 from program.models import ProgramSettings, program_today
@@ -196,15 +197,14 @@ def payout_batch_mark_paid(
         payable = Payout.objects.filter(batch=locked, status=Payout.Status.PAYABLE)
         paid_ids = list(payable.values_list("id", flat=True))
         payable.update(status=Payout.Status.PAID, paid_at=now)
-        paid = Payout.objects.filter(id__in=paid_ids).select_related("partner")
+        paid = Payout.objects.filter(id__in=paid_ids)
         # The entries a paid payout settles: its own lines and those its carried-in balance came from.
         CommissionEntry.objects.filter(
             status=CommissionEntry.Status.APPROVED,
             partner_id__in=paid.values("partner_id"),
             payout_line__payout__batch__month__lte=locked.month,
         ).update(status=CommissionEntry.Status.PAID, paid_at=now)
-        for payout in paid:
-            _book(payout, locked, paid_on)
+        _book(locked, paid_on)
         before = _batch_state(locked)
         locked.status = PayoutBatch.Status.PAID
         locked.paid_on = paid_on
@@ -220,18 +220,40 @@ def payout_batch_mark_paid(
         return locked, True
 
 
-def _book(payout: Payout, batch: PayoutBatch, paid_on: date) -> None:
-    sources = CommissionEntry.objects.filter(payout_line__payout=payout)
-    book_program_cost(
+def _book(batch: PayoutBatch, paid_on: date) -> None:
+    """Book each payout of `batch` just paid as a commission cost on `paid_on`, linked to the deals
+    and registrations of its own lines: a statement per table for the whole batch."""
+    deal_ids: defaultdict[int, list[int]] = defaultdict(list)
+    registration_ids: defaultdict[int, list[int]] = defaultdict(list)
+    lines = PayoutLine.objects.filter(payout__batch=batch, payout__status=Payout.Status.PAID)
+    for payout_id, deal_id, registration_id in lines.values_list(
+        "payout_id", "entry__deal_id", "entry__registration_id"
+    ).order_by():
+        if deal_id is not None:
+            deal_ids[payout_id].append(deal_id)
+        if registration_id is not None:
+            registration_ids[payout_id].append(registration_id)
+    note = f"Commission payout {batch.period} ({batch.currency})"
+    paid = (
+        Payout.objects.filter(batch=batch, status=Payout.Status.PAID)
+        .order_by("partner__name", "id")
+        .values_list("id", "partner_id", "amount")
+    )
+    book_program_costs(
         source=CostEntry.Source.COMMISSION_PAYOUT,
-        reference=f"payout:{payout.pk}",
         category=CostEntry.Category.COMMISSION,
-        partner=payout.partner,
         date=paid_on,
-        amount=payout.amount,
-        note=f"Commission payout {batch.period} ({batch.currency})",
-        deal_ids=sources.filter(deal__isnull=False).values_list("deal_id", flat=True),
-        registration_ids=sources.filter(registration__isnull=False).values_list("registration_id", flat=True),
+        costs=[
+            ProgramCost(
+                reference=f"payout:{payout_id}",
+                partner_id=partner_id,
+                amount=amount,
+                note=note,
+                deal_ids=tuple(deal_ids[payout_id]),
+                registration_ids=tuple(registration_ids[payout_id]),
+            )
+            for payout_id, partner_id, amount in paid
+        ],
     )
 
 

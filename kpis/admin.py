@@ -1,4 +1,4 @@
-"""Admin for costs, targets, and read-only views of runs and published values."""
+"""Admin for costs, targets, and read-only views of runs, published values and stored forecasts."""
 
 from typing import Any
 
@@ -7,7 +7,15 @@ from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from kpis.models import CostEntry, KpiRun, KpiValue, ReconciliationItem, Target
+from kpis.models import (
+    CostEntry,
+    ForecastRow,
+    ForecastSnapshot,
+    KpiRun,
+    KpiValue,
+    ReconciliationItem,
+    Target,
+)
 from kpis.services import kpi_recompute_request
 from program.admin import ReadOnlyAdminMixin
 
@@ -108,3 +116,36 @@ class KpiValueAdmin(ReadOnlyAdmin):
 class ReconciliationItemAdmin(ReadOnlyAdmin):
     list_display = ("kind", "description", "deal_id", "partner_id", "touch_id", "registration_ids")
     list_filter = ("kind",)
+
+
+# The stored pipeline forecast (kpis.forecast_store): computed after each publication, never edited.
+@admin.register(ForecastSnapshot)
+class ForecastSnapshotAdmin(ReadOnlyAdmin):
+    list_display = ("id", "quarter", "as_of", "run", "computed_at", "duration_seconds")
+    # Only the runs some snapshot followed (the latest few are kept), not every run.
+    list_filter = ("as_of", ("run", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("run",)
+    date_hierarchy = "as_of"
+
+
+@admin.register(ForecastRow)
+class ForecastRowAdmin(ReadOnlyAdmin):
+    list_display = (
+        "snapshot",
+        "position",
+        "scope",
+        "scope_id",
+        "name",
+        "sourced",
+        "influenced",
+        "backtest_sourced",
+        "backtest_influenced",
+        "actual_sourced",
+        "actual_influenced",
+    )
+    list_filter = ("scope", "snapshot__as_of", ("snapshot__run", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("snapshot",)
+    search_fields = ("name",)
+    ordering = ("-snapshot_id", "scope", "position")
+    # A snapshot holds a row per partner: no exact count of every row on each page.
+    show_full_result_count = False

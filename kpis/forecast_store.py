@@ -167,8 +167,9 @@ def scope_forecast(row: ForecastRow) -> ScopeForecast:
 
 
 def stored_forecast(*, with_partners: bool = False) -> StoredForecast | None:
-    """The latest snapshot as a Forecast (`with_partners`: every partner's row too, for the API);
-    None before the first one. Two queries (three with the partners), on indexes."""
+    """The latest snapshot as a Forecast (`with_partners`: every partner's row too, the whole
+    forecast; the pages and the API read theirs a page at a time from `partner_rows()`); None
+    before the first one. Two queries (three with the partners), on indexes."""
     snapshot = latest_snapshot()
     if snapshot is None:
         return None

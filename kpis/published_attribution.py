@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from decimal import Decimal
-from typing import Any
 
 from django.db import connection
 
-from kpis.drilldown import Facts, published_facts
+from kpis.drilldown import Facts
 from kpis.engine.context import EngineSettings, RunContext
 from kpis.engine.session import engine_transaction
 from kpis.shares import split_shares
@@ -29,24 +27,6 @@ from program.models import ProgramSettings
 
 # The temp tables and view this module writes (dropped again at the end of its transaction).
 _TEMP = ("kx_pa_deal", "kx_pa_touch", "kx_tw", "kx_attr", "kx_pa_base", "kx_pa_share")
-_CENT = Decimal("0.01")
-
-
-def attribution_by_partner(
-    *, models: Sequence[str], period_from: date, period_to: date, facts: Facts | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """{model: rows} with rows as kpis.engine.attribution.totals returns them (partner_id,
-    partner_key, partner_name, sourced, influenced, attributed), from the published facts.
-    Raises kpis.drilldown.NoPublishedFacts when no run has published any. One transaction: a
-    failed or cancelled statement rolls the temp tables back with it; a KPI run's session
-    settings (kpis.engine.session)."""
-    facts = facts or published_facts()
-    models = [AttributionModel(m).value for m in models]
-    with engine_transaction():
-        _build(facts, models, period_from, period_to)
-        result = {model: _totals(_shares(facts, model)) for model in models}
-        _drop(facts.sql().pg)
-    return result
 
 
 def store_explorer_rows(
@@ -54,8 +34,9 @@ def store_explorer_rows(
 ) -> None:
     """Insert into `table` one row per partner with revenue won between the dates: `period_id`,
     partner, sourced and influenced cents, then the attributed cents of each model in `columns`
-    order (kpis.explorer's memo). The same sums as attribution_by_partner, pivoted in the database
-    in one statement; the caller holds the transaction."""
+    order (kpis.explorer's memo): per partner, the sourced and influenced revenue of the won deals
+    of the dates and each model's shares of them, summed and pivoted in the database in one
+    statement; the caller holds the transaction."""
     models = [AttributionModel(m).value for m in columns]
     with engine_transaction():
         _build(facts, models, period_from, period_to)
@@ -114,30 +95,6 @@ def _shares(facts: Facts, model: str) -> str:
         return f"""SELECT a.partner_id, a.cents FROM {facts.t("kx_attr")} a
             WHERE a.deal_id IN (SELECT id FROM kx_pa_deal)"""
     return f"SELECT partner_id, cents FROM kx_pa_share WHERE model = '{model}'"
-
-
-def _totals(shares: str) -> list[dict[str, Any]]:
-    partner = Partner._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT p.id, p.key, p.name, SUM(x.src), SUM(x.inf), SUM(x.att) FROM (
-                SELECT partner_id, src, inf, 0 AS att FROM kx_pa_base
-                UNION ALL SELECT partner_id, 0, 0, cents FROM ({shares}) s
-            ) x JOIN {partner} p ON p.id = x.partner_id
-            GROUP BY p.id, p.key, p.name ORDER BY p.id"""
-        )
-        rows = cursor.fetchall()
-    return [
-        {
-            "partner_id": pid,
-            "partner_key": key or str(pid),
-            "partner_name": name,
-            "sourced": (Decimal(int(src)) / 100).quantize(_CENT),
-            "influenced": (Decimal(int(inf)) / 100).quantize(_CENT),
-            "attributed": (Decimal(int(att)) / 100).quantize(_CENT),
-        }
-        for pid, key, name, src, inf, att in rows
-    ]
 
 
 def _exec(statement: str) -> None:

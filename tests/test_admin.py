@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from deals.models import Deal, DealRegistration
 from deals.services import registration_submit
+from kpis.models import ForecastRow, ForecastSnapshot, KpiRun
 from partners.models import Partner
 from partners.roles import StaffRole
 from tests.factories import (
@@ -331,3 +332,55 @@ def test_the_deal_form_refuses_implausible_amounts_and_dates_with_the_shared_mes
     )
     assert "1999-12-31 is outside the accepted range 2000-01-01 to" in response.content.decode()
     assert Deal.objects.count() == 0
+
+
+def _forecast(run: KpiRun | None, as_of: str, sourced: str) -> ForecastSnapshot:
+    snapshot = ForecastSnapshot.objects.create(
+        run=run, as_of=as_of, quarter="2026-Q4", computed_at=timezone.now(), duration_seconds=1.5
+    )
+    ForecastRow.objects.create(
+        snapshot=snapshot,
+        scope="program",
+        scope_id=0,
+        position=0,
+        name=f"Program as of {as_of}",
+        sourced=Decimal(sourced),
+        influenced=Decimal("0.00"),
+        backtest_sourced=Decimal("0.00"),
+        backtest_influenced=Decimal("0.00"),
+        actual_sourced=Decimal("0.00"),
+        actual_influenced=Decimal("0.00"),
+    )
+    return snapshot
+
+
+def test_stored_forecasts_are_listed_and_filtered_but_never_added_changed_or_deleted(client):
+    client.force_login(SuperUserFactory(username="root"))
+    run = KpiRun.objects.create(trigger=KpiRun.Trigger.NIGHTLY, status=KpiRun.Status.SUCCEEDED)
+    published = _forecast(run, "2026-11-30", "1250.00")
+    requested = _forecast(None, "2026-12-01", "980.00")
+    snapshots, rows = _url("kpis.forecastsnapshot", "changelist"), _url("kpis.forecastrow", "changelist")
+
+    listed = client.get(snapshots)
+    assert listed.status_code == 200
+    assert [s.pk for s in listed.context["cl"].result_list] == [requested.pk, published.pk]
+    assert _url("kpis.forecastsnapshot", "add") not in listed.content.decode()
+    by_run = client.get(snapshots, {"run__id__exact": run.pk}).context["cl"].result_list
+    assert [s.pk for s in by_run] == [published.pk]
+    by_day = client.get(snapshots, {"as_of__gte": "2026-12-01"}).context["cl"].result_list
+    assert [s.pk for s in by_day] == [requested.pk]
+    assert [r.name for r in client.get(rows).context["cl"].result_list] == [
+        "Program as of 2026-12-01",
+        "Program as of 2026-11-30",
+    ]
+    by_run = client.get(rows, {"snapshot__run__id__exact": run.pk}).context["cl"].result_list
+    assert [(r.name, r.sourced) for r in by_run] == [("Program as of 2026-11-30", Decimal("1250.00"))]
+
+    for model, row in (("kpis.forecastsnapshot", published), ("kpis.forecastrow", published.rows.get())):
+        assert client.get(_url(model, "add")).status_code == 403
+        change = _url(model, "change", row.pk)
+        assert client.get(change).status_code == 200  # a read-only view
+        assert client.post(change, {"name": "forged", "quarter": "2027-Q1"}).status_code == 403
+        assert client.post(_url(model, "delete", row.pk), {"post": "yes"}).status_code == 403
+    assert ForecastSnapshot.objects.get(pk=published.pk).quarter == "2026-Q4"
+    assert ForecastRow.objects.get(snapshot=published).name == "Program as of 2026-11-30"

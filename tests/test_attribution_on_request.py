@@ -123,7 +123,6 @@ def test_attribution_on_request_takes_a_kpi_runs_session_settings(published, use
 
     from kpis.computed_attribution import attribution_by_partner as computed
     from kpis.engine.session import TEMP_BUFFERS, TRANSACTION_SETTINGS
-    from kpis.published_attribution import attribution_by_partner
 
     source = t.join_source("web")
     a = t.partner("a", source)
@@ -139,9 +138,7 @@ def test_attribution_on_request_takes_a_kpi_runs_session_settings(published, use
     buffers_before = show("temp_buffers")
     with CaptureQueriesContext(connection) as queries:
         if published:
-            rows = attribution_by_partner(models=["linear"], period_from=MARCH[0], period_to=MARCH[1])[
-                "linear"
-            ]
+            rows = t.explorer_rows("linear", *MARCH)
         else:
             rows = computed(model="linear", period_from=MARCH[0], period_to=MARCH[1])
     assert figures(rows) == {"a": (D("0.00"), D("100.00"), D("100.00"))}

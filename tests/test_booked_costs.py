@@ -1,14 +1,16 @@
-"""kpis.costs.book_program_cost: the one way economics/ and mdf/ turn money paid into costs."""
+"""kpis.costs.book_program_cost(s): the one way economics/ and mdf/ turn money paid into costs."""
 
 import threading
 from datetime import date
 from decimal import Decimal
 
 import pytest
+from auditlog.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
-from kpis.costs import book_program_cost
+from kpis.costs import ProgramCost, book_program_cost, book_program_costs
 from kpis.models import CostEntry, CostEntryLink
 from tests.factories import DealFactory, DealRegistrationFactory, PartnerFactory
 
@@ -91,3 +93,53 @@ def test_concurrent_bookings_of_one_reference_give_one_cost():
 
     assert len(booked) == 2
     assert CostEntry.objects.filter(reference="mdf-claim:1").count() == 1
+
+
+def test_a_bulk_booking_skips_references_already_booked_and_logs_each_new_cost_once():
+    alpha, bravo = PartnerFactory(), PartnerFactory()
+    deal = DealFactory()
+    first = _book(alpha, reference="payout:1", amount="40.00")
+
+    booked = book_program_costs(
+        source=CostEntry.Source.COMMISSION_PAYOUT,
+        category=CostEntry.Category.COMMISSION,
+        date=date(2026, 4, 5),
+        costs=[
+            ProgramCost(reference="payout:1", partner_id=alpha.pk, amount=Decimal("999.00")),
+            ProgramCost(
+                reference="payout:2",
+                partner_id=bravo.pk,
+                amount=Decimal("75.50"),
+                deal_ids=(deal.id, deal.id),
+            ),
+        ],
+    )
+
+    # payout:1 stays as first booked (40.00); payout:2 is new, with its one deal linked once.
+    assert [(c.reference, c.partner_id, c.amount) for c in booked] == [
+        ("payout:2", bravo.pk, Decimal("75.50"))
+    ]
+    assert sorted(CostEntry.objects.values_list("reference", "amount")) == [
+        ("payout:1", Decimal("40.00")),
+        ("payout:2", Decimal("75.50")),
+    ]
+    assert CostEntry.objects.get(pk=first.pk).source == "mdf_reimbursement"
+    assert list(CostEntryLink.objects.values_list("cost_entry_id", "deal_id")) == [(booked[0].pk, deal.id)]
+    trail = LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(CostEntry))
+    assert sorted(trail.values_list("object_id", "action")) == [(first.pk, 0), (booked[0].pk, 0)]
+
+
+def test_a_bulk_booking_with_one_implausible_amount_books_nothing():
+    partner = PartnerFactory()
+    with pytest.raises(ValidationError) as caught:
+        book_program_costs(
+            source=CostEntry.Source.COMMISSION_PAYOUT,
+            category=CostEntry.Category.COMMISSION,
+            date=date(2026, 4, 5),
+            costs=[
+                ProgramCost(reference="payout:1", partner_id=partner.pk, amount=Decimal("10.00")),
+                ProgramCost(reference="payout:2", partner_id=partner.pk, amount=Decimal("0.00")),
+            ],
+        )
+    assert caught.value.message_dict == {"amount": ["must be greater than 0"]}
+    assert not CostEntry.objects.exists()

@@ -337,8 +337,41 @@ def test_forecast_api(pipeline):
     response = client.get("/api/v1/kpi-forecast/")
     assert response.status_code == 200, response.content
     body = response.json()
-    assert set(body) == {"quarter", "as_of", "rates", "program", "join_sources", "partners", "backtest"}
+    assert set(body) == {
+        *("count", "next", "previous"),
+        *("quarter", "as_of", "rates", "program", "join_sources", "partners", "backtest"),
+    }
     assert len(body["backtest"]) == 4
+
+
+def test_forecast_api_pages_the_partners_largest_forecast_first(pipeline):
+    forecast_snapshot_compute(as_of=date(2026, 7, 15), now=kt.at("2026-07-15 12:00"))
+    client = api_client(StaffUserFactory())
+
+    first = client.get("/api/v1/kpi-forecast/", {"page_size": 1}).json()
+    # test_forecast_by_hand: Alpha 1200.00 sourced + 300.00 influenced, Bravo 300.00 influenced.
+    assert (first["count"], first["previous"]) == (2, None)
+    assert (first["quarter"], first["as_of"]) == ("2026-Q4", "2026-07-15")
+    assert [(p["name"], p["sourced"], p["influenced"]) for p in first["partners"]] == [
+        ("Alpha", "1200.00", "300.00")
+    ]
+    assert (first["program"]["sourced"], first["program"]["influenced"]) == ("1200.00", "300.00")
+    assert first["next"].endswith("/api/v1/kpi-forecast/?page=2&page_size=1")
+
+    second = client.get(first["next"]).json()
+    assert [(p["name"], p["sourced"], p["influenced"]) for p in second["partners"]] == [
+        ("Bravo", "0.00", "300.00")
+    ]
+    assert (second["count"], second["next"]) == (2, None)
+    assert second["previous"].endswith("/api/v1/kpi-forecast/?page_size=1")
+    # Every page carries the whole forecast besides its partners.
+    for field in ("quarter", "as_of", "rates", "program", "join_sources", "backtest"):
+        assert second[field] == first[field]
+
+    whole = client.get("/api/v1/kpi-forecast/").json()
+    assert [p["name"] for p in whole["partners"]] == ["Alpha", "Bravo"]
+    assert whole["next"] is None
+    assert client.get("/api/v1/kpi-forecast/", {"page": 3}).status_code == 404
 
 
 @pytest.mark.parametrize("path", ["/api/v1/kpi-heat-map/", "/api/v1/kpi-forecast/"])

@@ -4,6 +4,8 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from auditlog.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 
 from economics.models import CommissionEntry, CommissionSettings
@@ -11,13 +13,15 @@ from economics.payout_models import Payout, PayoutBatch
 from economics.payout_selectors import ap_rows, partner_earnings, statement_rows
 from economics.payouts import payout_batch_create, payout_batch_mark_paid
 from events.models import Event
-from kpis.models import CostEntry
-from tests.factories import PartnerFactory
+from kpis.models import CostEntry, FactChange
+from prm.acting import Actor, Channel, acting
+from tests.factories import DealRegistrationFactory, PartnerFactory, UserFactory
 from tests.support.payouts import entry
 
 pytestmark = pytest.mark.django_db
 
 OCT, NOV, DEC = date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1)
+NOTE = "Commission payout 2026-10 (USD)"
 
 
 @pytest.fixture(autouse=True)
@@ -179,3 +183,73 @@ def test_a_payment_date_before_the_month_is_refused():
     with pytest.raises(ValidationError, match="on or after 2026-10-01"):
         payout_batch_mark_paid(batch=batch, paid_on=date(2026, 9, 30))
     assert PayoutBatch.objects.get().status == "open"
+
+
+def test_marking_a_batch_paid_books_each_payout_with_its_links_and_one_trail_entry_by_the_payer():
+    alpha, bravo = PartnerFactory(name="Alpha"), PartnerFactory(name="Bravo")
+    carla, delta = PartnerFactory(name="Carla"), PartnerFactory(name="Delta")
+    registration = DealRegistrationFactory(partner=alpha)
+    a1 = entry(alpha, "70.00", approved_on=date(2026, 10, 2))
+    entry(alpha, "25.00", approved_on=date(2026, 10, 3), registration=registration)
+    b1 = entry(bravo, "120.00", approved_on=date(2026, 10, 4))
+    b2 = entry(bravo, "-20.00", approved_on=date(2026, 10, 5))
+    entry(carla, "49.99", approved_on=date(2026, 10, 6))  # under the minimum: carried, not booked
+    d1 = entry(delta, "50.00", approved_on=date(2026, 10, 7))
+    batch, _ = payout_batch_create(month=OCT)
+    treasurer = UserFactory(username="treasurer", email="treasurer@example.com")
+
+    with acting(channel=Channel.PAGE, actor=Actor(label="treasurer", user=treasurer)) as context:
+        payout_batch_mark_paid(batch=batch, paid_on=date(2026, 11, 5), paid_by=treasurer)
+
+    # Alpha 70.00 + 25.00 = 95.00; Bravo 120.00 - 20.00 = 100.00; Delta 50.00 (the minimum): booked
+    # in the order of the batch's payouts (by partner name).
+    pa, pb, pd = payout(batch, alpha), payout(batch, bravo), payout(batch, delta)
+    costs = list(CostEntry.objects.order_by("id"))
+    # Each: category commission, source commission_payout, paid on 2026-11-05, the batch's note.
+    assert {(c.category, c.source, c.date, c.note) for c in costs} == {
+        ("commission", "commission_payout", date(2026, 11, 5), NOTE)
+    }
+    assert [(c.partner_id, c.amount, c.reference) for c in costs] == [
+        (alpha.pk, Decimal("95.00"), f"payout:{pa.pk}"),
+        (bravo.pk, Decimal("100.00"), f"payout:{pb.pk}"),
+        (delta.pk, Decimal("50.00"), f"payout:{pd.pk}"),
+    ]
+    assert [{(x.deal_id, x.registration_id) for x in c.links.all()} for c in costs] == [
+        {(a1.deal_id, None), (None, registration.pk)},
+        {(b1.deal_id, None), (b2.deal_id, None)},
+        {(d1.deal_id, None)},
+    ]
+
+    # One "created" entry per cost, as a saved cost gets from auditlog, by the user who paid.
+    cost_type = ContentType.objects.get_for_model(CostEntry)
+    trail = list(LogEntry.objects.filter(content_type=cost_type).order_by("object_id"))
+    expected = [
+        (costs[0].pk, "2026-11-05 Commission / payout 95.00", alpha.pk, "95.00", pa.pk),
+        (costs[1].pk, "2026-11-05 Commission / payout 100.00", bravo.pk, "100.00", pb.pk),
+        (costs[2].pk, "2026-11-05 Commission / payout 50.00", delta.pk, "50.00", pd.pk),
+    ]
+    assert len(trail) == 3
+    for log, (cost_id, text, partner_id, amount, payout_id) in zip(trail, expected, strict=True):
+        assert (log.object_pk, log.object_id, log.object_repr, log.action) == (
+            str(cost_id),
+            cost_id,
+            text,
+            LogEntry.Action.CREATE,
+        )
+        assert log.changes == {
+            "date": ["None", "2026-11-05"],
+            "amount": ["None", amount],
+            "category": ["None", "commission"],
+            "partner": ["None", str(partner_id)],
+            "join_source": ["None", "None"],
+            "note": ["None", NOTE],
+            "source": ["None", "commission_payout"],
+            "reference": ["None", f"payout:{payout_id}"],
+        }
+        assert (log.actor, log.actor_email) == (treasurer, "treasurer@example.com")
+        assert log.cid == context.correlation_id
+        assert log.additional_data == {"channel": "page", "actor": "treasurer"}
+
+    # The KPI change log sees each booked cost (an incremental run patches its facts with them).
+    logged = set(FactChange.objects.filter(source="cost").values_list("row_id", flat=True))
+    assert logged == {costs[0].pk, costs[1].pk, costs[2].pk}

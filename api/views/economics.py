@@ -16,12 +16,11 @@ from rest_framework.response import Response
 from api import economics_serializers as s
 from api.idempotency import IdempotentPostMixin
 from api.pagination import StandardPagination
-from api.permissions import acting_user, can_write_all, is_staff_reader
+from api.permissions import MoneyReader, acting_user, can_write_all, is_staff_reader
 from api.schema import errors
 from api.throttling import WRITE_SCOPE, WriteThrottle
 from economics import selectors, services
 from economics.models import CommissionEntry, CommissionPlan
-from partners import access
 
 PLAN_EXAMPLE = {
     "id": 3,
@@ -99,19 +98,17 @@ class PlanPermission(BasePermission):
         return is_staff_reader(request) if request.method in SAFE_METHODS else can_write_all(request)
 
 
-class MoneyReader(BasePermission):
-    """Staff readers and partner admins read the ledger; a partner member gets 403; only partner
-    managers decide entries."""
+class EntryPermission(MoneyReader):
+    """The ledger's entries: money readers (staff readers and partner admins) read them; a partner
+    member gets 403; only partner managers decide them."""
 
     message = "Commissions are shown to staff and partner admins only."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        if not request.user.is_authenticated:
-            return False
-        if request.method not in SAFE_METHODS:
+        if request.user.is_authenticated and request.method not in SAFE_METHODS:
             self.message = "Only partner managers approve or decline commissions."
             return can_write_all(request)
-        return access.sees_money(request.user)
+        return super().has_permission(request, view)
 
 
 @extend_schema_view(
@@ -221,7 +218,7 @@ class CommissionPlanViewSet(
 class CommissionEntryViewSet(
     IdempotentPostMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    permission_classes = [MoneyReader]
+    permission_classes = [EntryPermission]
     throttle_classes = [WriteThrottle]
     throttle_scope = WRITE_SCOPE
     serializer_class = s.CommissionEntrySerializer

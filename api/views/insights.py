@@ -6,21 +6,21 @@ answer.
 """
 
 from dataclasses import replace
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.utils.http import http_date
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.pagination import StandardPagination
 from api.permissions import StaffReader
 from api.schema import errors
 from api.throttling import COMPUTE_SCOPE, ScopedThrottle
-from kpis.forecast import ScopeForecast
-from kpis.forecast_store import MONEY_FIELDS, forecast_requested, stored_forecast
+from kpis.forecast_store import forecast_requested, scope_forecast, stored_forecast
 from kpis.metrics import Grain
 from kpis.peers import HEATMAP_METRICS, HEATMAP_SORTS, PeerGroup, heat_map, heat_map_arguments
 from kpis.periods import period_or_none
@@ -174,26 +174,6 @@ class ScopeForecastSerializer(serializers.Serializer):
     error_influenced = percent_error()
 
 
-def _text(value: Decimal | None, places: int) -> str | None:
-    if value is None:
-        return None
-    if value.as_tuple().exponent != -places:  # stored with its places already, but for safety
-        value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    return f"{value:f}"
-
-
-def scope_json(r: ScopeForecast) -> dict[str, Any]:
-    """ScopeForecastSerializer(r).data, without a serializer field per value (the API's partners)."""
-    return {
-        "scope": r.scope,
-        "scope_id": r.scope_id,
-        "name": r.name,
-        **{field: _text(getattr(r, field), 2) for field in MONEY_FIELDS},
-        "error_sourced": _text(r.error_sourced, 1),
-        "error_influenced": _text(r.error_influenced, 1),
-    }
-
-
 class BacktestSerializer(serializers.Serializer):
     quarter = serializers.CharField()
     forecast_sourced = money()
@@ -222,6 +202,15 @@ class ForecastSerializer(serializers.Serializer):
     backtest = BacktestSerializer(many=True)
 
 
+class ForecastPageSerializer(ForecastSerializer):
+    """The forecast with one page of its partners, largest forecast first (`partners`), paginated
+    like the other lists (api.pagination.StandardPagination): `count` partners in all."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
 _SCOPE_EXAMPLE = {
     "sourced": "1200.00",
     "influenced": "300.00",
@@ -233,6 +222,9 @@ _SCOPE_EXAMPLE = {
     "error_influenced": "-100.0",
 }
 FORECAST_EXAMPLE = {
+    "count": 1,
+    "next": None,
+    "previous": None,
     "quarter": "2026-Q4",
     "as_of": "2026-07-15",
     "rates": [{"segment": "sourced", "bucket": 0, "bucket_label": "0–30 days", "won": 2, "open": 4}],
@@ -273,28 +265,40 @@ class ForecastNotComputed(exceptions.APIException):
         "once) and each partner; with the same method backtested at the start of the last four closed "
         "quarters, its error in percent ((forecast − actual) / actual). docs/kpis.md, 'Forecast'. "
         "Read as stored after the last KPI publication (`Last-Modified`: when it was computed); 503 "
-        "with Retry-After before the first one."
+        "with Retry-After before the first one. The partners are paginated like the other lists "
+        "(`page`, `page_size`; `count`, `next`, `previous`), largest forecast first; every page "
+        "repeats the program, join sources, rates and backtest."
     ),
-    responses={200: ForecastSerializer, **errors(401, 403, 429, 503)},
+    parameters=[
+        OpenApiParameter("page", OpenApiTypes.INT, description="Page number of the partners."),
+        OpenApiParameter(
+            "page_size", OpenApiTypes.INT, description="Partners per page (default 50, at most 500)."
+        ),
+    ],
+    responses={200: ForecastPageSerializer, **errors(401, 403, 404, 429, 503)},
     examples=[OpenApiExample("Forecast", value=FORECAST_EXAMPLE, response_only=True)],
 )
 class ForecastView(APIView):
     permission_classes = [StaffReader]
-    # Read from the stored snapshot, but every partner's row (10,000 at 1M deals): throttled like
-    # the attribution.
+    # Read from the stored snapshot a page of partners at a time; throttled like the attribution.
     throttle_classes = [ScopedThrottle]
     throttle_scope = COMPUTE_SCOPE
 
     def get(self, request: Request) -> Response:
-        stored = stored_forecast(with_partners=True)
+        stored = stored_forecast()
         if stored is None:
             forecast_requested()
             raise ForecastNotComputed()
-        forecast = stored.forecast
-        # Every partner's row (10,000 at 1M deals) written out directly: the serializer's fields
-        # per row cost about a second there; `scope_json` gives what ScopeForecastSerializer would.
-        payload = dict(ForecastSerializer(replace(forecast, partners=[])).data)
-        payload["partners"] = [scope_json(r) for r in forecast.partners]
+        paginator = StandardPagination()
+        page = paginator.paginate_queryset(stored.partner_rows(), request, view=self) or []
+        partners = [scope_forecast(row) for row in page]
+        assert paginator.page is not None  # set by paginate_queryset (a page size always applies)
+        payload = {
+            "count": paginator.page.paginator.count,
+            "next": paginator.get_next_link(),
+            "previous": paginator.get_previous_link(),
+            **ForecastSerializer(replace(stored.forecast, partners=partners)).data,
+        }
         response = Response(payload)
         response["Last-Modified"] = http_date(stored.computed_at.timestamp())
         return response

@@ -123,3 +123,23 @@ def value(metric: str, period: str, *, scope: str = "program", key: str = "", gr
         grain=grain, scope=scope, scope_key=key, period=period, metric=metric, target_metric=""
     ).first()
     return None if row is None else row.value
+
+
+def explorer_rows(model: str, period_from: date, period_to: date) -> list[dict]:
+    """The attribution explorer's rows of the range (kpis.explorer.explorer_table, what the pages
+    and the API read), by partner id, as kpis.services.attribution_by_partner gives them: partner
+    id, key and name, sourced, influenced, and attributed under `model`."""
+    from kpis.explorer import explorer_table
+
+    table = explorer_table(period_from=period_from, period_to=period_to)
+    return [
+        {
+            "partner_id": r.partner_id,
+            "partner_key": r.partner_key,
+            "partner_name": r.partner_name,
+            "sourced": r.sourced,
+            "influenced": r.influenced,
+            "attributed": r.models[model],
+        }
+        for r in table.ordered("id", descending=False)
+    ]

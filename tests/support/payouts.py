@@ -3,6 +3,7 @@
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from deals.models import DealRegistration
 from economics.models import CommissionEntry, CommissionPlan, CommissionRule
 from partners.models import Partner
 from tests.factories import DealFactory
@@ -24,8 +25,10 @@ def entry(
     *,
     approved_on: date,
     status: str = CommissionEntry.Status.APPROVED,
+    registration: DealRegistration | None = None,
 ) -> CommissionEntry:
-    """An entry of `amount` (negative: a clawback) on a deal of its own, approved on `approved_on`."""
+    """An entry of `amount` (negative: a clawback) on a deal of its own (or on `registration`),
+    approved on `approved_on`."""
     value = Decimal(amount)
     when = datetime.combine(approved_on, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
     kind = CommissionEntry.Kind.EARNING if value > 0 else CommissionEntry.Kind.CLAWBACK
@@ -33,9 +36,10 @@ def entry(
     return CommissionEntry.objects.create(
         partner=partner,
         rule=_rule(),
-        basis="revenue",
+        basis="registration" if registration else "revenue",
         kind=kind,
-        deal=DealFactory(sourcing_partner=partner, amount=abs(value) * 10),
+        deal=None if registration else DealFactory(sourcing_partner=partner, amount=abs(value) * 10),
+        registration=registration,
         amount=value,
         base_amount=abs(value) * 10,
         rate=Decimal("10"),
