@@ -139,17 +139,25 @@ def visible_horizon() -> int | None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text, "
-            "ARRAY(SELECT x::text FROM pg_snapshot_xip(s) AS x) FROM (SELECT pg_current_snapshot() AS s) t"
+            "ARRAY(SELECT x::text FROM pg_snapshot_xip(s) AS x), pg_current_xact_id_if_assigned()::text "
+            "FROM (SELECT pg_current_snapshot() AS s) t"
         )
-        xmin, xmax, in_progress = cursor.fetchone()
-        if not in_progress:
+        xmin, xmax, in_progress, own = cursor.fetchone()
+        if not in_progress and own is None:
             return int(xmax)
         cursor.execute(_SEES_EVERY_BACKEND)
         if not cursor.fetchone()[0]:
-            return int(xmin)
+            return int(xmin) if in_progress else int(xmax)
         cursor.execute("SELECT pg_stat_clear_snapshot()")  # read the sessions now, not a cached view
         cursor.execute(_OUR_DATABASES_XIDS)
         ours = {int(xid) for (xid,) in cursor.fetchall()}
+    if own is not None:
+        # A reader that has written in its own transaction (a snapshot never lists its own id, and
+        # xmax may not be past it) sees its own rows: serve them when no other transaction of this
+        # database is in flight, whatever its id (pg_stat_activity lists those past xmax too).
+        ours.discard(int(own) % 2**32)
+        if not ours:
+            return max(int(xmax), int(own) + 1)
     mine = [int(x) for x in in_progress if int(x) % 2**32 in ours]
     return min(mine) if mine else int(xmax)
 

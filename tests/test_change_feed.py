@@ -144,6 +144,35 @@ def test_a_transaction_in_another_database_does_not_hold_the_feed_back():
         other.close()
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_reader_sees_its_own_transactions_rows_while_another_database_has_a_write_in_flight():
+    """A transaction that writes and then reads the feed (as test_query_counts does): its own id is
+    the newest, no later one has completed, so the snapshot's xmax is not past it."""
+    from events.changes import Cursor, changes_after, visible_horizon
+
+    settings = connection.settings_dict
+    other = psycopg2.connect(
+        dbname="postgres",
+        user=settings["USER"],
+        host=settings["HOST"] or "127.0.0.1",
+        port=settings["PORT"] or 5432,
+    )
+    try:
+        with other.cursor() as elsewhere:
+            elsewhere.execute("SELECT pg_current_xact_id()")  # a write transaction elsewhere, left open
+            deal = DealFactory()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_current_xact_id()::text")
+                (own,) = cursor.fetchone()
+            assert visible_horizon() > int(own)  # its own rows are below the horizon
+            rows = changes_after(Cursor(0, 0), partner_id=None, staff=True, limit=100)
+            assert ("deals", deal.pk) in [(row.resource, row.object_id) for row in rows]
+    finally:
+        other.rollback()
+        other.close()
+
+
 @pytest.mark.django_db
 def test_an_import_tells_the_feed_of_exactly_the_objects_it_created_or_changed(tmp_path):
     """The import writes set-based (no signals): its feed rows come from the staged rows."""
