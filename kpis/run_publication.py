@@ -30,6 +30,7 @@ from kpis.engine import (
     state_exists,
     state_runs,
 )
+from kpis.explorer import explorer_after_publication
 from kpis.forecast_store import forecast_after_publication
 from kpis.models import KpiPublication, KpiRun
 from kpis.recovery import ensure_running, lock_runs
@@ -138,6 +139,7 @@ def finisher(run: KpiRun, *, periods: int) -> Callable[[dict[str, int]], None]:
         record_event(type=EventType.KPI_RUN_PUBLISHED, obj=KpiRun.objects.get(pk=run.pk))
         # Its own task once this commits: the publication is not held open by the forecast.
         forecast_after_publication(run)
+        explorer_after_publication(run)
 
     return finish
 

@@ -5,6 +5,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
+from kpis.explorer import store_opening_range
 from kpis.forecast_store import forecast_snapshot_compute
 from kpis.recovery import reap
 from kpis.services import kpi_chunk_execute, kpi_task_run
@@ -50,3 +51,11 @@ def compute_forecast(run_id: int | None = None) -> int:
     """The pipeline forecast, computed and stored once a KPI run's publication committed (`run_id`)
     or when a page found none (kpis.forecast_store); returns the snapshot's id."""
     return forecast_snapshot_compute(run_id=run_id).pk
+
+
+@shared_task(bind=False, **PRODUCTION_SAFE)
+def store_explorer_opening_range(run_id: int | None = None) -> int | None:
+    """The attribution explorer's opening range stored once a KPI run's publication committed
+    (`run_id`, for the log); returns the stored range's id."""
+    stored = store_opening_range()
+    return stored.pk if stored else None

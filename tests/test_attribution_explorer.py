@@ -78,6 +78,31 @@ def _keys(response) -> list[str]:
     return [r.partner_key for r in response.context["rows"]]
 
 
+def test_a_publication_stores_the_range_the_explorer_opens_on(
+    manager, eager_tasks, django_capture_on_commit_callbacks
+):
+    alpha, bravo, charlie, delta = _march(publish=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = kt.recompute(as_of="2026-04-30")
+    # The page without parameters opens on the newest complete published month: April 2026,
+    # where only Charlie's $300 was won (sourced).
+    stored = ExplorerPeriod.objects.get()
+    assert (stored.run_id, str(stored.period_from), str(stored.period_to)) == (
+        run.pk,
+        "2026-04-01",
+        "2026-04-30",
+    )
+    assert [(r.partner_id, r.sourced) for r in ExplorerRow.objects.filter(sourced__gt=0)] == [
+        (charlie.pk, 30000)
+    ]
+    response = manager.get(URL)
+    assert response.context["period"].label == "2026-04"
+    assert [(r.partner_key, str(r.sourced)) for r in response.context["rows"] if r.sourced] == [
+        ("charlie", "300.00")
+    ]
+    assert ExplorerPeriod.objects.count() == 1  # the page read the stored rows
+
+
 @pytest.mark.parametrize("publish", [True, False], ids=["published", "before-any-publication"])
 def test_each_partner_s_figures_under_each_model_and_the_totals_over_all_pages(manager, publish, monkeypatch):
     _march(publish)
