@@ -147,44 +147,81 @@ class FileSteps:
 
         self._flag(file, entity, found())
 
-    def _upsert(self, file: str, model: type[models.Model], values: dict[str, str], joins: str = "") -> None:
+    def _upsert(
+        self,
+        file: str,
+        model: type[models.Model],
+        values: dict[str, str],
+        joins: str = "",
+        *,
+        derived: dict[str, str] | None = None,
+    ) -> None:
         """Create the staged valid rows whose key is new, update those whose values differ, leave
         identical rows (and their updated_at) alone. `values`: column -> SQL expression over the
-        staged row `s` and `joins`."""
+        staged row `s` and `joins`. `derived`: columns computed from the row as written and not
+        compared (column -> SQL expression over `x`: the row's `values` by column, and `x.id`, the
+        stored row's id or NULL for a new row).
+
+        Two statements where one `INSERT ... ON CONFLICT` served: an UPDATE of the stored rows that
+        change (none when no stored row changes) and a plain INSERT of the new keys, which the marks
+        already tell (without the anti-join when every row is new): no speculative insertion into
+        the key index for each row."""
         table = q(model._meta.db_table)
-        written_at = now()
-        constants, params = constant_columns(model, ["key", *values], now=written_at)
-        columns = ["key", *values, *constants]
-        has_updated_at = "updated_at" in constants
-        changed = " OR ".join(f"{table}.{q(c)} IS DISTINCT FROM EXCLUDED.{q(c)}" for c in values)
-        sets = ", ".join(
-            f"{q(c)} = EXCLUDED.{q(c)}" for c in [*values, *(["updated_at"] if has_updated_at else [])]
-        )
-        sql = (
-            f"INSERT INTO {table} ({', '.join(q(c) for c in columns)}) "
-            f"SELECT {', '.join(['s.key', *values.values(), *(['%s'] * len(params))])} "
-            f"FROM {STAGE} s {joins} WHERE s.ok ORDER BY s.line "
-            f"ON CONFLICT (key) DO UPDATE SET {sets} WHERE {changed}"
-        )
+        derived = derived or {}
+        constants, params = constant_columns(model, ["key", *values, *derived], now=now())
         summary = self.result.files[file]
         valid = self.stage.count(f"SELECT COUNT(*) FROM {STAGE} WHERE ok")
         self._mark_for_the_feed(table, values, joins)
         created = self.stage.count(f"SELECT COUNT(*) FROM {FEED_MARKS} WHERE action = 'created'")
+        changed = self.stage.count(f"SELECT COUNT(*) FROM {FEED_MARKS} WHERE action = 'updated'")
+        row = ", ".join(f"{expression} AS {q(c)}" for c, expression in values.items())
         with bulk_write(model, valid) as write:
-            written = write.wrote(self.guarded(file, lambda: self.stage.execute(sql, params)))
+            written = 0
+            if changed:
+                stamp = ["updated_at"] if "updated_at" in constants else []
+                sets = ", ".join(
+                    [
+                        *(f"{q(c)} = x.{q(c)}" for c in values),
+                        *(f"{q(c)} = {expression}" for c, expression in derived.items()),
+                        *(f"{q(c)} = %s" for c in stamp),
+                    ]
+                )
+                update = (
+                    f"UPDATE {table} SET {sets} FROM (SELECT m.id AS id, {row} FROM {FEED_MARKS} m "
+                    f"JOIN {STAGE} s ON s.line = m.line {joins} WHERE m.action = 'updated') x "
+                    f"WHERE {table}.id = x.id"
+                )
+                stamps = [params[constants.index(c)] for c in stamp]
+                self.stage.execute(f"ANALYZE {FEED_MARKS}")
+                written += self.guarded(file, lambda: self.stage.execute(update, stamps))
+            if created:
+                # A first import (every row new) need not look for its keys.
+                stored = f"AND NOT EXISTS (SELECT 1 FROM {table} k WHERE k.key = s.key)"
+                new = "" if created == valid else stored
+                columns = ["key", *values, *derived, *constants]
+                selected = ["x.key", *(f"x.{q(c)}" for c in values), *derived.values(), *["%s"] * len(params)]
+                no_id = f"CAST(NULL AS {model._meta.pk.rel_db_type(connection)})"
+                insert = (
+                    f"INSERT INTO {table} ({', '.join(q(c) for c in columns)}) SELECT {', '.join(selected)} "
+                    f"FROM (SELECT s.line, s.key, {no_id} AS id, {row} FROM {STAGE} s {joins} "
+                    f"WHERE s.ok {new}) x ORDER BY x.line"
+                )
+                written += self.guarded(file, lambda: self.stage.execute(insert, params))
+            write.wrote(written)
         record_keyed_changes(model, FEED_MARKS)
         self.stage.execute(f"DROP TABLE {FEED_MARKS}")
         summary.created += created
-        summary.updated += max(written - created, 0)
-        summary.unchanged += valid - max(written, created)
+        summary.updated += changed
+        summary.unchanged += valid - created - changed
 
     def _mark_for_the_feed(self, table: str, values: dict[str, str], joins: str) -> None:
-        """FEED_MARKS: the key of each staged row the upsert will create or change, and which; the
-        change feed is told of exactly those (events.changes), as the services' signals would."""
+        """FEED_MARKS: each staged row the upsert will create or change (its line, key, stored id),
+        and which; the upsert writes those, and the change feed is told of exactly those
+        (events.changes), as the services' signals would."""
         differs = " OR ".join(f"w.{q(c)} IS DISTINCT FROM {expression}" for c, expression in values.items())
         self.stage.execute(f"DROP TABLE IF EXISTS {FEED_MARKS}")
         self.stage.execute(
-            f"CREATE TEMPORARY TABLE {FEED_MARKS} AS SELECT s.key AS key, "
+            f"CREATE TEMPORARY TABLE {FEED_MARKS} AS SELECT s.line AS line, s.key AS key, w.id AS id, "
             "CASE WHEN w.id IS NULL THEN 'created' ELSE 'updated' END AS action "
             f"FROM {STAGE} s {joins} LEFT JOIN {table} w ON w.key = s.key "
             f"WHERE s.ok AND (w.id IS NULL OR {differs})"
