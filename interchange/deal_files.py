@@ -19,6 +19,7 @@ from interchange.screen import (
     registration_screen,
     touch_screen,
 )
+from interchange.segments import segment_of
 from interchange.staging import STAGE, constant_columns, now, q
 from partners.models import Partner
 
@@ -74,6 +75,8 @@ class DealFiles(FileSteps):
             },
             f"JOIN {q(Account._meta.db_table)} a ON a.key = s.account "
             f"LEFT JOIN {q(Partner._meta.db_table)} p ON p.key = s.sourcing_partner",
+            # Its segment by the rule of its triggers (interchange.segments), from the row written.
+            derived={"segment": segment_of("x")},
         )
 
     def _registrations(self, file: str) -> None:
@@ -233,6 +236,7 @@ class DealFiles(FileSteps):
                 "AND t.partner_id = x.partner_id AND t.kind = x.kind AND t.touched_at = x.touched_at) "
                 "ORDER BY x.line"
             ),
+            segments_of=f"d.key IN (SELECT s.deal FROM {STAGE} s WHERE s.ok)",
         )
         # Touches have no key: the new ones are those stamped with this insert's created_at.
         record_created_at(Touch, params[constants.index("created_at")])

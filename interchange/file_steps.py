@@ -175,7 +175,8 @@ class FileSteps:
         created = self.stage.count(f"SELECT COUNT(*) FROM {FEED_MARKS} WHERE action = 'created'")
         changed = self.stage.count(f"SELECT COUNT(*) FROM {FEED_MARKS} WHERE action = 'updated'")
         row = ", ".join(f"{expression} AS {q(c)}" for c, expression in values.items())
-        with bulk_write(model, valid) as write:
+        # A deal's segment written with it (interchange.segments): its row trigger is off for a bulk write.
+        with bulk_write(model, valid, sets_segments="segment" in derived) as write:
             written = 0
             if changed:
                 stamp = ["updated_at"] if "updated_at" in constants else []
@@ -236,13 +237,15 @@ class FileSteps:
         *,
         unique: str | None = None,
         deduplicated: str = "",
+        segments_of: str | None = None,
     ) -> None:
         """For files whose identity is the whole row: insert what `select` gives (the new rows). When a
         bulk write drops the `unique` constraint (staging.bulk_write), `deduplicated` is written
-        instead: the same rows, without the constraint's help."""
+        instead: the same rows, without the constraint's help. `segments_of`: the deals whose segments
+        the rows may change (staging.bulk_write), for a write of touches."""
         summary = self.result.files[file]
         valid = self.stage.count(f"SELECT COUNT(*) FROM {STAGE} WHERE ok")
-        with bulk_write(model, valid, unique=unique) as write:
+        with bulk_write(model, valid, unique=unique, segments_of=segments_of) as write:
             sql = deduplicated if write.unique_dropped else select
             created = write.wrote(self.guarded(file, lambda: self.stage.execute(sql, params)))
         summary.created += created
