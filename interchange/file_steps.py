@@ -163,57 +163,86 @@ class FileSteps:
         stored row's id or NULL for a new row).
 
         Two statements where one `INSERT ... ON CONFLICT` served: an UPDATE of the stored rows that
-        change (none when no stored row changes) and a plain INSERT of the new keys, which the marks
-        already tell (without the anti-join when every row is new): no speculative insertion into
-        the key index for each row."""
+        change and a plain INSERT of the new keys (no speculative insertion into the key index for
+        each row). When no staged key is stored (a first import), every valid row is new: nothing
+        is marked or compared, and the new keys are not looked up."""
         table = q(model._meta.db_table)
-        derived = derived or {}
-        constants, params = constant_columns(model, ["key", *values, *derived], now=now())
         summary = self.result.files[file]
         valid = self.stage.count(f"SELECT COUNT(*) FROM {STAGE} WHERE ok")
-        self._mark_for_the_feed(table, values, joins)
-        created = self.stage.count(f"SELECT COUNT(*) FROM {FEED_MARKS} WHERE action = 'created'")
-        changed = self.stage.count(f"SELECT COUNT(*) FROM {FEED_MARKS} WHERE action = 'updated'")
-        row = ", ".join(f"{expression} AS {q(c)}" for c, expression in values.items())
+        any_stored = f"SELECT 1 FROM {STAGE} s JOIN {table} w ON w.key = s.key WHERE s.ok LIMIT 1"
+        stored = self.stage.count(f"SELECT COUNT(*) FROM ({any_stored}) f")
+        changed, new_keys = 0, valid
+        if stored:
+            self._mark_for_the_feed(table, values, joins)
+            changed = self.stage.count(f"SELECT COUNT(*) FROM {FEED_MARKS} WHERE action = 'updated'")
+            new_keys = self.stage.count(f"SELECT COUNT(*) FROM {FEED_MARKS} WHERE action = 'created'")
         # A deal's segment written with it (interchange.segments): its row trigger is off for a bulk write.
-        with bulk_write(model, valid, sets_segments="segment" in derived) as write:
-            written = 0
-            if changed:
-                stamp = ["updated_at"] if "updated_at" in constants else []
-                sets = ", ".join(
-                    [
-                        *(f"{q(c)} = x.{q(c)}" for c in values),
-                        *(f"{q(c)} = {expression}" for c, expression in derived.items()),
-                        *(f"{q(c)} = %s" for c in stamp),
-                    ]
-                )
-                update = (
-                    f"UPDATE {table} SET {sets} FROM (SELECT m.id AS id, {row} FROM {FEED_MARKS} m "
-                    f"JOIN {STAGE} s ON s.line = m.line {joins} WHERE m.action = 'updated') x "
-                    f"WHERE {table}.id = x.id"
-                )
-                stamps = [params[constants.index(c)] for c in stamp]
-                self.stage.execute(f"ANALYZE {FEED_MARKS}")
-                written += self.guarded(file, lambda: self.stage.execute(update, stamps))
-            if created:
-                # A first import (every row new) need not look for its keys.
-                stored = f"AND NOT EXISTS (SELECT 1 FROM {table} k WHERE k.key = s.key)"
-                new = "" if created == valid else stored
-                columns = ["key", *values, *derived, *constants]
-                selected = ["x.key", *(f"x.{q(c)}" for c in values), *derived.values(), *["%s"] * len(params)]
-                no_id = f"CAST(NULL AS {model._meta.pk.rel_db_type(connection)})"
-                insert = (
-                    f"INSERT INTO {table} ({', '.join(q(c) for c in columns)}) SELECT {', '.join(selected)} "
-                    f"FROM (SELECT s.line, s.key, {no_id} AS id, {row} FROM {STAGE} s {joins} "
-                    f"WHERE s.ok {new}) x ORDER BY x.line"
-                )
-                written += self.guarded(file, lambda: self.stage.execute(insert, params))
-            write.wrote(written)
-        record_keyed_changes(model, FEED_MARKS)
-        self.stage.execute(f"DROP TABLE {FEED_MARKS}")
+        with bulk_write(model, valid, sets_segments="segment" in (derived or {})) as write:
+            updated = self._update_changed(file, model, values, joins, derived or {}) if changed else 0
+            new = f"AND NOT EXISTS (SELECT 1 FROM {table} k WHERE k.key = s.key)" if stored else ""
+            created = self._insert_new_keys(file, model, values, joins, derived or {}, new) if new_keys else 0
+            write.wrote(updated + created)
+        # The change feed: the marked rows, or every valid row of a first import (all created).
+        record_keyed_changes(
+            model, FEED_MARKS if stored else f"(SELECT s.key, 'created' AS action FROM {STAGE} s WHERE s.ok)"
+        )
+        if stored:
+            self.stage.execute(f"DROP TABLE {FEED_MARKS}")
         summary.created += created
         summary.updated += changed
         summary.unchanged += valid - created - changed
+
+    def _update_changed(
+        self,
+        file: str,
+        model: type[models.Model],
+        values: dict[str, str],
+        joins: str,
+        derived: dict[str, str],
+    ) -> int:
+        """UPDATE the stored rows FEED_MARKS marks as changed with their staged values (and updated_at)."""
+        table = q(model._meta.db_table)
+        constants, params = constant_columns(model, ["key", *values, *derived], now=now())
+        stamp = ["updated_at"] if "updated_at" in constants else []
+        sets = ", ".join(
+            [
+                *(f"{q(c)} = x.{q(c)}" for c in values),
+                *(f"{q(c)} = {expression}" for c, expression in derived.items()),
+                *(f"{q(c)} = %s" for c in stamp),
+            ]
+        )
+        row = ", ".join(f"{expression} AS {q(c)}" for c, expression in values.items())
+        update = (
+            f"UPDATE {table} SET {sets} FROM (SELECT m.id AS id, {row} FROM {FEED_MARKS} m "
+            f"JOIN {STAGE} s ON s.line = m.line {joins} WHERE m.action = 'updated') x "
+            f"WHERE {table}.id = x.id"
+        )
+        self.stage.execute(f"ANALYZE {FEED_MARKS}")
+        stamps = [params[constants.index(c)] for c in stamp]
+        return self.guarded(file, lambda: self.stage.execute(update, stamps))
+
+    def _insert_new_keys(
+        self,
+        file: str,
+        model: type[models.Model],
+        values: dict[str, str],
+        joins: str,
+        derived: dict[str, str],
+        new: str,
+    ) -> int:
+        """INSERT the valid staged rows (those `new`, a condition on `s`, selects) in line order."""
+        table = q(model._meta.db_table)
+        constants, params = constant_columns(model, ["key", *values, *derived], now=now())
+        columns = ["key", *values, *derived, *constants]
+        selected = ["x.key", *(f"x.{q(c)}" for c in values), *derived.values(), *["%s"] * len(params)]
+        row = ", ".join(f"{expression} AS {q(c)}" for c, expression in values.items())
+        no_id = f"CAST(NULL AS {model._meta.pk.rel_db_type(connection)})"
+        insert = (
+            f"INSERT INTO {table} ({', '.join(q(c) for c in columns)}) SELECT {', '.join(selected)} "
+            f"FROM (SELECT s.line, s.key, {no_id} AS id, {row} FROM {STAGE} s {joins} "
+            f"WHERE s.ok {new}) x ORDER BY x.line"
+        )
+        return self.guarded(file, lambda: self.stage.execute(insert, params))
 
     def _mark_for_the_feed(self, table: str, values: dict[str, str], joins: str) -> None:
         """FEED_MARKS: each staged row the upsert will create or change (its line, key, stored id),
