@@ -2,6 +2,7 @@
 checks and their writes; interchange.file_steps has the steps they share, interchange.screen what
 their cells are screened with on PostgreSQL)."""
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from deals.models import Account, Deal, DealRegistration, Touch
@@ -114,7 +115,6 @@ class DealFiles(FileSteps):
         )
         self._duplicates(file, "dealregistration")
         self._acting_partners(file, "dealregistration", "partner")
-        self._references(file, "dealregistration", "deal", Deal, label="deal")
         self._deal_claims(file)
         self._references(file, "dealregistration", "account", Account, label="account")
         partners, accounts, deals = (q(m._meta.db_table) for m in (Partner, Account, Deal))
@@ -136,60 +136,51 @@ class DealFiles(FileSteps):
         )
 
     def _deal_claims(self, file: str) -> None:
-        """A registration's deal: only an approved registration has one, not a deal another partner
-        sourced, and not one another registration (stored, or earlier in the file) already has."""
+        """A registration's deal: a known deal (by key), which only an approved registration has,
+        not one another partner sourced, and not one another registration (stored, or earlier in
+        the file) already has. The stored checks are one join of the file with the deals."""
         entity = "dealregistration"
         deals, registrations = q(Deal._meta.db_table), q(DealRegistration._meta.db_table)
         partners = q(Partner._meta.db_table)
-        self._flag(
-            file,
-            entity,
-            (
-                (line, key, "deal", DEAL_ONLY_WHEN_APPROVED.format(status=status))
-                for line, key, status in self.stage.fetch(
-                    f"SELECT s.line, s.key, s.status FROM {STAGE} s JOIN {deals} d ON d.key = s.deal "
-                    "WHERE s.status <> '' AND s.status <> 'approved' ORDER BY s.line"
-                )
-            ),
-        )
-        self._flag(
-            file,
-            entity,
-            (
-                (line, key, "deal", f"deal '{deal}' is sourced by another partner")
-                for line, key, deal in self.stage.fetch(
-                    f"SELECT s.line, s.key, s.deal FROM {STAGE} s JOIN {deals} d ON d.key = s.deal "
-                    f"JOIN {partners} p ON p.key = s.partner "
-                    "WHERE d.sourcing_partner_id IS NOT NULL AND d.sourcing_partner_id <> p.id "
-                    "ORDER BY s.line"
-                )
-            ),
+        unapproved = "s.status <> '' AND s.status <> 'approved'"
+        sourced_by_other = "d.sourcing_partner_id IS NOT NULL AND d.sourcing_partner_id <> p.id"
+        sql = (
+            f"SELECT s.line, s.key, s.deal, s.status, d.id IS NULL, {unapproved}, "
+            f"COALESCE({sourced_by_other}, false), COALESCE(r.key, '#' || CAST(r.id AS TEXT)) "
+            f"FROM {STAGE} s LEFT JOIN {deals} d ON d.key = s.deal "
+            f"LEFT JOIN {partners} p ON p.key = s.partner "
+            f"LEFT JOIN {registrations} r ON r.deal_id = d.id AND (r.key IS NULL OR r.key <> s.key) "
+            f"WHERE s.deal <> '' AND (d.id IS NULL OR ({unapproved}) OR ({sourced_by_other}) "
+            "OR r.id IS NOT NULL) ORDER BY s.line"
         )
 
-        def claimed(sql: str) -> None:
-            """Flag the rows `sql` gives as (line, key, deal, the registration that holds the deal)."""
-            self._flag(
-                file,
-                entity,
-                (
-                    (line, key, "deal", f"deal '{deal}' already belongs to registration '{belongs_to}'")
-                    for line, key, deal, belongs_to in self.stage.fetch(sql)
-                ),
-            )
+        def found() -> Iterator[tuple[int, str | None, str, str]]:
+            for line, key, deal, status, unknown, not_approved, sourced, owner in self.stage.fetch(sql):
+                if unknown:
+                    yield line, key, "deal", self.unknown("deal", "deal", deal)
+                    continue
+                if not_approved:
+                    yield line, key, "deal", DEAL_ONLY_WHEN_APPROVED.format(status=status)
+                if sourced:
+                    yield line, key, "deal", f"deal '{deal}' is sourced by another partner"
+                if owner is not None:
+                    yield line, key, "deal", f"deal '{deal}' already belongs to registration '{owner}'"
 
-        owner = "COALESCE(r.key, '#' || CAST(r.id AS TEXT))"
-        claimed(
-            f"SELECT s.line, s.key, s.deal, {owner} FROM {STAGE} s JOIN {deals} d ON d.key = s.deal "
-            f"JOIN {registrations} r ON r.deal_id = d.id "
-            "WHERE r.key IS NULL OR r.key <> s.key ORDER BY s.line"
-        )
+        self._flag(file, entity, found())
+
         # Within the file: the first valid row naming a deal claims it.
-        claimed(
-            f"SELECT s.line, s.key, s.deal, o.key FROM {STAGE} s JOIN (SELECT deal, "
-            f"MIN(line) AS first FROM {STAGE} WHERE ok AND deal <> '' GROUP BY deal) c "
-            "ON c.deal = s.deal "
-            f"JOIN {STAGE} o ON o.line = c.first "
-            "WHERE s.line > c.first AND (s.key IS NULL OR s.key <> o.key) ORDER BY s.line"
+        self._flag(
+            file,
+            entity,
+            (
+                (line, key, "deal", f"deal '{deal}' already belongs to registration '{first}'")
+                for line, key, deal, first in self.stage.fetch(
+                    f"SELECT s.line, s.key, s.deal, o.key FROM {STAGE} s JOIN (SELECT deal, "
+                    f"MIN(line) AS first FROM {STAGE} WHERE ok AND deal <> '' GROUP BY deal) c "
+                    f"ON c.deal = s.deal JOIN {STAGE} o ON o.line = c.first "
+                    "WHERE s.line > c.first AND (s.key IS NULL OR s.key <> o.key) ORDER BY s.line"
+                )
+            ),
         )
 
     def _touches(self, file: str) -> None:
