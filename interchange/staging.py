@@ -295,7 +295,7 @@ def bulk_write(
 def _set_segments(cursor: Any, deals: str) -> None:
     """The segments of the deals `deals` selects (a condition on the deal `d`) set by the rule where
     it changes them (interchange.segments). Each deal updated writes a new row version into every
-    index of the deals (thirteen, most larger than the buffer cache: 280,000 deals took 68 s), so
+    index of the deals (fourteen, most larger than the buffer cache: 280,000 deals took 68 s), so
     when they are a tenth of the deals or more the plain indexes are dropped and built again."""
     changed = segments.changes(cursor, deals)
     if not changed:
