@@ -85,7 +85,10 @@ def changes(cursor: Any, deals: str, params: list[Any] | None = None) -> int:
         f"WHERE ({deals}) AND d.segment IS DISTINCT FROM n.segment",
         params or [],
     )
-    return cursor.rowcount
+    changed = cursor.rowcount
+    if not changed:  # nothing for `apply` to write: the table does not outlive the call
+        cursor.execute(f"DROP TABLE {CHANGES}")
+    return changed
 
 
 def apply(cursor: Any) -> None:
