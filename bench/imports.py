@@ -79,11 +79,42 @@ def backend_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class _SlowStatements:
+    """A `connection.execute_wrapper` printing the statements slower than `seconds` (None: none) with
+    their wall and backend CPU seconds: where a file's time goes (COPY is not seen: it bypasses it)."""
+
+    def __init__(self, seconds: float | None, backend: int) -> None:
+        self.seconds = seconds
+        self.backend = backend
+
+    def __call__(self, execute, sql, params, many, context):
+        if self.seconds is None:
+            return execute(sql, params, many, context)
+        backend = self.backend
+        started, cpu = time.perf_counter(), backend_cpu(backend)
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            seconds = time.perf_counter() - started
+            if seconds >= self.seconds:
+                text = " ".join(sql.split())
+                print(
+                    f"    {seconds:7.2f} s (postgres CPU {backend_cpu(backend) - cpu:6.2f} s)  {text[:160]}",
+                    flush=True,
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partners", type=int, default=10_000)
     parser.add_argument("--deals", type=int, default=1_000_000)
     parser.add_argument("--folder", type=Path, help="an INTERCHANGE folder to import instead")
+    parser.add_argument(
+        "--statements",
+        type=float,
+        metavar="SECONDS",
+        help="also print each SQL statement that takes at least SECONDS (wall), as it ends",
+    )
     args = parser.parse_args()
 
     data_dir = Path(os.environ.get("BENCH_DATA_DIR", "var/bench-data"))
@@ -121,7 +152,7 @@ def main() -> None:
             last[:] = now
 
     started = time.perf_counter()
-    with transaction.atomic():
+    with transaction.atomic(), connection.execute_wrapper(_SlowStatements(args.statements, backend)):
         result = import_program(folder, progress=sys.stdout.isatty(), on_progress=on_progress)
     seconds = time.perf_counter() - started
     print(f"  {'file':<18} {'rows':>10}      {'wall':>8}   {'rate':>10}         CPU: python + postgres")

@@ -178,8 +178,9 @@ def changes_after(cursor: Cursor, *, partner_id: int | None, staff: bool, limit:
 
 def record_keyed_changes(model: type[Model], marks_table: str) -> int:
     """Feed rows for a set-based write (the CSV import's upserts, which send no signals).
-    `marks_table` has a row (key, action) for each object the write created or changed, by its key;
-    built before the write, since afterwards nothing tells an updated row from an unchanged one."""
+    `marks_table` (a table, or a parenthesised query) has a row (key, action) for each object the
+    write created or changed, by its key; built before the write, since afterwards nothing tells an
+    updated row from an unchanged one."""
     label = model._meta.label
     if label not in FEED_MODELS:
         return 0

@@ -10,8 +10,8 @@ Then one query over the staged text takes the rows whose cells are in that form,
 within the plausible range, texts within their lengths, and which keep the file's row rules
 (`Screen.cells`, `Screen.rules`), and converts them in SQL: a cast of such text gives exactly the
 value the parser would. Every other row, a "suspect", goes through the very parser and rules of the
-SQLite path (`import_files`), which gives the value or the message. The screen may hold back valid
-rows (Python converts them), never pass a bad one; it writes no message.
+SQLite path (`file_steps`, `deal_files`), which gives the value or the message. The screen may hold
+back valid rows (Python converts them), never pass a bad one; it writes no message.
 
 Bounds and sizes come from program.validation (plausible_bounds, MONEY_*), once per import.
 """
@@ -28,14 +28,14 @@ from interchange.staging import STAGE, column_type
 from program.validation import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 if TYPE_CHECKING:
-    from interchange.import_files import FileHandlers
+    from interchange.file_steps import FileSteps
     from interchange.importer import _Row
     from interchange.parsing import Bounds
 
 DEAL_STATUSES = tuple(Deal.Status.values)
 REGISTRATION_STATUSES = tuple(DealRegistration.Status.values)
 TOUCH_KINDS = tuple(Touch.Kind.values)
-# The lengths `import_files` checks a key and a name against.
+# The lengths `deal_files` checks a key and a name against.
 KEY_MAX_LENGTH = 100
 NAME_MAX_LENGTH = 200
 
@@ -129,7 +129,7 @@ def _money() -> str:
 
 
 def deal_screen(bounds: "Bounds") -> Screen:
-    """deals.csv: the cells as `FileHandlers._deals` reads them and `deals.rules.deal_errors`."""
+    """deals.csv: the cells as `DealFiles._deals` reads them and `deals.rules.deal_errors`."""
     closed = [s for s in DEAL_STATUSES if s != "open"]
     return Screen(
         raw=("key", "account", "name", "amount", "created_at", "closed_at", "status", "sourcing_partner"),
@@ -165,7 +165,7 @@ def deal_screen(bounds: "Bounds") -> Screen:
 
 
 def registration_screen(bounds: "Bounds", protection: timedelta) -> Screen:
-    """registrations.csv: as `FileHandlers._registrations` and `deals.rules.registration_errors`."""
+    """registrations.csv: as `DealFiles._registrations` and `deals.rules.registration_errors`."""
     decided = ("approved", "rejected")  # registration_errors: these need decided_at
     return Screen(
         raw=("key", "partner", "account", "amount", "submitted_at", "status", "decided_at", "deal"),
@@ -201,7 +201,7 @@ def registration_screen(bounds: "Bounds", protection: timedelta) -> Screen:
 
 
 def touch_screen(bounds: "Bounds") -> Screen:
-    """touches.csv: as `FileHandlers._touches` (no row rules)."""
+    """touches.csv: as `DealFiles._touches` (no row rules)."""
     return Screen(
         raw=("deal", "partner", "kind", "touched_at"),
         formats={"kind": choice_format(TOUCH_KINDS), "touched_at": DATETIME_FORMAT},
@@ -242,14 +242,14 @@ def _cells(indexes: Iterable[int]) -> Callable[[list[str]], tuple[str, ...]]:
 
 
 def load_screened(
-    importer: "FileHandlers",
+    importer: "FileSteps",
     file: str,
     entity: str | None,
     columns: list[tuple[str, str]],
     parse: Callable[["_Row"], tuple],
     screen: Screen,
 ) -> None:
-    """Stage `file` as `FileHandlers._load` does (the same rows, values and messages), parsing in
+    """Stage `file` as `FileSteps._load` does (the same rows, values and messages), parsing in
     Python only the rows the screen does not pass."""
     from interchange.importer import _bad_characters, _check_characters, _Row
 

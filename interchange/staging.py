@@ -23,6 +23,7 @@ from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 
 from deals.models import Deal
+from interchange import segments
 from kpis.engine.incremental.delta_facts import builds_in_full
 from kpis.models import FactChange
 
@@ -32,6 +33,9 @@ BATCH_ROWS = 2000
 # PostgreSQL: a file with at least this many rows is loaded with its table's foreign keys dropped and
 # re-added before the next file (one validating scan per key instead of a deferred check per row).
 BULK_ROWS = 50_000
+# Deals whose segment a write of touches changes (interchange.segments): from this share of the deals
+# (1/SEGMENT_SHARE) up, their plain indexes are dropped and built again around the update.
+SEGMENT_SHARE = 10
 # The session settings of the import's transaction on PostgreSQL (as a KPI run's).
 PG_SETTINGS = {"work_mem": "256MB", "maintenance_work_mem": "256MB"}
 
@@ -211,7 +215,14 @@ class BulkWrite:
 
 
 @contextlib.contextmanager
-def bulk_write(model: type[models.Model], rows: int, *, unique: str | None = None) -> Iterator[BulkWrite]:
+def bulk_write(
+    model: type[models.Model],
+    rows: int,
+    *,
+    unique: str | None = None,
+    sets_segments: bool = False,
+    segments_of: str | None = None,
+) -> Iterator[BulkWrite]:
     """PostgreSQL, large files: write the table as a bulk load does, then put it back as it was.
 
     - Its foreign keys are dropped and added back after (one set-based validation per key instead
@@ -225,6 +236,9 @@ def bulk_write(model: type[models.Model], rows: int, *, unique: str | None = Non
       (kpis.engine.incremental.delta_facts.builds_in_full), the fact change log's triggers are off
       during it and the import logs one "truncate" row instead of one row per written row; a write
       that changed nothing logs nothing (the next run may still patch its facts).
+    - The deal segment triggers of the table are off during it (interchange.segments): a deal write
+      that `sets_segments` computes each row's segment itself; after a touch write, the deals that
+      `segments_of` selects (a condition on the deal `d`) get theirs set once the indexes are back.
     Holds the table's lock until the import commits."""
     write = BulkWrite()
     if not pg() or rows < BULK_ROWS:
@@ -256,6 +270,8 @@ def bulk_write(model: type[models.Model], rows: int, *, unique: str | None = Non
         triggers = _fact_triggers(cursor, table) if _builds_facts_in_full(cursor, rows) else []
         for name in triggers:
             cursor.execute(f"ALTER TABLE {q(table)} DISABLE TRIGGER {q(name)}")
+        keeps_segments = sets_segments or segments_of is not None
+        segment_triggers = segments.triggers_off(cursor, table) if keeps_segments else []
     yield write
     with connection.cursor() as cursor:
         for name in triggers:
@@ -268,15 +284,33 @@ def bulk_write(model: type[models.Model], rows: int, *, unique: str | None = Non
             )
         for _name, definition in indexes:
             cursor.execute(definition)
+        if segments_of is not None and write.written:
+            _set_segments(cursor, segments_of)
+        segments.triggers_on(cursor, table, segment_triggers)
         for name, definition in [*constraints, *dropped]:
             cursor.execute(f"ALTER TABLE {q(table)} ADD CONSTRAINT {q(name)} {definition}")
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
-def _drop_plain_indexes(cursor: Any, table: str, rows: int) -> list[tuple[str, str]]:
-    """Drop the table's indexes that back no constraint and are not unique when `rows` new rows are at
-    least a quarter of the table (the planner's count); returns (name, definition) to build them again."""
-    if rows * 4 < _planned_rows(cursor, table):
+def _set_segments(cursor: Any, deals: str) -> None:
+    """The segments of the deals `deals` selects (a condition on the deal `d`) set by the rule where
+    it changes them (interchange.segments). Each deal updated writes a new row version into every
+    index of the deals (fourteen, most larger than the buffer cache: 280,000 deals took 68 s), so
+    when they are a tenth of the deals or more the plain indexes are dropped and built again."""
+    changed = segments.changes(cursor, deals)
+    if not changed:
+        return
+    indexes = _drop_plain_indexes(cursor, Deal._meta.db_table, changed, share=SEGMENT_SHARE)
+    segments.apply(cursor)
+    for _name, definition in indexes:
+        cursor.execute(definition)
+
+
+def _drop_plain_indexes(cursor: Any, table: str, rows: int, *, share: int = 4) -> list[tuple[str, str]]:
+    """Drop the table's indexes that back no constraint and are not unique when `rows` rows are at
+    least 1/`share` of the table (the planner's count; a quarter for new rows); returns (name,
+    definition) to build them again."""
+    if rows * share < _planned_rows(cursor, table):
         return []
     cursor.execute(
         "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
