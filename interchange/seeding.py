@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from importlib import import_module
 from pathlib import Path
 from typing import Any, overload
 from zoneinfo import ZoneInfo
@@ -24,6 +23,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from deals.models import Account, Deal, DealRegistration, Touch
+from interchange import segments
 from interchange.demo import (
     JOIN_SOURCES,
     DemoSize,
@@ -174,6 +174,7 @@ class DbSink:
         self.counts: dict[str, int] = {}
         self.dropped: list[tuple[str, str, str]] = []
         self.dropped_indexes: list[str] = []
+        self.disabled_triggers: dict[str, list[str]] = {}
 
     @overload
     def _id(self, entity: str, index: int) -> int: ...
@@ -303,8 +304,8 @@ class DbSink:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             # The deals' segment triggers probe the touches of each deal written, and the touch
             # index is dropped below: off for the load, the segments set in one statement at close.
-            for table, trigger in SEGMENT_TRIGGERS:
-                cursor.execute(f"ALTER TABLE {quote(table)} DISABLE TRIGGER {quote(trigger)}")
+            for table in segments.TRIGGERS:
+                self.disabled_triggers[table] = segments.triggers_off(cursor, table)
             for model in self.BULK_LOADED:
                 table = model._meta.db_table
                 cursor.execute(
@@ -363,28 +364,17 @@ class DbSink:
                     cursor.execute(f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} {definition}")
                 # Every deal's segment, as the triggers would have set it (the KPI change log's
                 # trigger off too: it logs no segment-only update anyway, after comparing each row).
-                segment = _segment_rule.SEGMENT_SQL.format(d="deals_deal")
-                cursor.execute("ALTER TABLE deals_deal DISABLE TRIGGER deals_deal_fact_upd")
+                segment = segments.segment_of("deals_deal")
+                fact_log = segments.triggers_off(cursor, "deals_deal", (segments.DEAL_FACT_LOG,))
                 cursor.execute(
                     f"UPDATE deals_deal SET segment = {segment} WHERE segment IS DISTINCT FROM {segment}"
                 )
-                cursor.execute("ALTER TABLE deals_deal ENABLE TRIGGER deals_deal_fact_upd")
-                for table, trigger in SEGMENT_TRIGGERS:
-                    cursor.execute(f"ALTER TABLE {quote(table)} ENABLE TRIGGER {quote(trigger)}")
+                segments.triggers_on(cursor, "deals_deal", fact_log)
+                for table, disabled in self.disabled_triggers.items():
+                    segments.triggers_on(cursor, table, disabled)
                 cursor.execute("SET CONSTRAINTS ALL DEFERRED")
                 for statement in connection.ops.sequence_reset_sql(no_style(), list(self.MODELS.values())):
                     cursor.execute(statement)
-
-
-# Deal.segment's rule and triggers (deals/migrations/0005_deal_segment.py): the bulk load turns
-# them off and sets the segments once.
-_segment_rule = import_module("deals.migrations.0005_deal_segment")
-SEGMENT_TRIGGERS = (
-    ("deals_deal", "deals_deal_segment"),
-    ("deals_touch", "deals_touch_segment_ins"),
-    ("deals_touch", "deals_touch_segment_upd"),
-    ("deals_touch", "deals_touch_segment_del"),
-)
 
 
 def _write_program(
