@@ -7,6 +7,7 @@ from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from kpis.forecast_store import MONEY_FIELDS
 from kpis.models import (
     CostEntry,
     ForecastRow,
@@ -136,12 +137,7 @@ class ForecastRowAdmin(ReadOnlyAdmin):
         "scope",
         "scope_id",
         "name",
-        "sourced",
-        "influenced",
-        "backtest_sourced",
-        "backtest_influenced",
-        "actual_sourced",
-        "actual_influenced",
+        *MONEY_FIELDS,
     )
     list_filter = ("scope", "snapshot__as_of", ("snapshot__run", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("snapshot",)

@@ -52,6 +52,17 @@ class Row:
     def cells(self) -> list[Decimal | None]:
         return [self.models.get(m) for m in MODELS]
 
+    def attributed_under(self, model: str) -> dict[str, Any]:
+        """The row as `/api/v1/kpi-attribution/` serves it: attributed under `model`."""
+        return {
+            "partner_id": self.partner_id,
+            "partner_key": self.partner_key,
+            "partner_name": self.partner_name,
+            "sourced": self.sourced,
+            "influenced": self.influenced,
+            "attributed": self.models[model],
+        }
+
 
 @dataclass(frozen=True)
 class Totals:

@@ -3,6 +3,8 @@ that commits late is never skipped (two real PostgreSQL connections commit out o
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 import psycopg2
@@ -121,11 +123,9 @@ def test_a_change_committed_late_is_not_skipped_by_a_client_polling_in_between()
     assert connection.vendor == "postgresql"
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_a_transaction_in_another_database_does_not_hold_the_feed_back():
-    client = client_for(StaffUserFactory(username="feed-reader-2"))
-    _, cursor = read_until(client, 0)
+@contextmanager
+def a_write_in_flight_in_another_database() -> Iterator[None]:
+    """A write transaction (it has an id) left open in the server's `postgres` database."""
     settings = connection.settings_dict
     other = psycopg2.connect(
         dbname="postgres",
@@ -135,13 +135,22 @@ def test_a_transaction_in_another_database_does_not_hold_the_feed_back():
     )
     try:
         with other.cursor() as elsewhere:
-            elsewhere.execute("SELECT pg_current_xact_id()")  # a write transaction, left open
-            deal = DealFactory()
-            seen, cursor = read_all(client, cursor)
-            assert ("deals", deal.pk, "created") in seen
+            elsewhere.execute("SELECT pg_current_xact_id()")
+            yield
     finally:
         other.rollback()
         other.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_in_another_database_does_not_hold_the_feed_back():
+    client = client_for(StaffUserFactory(username="feed-reader-2"))
+    _, cursor = read_until(client, 0)
+    with a_write_in_flight_in_another_database():
+        deal = DealFactory()
+        seen, cursor = read_all(client, cursor)
+        assert ("deals", deal.pk, "created") in seen
 
 
 @pytest.mark.postgres
@@ -151,26 +160,14 @@ def test_a_reader_sees_its_own_transactions_rows_while_another_database_has_a_wr
     the newest, no later one has completed, so the snapshot's xmax is not past it."""
     from events.changes import Cursor, changes_after, visible_horizon
 
-    settings = connection.settings_dict
-    other = psycopg2.connect(
-        dbname="postgres",
-        user=settings["USER"],
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-    )
-    try:
-        with other.cursor() as elsewhere:
-            elsewhere.execute("SELECT pg_current_xact_id()")  # a write transaction elsewhere, left open
-            deal = DealFactory()
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_current_xact_id()::text")
-                (own,) = cursor.fetchone()
-            assert visible_horizon() > int(own)  # its own rows are below the horizon
-            rows = changes_after(Cursor(0, 0), partner_id=None, staff=True, limit=100)
-            assert ("deals", deal.pk) in [(row.resource, row.object_id) for row in rows]
-    finally:
-        other.rollback()
-        other.close()
+    with a_write_in_flight_in_another_database():
+        deal = DealFactory()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_xact_id()::text")
+            (own,) = cursor.fetchone()
+        assert visible_horizon() > int(own)  # its own rows are below the horizon
+        rows = changes_after(Cursor(0, 0), partner_id=None, staff=True, limit=100)
+        assert ("deals", deal.pk) in [(row.resource, row.object_id) for row in rows]
 
 
 @pytest.mark.django_db

@@ -291,17 +291,7 @@ class AttributionView(APIView):
         rows: Any = table.ordered("id", False) if partner is None else table.partner_rows(partner.pk)
         paginator = StandardPagination()
         page = paginator.paginate_queryset(rows, request, view=self) or []
-        data = [
-            {
-                "partner_id": r.partner_id,
-                "partner_key": r.partner_key,
-                "partner_name": r.partner_name,
-                "sourced": r.sourced,
-                "influenced": r.influenced,
-                "attributed": r.models[model],
-            }
-            for r in page
-        ]
+        data = [r.attributed_under(model) for r in page]
         return paginator.get_paginated_response(s.AttributionRowSerializer(data, many=True).data)
 
 

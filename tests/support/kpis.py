@@ -132,14 +132,4 @@ def explorer_rows(model: str, period_from: date, period_to: date) -> list[dict]:
     from kpis.explorer import explorer_table
 
     table = explorer_table(period_from=period_from, period_to=period_to)
-    return [
-        {
-            "partner_id": r.partner_id,
-            "partner_key": r.partner_key,
-            "partner_name": r.partner_name,
-            "sourced": r.sourced,
-            "influenced": r.influenced,
-            "attributed": r.models[model],
-        }
-        for r in table.ordered("id", descending=False)
-    ]
+    return [r.attributed_under(model) for r in table.ordered("id", descending=False)]
