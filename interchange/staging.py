@@ -36,6 +36,8 @@ BULK_ROWS = 50_000
 # Deals whose segment a write of touches changes (interchange.segments): from this share of the deals
 # (1/SEGMENT_SHARE) up, their plain indexes are dropped and built again around the update.
 SEGMENT_SHARE = 10
+# The advisory lock every import's transaction holds on PostgreSQL: (namespace "PRM\x01", import).
+IMPORT_LOCK = (0x50524D01, 1)
 # The session settings of the import's transaction on PostgreSQL (as a KPI run's).
 PG_SETTINGS = {"work_mem": "256MB", "maintenance_work_mem": "256MB"}
 
@@ -68,6 +70,11 @@ class Stage:
     def begin(self) -> None:
         with connection.cursor() as cursor:
             if pg():
+                # One import at a time (SQLite's write transactions already are): a second waits for
+                # the first to commit and then finds its keys stored, where two writing the same new
+                # keys at once would fail the second's INSERT on the unique key (the upsert has no
+                # ON CONFLICT).
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", IMPORT_LOCK)
                 for name, value in PG_SETTINGS.items():
                     cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
                 # Temporary tables live in temp_buffers; settable only before the session's first
