@@ -221,13 +221,7 @@ def explorer_table(*, period_from: date, period_to: date, models: Sequence[str] 
         facts = published_facts()
     except NoPublishedFacts:
         return _computed(period_from, period_to, [AttributionModel(m).value for m in models])
-    key = settings_key()
-    found = ExplorerPeriod.objects.filter(
-        run_id=facts.run_id, period_from=period_from, period_to=period_to, settings_key=key
-    ).first()
-    if found is None:
-        found = _store(facts, period_from, period_to, key)
-    return ExplorerTable(found, None, MODELS)
+    return ExplorerTable(_stored_range(facts, period_from, period_to), None, MODELS)
 
 
 def store_opening_range() -> ExplorerPeriod | None:
@@ -244,11 +238,16 @@ def store_opening_range() -> ExplorerPeriod | None:
         return None
     model = ProgramSettings.load().attribution_model
     period, _ = choose_period(Grain.MONTH.value, None, attribution_model=model)
+    return _stored_range(facts, period.start, period.end)
+
+
+def _stored_range(facts: Any, period_from: date, period_to: date) -> ExplorerPeriod:
+    """The range's rows for the published run: those stored, else computed and stored now."""
     key = settings_key()
     found = ExplorerPeriod.objects.filter(
-        run_id=facts.run_id, period_from=period.start, period_to=period.end, settings_key=key
+        run_id=facts.run_id, period_from=period_from, period_to=period_to, settings_key=key
     ).first()
-    return found or _store(facts, period.start, period.end, key)
+    return found or _store(facts, period_from, period_to, key)
 
 
 def explorer_after_publication(run: KpiRun) -> None:
