@@ -179,7 +179,8 @@ class FileSteps:
         # A deal's segment written with it (interchange.segments): its row trigger is off for a bulk write.
         with bulk_write(model, valid, sets_segments="segment" in (derived or {})) as write:
             updated = self._update_changed(file, model, values, joins, derived or {}) if changed else 0
-            new = f"AND NOT EXISTS (SELECT 1 FROM {table} k WHERE k.key = s.key)" if stored else ""
+            # The new keys are the lines the marks found no stored row for (no second look-up).
+            new = f"AND s.line IN (SELECT line FROM {FEED_MARKS} WHERE action = 'created')" if stored else ""
             created = self._insert_new_keys(file, model, values, joins, derived or {}, new) if new_keys else 0
             write.wrote(updated + created)
         # The change feed: the marked rows, or every valid row of a first import (all created).

@@ -94,6 +94,25 @@ def test_importing_a_valid_folder_twice_leaves_identical_rows():
     assert second.files["touches.csv"].unchanged == 5
 
 
+def test_a_file_with_a_changed_key_and_a_new_key_updates_one_and_creates_the_other(tmp_path):
+    import_program(VALID)
+    deals = (
+        (VALID / "deals.csv")
+        .read_text(encoding="utf-8")
+        .replace("Globex expansion,4800.5", "Globex expansion,4900")
+    )
+    folder = _folder(tmp_path, only=("deals.csv",))
+    (folder / "deals.csv").write_text(
+        deals + "d-9,a-acme,Acme renewal,700.00,2025-04-01T09:00:00+00:00,,open,\n", encoding="utf-8"
+    )
+    result = import_program(folder)
+    summary = result.files["deals.csv"]
+    assert (summary.created, summary.updated, summary.unchanged) == (1, 1, 3)
+    assert Deal.objects.get(key="d-2").amount == Decimal("4900.00")
+    assert Deal.objects.get(key="d-9").amount == Decimal("700.00")
+    assert Deal.objects.count() == 5
+
+
 def test_imported_values_are_parsed_and_linked_by_key():
     import_program(VALID)
     zeta = Partner.objects.get(key="p-zeta")
