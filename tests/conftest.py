@@ -11,27 +11,18 @@ import pytest
 from django.db import connection
 
 from dashboards.browser import CHROMIUM
+from tests.support.services import IN_CI, require
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Browser tests must run (fail, never skip) in CI or when PRM_REQUIRE_BROWSER=1.
 REQUIRE_BROWSER = IN_CI or os.environ.get("PRM_REQUIRE_BROWSER", "") == "1"
-
-
-def _require(condition: bool, reason: str, *, must_run: bool = IN_CI, because: str = "CI=true") -> None:
-    """Skip with `reason` unless the condition holds; fail instead when the test `must_run`."""
-    if condition:
-        return
-    if must_run:
-        pytest.fail(f"{reason} ({because}: this test must run, not skip)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)
 def _service_markers(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("postgres"):
-        _require(connection.vendor == "postgresql", "needs PostgreSQL: set DATABASE_URL=postgres://...")
+        require(connection.vendor == "postgresql", "needs PostgreSQL: set DATABASE_URL=postgres://...")
     if request.node.get_closest_marker("browser"):
-        _require(
+        require(
             os.path.exists(CHROMIUM),
             "Chromium not installed: browser tests skipped (apt-get install chromium)",
             must_run=REQUIRE_BROWSER,
@@ -60,7 +51,7 @@ def _fresh_cache(settings):
 def redis_url() -> str:
     """REDIS_URL, reachable; without it the test skips (CI=true: fails, since CI sets it)."""
     url = os.environ.get("REDIS_URL", "")
-    _require(bool(url), "needs Redis: set REDIS_URL=redis://...")
+    require(bool(url), "needs Redis: set REDIS_URL=redis://...")
     _ping_redis(url)
     return url
 
