@@ -129,6 +129,7 @@ DELTA_TABLES = (
     + ["kx_aff_claim"]
     # Patched cells (_patch_cells); kx_signed_<family>: the signed rows of each family compared by its keys.
     + ["kx_dmed", "kx_dmed_deals", "kx_dgrain", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
+    + ["kx_act_per"]
     + [f"kx_signed_{name}" for name in SIGNED_FAMILIES]
 )
 

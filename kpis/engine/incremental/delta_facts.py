@@ -251,10 +251,13 @@ def as_of_partners(ctx: RunContext, previous_as_of: date) -> None:
     lo, hi = sorted((previous_as_of, ctx.as_of))
     window_lo = s.date_literal(lo - timedelta(days=ctx.settings.activation_window_days + 1))
     lo_d, hi_d = s.date_literal(lo), s.date_literal(hi)
-    # The other deals won between the two dates, whose sales may now count or no longer.
+    # The other deals won between the two dates, whose sales may now count or no longer. Their
+    # months too, redundant, so the state's index on closed_mi finds them (not a scan of every deal).
+    lo_mi, hi_mi = (day.year * 12 + day.month - 1 for day in (lo, hi))
     ctx.exec(
         f"CREATE TEMP TABLE kx_asof_deal AS SELECT * FROM kx_deal WHERE status = 'won' "
-        f"AND closed_d > {lo_d} AND closed_d <= {hi_d} AND id NOT IN (SELECT k FROM kx_aff_deal)"
+        f"AND closed_mi BETWEEN {lo_mi} AND {hi_mi} AND closed_d > {lo_d} AND closed_d <= {hi_d} "
+        "AND id NOT IN (SELECT k FROM kx_aff_deal)"
     )
     ctx.analyze("kx_asof_deal")
     ctx.keys(

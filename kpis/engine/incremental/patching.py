@@ -100,6 +100,9 @@ def changed_medians(ctx: RunContext) -> None:
                 SELECT g.mi FROM kx_grain g JOIN kx_dmed m ON m.grain = g.grain AND m.pidx = g.pidx
                 WHERE m.col IN ({columns}))"""
         )
+        # Unanalysed it looks like a few hundred rows (it holds a year's won deals, ~120,000 at
+        # 1M deals), and the medians read it through nested loops. Its size is what matters: one column.
+        ctx.analyze("kx_dmed_deals (seg)")
     for column in sorted(dirty):
         # The months of the column's changed periods only, before the rows are spread to cells.
         ctx.exec("DROP TABLE IF EXISTS kx_dgrain")
