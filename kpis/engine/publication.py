@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from django.db import connection
@@ -10,6 +11,7 @@ from django.db.backends.utils import CursorWrapper
 from kpis.engine.reconciliation import reconciliation_items_replaced
 from kpis.metrics import Grain
 from kpis.models import KpiValue, ReconciliationItem
+from prm.bulk import indexes_built_after
 from program.attribution import AttributionModel
 
 
@@ -18,12 +20,19 @@ def published_periods(alias: str) -> str:
     return f"EXISTS (SELECT 1 FROM kx_pubper pp WHERE pp.grain = {alias}.grain AND pp.label = {alias}.period)"
 
 
-def published_cells(attribution_model: str) -> str:
-    """The published rows of a patched-cells run's kx_pubcell cells, as a parenthesised slice
-    (each scope looked up through its own index on KpiValue; "join_source_id IS NOT NULL" spelled
-    out lets a scan of the join-source index skip the partner rows' NULLs)."""
+def published_cells(attribution_model: str, *, metrics: bool = False) -> str:
+    """The published rows of the kx_pubcell cells, as a parenthesised slice (each scope looked up
+    through its own index on KpiValue; "join_source_id IS NOT NULL" spelled out lets a scan of
+    the join-source index skip the partner rows' NULLs). `metrics` (a patched-cells run): of
+    those, the targets' rows and the metrics kx_pubmetric lists (metrics.metric_values)."""
     value_table, model = KpiValue._meta.db_table, AttributionModel(attribution_model).value
     on_cell = "k0.grain = c.grain AND k0.period_start = c.start_d"
+    if metrics:
+        pm_match = " AND ".join(f"pm.{c} = c.{c}" for c in ("scope", "sid", "grain", "pidx"))
+        on_cell += (
+            " AND (k0.metric IN ('target', 'target_progress') OR EXISTS "
+            f"(SELECT 1 FROM kx_pubmetric pm WHERE {pm_match} AND pm.metric = k0.metric))"
+        )
     return f"""(SELECT k0.* FROM kx_pubcell c JOIN {value_table} k0 ON k0.partner_id = c.sid AND {on_cell}
         WHERE c.scope = 'partner' AND k0.scope = 'partner'
         UNION ALL SELECT k0.* FROM kx_pubcell c
@@ -177,11 +186,13 @@ def write_changes(run_id: int, *, cells_of_model: str | None) -> dict[str, int]:
         if to_update:
             updated = _update_in_place(cursor, run)
         if to_insert:
-            cursor.execute(
-                f"INSERT INTO {value_table} ({PUBLISHED_COLUMNS}, run_id) "
-                f"SELECT {PUBLISHED_COLUMNS}, {run} FROM kx_ins"
-            )
-            inserted = cursor.rowcount
+            # A first publication (an empty set): KpiValue's indexes built after the insert.
+            with indexes_built_after(value_table) if not (to_delete or to_update) else nullcontext():
+                cursor.execute(
+                    f"INSERT INTO {value_table} ({PUBLISHED_COLUMNS}, run_id) "
+                    f"SELECT {PUBLISHED_COLUMNS}, {run} FROM kx_ins"
+                )
+                inserted = cursor.rowcount
         recon = ReconciliationItem._meta.db_table
         if cells_of_model is not None:
             cursor.execute(f"DELETE FROM {recon} WHERE {reconciliation_items_replaced(recon)}")
@@ -256,7 +267,8 @@ def _stage_diff(cursor: CursorWrapper, *, restricted: bool, cells_of_model: str 
     published = KpiValue._meta.db_table
     if cells_of_model is not None:
         cursor.execute("DROP TABLE IF EXISTS kx_pubslice")
-        cursor.execute(f"CREATE TEMP TABLE kx_pubslice AS SELECT * FROM {published_cells(cells_of_model)} k")
+        slice_ = published_cells(cells_of_model, metrics=True)
+        cursor.execute(f"CREATE TEMP TABLE kx_pubslice AS SELECT * FROM {slice_} k")
         published = "kx_pubslice"
     elif restricted:
         published = f"(SELECT * FROM {published} k0 WHERE {published_periods('k0')})"
