@@ -13,7 +13,6 @@ from django.db import connection
 
 from kpis.engine import components, families
 from kpis.engine.incremental import delta_facts
-from kpis.engine.metrics import FORMULA_INPUTS
 from kpis.engine.tables import COMPONENTS, DELTA_TABLES, MEDIAN_COMPONENTS
 from tests.kpi_hooks import on_statement, statements
 from tests.support import kpis as t
@@ -111,13 +110,3 @@ def test_a_change_of_every_family_patched_equals_a_full_run(demo_program):  # no
 def test_a_change_of_every_family_chunked_equals_a_full_run(settings, demo_program):  # noqa: F811
     settings.KPI_CHUNKS = 2
     _assert_the_edits_change_every_family_and_equal_a_full_run()
-
-
-def test_each_formula_reads_the_components_it_names():
-    """A patched cell restages a metric only when one of these changed (metrics.metric_values)."""
-    assert FORMULA_INPUTS["won_revenue"] == ("won_c",)
-    assert FORMULA_INPUTS["win_rate_sourced"] == ("src_n", "lost_src")
-    assert set(FORMULA_INPUTS["attributed_revenue"]) == {"src_c", "inf_c", "attr_c"}
-    assert set(FORMULA_INPUTS["commission_rate"]) == {"src_c", "inf_c", "attr_c", "comm_c"}
-    assert set(FORMULA_INPUTS["activation_provisional"]) == {"joined_n", "prov"}
-    assert FORMULA_INPUTS["sales_cycle_median_days_direct"] == ("cyc_dir_med",)

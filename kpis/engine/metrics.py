@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 from kpis.engine.context import RunContext
 from kpis.engine.dialect import SCALE, rdiv
-from kpis.engine.tables import CELL_KEY, CELL_NAMES, COMPONENTS, NULLABLE_COMPONENTS
+from kpis.engine.tables import CELL_NAMES, COMPONENTS, NULLABLE_COMPONENTS
 from kpis.metrics import METRICS
 from partners.models import JoinSource, Partner
 
@@ -89,15 +87,7 @@ FORMULAS: dict[str, str] = {
 COMPUTED_METRICS = tuple(m for m in METRICS if m.name in FORMULAS)
 
 
-# The components each formula reads (its "m.<component>" references).
-FORMULA_INPUTS: dict[str, tuple[str, ...]] = {
-    name: tuple(c for c in COMPONENTS if re.search(rf"\bm\.{c}\b", formula))
-    for name, formula in FORMULAS.items()
-}
-
-
 assert {m.name for m in COMPUTED_METRICS} == set(FORMULAS), "every non-target metric needs a formula"
-assert all(FORMULA_INPUTS.values()), "every formula reads a component (a patched cell restages by them)"
 
 
 def build(ctx: RunContext) -> None:
@@ -118,14 +108,8 @@ def merge_cells(ctx: RunContext) -> None:
     )
 
 
-def metric_values(ctx: RunContext, *, restage: str | None = None) -> None:
-    """kx_v: every metric's value of the cells in kx_m, and the targets' rows.
-
-    `restage` (patched cells): a table of the changed cells (patching.restaged_cells); a metric
-    of such a cell is staged only when the cell is new or a component the metric reads changed
-    (listed in kx_pubmetric, which the publication compares with the same published rows), and
-    the other cells of kx_m stage their targets' rows only. The other metrics' published rows
-    stand, as the same components give the same values."""
+def metric_values(ctx: RunContext) -> None:
+    """kx_v: every metric's value of the cells in kx_m, and the targets' rows."""
     ctx.analyze(f"kx_m ({CELL_NAMES})")
     ctx.exec(
         "CREATE TEMP TABLE kx_metric "
@@ -144,38 +128,15 @@ def metric_values(ctx: RunContext, *, restage: str | None = None) -> None:
         "CREATE TEMP TABLE kx_v (scope VARCHAR(12), sid BIGINT, grain VARCHAR(8), pidx INTEGER, "
         "metric VARCHAR(64), target_metric VARCHAR(64), v4 BIGINT)"
     )
-    metric_cells = "kx_m m JOIN kx_metric k ON k.scope = m.scope"
-    if restage is not None:
-        restaged_metrics(ctx, restage, codes)
-        metric_cells = (
-            f"kx_pubmetric r JOIN kx_m m ON {' AND '.join(f'm.{c} = r.{c}' for c in CELL_KEY)} "
-            "JOIN kx_metric k ON k.scope = r.scope AND k.code = r.code"
-        )
     # Partner rows are stored only where the partner has facts: non-zero sums, defined ratios.
     ctx.exec(
         f"""INSERT INTO kx_v (scope, sid, grain, pidx, metric, target_metric, v4)
         SELECT scope, sid, grain, pidx, metric, '', v4 FROM (
             SELECT m.scope, m.sid, m.grain, m.pidx, k.name AS metric, k.zero_when_empty, {value} AS v4
-            FROM {metric_cells}) x
+            FROM kx_m m JOIN kx_metric k ON k.scope = m.scope) x
         WHERE scope <> 'partner' OR (v4 IS NOT NULL AND (v4 <> 0 OR zero_when_empty = 0))"""
     )
     targets(ctx)
-
-
-def restaged_metrics(ctx: RunContext, restage: str, codes: dict[str, int]) -> None:
-    """kx_pubmetric: the (cell, metric) pairs of the cells in `restage` to stage: all of a new
-    cell's, and those of the metrics reading a component that changed (r.ch_<component> = 1)."""
-    inputs_changed = "CASE k.code " + " ".join(
-        f"WHEN {codes[name]} THEN (" + " OR ".join(f"r.ch_{c} = 1" for c in FORMULA_INPUTS[name]) + ")"
-        for name in FORMULAS
-    )
-    ctx.exec(
-        f"""CREATE TEMP TABLE kx_pubmetric AS
-        SELECT r.scope, r.sid, r.grain, r.pidx, k.code, k.name AS metric
-        FROM {restage} r JOIN kx_metric k ON k.scope = r.scope
-        WHERE r.new = 1 OR ({inputs_changed} END)"""
-    )
-    ctx.analyze("kx_pubmetric")
 
 
 def targets(ctx: RunContext) -> None:

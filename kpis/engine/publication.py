@@ -20,19 +20,12 @@ def published_periods(alias: str) -> str:
     return f"EXISTS (SELECT 1 FROM kx_pubper pp WHERE pp.grain = {alias}.grain AND pp.label = {alias}.period)"
 
 
-def published_cells(attribution_model: str, *, metrics: bool = False) -> str:
-    """The published rows of the kx_pubcell cells, as a parenthesised slice (each scope looked up
-    through its own index on KpiValue; "join_source_id IS NOT NULL" spelled out lets a scan of
-    the join-source index skip the partner rows' NULLs). `metrics` (a patched-cells run): of
-    those, the targets' rows and the metrics kx_pubmetric lists (metrics.metric_values)."""
+def published_cells(attribution_model: str) -> str:
+    """The published rows of a patched-cells run's kx_pubcell cells, as a parenthesised slice
+    (each scope looked up through its own index on KpiValue; "join_source_id IS NOT NULL" spelled
+    out lets a scan of the join-source index skip the partner rows' NULLs)."""
     value_table, model = KpiValue._meta.db_table, AttributionModel(attribution_model).value
     on_cell = "k0.grain = c.grain AND k0.period_start = c.start_d"
-    if metrics:
-        pm_match = " AND ".join(f"pm.{c} = c.{c}" for c in ("scope", "sid", "grain", "pidx"))
-        on_cell += (
-            " AND (k0.metric IN ('target', 'target_progress') OR EXISTS "
-            f"(SELECT 1 FROM kx_pubmetric pm WHERE {pm_match} AND pm.metric = k0.metric))"
-        )
     return f"""(SELECT k0.* FROM kx_pubcell c JOIN {value_table} k0 ON k0.partner_id = c.sid AND {on_cell}
         WHERE c.scope = 'partner' AND k0.scope = 'partner'
         UNION ALL SELECT k0.* FROM kx_pubcell c
@@ -267,8 +260,7 @@ def _stage_diff(cursor: CursorWrapper, *, restricted: bool, cells_of_model: str 
     published = KpiValue._meta.db_table
     if cells_of_model is not None:
         cursor.execute("DROP TABLE IF EXISTS kx_pubslice")
-        slice_ = published_cells(cells_of_model, metrics=True)
-        cursor.execute(f"CREATE TEMP TABLE kx_pubslice AS SELECT * FROM {slice_} k")
+        cursor.execute(f"CREATE TEMP TABLE kx_pubslice AS SELECT * FROM {published_cells(cells_of_model)} k")
         published = "kx_pubslice"
     elif restricted:
         published = f"(SELECT * FROM {published} k0 WHERE {published_periods('k0')})"

@@ -92,7 +92,7 @@ SCOPE_TABLES = ["kx_s", "kx_opp", "kx_m", "kx_metric", "kx_v", "kx_target", "kx_
 
 
 # The restriction of an incremental run to the periods its changes touched (_restrict_to_changed_periods).
-CHANGE_TABLES = ["kx_dirty_mi", "kx_dirty_per", "kx_pubper", "kx_pubcell", "kx_pubmetric", "kx_pubslice"]
+CHANGE_TABLES = ["kx_dirty_mi", "kx_dirty_per", "kx_pubper", "kx_pubcell", "kx_pubslice"]
 
 
 # Delta facts: the changed rows, the affected keys, the previous rows of those keys, and the previous
@@ -129,7 +129,7 @@ DELTA_TABLES = (
     + ["kx_aff_claim"]
     # Patched cells (_patch_cells); kx_signed_<family>: the signed rows of each family compared by its keys.
     + ["kx_dmed", "kx_dmed_deals", "kx_dgrain", "kx_dcell", "kx_dflag", "kx_touched", "kx_newcell"]
-    + ["kx_act_per", "kx_restage"]
+    + ["kx_act_per"]
     + [f"kx_signed_{name}" for name in SIGNED_FAMILIES]
 )
 

@@ -146,11 +146,11 @@ def adjust_cells(ctx: RunContext) -> None:
         + f" UNION SELECT {cell} FROM kx_dflag"
     )
     ctx.analyze(f"kx_dcell ({cell})", f"kx_dflag ({cell})", "kx_touched")
-    restaged_cells(ctx)
     empty = ", ".join("NULL" if c in MEDIAN_COMPONENTS else "0" for c in COMPONENTS)
     ctx.exec(
         f"""INSERT INTO kx_cells ({CELL_COLUMNS}, chunk)
-        SELECT t.scope, t.sid, t.grain, t.pidx, {empty}, 0 FROM kx_restage t WHERE t.new = 1"""
+        SELECT t.scope, t.sid, t.grain, t.pidx, {empty}, 0 FROM kx_touched t
+        WHERE NOT EXISTS (SELECT 1 FROM kx_cells c WHERE {cells.cell_match("c", "t")})"""
     )
     patched = ", ".join(
         f"CASE WHEN f.f_{c} = 1 THEN d.{c} ELSE c.{c} END AS {c}"
@@ -172,27 +172,6 @@ def adjust_cells(ctx: RunContext) -> None:
     ctx.exec(f"INSERT INTO kx_cells ({CELL_COLUMNS}, chunk) SELECT * FROM kx_newcell")
 
 
-def restaged_cells(ctx: RunContext) -> None:
-    """kx_restage: the changed cells (kx_touched), whether each is new to kx_cells (new = 1: every
-    metric of it is staged) and, per component, whether it changed (ch_<component> = 1): the other
-    metrics of a cell are staged only where a component they read changed (metrics.metric_values)."""
-    additive = [c for c in COMPONENTS if c not in MEDIAN_COMPONENTS]
-    changed = [f"CASE WHEN COALESCE(d.{c}, 0) <> 0 THEN 1 ELSE 0 END AS ch_{c}" for c in additive] + [
-        f"COALESCE(f.f_{c}, 0) AS ch_{c}" for c in MEDIAN_COMPONENTS
-    ]
-    ctx.exec(
-        f"""CREATE TEMP TABLE kx_restage AS
-        SELECT t.scope, t.sid, t.grain, t.pidx,
-               CASE WHEN EXISTS (SELECT 1 FROM kx_cells c WHERE {cells.cell_match("c", "t")})
-                    THEN 0 ELSE 1 END AS new,
-               {", ".join(changed)}
-        FROM kx_touched t
-        LEFT JOIN kx_dcell d ON {cells.cell_match("d", "t")}
-        LEFT JOIN kx_dflag f ON {cells.cell_match("f", "t")}"""
-    )
-    ctx.analyze(f"kx_restage ({CELL_NAMES})")
-
-
 def stage_patched_cells(ctx: RunContext) -> None:
     """kx_pubcell (the changed cells and the targets' cells, before and now), their metrics and
     kx_pub, and the affected keys' reconciliation items."""
@@ -211,7 +190,7 @@ def stage_patched_cells(ctx: RunContext) -> None:
         f"CREATE TEMP TABLE kx_m AS SELECT {CELL_COLUMNS} FROM kx_cells c "
         f"WHERE EXISTS (SELECT 1 FROM kx_pubcell p WHERE {cells.cell_match('c', 'p')})"
     )
-    metrics.metric_values(ctx, restage="kx_restage")
+    metrics.metric_values(ctx)
     metrics.publishable(ctx)
     reconciliation.build(ctx, affected_only=True)
     ctx.result.restricted = True
