@@ -47,14 +47,15 @@ def indexes_built_after(table: str, *, when_empty: bool = True) -> Iterator[bool
             yield False
             return
         cursor.execute("SET LOCAL lock_timeout = DEFAULT")
+        # A table with deferred checks pending (its foreign keys', of rows this transaction wrote)
+        # can be neither altered nor indexed: they run now, and the block's as its rows go in.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         constraints, indexes = _secondary_indexes(cursor, table)
         for name, _definition in constraints:
             cursor.execute(f"ALTER TABLE {quoted} DROP CONSTRAINT {connection.ops.quote_name(name)}")
         for name, _definition in indexes:
             cursor.execute(f"DROP INDEX {connection.ops.quote_name(name)}")
         yield True
-        # A table with pending deferred checks (its foreign keys') cannot be indexed: run them now.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
         for _name, definition in indexes:
             cursor.execute(definition)

@@ -95,3 +95,25 @@ def test_a_table_held_by_a_reader_or_with_rows_is_left_alone():
     )
     with transaction.atomic(), indexes_built_after(TABLE) as rebuilt:
         assert not rebuilt and _indexes() == before
+
+
+def test_rows_written_and_removed_earlier_in_the_transaction_do_not_stop_it():
+    # Their foreign keys' checks are still pending (deferred to commit) when the table is altered.
+    partner = t.partner("p1", t.join_source("web"))
+    KpiValue.objects.create(
+        scope="partner",
+        scope_key="p1",
+        partner=partner,
+        grain="month",
+        period="2026-02",
+        period_start="2026-02-01",
+        metric="won_revenue",
+        attribution_model="last_touch",
+        value=1,
+        run_id=1,
+    )
+    KpiValue.objects.all().delete()
+    before = _indexes()
+    with transaction.atomic(), indexes_built_after(TABLE) as rebuilt:
+        assert rebuilt
+    assert _indexes() == before
