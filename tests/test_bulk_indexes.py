@@ -4,13 +4,13 @@ publication to the row-by-row insert rather than waiting on it."""
 
 import time
 
-import psycopg2
 import pytest
 from django.db import IntegrityError, connection, transaction
 
 from kpis.models import KpiValue
 from prm.bulk import indexes_built_after
 from tests.support import kpis as t
+from tests.support.services import own_session
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -31,14 +31,19 @@ def _unique_constraints() -> list[str]:
         return [name for (name,) in cursor.fetchall()]
 
 
-def _own_connection():
-    settings = connection.settings_dict
-    return psycopg2.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-    )
+def _value_row(**fields) -> KpiValue:
+    """One published row written by hand (a program month's won revenue unless told)."""
+    row = {
+        "scope": "program",
+        "grain": "month",
+        "period": "2026-02",
+        "period_start": "2026-02-01",
+        "metric": "won_revenue",
+        "attribution_model": "last_touch",
+        "value": 1,
+        "run_id": 1,
+    }
+    return KpiValue.objects.create(**(row | fields))
 
 
 def test_the_indexes_are_dropped_for_the_block_and_built_again_after_it():
@@ -72,7 +77,7 @@ def test_a_first_publication_leaves_every_index_and_the_unique_key_in_place():
 
 def test_a_table_held_by_a_reader_or_with_rows_is_left_alone():
     before = _indexes()
-    reader = _own_connection()
+    reader = own_session()
     try:
         with reader.cursor() as cursor:  # an open transaction that read the table holds it
             cursor.execute("SET statement_timeout = '10s'")
@@ -83,16 +88,7 @@ def test_a_table_held_by_a_reader_or_with_rows_is_left_alone():
         assert time.monotonic() - started < 5  # gave up on the lock instead of waiting for it
     finally:
         reader.close()
-    KpiValue.objects.create(
-        scope="program",
-        grain="month",
-        period="2026-02",
-        period_start="2026-02-01",
-        metric="won_revenue",
-        attribution_model="last_touch",
-        value=1,
-        run_id=1,
-    )
+    _value_row()
     with transaction.atomic(), indexes_built_after(TABLE) as rebuilt:
         assert not rebuilt and _indexes() == before
 
@@ -100,18 +96,7 @@ def test_a_table_held_by_a_reader_or_with_rows_is_left_alone():
 def test_rows_written_and_removed_earlier_in_the_transaction_do_not_stop_it():
     # Their foreign keys' checks are still pending (deferred to commit) when the table is altered.
     partner = t.partner("p1", t.join_source("web"))
-    KpiValue.objects.create(
-        scope="partner",
-        scope_key="p1",
-        partner=partner,
-        grain="month",
-        period="2026-02",
-        period_start="2026-02-01",
-        metric="won_revenue",
-        attribution_model="last_touch",
-        value=1,
-        run_id=1,
-    )
+    _value_row(scope="partner", scope_key="p1", partner=partner)
     KpiValue.objects.all().delete()
     before = _indexes()
     with transaction.atomic(), indexes_built_after(TABLE) as rebuilt:

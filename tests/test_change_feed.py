@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
-import psycopg2
 import pytest
 from django.db import connection, connections, transaction
 from django.db.models import Count
@@ -17,6 +16,7 @@ from deals.models import Deal, Touch
 from tests.factories import AccountFactory, DealFactory, StaffUserFactory
 from tests.support.api import *  # noqa: F403
 from tests.support.api import API, client_for, error_of
+from tests.support.services import own_session
 
 
 def read_until(client, count: int, cursor: str = "") -> tuple[list[tuple], str]:
@@ -126,13 +126,7 @@ def test_a_change_committed_late_is_not_skipped_by_a_client_polling_in_between()
 @contextmanager
 def a_write_in_flight_in_another_database() -> Iterator[None]:
     """A write transaction (it has an id) left open in the server's `postgres` database."""
-    settings = connection.settings_dict
-    other = psycopg2.connect(
-        dbname="postgres",
-        user=settings["USER"],
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-    )
+    other = own_session("postgres")
     try:
         with other.cursor() as elsewhere:
             elsewhere.execute("SELECT pg_current_xact_id()")

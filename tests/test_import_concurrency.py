@@ -5,27 +5,17 @@ import threading
 import time
 from pathlib import Path
 
-import psycopg2
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from deals.models import Deal, Touch
 from interchange.importer import ImportResult, import_program
 from interchange.staging import IMPORT_LOCK
+from tests.support.services import own_session
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 VALID = Path(__file__).parent / "data" / "program_valid"
-
-
-def _own_connection():
-    settings = connection.settings_dict
-    return psycopg2.connect(
-        dbname=settings["NAME"],
-        user=settings["USER"],
-        host=settings["HOST"] or "127.0.0.1",
-        port=settings["PORT"] or 5432,
-    )
 
 
 def _waiting_on_the_import_lock(admin) -> int:
@@ -50,7 +40,7 @@ def test_two_imports_of_the_same_new_keys_run_one_after_the_other_and_both_succe
         finally:
             connections.close_all()
 
-    holder, admin = _own_connection(), _own_connection()
+    holder, admin = own_session(), own_session()
     admin.autocommit = True
     try:
         with holder.cursor() as cursor:  # both imports start while the lock is taken
