@@ -20,25 +20,24 @@ BUILD_MEMORY = "256MB"
 
 
 @contextlib.contextmanager
-def indexes_built_after(table: str, *, when_empty: bool = True) -> Iterator[bool]:
+def indexes_built_after(table: str) -> Iterator[bool]:
     """In a transaction on PostgreSQL: drop `table`'s indexes but its primary key (unique
     constraints' included), run the block, and build them again; yields whether it did.
 
     It takes the table's ACCESS EXCLUSIVE lock, held until the transaction ends (readers of the
-    table wait for it), and only when that lock is granted within LOCK_WAIT and (`when_empty`) the
-    table holds no row: so only a load into an empty table makes readers wait, and never behind a
-    long reader. Otherwise, and on other databases, it changes nothing. If the transaction rolls
+    table wait for it), and only when the table holds no row and that lock is granted within
+    LOCK_WAIT: so only a load into an empty table makes readers wait, and never behind a long
+    reader. Otherwise, and on other databases, it changes nothing. If the transaction rolls
     back, so do the drops."""
     if connection.vendor != "postgresql" or not connection.in_atomic_block:
         yield False
         return
     quoted = connection.ops.quote_name(table)
     with connection.cursor() as cursor:
-        if when_empty:
-            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {quoted})")
-            if cursor.fetchone()[0]:
-                yield False
-                return
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {quoted})")
+        if cursor.fetchone()[0]:
+            yield False
+            return
         try:
             with transaction.atomic():  # a savepoint: a lock not granted in time aborts only it
                 cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'")

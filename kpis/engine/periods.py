@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kpis.engine.context import RunContext
 from kpis.metrics import Grain
-from kpis.periods import Period, active_window_start
+from kpis.periods import Period, active_window_start, month_index
 from program.validation import earliest_month_index, latest_month_index
 
 # KPIS.md: active partners look back over the 90 calendar days that end on the period's last day.
@@ -60,7 +60,7 @@ def patched_fact_bounds(ctx: RunContext) -> tuple[int | None, int | None] | None
 
 
 def build(ctx: RunContext) -> None:
-    as_of_mi = ctx.as_of.year * 12 + ctx.as_of.month - 1
+    as_of_mi = month_index(ctx.as_of)
     facts = patched_fact_bounds(ctx) or fact_bounds(ctx)
     ctx.fact_month_bounds = facts
     targets = ctx.fetch("SELECT MIN(start_mi), MAX(start_mi) FROM kx_tgt")[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any
 
 from django.db import connection
@@ -179,8 +178,8 @@ def write_changes(run_id: int, *, cells_of_model: str | None) -> dict[str, int]:
         if to_update:
             updated = _update_in_place(cursor, run)
         if to_insert:
-            # A first publication (an empty set): KpiValue's indexes built after the insert.
-            with indexes_built_after(value_table) if not (to_delete or to_update) else nullcontext():
+            # A first publication (into an empty set): KpiValue's indexes built after the insert.
+            with indexes_built_after(value_table):
                 cursor.execute(
                     f"INSERT INTO {value_table} ({PUBLISHED_COLUMNS}, run_id) "
                     f"SELECT {PUBLISHED_COLUMNS}, {run} FROM kx_ins"

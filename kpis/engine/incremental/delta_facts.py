@@ -20,6 +20,7 @@ from kpis.engine.tables import (
     state_table,
 )
 from kpis.models import CostEntry, CostEntryLink
+from kpis.periods import month_index
 
 # Delta facts patch the previous run's facts while fewer rows than this share of its deals changed;
 # past it, building the facts again costs less than patching them.
@@ -253,11 +254,10 @@ def as_of_partners(ctx: RunContext, previous_as_of: date) -> None:
     lo_d, hi_d = s.date_literal(lo), s.date_literal(hi)
     # The other deals won between the two dates, whose sales may now count or no longer. Their
     # months too, redundant, so the state's index on closed_mi finds them (not a scan of every deal).
-    lo_mi, hi_mi = (day.year * 12 + day.month - 1 for day in (lo, hi))
     ctx.exec(
         f"CREATE TEMP TABLE kx_asof_deal AS SELECT * FROM kx_deal WHERE status = 'won' "
-        f"AND closed_mi BETWEEN {lo_mi} AND {hi_mi} AND closed_d > {lo_d} AND closed_d <= {hi_d} "
-        "AND id NOT IN (SELECT k FROM kx_aff_deal)"
+        f"AND closed_mi BETWEEN {month_index(lo)} AND {month_index(hi)} "
+        f"AND closed_d > {lo_d} AND closed_d <= {hi_d} AND id NOT IN (SELECT k FROM kx_aff_deal)"
     )
     ctx.analyze("kx_asof_deal")
     ctx.keys(
