@@ -11,7 +11,6 @@ incremental (delta facts, changed periods, patched cells), chunks, state; run st
 together. The names below are what the rest of the project uses.
 """
 
-from kpis.engine.chunks import SessionThread
 from kpis.engine.context import Chunk, ComputeResult, EngineSettings, RunContext
 from kpis.engine.metrics import ZERO_WHEN_EMPTY
 from kpis.engine.publication import (
@@ -27,6 +26,7 @@ from kpis.engine.publication import (
 )
 from kpis.engine.reconciliation import reconciliation_items_replaced
 from kpis.engine.run import KpiComputation
+from kpis.engine.session import SessionThread
 from kpis.engine.state import drop_state, index_state, prune_change_log, state_exists, state_runs
 from kpis.engine.tables import run_schema, state_table
 

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from deals.models import Deal, DealRegistration, Touch
 from kpis.engine.context import RunContext
-from kpis.engine.tables import DELTA_INDEXES, delta_index
+from kpis.engine.tables import DELTA_INDEXES, DRILL_INDEXES, delta_index
 from kpis.models import BOOKED_CATEGORIES, BOOKED_SOURCES, CostEntry, CostEntryLink, Target
 from partners.models import JoinSource, Partner
 
 
 def index_for_patching(ctx: RunContext, *tables: str) -> None:
     """Build `tables`' DELTA_INDEXES now (index_state skips what exists)."""
+    _build_indexes(ctx, DELTA_INDEXES, tables)
+
+
+def index_for_drilldown(ctx: RunContext, *tables: str) -> None:
+    """Build `tables`' DRILL_INDEXES now (index_state skips what exists)."""
+    _build_indexes(ctx, DRILL_INDEXES, tables)
+
+
+def _build_indexes(ctx: RunContext, indexes: list[tuple[str, str]], tables: tuple[str, ...]) -> None:
     ctx.exec("SET LOCAL maintenance_work_mem = '256MB'")
-    for table, columns in DELTA_INDEXES:
+    for table, columns in indexes:
         if table in tables:
             ctx.exec(delta_index(table, columns))
 

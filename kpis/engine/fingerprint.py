@@ -15,8 +15,8 @@ from django.db import connection, transaction
 from django.db.models import Count, Max
 
 from deals.models import Deal, DealRegistration, Touch
-from kpis.engine.chunks import SessionThread
 from kpis.engine.context import EngineSettings
+from kpis.engine.session import SessionThread
 from kpis.models import CostEntry, CostEntryLink, Target
 from partners.models import JoinSource, Partner
 from program.models import ProgramSettings

@@ -18,7 +18,8 @@ Two kinds, because PostgreSQL treats them differently:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 from django.db import DatabaseError, connection, transaction
 
@@ -50,3 +51,38 @@ def engine_transaction() -> Iterator[None]:
     size_temp_buffers()
     with transaction_settings(TRANSACTION_SETTINGS):
         yield
+
+
+class SessionThread:
+    """`work(*args)` on a thread with its own database session, started at once. `join()` returns
+    what it raised (None when it succeeded); `finish()` joins and re-raises."""
+
+    def __init__(
+        self,
+        work: Callable[..., object],
+        *args: object,
+        name: str = "kpi-session",
+        on_exit: Callable[[], object] | None = None,
+    ) -> None:
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                work(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to join() / finish()
+                self.error = exc
+            finally:
+                if on_exit is not None:
+                    on_exit()
+                connection.close()
+
+        self.thread = threading.Thread(target=run, name=name, daemon=True)
+        self.thread.start()
+
+    def join(self) -> BaseException | None:
+        self.thread.join()
+        return self.error
+
+    def finish(self) -> None:
+        if (error := self.join()) is not None:
+            raise error

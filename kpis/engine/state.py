@@ -10,6 +10,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 
 from kpis.engine.context import RunContext
+from kpis.engine.session import SessionThread
 from kpis.engine.tables import (
     CELL_NAMES,
     DELTA_INDEXES,
@@ -17,6 +18,7 @@ from kpis.engine.tables import (
     RUN_NAMESPACE_PREFIX,
     STATE_TABLES,
     delta_index,
+    index_name,
     run_schema,
     state_table,
 )
@@ -115,16 +117,61 @@ def _truncate_change_log(cursor: CursorWrapper, included: str) -> int | None:
 def index_state(run_id: int, *, cells_changed: bool = True) -> None:
     """PostgreSQL: build the lookups the next run patches a state's facts by (DELTA_INDEXES) and the
     drill-down reads it by (DRILL_INDEXES), and analyse its cells, once the state describes the
-    published set: after publishing, not in the next run's time."""
+    published set: after publishing, not in the next run's time.
+
+    The builds are sorts, bound by the processor: one session builds a small index on one core
+    and only the large ones in parallel, so outside a transaction (where another session sees
+    the state) they are dealt to two sessions, the largest tables first, each to the session with
+    less to sort (a full run at 1M deals: ~4 s of building in one session)."""
+    schema = run_schema(run_id)
+    missing = _missing_indexes(schema)
+    sessions: list[list[str]] = [[], []]
+    load = [0, 0]
+    for table, columns, size in missing:
+        emptier = load.index(min(load))
+        sessions[emptier].append(delta_index(table, columns, schema=schema))
+        load[emptier] += size
+    if connection.in_atomic_block or not sessions[1]:
+        sessions = [sessions[0] + sessions[1], []]
+    helper = SessionThread(_build_indexes, sessions[1], name="kpi-index") if sessions[1] else None
+    try:
+        _build_indexes(sessions[0])
+    except BaseException:
+        if helper is not None:
+            helper.join()  # its own error, if any, matters less than this one
+        raise
+    if helper is not None:
+        helper.finish()
+    if cells_changed:  # not after a few cells were patched
+        # The next run joins the changed cells to these (its planner must know their size).
+        # Its key columns only: the other 30 cost 0.3 s at 1M deals and no plan reads them.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {schema}.kx_cells ({CELL_NAMES})")
+
+
+def _missing_indexes(schema: str) -> list[tuple[str, str, int]]:
+    """(table, columns, the table's size) of the DELTA_INDEXES and DRILL_INDEXES the state lacks
+    (a run that patched its facts kept most of them), largest table first."""
+    wanted = DELTA_INDEXES + DRILL_INDEXES
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, c.relkind, pg_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'i')",
+            [schema],
+        )
+        relations = cursor.fetchall()
+    sizes = {name: size for name, kind, size in relations if kind == "r"}
+    present = {name for name, kind, _ in relations if kind == "i"}
+    missing = [(t, c, sizes.get(t, 0)) for t, c in wanted if index_name(t, c) not in present]
+    return sorted(missing, key=lambda index: -index[2])
+
+
+def _build_indexes(statements: list[str]) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SET maintenance_work_mem = '256MB'")
-        for table, columns in DELTA_INDEXES + DRILL_INDEXES:
-            cursor.execute(delta_index(table, columns, schema=run_schema(run_id)))
+        for statement in statements:
+            cursor.execute(statement)
         cursor.execute("RESET maintenance_work_mem")
-        if cells_changed:  # not after a few cells were patched
-            # The next run joins the changed cells to these (its planner must know their size).
-            # Its key columns only: the other 30 cost 0.3 s at 1M deals and no plan reads them.
-            cursor.execute(f"ANALYZE {run_schema(run_id)}.kx_cells ({CELL_NAMES})")
 
 
 def drop_state(run_id: int) -> None:

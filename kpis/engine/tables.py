@@ -184,10 +184,14 @@ def set_aside(table: str) -> str:
     return f"kx_prev_{table[3:]}"
 
 
+def index_name(table: str, columns: str) -> str:
+    return f"{table}_{columns.replace(', ', '_')}"
+
+
 def delta_index(table: str, columns: str, *, schema: str | None = None) -> str:
     """The statement creating one of DELTA_INDEXES on `table` (in `schema`, else the search path)."""
     where = f"{schema}.{table}" if schema else table
-    return f"CREATE INDEX IF NOT EXISTS {table}_{columns.replace(', ', '_')} ON {where} ({columns})"
+    return f"CREATE INDEX IF NOT EXISTS {index_name(table, columns)} ON {where} ({columns})"
 
 
 # A run's facts live on as the state the next incremental run diffs against: on PostgreSQL the run's
