@@ -20,7 +20,7 @@ def index_for_drilldown(ctx: RunContext, *tables: str) -> None:
 
 
 def _build_indexes(ctx: RunContext, indexes: list[tuple[str, str]], tables: tuple[str, ...]) -> None:
-    ctx.exec("SET LOCAL maintenance_work_mem = '256MB'")
+    # The run's transaction settings (ctx.begin_local) give the builds their memory.
     for table, columns in indexes:
         if table in tables:
             ctx.exec(delta_index(table, columns))

@@ -10,7 +10,7 @@ from django.db import OperationalError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 
 from kpis.engine.context import RunContext
-from kpis.engine.session import SessionThread
+from kpis.engine.session import TRANSACTION_SETTINGS, SessionThread
 from kpis.engine.tables import (
     CELL_NAMES,
     DELTA_INDEXES,
@@ -131,7 +131,7 @@ def index_state(run_id: int, *, cells_changed: bool = True) -> None:
         emptier = load.index(min(load))
         sessions[emptier].append(delta_index(table, columns, schema=schema))
         load[emptier] += size
-    if connection.in_atomic_block or not sessions[1]:
+    if connection.in_atomic_block:
         sessions = [sessions[0] + sessions[1], []]
     helper = SessionThread(_build_indexes, sessions[1], name="kpi-index") if sessions[1] else None
     try:
@@ -168,7 +168,7 @@ def _missing_indexes(schema: str) -> list[tuple[str, str, int]]:
 
 def _build_indexes(statements: list[str]) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("SET maintenance_work_mem = '256MB'")
+        cursor.execute(f"SET maintenance_work_mem = '{TRANSACTION_SETTINGS['maintenance_work_mem']}'")
         for statement in statements:
             cursor.execute(statement)
         cursor.execute("RESET maintenance_work_mem")
